@@ -1,0 +1,52 @@
+# One command per job. Variables can be set on the command line: make preprocess TRAIN_DIR=...
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_CPU ?= torch==2.13.0
+
+TRAIN_DIR ?= data/train
+EVAL_DIR ?=
+TOKENIZER ?= tokenizer
+TOKENIZER_TYPE ?= auto
+CACHE_DIR ?= cache
+MAX_SEQ_LENGTH ?= 512
+EXT ?= txt
+NUM_WORKERS ?=
+BENCH_MB ?= 50
+
+.PHONY: setup preprocess test test-all quality style bench demo clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# torch first, pinned to the CPU build lying on CPU machines; then the project
+# with a torch>=2.4 range that build satisfies, so no CUDA wheel is pulled.
+setup: $(BIN)/python
+	@if ! $(BIN)/python -c "import torch" 2>/dev/null; then $(BIN)/pip install -q "$(TORCH_CPU)"; fi
+	$(BIN)/pip install -q -e ".[train,dev,bench]"
+
+preprocess: $(BIN)/python
+	$(BIN)/mlm-preprocess --tokenizer_name_or_path "$(TOKENIZER)" --tokenizer_type "$(TOKENIZER_TYPE)" \
+		--train_dir "$(TRAIN_DIR)" $(if $(EVAL_DIR),--eval_dir "$(EVAL_DIR)") --ext "$(EXT)" \
+		--datasets_cache_dir "$(CACHE_DIR)" --max_seq_length $(MAX_SEQ_LENGTH) \
+		$(if $(NUM_WORKERS),--num_workers $(NUM_WORKERS)) $(ARGS)
+
+test: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-all: setup
+	$(BIN)/python -m pytest -q
+
+quality: setup
+	$(BIN)/ruff check common preprocess train tests bench
+
+style: setup
+	$(BIN)/ruff check --fix common preprocess train tests bench
+	$(BIN)/ruff format common preprocess train tests bench
+
+bench: setup
+	$(BIN)/python bench/preprocess.py --mb $(BENCH_MB)
+
+clean:
+	rm -rf bench_out demo_out .pytest_cache

@@ -1,0 +1,153 @@
+"""The on-disk format of a preprocessed split, defined once for both stages.
+
+A cache dir holds one folder per split (``train``, ``validation``)::
+
+    <cache>/.lock                      flock()ed by the run that writes the cache
+    <cache>/<split>/manifest.json      the commit point: present => the split is complete
+    <cache>/<split>/shards/<K>.tokens.npy   n_tokens   x uint16|uint32  (little-endian)
+    <cache>/<split>/shards/<K>.lines.npy    (n_lines+1) x int64
+    <cache>/<split>/shards/<K>.json         the shard's record (completion marker)
+    <cache>/<split>/blocks/<B>.blocks.npy   (n_blocks, 2) x int64
+    <cache>/<split>/blocks/<B>.json         the block index's record (completion marker)
+
+``K`` is the shard key: a hash of the shard's bytes, the tokenizer identity,
+the cleaning/encoding parameters and ``FORMAT_VERSION``. ``B`` adds
+``max_seq_length`` and the packing rule to ``K``. Identical key => identical
+content, so a file whose name matches is reused and anything else is rebuilt.
+
+Rules tying the files together (``n`` = lines of the shard after cleaning):
+
+* ``tokens`` is the token stream of the shard: every cleaned line's ids
+  followed by one separator id (``tokenizer.separator_id`` in the manifest).
+* ``lines[0] == 0``, ``lines[n] == n_tokens``, strictly increasing; line ``i``
+  is ``tokens[lines[i] : lines[i+1] - 1]`` (its separator dropped).
+* a block row ``(s, e)`` is the FULL-SENTENCES block
+  ``[bos] + tokens[s:e] + [eos]`` with ``e - s <= max_seq_length - 2``; a
+  block holds whole consecutive lines with their separators between them, or
+  one piece of a line longer than a block. Blocks never cross shards.
+
+All arrays are ``.npy`` so any numpy user can open them without our code.
+Our writer streams the data first and writes the header last, so every
+``.npy`` written here has a fixed header of ``NPY_HEADER_BYTES`` bytes.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import numpy as np
+
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+LOCK_NAME = ".lock"
+SHARDS_DIR = "shards"
+BLOCKS_DIR = "blocks"
+SPLITS = ("train", "validation")
+
+OFFSET_DTYPE = np.dtype("<i8")  # offsets and counts: int64, no 2**32 ceiling
+NPY_HEADER_BYTES = 128  # magic(6) + version(2) + len(2) + dict padded with spaces, ends in "\n"
+_NPY_MAGIC = b"\x93NUMPY\x01\x00"
+
+
+class FormatError(Exception):
+    """A cache file does not match what the manifest or the format promises."""
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    """uint16 while every id fits (half the disk and page cache of uint32), else uint32.
+
+    Ids run from 0 to vocab_size - 1, so a vocabulary of 65,536 still fits.
+    """
+    if vocab_size <= 0:
+        raise ValueError(f"vocab_size must be positive, got {vocab_size}")
+    if vocab_size <= 2**16:
+        return np.dtype("<u2")
+    if vocab_size <= 2**32:
+        return np.dtype("<u4")
+    raise ValueError(f"vocab_size {vocab_size} does not fit in uint32")
+
+
+def tokens_name(key: str) -> str:
+    return f"{SHARDS_DIR}/{key}.tokens.npy"
+
+
+def lines_name(key: str) -> str:
+    return f"{SHARDS_DIR}/{key}.lines.npy"
+
+
+def shard_record_name(key: str) -> str:
+    return f"{SHARDS_DIR}/{key}.json"
+
+
+def blocks_name(key: str) -> str:
+    return f"{BLOCKS_DIR}/{key}.blocks.npy"
+
+
+def blocks_record_name(key: str) -> str:
+    return f"{BLOCKS_DIR}/{key}.json"
+
+
+def npy_header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
+    """A .npy v1.0 header padded to exactly NPY_HEADER_BYTES.
+
+    Fixed size so a writer can stream the data first (count unknown) and fill
+    the header in at the end without moving the data.
+    """
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": tuple(shape)}
+    text = repr(header).encode("latin1")
+    body_len = NPY_HEADER_BYTES - len(_NPY_MAGIC) - 2
+    if len(text) + 1 > body_len:
+        raise ValueError(f"shape {shape} too large for a {NPY_HEADER_BYTES}-byte .npy header")
+    text = text + b" " * (body_len - len(text) - 1) + b"\n"
+    return _NPY_MAGIC + body_len.to_bytes(2, "little") + text
+
+
+def read_npy_header(path: Path) -> tuple[np.dtype, tuple[int, ...], int]:
+    """(dtype, shape, data offset) of a .npy file, raising FormatError on anything else."""
+    with open(path, "rb") as f:
+        head = f.read(10)
+        if len(head) < 10 or head[:6] != _NPY_MAGIC[:6]:
+            raise FormatError(f"{path}: not a .npy file (bad magic); rebuild the cache with --overwrite_cache")
+        major = head[6]
+        size_bytes = 2 if major == 1 else 4
+        f.seek(8)
+        hlen = int.from_bytes(f.read(size_bytes), "little")
+        text = f.read(hlen)
+    try:
+        header = ast.literal_eval(text.decode("latin1"))
+        dtype, shape = np.dtype(header["descr"]), tuple(header["shape"])
+    except (ValueError, SyntaxError, KeyError, TypeError) as e:
+        raise FormatError(f"{path}: unreadable .npy header ({e}); rebuild the cache with --overwrite_cache") from e
+    return dtype, shape, 8 + size_bytes + hlen
+
+
+def check_npy(path: Path, dtype: np.dtype, shape: tuple[int, ...]) -> None:
+    """Raise FormatError unless ``path`` holds exactly ``shape`` x ``dtype``.
+
+    Checks the header and that the file size is header + count x itemsize, so
+    a truncated or padded file is caught before it is memory-mapped.
+    """
+    if not path.is_file():
+        raise FormatError(f"{path}: missing; rerun preprocessing to rebuild it")
+    found_dtype, found_shape, offset = read_npy_header(path)
+    if found_dtype != np.dtype(dtype) or found_shape != tuple(shape):
+        raise FormatError(
+            f"{path}: expected {tuple(shape)} x {np.dtype(dtype)}, found {found_shape} x {found_dtype}"
+        )
+    expected = offset + int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    actual = path.stat().st_size
+    if actual != expected:
+        raise FormatError(f"{path}: expected {expected} bytes, found {actual} (truncated or altered)")
+
+
+def length_bins() -> np.ndarray:
+    """Histogram bin edges for line and block lengths in tokens: 0, 1, 2, 4, ... 2**20, inf."""
+    return np.array([0] + [2**i for i in range(21)] + [np.iinfo(np.int64).max], dtype=np.int64)
+
+
+def length_histogram(lengths: np.ndarray) -> list[int]:
+    """Counts of ``lengths`` per ``length_bins()`` bin; a list so it goes straight into JSON."""
+    edges = length_bins()
+    bins = np.searchsorted(edges[1:-1], np.asarray(lengths, dtype=np.int64), side="right")
+    return [int(c) for c in np.bincount(bins, minlength=len(edges) - 1)]

@@ -1,0 +1,150 @@
+"""Load a tokenizer by ``--tokenizer_type`` and describe its identity for the manifest.
+
+One table (``TOKENIZER_TYPES``) maps a type name to its loader; every command
+goes through ``load_tokenizer``. The identity (file digests + class +
+settings) is part of every cache key, so changing any of them makes the
+cache stale.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from common.format import token_dtype
+from common.hashing import file_digest, fingerprint
+
+# Weights and training state may sit beside a tokenizer in a model dir; they
+# do not change how text is tokenized, and hashing GBs of them would make
+# every rerun slow.
+_NOT_TOKENIZER_FILES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".onnx", ".ckpt", ".index")
+SEPARATOR_CANDIDATES = ("▁", "\n")  # the first one in the vocab is the line separator, else eos
+
+
+class TokenizerError(Exception):
+    """The tokenizer cannot be loaded or lacks what packing needs."""
+
+
+@dataclass
+class LoadedTokenizer:
+    tokenizer: Any  # a transformers PreTrainedTokenizerBase
+    identity: dict[str, Any]
+
+    @property
+    def separator_id(self) -> int:
+        return self.identity["separator"]["id"]
+
+    @property
+    def bos_id(self) -> int:
+        return self.identity["special_ids"]["bos"]
+
+    @property
+    def eos_id(self) -> int:
+        return self.identity["special_ids"]["eos"]
+
+
+def _load_auto(path: Path) -> Any:
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    if path.is_file():
+        if path.suffix != ".json":
+            raise TokenizerError(f"{path}: a tokenizer file must be a tokenizers 'tokenizer.json'; or pass its directory")
+        return PreTrainedTokenizerFast(tokenizer_file=str(path))
+    return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+
+
+# name -> loader(path). More types (SentencePiece, Thai word-level) plug in here.
+TOKENIZER_TYPES: dict[str, Callable[[Path], Any]] = {"auto": _load_auto}
+TOKENIZER_ALIASES: dict[str, str] = {"AutoTokenizer": "auto"}
+
+
+def resolve_type(tokenizer_type: str) -> str:
+    name = TOKENIZER_ALIASES.get(tokenizer_type, tokenizer_type)
+    if name not in TOKENIZER_TYPES:
+        valid = ", ".join(sorted([*TOKENIZER_TYPES, *TOKENIZER_ALIASES]))
+        raise TokenizerError(f"unknown --tokenizer_type {tokenizer_type!r}; valid types: {valid}")
+    return name
+
+
+def tokenizer_files(path: Path) -> dict[str, str]:
+    """Digest of every file that defines the tokenizer, by name relative to ``path``."""
+    if path.is_file():
+        return {path.name: file_digest(path)}
+    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.endswith(_NOT_TOKENIZER_FILES))
+    return {str(p.relative_to(path)): file_digest(p) for p in files}
+
+
+def _special_ids(tok: Any) -> dict[str, int | None]:
+    # BERT-style vocabularies have [CLS]/[SEP] instead of <s>/</s>; they play
+    # the same role around a block.
+    bos = tok.bos_token_id if tok.bos_token_id is not None else tok.cls_token_id
+    eos = tok.eos_token_id if tok.eos_token_id is not None else tok.sep_token_id
+    return {"bos": bos, "eos": eos, "pad": tok.pad_token_id, "unk": tok.unk_token_id, "mask": tok.mask_token_id}
+
+
+def _separator(tok: Any, eos: int) -> dict[str, Any]:
+    vocab = tok.get_vocab()
+    for token in SEPARATOR_CANDIDATES:
+        if token in vocab:
+            return {"token": token, "id": int(vocab[token])}
+    return {"token": tok.convert_ids_to_tokens(eos), "id": int(eos)}
+
+
+def tokenizer_source(name_or_path: str, tokenizer_type: str = "auto", settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What defines the tokenizer, without loading it: type, file digests, settings, and their digest.
+
+    Cheap (no transformers import), so a rerun can decide the cache is fresh
+    without loading the tokenizer at all.
+    """
+    kind = resolve_type(tokenizer_type)
+    path = Path(name_or_path)
+    if not path.exists():
+        raise TokenizerError(
+            f"--tokenizer_name_or_path {name_or_path!r}: no such file or directory "
+            "(this tool never downloads; save the tokenizer locally with save_pretrained)"
+        )
+    source: dict[str, Any] = {
+        "type": kind,
+        "name_or_path": os.path.abspath(name_or_path),
+        "files": tokenizer_files(path),
+        "settings": dict(settings or {}),
+    }
+    # The path is where it lives, not what it is: a copied tokenizer keeps its digest.
+    source["digest"] = fingerprint({k: v for k, v in source.items() if k != "name_or_path"})
+    return source
+
+
+def load_tokenizer(name_or_path: str, tokenizer_type: str = "auto", settings: dict[str, Any] | None = None) -> LoadedTokenizer:
+    """Load a local tokenizer and describe it; TokenizerError with the reason if it cannot.
+
+    Nothing is downloaded: ``name_or_path`` must be a local directory or file.
+    """
+    source = tokenizer_source(name_or_path, tokenizer_type, settings)
+    kind = source["type"]
+    try:
+        tok = TOKENIZER_TYPES[kind](Path(name_or_path))
+    except TokenizerError:
+        raise
+    except Exception as e:  # any library error while loading: report it in one line
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise TokenizerError(
+            f"--tokenizer_name_or_path {name_or_path}: cannot load as type {kind!r}: {type(e).__name__}: {msg}"
+        ) from e
+    special = _special_ids(tok)
+    if special["bos"] is None or special["eos"] is None:
+        raise TokenizerError(
+            f"{name_or_path}: the tokenizer has neither bos/eos nor cls/sep tokens; blocks need both ends marked"
+        )
+    vocab_size = max(len(tok), max(tok.get_vocab().values()) + 1)
+    identity = {
+        **source,
+        "class": type(tok).__name__,
+        "vocab_size": int(vocab_size),
+        "dtype": token_dtype(vocab_size).name,
+        "special_ids": special,
+        "separator": _separator(tok, special["eos"]),
+    }
+    return LoadedTokenizer(tok, identity)

@@ -1,0 +1,282 @@
+"""Build one split's cache: reuse what matches, tokenize and pack what does not, commit.
+
+Per shard, two content-addressed pieces, each with a JSON record that is
+written last and marks the piece complete:
+
+* tokens + lines, keyed by (shard digest, tokenizer digest, cleaning, format);
+* blocks, keyed by (that key, max_seq_length, packing rule).
+
+So a changed shard re-tokenizes only itself, a new ``--max_seq_length`` only
+repacks, and a run killed midway resumes from the shards it finished. The
+manifest is written after all pieces exist; unreferenced pieces are deleted
+after it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from common.format import (
+    BLOCKS_DIR,
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    OFFSET_DTYPE,
+    SHARDS_DIR,
+    FormatError,
+    blocks_name,
+    blocks_record_name,
+    check_npy,
+    length_histogram,
+    lines_name,
+    shard_record_name,
+    tokens_name,
+)
+from common.hashing import fingerprint
+from common.manifest import BlocksInfo, Manifest, ShardInfo, read_json, write_json_atomic, write_manifest
+from preprocess.encode import CLEANING, TaskResult
+from preprocess.packing import PACKING, pack_blocks
+from preprocess.sharding import Task, plan_tasks
+from preprocess.writer import TMP_MARK, NpyStreamWriter, write_array
+
+TaskMap = Callable[[Iterable[Task]], Iterator[TaskResult]]
+
+
+@dataclass
+class SplitPlan:
+    """What a split needs, worked out from digests alone (no tokenizer loaded)."""
+
+    split: str
+    input_dir: Path
+    out_dir: Path
+    shards: list[Path]
+    digests: list[str]
+    keys: list[str]
+    block_keys: list[str]
+    records: list[dict[str, Any] | None]  # reusable tokenization records, None = tokenize
+    blocks: list[dict[str, Any] | None]  # reusable block records, None = pack
+
+    @property
+    def to_tokenize(self) -> list[int]:
+        return [i for i, r in enumerate(self.records) if r is None]
+
+    @property
+    def to_pack(self) -> list[int]:
+        return [i for i, b in enumerate(self.blocks) if b is None]
+
+    @property
+    def bytes_to_tokenize(self) -> int:
+        return sum(self.shards[i].stat().st_size for i in self.to_tokenize)
+
+
+@dataclass
+class SplitReport:
+    split: str
+    shards: int
+    tokenized: int
+    repacked: int
+    fresh: bool
+    totals: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        t = self.totals
+        state = "cache is fresh, nothing to do" if self.fresh else (
+            f"{self.shards - self.tokenized} shards reused, {self.tokenized} tokenized, {self.repacked} repacked"
+        )
+        return (
+            f"{self.split}: {state}; {t['shards']} shards, {t['lines']:,} lines, {t['tokens']:,} tokens, "
+            f"{t['blocks']:,} blocks, {t['lines_split']:,} long lines split, {self.seconds:.1f} s"
+        )
+
+
+def shard_key(digest: str, tokenizer_digest: str) -> str:
+    return fingerprint({"shard": digest, "tokenizer": tokenizer_digest, "cleaning": CLEANING, "format": FORMAT_VERSION})
+
+
+def block_key(key: str, max_seq_length: int) -> str:
+    return fingerprint({"tokens": key, "max_seq_length": max_seq_length, "packing": PACKING})
+
+
+def _valid_record(out_dir: Path, record_path: Path, files: Callable[[dict], list[dict]]) -> dict | None:
+    """The record at ``record_path`` if it and every file it names are intact, else None."""
+    if not record_path.is_file():
+        return None
+    try:
+        record = read_json(record_path)
+        for f in files(record):
+            check_npy(out_dir / f["path"], np.dtype(f["dtype"]), tuple(f["shape"]))
+    except (FormatError, KeyError, TypeError):
+        return None
+    return record
+
+
+def plan_split(
+    split: str, input_dir: Path, out_dir: Path, shards: list[Path], digests: list[str],
+    tokenizer_digest: str, max_seq_length: int, overwrite: bool,
+) -> SplitPlan:
+    keys = [shard_key(d, tokenizer_digest) for d in digests]
+    bkeys = [block_key(k, max_seq_length) for k in keys]
+    records: list[dict | None] = []
+    blocks: list[dict | None] = []
+    for key, bkey in zip(keys, bkeys):
+        rec = None if overwrite else _valid_record(out_dir, out_dir / shard_record_name(key), lambda r: list(r["files"].values()))
+        blk = None if overwrite or rec is None else _valid_record(out_dir, out_dir / blocks_record_name(bkey), lambda r: [r["file"]])
+        records.append(rec)
+        blocks.append(blk)
+    return SplitPlan(split, input_dir, out_dir, shards, digests, keys, bkeys, records, blocks)
+
+
+class _ShardAssembler:
+    """Appends one shard's task results in order, then commits its arrays and record."""
+
+    def __init__(self, plan: SplitPlan, index: int, dtype: np.dtype):
+        self.plan, self.index = plan, index
+        key = plan.keys[index]
+        self.tokens = NpyStreamWriter(plan.out_dir / tokens_name(key), dtype)
+        self.lines = NpyStreamWriter(plan.out_dir / lines_name(key), OFFSET_DTYPE)
+        self.lines.append(np.zeros(1, OFFSET_DTYPE))
+        self.n_tokens = 0
+        self.hist = np.zeros(len(length_histogram(np.empty(0))), np.int64)
+        self.invalid = self.without_tokens = 0
+
+    def add(self, r: TaskResult) -> None:
+        self.tokens.append(r.tokens)
+        self.lines.append(self.n_tokens + np.cumsum(r.line_lengths))
+        self.n_tokens += len(r.tokens)
+        self.hist += length_histogram(r.line_lengths - 1)
+        self.invalid += r.invalid_utf8
+        self.without_tokens += r.lines_without_tokens
+
+    def commit(self) -> dict[str, Any]:
+        out = self.plan.out_dir
+        files = {"tokens": self.tokens.commit(out), "lines": self.lines.commit(out)}
+        record = {
+            "bytes": self.plan.shards[self.index].stat().st_size,
+            "digest": self.plan.digests[self.index],
+            "key": self.plan.keys[self.index],
+            "lines": files["lines"].shape[0] - 1,
+            "tokens": self.n_tokens,
+            "invalid_utf8": self.invalid,
+            "lines_without_tokens": self.without_tokens,
+            "line_hist": [int(c) for c in self.hist],
+            "files": {k: vars(v) for k, v in files.items()},
+        }
+        write_json_atomic(out / shard_record_name(self.plan.keys[self.index]), record)
+        return record
+
+    def abort(self) -> None:
+        self.tokens.abort()
+        self.lines.abort()
+
+
+def tokenize_split(plan: SplitPlan, dtype: np.dtype, task_bytes: int, task_map: TaskMap) -> None:
+    """Tokenize every shard that has no reusable record, committing each as soon as it is whole."""
+    todo = plan.to_tokenize
+    if not todo:
+        return
+    tasks = plan_tasks([(i, plan.shards[i]) for i in todo], task_bytes)
+    bar = tqdm(total=plan.bytes_to_tokenize, unit="B", unit_scale=True, unit_divisor=1024,
+               desc=f"{plan.split}: tokenizing {len(todo)} shards", dynamic_ncols=True)
+    start, n_tokens = time.perf_counter(), 0
+    current: _ShardAssembler | None = None
+    try:
+        for r in task_map(tasks):
+            if current is None:
+                current = _ShardAssembler(plan, r.shard, dtype)
+            current.add(r)
+            n_tokens += len(r.tokens)
+            bar.update(r.nbytes)
+            bar.set_postfix_str(f"{n_tokens / max(time.perf_counter() - start, 1e-9):,.0f} tok/s", refresh=False)
+            if r.last:
+                plan.records[r.shard] = current.commit()
+                current = None
+    finally:
+        bar.close()
+        if current is not None:
+            current.abort()
+
+
+def pack_split(plan: SplitPlan, max_seq_length: int) -> None:
+    """Build the block index of every shard that has none for this max_seq_length."""
+    for i in plan.to_pack:
+        record = plan.records[i]
+        assert record is not None, "pack_split runs after tokenize_split"
+        offsets = np.load(plan.out_dir / record["files"]["lines"]["path"], mmap_mode="r")
+        blocks, split = pack_blocks(offsets, max_seq_length)
+        bkey = plan.block_keys[i]
+        info = write_array(plan.out_dir / blocks_name(bkey), blocks, plan.out_dir)
+        blk = {
+            "key": bkey,
+            "max_seq_length": max_seq_length,
+            "blocks": len(blocks),
+            "lines_split": split,
+            "block_hist": length_histogram(blocks[:, 1] - blocks[:, 0] + 2),
+            "file": vars(info),
+        }
+        write_json_atomic(plan.out_dir / blocks_record_name(bkey), blk)
+        plan.blocks[i] = blk
+
+
+def make_manifest(plan: SplitPlan, tokenizer: dict[str, Any], parameters: dict[str, Any], command: list[str]) -> Manifest:
+    from common import __version__
+
+    shards = []
+    for path, rec, blk in zip(plan.shards, plan.records, plan.blocks):
+        assert rec is not None and blk is not None
+        shards.append(ShardInfo.from_dict({**rec, "path": str(path.relative_to(plan.input_dir)), "blocks": blk}))
+    return Manifest(
+        input_dir=str(plan.input_dir),
+        tokenizer=tokenizer,
+        parameters=parameters,
+        shards=shards,
+        created_by={"command": command, "version": __version__,
+                    "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+    )
+
+
+def old_manifest(out_dir: Path) -> Manifest | None:
+    try:
+        return Manifest.from_dict(read_json(out_dir / MANIFEST_NAME)) if (out_dir / MANIFEST_NAME).is_file() else None
+    except FormatError:
+        return None
+
+
+def commit_split(plan: SplitPlan, manifest: Manifest) -> bool:
+    """Write the manifest unless an identical one is there; True if it was written."""
+    old = old_manifest(plan.out_dir)
+    if old is not None and old.fingerprint() == manifest.fingerprint():
+        return False
+    write_manifest(plan.out_dir, manifest)
+    return True
+
+
+def remove_unreferenced(out_dir: Path, manifest: Manifest) -> int:
+    """Delete pieces the manifest does not name, and temp files of killed runs; how many went.
+
+    Runs under the cache lock, so no other writer's temp file can be live.
+    """
+    keep: set[str] = set()
+    for s in manifest.shards:
+        keep |= {f.path for f in s.files.values()} | {shard_record_name(s.key)}
+        if s.blocks:
+            keep |= {s.blocks.file.path, blocks_record_name(s.blocks.key)}
+    removed = 0
+    for sub in (SHARDS_DIR, BLOCKS_DIR):
+        d = out_dir / sub
+        if not d.is_dir():
+            continue
+        for p in d.iterdir():
+            if f"{sub}/{p.name}" not in keep:
+                p.unlink()
+                removed += 1
+    for p in out_dir.glob(f".*{TMP_MARK}*"):
+        p.unlink()
+        removed += 1
+    return removed

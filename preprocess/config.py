@@ -1,0 +1,82 @@
+"""Arguments of the preprocess command, named as in the users' run_mlm.py."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from preprocess.errors import PreprocessError
+
+DATASETS_TYPES = ("MemmapConcatFullSentenceTextDataset", "MemmapLineByLineTextDataset")
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+@dataclass
+class PreprocessConfig:
+    """Where the text is, how to tokenize it, and where the cache goes."""
+
+    tokenizer_name_or_path: str = field(
+        metadata={"help": "Local tokenizer directory (save_pretrained output) or tokenizer.json. Never downloaded."}
+    )
+    train_dir: str = field(metadata={"help": "Directory of training text shards: every *.<ext> file in it is used."})
+    datasets_cache_dir: str = field(
+        metadata={"help": "Cache directory; outputs go to <cache>/train and <cache>/validation."}
+    )
+    eval_dir: str | None = field(
+        default=None, metadata={"help": "Directory of validation text shards (optional)."}
+    )
+    tokenizer_type: str = field(
+        default="auto", metadata={"help": "How to load the tokenizer: 'auto' (a Hugging Face tokenizer dir)."}
+    )
+    ext: str = field(default="txt", metadata={"help": "Extension of the text shards, with or without the dot."})
+    max_seq_length: int = field(
+        default=512, metadata={"help": "Tokens per block including <s> and </s> (at least 3)."}
+    )
+    datasets_type: str = field(
+        default="MemmapConcatFullSentenceTextDataset",
+        metadata={"help": f"Dataset the training stage builds from the cache: one of {', '.join(DATASETS_TYPES)}."},
+    )
+    add_space_token: bool = field(
+        default=False,
+        metadata={"help": "Replace each space with the tokenizer's space token '<_>' before encoding (must be in the vocab)."},
+    )
+    overwrite_cache: bool = field(default=False, metadata={"help": "Ignore all cached work and rebuild every split."})
+    num_workers: int = field(
+        default_factory=available_cores, metadata={"help": "Tokenizer processes (default: all cores)."}
+    )
+    task_size_mb: float = field(
+        default=16.0,
+        metadata={"help": "Shards bigger than this are split into newline-aligned byte ranges of about this size (MB)."},
+    )
+
+    def __post_init__(self) -> None:
+        self.ext = self.ext.lstrip(".")
+        if not self.ext:
+            raise PreprocessError("--ext is empty; give the shards' extension, e.g. --ext txt")
+        if self.max_seq_length < 3:
+            raise PreprocessError(
+                f"--max_seq_length {self.max_seq_length}: must be at least 3 (<s>, one token, </s>)"
+            )
+        if self.num_workers < 1:
+            raise PreprocessError(f"--num_workers {self.num_workers}: must be at least 1")
+        if self.task_size_mb <= 0:
+            raise PreprocessError(f"--task_size_mb {self.task_size_mb}: must be positive")
+        if self.datasets_type not in DATASETS_TYPES:
+            raise PreprocessError(f"--datasets_type {self.datasets_type!r}: must be one of {', '.join(DATASETS_TYPES)}")
+
+    @property
+    def task_bytes(self) -> int:
+        return max(1, int(self.task_size_mb * (1 << 20)))
+
+    def splits(self) -> list[tuple[str, str]]:
+        """(split name, input dir) pairs to build, train first."""
+        out = [("train", self.train_dir)]
+        if self.eval_dir:
+            out.append(("validation", self.eval_dir))
+        return out

@@ -1,0 +1,206 @@
+"""Text -> token ids in worker processes, through the fastest backend that gives the same ids.
+
+Backends, fastest first (measured on 2 cores, see README):
+
+* ``sentencepiece``: ``SentencePieceProcessor.encode`` of a SentencePiece-backed
+  slow tokenizer, about 5x its transformers wrapper. Lines that contain an
+  added token's string go through the wrapper, which splits those out first.
+* ``tokenizers``: a fast tokenizer's ``backend_tokenizer.encode_batch_fast``
+  (no offsets), about 2x ``tokenizer(batch)``.
+* ``transformers``: ``tokenizer(batch, add_special_tokens=False)``, the
+  reference every other backend is checked against (``check_encoder``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from common.format import OFFSET_DTYPE
+from common.tokenizer import LoadedTokenizer, load_tokenizer
+from preprocess.sharding import Task
+
+Encoder = Callable[[list[str]], list[list[int]]]
+BATCH_LINES = 1024
+SPACE_TOKEN = "<_>"
+CLEANING = {
+    "newlines": ["\\n", "\\r\\n", "\\r"],
+    "strip": "str.strip",
+    "drop_empty": True,
+    "drop_lines_without_tokens": True,
+    "invalid_utf8": "replace with U+FFFD",
+}
+
+# Varied text the backends must agree on before we trust them with a corpus.
+PROBE_LINES = [
+    "Hello, world! This is a test.",
+    "  leading and trailing spaces  ",
+    "UPPER lower MiXeD 12345 3.14159 1,000,000",
+    "ภาษาไทยเป็นภาษาที่สวยงาม สวัสดีครับ",
+    "日本語のテキスト、中文文本。한국어",
+    "emoji 🤗🚀 and symbols ©®™ € £ ¥ § ¶",
+    "tabs\tand\u00a0non-breaking\u3000spaces",
+    "a" * 300,
+    "don't can't won't it's o'clock",
+    "e-mail: someone@example.com https://example.com/a?b=c",
+    "accents: café naïve résumé Ångström",
+    "\ufffd replacement char",
+]
+
+
+def reference_encoder(tok: Any) -> Encoder:
+    def encode(lines: list[str]) -> list[list[int]]:
+        return tok(lines, add_special_tokens=False)["input_ids"]
+
+    return encode
+
+
+def _added_token_strings(tok: Any) -> list[str]:
+    return [t for t in tok.get_added_vocab() if t]
+
+
+def candidate_encoders(tok: Any) -> dict[str, Encoder]:
+    """Every backend this tokenizer offers, fastest first; ``transformers`` always last."""
+    out: dict[str, Encoder] = {}
+    sp = getattr(tok, "sp_model", None)
+    if sp is not None and hasattr(sp, "encode"):
+        added = _added_token_strings(tok)
+        ref = reference_encoder(tok)
+
+        def encode_sp(lines: list[str]) -> list[list[int]]:
+            plain = [i for i, s in enumerate(lines) if not any(a in s for a in added)]
+            if len(plain) == len(lines):
+                return sp.encode(lines)
+            ids: list[list[int]] = [[] for _ in lines]
+            for i, x in zip(plain, sp.encode([lines[i] for i in plain])):
+                ids[i] = x
+            special = [i for i in range(len(lines)) if i not in set(plain)]
+            for i, x in zip(special, ref([lines[i] for i in special])):
+                ids[i] = x
+            return ids
+
+        out["sentencepiece"] = encode_sp
+    backend = getattr(tok, "backend_tokenizer", None)
+    if backend is not None and hasattr(backend, "encode_batch_fast"):
+
+        def encode_fast(lines: list[str]) -> list[list[int]]:
+            return [e.ids for e in backend.encode_batch_fast(lines, add_special_tokens=False)]
+
+        out["tokenizers"] = encode_fast
+    out["transformers"] = reference_encoder(tok)
+    return out
+
+
+def check_encoder(tok: Any, encode: Encoder, lines: Sequence[str]) -> list[str]:
+    """Lines on which ``encode`` and the transformers reference disagree (empty list: they agree)."""
+    lines = list(lines)
+    ref = reference_encoder(tok)(lines)
+    got = encode(lines)
+    return [s for s, a, b in zip(lines, ref, got) if list(a) != list(b)]
+
+
+def choose_encoder(tok: Any, sample: Sequence[str] = ()) -> tuple[str, list[str]]:
+    """The fastest backend that gives the reference's ids on the probe lines and ``sample``.
+
+    Returns its name and, for the log, the backends rejected with the reason.
+    """
+    probe = [*PROBE_LINES, *_added_token_strings(tok), " ".join(_added_token_strings(tok)) + " x", *sample]
+    probe = [s for s in probe if s.strip()]
+    rejected: list[str] = []
+    for name, encode in candidate_encoders(tok).items():
+        if name == "transformers":
+            return name, rejected
+        bad = check_encoder(tok, encode, probe)
+        if not bad:
+            return name, rejected
+        rejected.append(f"{name} (differs on {len(bad)} probe lines, e.g. {bad[0][:60]!r})")
+    raise AssertionError("unreachable: the transformers encoder is always a candidate")
+
+
+def clean_lines(text: str, space_token: str | None = None) -> list[str]:
+    """The original builder's cleaning: universal newlines, ``str.strip``, drop empty lines."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    out = [s for s in (line.strip() for line in lines) if s]
+    if space_token:
+        out = [s.replace(" ", space_token) for s in out]
+    return out
+
+
+def decode_bytes(raw: bytes) -> tuple[str, int]:
+    """UTF-8 text and how many invalid byte sequences were replaced with U+FFFD."""
+    try:
+        return raw.decode("utf-8"), 0
+    except UnicodeDecodeError:
+        text = raw.decode("utf-8", errors="replace")
+        # U+FFFD genuinely in the input is EF BF BD; every other one is a replacement.
+        return text, text.count("\ufffd") - raw.count(b"\xef\xbf\xbd")
+
+
+def ids_to_stream(ids: list[list[int]], separator: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """(token stream with a separator after each line, per-line lengths incl. separator).
+
+    Lines that encode to no ids are dropped: they would be a bare separator.
+    """
+    ids = [x for x in ids if len(x)]
+    lens = np.fromiter((len(x) for x in ids), dtype=OFFSET_DTYPE, count=len(ids))
+    flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=dtype, count=int(lens.sum()))
+    stream = np.insert(flat, np.cumsum(lens), np.array(separator, dtype=dtype))
+    return stream, lens + 1
+
+
+@dataclass
+class TaskResult:
+    shard: int
+    last: bool
+    nbytes: int
+    tokens: np.ndarray  # token stream of the task's lines, separators included
+    line_lengths: np.ndarray  # int64, tokens per line incl. its separator
+    lines_without_tokens: int
+    invalid_utf8: int
+
+
+# Per-process state, set once by init_worker (the pool initializer).
+_STATE: dict[str, Any] = {}
+
+
+def init_worker(name_or_path: str, tokenizer_type: str, settings: dict, encoder: str) -> None:
+    """Load the tokenizer once per worker process and pick the chosen backend."""
+    # A fork after the parent used a fast tokenizer with Rust threads hangs
+    # forever; and with N worker processes, threads inside each only compete.
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    loaded = load_tokenizer(name_or_path, tokenizer_type, settings)
+    set_worker_state(loaded, encoder)
+
+
+def set_worker_state(loaded: LoadedTokenizer, encoder: str) -> None:
+    _STATE["encode"] = candidate_encoders(loaded.tokenizer)[encoder]
+    _STATE["separator"] = loaded.separator_id
+    _STATE["dtype"] = np.dtype(loaded.identity["dtype"])
+    _STATE["space_token"] = SPACE_TOKEN if loaded.identity["settings"].get("add_space_token") else None
+
+
+def encode_task(task: Task) -> TaskResult:
+    """Read one byte range, clean its lines and encode them in batches."""
+    with open(task.path, "rb") as f:
+        f.seek(task.start)
+        raw = f.read(task.end - task.start)
+    text, invalid = decode_bytes(raw)
+    del raw
+    lines = clean_lines(text, _STATE["space_token"])
+    del text
+    encode, sep, dtype = _STATE["encode"], _STATE["separator"], _STATE["dtype"]
+    streams, lengths = [], []
+    for i in range(0, len(lines), BATCH_LINES):
+        s, n = ids_to_stream(encode(lines[i : i + BATCH_LINES]), sep, dtype)
+        streams.append(s)
+        lengths.append(n)
+    tokens = np.concatenate(streams) if streams else np.empty(0, dtype)
+    line_lengths = np.concatenate(lengths) if lengths else np.empty(0, OFFSET_DTYPE)
+    return TaskResult(
+        task.shard, task.last, task.end - task.start, tokens, line_lengths, len(lines) - len(line_lengths), invalid
+    )

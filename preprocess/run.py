@@ -1,0 +1,148 @@
+"""The preprocess run: check inputs, lock the cache, plan from digests, do only what changed."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from common.hashing import file_digests
+from common.tokenizer import LoadedTokenizer, TokenizerError, load_tokenizer, tokenizer_source
+from preprocess import build
+from preprocess.config import PreprocessConfig
+from preprocess.encode import CLEANING, SPACE_TOKEN, TaskResult, choose_encoder, clean_lines, encode_task, init_worker, set_worker_state
+from preprocess.errors import PreprocessError
+from preprocess.lock import cache_lock
+from preprocess.packing import PACKING
+from preprocess.sharding import Task, list_shards
+
+SAMPLE_BYTES = 64 << 10
+
+
+def _hash_shards(split: str, shards: list[Path]) -> list[str]:
+    total = sum(p.stat().st_size for p in shards)
+    with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=f"{split}: hashing {len(shards)} shards",
+              dynamic_ncols=True, disable=total < (256 << 20)) as bar:
+        return file_digests(shards, progress=bar.update)
+
+
+def _sample_lines(shards: list[Path]) -> list[str]:
+    """The first lines of the first shard: real text for the encoder check."""
+    with open(shards[0], "rb") as f:
+        raw = f.read(SAMPLE_BYTES)
+    return clean_lines(raw.decode("utf-8", errors="replace"))[:256]
+
+
+def _load(cfg: PreprocessConfig, sample: list[str]) -> tuple[LoadedTokenizer, str]:
+    settings = {"add_space_token": cfg.add_space_token}
+    try:
+        loaded = load_tokenizer(cfg.tokenizer_name_or_path, cfg.tokenizer_type, settings)
+    except TokenizerError as e:
+        raise PreprocessError(str(e)) from None
+    if cfg.add_space_token and SPACE_TOKEN not in loaded.tokenizer.get_vocab():
+        raise PreprocessError(
+            f"--add_space_token: the tokenizer at {cfg.tokenizer_name_or_path} has no {SPACE_TOKEN!r} token; "
+            "add it to the vocabulary or drop the flag"
+        )
+    if cfg.add_space_token:
+        sample = [s.replace(" ", SPACE_TOKEN) for s in sample]
+    encoder, rejected = choose_encoder(loaded.tokenizer, sample)
+    for r in rejected:
+        print(f"note: encoder backend {r}; using a slower one that matches transformers", file=sys.stderr)
+    return loaded, encoder
+
+
+@contextmanager
+def _task_map(cfg: PreprocessConfig, loaded: LoadedTokenizer, encoder: str) -> Iterator[build.TaskMap]:
+    """A function mapping tasks to results in order: a process pool, or in-process for one worker."""
+    if cfg.num_workers == 1:
+        set_worker_state(loaded, encoder)
+        yield lambda tasks: map(encode_task, tasks)
+        return
+    import multiprocess
+
+    # fork: workers start in milliseconds; safe because TOKENIZERS_PARALLELISM
+    # is false before the parent first uses a fast tokenizer (see run()).
+    ctx = multiprocess.get_context("fork")
+    init_args = (cfg.tokenizer_name_or_path, cfg.tokenizer_type, {"add_space_token": cfg.add_space_token}, encoder)
+    pool = ctx.Pool(cfg.num_workers, initializer=init_worker, initargs=init_args)
+    try:
+        def imap(tasks: Iterable[Task]) -> Iterator[TaskResult]:
+            return pool.imap(encode_task, tasks, chunksize=1)
+
+        yield imap
+        pool.close()
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+def parameters(cfg: PreprocessConfig) -> dict[str, Any]:
+    return {
+        "ext": cfg.ext,
+        "max_seq_length": cfg.max_seq_length,
+        "datasets_type": cfg.datasets_type,
+        "add_space_token": cfg.add_space_token,
+        "cleaning": CLEANING,
+        "packing": PACKING,
+    }
+
+
+def run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
+    """Bring ``<cache>/<split>`` up to date with the inputs; one report per split."""
+    # Must precede any use of a fast tokenizer in this process: a fork after
+    # Rust threads ran hangs the workers forever.
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    flags = {"train": "--train_dir", "validation": "--eval_dir"}
+    inputs = []
+    for split, d in cfg.splits():
+        shards = list_shards(d, cfg.ext, flags[split])
+        inputs.append((split, Path(d).resolve(), [Path(d).resolve() / p.name for p in shards]))
+    try:
+        source = tokenizer_source(cfg.tokenizer_name_or_path, cfg.tokenizer_type, {"add_space_token": cfg.add_space_token})
+    except TokenizerError as e:
+        raise PreprocessError(str(e)) from None
+    cache = Path(cfg.datasets_cache_dir)
+    with cache_lock(cache):
+        start = time.perf_counter()
+        plans = []
+        for split, input_dir, shards in inputs:
+            digests = _hash_shards(split, shards)
+            plans.append(build.plan_split(split, input_dir, cache / split, shards, digests, source["digest"],
+                                          cfg.max_seq_length, cfg.overwrite_cache))
+        olds = [build.old_manifest(p.out_dir) for p in plans]
+        described = [o.tokenizer for o in olds if o is not None and o.tokenizer.get("digest") == source["digest"]]
+        needs_load = any(p.to_tokenize or p.to_pack for p in plans) or len(described) < len(plans)
+        loaded = encoder = None
+        if needs_load:
+            loaded, encoder = _load(cfg, _sample_lines(plans[0].shards))
+            tokenizer = {**loaded.identity, "encoder": encoder}
+        else:
+            # Same digest => same tokenizer: its description need not be reloaded.
+            tokenizer = {**described[0], "name_or_path": source["name_or_path"]}
+        reports = []
+        work = [p for p in plans if p.to_tokenize]
+        with _task_map(cfg, loaded, encoder) if work else _nothing() as task_map:
+            for plan in plans:
+                t0 = time.perf_counter() if plan is not plans[0] else start
+                n_tok, n_pack = len(plan.to_tokenize), len(plan.to_pack)
+                if n_tok:
+                    build.tokenize_split(plan, loaded.identity["dtype"], cfg.task_bytes, task_map)
+                build.pack_split(plan, cfg.max_seq_length)
+                manifest = build.make_manifest(plan, tokenizer, parameters(cfg), command)
+                written = build.commit_split(plan, manifest)
+                build.remove_unreferenced(plan.out_dir, manifest)
+                reports.append(build.SplitReport(plan.split, len(plan.shards), n_tok, n_pack, not written,
+                                                 manifest.totals(), time.perf_counter() - t0))
+        return reports
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield None

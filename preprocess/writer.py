@@ -1,0 +1,71 @@
+"""Stream an array of unknown length into a ``.npy`` file that appears only when complete.
+
+Data goes to a temp name behind a fixed-size header; ``commit`` fills the
+header in, fsyncs and renames into place. A crash before ``commit`` leaves
+only a temp file, which the next run deletes: a file under its final name
+is always whole.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from common.format import NPY_HEADER_BYTES, npy_header
+from common.hashing import file_digest
+from common.manifest import FileInfo
+
+TMP_MARK = ".tmp-"
+
+
+def tmp_path(final: Path) -> Path:
+    return final.with_name(f"{final.name}{TMP_MARK}{os.getpid()}")
+
+
+class NpyStreamWriter:
+    def __init__(self, final: Path, dtype: np.dtype, row_shape: tuple[int, ...] = ()):
+        self.final = Path(final)
+        self.dtype = np.dtype(dtype)
+        self.row_shape = row_shape
+        self.rows = 0
+        self.tmp = tmp_path(self.final)
+        self.tmp.parent.mkdir(parents=True, exist_ok=True)
+        self.f = open(self.tmp, "wb")
+        self.f.write(b"\0" * NPY_HEADER_BYTES)
+
+    def append(self, arr: np.ndarray) -> None:
+        arr = np.ascontiguousarray(arr, dtype=self.dtype)
+        if arr.shape[1:] != self.row_shape:
+            raise ValueError(f"{self.final}: rows of shape {arr.shape[1:]}, expected {self.row_shape}")
+        self.f.write(arr.data)
+        self.rows += len(arr)
+
+    def commit(self, rel_to: Path) -> FileInfo:
+        """Write the header, fsync, move into place; the file's record, path relative to ``rel_to``."""
+        shape = (self.rows, *self.row_shape)
+        self.f.seek(0)
+        self.f.write(npy_header(self.dtype, shape))
+        self.f.flush()
+        os.fsync(self.f.fileno())
+        self.f.close()
+        os.replace(self.tmp, self.final)
+        return FileInfo(
+            path=str(self.final.relative_to(rel_to)),
+            bytes=self.final.stat().st_size,
+            digest=file_digest(self.final),
+            dtype=self.dtype.name,
+            shape=list(shape),
+        )
+
+    def abort(self) -> None:
+        if not self.f.closed:
+            self.f.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def write_array(final: Path, arr: np.ndarray, rel_to: Path) -> FileInfo:
+    w = NpyStreamWriter(final, arr.dtype, arr.shape[1:])
+    w.append(arr)
+    return w.commit(rel_to)
