@@ -248,10 +248,10 @@ def old_manifest(out_dir: Path) -> Manifest | None:
         return None
 
 
-def commit_split(plan: SplitPlan, manifest: Manifest) -> bool:
-    """Write the manifest unless an identical one is there; True if it was written."""
+def commit_split(plan: SplitPlan, manifest: Manifest, force: bool) -> bool:
+    """Write the manifest if work was done (``force``) or it differs; True if it was written."""
     old = old_manifest(plan.out_dir)
-    if old is not None and old.fingerprint() == manifest.fingerprint():
+    if not force and old is not None and old.fingerprint() == manifest.fingerprint():
         return False
     write_manifest(plan.out_dir, manifest)
     return True

@@ -136,7 +136,7 @@ def run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
                     build.tokenize_split(plan, loaded.identity["dtype"], cfg.task_bytes, task_map)
                 build.pack_split(plan, cfg.max_seq_length)
                 manifest = build.make_manifest(plan, tokenizer, parameters(cfg), command)
-                written = build.commit_split(plan, manifest)
+                written = build.commit_split(plan, manifest, force=bool(cfg.overwrite_cache or n_tok or n_pack))
                 build.remove_unreferenced(plan.out_dir, manifest)
                 reports.append(build.SplitReport(plan.split, len(plan.shards), n_tok, n_pack, not written,
                                                  manifest.totals(), time.perf_counter() - t0))

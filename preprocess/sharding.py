@@ -9,7 +9,6 @@ worker's memory is bounded by the task, not the shard.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,14 +31,17 @@ def list_shards(input_dir: str, ext: str, flag: str = "--train_dir") -> list[Pat
         raise PreprocessError(f"{flag} {input_dir}: no such directory")
     if not d.is_dir():
         raise PreprocessError(f"{flag} {input_dir}: not a directory")
-    shards = sorted(p for p in d.glob(f"*.{ext}") if p.is_file())
+    shards = sorted(p for p in d.glob(f"*.{ext}") if not p.is_dir())
     if not shards:
         others = sorted({p.suffix for p in d.iterdir() if p.is_file()})
         hint = f" (it has {', '.join(others)} files: pass --ext)" if others else " (it is empty)"
         raise PreprocessError(f"{flag} {input_dir}: no *.{ext} files{hint}")
     for p in shards:
-        if not os.access(p, os.R_OK):
-            raise PreprocessError(f"{p}: not readable (permission denied); fix its permissions or move it out")
+        try:
+            with open(p, "rb") as f:
+                f.read(1)
+        except OSError as e:
+            raise PreprocessError(f"{p}: not readable ({e.strerror}); fix it or move it out of {input_dir}") from None
     return shards
 
 

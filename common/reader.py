@@ -1,0 +1,71 @@
+"""Read a preprocessed split: the one place that turns the files into blocks and lines.
+
+Memmaps are opened on first access, not in ``__init__``, so an object built
+in one process and pickled into DataLoader workers opens its own maps there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from common.format import OFFSET_DTYPE, FormatError, check_npy
+from common.manifest import FileInfo, Manifest, load_manifest
+
+
+def _open(split_dir: Path, info: FileInfo) -> np.ndarray:
+    path = split_dir / info.path
+    check_npy(path, np.dtype(info.dtype), tuple(info.shape))
+    return np.load(path, mmap_mode="r")
+
+
+class SplitReader:
+    """Blocks and lines of one split, checked against its manifest when opened."""
+
+    def __init__(self, split_dir: str | Path, manifest: Manifest | None = None):
+        self.split_dir = Path(split_dir)
+        self.manifest = manifest or load_manifest(self.split_dir)
+        missing = [s.path for s in self.manifest.shards if s.blocks is None]
+        if missing:
+            raise FormatError(f"{self.split_dir}: shards without a block index: {missing[:3]}")
+        counts = np.array([s.blocks.blocks for s in self.manifest.shards], dtype=OFFSET_DTYPE)
+        self.block_starts = np.concatenate([[0], np.cumsum(counts)]).astype(OFFSET_DTYPE)
+        ids = self.manifest.tokenizer["special_ids"]
+        self.bos, self.eos = int(ids["bos"]), int(ids["eos"])
+        self._maps: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_maps": None}  # each process maps the files itself
+
+    @property
+    def maps(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(tokens, lines, blocks) memmaps per shard, opened and size-checked once per process."""
+        if self._maps is None:
+            self._maps = [
+                (_open(self.split_dir, s.files["tokens"]), _open(self.split_dir, s.files["lines"]),
+                 _open(self.split_dir, s.blocks.file))
+                for s in self.manifest.shards
+            ]
+        return self._maps
+
+    @property
+    def n_blocks(self) -> int:
+        return int(self.block_starts[-1])
+
+    def block(self, i: int) -> np.ndarray:
+        """Block ``i`` of the split as int64 ids: ``[bos] + tokens[s:e] + [eos]``."""
+        if not 0 <= i < self.n_blocks:
+            raise IndexError(f"block {i} out of range 0..{self.n_blocks - 1}")
+        shard = int(np.searchsorted(self.block_starts, i, side="right")) - 1
+        tokens, _, blocks = self.maps[shard]
+        s, e = blocks[i - self.block_starts[shard]]
+        out = np.empty(e - s + 2, dtype=np.int64)
+        out[0], out[-1] = self.bos, self.eos
+        out[1:-1] = tokens[s:e]
+        return out
+
+    def lines(self, shard: int) -> list[np.ndarray]:
+        """Every line of one shard as ids without its separator (for tests and inspection)."""
+        tokens, offsets, _ = self.maps[shard]
+        return [np.asarray(tokens[a : b - 1]) for a, b in zip(offsets[:-1], offsets[1:])]

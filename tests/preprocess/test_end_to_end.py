@@ -1,0 +1,243 @@
+"""The preprocess command through its CLI: round trip, workers, the content-hash cache."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+import pytest
+from transformers import AutoTokenizer
+
+from common.reader import SplitReader
+from tests.corpus import make_lines, write_shards
+from tests.preprocess.helpers import arrays, base_args, lines_of, manifest, run_cli, token_file_stats
+
+
+def test_round_trip_blocks_decode_to_the_cleaned_lines(capsys, tmp_path, bpe_dir):
+    train = tmp_path / "train"
+    paths = write_shards(train, n_shards=3, lines_per_shard=200)
+    paths[1].write_text("  padded line  \n\n\t\n" + paths[1].read_text(), encoding="utf-8")
+    cache = tmp_path / "cache"
+    rc, out, err = run_cli(capsys, *base_args(bpe_dir, train, cache))
+    assert rc == 0, err
+    assert "3 tokenized" in out
+    tok = AutoTokenizer.from_pretrained(bpe_dir)
+    expected = []
+    for p in sorted(paths):
+        expected += [s.strip() for s in p.read_text().splitlines() if s.strip()]
+    got = lines_of(cache)
+    assert len(got) == len(expected) == manifest(cache)["totals"]["lines"]
+    for ids, text in zip(got, expected):
+        assert ids.tolist() == tok(text, add_special_tokens=False)["input_ids"]
+    # blocks: bos + lines joined by the separator + eos, within max_seq_length
+    r = SplitReader(cache / "train")
+    sep = r.manifest.tokenizer["separator"]["id"]
+    joined = []
+    for i in range(r.n_blocks):
+        b = r.block(i)
+        assert len(b) <= 32 and b[0] == r.bos and b[-1] == r.eos
+        joined.extend(t for t in b[1:-1].tolist() if t != sep)
+    flat = [t for ids in got for t in ids.tolist()]
+    assert joined == flat  # nothing lost, nothing reordered
+    m = manifest(cache)
+    assert m["tokenizer"]["dtype"] == "uint16" and np.load(cache / "train" / m["shards"][0]["files"]["tokens"]["path"]).dtype == np.uint16
+    assert m["shards"][0]["path"] == "shard_000.txt" and m["totals"]["blocks"] == r.n_blocks
+
+
+def test_one_worker_and_three_workers_write_identical_bytes(capsys, tmp_path, wordpiece_dir):
+    train = tmp_path / "train"
+    write_shards(train, n_shards=4, lines_per_shard=600)
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert run_cli(capsys, *base_args(wordpiece_dir, train, a))[0] == 0
+    args = base_args(wordpiece_dir, train, b, "--task_size_mb", "0.004")
+    args[args.index("--num_workers") + 1] = "3"
+    assert run_cli(capsys, *args)[0] == 0
+    assert arrays(a) == arrays(b)
+    assert manifest(a)["shards"] == manifest(b)["shards"]
+
+
+def test_every_shard_is_read_and_ext_takes_a_dot(capsys, tmp_path, wordpiece_dir):
+    train = tmp_path / "train"
+    write_shards(train, n_shards=3)
+    (train / "notes.md").write_text("not a shard\n")
+    rc, out, _ = run_cli(capsys, *base_args(wordpiece_dir, train, tmp_path / "c", "--ext", ".txt"))
+    assert rc == 0 and [s["path"] for s in manifest(tmp_path / "c")["shards"]] == [
+        "shard_000.txt", "shard_001.txt", "shard_002.txt"]
+
+
+def test_cache_cases(capsys, tmp_path, wordpiece_dir):
+    train = tmp_path / "train"
+    paths = write_shards(train, n_shards=3)
+    cache = tmp_path / "cache"
+    args = base_args(wordpiece_dir, train, cache)
+    assert run_cli(capsys, *args)[0] == 0
+    first = token_file_stats(cache)
+
+    # 1. nothing changed: fresh, nothing tokenized, manifest untouched
+    mtime = (cache / "train" / "manifest.json").stat().st_mtime_ns
+    rc, out, _ = run_cli(capsys, *args)
+    assert rc == 0 and "cache is fresh" in out
+    assert (cache / "train" / "manifest.json").stat().st_mtime_ns == mtime
+
+    # 2. one byte changed, size and mtime put back: only that shard
+    st = paths[1].stat()
+    data = bytearray(paths[1].read_bytes())
+    data[10] = ord("Z") if data[10] != ord("Z") else ord("Y")
+    paths[1].write_bytes(bytes(data))
+    os.utime(paths[1], ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert paths[1].stat().st_size == st.st_size
+    rc, out, _ = run_cli(capsys, *args)
+    assert rc == 0 and "2 shards reused, 1 tokenized" in out
+    now = token_file_stats(cache)
+    assert now["shard_000.txt"] == first["shard_000.txt"] and now["shard_002.txt"] == first["shard_002.txt"]
+    assert now["shard_001.txt"] != first["shard_001.txt"]
+
+    # 3. a shard added, then one removed: only that shard's work
+    (train / "shard_003.txt").write_text("\n".join(make_lines(50, seed=42)) + "\n")
+    rc, out, _ = run_cli(capsys, *args)
+    assert "3 shards reused, 1 tokenized" in out and manifest(cache)["totals"]["shards"] == 4
+    paths[0].unlink()
+    rc, out, _ = run_cli(capsys, *args)
+    assert "3 shards reused, 0 tokenized, 0 repacked" in out
+    assert [s["path"] for s in manifest(cache)["shards"]] == ["shard_001.txt", "shard_002.txt", "shard_003.txt"]
+
+    # 4. only --max_seq_length: repack from stored tokens, no tokenization
+    before = token_file_stats(cache)
+    args64 = [*args[:-4], "--max_seq_length", "64", *args[-2:]]
+    rc, out, _ = run_cli(capsys, *args64)
+    assert "3 shards reused, 0 tokenized, 3 repacked" in out
+    assert token_file_stats(cache) == before and manifest(cache)["parameters"]["max_seq_length"] == 64
+
+    # 5. --overwrite_cache: everything again
+    rc, out, _ = run_cli(capsys, *args64, "--overwrite_cache")
+    assert "0 shards reused, 3 tokenized, 3 repacked" in out
+
+    # 6. unreferenced outputs are gone: exactly the manifest's files remain
+    m = manifest(cache)
+    named = {f["path"] for s in m["shards"] for f in [*s["files"].values(), s["blocks"]["file"]]}
+    named |= {f"shards/{s['key']}.json" for s in m["shards"]} | {f"blocks/{s['blocks']['key']}.json" for s in m["shards"]}
+    on_disk = {str(p.relative_to(cache / "train")) for p in (cache / "train").rglob("*") if p.is_file()}
+    assert on_disk == named | {"manifest.json"}
+
+
+def test_tokenizer_change_rebuilds_everything(capsys, tmp_path, wordpiece_dir):
+    import shutil
+
+    train = tmp_path / "train"
+    write_shards(train, n_shards=2)
+    tok = tmp_path / "tok"
+    shutil.copytree(wordpiece_dir, tok)
+    cache = tmp_path / "cache"
+    args = base_args(tok, train, cache)
+    assert run_cli(capsys, *args)[0] == 0
+    digest = manifest(cache)["tokenizer"]["digest"]
+    cfg = tok / "tokenizer_config.json"
+    cfg.write_text(cfg.read_text().replace("{", '{\n  "model_max_length": 77,', 1))
+    rc, out, _ = run_cli(capsys, *args)
+    assert rc == 0 and "0 shards reused, 2 tokenized" in out
+    assert manifest(cache)["tokenizer"]["digest"] != digest
+    # a tokenizing parameter is part of the key too
+    assert run_cli(capsys, *args, "--add_space_token")[0] == 2  # no <_> in this vocab: refused
+
+
+def test_invalid_utf8_is_counted_not_fatal(capsys, tmp_path, wordpiece_dir):
+    train = tmp_path / "train"
+    train.mkdir()
+    (train / "a.txt").write_bytes(b"good line\nbad \xff\xfe line\n" + "ภาษา".encode()[:-1] + b"\n")
+    rc, out, err = run_cli(capsys, *base_args(wordpiece_dir, train, tmp_path / "c"))
+    assert rc == 0, err
+    m = manifest(tmp_path / "c")
+    assert m["totals"]["invalid_utf8"] == 3 and m["totals"]["lines"] == 3
+
+
+def test_long_lines_are_split_and_counted(capsys, tmp_path, wordpiece_dir):
+    train = tmp_path / "train"
+    train.mkdir()
+    (train / "a.txt").write_text("short line\n" + " ".join(["the"] * 100) + "\nanother\n")
+    assert run_cli(capsys, *base_args(wordpiece_dir, train, tmp_path / "c"))[0] == 0
+    m = manifest(tmp_path / "c")
+    assert m["totals"]["lines_split"] == 1 and m["totals"]["lines"] == 3
+    r = SplitReader(tmp_path / "c" / "train")
+    assert sum(len(r.block(i)) - 2 for i in range(r.n_blocks)) >= 100  # all 100 'the' kept
+
+
+@pytest.mark.parametrize("case,pattern", [
+    ("missing_dir", r"--train_dir .*no such directory"),
+    ("empty_dir", r"no \*\.txt files \(it is empty\)"),
+    ("wrong_ext", r"no \*\.txt files \(it has \.md files: pass --ext\)"),
+    ("unreadable", r"not readable"),
+    ("bad_tokenizer", r"cannot load as type 'auto'"),
+    ("no_tokenizer", r"no such file or directory"),
+    ("short_seq", r"--max_seq_length 2: must be at least 3"),
+    ("unknown_flag", r"--bogus_flag"),
+    ("bad_type", r"unknown --tokenizer_type 'nope'; valid types: "),
+])
+def test_bad_input_is_one_clear_line_and_no_manifest(capsys, tmp_path, wordpiece_dir, case, pattern):
+    train = tmp_path / "train"
+    write_shards(train, n_shards=1)
+    tok, extra = wordpiece_dir, []
+    if case == "missing_dir":
+        train = tmp_path / "nope"
+    elif case == "empty_dir":
+        train = tmp_path / "empty"
+        train.mkdir()
+    elif case == "wrong_ext":
+        train = tmp_path / "md"
+        train.mkdir()
+        (train / "a.md").write_text("x\n")
+    elif case == "unreadable":
+        if os.geteuid() == 0:
+            pytest.skip("root reads any file")
+        (train / "shard_000.txt").chmod(0)
+    elif case == "bad_tokenizer":
+        tok = tmp_path / "badtok"
+        tok.mkdir()
+        (tok / "tokenizer.json").write_text("{not json")
+    elif case == "no_tokenizer":
+        tok = tmp_path / "missing-tok"
+    elif case == "short_seq":
+        extra = ["--max_seq_length", "2"]
+    elif case == "unknown_flag":
+        extra = ["--bogus_flag", "1"]
+    elif case == "bad_type":
+        extra = ["--tokenizer_type", "nope"]
+    cache = tmp_path / "cache"
+    rc, out, err = run_cli(capsys, *base_args(tok, train, cache), *extra)
+    assert rc == 2
+    assert re.search(pattern, err), err
+    assert err.startswith("error: ") and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not list(cache.rglob("manifest.json"))
+
+
+def test_unreadable_file_even_as_root(capsys, tmp_path, wordpiece_dir):
+    train = tmp_path / "train"
+    write_shards(train, n_shards=1)
+    (train / "broken.txt").symlink_to(tmp_path / "does-not-exist")  # a dangling link cannot be read
+    (train / "dir.txt").mkdir()
+    rc, _, err = run_cli(capsys, *base_args(wordpiece_dir, train, tmp_path / "c"))
+    assert rc == 2 and "broken.txt" in err and "not readable" in err
+
+
+def test_a_second_run_on_a_locked_cache_says_who_holds_it(capsys, tmp_path, wordpiece_dir):
+    from preprocess.lock import cache_lock
+
+    train = tmp_path / "train"
+    write_shards(train, n_shards=1)
+    cache = tmp_path / "cache"
+    with cache_lock(cache):
+        rc, _, err = run_cli(capsys, *base_args(wordpiece_dir, train, cache))
+    assert rc == 2 and f"pid {os.getpid()}" in err and "another preprocess run" in err
+    assert run_cli(capsys, *base_args(wordpiece_dir, train, cache))[0] == 0  # released
+
+
+def test_eval_dir_goes_to_validation(capsys, tmp_path, spm_dir):
+    train, ev = tmp_path / "train", tmp_path / "eval"
+    write_shards(train, n_shards=2)
+    write_shards(ev, n_shards=1, seed=3)
+    cache = tmp_path / "cache"
+    rc, out, _ = run_cli(capsys, *base_args(spm_dir, train, cache, "--eval_dir", str(ev)))
+    assert rc == 0 and out.startswith("train:") and "validation:" in out
+    assert manifest(cache, "validation")["totals"]["shards"] == 1
+    assert manifest(cache)["tokenizer"]["encoder"] == "sentencepiece"
+    assert manifest(cache)["tokenizer"]["separator"]["token"] == "▁"
