@@ -39,7 +39,7 @@ from common.format import (
     tokens_name,
 )
 from common.hashing import fingerprint
-from common.manifest import BlocksInfo, Manifest, ShardInfo, read_json, write_json_atomic, write_manifest
+from common.manifest import Manifest, ShardInfo, read_json, write_json_atomic, write_manifest
 from preprocess.encode import CLEANING, TaskResult
 from preprocess.packing import PACKING, pack_blocks
 from preprocess.sharding import Task, plan_tasks

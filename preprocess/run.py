@@ -16,7 +16,16 @@ from common.hashing import file_digests
 from common.tokenizer import LoadedTokenizer, TokenizerError, load_tokenizer, tokenizer_source
 from preprocess import build
 from preprocess.config import PreprocessConfig
-from preprocess.encode import CLEANING, SPACE_TOKEN, TaskResult, choose_encoder, clean_lines, encode_task, init_worker, set_worker_state
+from preprocess.encode import (
+    CLEANING,
+    SPACE_TOKEN,
+    TaskResult,
+    choose_encoder,
+    clean_lines,
+    encode_task,
+    init_worker,
+    set_worker_state,
+)
 from preprocess.errors import PreprocessError
 from preprocess.lock import cache_lock
 from preprocess.packing import PACKING

@@ -52,7 +52,7 @@ def test_clean_lines_strips_and_drops_empty_like_the_original():
 
 
 def test_invalid_utf8_is_replaced_and_counted():
-    raw = "ok ".encode() + b"\xff\xfe" + " real \ufffd".encode() + b"\xc3"
+    raw = b"ok " + b"\xff\xfe" + " real \ufffd".encode() + b"\xc3"
     text, bad = decode_bytes(raw)
     assert bad == 3 and text.startswith("ok ") and text.count("\ufffd") == 4
     assert decode_bytes("fine \ufffd".encode()) == ("fine \ufffd", 0)

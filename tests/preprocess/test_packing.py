@@ -30,7 +30,7 @@ def test_blocks_fit_cover_every_token_and_are_greedy(seed):
     assert (np.diff(blocks[:, 0]) > 0).all()
     # greedy: a block of whole lines could not have taken the next line too
     starts = set(off[:-1].tolist())
-    for (s, e), (s2, e2) in zip(blocks[:-1], blocks[1:]):
+    for (s, e), (s2, _) in zip(blocks[:-1], blocks[1:]):
         if s in starts and s2 in starts and e - s < cap:
             nxt = np.searchsorted(off, s2)
             assert (off[nxt + 1] - 1) - s > cap
