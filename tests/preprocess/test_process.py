@@ -93,3 +93,17 @@ def test_sigkill_midway_then_rerun_equals_a_clean_build(tmp_path, wordpiece_dir)
     assert _run([*cli, *base_args(wordpiece_dir, train, crashed)]).returncode == 0
     assert _run([*cli, *base_args(wordpiece_dir, train, clean)]).returncode == 0
     assert arrays(crashed) == arrays(clean)
+
+
+def test_make_preprocess_target(tmp_path, wordpiece_dir):
+    train, ev = tmp_path / "train", tmp_path / "eval"
+    write_shards(train, n_shards=2)
+    write_shards(ev, n_shards=1, seed=7)
+    cache = tmp_path / "cache"
+    r = _run(["make", "-s", "-C", str(Path(__file__).parents[2]), "preprocess", f"VENV={sys.prefix}",
+              f"TRAIN_DIR={train}", f"EVAL_DIR={ev}", f"TOKENIZER={wordpiece_dir}", "TOKENIZER_TYPE=auto",
+              f"CACHE_DIR={cache}", "MAX_SEQ_LENGTH=48", "NUM_WORKERS=2"])
+    assert r.returncode == 0, r.stderr
+    for split in ("train", "validation"):
+        m = json.loads((cache / split / "manifest.json").read_text())
+        assert m["parameters"]["max_seq_length"] == 48
