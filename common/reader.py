@@ -49,6 +49,10 @@ class SplitReader:
             ]
         return self._maps
 
+    def close(self) -> None:
+        """Drop this process's maps; the next access reopens them."""
+        self._maps = None
+
     @property
     def n_blocks(self) -> int:
         return int(self.block_starts[-1])

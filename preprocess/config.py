@@ -24,9 +24,12 @@ class PreprocessConfig:
     tokenizer_name_or_path: str = field(
         metadata={"help": "Local tokenizer directory (save_pretrained output) or tokenizer.json. Never downloaded."}
     )
-    train_dir: str = field(metadata={"help": "Directory of training text shards: every *.<ext> file in it is used."})
     datasets_cache_dir: str = field(
         metadata={"help": "Cache directory; outputs go to <cache>/train and <cache>/validation."}
+    )
+    train_dir: str | None = field(
+        default=None,
+        metadata={"help": "Directory of training text shards: every *.<ext> file in it is used (required to preprocess)."},
     )
     eval_dir: str | None = field(
         default=None, metadata={"help": "Directory of validation text shards (optional)."}
@@ -76,6 +79,8 @@ class PreprocessConfig:
 
     def splits(self) -> list[tuple[str, str]]:
         """(split name, input dir) pairs to build, train first."""
+        if not self.train_dir:
+            raise PreprocessError("--train_dir is required to preprocess: the directory of training text shards")
         out = [("train", self.train_dir)]
         if self.eval_dir:
             out.append(("validation", self.eval_dir))

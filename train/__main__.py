@@ -1,0 +1,38 @@
+"""``python -m train`` / ``mlm-train``: train a masked LM on a preprocessed cache. Never tokenizes text."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from preprocess.errors import PreprocessError
+
+
+def main(argv: list[str] | None = None, prog: str = "mlm-train", preprocess_first: bool = False) -> int:
+    """Parse, (optionally) preprocess, train. ``preprocess_first`` is the run_mlm.py front's behaviour."""
+    argv = sys.argv[1:] if argv is None else argv
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        from train.config import parse
+
+        cfg, margs, mlm, targs = parse(argv, prog)
+        if preprocess_first:
+            from preprocess.run import run as preprocess
+
+            with targs.main_process_first(desc="preprocessing"):  # rank 0 builds, the others then find it fresh
+                for report in preprocess(cfg, [prog, *argv]):
+                    print(report.line())
+            if mlm.build_dataset_only:
+                return 0
+        from train.run import train
+
+        metrics = train(cfg, margs, mlm, targs)
+    except PreprocessError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(metrics.items())))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Map-style datasets over a preprocessed split, for the Hugging Face Trainer.
+
+Both are thin views over ``common.reader.SplitReader``: no tokenization, no
+Python loop over tokens, memmaps opened lazily in whichever process reads
+(so each DataLoader worker, forked or spawned, maps the files itself), and
+``len()`` known up front so a resumed run's sampler skips without reading.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from common.format import FormatError
+from common.reader import SplitReader
+
+
+def _reader(split_dir: str | Path, max_seq_length: int) -> SplitReader:
+    reader = SplitReader(split_dir)
+    built = reader.manifest.parameters.get("max_seq_length")
+    if built != max_seq_length:
+        raise FormatError(
+            f"{split_dir}: blocks were packed for --max_seq_length {built}, training asked for {max_seq_length}; "
+            "rerun preprocessing with the new value (only the packing is redone)"
+        )
+    return reader
+
+
+class MemmapConcatFullSentenceTextDataset(Dataset):
+    """FULL-SENTENCES blocks: consecutive whole lines, ``<s> ... </s>``, at most max_seq_length ids."""
+
+    def __init__(self, split_dir: str | Path, max_seq_length: int):
+        self.reader = _reader(split_dir, max_seq_length)
+
+    def __len__(self) -> int:
+        return self.reader.n_blocks
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return torch.from_numpy(self.reader.block(i))
+
+
+class MemmapLineByLineTextDataset(Dataset):
+    """One line per example, ``<s> line </s>``; a line longer than a block is served in pieces, never cut off."""
+
+    def __init__(self, split_dir: str | Path, max_seq_length: int):
+        self.reader = _reader(split_dir, max_seq_length)
+        self.cap = max_seq_length - 2
+        # Example k -> (shard, token start, token end), computed from line
+        # offsets with numpy: 8 bytes x 3 per example, no per-line Python.
+        shards, starts, ends = [], [], []
+        for k, (_, offsets, _) in enumerate(self.reader.maps):
+            off = np.asarray(offsets)
+            s, e = off[:-1], off[1:] - 1
+            pieces = np.maximum(1, -(-(e - s) // self.cap))
+            first = np.repeat(s, pieces) + self.cap * (np.arange(pieces.sum()) - np.repeat(np.cumsum(pieces) - pieces, pieces))
+            starts.append(first)
+            ends.append(np.minimum(first + self.cap, np.repeat(e, pieces)))
+            shards.append(np.full(len(first), k, dtype=np.int32))
+        self.shard = np.concatenate(shards) if shards else np.empty(0, np.int32)
+        self.start = np.concatenate(starts) if starts else np.empty(0, np.int64)
+        self.end = np.concatenate(ends) if ends else np.empty(0, np.int64)
+        self.reader.close()  # reopened lazily by whichever process reads
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        tokens = self.reader.maps[int(self.shard[i])][0]
+        s, e = int(self.start[i]), int(self.end[i])
+        out = np.empty(e - s + 2, dtype=np.int64)
+        out[0], out[-1] = self.reader.bos, self.reader.eos
+        out[1:-1] = tokens[s:e]
+        return torch.from_numpy(out)
+
+
+DATASET_TYPES = {cls.__name__: cls for cls in (MemmapConcatFullSentenceTextDataset, MemmapLineByLineTextDataset)}

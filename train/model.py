@@ -1,0 +1,80 @@
+"""Build the masked-LM model from a shipped config, a JSON of one's own, or a local checkpoint.
+
+Checks before any GPU time is spent: the model's special ids and vocabulary
+agree with the tokenizer the cache was built with, and its position table
+holds ``max_seq_length`` tokens (RoBERTa positions start after ``pad_token_id``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from transformers import AutoConfig, AutoModelForMaskedLM, PretrainedConfig, PreTrainedModel
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+ARCHITECTURES = tuple(sorted(p.stem for p in CONFIG_DIR.glob("*.json")))
+
+
+class ModelError(Exception):
+    """The model and the tokenizer or --max_seq_length disagree."""
+
+
+def load_config(architecture: str, config_name: str | None, model_name_or_path: str | None) -> PretrainedConfig:
+    if model_name_or_path:
+        if not Path(model_name_or_path).is_dir():
+            raise ModelError(f"--model_name_or_path {model_name_or_path}: not a local directory (nothing is downloaded)")
+        return AutoConfig.from_pretrained(model_name_or_path, local_files_only=True)
+    if config_name:
+        if not Path(config_name).is_file():
+            raise ModelError(f"--config_name {config_name}: no such file; give a config.json path")
+        return AutoConfig.from_pretrained(config_name, local_files_only=True)
+    if architecture not in ARCHITECTURES:
+        raise ModelError(f"--architecture {architecture!r}: one of {', '.join(ARCHITECTURES)}, or use --config_name")
+    return AutoConfig.from_pretrained(CONFIG_DIR / f"{architecture}.json")
+
+
+def fit_to_tokenizer(config: PretrainedConfig, tokenizer: dict[str, Any], fresh: bool) -> None:
+    """Give a fresh model the tokenizer's vocab and ids; check a pretrained one agrees."""
+    ids = tokenizer["special_ids"]
+    wanted = {"pad_token_id": ids["pad"], "bos_token_id": ids["bos"], "eos_token_id": ids["eos"]}
+    if fresh:
+        config.vocab_size = tokenizer["vocab_size"]
+        for k, v in wanted.items():
+            setattr(config, k, v)
+        return
+    wrong = {k: (getattr(config, k, None), v) for k, v in wanted.items() if getattr(config, k, None) != v}
+    if wrong:
+        detail = ", ".join(f"{k}: model {a}, tokenizer {b}" for k, (a, b) in wrong.items())
+        raise ModelError(f"special token ids differ ({detail}); train with the tokenizer the model was trained with")
+    if config.vocab_size < tokenizer["vocab_size"]:
+        raise ModelError(f"model vocab_size {config.vocab_size} < tokenizer's {tokenizer['vocab_size']}; "
+                         "use the model's own tokenizer, or start a fresh model with --architecture")
+
+
+def check_positions(config: PretrainedConfig, max_seq_length: int) -> None:
+    pad = config.pad_token_id or 0
+    need = max_seq_length + pad + 1
+    if getattr(config, "max_position_embeddings", need) < need:
+        raise ModelError(
+            f"max_position_embeddings {config.max_position_embeddings} < max_seq_length {max_seq_length} + "
+            f"pad_token_id {pad} + 1 = {need}; lower --max_seq_length or use --config_name with "
+            f"max_position_embeddings >= {need}"
+        )
+
+
+def build_model(architecture: str, config_name: str | None, model_name_or_path: str | None,
+                tokenizer: dict[str, Any], max_seq_length: int) -> PreTrainedModel:
+    config = load_config(architecture, config_name, model_name_or_path)
+    fit_to_tokenizer(config, tokenizer, fresh=model_name_or_path is None)
+    check_positions(config, max_seq_length)
+    if model_name_or_path:
+        model = AutoModelForMaskedLM.from_pretrained(model_name_or_path, config=config, local_files_only=True)
+    else:
+        model = AutoModelForMaskedLM.from_config(config)
+    # RobertaForMaskedLM.forward takes **kwargs, so the Trainer assumes it
+    # averages over num_items_in_batch itself and skips its own scaling
+    # fix-up; it returns a plain mean, and the logged loss and gradients
+    # came out doubled under gradient_accumulation_steps 2 (transformers 5.24).
+    model.accepts_loss_kwargs = False
+    return model
