@@ -16,7 +16,7 @@ from common.tokenizer import LoadedTokenizer, load_tokenizer
 from preprocess.config import PreprocessConfig
 from preprocess.errors import PreprocessError
 from train.collator import MlmCollator
-from train.config import ModelArguments, MlmArguments
+from train.config import MlmArguments, ModelArguments
 from train.dataset import DATASET_TYPES
 from train.model import build_model
 
@@ -61,7 +61,8 @@ class MlmTrainer(Trainer):
         super().log(logs, start_time)
 
 
-def train(cfg: PreprocessConfig, margs: ModelArguments, mlm: MlmArguments, targs: TrainingArguments) -> dict[str, Any]:
+def train(cfg: PreprocessConfig, margs: ModelArguments, mlm: MlmArguments, targs: TrainingArguments) -> tuple[dict[str, Any], Trainer]:
+    """Train, evaluate and save; the final metrics and the trainer (its state and model)."""
     settings = {"add_space_token": cfg.add_space_token}
     try:
         loaded = load_tokenizer(cfg.tokenizer_name_or_path, cfg.tokenizer_type, settings)
@@ -90,7 +91,7 @@ def train(cfg: PreprocessConfig, margs: ModelArguments, mlm: MlmArguments, targs
     if trainer.is_world_process_zero():
         copy_manifests(Path(cfg.datasets_cache_dir), Path(targs.output_dir))
         trainer.save_metrics("all", metrics)
-    return metrics
+    return metrics, trainer
 
 
 def copy_manifests(cache: Path, output_dir: Path) -> None:

@@ -1,0 +1,204 @@
+"""The train stage through its entry points: the users' command, checks, loss, resume, DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForMaskedLM, AutoTokenizer, pipeline
+
+from tests.corpus import write_shards
+from tests.train import record
+from train.__main__ import main as train_main
+
+ROOT = Path(__file__).parents[2]
+
+
+def seed_command(tok: Path, train: Path, ev: Path, cache: Path, out: Path, **values) -> list[str]:
+    """The users' run_mlm.py command (../shared/run_mlm_command.md), every flag, tiny values."""
+    v = {"max_seq_length": 32, "learning_rate": 5e-4, "adam_beta2": 0.98, "max_steps": 4, "batch": 4, "grad_acc": 1,
+         "warmup_steps": 1, "seed": 42, "save_steps": 2, "eval_steps": 2, "architecture": "roberta-tiny",
+         "tokenizer_type": "auto", **values}
+    return [
+        "--tokenizer_name_or_path", str(tok), "--ext", "txt", "--train_dir", str(train), "--eval_dir", str(ev),
+        "--fp16", "--max_seq_length", str(v["max_seq_length"]), "--learning_rate", str(v["learning_rate"]),
+        "--weight_decay", "0.01", "--adam_beta2", str(v["adam_beta2"]), "--adam_epsilon", "1e-6",
+        "--max_steps", str(v["max_steps"]), "--per_device_train_batch_size", str(v["batch"]),
+        "--per_device_eval_batch_size", str(v["batch"]), "--gradient_accumulation_steps", str(v["grad_acc"]),
+        "--warmup_steps", str(v["warmup_steps"]), "--seed", str(v["seed"]), "--save_steps", str(v["save_steps"]),
+        "--logging_steps", "10", "--save_total_limit", "100", "--evaluation_strategy", "steps",
+        "--eval_steps", str(v["eval_steps"]), "--prediction_loss_only", "--logging_dir", str(out / "tb"),
+        "--output_dir", str(out), "--add_space_token", "--datasets_cache_dir", str(cache),
+        "--datasets_type", "MemmapConcatFullSentenceTextDataset", "--architecture", v["architecture"],
+        "--tokenizer_type", v["tokenizer_type"],
+    ]
+
+
+@pytest.fixture(scope="session")
+def space_tok(tmp_path_factory, bpe_dir) -> Path:
+    """The byte-level BPE tokenizer plus the users' space token <_>, so --add_space_token applies."""
+    d = tmp_path_factory.mktemp("space_tok")
+    tok = AutoTokenizer.from_pretrained(bpe_dir)
+    tok.add_tokens(["<_>"])
+    tok.save_pretrained(d)
+    return d
+
+
+def _texts(root: Path) -> tuple[Path, Path]:
+    train, ev = root / "txt_train", root / "txt_eval"
+    write_shards(train, n_shards=2, lines_per_shard=150)
+    write_shards(ev, n_shards=1, lines_per_shard=60, seed=5)
+    return train, ev
+
+
+def test_the_users_command_runs_verbatim_and_the_model_loads(tmp_path, space_tok):
+    train, ev = _texts(tmp_path)
+    out = tmp_path / "out"
+    args = seed_command(space_tok, train, ev, tmp_path / "cache", out)
+    r = subprocess.run([sys.executable, str(ROOT / "run_mlm.py"), *args], capture_output=True, text=True,
+                       cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "--fp16 needs a CUDA GPU" in r.stderr and "eval_perplexity=" in r.stdout
+    assert "--evaluation_strategy is --eval_strategy" in r.stderr
+    assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
+    assert json.loads((out / "manifests" / "train.json").read_text())["tokenizer"]["settings"]["add_space_token"]
+    assert list((out / "tb").rglob("events.out.tfevents*")), "--logging_dir must receive tensorboard logs"
+    results = json.loads((out / "all_results.json").read_text())
+    assert results["eval_perplexity"] > 1 and results["train_loss"] > 0
+    model = AutoModelForMaskedLM.from_pretrained(out)
+    assert model.config.vocab_size == len(AutoTokenizer.from_pretrained(out))
+    fill = pipeline("fill-mask", model=str(out), tokenizer=str(out), device="cpu")
+    assert len(fill("the <mask> of")) == 5
+    # rerun with --build_dataset_only: preprocessing is fresh, nothing trains
+    r = subprocess.run([sys.executable, str(ROOT / "run_mlm.py"), *args, "--build_dataset_only",
+                        "--output_dir", str(tmp_path / "never")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "cache is fresh" in r.stdout and not (tmp_path / "never").exists()
+
+
+def test_loss_under_gradient_accumulation_equals_the_hand_computed_loss(tmp_path, bpe_dir, monkeypatch):
+    train, ev = _texts(tmp_path)
+    cfg = json.loads((ROOT / "train" / "configs" / "roberta-tiny.json").read_text())
+    cfg.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (tmp_path / "nodrop.json").write_text(json.dumps(cfg))
+    monkeypatch.setattr(record, "RECORDED", [])
+    record.install(monkeypatch.setattr)
+    out = tmp_path / "out"
+    args = seed_command(bpe_dir, train, ev, tmp_path / "cache", out, learning_rate=0.0, max_steps=1, grad_acc=2,
+                        warmup_steps=0, save_steps=100, eval_steps=100)
+    args.remove("--add_space_token")
+    args += ["--config_name", str(tmp_path / "nodrop.json"), "--logging_steps", "1"]
+    assert train_main(args, prog="run_mlm.py", preprocess_first=True) == 0
+    trainer = record.TRAINERS[-1]
+    model = AutoModelForMaskedLM.from_pretrained(out)  # lr 0: the weights the loss was computed with
+    train_batches = [b for training, b in record.RECORDED if training]
+    eval_batches = [b for training, b in record.RECORDED if not training]
+    assert len(train_batches) == 2
+    logged = next(h["loss"] for h in trainer.state.log_history if "loss" in h)
+    expected = sum(record.hand_losses(model, train_batches)) / 2
+    assert logged == pytest.approx(expected, rel=1e-4)  # not 2x
+    evals = [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h]
+    last_pass = eval_batches[-len(eval_batches) // len(evals):]  # each evaluation masks afresh
+    per_batch = record.hand_losses(model, last_pass)
+    sizes = [len(b["input_ids"]) for b in last_pass]
+    expected_eval = sum(loss * n for loss, n in zip(per_batch, sizes)) / sum(sizes)
+    assert evals[-1] == pytest.approx(expected_eval, rel=1e-4)
+
+
+def _original_ids(batch: dict[str, torch.Tensor]) -> list[list[int]]:
+    """The unmasked blocks of a batch: labels hold the original id wherever a token was masked."""
+    ids = torch.where(batch["labels"] != -100, batch["labels"], batch["input_ids"])
+    return [row[m.bool()].tolist() for row, m in zip(ids, batch["attention_mask"])]
+
+
+def test_resume_from_checkpoint_ends_at_the_right_step_with_the_same_data_order(tmp_path, bpe_dir, monkeypatch):
+    train, ev = _texts(tmp_path)
+    monkeypatch.setattr(record, "RECORDED", [])
+    record.install(monkeypatch.setattr)
+    base = dict(max_steps=6, save_steps=3, eval_steps=100, grad_acc=1, batch=2)
+    full = tmp_path / "full"
+    args = seed_command(bpe_dir, train, ev, tmp_path / "cache", full, **base)
+    args.remove("--add_space_token")
+    assert train_main(args, prog="run_mlm.py", preprocess_first=True) == 0
+    seen_full = [_original_ids(b) for training, b in record.RECORDED if training]
+    # "killed" after checkpoint-3: a dir holding only that checkpoint, resumed with the seed's --model_dir
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    shutil.copytree(full / "checkpoint-3", cut / "checkpoint-3")
+    record.RECORDED.clear()
+    args2 = seed_command(bpe_dir, train, ev, tmp_path / "cache", cut, **base)
+    args2.remove("--add_space_token")
+    assert train_main([*args2, "--model_dir", str(cut / "checkpoint-3")], prog="run_mlm.py",
+                      preprocess_first=True) == 0
+    seen_resumed = [_original_ids(b) for training, b in record.RECORDED if training]
+    assert json.loads((cut / "checkpoint-6" / "trainer_state.json").read_text())["global_step"] == 6
+    assert len(seen_full) == 6 and seen_resumed == seen_full[3:]
+
+
+def test_a_mismatched_or_damaged_cache_stops_training_with_the_fix(capsys, tmp_path, bpe_dir, wordpiece_dir):
+    train, ev = _texts(tmp_path)
+    cache = tmp_path / "cache"
+    args = seed_command(bpe_dir, train, ev, cache, tmp_path / "out")
+    args.remove("--add_space_token")
+    assert train_main([*args, "--build_dataset_only"], prog="run_mlm.py", preprocess_first=True) == 0
+    capsys.readouterr()
+    other = seed_command(wordpiece_dir, train, ev, cache, tmp_path / "out")
+    other.remove("--add_space_token")
+    assert train_main(other, prog="mlm-train") == 2
+    err = capsys.readouterr().err
+    assert "built with another tokenizer" in err and "make preprocess" in err and f"TOKENIZER={wordpiece_dir}" in err
+    longer = [*args, "--max_seq_length", "64"]
+    assert train_main(longer, prog="mlm-train") == 2
+    assert "packed for --max_seq_length 32" in capsys.readouterr().err
+    tokens = next((cache / "train" / "shards").glob("*.tokens.npy"))
+    tokens.write_bytes(tokens.read_bytes()[:-6])
+    assert train_main(args, prog="mlm-train") == 2
+    err = capsys.readouterr().err
+    assert tokens.name in err and "truncated" in err and not (tmp_path / "out" / "model.safetensors").exists()
+    assert train_main([*args, "--no_such_flag", "1"], prog="mlm-train") == 2
+    assert "--no_such_flag" in capsys.readouterr().err
+
+
+def test_model_checks_say_how_to_fix(tmp_path):
+    from train.model import ModelError, check_positions, load_config
+
+    cfg = load_config("roberta-tiny", None, None)
+    cfg.pad_token_id = 1
+    check_positions(cfg, 512)
+    with pytest.raises(ModelError, match="lower --max_seq_length or use --config_name with max_position_embeddings >= 1026"):
+        check_positions(cfg, 1024)
+
+
+@pytest.mark.slow
+def test_two_rank_ddp_on_cpu_syncs_weights_and_logs_the_true_loss(tmp_path, bpe_dir):
+    train, ev = _texts(tmp_path)
+    out = tmp_path / "out"
+    cfg = json.loads((ROOT / "train" / "configs" / "roberta-tiny.json").read_text())
+    cfg.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (tmp_path / "nodrop.json").write_text(json.dumps(cfg))
+    args = seed_command(bpe_dir, train, ev, tmp_path / "cache", out, max_steps=2, grad_acc=1, batch=2,
+                        save_steps=100, eval_steps=100)
+    args.remove("--add_space_token")
+    args += ["--config_name", str(tmp_path / "nodrop.json"), "--per_device_eval_batch_size", "1"]
+    prefix = str(tmp_path / "rec")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                        str(ROOT / "tests" / "train" / "record.py"), prefix, *args],
+                       capture_output=True, text=True, env=env, timeout=900, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-4000:]
+    digests = [Path(f"{prefix}.rank{k}.digest").read_text() for k in (0, 1)]
+    assert digests[0] == digests[1], "ranks trained different weights"
+    # eval loss, with weights fixed after training: every validation block once, over both ranks
+    model = AutoModelForMaskedLM.from_pretrained(out)
+    recs = [torch.load(f"{prefix}.rank{k}.pt") for k in (0, 1)]
+    evals = [[b for training, b in rec if not training] for rec in recs]
+    n_blocks = json.loads((tmp_path / "cache" / "validation" / "manifest.json").read_text())["totals"]["blocks"]
+    interleaved = [b for pair in zip(*evals) for b in pair][:n_blocks]  # gather order, padding dropped
+    expected = sum(record.hand_losses(model, interleaved)) / n_blocks
+    results = json.loads((out / "all_results.json").read_text())
+    assert results["eval_loss"] == pytest.approx(expected, rel=1e-4)  # not 2x
