@@ -55,11 +55,13 @@ MAX_SEQ_LENGTH = 512
 BATCH_LINES = 1024  # lines per encode call in the pool harness, as preprocess/encode.py
 ORIGINAL_CHUNK = 2500  # thai2transformers' tokenize_chunksize default
 RSS_INTERVAL_S = 0.05
-CORPUS_VERSION = 1  # bump when the generator changes: cached corpora are then rebuilt
+CORPUS_VERSION = 2  # bump when the generator changes: cached corpora are then rebuilt
 
 # Corpus shape: which share of lines are Thai, words per line, and the like.
 THAI_SHARE = 0.3
 MAX_WORDS = 200
+PARAGRAPH_SHARE = 0.01  # lines of PARAGRAPH_WORDS words: long enough to overflow a 512-token block
+PARAGRAPH_WORDS = (300, 800)
 BLANK_SHARE = 0.02
 PADDED_SHARE = 0.02
 COMMA_SHARE = 0.07
@@ -169,9 +171,16 @@ def thai_line(rng: np.random.Generator, vocab: Vocab, k: int) -> str:
 
 
 def make_lines(rng: np.random.Generator, n: int, en: Vocab, th: Vocab) -> list[str]:
-    """n lines of 1..MAX_WORDS words, mostly short, a few long enough to overflow a 512-token block."""
+    """n lines of 1..MAX_WORDS words, mostly short, plus a few paragraph-long ones.
+
+    200 words make at most ~400 tokens with these tokenizers, so without the
+    paragraphs no line would overflow a 512-token block and the long-line
+    path (ours splits, the original dropped) would go unmeasured.
+    """
     thai = rng.random(n) < THAI_SHARE
     lengths = 1 + (rng.random(n) ** 3 * MAX_WORDS).astype(np.int64)  # 1..MAX_WORDS, skewed short
+    paragraphs = rng.random(n) < PARAGRAPH_SHARE
+    lengths[paragraphs] = rng.integers(*PARAGRAPH_WORDS, endpoint=True, size=int(paragraphs.sum()))
     kind = rng.random(n)
     lines = []
     for is_th, k, u in zip(thai.tolist(), lengths.tolist(), kind.tolist()):
@@ -871,7 +880,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"- machine: {machine_facts(args.workers)}",
         f"- corpus: {corpus.mb:.1f} MB in {len(corpus.shards)} shards, {any_run.totals['lines']:,} non-empty lines "
-        f"({THAI_SHARE:.0%} Thai-like from {corpus.thai_source}, 1-{MAX_WORDS} words/line); RSS corpus "
+        f"({THAI_SHARE:.0%} Thai-like from {corpus.thai_source}, 1-{MAX_WORDS} words/line, {PARAGRAPH_SHARE:.0%} "
+        f"paragraphs of {PARAGRAPH_WORDS[0]}-{PARAGRAPH_WORDS[1]} words); RSS corpus "
         f"{big.mb:.1f} MB in {len(big.shards)} shards; max_seq_length {MAX_SEQ_LENGTH}; MB = 10^6 bytes",
         *(f"- {tok.name} ({tok.description}): {ours[tok.name].content_tokens:,} tokens, "
           f"{ours[tok.name].totals['blocks']:,} blocks, {ours[tok.name].totals['lines_split']:,} lines longer "

@@ -20,11 +20,17 @@ RECORDED: list[tuple[bool, dict[str, torch.Tensor]]] = []
 TRAINERS: list[MlmTrainer] = []
 
 
-def install(setattr=setattr) -> None:
-    """Wrap the trainer's loss and train(); pass ``monkeypatch.setattr`` so a test undoes it."""
+def install(setattr=setattr, initial_weights: str | None = None) -> None:
+    """Wrap the trainer's loss and train(); pass ``monkeypatch.setattr`` so a test undoes it.
+
+    ``initial_weights``: where to save the weights the first loss is computed with.
+    """
     original_loss, original_train = MlmTrainer.compute_loss, run_module.train
 
     def compute_loss(self, model, inputs, *args, **kwargs):
+        if initial_weights and not RECORDED:
+            torch.save({k: v.detach().clone() for k, v in self.accelerator.unwrap_model(model).state_dict().items()},
+                       initial_weights)
         RECORDED.append((model.training, {k: v.detach().clone() for k, v in inputs.items()}))
         return original_loss(self, model, inputs, *args, **kwargs)
 
@@ -54,9 +60,9 @@ if __name__ == "__main__":
     from train.__main__ import main
 
     prefix, argv = sys.argv[1], sys.argv[2:]
-    install()
-    rc = main(argv, prog="run_mlm.py", preprocess_first=True)
     rank = os.environ.get("RANK", "0")
+    install(initial_weights=f"{prefix}.rank{rank}.init.pt")
+    rc = main(argv, prog="run_mlm.py", preprocess_first=True)
     torch.save(RECORDED, f"{prefix}.rank{rank}.pt")
     with open(f"{prefix}.rank{rank}.digest", "w") as f:
         f.write(weights_digest(TRAINERS[0].model))

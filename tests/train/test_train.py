@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -181,10 +182,10 @@ def test_two_rank_ddp_on_cpu_syncs_weights_and_logs_the_true_loss(tmp_path, bpe_
     cfg = json.loads((ROOT / "train" / "configs" / "roberta-tiny.json").read_text())
     cfg.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     (tmp_path / "nodrop.json").write_text(json.dumps(cfg))
-    args = seed_command(bpe_dir, train, ev, tmp_path / "cache", out, max_steps=2, grad_acc=1, batch=2,
-                        save_steps=100, eval_steps=100)
+    args = seed_command(bpe_dir, train, ev, tmp_path / "cache", out, max_steps=2, grad_acc=2, batch=2,
+                        save_steps=1, eval_steps=100)
     args.remove("--add_space_token")
-    args += ["--config_name", str(tmp_path / "nodrop.json"), "--per_device_eval_batch_size", "1"]
+    args += ["--config_name", str(tmp_path / "nodrop.json"), "--per_device_eval_batch_size", "1", "--logging_steps", "1"]
     prefix = str(tmp_path / "rec")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
@@ -193,12 +194,20 @@ def test_two_rank_ddp_on_cpu_syncs_weights_and_logs_the_true_loss(tmp_path, bpe_
     assert r.returncode == 0, r.stderr[-4000:]
     digests = [Path(f"{prefix}.rank{k}.digest").read_text() for k in (0, 1)]
     assert digests[0] == digests[1], "ranks trained different weights"
+    recs = [torch.load(f"{prefix}.rank{k}.pt") for k in (0, 1)]
+    # step 1's logged loss: both ranks' 2 micro-batches, on the initial weights
+    model = AutoModelForMaskedLM.from_pretrained(out)
+    model.load_state_dict(torch.load(f"{prefix}.rank0.init.pt"))
+    step1 = [b for rec in recs for b in [b for training, b in rec if training][:2]]
+    logged = json.loads((out / "checkpoint-1" / "trainer_state.json").read_text())["log_history"][0]["loss"]
+    assert logged == pytest.approx(sum(record.hand_losses(model, step1)) / 4, rel=1e-4)  # not 2x
     # eval loss, with weights fixed after training: every validation block once, over both ranks
     model = AutoModelForMaskedLM.from_pretrained(out)
-    recs = [torch.load(f"{prefix}.rank{k}.pt") for k in (0, 1)]
-    evals = [[b for training, b in rec if not training] for rec in recs]
     n_blocks = json.loads((tmp_path / "cache" / "validation" / "manifest.json").read_text())["totals"]["blocks"]
+    per_rank = -(-n_blocks // 2)
+    evals = [[b for training, b in rec if not training][-per_rank:] for rec in recs]  # the final evaluation
     interleaved = [b for pair in zip(*evals) for b in pair][:n_blocks]  # gather order, padding dropped
-    expected = sum(record.hand_losses(model, interleaved)) / n_blocks
+    losses = [x for x in record.hand_losses(model, interleaved) if math.isfinite(x)]  # as the Trainer filters
+    expected = sum(losses) / len(losses)
     results = json.loads((out / "all_results.json").read_text())
     assert results["eval_loss"] == pytest.approx(expected, rel=1e-4)  # not 2x
