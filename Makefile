@@ -13,8 +13,11 @@ MAX_SEQ_LENGTH ?= 512
 EXT ?= txt
 NUM_WORKERS ?=
 BENCH_MB ?= 50
+OUTPUT_DIR ?= output
+ARCHITECTURE ?= roberta-base
+DATASETS_TYPE ?= MemmapConcatFullSentenceTextDataset
 
-.PHONY: setup preprocess test test-all quality style bench demo clean
+.PHONY: setup preprocess train test test-all quality style bench demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +34,12 @@ preprocess: $(BIN)/python
 		--train_dir "$(TRAIN_DIR)" $(if $(EVAL_DIR),--eval_dir "$(EVAL_DIR)") --ext "$(EXT)" \
 		--datasets_cache_dir "$(CACHE_DIR)" --max_seq_length $(MAX_SEQ_LENGTH) \
 		$(if $(NUM_WORKERS),--num_workers $(NUM_WORKERS)) $(ARGS)
+
+# Trains on the cache that `make preprocess` built; never tokenizes. Extra Trainer flags go in ARGS.
+train: $(BIN)/python
+	$(BIN)/mlm-train --tokenizer_name_or_path "$(TOKENIZER)" --tokenizer_type "$(TOKENIZER_TYPE)" \
+		--datasets_cache_dir "$(CACHE_DIR)" --max_seq_length $(MAX_SEQ_LENGTH) --datasets_type $(DATASETS_TYPE) \
+		--architecture $(ARCHITECTURE) --output_dir "$(OUTPUT_DIR)" $(ARGS)
 
 test: setup
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -211,3 +211,25 @@ def test_two_rank_ddp_on_cpu_syncs_weights_and_logs_the_true_loss(tmp_path, bpe_
     expected = sum(losses) / len(losses)
     results = json.loads((out / "all_results.json").read_text())
     assert results["eval_loss"] == pytest.approx(expected, rel=1e-4)  # not 2x
+    # and resumes: restart from checkpoint-1 under torchrun, end at step 2 with weights in sync
+    out2 = tmp_path / "out2"
+    args2 = [*args[: args.index("--output_dir")], "--output_dir", str(out2), *args[args.index("--output_dir") + 2:],
+             "--resume_from_checkpoint", str(out / "checkpoint-1")]
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                        str(ROOT / "tests" / "train" / "record.py"), prefix + "2", *args2],
+                       capture_output=True, text=True, env=env, timeout=900, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert json.loads((out2 / "checkpoint-2" / "trainer_state.json").read_text())["global_step"] == 2
+    resumed = [Path(f"{prefix}2.rank{k}.digest").read_text() for k in (0, 1)]
+    assert resumed[0] == resumed[1]
+
+
+def test_make_train_on_a_line_by_line_cache(tmp_path, bpe_dir, bpe_cache):
+    out = tmp_path / "out"
+    r = subprocess.run(
+        ["make", "-s", "-C", str(ROOT), "train", f"VENV={sys.prefix}", f"TOKENIZER={bpe_dir}", f"CACHE_DIR={bpe_cache}",
+         "MAX_SEQ_LENGTH=32", "ARCHITECTURE=roberta-tiny", "DATASETS_TYPE=MemmapLineByLineTextDataset",
+         f"OUTPUT_DIR={out}", "ARGS=--max_steps 2 --per_device_train_batch_size 4 --save_strategy no"],
+        capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (out / "model.safetensors").is_file() and "train_loss=" in r.stdout
