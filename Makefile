@@ -17,7 +17,7 @@ OUTPUT_DIR ?= output
 ARCHITECTURE ?= roberta-base
 DATASETS_TYPE ?= MemmapConcatFullSentenceTextDataset
 
-.PHONY: setup preprocess train test test-all quality style bench demo clean
+.PHONY: setup preprocess train inspect test test-all quality style bench demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ train: $(BIN)/python
 	$(BIN)/mlm-train --tokenizer_name_or_path "$(TOKENIZER)" --tokenizer_type "$(TOKENIZER_TYPE)" \
 		--datasets_cache_dir "$(CACHE_DIR)" --max_seq_length $(MAX_SEQ_LENGTH) --datasets_type $(DATASETS_TYPE) \
 		--architecture $(ARCHITECTURE) --output_dir "$(OUTPUT_DIR)" $(ARGS)
+
+# Summary of every split of the cache; INSPECT=status|verify|samples for the other views.
+INSPECT ?= show
+inspect: $(BIN)/python
+	$(BIN)/mlm-inspect $(INSPECT) "$(CACHE_DIR)" $(ARGS)
 
 test: setup
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -1,0 +1,249 @@
+"""``mlm-inspect``: what is in a cache, is it stale, is it intact, what do its blocks say.
+
+Works on any node, without torch and, except for ``status``, without the
+text: everything it reports comes from the manifest and the arrays.
+
+    mlm-inspect show    CACHE_OR_SPLIT [--json]
+    mlm-inspect status  CACHE_OR_SPLIT [--input_dir DIR] [--tokenizer PATH]
+    mlm-inspect verify  CACHE_OR_SPLIT
+    mlm-inspect samples CACHE_OR_SPLIT [-n N]
+    mlm-inspect diff    SPLIT_A SPLIT_B
+
+Exit status: 0 fresh / intact, 1 stale / damaged, 2 bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from common.format import MANIFEST_NAME, FormatError, check_npy, length_bins
+from common.hashing import file_digest
+from common.manifest import Manifest, load_manifest
+from common.tokenizer import TokenizerError, load_tokenizer, tokenizer_source
+from preprocess.errors import PreprocessError
+
+
+def split_dirs(path: str) -> list[Path]:
+    """A split dir itself, or every split of a cache dir."""
+    p = Path(path)
+    if (p / MANIFEST_NAME).is_file():
+        return [p]
+    found = sorted(d.parent for d in p.glob(f"*/{MANIFEST_NAME}"))
+    if not found:
+        raise PreprocessError(f"{path}: no {MANIFEST_NAME} here or in its subdirs; is it a cache dir or a split dir?")
+    return found
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return str(n)
+
+
+def histogram_lines(counts: list[int], width: int = 40) -> list[str]:
+    """A text histogram over the power-of-two length bins; empty edge bins left out."""
+    edges = length_bins()
+    nz = [i for i, c in enumerate(counts) if c]
+    if not nz:
+        return ["    (empty)"]
+    top = max(counts)
+    out = []
+    for i in range(nz[0], nz[-1] + 1):
+        label = f"{edges[i]}-{edges[i + 1] - 1}" if i + 1 < len(edges) - 1 else f">={edges[i]}"
+        bar = "#" * max(1 if counts[i] else 0, round(width * counts[i] / top))
+        out.append(f"    {label:>13} {counts[i]:>12,} {bar}")
+    return out
+
+
+def show(split: Path, m: Manifest) -> str:
+    t, tok, p = m.totals(), m.tokenizer, m.parameters
+    stats = m.stats()
+    lines = [
+        f"== {split}",
+        f"built      {m.created_by.get('created_at', '?')} by {m.created_by.get('version', '?')}: "
+        f"{' '.join(m.created_by.get('command', []))}",
+        f"input      {m.input_dir}",
+        f"tokenizer  {tok.get('type')} {tok.get('class')} at {tok.get('name_or_path')} (digest {tok.get('digest')})",
+        f"           vocab {tok.get('vocab_size'):,}, dtype {tok.get('dtype')}, special ids {tok.get('special_ids')}, "
+        f"separator {tok.get('separator')}, encoder {tok.get('encoder')}",
+        f"parameters max_seq_length {p.get('max_seq_length')}, datasets_type {p.get('datasets_type')}, "
+        f"add_space_token {p.get('add_space_token')}, ext {p.get('ext')}",
+        f"shards     {t['shards']:,} ({_size(t['bytes'])} of text), {t['lines']:,} lines, {t['tokens']:,} tokens",
+        f"blocks     {t['blocks']:,} of at most {p.get('max_seq_length')} tokens; "
+        f"{t['lines_split']:,} long lines split into pieces",
+        f"cleaning   {t['invalid_utf8']:,} invalid UTF-8 sequences replaced, "
+        f"{t['lines_without_tokens']:,} lines without tokens dropped",
+        f"disk       {_size(t['disk_bytes'])} ({t['disk_bytes'] / max(t['tokens'], 1):.2f} bytes/token)",
+        "line lengths (tokens):",
+        *histogram_lines(stats["line_hist"]),
+        "block lengths (tokens):",
+        *histogram_lines(stats["block_hist"]),
+    ]
+    return "\n".join(lines)
+
+
+def status(split: Path, m: Manifest, input_dir: str | None, tokenizer: str | None) -> tuple[bool, str]:
+    """(fresh?, report) comparing the manifest with the text and tokenizer as they are now."""
+    src_dir = Path(input_dir or m.input_dir)
+    if not src_dir.is_dir():
+        raise PreprocessError(f"{split}: input dir {src_dir} not found; pass --input_dir where the shards are now")
+    ext = m.parameters.get("ext", "txt")
+    now = {p.name: p for p in sorted(src_dir.glob(f"*.{ext}")) if not p.is_dir()}
+    before = {s.path: s for s in m.shards}
+    out, fresh = [f"== {split} against {src_dir}"], True
+    for name in sorted(set(now) | set(before)):
+        if name not in now:
+            state = "removed"
+        elif name not in before:
+            state = "added"
+        else:
+            state = "unchanged" if file_digest(now[name]) == before[name].digest else "changed"
+        fresh &= state == "unchanged"
+        out.append(f"  {state:<9} {name}")
+    tok_path = tokenizer or m.tokenizer.get("name_or_path")
+    try:
+        src = tokenizer_source(tok_path, m.tokenizer.get("type", "auto"), m.tokenizer.get("settings"))
+        tok_state = "unchanged" if src["digest"] == m.tokenizer.get("digest") else "changed"
+    except TokenizerError:
+        tok_state = "missing"
+    fresh &= tok_state == "unchanged"
+    out.append(f"  tokenizer {tok_state}: {tok_path}")
+    out.append("fresh" if fresh else "stale: rerun preprocessing (only what changed is redone)")
+    return fresh, "\n".join(out)
+
+
+def verify(split: Path, m: Manifest) -> tuple[bool, str]:
+    """(intact?, report): every array's size and digest against the manifest."""
+    out, ok = [f"== {split}"], True
+    for s in m.shards:
+        for f in [*s.files.values(), *([s.blocks.file] if s.blocks else [])]:
+            path = split / f.path
+            try:
+                check_npy(path, np.dtype(f.dtype), tuple(f.shape))
+                if file_digest(path) != f.digest:
+                    raise FormatError(f"{path}: content differs from the manifest's digest (altered)")
+            except FormatError as e:
+                ok = False
+                out.append(f"  BAD {s.path}: {e}")
+    out.append("intact" if ok else "damaged: rebuild with --overwrite_cache")
+    return ok, "\n".join(out)
+
+
+def samples(split: Path, m: Manifest, n: int) -> str:
+    from common.reader import SplitReader
+
+    reader = SplitReader(split, m)
+    t = m.tokenizer
+    try:
+        loaded = load_tokenizer(t["name_or_path"], t.get("type", "auto"), t.get("settings"))
+    except TokenizerError as e:
+        raise PreprocessError(f"cannot decode samples: {e}") from None
+    out = [f"== {split}: {min(n, reader.n_blocks)} of {reader.n_blocks:,} blocks"]
+    if loaded.identity["digest"] != t.get("digest"):
+        out.append(f"  warning: the tokenizer at {t['name_or_path']} changed since the cache was built")
+    picks = np.unique(np.linspace(0, reader.n_blocks - 1, num=min(n, reader.n_blocks)).astype(int)) if reader.n_blocks else []
+    for i in picks:
+        ids = reader.block(int(i))
+        out.append(f"--- block {i} ({len(ids)} tokens)")
+        out.append(loaded.tokenizer.decode(ids.tolist(), skip_special_tokens=False))
+    return "\n".join(out)
+
+
+def diff(a: Manifest, b: Manifest, names: tuple[str, str]) -> tuple[bool, str]:
+    """(same?, report) of two manifests: tokenizer, parameters, shards, totals."""
+    out = [f"--- {names[0]}", f"+++ {names[1]}"]
+
+    def section(title: str, x: dict[str, Any], y: dict[str, Any]) -> None:
+        for k in sorted(set(x) | set(y)):
+            if x.get(k) != y.get(k):
+                out.append(f"{title}.{k}: {json.dumps(x.get(k), ensure_ascii=False)} -> {json.dumps(y.get(k), ensure_ascii=False)}")
+
+    section("tokenizer", a.tokenizer, b.tokenizer)
+    section("parameters", a.parameters, b.parameters)
+    if a.input_dir != b.input_dir:
+        out.append(f"input_dir: {a.input_dir} -> {b.input_dir}")
+    sa, sb = {s.path: s for s in a.shards}, {s.path: s for s in b.shards}
+    for path in sorted(set(sa) | set(sb)):
+        if path not in sb:
+            out.append(f"shard removed: {path}")
+        elif path not in sa:
+            out.append(f"shard added:   {path}")
+        elif sa[path].digest != sb[path].digest:
+            out.append(f"shard changed: {path} ({sa[path].tokens:,} -> {sb[path].tokens:,} tokens)")
+    section("totals", a.totals(), b.totals())
+    same = len(out) == 2
+    out.append("no differences" if same else "")
+    return same, "\n".join(line for line in out if line)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlm-inspect", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("show", help="readable summary of each split (or --json: the manifest)")
+    p.add_argument("path", help="a cache dir or one split dir")
+    p.add_argument("--json", action="store_true", help="print the manifest itself")
+    p = sub.add_parser("status", help="fresh or stale against the input dirs, shard by shard (exit 1 if stale)")
+    p.add_argument("path")
+    p.add_argument("--input_dir", help="where the shards are now (default: the dir the manifest names)")
+    p.add_argument("--tokenizer", help="tokenizer path to compare (default: the one the manifest names)")
+    p = sub.add_parser("verify", help="re-hash every array against the manifest (exit 1 if damaged)")
+    p.add_argument("path")
+    p = sub.add_parser("samples", help="decode blocks back to text, special tokens visible")
+    p.add_argument("path")
+    p.add_argument("-n", type=int, default=3, help="how many blocks (default 3), evenly spaced")
+    p = sub.add_parser("diff", help="what differs between two manifests (exit 1 if anything)")
+    p.add_argument("a", help="split dir or manifest.json")
+    p.add_argument("b", help="split dir or manifest.json")
+    return parser
+
+
+def _load(path: str) -> Manifest:
+    p = Path(path)
+    return load_manifest(p.parent if p.name == MANIFEST_NAME else p)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "diff":
+            same, report = diff(_load(args.a), _load(args.b), (args.a, args.b))
+            print(report)
+            return 0 if same else 1
+        if args.command == "show" and args.json:
+            dirs = split_dirs(args.path)
+            docs = {d.name: load_manifest(d).to_dict() for d in dirs}
+            one = len(dirs) == 1 and (Path(args.path) / MANIFEST_NAME).is_file()
+            print(json.dumps(docs[dirs[0].name] if one else docs, indent=1, ensure_ascii=False))
+            return 0
+        good = True
+        for split in split_dirs(args.path):
+            m = load_manifest(split)
+            if args.command == "show":
+                print(show(split, m))
+            elif args.command == "status":
+                ok, report = status(split, m, args.input_dir, args.tokenizer)
+                good &= ok
+                print(report)
+            elif args.command == "verify":
+                ok, report = verify(split, m)
+                good &= ok
+                print(report)
+            elif args.command == "samples":
+                print(samples(split, m, args.n))
+        return 0 if good else 1
+    except (PreprocessError, FormatError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
