@@ -12,7 +12,14 @@ sample of it. Then, on the same text and the same cores:
 * ``tokenizer(batch)`` in the same pool: what a plain transformers user gets;
 * upstream ``run_mlm.py``: ``datasets`` ``map`` + ``group_texts``;
 * the original single-process ``MemmapConcatFullSentenceTextDataset`` builder;
-* a no-op rerun, the peak RSS at two corpus sizes, and bytes per token on disk.
+* a no-op rerun, ours and the limit on a 4x bigger corpus (throughput at
+  scale, peak RSS), and bytes per token on disk.
+
+The machine may be shared: every timed row also shows how many cores other
+processes kept busy meanwhile (system CPU time minus this tree's), so a
+noisy number can be told from a slow one. Training the tokenizers and the
+``datasets`` pipeline run in child processes, so this process forks its
+pools from a clean state.
 
 Prints one markdown table to stdout and writes it to ``<out>/preprocess.md``;
 progress goes to stderr. ``make bench`` runs it.
@@ -29,6 +36,7 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 import argparse
 import json
 import platform
+import resource
 import shutil
 import struct
 import subprocess
@@ -36,6 +44,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -217,13 +226,13 @@ def make_corpus(out: Path, mb: float, seed: int) -> Corpus:
     d = out / f"corpus_{mb:g}mb_seed{seed}"
     params = {"version": CORPUS_VERSION, "mb": mb, "seed": seed, "shards": n_shards}
     stamp = d / "corpus.json"
-    th_list, th_source = thai_words(TH_VOCAB)
     if stamp.is_file() and json.loads(stamp.read_text())["params"] == params:
         shards = sorted(d.glob("*.txt"))
         log(f"corpus {d.name}: reused")
         return Corpus(d, shards, sum(p.stat().st_size for p in shards), json.loads(stamp.read_text())["thai"])
     shutil.rmtree(d, ignore_errors=True)
     d.mkdir(parents=True)
+    th_list, th_source = thai_words(TH_VOCAB)
     en, th = Vocab.zipf(english_words(EN_VOCAB)), Vocab.zipf(th_list)
     per_shard = int(mb * MB / n_shards) + 1
     log(f"corpus {d.name}: writing {n_shards} shards of {per_shard / MB:.1f} MB")
@@ -263,6 +272,62 @@ def write_file(path: Path, data: bytes) -> Path:
     return path
 
 
+# --------------------------------------------------------------------------- measuring
+
+
+@dataclass
+class CpuClock:
+    """Wall time, the machine's busy CPU time and this process tree's CPU time, at one moment."""
+
+    wall: float
+    busy: float
+    mine: float
+
+    @staticmethod
+    def now() -> CpuClock:
+        t = psutil.cpu_times()
+        busy = t.user + t.nice + t.system + sum(getattr(t, f, 0.0) for f in ("irq", "softirq", "steal"))
+        me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return CpuClock(time.perf_counter(), busy, me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime)
+
+
+@dataclass
+class Timed:
+    seconds: float
+    others: float  # cores other processes (or the hypervisor, as steal) kept busy meanwhile
+
+
+class Stopwatch:
+    """Times a block and measures the CPU others used meanwhile: on a shared box, noise shows up there.
+
+    Our own CPU is ``RUSAGE_SELF + RUSAGE_CHILDREN``, so children count once
+    waited for: every subprocess and pool here is, before the block ends.
+    """
+
+    time: Timed
+
+    def __enter__(self) -> Stopwatch:
+        self._start = CpuClock.now()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        end = CpuClock.now()
+        wall = end.wall - self._start.wall
+        others = (end.busy - self._start.busy) - (end.mine - self._start.mine)
+        self.time = Timed(wall, max(0.0, others) / wall if wall > 0 else 0.0)
+
+
+def run_child(spec: dict[str, Any], log_path: Path, env: dict[str, str] | None = None) -> tuple[dict[str, Any], Timed]:
+    """One task of this script (``--child``) in a fresh interpreter; its last stdout line is its JSON result."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w") as err, Stopwatch() as sw:
+        proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], cwd=REPO, env=env,
+                              stdout=subprocess.PIPE, stderr=err, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"child {spec['task']} exited {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1]), sw.time
+
+
 # --------------------------------------------------------------------------- tokenizers
 
 
@@ -282,8 +347,8 @@ def train_wordpiece(sample: Path, out: Path) -> None:
     tok.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=False)  # keep Thai marks
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok.train([str(sample)], trainers.WordPieceTrainer(vocab_size=WORDPIECE_VOCAB, special_tokens=specials,
-                                                       show_progress=False))
+    trainer = trainers.WordPieceTrainer(vocab_size=WORDPIECE_VOCAB, special_tokens=specials, show_progress=False)
+    tok.train([str(sample)], trainer)
     PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
                             sep_token="[SEP]", mask_token="[MASK]").save_pretrained(out)
 
@@ -306,32 +371,41 @@ def train_sentencepiece(sample: Path, out: Path, cores: int) -> None:
         Path(f"{prefix}{suffix}").unlink()
 
 
+def train_child(spec: dict[str, Any]) -> dict[str, Any]:
+    """Train one tokenizer (in a child: trainer threads must not live in the process that forks the pools)."""
+    t0 = time.perf_counter()
+    if spec["kind"] == "wordpiece":
+        train_wordpiece(Path(spec["sample"]), Path(spec["out"]))
+    else:
+        train_sentencepiece(Path(spec["sample"]), Path(spec["out"]), spec["cores"])
+    return {"seconds": time.perf_counter() - t0}
+
+
+TOKENIZER_KINDS = ("wordpiece", "spm")
+
+
 def make_tokenizers(out: Path, corpus: Corpus, cores: int) -> list[Tok]:
-    """Both tokenizers, trained on a few MB of the corpus, reused if trained before on the same corpus."""
+    """Both tokenizers, trained on a few MB of the corpus; reused if trained before on the same corpus."""
     from transformers import AutoTokenizer
 
     root = out / "tokenizers"
     params = {"corpus": str(corpus.dir), "bytes": corpus.bytes, "sample_mb": SAMPLE_MB,
               "wordpiece": WORDPIECE_VOCAB, "spm": SPM_VOCAB}
     stamp = root / "tokenizers.json"
-    trainers: dict[str, Callable[[Path, Path], None]] = {
-        "wordpiece": train_wordpiece,
-        "spm": lambda sample, d: train_sentencepiece(sample, d, cores),
-    }
     if not (stamp.is_file() and json.loads(stamp.read_text()) == params):
         shutil.rmtree(root, ignore_errors=True)
-        per_shard = SAMPLE_MB * MB // len(corpus.shards)  # from every shard: both tokenizers see all of it
+        per_shard = SAMPLE_MB * MB // len(corpus.shards)  # a part of every shard: the tokenizers see all of it
         sample = write_file(root / "sample.txt", b"".join(head_bytes([p], per_shard) for p in corpus.shards))
-        for name, train in trainers.items():
-            t0 = time.perf_counter()
-            train(sample, root / name)
-            log(f"tokenizer {name}: trained on {sample.stat().st_size / MB:.1f} MB in {time.perf_counter() - t0:.1f} s")
+        for kind in TOKENIZER_KINDS:
+            spec = {"task": "train", "kind": kind, "sample": str(sample), "out": str(root / kind), "cores": cores}
+            result, _ = run_child(spec, out / "logs" / f"train_{kind}.log")
+            log(f"tokenizer {kind}: trained on {sample.stat().st_size / MB:.1f} MB in {result['seconds']:.1f} s")
         sample.unlink()
         stamp.write_text(json.dumps(params))
     toks = []
-    for name in trainers:
-        tok = AutoTokenizer.from_pretrained(str(root / name), local_files_only=True)  # what our tool will load
-        toks.append(Tok(name, root / name, f"{type(tok).__name__}, vocab {len(tok):,}"))
+    for kind in TOKENIZER_KINDS:
+        tok = AutoTokenizer.from_pretrained(str(root / kind), local_files_only=True)  # as our tool loads it
+        toks.append(Tok(kind, root / kind, f"{type(tok).__name__}, vocab {len(tok):,}"))
     return toks
 
 
@@ -342,7 +416,7 @@ class TreeRss:
     """Peak RSS of a process and all its descendants, sampled every RSS_INTERVAL_S in a thread.
 
     ``peak_sum`` is the most the tree held at once (pages shared after fork
-    are counted in each process, so it is an upper bound); ``peak_one`` is the
+    count in each process, so it is an upper bound); ``peak_one`` is the
     largest single process.
     """
 
@@ -383,11 +457,15 @@ class TreeRss:
 
 @dataclass
 class CliRun:
-    seconds: float  # wall time of the subprocess: interpreter start, imports, hashing, encoding, writing
+    time: Timed  # the subprocess: interpreter start, imports, hashing, encoding, writing
     summary: str  # the line the CLI printed
     manifest: dict[str, Any]
     rss_sum: int = 0
     rss_one: int = 0
+
+    @property
+    def seconds(self) -> float:
+        return self.time.seconds
 
     @property
     def totals(self) -> dict[str, int]:
@@ -397,6 +475,11 @@ class CliRun:
     def content_tokens(self) -> int:
         """Tokens of the text itself: the stream minus one separator per line."""
         return self.totals["tokens"] - self.totals["lines"]
+
+    @property
+    def inside(self) -> str:
+        """The seconds the CLI reports for its own work (after its imports), e.g. '8.9 s'."""
+        return self.summary.rsplit(", ", 1)[-1]
 
 
 def run_ours(tok: Tok, corpus: Corpus, cache: Path, workers: int, overwrite: bool, logs: Path,
@@ -409,29 +492,27 @@ def run_ours(tok: Tok, corpus: Corpus, cache: Path, workers: int, overwrite: boo
         cmd.append("--overwrite_cache")
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / f"ours_{tok.name}_{corpus.dir.name}_{'full' if overwrite else 'rerun'}.log"
-    with open(log_path, "w") as err:
-        t0 = time.perf_counter()
+    with open(log_path, "w") as err, Stopwatch() as sw:
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=err, text=True)
         sampler = TreeRss(proc.pid) if rss else None
-        if sampler:
-            with sampler:
-                out, _ = proc.communicate()
-        else:
+        with sampler or nullcontext():
             out, _ = proc.communicate()
-        seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-    manifest = json.loads((cache / "train" / "manifest.json").read_text())
-    run = CliRun(seconds, out.strip(), manifest)
+    run = CliRun(sw.time, out.strip(), json.loads((cache / "train" / "manifest.json").read_text()))
     if sampler:
         run.rss_sum, run.rss_one = sampler.peak_sum, sampler.peak_one
     return run
 
 
-def best_of(n: int, fn: Callable[[], Any], seconds: Callable[[Any], float]) -> Any:
-    """The fastest of n runs: on a shared 2-core VM the minimum is the least noisy estimate."""
-    runs = [fn() for _ in range(max(1, n))]
-    return min(runs, key=seconds)
+def startup(tok: Tok) -> Timed:
+    """What every full build pays before any work: a Python start, transformers imported, the tokenizer loaded."""
+    code = ("from transformers import AutoTokenizer, HfArgumentParser; "
+            f"AutoTokenizer.from_pretrained({str(tok.dir)!r}, local_files_only=True)")
+    with Stopwatch() as sw:
+        subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+    return sw.time
 
 
 # --------------------------------------------------------------------------- pool harness (limit, tokenizer(batch))
@@ -454,34 +535,37 @@ def _encode_file(path: str) -> tuple[int, int, int]:
 
 @dataclass
 class PoolRun:
-    seconds: float  # tokenizer load + pool start + every shard encoded
+    time: Timed  # tokenizer load + pool start + every shard encoded
     backend: str
     lines: int
     tokens: int
+
+    @property
+    def seconds(self) -> float:
+        return self.time.seconds
 
 
 def pool_encode(tok: Tok, corpus: Corpus, workers: int, backend: str | None) -> PoolRun:
     """Encode every shard in a pool of ``workers`` processes, one shard per task.
 
     ``backend`` is a key of ``candidate_encoders`` (None: the fastest, i.e.
-    the first). Nothing is written, so this bounds what any tool using that
-    encoder on these cores can reach.
+    the first). Nothing is written or packed, so this bounds what any tool
+    using that encoder on these cores can reach.
     """
     import multiprocess
     from transformers import AutoTokenizer
 
     from preprocess.encode import candidate_encoders
 
-    t0 = time.perf_counter()
-    tokenizer = AutoTokenizer.from_pretrained(str(tok.dir), local_files_only=True)
-    encoders = candidate_encoders(tokenizer)
-    backend = backend or next(iter(encoders))
-    _POOL["encode"] = encoders[backend]
-    with multiprocess.get_context("fork").Pool(workers) as pool:
-        results = list(pool.imap_unordered(_encode_file, [str(p) for p in corpus.shards], chunksize=1))
-    seconds = time.perf_counter() - t0
+    with Stopwatch() as sw:
+        tokenizer = AutoTokenizer.from_pretrained(str(tok.dir), local_files_only=True)
+        encoders = candidate_encoders(tokenizer)
+        backend = backend or next(iter(encoders))
+        _POOL["encode"] = encoders[backend]
+        with multiprocess.get_context("fork").Pool(workers) as pool:
+            results = list(pool.imap_unordered(_encode_file, [str(p) for p in corpus.shards], chunksize=1))
     _POOL.clear()
-    return PoolRun(seconds, backend, sum(r[1] for r in results), sum(r[2] for r in results))
+    return PoolRun(sw.time, backend, sum(r[1] for r in results), sum(r[2] for r in results))
 
 
 # --------------------------------------------------------------------------- HF datasets (upstream run_mlm.py)
@@ -489,8 +573,8 @@ def pool_encode(tok: Tok, corpus: Corpus, workers: int, backend: str | None) -> 
 
 @dataclass
 class DatasetsRun:
-    seconds: float  # load_dataset + both maps, measured inside the child (its imports excluded)
-    wall: float  # the child process, imports included
+    time: Timed  # the child process, its imports included
+    seconds: float  # load_dataset + both maps, timed inside the child (imports excluded)
     rows: int
     disk_bytes: int  # the whole cache dir: raw Arrow + tokenized + grouped
 
@@ -507,23 +591,15 @@ def run_datasets(tok: Tok, corpus: Corpus, workers: int, cache: Path, logs: Path
     """Upstream's pipeline in a fresh child process with a fresh cache dir, so nothing is reused."""
     shutil.rmtree(cache, ignore_errors=True)
     cache.mkdir(parents=True)
-    spec = {"tokenizer": str(tok.dir), "files": [str(p) for p in corpus.shards], "workers": workers,
-            "cache": str(cache)}
+    spec = {"task": "hf_datasets", "tokenizer": str(tok.dir), "files": [str(p) for p in corpus.shards],
+            "workers": workers, "cache": str(cache)}
     env = {**os.environ, "HF_DATASETS_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    log_path = logs / f"datasets_{tok.name}.log"
-    with open(log_path, "w") as err:
-        t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, __file__, "--hf_datasets_child", json.dumps(spec)], cwd=REPO,
-                              env=env, stdout=subprocess.PIPE, stderr=err, text=True)
-        wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"datasets child exited {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    return DatasetsRun(result["seconds"], wall, result["rows"], dir_bytes(cache))
+    result, timed = run_child(spec, logs / f"datasets_{tok.name}.log", env)
+    return DatasetsRun(timed, result["seconds"], result["rows"], dir_bytes(cache))
 
 
-def hf_datasets_child(spec: dict[str, Any]) -> None:
-    """What examples/pytorch/language-modeling/run_mlm.py does without --line_by_line; prints JSON."""
+def hf_datasets_child(spec: dict[str, Any]) -> dict[str, Any]:
+    """What examples/pytorch/language-modeling/run_mlm.py does without --line_by_line."""
     from itertools import chain
 
     from datasets import load_dataset
@@ -539,8 +615,9 @@ def hf_datasets_child(spec: dict[str, Any]) -> None:
     def tokenize_function(examples):
         return tokenizer(examples[text_column_name], return_special_tokens_mask=True)
 
-    tokenized_datasets = raw_datasets.map(tokenize_function, batched=True, num_proc=spec["workers"],
-                                          remove_columns=column_names)
+    tokenized_datasets = raw_datasets.map(
+        tokenize_function, batched=True, num_proc=spec["workers"], remove_columns=column_names
+    )
 
     def group_texts(examples):
         concatenated_examples = {k: list(chain(*examples[k])) for k in examples.keys()}
@@ -552,8 +629,7 @@ def hf_datasets_child(spec: dict[str, Any]) -> None:
         }
 
     grouped = tokenized_datasets.map(group_texts, batched=True, num_proc=spec["workers"])
-    seconds = time.perf_counter() - t0
-    print(json.dumps({"seconds": seconds, "rows": grouped["train"].num_rows}))
+    return {"seconds": time.perf_counter() - t0, "rows": grouped["train"].num_rows}
 
 
 # --------------------------------------------------------------------------- the original builder
@@ -561,12 +637,41 @@ def hf_datasets_child(spec: dict[str, Any]) -> None:
 
 @dataclass
 class OriginalRun:
-    seconds: float
+    time: Timed  # the build only: tokenizer already loaded, as the original got it passed in
+    input_bytes: int
     lines: int
     tokens: int  # ids the tokenizer returned, before packing
     dropped: int  # lines longer than a block: the original skipped them
     stored_tokens: int  # ids written: bos/eos/newline included, dropped lines not
     disk_bytes: int
+
+    @property
+    def seconds(self) -> float:
+        return self.time.seconds
+
+
+class OriginalWriter:
+    """``MemmapIndexDataset.add``: per chunk, reopen both files and append uint32s with ``struct.pack``."""
+
+    def __init__(self, out: Path):
+        out.mkdir(parents=True, exist_ok=True)
+        self.arr, self.idx = out / "arr.dat", out / "idx_arr.dat"
+        self.arr.unlink(missing_ok=True)
+        self.idx.unlink(missing_ok=True)
+        self.offset = 0
+
+    def add(self, blocks: list[list[int]]) -> None:
+        with open(self.arr, "ab") as fa, open(self.idx, "ab") as fi:
+            if fi.tell() == 0:
+                fi.write(struct.pack("<I", 0))
+            for b in blocks:
+                fa.write(struct.pack(f"<{len(b)}I", *b))
+                self.offset += len(b)
+                fi.write(struct.pack("<I", self.offset))
+
+    @property
+    def disk_bytes(self) -> int:
+        return self.arr.stat().st_size + self.idx.stat().st_size
 
 
 def original_builder(tok: Tok, text_file: Path, out: Path, batch: bool) -> OriginalRun:
@@ -574,10 +679,9 @@ def original_builder(tok: Tok, text_file: Path, out: Path, batch: bool) -> Origi
 
     Text-mode ``readline`` + strip, skip empty; encode with transformers
     (``batch=False``: ``tokenizer.encode(line)`` per line; ``batch=True``:
-    ``tokenizer(lines, truncation=True, max_length=usable + 1)`` per 2500 lines,
-    as thai2transformers' datasets.py); greedy full-sentence packing; a line
-    longer than a block is dropped; each chunk's blocks appended with
-    ``struct.pack`` as uint32 plus uint32 block offsets.
+    ``tokenizer(lines, truncation=True, max_length=usable + 1)`` per 2500
+    lines, as thai2transformers' datasets.py); greedy full-sentence packing
+    with a newline id between lines; a line longer than a block is dropped.
     """
     from transformers import AutoTokenizer
 
@@ -595,28 +699,15 @@ def original_builder(tok: Tok, text_file: Path, out: Path, batch: bool) -> Origi
             return tokenizer(lines, add_special_tokens=False, truncation=True, max_length=usable + 1)["input_ids"]
         return [tokenizer.encode(line, add_special_tokens=False) for line in lines]
 
-    out.mkdir(parents=True, exist_ok=True)
-    arr, idx = out / "arr.dat", out / "idx_arr.dat"
-    arr.unlink(missing_ok=True)
-    idx.unlink(missing_ok=True)
-    state = {"offset": 0, "stored": 0, "dropped": 0, "lines": 0, "tokens": 0}
+    writer = OriginalWriter(out)
+    n = {"lines": 0, "tokens": 0, "dropped": 0, "stored": 0}
     block: list[int] = []
-
-    def append(blocks: list[list[int]]) -> None:
-        with open(arr, "ab") as fa, open(idx, "ab") as fi:
-            if fi.tell() == 0:
-                fi.write(struct.pack("<I", 0))
-            for b in blocks:
-                fa.write(struct.pack(f"<{len(b)}I", *b))
-                state["offset"] += len(b)
-                fi.write(struct.pack("<I", state["offset"]))
-        state["stored"] += sum(len(b) for b in blocks)
 
     def pack(chunk: list[str]) -> None:
         nonlocal block
         blocks: list[list[int]] = []
         for ids in encode(chunk):
-            state["tokens"] += len(ids)
+            n["tokens"] += len(ids)
             if block and len(block) + 1 + len(ids) > usable:
                 blocks.append([bos, *block, eos])
                 block = []
@@ -624,27 +715,28 @@ def original_builder(tok: Tok, text_file: Path, out: Path, batch: bool) -> Origi
                 block.append(newline)
                 block.extend(ids)
             elif len(ids) > usable:
-                state["dropped"] += 1
+                n["dropped"] += 1
             else:
                 block = list(ids)
-        state["lines"] += len(chunk)
-        append(blocks)
+        n["lines"] += len(chunk)
+        n["stored"] += sum(len(b) for b in blocks)
+        writer.add(blocks)
 
-    t0 = time.perf_counter()
-    chunk: list[str] = []
-    with open(text_file, encoding="utf-8") as f:
-        for line in _readline_clean_and_strip(f):
-            chunk.append(line)
-            if len(chunk) >= ORIGINAL_CHUNK:
-                pack(chunk)
-                chunk = []
-    if chunk:
-        pack(chunk)
-    if block:
-        append([block])  # the original appended its last block without bos/eos
-    seconds = time.perf_counter() - t0
-    return OriginalRun(seconds, state["lines"], state["tokens"], state["dropped"], state["stored"],
-                       arr.stat().st_size + idx.stat().st_size)
+    with Stopwatch() as sw:
+        chunk: list[str] = []
+        with open(text_file, encoding="utf-8") as f:
+            for line in _readline_clean_and_strip(f):
+                chunk.append(line)
+                if len(chunk) >= ORIGINAL_CHUNK:
+                    pack(chunk)
+                    chunk = []
+        if chunk:
+            pack(chunk)
+        if block:
+            writer.add([block])  # the original appended its last block without bos/eos
+            n["stored"] += len(block)
+    return OriginalRun(sw.time, text_file.stat().st_size, n["lines"], n["tokens"], n["dropped"], n["stored"],
+                       writer.disk_bytes)
 
 
 def _readline_clean_and_strip(f: Any) -> Iterator[str]:
@@ -653,6 +745,62 @@ def _readline_clean_and_strip(f: Any) -> Iterator[str]:
         line = line.strip()
         if line and not line.isspace():
             yield line
+
+
+# --------------------------------------------------------------------------- running it all
+
+
+@dataclass
+class TokResults:
+    """Everything measured with one tokenizer."""
+
+    tok: Tok
+    ours: CliRun  # fastest full build on the main corpus
+    limit: PoolRun  # fastest limit run on the main corpus
+    plain: PoolRun  # tokenizer(batch) in the same pool
+    rerun: CliRun
+    startup: Timed
+    rss_small: CliRun  # a full build on the main corpus, RSS sampled
+    big_ours: CliRun  # a full build on the big corpus, RSS sampled
+    big_limit: PoolRun
+    original: dict[str, OriginalRun] = field(default_factory=dict)
+    datasets: DatasetsRun | None = None
+
+
+ORIGINAL_VARIANTS = {"tokenizer.encode per line": False, "tokenizer(2500 lines), as thai2transformers": True}
+
+
+def bench_tokenizer(tok: Tok, corpus: Corpus, big: Corpus, subset: Path | None, args: argparse.Namespace) -> TokResults:
+    """Every measurement for one tokenizer. Ours and the limit alternate, so a burst of load hits both."""
+    out, cores, logs = args.out, args.workers, args.out / "logs"
+    cache = out / "cache" / tok.name
+    ours_runs, limit_runs = [], []
+    for i in range(max(1, args.repeat)):
+        log(f"{tok.name}: ours, full build ({i + 1}/{args.repeat})")
+        ours_runs.append(run_ours(tok, corpus, cache, cores, True, logs))
+        log(f"{tok.name}: ours {ours_runs[-1].seconds:.1f} s: {ours_runs[-1].summary}")
+        log(f"{tok.name}: backend limit ({i + 1}/{args.repeat})")
+        limit_runs.append(pool_encode(tok, corpus, cores, None))
+        log(f"{tok.name}: limit {limit_runs[-1].seconds:.1f} s")
+    log(f"{tok.name}: transformers tokenizer(batch)")
+    plain = pool_encode(tok, corpus, cores, "transformers")
+    log(f"{tok.name}: ours, no-op rerun; start-up cost")
+    rerun = run_ours(tok, corpus, cache, cores, False, logs)
+    start = startup(tok)
+    log(f"{tok.name}: ours with RSS sampled, {corpus.mb:.0f} MB and {big.mb:.0f} MB; limit on {big.mb:.0f} MB")
+    rss_small = run_ours(tok, corpus, out / "cache" / f"rss_{tok.name}_{corpus.dir.name}", cores, True, logs, rss=True)
+    big_ours = run_ours(tok, big, out / "cache" / f"rss_{tok.name}_{big.dir.name}", cores, True, logs, rss=True)
+    big_limit = pool_encode(tok, big, cores, None)
+    res = TokResults(tok, min(ours_runs, key=lambda r: r.seconds), min(limit_runs, key=lambda r: r.seconds), plain,
+                     rerun, start, rss_small, big_ours, big_limit)
+    if subset is not None:
+        for how, batch in ORIGINAL_VARIANTS.items():
+            log(f"{tok.name}: original builder, {how}")
+            res.original[how] = original_builder(tok, subset, out / "original" / tok.name, batch)
+    if not args.skip_datasets:
+        log(f"{tok.name}: HF datasets map + group_texts")
+        res.datasets = run_datasets(tok, corpus, cores, out / "hf_cache" / tok.name, logs)
+    return res
 
 
 # --------------------------------------------------------------------------- table
@@ -665,184 +813,172 @@ class Row:
     input: str
     seconds: float | None = None
     mb: float | None = None  # input MB, for MB/s
-    tokens: int | None = None  # content tokens, for tok/s
-    other: str = ""
-    verdict: str = ""
+    tokens: int | None = None  # the text's tokens, for tok/s
+    others: float | None = None  # cores other processes used meanwhile
+    notes: str = ""
+    ratio: str = ""
 
     def cells(self) -> list[str]:
-        speed = self.seconds is not None and self.seconds > 0
+        rate = self.seconds is not None and self.seconds > 0
         return [
             self.measurement,
             self.tokenizer,
             self.input,
             f"{self.seconds:.2f}" if self.seconds is not None else "",
-            f"{self.mb / self.seconds:.2f}" if speed and self.mb else "",
-            f"{self.tokens / self.seconds / 1e6:.3f}" if speed and self.tokens else "",
-            self.other,
-            self.verdict,
+            f"{self.mb / self.seconds:.2f}" if rate and self.mb else "",
+            f"{self.tokens / self.seconds / 1e6:.3f}" if rate and self.tokens else "",
+            f"{self.others:.2f}" if self.others is not None else "",
+            self.notes,
+            self.ratio,
         ]
 
 
-HEADER = ["measurement", "tokenizer", "input", "wall s", "MB/s", "M tok/s", "other", "ratio (target)"]
+HEADER = ["measurement", "tokenizer", "input", "wall s", "MB/s", "M tok/s", "others' cores", "notes",
+          "ratio (target)"]
 
 
 def markdown(rows: list[Row]) -> str:
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "|".join("---" for _ in HEADER) + "|"]
-    lines += ["| " + " | ".join(r.cells()) + " |" for r in rows]
-    return "\n".join(lines)
+    return "\n".join(lines + ["| " + " | ".join(r.cells()) + " |" for r in rows])
 
 
-def verdict(value: float, ok: bool, text: str) -> str:
-    return f"{text} = {value:.3g} {'ok' if ok else 'MISSED'}"
+def check(value: float, ok: bool, what: str) -> str:
+    return f"{what} = {value:.3g} {'ok' if ok else 'MISSED'}"
 
 
-def speedup(ours_s_per_mb: float, other_s_per_mb: float) -> float:
-    return other_s_per_mb / ours_s_per_mb
+def rss_text(run: CliRun) -> str:
+    return f"peak RSS: tree {run.rss_sum / MIB:.0f} MiB, largest process {run.rss_one / MIB:.0f} MiB"
+
+
+def size(corpus: Corpus) -> str:
+    return f"{corpus.mb:.1f} MB ({len(corpus.shards)} x {corpus.mb / len(corpus.shards):.1f} MB)"
+
+
+def throughput_rows(r: TokResults, corpus: Corpus, big: Corpus, repeat: int) -> list[Row]:
+    """Ours against its limit, plain transformers, upstream datasets and the original, on the same text."""
+    name, ours, mb, tokens = r.tok.name, r.ours, corpus.mb, r.ours.content_tokens
+    best = f"best of {repeat}" if repeat > 1 else ""
+    rows = [
+        Row(f"ours, all cores, full build ({r.ours.manifest['tokenizer']['encoder']} encoder)", name, size(corpus),
+            ours.seconds, mb, tokens, ours.time.others, f"{ours.inside} after imports; {best}"),
+        Row(f"backend limit, all cores ({r.limit.backend}, encode only)", name, size(corpus), r.limit.seconds, mb,
+            r.limit.tokens, r.limit.time.others, best,
+            check(r.limit.seconds / ours.seconds, r.limit.seconds / ours.seconds >= 0.9, "ours/limit (≥ 0.9)")),
+        Row("transformers tokenizer(batch), all cores (encode only)", name, size(corpus), r.plain.seconds, mb,
+            r.plain.tokens, r.plain.time.others, "", f"ours {r.plain.seconds / ours.seconds:.2f}x as fast"),
+    ]
+    if r.datasets:
+        d = r.datasets
+        rows.append(Row("HF datasets map + group_texts (run_mlm.py), all cores", name, size(corpus), d.seconds, mb,
+                        tokens, d.time.others, f"timed inside its process; {d.time.seconds:.1f} s with imports",
+                        check(d.seconds / ours.seconds, d.seconds / ours.seconds >= 3, "ours faster by (≥ 3)")))
+    for how, o in r.original.items():
+        o_mb = o.input_bytes / MB
+        rows.append(Row(f"original builder, 1 process, {how}", name, f"{o_mb:.1f} MB subset", o.seconds, o_mb,
+                        o.tokens, o.time.others, f"{o.dropped:,} of {o.lines:,} lines dropped (longer than a block)",
+                        f"ours faster by {(o.seconds / o_mb) / (ours.seconds / mb):.1f}x (MB/s)"))
+    rows += [
+        Row("ours, no-op rerun on unchanged input", name, size(corpus), r.rerun.seconds, None, None,
+            r.rerun.time.others, r.rerun.summary.split(": ", 1)[1].split(";")[0],
+            check(r.rerun.seconds / ours.seconds, r.rerun.seconds / ours.seconds <= 0.05, "rerun/full (≤ 0.05)")),
+        Row("start-up only: python + import transformers + load tokenizer", name, "", r.startup.seconds, None, None,
+            r.startup.others, "paid by every full build", f"{r.startup.seconds / ours.seconds:.0%} of ours' full build"),
+        Row("ours, full build, RSS sampled", name, size(corpus), r.rss_small.seconds, mb, r.rss_small.content_tokens,
+            r.rss_small.time.others, rss_text(r.rss_small)),
+        Row("ours, full build, RSS sampled", name, size(big), r.big_ours.seconds, big.mb, r.big_ours.content_tokens,
+            r.big_ours.time.others, rss_text(r.big_ours),
+            check(r.big_ours.rss_sum / r.rss_small.rss_sum, r.big_ours.rss_sum / r.rss_small.rss_sum <= 1.15,
+                  f"peak RSS {big.mb:.0f} MB / {mb:.0f} MB (~1.0)")),
+        Row(f"backend limit, all cores ({r.big_limit.backend}, encode only)", name, size(big), r.big_limit.seconds,
+            big.mb, r.big_limit.tokens, r.big_limit.time.others, "",
+            check(r.big_limit.seconds / r.big_ours.seconds, r.big_limit.seconds / r.big_ours.seconds >= 0.9,
+                  "ours/limit (≥ 0.9)")),
+    ]
+    return rows
+
+
+def disk_rows(r: TokResults) -> list[Row]:
+    """Bytes per stored token: ours (manifest disk_bytes / tokens) against the other caches."""
+    t, name = r.ours.totals, r.tok.name
+    mine = t["disk_bytes"] / t["tokens"]
+    rows = [Row("disk: ours (tokens + lines + blocks .npy)", name, f"{t['tokens']:,} tokens stored",
+                notes=f"{t['disk_bytes'] / MB:.1f} MB = {mine:.2f} B/token ({r.ours.manifest['tokenizer']['dtype']} ids)",
+                ratio=f"original's uint32 = {4 / mine:.2f}x ours")]
+    others = []
+    if r.original:
+        o = next(iter(r.original.values()))
+        others.append(("original builder (uint32 ids + uint32 block offsets)", o.disk_bytes, o.stored_tokens, "subset"))
+    if r.datasets:
+        d = r.datasets
+        others.append(("HF datasets cache dir (raw + tokenized + grouped Arrow)", d.disk_bytes, d.tokens,
+                       f"{d.rows:,} rows x {MAX_SEQ_LENGTH}"))
+    for what, nbytes, tokens, detail in others:
+        per = nbytes / tokens
+        rows.append(Row(f"disk: {what}", name, f"{tokens:,} tokens stored ({detail})",
+                        notes=f"{nbytes / MB:.1f} MB = {per:.2f} B/token", ratio=f"{per / mine:.2f}x ours"))
+    return rows
 
 
 def machine_facts(cores: int) -> str:
-    model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                  if ln.startswith("model name")), platform.processor() or "unknown")
     import datasets
     import sentencepiece
     import tokenizers
     import transformers
 
-    return (f"{cores} cores ({model}), {psutil.virtual_memory().total / 2**30:.0f} GiB RAM, "
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
+    model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo if ln.startswith("model name")), platform.processor())
+    return (f"{cores} cores used of {os.cpu_count()} ({model}), {psutil.virtual_memory().total / 2**30:.0f} GiB RAM, "
             f"Python {platform.python_version()}, transformers {transformers.__version__}, "
             f"tokenizers {tokenizers.__version__}, sentencepiece {sentencepiece.__version__}, "
             f"datasets {datasets.__version__}")
 
 
-# --------------------------------------------------------------------------- main
+def consistency_notes(r: TokResults) -> list[str]:
+    """Every harness must see exactly the tokens ours stored; say so loudly if one does not."""
+    notes = []
+    for what, run, ours in (("limit", r.limit, r.ours), ("tokenizer(batch)", r.plain, r.ours),
+                            ("limit on the big corpus", r.big_limit, r.big_ours)):
+        if run.tokens != ours.content_tokens:
+            notes.append(f"{r.tok.name}: {what} counted {run.tokens:,} tokens, ours stored {ours.content_tokens:,}")
+    return notes
 
 
-@dataclass
-class Disk:
-    """One cache's size per token it stores, for the disk rows at the end of the table."""
-
-    what: str
-    tokenizer: str
-    bytes: int
-    tokens: int
-    detail: str
-
-
-@dataclass
-class Results:
-    rows: list[Row] = field(default_factory=list)
-    disk: list[Disk] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-
-def bench_tokenizer(tok: Tok, corpus: Corpus, args: argparse.Namespace, res: Results) -> CliRun:
-    """Ours, its limit, tokenizer(batch) and a no-op rerun for one tokenizer; returns our full run."""
-    out, cores = args.out, args.workers
-    cache = out / "cache" / tok.name
-    inp = f"{corpus.mb:.1f} MB"
-    log(f"{tok.name}: ours, full build x{args.repeat}")
-    ours = best_of(args.repeat, lambda: run_ours(tok, corpus, cache, cores, True, out / "logs"), lambda r: r.seconds)
-    tokens = ours.content_tokens
-    enc = ours.manifest["tokenizer"]["encoder"]
-    res.rows.append(Row(f"ours, all cores ({cores} workers)", tok.name, inp, ours.seconds, corpus.mb, tokens,
-                        f"encoder {enc}; {ours.summary.split(', ')[-1]} inside; best of {args.repeat}"))
-    log(f"{tok.name}: ours {ours.seconds:.1f} s: {ours.summary}")
-
-    log(f"{tok.name}: backend limit x{args.repeat}")
-    limit = best_of(args.repeat, lambda: pool_encode(tok, corpus, cores, None), lambda r: r.seconds)
-    ratio = limit.seconds / ours.seconds
-    res.rows.append(Row(f"backend limit, all cores ({limit.backend}, encode only)", tok.name, inp, limit.seconds,
-                        corpus.mb, limit.tokens, f"best of {args.repeat}",
-                        verdict(ratio, ratio >= 0.9, "ours/limit (≥ 0.9)")))
-    if limit.tokens != tokens or limit.lines != ours.totals["lines"] + ours.totals["lines_without_tokens"]:
-        res.notes.append(f"{tok.name}: limit counted {limit.tokens:,} tokens / {limit.lines:,} lines, ours "
-                         f"{tokens:,} / {ours.totals['lines']:,}: they should be equal")
-
-    log(f"{tok.name}: transformers tokenizer(batch)")
-    plain = pool_encode(tok, corpus, cores, "transformers")
-    res.rows.append(Row("transformers tokenizer(batch), all cores (encode only)", tok.name, inp, plain.seconds,
-                        corpus.mb, plain.tokens, "", f"ours {plain.seconds / ours.seconds:.2f}x faster"))
-
-    log(f"{tok.name}: ours, no-op rerun")
-    rerun = run_ours(tok, corpus, cache, cores, False, out / "logs")
-    ratio = rerun.seconds / ours.seconds
-    res.rows.append(Row("ours, rerun on unchanged input", tok.name, inp, rerun.seconds, None, None,
-                        rerun.summary.split(": ", 1)[1].split(";")[0],
-                        verdict(ratio, ratio <= 0.05, "rerun/full (≤ 0.05)")))
-    return ours
-
-
-def bench_datasets(tok: Tok, corpus: Corpus, ours: CliRun, args: argparse.Namespace, res: Results) -> None:
-    log(f"{tok.name}: HF datasets map + group_texts")
-    run = run_datasets(tok, corpus, args.workers, args.out / "hf_cache" / tok.name, args.out / "logs")
-    faster = run.seconds / ours.seconds
-    res.rows.append(Row(f"HF datasets map + group_texts, num_proc={args.workers}", tok.name, f"{corpus.mb:.1f} MB",
-                        run.seconds, corpus.mb, ours.content_tokens,
-                        f"timed in its process; its wall with imports {run.wall:.1f} s",
-                        verdict(faster, faster >= 3, "ours faster by (≥ 3x)")))
-    res.disk.append(Disk("HF datasets cache dir (raw + tokenized + grouped Arrow)", tok.name, run.disk_bytes,
-                         run.tokens, f"{run.rows:,} rows x {MAX_SEQ_LENGTH}"))
-
-
-def bench_original(tok: Tok, subset: Path, ours: CliRun, corpus: Corpus, args: argparse.Namespace,
-                   res: Results) -> None:
-    mb = subset.stat().st_size / MB
-    ours_s_per_mb = ours.seconds / corpus.mb
-    for batch in (False, True):
-        how = "tokenizer(2500 lines), as thai2transformers" if batch else "tokenizer.encode per line"
-        log(f"{tok.name}: original builder, {how}")
-        run = original_builder(tok, subset, args.out / "original" / tok.name, batch)
-        res.rows.append(Row(f"original builder, 1 process, {how}", tok.name, f"{mb:.1f} MB subset", run.seconds, mb,
-                            run.tokens, f"{run.dropped:,} of {run.lines:,} lines dropped (longer than a block)",
-                            f"ours faster by {speedup(ours_s_per_mb, run.seconds / mb):.1f}x (MB/s)"))
-    res.disk.append(Disk("original builder (uint32 ids + uint32 block offsets)", tok.name, run.disk_bytes,
-                         run.stored_tokens, f"{mb:.1f} MB subset"))
-
-
-def bench_rss(tok: Tok, small: Corpus, big: Corpus, args: argparse.Namespace, res: Results) -> None:
-    runs = []
-    for corpus in (small, big):
-        log(f"{tok.name}: peak RSS on {corpus.mb:.0f} MB")
-        run = run_ours(tok, corpus, args.out / "cache" / f"rss_{corpus.dir.name}", args.workers, True,
-                       args.out / "logs", rss=True)
-        runs.append(run)
-        per_shard = corpus.mb / len(corpus.shards)
-        verdict_text = ""
-        if corpus is big:
-            ratio = run.rss_sum / runs[0].rss_sum
-            verdict_text = verdict(ratio, ratio <= 1.15, f"{big.mb:.0f} MB/{small.mb:.0f} MB (~1.0)")
-        res.rows.append(Row("ours, peak RSS of the process tree", tok.name,
-                            f"{corpus.mb:.1f} MB ({len(corpus.shards)} x {per_shard:.1f} MB)", run.seconds, corpus.mb,
-                            run.content_tokens,
-                            f"tree {run.rss_sum / MIB:.0f} MiB, largest process {run.rss_one / MIB:.0f} MiB",
-                            verdict_text))
-
-
-def bench_disk(ours: dict[str, CliRun], res: Results) -> None:
-    """Bytes per stored token: ours (manifest disk_bytes / tokens) against every other cache, per tokenizer."""
-    for name, run in ours.items():
-        t = run.totals
-        mine = t["disk_bytes"] / t["tokens"]
-        res.rows.append(Row("disk: ours (tokens + lines + blocks .npy)", name, f"{t['tokens']:,} tokens", None, None,
-                            None, f"{t['disk_bytes'] / MB:.1f} MB = {mine:.2f} B/token ({run.manifest['tokenizer']['dtype']} ids)",
-                            f"original's nominal 4 B/token = {4 / mine:.2f}x ours"))
-        for d in (d for d in res.disk if d.tokenizer == name):
-            per = d.bytes / d.tokens
-            res.rows.append(Row(f"disk: {d.what}", name, f"{d.tokens:,} tokens ({d.detail})", None, None, None,
-                                f"{d.bytes / MB:.1f} MB = {per:.2f} B/token", f"{per / mine:.2f}x ours"))
+def report(results: list[TokResults], corpus: Corpus, big: Corpus, args: argparse.Namespace,
+           load: tuple[float, float]) -> str:
+    first = results[0].ours.totals
+    head = [
+        "# preprocess benchmark",
+        "",
+        f"- machine: {machine_facts(args.workers)}; load average {load[0]:.2f} before, {load[1]:.2f} after",
+        f"- corpus: {size(corpus)}, {first['lines']:,} non-empty lines ({THAI_SHARE:.0%} Thai-like from "
+        f"{corpus.thai_source}; 1-{MAX_WORDS} words/line, {PARAGRAPH_SHARE:.0%} paragraphs of "
+        f"{PARAGRAPH_WORDS[0]}-{PARAGRAPH_WORDS[1]} words); big corpus {size(big)}; "
+        f"max_seq_length {MAX_SEQ_LENGTH}; MB = 10^6 bytes",
+        *(f"- {r.tok.name} ({r.tok.description}): {r.ours.content_tokens:,} tokens, {r.ours.totals['blocks']:,} "
+          f"blocks, {r.ours.totals['lines_split']:,} lines longer than a block" for r in results),
+        "- wall s: ours = the whole `python -m preprocess` subprocess; limit and tokenizer(batch) = tokenizer "
+        "load + pool + encoding in this process; datasets = timed inside its process (imports excluded); "
+        "original = the build only. M tok/s counts the text's tokens (no separators or specials) in every row. "
+        "others' cores: CPU other processes used meanwhile (noise if well above 0)",
+        *(f"- WARNING: {n}" for r in results for n in consistency_notes(r)),
+        "",
+    ]
+    rows = [row for r in results for row in throughput_rows(r, corpus, big, args.repeat)]
+    rows += [row for r in results for row in disk_rows(r)]
+    return "\n".join(head) + markdown(rows) + "\n"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--mb", type=float, default=50, help="corpus size for the throughput rows (MB)")
-    p.add_argument("--rss_mb", type=float, default=200, help="bigger corpus for the peak-RSS row (MB)")
+    p.add_argument("--rss_mb", type=float, default=200, help="bigger corpus: peak RSS and throughput at scale (MB)")
     p.add_argument("--original_mb", type=float, default=5, help="subset the slow original builder runs on (MB)")
     p.add_argument("--out", type=Path, default=Path("bench_out"), help="work dir (corpora, tokenizers, caches)")
     p.add_argument("--workers", type=int, default=None, help="processes for every parallel row (default: all cores)")
-    p.add_argument("--repeat", type=int, default=2, help="runs of ours and of the limit; the fastest is kept")
+    p.add_argument("--repeat", type=int, default=2, help="alternating runs of ours and the limit; the fastest counts")
     p.add_argument("--skip_datasets", action="store_true", help="skip the HF datasets rows")
     p.add_argument("--skip_original", action="store_true", help="skip the original builder rows")
-    p.add_argument("--hf_datasets_child", help=argparse.SUPPRESS)
+    p.add_argument("--child", help=argparse.SUPPRESS)  # internal: one task in a fresh interpreter
     args = p.parse_args(argv)
     args.out = args.out.resolve()
     if args.workers is None:
@@ -852,47 +988,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+CHILD_TASKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "train": train_child,
+    "hf_datasets": hf_datasets_child,
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.hf_datasets_child:
-        hf_datasets_child(json.loads(args.hf_datasets_child))
+    if args.child:
+        spec = json.loads(args.child)
+        print(json.dumps(CHILD_TASKS[spec["task"]](spec)))
         return 0
     start = time.perf_counter()
+    load_before = os.getloadavg()[0]
     args.out.mkdir(parents=True, exist_ok=True)
     corpus = make_corpus(args.out, args.mb, seed=0)
     big = make_corpus(args.out, args.rss_mb, seed=1)
     toks = make_tokenizers(args.out, corpus, args.workers)
-    res = Results()
-    ours = {tok.name: bench_tokenizer(tok, corpus, args, res) for tok in toks}
+    subset = None
     if not args.skip_original:
-        subset = write_file(args.out / "original" / "subset.txt", head_bytes(corpus.shards, int(args.original_mb * MB)))
-        for tok in toks:
-            bench_original(tok, subset, ours[tok.name], corpus, args, res)
-    if not args.skip_datasets:
-        for tok in toks:
-            bench_datasets(tok, corpus, ours[tok.name], args, res)
-    bench_rss(toks[0], corpus, big, args, res)
-    bench_disk(ours, res)
-
-    any_run = next(iter(ours.values()))
-    head = [
-        "# preprocess benchmark",
-        "",
-        f"- machine: {machine_facts(args.workers)}",
-        f"- corpus: {corpus.mb:.1f} MB in {len(corpus.shards)} shards, {any_run.totals['lines']:,} non-empty lines "
-        f"({THAI_SHARE:.0%} Thai-like from {corpus.thai_source}, 1-{MAX_WORDS} words/line, {PARAGRAPH_SHARE:.0%} "
-        f"paragraphs of {PARAGRAPH_WORDS[0]}-{PARAGRAPH_WORDS[1]} words); RSS corpus "
-        f"{big.mb:.1f} MB in {len(big.shards)} shards; max_seq_length {MAX_SEQ_LENGTH}; MB = 10^6 bytes",
-        *(f"- {tok.name} ({tok.description}): {ours[tok.name].content_tokens:,} tokens, "
-          f"{ours[tok.name].totals['blocks']:,} blocks, {ours[tok.name].totals['lines_split']:,} lines longer "
-          f"than a block" for tok in toks),
-        "- M tok/s counts the text's tokens (ours' stream minus one separator per line) for every row; "
-        "wall s of ours is the whole subprocess (interpreter start and imports included); the datasets row "
-        "is timed inside its process (imports excluded)",
-        *(f"- NOTE: {n}" for n in res.notes),
-        "",
-    ]
-    text = "\n".join(head) + markdown(res.rows) + f"\n\nbench wall time: {time.perf_counter() - start:.0f} s\n"
+        data = head_bytes(corpus.shards, int(args.original_mb * MB))
+        subset = write_file(args.out / "original" / "subset.txt", data)
+    results = [bench_tokenizer(tok, corpus, big, subset, args) for tok in toks]
+    text = report(results, corpus, big, args, (load_before, os.getloadavg()[0]))
+    text += f"\nbench wall time: {time.perf_counter() - start:.0f} s\n"
     print(text)
     (args.out / "preprocess.md").write_text(text)
     log(f"done in {time.perf_counter() - start:.0f} s; table in {args.out / 'preprocess.md'}")

@@ -22,6 +22,7 @@ from common.hashing import file_digest, fingerprint
 # every rerun slow.
 _NOT_TOKENIZER_FILES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".onnx", ".ckpt", ".index")
 SEPARATOR_CANDIDATES = ("▁", "\n")  # the first one in the vocab is the line separator, else eos
+SPACE_TOKEN = "<_>"  # the users' explicit space token (--add_space_token)
 
 
 class TokenizerError(Exception):
@@ -46,7 +47,7 @@ class LoadedTokenizer:
         return self.identity["special_ids"]["eos"]
 
 
-def _load_auto(path: Path) -> Any:
+def _load_auto(path: Path, settings: dict[str, Any]) -> Any:
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     if path.is_file():
@@ -56,17 +57,74 @@ def _load_auto(path: Path) -> Any:
     return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
 
 
-# name -> loader(path). More types (SentencePiece, Thai word-level) plug in here.
-TOKENIZER_TYPES: dict[str, Callable[[Path], Any]] = {"auto": _load_auto}
-TOKENIZER_ALIASES: dict[str, str] = {"AutoTokenizer": "auto"}
+def _ours(class_name: str, takes_space_flag: bool = False) -> Callable[[Path, dict[str, Any]], Any]:
+    def load(path: Path, settings: dict[str, Any]) -> Any:
+        from common import tokenizer_types
+
+        kwargs = {"add_space_token": bool(settings.get("add_space_token"))} if takes_space_flag else {}
+        return tokenizer_types.load_from_dir(getattr(tokenizer_types, class_name), path, **kwargs)
+
+    return load
+
+
+def _load_class(spec: str) -> Callable[[Path, dict[str, Any]], Any]:
+    """``module.path:ClassName``: any PreTrainedTokenizer subclass of the user's, via from_pretrained."""
+
+    def load(path: Path, settings: dict[str, Any]) -> Any:
+        import importlib
+
+        from transformers import PreTrainedTokenizerBase
+
+        module_name, _, class_name = spec.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError) as e:
+            raise TokenizerError(f"--tokenizer_type {spec}: cannot import {class_name} from {module_name} ({e})") from e
+        if not (isinstance(cls, type) and issubclass(cls, PreTrainedTokenizerBase)):
+            raise TokenizerError(f"--tokenizer_type {spec}: {class_name} is not a transformers tokenizer class")
+        return cls.from_pretrained(str(path), local_files_only=True)
+
+    return load
+
+
+# name -> loader(path, settings): the one table every command goes through.
+TOKENIZER_TYPES: dict[str, Callable[[Path, dict[str, Any]], Any]] = {
+    "auto": _load_auto,
+    "spm": _ours("ThaiRobertaTokenizer", takes_space_flag=True),
+    "newmm": _ours("ThaiWordsNewmmTokenizer"),
+    "syllable": _ours("ThaiWordsSyllableTokenizer"),
+    "fake_sefr_cut": _ours("FakeSefrCutTokenizer"),
+}
+# The class names of the users' README.
+TOKENIZER_ALIASES: dict[str, str] = {
+    "AutoTokenizer": "auto",
+    "ThaiRobertaTokenizer": "spm",
+    "ThaiWordsNewmmTokenizer": "newmm",
+    "ThaiWordsSyllableTokenizer": "syllable",
+    "FakeSefrCutTokenizer": "fake_sefr_cut",
+}
 
 
 def resolve_type(tokenizer_type: str) -> str:
+    if ":" in tokenizer_type:
+        return tokenizer_type
     name = TOKENIZER_ALIASES.get(tokenizer_type, tokenizer_type)
     if name not in TOKENIZER_TYPES:
         valid = ", ".join(sorted([*TOKENIZER_TYPES, *TOKENIZER_ALIASES]))
-        raise TokenizerError(f"unknown --tokenizer_type {tokenizer_type!r}; valid types: {valid}")
+        raise TokenizerError(
+            f"unknown --tokenizer_type {tokenizer_type!r}; valid types: {valid}, or module.path:ClassName"
+        )
     return name
+
+
+def _loader(kind: str) -> Callable[[Path, dict[str, Any]], Any]:
+    return _load_class(kind) if ":" in kind else TOKENIZER_TYPES[kind]
+
+
+def preprocess_space_token(identity: dict[str, Any]) -> bool:
+    """Whether preprocessing must turn spaces into <_> itself: only a plain Hugging Face
+    tokenizer (``auto``) cannot; the other types do it, or segment spaces to <_>, themselves."""
+    return identity["type"] == "auto" and bool(identity["settings"].get("add_space_token"))
 
 
 def tokenizer_files(path: Path) -> dict[str, str]:
@@ -125,7 +183,7 @@ def load_tokenizer(name_or_path: str, tokenizer_type: str = "auto", settings: di
     source = tokenizer_source(name_or_path, tokenizer_type, settings)
     kind = source["type"]
     try:
-        tok = TOKENIZER_TYPES[kind](Path(name_or_path))
+        tok = _loader(kind)(Path(name_or_path), source["settings"])
     except TokenizerError:
         raise
     except Exception as e:  # any library error while loading: report it in one line

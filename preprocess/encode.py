@@ -2,13 +2,18 @@
 
 Backends, fastest first (measured on 2 cores, see README):
 
+* ``native``: ``encode_batch_native`` of our own tokenizer classes
+  (common/tokenizer_types.py): the model's encoder without transformers'
+  per-call overhead.
 * ``sentencepiece``: ``SentencePieceProcessor.encode`` of a SentencePiece-backed
-  slow tokenizer, about 5x its transformers wrapper. Lines that contain an
-  added token's string go through the wrapper, which splits those out first.
+  slow tokenizer, about 5x its transformers wrapper.
 * ``tokenizers``: a fast tokenizer's ``backend_tokenizer.encode_batch_fast``
   (no offsets), about 2x ``tokenizer(batch)``.
 * ``transformers``: ``tokenizer(batch, add_special_tokens=False)``, the
   reference every other backend is checked against (``check_encoder``).
+
+With ``native`` and ``sentencepiece``, lines that contain an added token's
+string go through the reference, which splits those tokens out first.
 """
 
 from __future__ import annotations
@@ -22,12 +27,11 @@ from typing import Any
 import numpy as np
 
 from common.format import OFFSET_DTYPE
-from common.tokenizer import LoadedTokenizer, load_tokenizer
+from common.tokenizer import SPACE_TOKEN, LoadedTokenizer, load_tokenizer, preprocess_space_token
 from preprocess.sharding import Task
 
 Encoder = Callable[[list[str]], list[list[int]]]
 BATCH_LINES = 1024
-SPACE_TOKEN = "<_>"
 CLEANING = {
     "newlines": ["\\n", "\\r\\n", "\\r"],
     "strip": "str.strip",
@@ -64,27 +68,38 @@ def _added_token_strings(tok: Any) -> list[str]:
     return [t for t in tok.get_added_vocab() if t]
 
 
+def _with_added_tokens(tok: Any, encode: Encoder) -> Encoder:
+    """``encode``, except that lines containing an added token's string go through the
+    transformers reference, which splits those tokens out before the model sees the text."""
+    added = _added_token_strings(tok)
+    if not added:
+        return encode
+    ref = reference_encoder(tok)
+
+    def routed(lines: list[str]) -> list[list[int]]:
+        special = [i for i, s in enumerate(lines) if any(a in s for a in added)]
+        if not special:
+            return encode(lines)
+        ids: list[list[int]] = [[] for _ in lines]
+        taken = set(special)
+        plain = [i for i in range(len(lines)) if i not in taken]
+        for group, fn in ((plain, encode), (special, ref)):
+            for i, x in zip(group, fn([lines[i] for i in group]) if group else []):
+                ids[i] = x
+        return ids
+
+    return routed
+
+
 def candidate_encoders(tok: Any) -> dict[str, Encoder]:
     """Every backend this tokenizer offers, fastest first; ``transformers`` always last."""
     out: dict[str, Encoder] = {}
+    native = getattr(tok, "encode_batch_native", None)
+    if callable(native):  # our own classes (common/tokenizer_types.py)
+        out["native"] = _with_added_tokens(tok, native)
     sp = getattr(tok, "sp_model", None)
     if sp is not None and hasattr(sp, "encode"):
-        added = _added_token_strings(tok)
-        ref = reference_encoder(tok)
-
-        def encode_sp(lines: list[str]) -> list[list[int]]:
-            plain = [i for i, s in enumerate(lines) if not any(a in s for a in added)]
-            if len(plain) == len(lines):
-                return sp.encode(lines)
-            ids: list[list[int]] = [[] for _ in lines]
-            for i, x in zip(plain, sp.encode([lines[i] for i in plain])):
-                ids[i] = x
-            special = [i for i in range(len(lines)) if i not in set(plain)]
-            for i, x in zip(special, ref([lines[i] for i in special])):
-                ids[i] = x
-            return ids
-
-        out["sentencepiece"] = encode_sp
+        out["sentencepiece"] = _with_added_tokens(tok, sp.encode)
     backend = getattr(tok, "backend_tokenizer", None)
     if backend is not None and hasattr(backend, "encode_batch_fast"):
 
@@ -181,7 +196,7 @@ def set_worker_state(loaded: LoadedTokenizer, encoder: str) -> None:
     _STATE["encode"] = candidate_encoders(loaded.tokenizer)[encoder]
     _STATE["separator"] = loaded.separator_id
     _STATE["dtype"] = np.dtype(loaded.identity["dtype"])
-    _STATE["space_token"] = SPACE_TOKEN if loaded.identity["settings"].get("add_space_token") else None
+    _STATE["space_token"] = SPACE_TOKEN if preprocess_space_token(loaded.identity) else None
 
 
 def encode_task(task: Task) -> TaskResult:

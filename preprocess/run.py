@@ -13,12 +13,18 @@ from typing import Any
 from tqdm import tqdm
 
 from common.hashing import file_digests
-from common.tokenizer import LoadedTokenizer, TokenizerError, load_tokenizer, tokenizer_source
+from common.tokenizer import (
+    SPACE_TOKEN,
+    LoadedTokenizer,
+    TokenizerError,
+    load_tokenizer,
+    preprocess_space_token,
+    tokenizer_source,
+)
 from preprocess import build
 from preprocess.config import PreprocessConfig
 from preprocess.encode import (
     CLEANING,
-    SPACE_TOKEN,
     TaskResult,
     choose_encoder,
     clean_lines,
@@ -59,7 +65,7 @@ def _load(cfg: PreprocessConfig, sample: list[str]) -> tuple[LoadedTokenizer, st
             f"--add_space_token: the tokenizer at {cfg.tokenizer_name_or_path} has no {SPACE_TOKEN!r} token; "
             "add it to the vocabulary or drop the flag"
         )
-    if cfg.add_space_token:
+    if preprocess_space_token(loaded.identity):
         sample = [s.replace(" ", SPACE_TOKEN) for s in sample]
     encoder, rejected = choose_encoder(loaded.tokenizer, sample)
     for r in rejected:

@@ -1,0 +1,217 @@
+"""The tokenizer classes of the users' run_mlm.py, on transformers v5's ``PreTrainedTokenizer``.
+
+v5 splits slow tokenizers into ``PythonBackend`` (= ``PreTrainedTokenizer``)
+and ``SentencePieceBackend``; classes such as ``XLMRobertaTokenizer`` are now
+always ``tokenizers``-backed and silently ignore a ``vocab_file=x.model``.
+So these classes derive from ``PreTrainedTokenizer`` and own their model:
+
+* ``ThaiRobertaTokenizer``: a SentencePiece model, ids straight from the
+  model (no fairseq offset), ``<s> X </s>``, ``<_>`` as the space token.
+* ``ThaiWordsNewmmTokenizer`` / ``ThaiWordsSyllableTokenizer``: word-level
+  over a vocabulary JSON, segmented offline by PyThaiNLP.
+* ``FakeSefrCutTokenizer``: word-level over text already split by ``<|>``.
+
+Each also offers ``encode_batch_native(lines)``: the same ids as
+``tokenizer(line, add_special_tokens=False)`` without the per-call overhead
+of transformers (checked at every preprocess run, see preprocess/encode.py).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from transformers import PreTrainedTokenizer
+
+from common.tokenizer import SPACE_TOKEN
+
+SPIECE_UNDERLINE = "▁"
+SPECIALS = {"bos_token": "<s>", "pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>",
+            "mask_token": "<mask>", "cls_token": "<s>", "sep_token": "</s>"}
+# Word-level vocabularies start with these, in this order (the users' docs: <s>=0, <pad>=1, </s>=2, <unk>=3).
+WORD_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>", SPACE_TOKEN]
+
+
+class ThaiRobertaTokenizer(PreTrainedTokenizer):
+    """SentencePiece tokenizer with ids taken straight from the model.
+
+    With ``add_space_token`` spaces become ``<_>`` (a user-defined piece of
+    the model) before encoding and come back as spaces when decoding, and
+    ``▁`` (SentencePiece's word start, here only at line starts and between
+    lines) decodes to a newline. Without it ``▁`` is a space, as usual.
+    """
+
+    vocab_files_names = {"vocab_file": "sentencepiece.bpe.model"}
+    model_input_names = ["input_ids", "attention_mask"]
+
+    def __init__(self, vocab_file: str, add_space_token: bool = False, **kwargs: Any):
+        import sentencepiece as spm
+
+        self.vocab_file = vocab_file
+        self.add_space_token = add_space_token
+        self.sp_model = spm.SentencePieceProcessor(model_file=str(vocab_file))
+        for k, v in SPECIALS.items():
+            kwargs.setdefault(k, v)
+        kwargs.setdefault("special_tokens_pattern", "bos_eos")
+        super().__init__(add_space_token=add_space_token, **kwargs)
+
+    def __getstate__(self) -> dict:
+        # SentencePieceProcessor pickles in new versions but not all; reload from the file instead.
+        return {**self.__dict__, "sp_model": None}
+
+    def __setstate__(self, state: dict) -> None:
+        import sentencepiece as spm
+
+        self.__dict__.update(state)
+        self.sp_model = spm.SentencePieceProcessor(model_file=str(self.vocab_file))
+
+    @property
+    def vocab_size(self) -> int:
+        return self.sp_model.get_piece_size()
+
+    def get_vocab(self) -> dict[str, int]:
+        vocab = {self.sp_model.id_to_piece(i): i for i in range(self.vocab_size)}
+        vocab.update(self._added_tokens_encoder)
+        return vocab
+
+    def _prepare(self, text: str) -> str:
+        return text.replace(" ", SPACE_TOKEN) if self.add_space_token else text
+
+    def _tokenize(self, text: str, **kwargs: Any) -> list[str]:
+        return self.sp_model.encode(self._prepare(text), out_type=str)
+
+    def encode_batch_native(self, lines: list[str]) -> list[list[int]]:
+        return self.sp_model.encode([self._prepare(s) for s in lines])
+
+    def _convert_token_to_id(self, token: str) -> int:
+        return self.sp_model.piece_to_id(token)
+
+    def _convert_id_to_token(self, index: int) -> str:
+        return self.sp_model.id_to_piece(index)
+
+    def convert_tokens_to_string(self, tokens: list[str]) -> str:
+        text = "".join(tokens)
+        if self.add_space_token:
+            return text.replace(SPIECE_UNDERLINE, "\n").replace(SPACE_TOKEN, " ").strip("\n")
+        return text.replace(SPIECE_UNDERLINE, " ").strip()
+
+    def save_vocabulary(self, save_directory: str, filename_prefix: str | None = None) -> tuple[str, ...]:
+        out = Path(save_directory) / ((filename_prefix + "-" if filename_prefix else "") + self.vocab_files_names["vocab_file"])
+        if Path(self.vocab_file).resolve() != out.resolve():
+            shutil.copyfile(self.vocab_file, out)
+        return (str(out),)
+
+
+class _WordLevelTokenizer(PreTrainedTokenizer):
+    """Word-level: segment, then look each word up in a vocabulary JSON; spaces are ``<_>``."""
+
+    vocab_files_names = {"vocab_file": "vocab.json"}
+    model_input_names = ["input_ids", "attention_mask"]
+
+    def __init__(self, vocab_file: str, **kwargs: Any):
+        with open(vocab_file, encoding="utf-8") as f:
+            self.vocab: dict[str, int] = json.load(f)
+        self.ids_to_tokens = {i: t for t, i in self.vocab.items()}
+        self.vocab_file = vocab_file
+        for k, v in SPECIALS.items():
+            kwargs.setdefault(k, v)
+        kwargs.setdefault("special_tokens_pattern", "bos_eos")
+        super().__init__(**kwargs)
+        self._unk = self.vocab[self.unk_token]
+        self._space = self.vocab.get(SPACE_TOKEN)
+
+    def segment(self, text: str) -> list[str]:
+        raise NotImplementedError
+
+    def _words(self, text: str) -> list[str]:
+        """Segmented words with every whitespace run as the space token (or dropped if the vocab has none)."""
+        out = []
+        for w in self.segment(text):
+            if w.isspace():
+                if self._space is not None:
+                    out.append(SPACE_TOKEN)
+            elif w:
+                out.append(w)
+        return out
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    def get_vocab(self) -> dict[str, int]:
+        return {**self.vocab, **self._added_tokens_encoder}
+
+    def _tokenize(self, text: str, **kwargs: Any) -> list[str]:
+        return self._words(text)
+
+    def encode_batch_native(self, lines: list[str]) -> list[list[int]]:
+        get, unk = self.vocab.get, self._unk
+        return [[get(w, unk) for w in self._words(s)] for s in lines]
+
+    def _convert_token_to_id(self, token: str) -> int:
+        return self.vocab.get(token, self._unk)
+
+    def _convert_id_to_token(self, index: int) -> str:
+        return self.ids_to_tokens.get(index, self.unk_token)
+
+    def convert_tokens_to_string(self, tokens: list[str]) -> str:
+        return "".join(" " if t == SPACE_TOKEN else t for t in tokens)
+
+    def save_vocabulary(self, save_directory: str, filename_prefix: str | None = None) -> tuple[str, ...]:
+        out = Path(save_directory) / ((filename_prefix + "-" if filename_prefix else "") + "vocab.json")
+        with open(out, "w", encoding="utf-8") as f:
+            json.dump(self.vocab, f, ensure_ascii=False, indent=0)
+        return (str(out),)
+
+
+def _pythainlp():
+    try:
+        from pythainlp import tokenize
+    except ImportError as e:
+        raise ImportError("the Thai word-level tokenizers need PyThaiNLP: pip install pythainlp") from e
+    return tokenize
+
+
+class ThaiWordsNewmmTokenizer(_WordLevelTokenizer):
+    """Words from PyThaiNLP's dictionary-based ``newmm`` segmenter (offline, bundled dictionary)."""
+
+    def segment(self, text: str) -> list[str]:
+        return _pythainlp().word_tokenize(text, engine="newmm", keep_whitespace=True)
+
+
+class ThaiWordsSyllableTokenizer(_WordLevelTokenizer):
+    """Thai syllables from PyThaiNLP's dictionary-based syllable segmenter (offline)."""
+
+    def segment(self, text: str) -> list[str]:
+        return _pythainlp().syllable_tokenize(text, engine="dict", keep_whitespace=True)
+
+
+class FakeSefrCutTokenizer(_WordLevelTokenizer):
+    """Word-level over text already segmented with ``<|>`` between words."""
+
+    def segment(self, text: str) -> list[str]:
+        return text.split("<|>")
+
+
+def build_word_vocab(counts: dict[str, int], vocab_size: int | None, min_frequency: int) -> dict[str, int]:
+    """Specials first (ids 0..5), then words by falling count, ties by word: deterministic."""
+    words = sorted((w for w, c in counts.items() if c >= min_frequency and w not in WORD_SPECIALS),
+                   key=lambda w: (-counts[w], w))
+    if vocab_size is not None:
+        words = words[: max(0, vocab_size - len(WORD_SPECIALS))]
+    return {w: i for i, w in enumerate([*WORD_SPECIALS, *words])}
+
+
+def load_from_dir(cls: type, path: Path, **kwargs: Any) -> PreTrainedTokenizer:
+    """``cls.from_pretrained`` on a dir, or ``cls(vocab_file=...)`` on a bare model/vocab file."""
+    if path.is_file():
+        return cls(vocab_file=str(path), **kwargs)
+    name = cls.vocab_files_names["vocab_file"]
+    if not (path / name).is_file():
+        alt = sorted(path.glob("*.model" if name.endswith(".model") else "*.json"))
+        hint = f"; found {', '.join(p.name for p in alt[:3])}" if alt else ""
+        raise FileNotFoundError(f"{path}: no {name}{hint}")
+    return cls.from_pretrained(str(path), local_files_only=True, **kwargs)
+
