@@ -27,7 +27,7 @@ $(BIN)/python:
 # with a torch>=2.4 range that build satisfies, so no CUDA wheel is pulled.
 setup: $(BIN)/python
 	@if ! $(BIN)/python -c "import torch" 2>/dev/null; then $(BIN)/pip install -q "$(TORCH_CPU)"; fi
-	$(BIN)/pip install -q -e ".[train,dev,bench]"
+	$(BIN)/pip install -q -e ".[train,thai,dev,bench]"
 
 preprocess: $(BIN)/python
 	$(BIN)/mlm-preprocess --tokenizer_name_or_path "$(TOKENIZER)" --tokenizer_type "$(TOKENIZER_TYPE)" \

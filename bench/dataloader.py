@@ -264,8 +264,25 @@ def write_original_files(ours: MemmapConcatFullSentenceTextDataset, out: Path) -
 # --------------------------------------------------------------------------- measurements
 
 
+def paired_rates(ours: Callable[[], float], orig: Callable[[], float], repeats: int) -> tuple[float, float]:
+    """Medians of ``repeats`` rates each, ours and original taken in alternating order.
+
+    Interleaved so a burst of load from another process on a shared box hits
+    both sides alike, and the median so one slow run does not decide a ratio.
+    """
+    a, b = [], []
+    for k in range(repeats):
+        if k % 2 == 0:
+            a.append(ours())
+            b.append(orig())
+        else:
+            b.append(orig())
+            a.append(ours())
+    return statistics.median(a), statistics.median(b)
+
+
 def median_rate(fn: Callable[[], float], repeats: int) -> float:
-    """Median of ``repeats`` rates: two shared cores are noisy and one slow run should not decide a ratio."""
+    """Median of ``repeats`` rates, for a measurement with no counterpart."""
     return statistics.median(fn() for _ in range(repeats))
 
 
@@ -370,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batches", type=int, default=200, help="timed batches per DataLoader run")
     ap.add_argument("--batch_size", type=int, default=32)
     ap.add_argument("--warmup", type=int, default=20, help="batches before the clock starts")
-    ap.add_argument("--repeats", type=int, default=3, help="runs per measurement; the median is reported")
+    ap.add_argument("--repeats", type=int, default=5, help="runs per measurement; the median is reported")
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="DataLoader num_workers to measure")
     ap.add_argument("--vocab_size", type=int, default=16000, help="BPE vocabulary trained for the corpus")
     ap.add_argument("--seed", type=int, default=0)
@@ -404,19 +421,17 @@ def main(argv: list[str] | None = None) -> int:
 
     rows: list[tuple[str, str, str, str, str, str]] = []
     log("dataset[i] alone")
-    o = median_rate(lambda: item_rate(ours, item_order), args.repeats)
-    r = median_rate(lambda: item_rate(orig, item_order), args.repeats)
+    o, r = paired_rates(lambda: item_rate(ours, item_order), lambda: item_rate(orig, item_order), args.repeats)
     rows.append(("`dataset[i]` alone, random order, 1 process", "blocks/s", fmt(o), fmt(r), f"**{o / r:.1f}x**", "—"))
+    bs = args.batch_size
     for w in args.workers:
         log(f"DataLoader + MlmCollator, num_workers={w}")
-        o = median_rate(lambda w=w: loader_rate(ours, collate, args.batch_size, w, args.batches, args.warmup,
-                                                args.seed), args.repeats)
-        r = median_rate(lambda w=w: loader_rate(orig, collate, args.batch_size, w, args.batches, args.warmup,
-                                                args.seed), args.repeats)
-        bs = args.batch_size
+        o, r = paired_rates(lambda w=w: loader_rate(ours, collate, bs, w, args.batches, args.warmup, args.seed),
+                            lambda w=w: loader_rate(orig, collate, bs, w, args.batches, args.warmup, args.seed),
+                            args.repeats)
         rows.append((f"DataLoader + MlmCollator, num_workers={w}", "batches/s", fmt(o), fmt(r), f"**{o / r:.2f}x**",
                      f"{o / need.batches_per_s:.1f}x"))
-        rows.append((f"  (same, in blocks/s)", "blocks/s", fmt(o * bs), fmt(r * bs), f"{o / r:.2f}x", "—"))
+        rows.append(("  (same, in blocks/s)", "blocks/s", fmt(o * bs), fmt(r * bs), f"{o / r:.2f}x", "—"))
     log("collator alone")
     c = median_rate(lambda: collator_rate(ours, collate, args.batch_size, args.batches, order), args.repeats)
     rows.append(("MlmCollator alone on prefetched blocks (ceiling for both)", "batches/s", fmt(c), fmt(c), "1x",
@@ -436,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
         f"ours reads {ours.reader.maps[0][0].dtype} .npy, original uint32 .dat",
         f"same blocks, sampler (seed {args.seed}), MlmCollator(pad_to_multiple_of=8, p=0.15), batch {args.batch_size}; "
         f"identical first masked batch from both: {'yes' if identical else 'NO'}",
-        f"rates are the median of {args.repeats} runs of {args.batches} batches after {args.warmup} warm-up batches; "
+        f"rates are the median of {args.repeats} runs (ours and original interleaved) of {args.batches} batches after {args.warmup} warm-up batches; "
         f"item access: {len(item_order) - ITEM_WARMUP:,} `dataset[i]` after {ITEM_WARMUP}",
         "ours ÷ GPU need > 1 means the loader outruns one GPU (with num_workers=w on this 2-core box; "
         "a GPU node has more cores)",

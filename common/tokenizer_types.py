@@ -103,6 +103,43 @@ class ThaiRobertaTokenizer(PreTrainedTokenizer):
             shutil.copyfile(self.vocab_file, out)
         return (str(out),)
 
+    def fast_equivalent(self) -> Any:
+        """A ``tokenizers``-backed twin, so a saved model loads with ``AutoTokenizer`` without this package.
+
+        Same ids as this class on ordinary text (tested); it differs only
+        around special-token strings inside the text and leading spaces.
+        """
+        from tokenizers import AddedToken, decoders, normalizers, pre_tokenizers, processors
+        from transformers import PreTrainedTokenizerFast
+        from transformers.convert_slow_tokenizer import SpmConverter
+
+        fast = SpmConverter(self).converted()
+        # SentencePiece adds its word-start mark once per text, not after each added token.
+        fast.pre_tokenizer = pre_tokenizers.Metaspace(replacement=SPIECE_UNDERLINE, prepend_scheme="first")
+        if self.add_space_token:
+            fast.normalizer = normalizers.Sequence([normalizers.Replace(" ", SPACE_TOKEN), fast.normalizer])
+            fast.add_tokens([AddedToken(SPACE_TOKEN, normalized=True, special=False)])
+            fast.decoder = decoders.Sequence([decoders.Replace(SPIECE_UNDERLINE, "\n"), decoders.Replace(SPACE_TOKEN, " "),
+                                              decoders.Strip("\n", 1, 0)])
+        bos, eos = self.bos_token, self.eos_token
+        fast.post_processor = processors.TemplateProcessing(
+            single=f"{bos} $A {eos}", pair=f"{bos} $A {eos} {eos} $B {eos}",
+            special_tokens=[(bos, self.bos_token_id), (eos, self.eos_token_id)],
+        )
+        return PreTrainedTokenizerFast(tokenizer_object=fast, **{k: getattr(self, k) for k in SPECIALS})
+
+    def save_pretrained(self, save_directory: str | Path, *args: Any, **kwargs: Any) -> tuple[str, ...]:
+        """Save this tokenizer and, beside it, its fast twin's ``tokenizer.json``."""
+        files = super().save_pretrained(save_directory, *args, **kwargs)
+        try:
+            self.fast_equivalent().backend_tokenizer.save(str(Path(save_directory) / "tokenizer.json"))
+        except Exception as e:  # the slow files are complete without it; say why it is missing
+            import warnings
+
+            warnings.warn(f"no tokenizer.json written beside the SentencePiece model: {e}", stacklevel=2)
+            return files
+        return (*files, str(Path(save_directory) / "tokenizer.json"))
+
 
 class _WordLevelTokenizer(PreTrainedTokenizer):
     """Word-level: segment, then look each word up in a vocabulary JSON; spaces are ``<_>``."""
@@ -122,8 +159,7 @@ class _WordLevelTokenizer(PreTrainedTokenizer):
         self._unk = self.vocab[self.unk_token]
         self._space = self.vocab.get(SPACE_TOKEN)
 
-    def segment(self, text: str) -> list[str]:
-        raise NotImplementedError
+    segment = staticmethod(lambda text: text.split())  # each subclass names its segmenter
 
     def _words(self, text: str) -> list[str]:
         """Segmented words with every whitespace run as the space token (or dropped if the vocab has none)."""
@@ -174,25 +210,34 @@ def _pythainlp():
     return tokenize
 
 
-class ThaiWordsNewmmTokenizer(_WordLevelTokenizer):
-    """Words from PyThaiNLP's dictionary-based ``newmm`` segmenter (offline, bundled dictionary)."""
+def segment_newmm(text: str) -> list[str]:
+    """Words by PyThaiNLP's dictionary-based ``newmm`` (offline, bundled dictionary)."""
+    return _pythainlp().word_tokenize(text, engine="newmm", keep_whitespace=True)
 
-    def segment(self, text: str) -> list[str]:
-        return _pythainlp().word_tokenize(text, engine="newmm", keep_whitespace=True)
+
+def segment_syllable(text: str) -> list[str]:
+    """Thai syllables by PyThaiNLP's dictionary-based syllable segmenter (offline)."""
+    return _pythainlp().syllable_tokenize(text, engine="dict", keep_whitespace=True)
+
+
+def segment_presplit(text: str) -> list[str]:
+    """Text already segmented with ``<|>`` between words."""
+    return text.split("<|>")
+
+
+class ThaiWordsNewmmTokenizer(_WordLevelTokenizer):
+    segment = staticmethod(segment_newmm)
 
 
 class ThaiWordsSyllableTokenizer(_WordLevelTokenizer):
-    """Thai syllables from PyThaiNLP's dictionary-based syllable segmenter (offline)."""
-
-    def segment(self, text: str) -> list[str]:
-        return _pythainlp().syllable_tokenize(text, engine="dict", keep_whitespace=True)
+    segment = staticmethod(segment_syllable)
 
 
 class FakeSefrCutTokenizer(_WordLevelTokenizer):
-    """Word-level over text already segmented with ``<|>`` between words."""
+    segment = staticmethod(segment_presplit)
 
-    def segment(self, text: str) -> list[str]:
-        return text.split("<|>")
+
+SEGMENTERS = {"newmm": segment_newmm, "syllable": segment_syllable, "fake_sefr_cut": segment_presplit}
 
 
 def build_word_vocab(counts: dict[str, int], vocab_size: int | None, min_frequency: int) -> dict[str, int]:

@@ -1,0 +1,169 @@
+"""``mlm-train-tokenizer`` / ``python -m preprocess.train_tokenizer``: train a tokenizer offline.
+
+* ``--type spm``: a SentencePiece model (unigram or BPE) with the users' ids:
+  ``<s>``=0, ``<pad>``=1, ``</s>``=2, ``<unk>``=3, user-defined ``<mask>`` and
+  ``<_>``; saved as a ``ThaiRobertaTokenizer`` dir plus a ``tokenizer.json`` twin.
+* ``--type newmm|syllable``: a word-level vocabulary over PyThaiNLP's
+  segmenter, counted in parallel over newline-aligned byte ranges.
+
+The output dir loads with ``--tokenizer_type`` equal to ``--type``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+from tqdm import tqdm
+
+from common.tokenizer import SPACE_TOKEN, TokenizerError, load_tokenizer
+from preprocess.config import available_cores
+from preprocess.encode import clean_lines, decode_bytes
+from preprocess.errors import PreprocessError
+from preprocess.sharding import Task, list_shards, plan_tasks
+
+TYPES = ("spm", "newmm", "syllable")
+CLASSES = {"spm": "ThaiRobertaTokenizer", "newmm": "ThaiWordsNewmmTokenizer", "syllable": "ThaiWordsSyllableTokenizer"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mlm-train-tokenizer", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--type", required=True, choices=TYPES, help="what to train")
+    p.add_argument("--train_dir", required=True, help="dir of text shards; every *.<ext> file is read")
+    p.add_argument("--ext", default="txt", help="shard extension, with or without the dot")
+    p.add_argument("--output_dir", required=True, help="where the tokenizer is saved")
+    p.add_argument("--vocab_size", type=int, default=None,
+                   help="vocabulary size (spm: required; word-level: cap after --min_frequency)")
+    p.add_argument("--model_type", default="unigram", choices=("unigram", "bpe"), help="spm: the algorithm")
+    p.add_argument("--character_coverage", type=float, default=0.9995, help="spm: share of characters covered")
+    p.add_argument("--input_sentence_size", type=int, default=2_000_000,
+                   help="spm: at most this many lines, sampled, go into training")
+    p.add_argument("--add_space_token", action="store_true",
+                   help="spm: spaces become <_> before training and encoding (the users' Thai setup)")
+    p.add_argument("--min_frequency", type=int, default=1, help="word-level: drop words seen fewer times")
+    p.add_argument("--num_workers", type=int, default=available_cores(), help="processes (default: all cores)")
+    return p
+
+
+def _lines(shards: list[Path], bar: tqdm) -> Iterator[str]:
+    for path in shards:
+        with open(path, "rb") as f:
+            for raw in f:
+                bar.update(len(raw))
+                yield from clean_lines(decode_bytes(raw)[0])
+
+
+def train_spm(args: argparse.Namespace, shards: list[Path], out: Path) -> Path:
+    import sentencepiece as spm
+
+    if not args.vocab_size:
+        raise PreprocessError("--vocab_size is required for --type spm")
+    total = sum(p.stat().st_size for p in shards)
+    with tqdm(total=total, unit="B", unit_scale=True, desc="spm: reading", dynamic_ncols=True) as bar:
+        text = (s.replace(" ", SPACE_TOKEN) if args.add_space_token else s for s in _lines(shards, bar))
+        model = out / "spm.model"
+        try:
+            spm.SentencePieceTrainer.train(
+                sentence_iterator=text, model_prefix=str(out / "spm"), vocab_size=args.vocab_size,
+                model_type=args.model_type, character_coverage=args.character_coverage,
+                bos_id=0, pad_id=1, eos_id=2, unk_id=3, user_defined_symbols=["<mask>", SPACE_TOKEN],
+                input_sentence_size=args.input_sentence_size, shuffle_input_sentence=True,
+                num_threads=args.num_workers, minloglevel=2,
+            )
+        except RuntimeError as e:  # e.g. a vocab_size the text cannot fill
+            raise PreprocessError(f"sentencepiece: {str(e).strip().splitlines()[-1]}") from None
+    return model
+
+
+def _count(task: Task) -> Counter:
+    from common.tokenizer_types import SEGMENTERS
+
+    segment = SEGMENTERS[_COUNT_STATE["type"]]
+    with open(task.path, "rb") as f:
+        f.seek(task.start)
+        text = decode_bytes(f.read(task.end - task.start))[0]
+    counts: Counter = Counter()
+    for line in clean_lines(text):
+        counts.update(w for w in segment(line) if w and not w.isspace())
+    return counts
+
+
+_COUNT_STATE: dict[str, str] = {}
+
+
+def count_words(args: argparse.Namespace, shards: list[Path]) -> Counter:
+    """Word counts over every shard, one task per ~4 MB range, in ``--num_workers`` processes."""
+    _COUNT_STATE["type"] = args.type  # read by the forked workers
+    tasks = plan_tasks(list(enumerate(shards)), 4 << 20)
+    total: Counter = Counter()
+    with tqdm(total=sum(p.stat().st_size for p in shards), unit="B", unit_scale=True,
+              desc=f"{args.type}: counting words", dynamic_ncols=True) as bar:
+        if args.num_workers == 1:
+            results = map(_count, tasks)
+            pool = None
+        else:
+            import multiprocess
+
+            pool = multiprocess.get_context("fork").Pool(args.num_workers)
+            results = pool.imap(_count, tasks)
+        try:
+            for task, counts in zip(tasks, results):
+                total.update(counts)
+                bar.update(task.end - task.start)
+        finally:
+            if pool is not None:
+                pool.terminate()
+    return total
+
+
+def train(args: argparse.Namespace) -> str:
+    from common import tokenizer_types
+
+    shards = list_shards(args.train_dir, args.ext.lstrip("."))
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    if args.type == "spm":
+        model = train_spm(args, shards, out)
+        tok = tokenizer_types.ThaiRobertaTokenizer(vocab_file=str(model), add_space_token=args.add_space_token)
+        tok.save_pretrained(out)
+        for leftover in (model, out / "spm.vocab"):
+            leftover.unlink()
+    else:
+        counts = count_words(args, shards)
+        vocab = tokenizer_types.build_word_vocab(counts, args.vocab_size, args.min_frequency)
+        vocab_file = out / "vocab.json"
+        import json
+
+        vocab_file.write_text(json.dumps(vocab, ensure_ascii=False, indent=0), encoding="utf-8")
+        getattr(tokenizer_types, CLASSES[args.type])(vocab_file=str(vocab_file)).save_pretrained(out)
+    try:
+        loaded = load_tokenizer(str(out), args.type, {"add_space_token": args.add_space_token})
+    except TokenizerError as e:
+        raise PreprocessError(f"the trained tokenizer does not load back: {e}") from None
+    return (f"{args.type} tokenizer with {loaded.identity['vocab_size']:,} ids from {len(shards)} shards "
+            f"in {time.perf_counter() - start:.1f} s -> {out} (load it with --tokenizer_type {args.type}"
+            f"{' --add_space_token' if args.add_space_token else ''})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    try:
+        if args.num_workers < 1:
+            raise PreprocessError(f"--num_workers {args.num_workers}: must be at least 1")
+        print(train(args))
+    except PreprocessError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

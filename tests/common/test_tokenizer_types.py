@@ -1,0 +1,160 @@
+"""The users' tokenizer types: registry, ids, round trips, pickling, saving, preprocessing through the CLI."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import random
+import unicodedata
+from pathlib import Path
+
+import pytest
+from transformers import AutoTokenizer
+
+from common.tokenizer import TokenizerError, load_tokenizer, resolve_type
+from preprocess.encode import candidate_encoders, check_encoder, choose_encoder
+from preprocess.train_tokenizer import main as train_tokenizer
+from tests.corpus import make_lines
+from tests.preprocess.helpers import base_args, manifest, run_cli
+
+
+def thai_lines(n: int, seed: int = 0) -> list[str]:
+    """Thai (and some English) lines from PyThaiNLP's bundled word list: real Thai spelling, no download."""
+    from pythainlp.corpus import thai_words
+
+    words = sorted(thai_words())
+    rng = random.Random(seed)
+    pool = rng.sample(words, 400)
+    return [" ".join("".join(rng.choice(pool) for _ in range(rng.randint(1, 4))) for _ in range(rng.randint(1, 12)))
+            for _ in range(n)] + make_lines(n // 4, seed=seed)
+
+
+VARIED = ["สวัสดีครับ ผมชื่อสมชาย", "ภาษาไทย  กับ English mixed 123", "ราคา 1,000 บาท!", "a",
+          "emoji 🤗 ใน ข้อความ", "<mask> อยู่ ตรงนี้", "<s> ไม่ใช่ พิเศษ </s>", "tab\tแท็บ", "ๆ ฯลฯ ๑๒๓"]
+
+
+@pytest.fixture(scope="module")
+def thai_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("thai_txt")
+    lines = thai_lines(2400)
+    for k in range(3):
+        (d / f"part{k}.txt").write_text("\n".join(lines[k::3]) + "\n", encoding="utf-8")
+    return d
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, thai_dir) -> dict[str, Path]:
+    out = {}
+    root = tmp_path_factory.mktemp("tokenizers")
+    assert train_tokenizer(["--type", "spm", "--train_dir", str(thai_dir), "--vocab_size", "400",
+                            "--output_dir", str(root / "spm"), "--add_space_token", "--num_workers", "2"]) == 0
+    out["spm"] = root / "spm"
+    for kind in ("newmm", "syllable"):
+        assert train_tokenizer(["--type", kind, "--train_dir", str(thai_dir), "--output_dir", str(root / kind),
+                                "--min_frequency", "2", "--num_workers", "2"]) == 0
+        out[kind] = root / kind
+    vocab = {w: i for i, w in enumerate(["<s>", "<pad>", "</s>", "<unk>", "<mask>", "<_>", "กิน", "ข้าว", "eat"])}
+    (root / "sefr").mkdir()
+    (root / "sefr" / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+    out["fake_sefr_cut"] = root / "sefr"
+    return out
+
+
+def test_registry_accepts_short_and_class_names_and_lists_the_valid_ones():
+    assert resolve_type("ThaiRobertaTokenizer") == "spm" and resolve_type("ThaiWordsNewmmTokenizer") == "newmm"
+    assert resolve_type("ThaiWordsSyllableTokenizer") == "syllable"
+    assert resolve_type("FakeSefrCutTokenizer") == "fake_sefr_cut"
+    with pytest.raises(TokenizerError, match="valid types: .*ThaiRobertaTokenizer.*newmm.*module.path:ClassName"):
+        resolve_type("Bogus")
+
+
+def test_spm_ids_follow_the_users_docs(trained):
+    tok = load_tokenizer(str(trained["spm"]), "ThaiRobertaTokenizer", {"add_space_token": True}).tokenizer
+    assert [tok.convert_tokens_to_ids(t) for t in ["<s>", "<pad>", "</s>", "<unk>", "<mask>", "<_>"]] == [0, 1, 2, 3, 4, 5]
+    ids = tok("สวัสดี ครับ")["input_ids"]
+    assert ids[0] == 0 and ids[-1] == 2 and 5 in ids  # <s> X </s>, the space is <_>
+    assert tok.decode(ids, skip_special_tokens=True) == "สวัสดี ครับ"
+    checked = 0
+    for line in [*thai_lines(200), *VARIED]:
+        ids = tok(line)["input_ids"]
+        # unseen characters and special tokens cannot come back; SentencePiece turns a tab into its word mark
+        if tok.unk_token_id not in ids and "<" not in line and "\t" not in line:
+            # SentencePiece normalises with NFKC (e.g. Thai sara am U+0E33 -> U+0E4D U+0E32)
+            assert tok.decode(ids, skip_special_tokens=True) == unicodedata.normalize("NFKC", line)
+            checked += 1
+    assert checked > 150
+
+
+def test_spm_native_encoder_matches_the_class_and_is_chosen(trained):
+    tok = load_tokenizer(str(trained["spm"]), "spm", {"add_space_token": True}).tokenizer
+    name, rejected = choose_encoder(tok, thai_lines(50, seed=3))
+    assert name == "native", rejected
+    assert check_encoder(tok, candidate_encoders(tok)["native"], [*thai_lines(300, seed=4), *VARIED]) == []
+
+
+@pytest.mark.parametrize("kind", ["newmm", "syllable", "fake_sefr_cut"])
+def test_word_level_round_trip_and_native_encoder(trained, kind):
+    tok = load_tokenizer(str(trained[kind]), kind).tokenizer
+    text = "กิน<|>ข้าว<|> <|>eat" if kind == "fake_sefr_cut" else "สวัสดี ภาษาไทย"
+    ids = tok(text)["input_ids"]
+    assert ids[0] == tok.bos_token_id == 0 and ids[-1] == tok.eos_token_id == 2
+    assert tok.unk_token_id == 3 and tok.pad_token_id == 1
+    decoded = tok.decode(ids, skip_special_tokens=True)
+    assert decoded == text.replace("<|>", "") or "<unk>" in tok.decode(ids)
+    assert tok("zzzqqq", add_special_tokens=False)["input_ids"] == [3]  # unknown word -> <unk>
+    lines = thai_lines(100, seed=5) if kind != "fake_sefr_cut" else ["กิน<|>ข้าว", "eat<|> <|>กิน", "x<|>y"]
+    name, rejected = choose_encoder(tok, lines)
+    assert name == "native", rejected
+
+
+@pytest.mark.parametrize("kind", ["spm", "newmm", "syllable", "fake_sefr_cut"])
+def test_pickles_and_saves_round_trip(trained, tmp_path, kind):
+    settings = {"add_space_token": kind == "spm"}
+    tok = load_tokenizer(str(trained[kind]), kind, settings).tokenizer
+    sample = thai_lines(20, seed=6)
+    before = tok(sample, add_special_tokens=False)["input_ids"]
+    assert pickle.loads(pickle.dumps(tok))(sample, add_special_tokens=False)["input_ids"] == before
+    tok.save_pretrained(tmp_path / "saved")
+    again = load_tokenizer(str(tmp_path / "saved"), kind, settings).tokenizer
+    assert type(again) is type(tok) and again(sample, add_special_tokens=False)["input_ids"] == before
+
+
+def test_spm_dir_loads_with_autotokenizer_without_our_package(trained):
+    ours = load_tokenizer(str(trained["spm"]), "spm", {"add_space_token": True}).tokenizer
+    auto = AutoTokenizer.from_pretrained(trained["spm"])
+    assert auto.is_fast
+    for line in thai_lines(200, seed=7):
+        assert auto(line)["input_ids"] == ours(line)["input_ids"], line
+
+
+def test_identity_includes_settings_and_files(trained, tmp_path):
+    a = load_tokenizer(str(trained["spm"]), "spm", {"add_space_token": True}).identity
+    b = load_tokenizer(str(trained["spm"]), "spm", {"add_space_token": False}).identity
+    assert a["digest"] != b["digest"] and "sentencepiece.bpe.model" in a["files"]
+    assert a["class"] == "ThaiRobertaTokenizer" and a["type"] == "spm"
+
+
+def test_a_users_own_class_by_module_path(trained, tmp_path):
+    (tmp_path / "vocab.json").write_text(json.dumps({w: i for i, w in enumerate(
+        ["<s>", "<pad>", "</s>", "<unk>", "<mask>", "<_>", "a", "b"])}))
+    from tests.fixtures.custom_tokenizer import CommaTokenizer
+
+    CommaTokenizer(vocab_file=str(tmp_path / "vocab.json")).save_pretrained(tmp_path / "tok")
+    loaded = load_tokenizer(str(tmp_path / "tok"), "tests.fixtures.custom_tokenizer:CommaTokenizer")
+    assert loaded.tokenizer("a,b,c", add_special_tokens=False)["input_ids"] == [6, 7, 3]
+    with pytest.raises(TokenizerError, match="cannot import Nope"):
+        load_tokenizer(str(tmp_path / "tok"), "tests.fixtures.custom_tokenizer:Nope")
+
+
+@pytest.mark.parametrize("kind,extra", [("spm", ["--add_space_token"]), ("ThaiWordsNewmmTokenizer", []),
+                                        ("syllable", []), ("FakeSefrCutTokenizer", [])])
+def test_preprocess_with_each_type_through_the_cli(capsys, tmp_path, trained, thai_dir, kind, extra):
+    path = trained[resolve_type(kind)]
+    args = base_args(path, thai_dir, tmp_path / "cache", "--tokenizer_type", kind, *extra)
+    args[args.index("--num_workers") + 1] = "2"
+    rc, out, err = run_cli(capsys, *args)
+    assert rc == 0, err
+    m = manifest(tmp_path / "cache")
+    assert m["tokenizer"]["type"] == resolve_type(kind) and m["tokenizer"]["files"] and m["tokenizer"]["digest"]
+    assert m["tokenizer"]["encoder"] == "native"
+    assert m["totals"]["tokens"] > 0
