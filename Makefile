@@ -17,7 +17,7 @@ OUTPUT_DIR ?= output
 ARCHITECTURE ?= roberta-base
 DATASETS_TYPE ?= MemmapConcatFullSentenceTextDataset
 
-.PHONY: setup preprocess train inspect test test-all quality style bench demo clean
+.PHONY: setup tokenizer preprocess train inspect test test-all quality style bench demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,13 @@ $(BIN)/python:
 setup: $(BIN)/python
 	@if ! $(BIN)/python -c "import torch" 2>/dev/null; then $(BIN)/pip install -q "$(TORCH_CPU)"; fi
 	$(BIN)/pip install -q -e ".[train,thai,dev,bench]"
+
+# Train a tokenizer offline. TOKENIZER_KIND: spm | newmm | syllable.
+TOKENIZER_KIND ?= spm
+VOCAB_SIZE ?= 8000
+tokenizer: $(BIN)/python
+	$(BIN)/mlm-train-tokenizer --type $(TOKENIZER_KIND) --train_dir "$(TRAIN_DIR)" --ext "$(EXT)" \
+		--vocab_size $(VOCAB_SIZE) --output_dir "$(TOKENIZER)" $(ARGS)
 
 preprocess: $(BIN)/python
 	$(BIN)/mlm-preprocess --tokenizer_name_or_path "$(TOKENIZER)" --tokenizer_type "$(TOKENIZER_TYPE)" \
@@ -58,6 +65,30 @@ quality: setup
 style: setup
 	$(BIN)/ruff check --fix common preprocess train tests bench
 	$(BIN)/ruff format common preprocess train tests bench
+
+# From nothing to a trained tiny model on 2 CPU cores in a few minutes; everything under demo_out/.
+DEMO := demo_out
+demo: setup
+	@echo "== 1/6 corpus (Thai + English, deterministic)"
+	$(BIN)/python scripts/make_corpus.py --out $(DEMO)/text
+	@echo "== 2/6 tokenizer (Thai word-level: PyThaiNLP newmm, the users' ThaiWordsNewmmTokenizer)"
+	$(BIN)/mlm-train-tokenizer --type newmm --train_dir $(DEMO)/text/train --output_dir $(DEMO)/tokenizer
+	@echo "== 3/6 preprocess"
+	$(BIN)/mlm-preprocess --tokenizer_name_or_path $(DEMO)/tokenizer --tokenizer_type newmm \
+		--train_dir $(DEMO)/text/train --eval_dir $(DEMO)/text/eval --datasets_cache_dir $(DEMO)/cache \
+		--max_seq_length 64
+	@echo "== 4/6 train roberta-tiny"
+	$(BIN)/mlm-train --tokenizer_name_or_path $(DEMO)/tokenizer --tokenizer_type newmm \
+		--datasets_cache_dir $(DEMO)/cache --max_seq_length 64 --architecture roberta-tiny \
+		--output_dir $(DEMO)/model --max_steps 600 --per_device_train_batch_size 32 --learning_rate 1e-3 \
+		--warmup_steps 30 --eval_strategy steps --eval_steps 150 --logging_steps 50 --save_strategy no \
+		--per_device_eval_batch_size 64 --seed 1 --disable_tqdm true --eval_on_start true
+	@echo "== 5/6 inspect"
+	$(BIN)/mlm-inspect show $(DEMO)/cache/train
+	$(BIN)/mlm-inspect samples $(DEMO)/cache/train -n 2
+	@echo "== 6/6 fill one <mask>"
+	$(BIN)/python scripts/fill_mask.py $(DEMO)/model "ฉัน ชอบกิน <mask> ตอนเช้า" --tokenizer_type newmm
+	$(BIN)/python scripts/demo_summary.py $(DEMO)
 
 bench: setup
 	$(BIN)/python bench/preprocess.py --mb $(BENCH_MB)

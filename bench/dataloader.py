@@ -397,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     out: Path = args.out
+    load_before = os.getloadavg()[0]
     shards = make_corpus(out / "corpus", args.mb, args.seed)
     tok_dir = train_tokenizer(shards, out / "tokenizer", args.vocab_size)
     cache = build_cache(out / "corpus", tok_dir, out / "cache")
@@ -445,7 +446,8 @@ def main(argv: list[str] | None = None) -> int:
         f"command: `{cmd.strip()}`",
         f"machine: {len(os.sched_getaffinity(0))} cores ({platform.processor() or platform.machine()}), "
         f"torch {torch.__version__} threads {torch.get_num_threads()}, Python {platform.python_version()}; "
-        "files in the page cache (warm), no GPU",
+        f"files in the page cache (warm), no GPU; 1-min load average {load_before:.2f} at start, "
+        f"{os.getloadavg()[0]:.2f} at end (above ~0.5 means other processes shared the cores: rates are noisy)",
         f"data: {args.mb:g} MB English-like corpus -> {n:,} blocks of <= {MAX_SEQ_LENGTH} ids "
         f"(mean {lengths.mean():.0f}), byte-level BPE {loaded.identity['vocab_size']:,} ids; "
         f"ours reads {ours.reader.maps[0][0].dtype} .npy, original uint32 .dat",

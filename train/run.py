@@ -91,6 +91,7 @@ def train(cfg: PreprocessConfig, margs: ModelArguments, mlm: MlmArguments, targs
     if trainer.is_world_process_zero():
         copy_manifests(Path(cfg.datasets_cache_dir), Path(targs.output_dir))
         trainer.save_metrics("all", metrics)
+        trainer.save_state()  # trainer_state.json: the loss history beside the model
     return metrics, trainer
 
 

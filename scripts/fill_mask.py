@@ -1,0 +1,28 @@
+"""Fill one <mask> with a trained model: proof that the output dir is a usable model.
+
+    python scripts/fill_mask.py MODEL_DIR "ฉัน ชอบ <mask> มาก" [--tokenizer_type newmm]
+"""
+
+import argparse
+
+from transformers import AutoModelForMaskedLM, pipeline
+
+from common.tokenizer import load_tokenizer
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("model_dir")
+    p.add_argument("text", help="text with one <mask>")
+    p.add_argument("--tokenizer_type", default="auto", help="as given to preprocess (the tokenizer is saved with the model)")
+    a = p.parse_args()
+    tokenizer = load_tokenizer(a.model_dir, a.tokenizer_type).tokenizer
+    fill = pipeline("fill-mask", model=AutoModelForMaskedLM.from_pretrained(a.model_dir), tokenizer=tokenizer,
+                    device="cpu")
+    print(f"fill-mask: {a.text}")
+    for guess in fill(a.text.replace("<mask>", tokenizer.mask_token), top_k=3):
+        print(f"  {guess['score']:.3f}  {guess['token_str']!r:>16}  ->  {guess['sequence']}")
+
+
+if __name__ == "__main__":
+    main()
