@@ -35,7 +35,10 @@ class PreprocessConfig:
         default=None, metadata={"help": "Directory of validation text shards (optional)."}
     )
     tokenizer_type: str = field(
-        default="auto", metadata={"help": "How to load the tokenizer: 'auto' (a Hugging Face tokenizer dir)."}
+        default="auto",
+        metadata={"help": "How to load the tokenizer: auto (a Hugging Face tokenizer dir or tokenizer.json), "
+                  "spm|ThaiRobertaTokenizer, newmm|ThaiWordsNewmmTokenizer, syllable|ThaiWordsSyllableTokenizer, "
+                  "fake_sefr_cut|FakeSefrCutTokenizer, or module.path:ClassName."},
     )
     ext: str = field(default="txt", metadata={"help": "Extension of the text shards, with or without the dot."})
     max_seq_length: int = field(
@@ -47,7 +50,7 @@ class PreprocessConfig:
     )
     add_space_token: bool = field(
         default=False,
-        metadata={"help": "Replace each space with the tokenizer's space token '<_>' before encoding (must be in the vocab)."},
+        metadata={"help": "Spaces become the space token '<_>' before encoding (it must be in the vocab)."},
     )
     overwrite_cache: bool = field(default=False, metadata={"help": "Ignore all cached work and rebuild every split."})
     num_workers: int = field(
