@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ext", default="txt", help="shard extension, with or without the dot")
     p.add_argument("--output_dir", required=True, help="where the tokenizer is saved")
     p.add_argument("--vocab_size", type=int, default=None,
-                   help="vocabulary size (spm: required; word-level: cap after --min_frequency)")
+                   help="vocabulary size ceiling (spm: required; word-level: cap after --min_frequency)")
     p.add_argument("--model_type", default="unigram", choices=("unigram", "bpe"), help="spm: the algorithm")
     p.add_argument("--character_coverage", type=float, default=0.9995, help="spm: share of characters covered")
     p.add_argument("--input_sentence_size", type=int, default=2_000_000,
@@ -74,6 +74,7 @@ def train_spm(args: argparse.Namespace, shards: list[Path], out: Path) -> Path:
                 model_type=args.model_type, character_coverage=args.character_coverage,
                 bos_id=0, pad_id=1, eos_id=2, unk_id=3, user_defined_symbols=["<mask>", SPACE_TOKEN],
                 input_sentence_size=args.input_sentence_size, shuffle_input_sentence=True,
+                hard_vocab_limit=False,  # a ceiling: a small corpus gets what it supports (reported)
                 num_threads=args.num_workers, minloglevel=2,
             )
         except RuntimeError as e:  # e.g. a vocab_size the text cannot fill
