@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None, prog: str = "mlm-train", preprocess_firs
                 return 0
         from train.run import train
 
-        metrics, _ = train(cfg, margs, mlm, targs)
+        metrics, _ = train(cfg, margs, mlm, targs, check_inputs=not preprocess_first)
     except PreprocessError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

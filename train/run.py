@@ -13,6 +13,7 @@ from transformers import Trainer, TrainingArguments
 from common.format import MANIFEST_NAME, FormatError
 from common.manifest import Manifest, load_manifest
 from common.tokenizer import LoadedTokenizer, load_tokenizer
+from preprocess import inspect_cache
 from preprocess.config import PreprocessConfig
 from preprocess.errors import PreprocessError
 from train.collator import MlmCollator
@@ -34,8 +35,12 @@ def fix_command(cfg: PreprocessConfig, manifest: Manifest | None) -> str:
     return shlex.join(parts)
 
 
-def check_split(cfg: PreprocessConfig, split: str, loaded: LoadedTokenizer):
-    """The split's dataset, or PreprocessError saying what differs and the command that fixes it."""
+def check_split(cfg: PreprocessConfig, split: str, loaded: LoadedTokenizer, input_dir: str | None = None):
+    """The split's dataset, or PreprocessError saying what differs and the command that fixes it.
+
+    With ``input_dir`` the cache is also checked against the text (hashing it);
+    without, only against the tokenizer, ``--max_seq_length`` and file sizes.
+    """
     split_dir = Path(cfg.datasets_cache_dir) / split
     manifest = None
     try:
@@ -46,6 +51,10 @@ def check_split(cfg: PreprocessConfig, split: str, loaded: LoadedTokenizer):
                 f"({manifest.tokenizer.get('name_or_path')}, digest {manifest.tokenizer.get('digest')}) than "
                 f"{cfg.tokenizer_name_or_path} (digest {loaded.identity['digest']})"
             )
+        if input_dir:
+            fresh, report = inspect_cache.status(split_dir, manifest, input_dir, cfg.tokenizer_name_or_path)
+            if not fresh:
+                raise FormatError(f"{split_dir} is stale against {input_dir}:\n{report}")
         dataset = DATASET_TYPES[cfg.datasets_type](split_dir, cfg.max_seq_length)
         _ = dataset.reader.maps  # size-check every file now, not mid-training
         dataset.reader.close()
@@ -61,16 +70,21 @@ class MlmTrainer(Trainer):
         super().log(logs, start_time)
 
 
-def train(cfg: PreprocessConfig, margs: ModelArguments, mlm: MlmArguments, targs: TrainingArguments) -> tuple[dict[str, Any], Trainer]:
-    """Train, evaluate and save; the final metrics and the trainer (its state and model)."""
+def train(cfg: PreprocessConfig, margs: ModelArguments, mlm: MlmArguments, targs: TrainingArguments,
+          check_inputs: bool = True) -> tuple[dict[str, Any], Trainer]:
+    """Train, evaluate and save; the final metrics and the trainer (its state and model).
+
+    ``check_inputs``: when --train_dir/--eval_dir are given, refuse a cache that
+    is stale against them (run_mlm.py skips it: it has just preprocessed).
+    """
     settings = {"add_space_token": cfg.add_space_token}
     try:
         loaded = load_tokenizer(cfg.tokenizer_name_or_path, cfg.tokenizer_type, settings)
     except Exception as e:
         raise PreprocessError(str(e)) from None
-    train_set = check_split(cfg, "train", loaded)
+    train_set = check_split(cfg, "train", loaded, cfg.train_dir if check_inputs else None)
     has_eval = (Path(cfg.datasets_cache_dir) / "validation" / MANIFEST_NAME).is_file()
-    eval_set = check_split(cfg, "validation", loaded) if has_eval else None
+    eval_set = check_split(cfg, "validation", loaded, cfg.eval_dir if check_inputs else None) if has_eval else None
     if targs.eval_strategy != "no" and eval_set is None:
         raise PreprocessError(f"--eval_strategy {targs.eval_strategy} but {cfg.datasets_cache_dir}/validation has no "
                               "manifest; preprocess with --eval_dir, or drop --eval_strategy")

@@ -158,3 +158,11 @@ def test_preprocess_with_each_type_through_the_cli(capsys, tmp_path, trained, th
     assert m["tokenizer"]["type"] == resolve_type(kind) and m["tokenizer"]["files"] and m["tokenizer"]["digest"]
     assert m["tokenizer"]["encoder"] == "native"
     assert m["totals"]["tokens"] > 0
+
+
+def test_a_tokenizing_parameter_change_rebuilds_everything(capsys, tmp_path, trained, thai_dir):
+    args = base_args(trained["spm"], thai_dir, tmp_path / "cache", "--tokenizer_type", "spm")
+    assert run_cli(capsys, *args)[0] == 0
+    rc, out, _ = run_cli(capsys, *args, "--add_space_token")
+    assert rc == 0 and "0 shards reused, 3 tokenized" in out
+    assert manifest(tmp_path / "cache")["tokenizer"]["settings"] == {"add_space_token": True}

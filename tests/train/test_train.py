@@ -163,6 +163,36 @@ def test_a_mismatched_or_damaged_cache_stops_training_with_the_fix(capsys, tmp_p
     assert tokens.name in err and "truncated" in err and not (tmp_path / "out" / "model.safetensors").exists()
     assert train_main([*args, "--no_such_flag", "1"], prog="mlm-train") == 2
     assert "--no_such_flag" in capsys.readouterr().err
+    # text edited since preprocessing: mlm-train given --train_dir refuses, naming the shard
+    assert train_main([*args, "--build_dataset_only", "--overwrite_cache"], prog="run_mlm.py", preprocess_first=True) == 0
+    edited = sorted(train.glob("*.txt"))[0]
+    edited.write_text(edited.read_text() + "one more line\n")
+    capsys.readouterr()
+    assert train_main(args, prog="mlm-train") == 2
+    err = capsys.readouterr().err
+    assert "stale" in err and f"changed   {edited.name}" in err and "make preprocess" in err
+
+
+def test_start_from_a_local_checkpoint_and_refuse_a_foreign_one(capsys, tmp_path, bpe_dir, wordpiece_dir):
+    train, ev = _texts(tmp_path)
+    args = seed_command(bpe_dir, train, ev, tmp_path / "cache", tmp_path / "first", max_steps=2, save_steps=100,
+                        eval_steps=100)
+    args.remove("--add_space_token")
+    assert train_main(args, prog="run_mlm.py", preprocess_first=True) == 0
+    second = [*args[: args.index("--output_dir")], "--output_dir", str(tmp_path / "second"),
+              *args[args.index("--output_dir") + 2:], "--model_name_or_path", str(tmp_path / "first")]
+    assert train_main(second, prog="mlm-train") == 0
+    first = AutoModelForMaskedLM.from_pretrained(tmp_path / "first").state_dict()
+    assert any(not torch.equal(v, AutoModelForMaskedLM.from_pretrained(tmp_path / "second").state_dict()[k])
+               for k, v in first.items())
+    foreign = seed_command(wordpiece_dir, train, ev, tmp_path / "cache_wp", tmp_path / "third", max_steps=1)
+    foreign.remove("--add_space_token")
+    foreign += ["--model_name_or_path", str(tmp_path / "first"), "--eval_strategy", "no"]
+    foreign.remove("--evaluation_strategy")
+    foreign.remove("steps")
+    capsys.readouterr()
+    assert train_main(foreign, prog="run_mlm.py", preprocess_first=True) == 2
+    assert "special token ids differ" in capsys.readouterr().err
 
 
 def test_model_checks_say_how_to_fix(tmp_path):
