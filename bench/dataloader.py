@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
+from transformers import DataCollatorForLanguageModeling
 
 REPO = Path(__file__).resolve().parents[1]
 # bench/ holds a preprocess.py: with bench/ first on sys.path, ``import
@@ -433,6 +434,15 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((f"DataLoader + MlmCollator, num_workers={w}", "batches/s", fmt(o), fmt(r), f"**{o / r:.2f}x**",
                      f"{o / need.batches_per_s:.1f}x"))
         rows.append(("  (same, in blocks/s)", "blocks/s", fmt(o * bs), fmt(r * bs), f"{o / r:.2f}x", "—"))
+    log("whole pipeline, each as its tool built it")
+    # The old run_mlm.py gave DataCollatorForLanguageModeling no special-tokens mask, so
+    # the collator asks the tokenizer for one per row, a Python loop over every token.
+    hf = DataCollatorForLanguageModeling(loaded.tokenizer, mlm_probability=0.15)
+    o, r = paired_rates(lambda: loader_rate(ours, collate, bs, 0, args.batches, args.warmup, args.seed),
+                        lambda: loader_rate(orig, hf, bs, 0, args.batches, args.warmup, args.seed), args.repeats)
+    rows.append(("pipeline as each tool builds it: ours + MlmCollator vs original + transformers' default MLM "
+                 "collator (old run_mlm.py), num_workers=0", "blocks/s", fmt(o * bs), fmt(r * bs),
+                 f"**{o / r:.1f}x**", f"{o / need.batches_per_s:.1f}x"))
     log("collator alone")
     c = median_rate(lambda: collator_rate(ours, collate, args.batch_size, args.batches, order), args.repeats)
     rows.append(("MlmCollator alone on prefetched blocks (ceiling for both)", "batches/s", fmt(c), fmt(c), "1x",

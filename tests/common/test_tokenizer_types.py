@@ -166,3 +166,21 @@ def test_a_tokenizing_parameter_change_rebuilds_everything(capsys, tmp_path, tra
     rc, out, _ = run_cli(capsys, *args, "--add_space_token")
     assert rc == 0 and "0 shards reused, 3 tokenized" in out
     assert manifest(tmp_path / "cache")["tokenizer"]["settings"] == {"add_space_token": True}
+
+
+def test_a_model_trained_with_spm_loads_back_with_autotokenizer(capsys, tmp_path, trained, thai_dir):
+    from transformers import AutoModelForMaskedLM, pipeline
+
+    from train.__main__ import main as train_main
+
+    out = tmp_path / "model"
+    args = ["--tokenizer_name_or_path", str(trained["spm"]), "--tokenizer_type", "ThaiRobertaTokenizer",
+            "--add_space_token", "--train_dir", str(thai_dir), "--datasets_cache_dir", str(tmp_path / "cache"),
+            "--max_seq_length", "32", "--architecture", "roberta-tiny", "--output_dir", str(out),
+            "--max_steps", "2", "--per_device_train_batch_size", "4", "--save_strategy", "no", "--num_workers", "1"]
+    assert train_main(args, prog="run_mlm.py", preprocess_first=True) == 0
+    tok = AutoTokenizer.from_pretrained(out)  # no --tokenizer_type, no package class: the tokenizer.json twin
+    ours = load_tokenizer(str(trained["spm"]), "spm", {"add_space_token": True}).tokenizer
+    assert tok.is_fast and tok("สวัสดี ครับ")["input_ids"] == ours("สวัสดี ครับ")["input_ids"]
+    fill = pipeline("fill-mask", model=AutoModelForMaskedLM.from_pretrained(out), tokenizer=tok, device="cpu")
+    assert len(fill(f"สวัสดี {tok.mask_token} ครับ")) == 5
