@@ -2,30 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from preprocess.errors import PreprocessError
 
+DESCRIPTION = (
+    "Tokenize every *.<ext> shard of --train_dir (and --eval_dir) into memory-mapped token arrays under "
+    "--datasets_cache_dir, with a manifest.json. Reruns redo only what changed."
+)
+
 
 def parse(argv: list[str]):
-    from transformers import HfArgumentParser
-
+    from common.cli import CliError, parse_dataclass
     from preprocess.config import PreprocessConfig
 
-    parser = HfArgumentParser(
-        PreprocessConfig,
-        prog="mlm-preprocess",
-        description="Tokenize every *.<ext> shard of --train_dir (and --eval_dir) into memory-mapped token "
-        "arrays under --datasets_cache_dir, with a manifest.json. Reruns redo only what changed.",
-    )
     try:
-        if len(argv) == 1 and argv[0].endswith(".json"):
-            (cfg,) = parser.parse_json_file(argv[0], allow_extra_keys=False)
-        else:
-            (cfg,) = parser.parse_args_into_dataclasses(args=argv)
-    except ValueError as e:  # unknown flags: strict, never silently dropped
+        return parse_dataclass(PreprocessConfig, argv, "mlm-preprocess", DESCRIPTION)
+    except CliError as e:  # unknown flags: strict, never silently dropped
         raise PreprocessError(f"{e}; see mlm-preprocess --help") from None
-    return cfg
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,5 +41,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def cli() -> int:
+    """The console script: ``main`` in a process that never loads torch.
+
+    transformers imports torch whenever it is installed (about 1 s here, in
+    the parent and every worker); tokenizing needs none of it.
+    """
+    sys.modules.setdefault("torch", None)  # type: ignore[arg-type]  # 'import torch' now fails fast
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # no "PyTorch was not found": that is the point
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

@@ -19,7 +19,6 @@ string go through the reference, which splits those tokens out first.
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from common.format import OFFSET_DTYPE
-from common.tokenizer import SPACE_TOKEN, LoadedTokenizer, load_tokenizer, preprocess_space_token
+from common.tokenizer import SPACE_TOKEN, LoadedTokenizer, preprocess_space_token
 from preprocess.sharding import Task
 
 Encoder = Callable[[list[str]], list[list[int]]]
@@ -179,20 +178,12 @@ class TaskResult:
     invalid_utf8: int
 
 
-# Per-process state, set once by init_worker (the pool initializer).
+# Per-process state: set in the parent before the worker pool forks, so every worker inherits it.
 _STATE: dict[str, Any] = {}
 
 
-def init_worker(name_or_path: str, tokenizer_type: str, settings: dict, encoder: str) -> None:
-    """Load the tokenizer once per worker process and pick the chosen backend."""
-    # A fork after the parent used a fast tokenizer with Rust threads hangs
-    # forever; and with N worker processes, threads inside each only compete.
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    loaded = load_tokenizer(name_or_path, tokenizer_type, settings)
-    set_worker_state(loaded, encoder)
-
-
 def set_worker_state(loaded: LoadedTokenizer, encoder: str) -> None:
+    """Pick the backend once; ``encode_task`` then only reads this module's state."""
     _STATE["encode"] = candidate_encoders(loaded.tokenizer)[encoder]
     _STATE["separator"] = loaded.separator_id
     _STATE["dtype"] = np.dtype(loaded.identity["dtype"])

@@ -29,7 +29,6 @@ from preprocess.encode import (
     choose_encoder,
     clean_lines,
     encode_task,
-    init_worker,
     set_worker_state,
 )
 from preprocess.errors import PreprocessError
@@ -75,18 +74,19 @@ def _load(cfg: PreprocessConfig, sample: list[str]) -> tuple[LoadedTokenizer, st
 
 @contextmanager
 def _task_map(cfg: PreprocessConfig, loaded: LoadedTokenizer, encoder: str) -> Iterator[build.TaskMap]:
-    """A function mapping tasks to results in order: a process pool, or in-process for one worker."""
+    """A function mapping tasks to results in order: a process pool, or in-process for one worker.
+
+    Workers are forked after the parent set up the tokenizer, so each starts
+    with it loaded (a reload costs about 1 s a process). Safe because
+    TOKENIZERS_PARALLELISM is false before the parent first used it (see run()).
+    """
+    set_worker_state(loaded, encoder)
     if cfg.num_workers == 1:
-        set_worker_state(loaded, encoder)
         yield lambda tasks: map(encode_task, tasks)
         return
     import multiprocess
 
-    # fork: workers start in milliseconds; safe because TOKENIZERS_PARALLELISM
-    # is false before the parent first uses a fast tokenizer (see run()).
-    ctx = multiprocess.get_context("fork")
-    init_args = (cfg.tokenizer_name_or_path, cfg.tokenizer_type, {"add_space_token": cfg.add_space_token}, encoder)
-    pool = ctx.Pool(cfg.num_workers, initializer=init_worker, initargs=init_args)
+    pool = multiprocess.get_context("fork").Pool(cfg.num_workers)
     try:
         def imap(tasks: Iterable[Task]) -> Iterator[TaskResult]:
             return pool.imap(encode_task, tasks, chunksize=1)

@@ -1,0 +1,81 @@
+"""Argument parsing from a documented dataclass, without importing transformers.
+
+``HfArgumentParser`` does the same but its import costs about 0.9 s here
+(transformers, and torch when installed): more than a whole no-op preprocess
+rerun should take. The train stage, which needs transformers anyway, parses
+the same dataclasses with ``HfArgumentParser``, so flags match exactly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import types
+import typing
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class CliError(ValueError):
+    """A bad command line: the caller prints it as one line, without argparse's usage block."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> typing.NoReturn:
+        raise CliError(message)
+
+
+def _bool(text: str) -> bool:
+    low = text.lower()
+    if low in ("1", "true", "yes", "y", "t"):
+        return True
+    if low in ("0", "false", "no", "n", "f"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _base_type(hint: Any) -> Any:
+    """``str | None`` -> ``str``; plain types unchanged."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return args[0]
+    return hint
+
+
+def dataclass_parser(cls: type, prog: str, description: str) -> argparse.ArgumentParser:
+    """One ``--name`` per field: required without a default, help from ``metadata["help"]``."""
+    parser = _Parser(prog=prog, description=description)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        kind = _base_type(hints[f.name])
+        help_text = f.metadata.get("help", "")
+        has_default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        if kind is bool:
+            parser.add_argument(f"--{f.name}", type=_bool, nargs="?", const=True, default=f.default, help=help_text)
+        elif has_default:
+            default = f.default if f.default is not dataclasses.MISSING else None  # factories run in the dataclass
+            suffix = f" (default: {default})" if default is not None and "default" not in help_text else ""
+            parser.add_argument(f"--{f.name}", type=kind, default=argparse.SUPPRESS if default is None else default,
+                                help=help_text + suffix)
+        else:
+            parser.add_argument(f"--{f.name}", type=kind, required=True, help=help_text)
+    return parser
+
+
+def parse_dataclass(cls: type[T], argv: list[str], prog: str, description: str) -> T:
+    """Flags, or one JSON file of the same keys; unknown flags or keys exit with an error (strict)."""
+    parser = dataclass_parser(cls, prog, description)
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        with open(argv[0], encoding="utf-8") as f:
+            data = json.load(f)
+        known = {fl.name for fl in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            parser.error(f"{argv[0]}: unknown keys {unknown}")
+        missing = [a.dest for a in parser._actions if a.required and a.dest not in data]
+        if missing:
+            parser.error(f"{argv[0]}: missing keys {missing}")
+        return cls(**data)
+    return cls(**vars(parser.parse_args(argv)))
