@@ -64,9 +64,10 @@ MAX_SEQ_LENGTH = 512
 BATCH_LINES = 1024  # lines per encode call in the pool harness, as preprocess/encode.py
 ORIGINAL_CHUNK = 2500  # thai2transformers' tokenize_chunksize default
 RSS_INTERVAL_S = 0.05
+PSS_EVERY = 5  # PSS (smaps_rollup) costs ~10x an RSS read: sample it every 5th time only
 NOISE_CORES = 0.3  # other processes used more CPU than this during a measurement: it is taken again
 NOISE_TRIES = 3
-QUIET_WAIT_S = 30  # before each try, wait up to this long for the other processes to calm down
+QUIET_WAIT_S = 60  # before each try, wait up to this long for the other processes to calm down
 CORPUS_VERSION = 2  # bump when the generator changes: cached corpora are then rebuilt
 
 # Corpus shape: which share of lines are Thai, words per line, and the like.
@@ -447,37 +448,47 @@ def make_tokenizers(out: Path, corpus: Corpus, cores: int) -> list[Tok]:
 
 
 class TreeRss:
-    """Peak RSS of a process and all its descendants, sampled every RSS_INTERVAL_S in a thread.
+    """Peak memory of a process and all its descendants, sampled every RSS_INTERVAL_S in a thread.
 
-    ``peak_sum`` is the most the tree held at once (pages shared after fork
-    count in each process, so it is an upper bound); ``peak_one`` is the
-    largest single process.
+    ``peak_sum``: the most RSS the tree held at once. Pages a forked worker
+    shares with the parent count in both, so this overstates; ``peak_pss``
+    (proportional set size, shared pages split between their users) is what
+    the tree really held, sampled less often. ``peak_one``: the largest
+    single process's RSS.
     """
 
     def __init__(self, pid: int):
         self.root = psutil.Process(pid)
-        self.peak_sum = self.peak_one = 0
+        self.peak_sum = self.peak_one = self.peak_pss = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _sample(self) -> None:
+    def _sample(self, pss: bool) -> None:
         try:
             procs = [self.root, *self.root.children(recursive=True)]
         except psutil.Error:
             return
-        rss = []
+        rss, shares = [], []
         for p in procs:
             try:
-                rss.append(p.memory_info().rss)
+                if pss:
+                    info = p.memory_full_info()
+                    rss.append(info.rss)
+                    shares.append(info.pss)
+                else:
+                    rss.append(p.memory_info().rss)
             except psutil.Error:  # exited between listing and reading
                 pass
         if rss:
             self.peak_sum = max(self.peak_sum, sum(rss))
             self.peak_one = max(self.peak_one, max(rss))
+            self.peak_pss = max(self.peak_pss, sum(shares))
 
     def _run(self) -> None:
+        n = 0
         while not self._stop.is_set():
-            self._sample()
+            self._sample(pss=n % PSS_EVERY == 0)
+            n += 1
             self._stop.wait(RSS_INTERVAL_S)
 
     def __enter__(self) -> TreeRss:
@@ -496,6 +507,7 @@ class CliRun:
     manifest: dict[str, Any]
     rss_sum: int = 0
     rss_one: int = 0
+    pss_sum: int = 0
 
     @property
     def seconds(self) -> float:
@@ -517,15 +529,15 @@ class CliRun:
 
 
 def run_ours(tok: Tok, corpus: Corpus, cache: Path, workers: int, overwrite: bool, logs: Path,
-             rss: bool = False) -> CliRun:
+             rss: bool = False, extra: Sequence[str] = ()) -> CliRun:
     """One run of ``python -m preprocess`` as users run it; stderr (progress bars) goes to a log file."""
     cmd = [sys.executable, "-m", "preprocess", "--tokenizer_name_or_path", str(tok.dir), "--train_dir",
            str(corpus.dir), "--datasets_cache_dir", str(cache), "--max_seq_length", str(MAX_SEQ_LENGTH),
-           "--num_workers", str(workers)]
+           "--num_workers", str(workers), *extra]
     if overwrite:
         cmd.append("--overwrite_cache")
     logs.mkdir(parents=True, exist_ok=True)
-    log_path = logs / f"ours_{tok.name}_{corpus.dir.name}_{'full' if overwrite else 'rerun'}.log"
+    log_path = logs / f"ours_{tok.name}_{corpus.dir.name}_{'full' if overwrite else 'rerun'}{''.join(extra)}.log"
     with open(log_path, "w") as err, Stopwatch() as sw:
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=err, text=True)
         sampler = TreeRss(proc.pid) if rss else None
@@ -535,27 +547,15 @@ def run_ours(tok: Tok, corpus: Corpus, cache: Path, workers: int, overwrite: boo
         raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{log_path.read_text()[-3000:]}")
     run = CliRun(sw.time, out.strip(), json.loads((cache / "train" / "manifest.json").read_text()))
     if sampler:
-        run.rss_sum, run.rss_one = sampler.peak_sum, sampler.peak_one
+        run.rss_sum, run.rss_one, run.pss_sum = sampler.peak_sum, sampler.peak_one, sampler.peak_pss
     return run
 
 
-@dataclass
-class StartupRun:
-    time: Timed
-
-    @property
-    def seconds(self) -> float:
-        return self.time.seconds
-
-
-def startup(tok: Tok) -> StartupRun:
-    """What every full build pays before any work: a Python start, transformers imported, the tokenizer loaded."""
-    code = ("from transformers import AutoTokenizer, HfArgumentParser; "
-            f"AutoTokenizer.from_pretrained({str(tok.dir)!r}, local_files_only=True)")
-    with Stopwatch() as sw:
-        subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
-    return StartupRun(sw.time)
+def tiny_corpus(out: Path) -> Corpus:
+    """One line of text: a full build of it costs what every build pays before and after the work itself."""
+    d = out / "corpus_one_line"
+    path = write_file(d / "one.txt", "Hello world. สวัสดีครับ\n".encode())
+    return Corpus(d, [path], path.stat().st_size, "built-in")
 
 
 # --------------------------------------------------------------------------- pool harness (limit, tokenizer(batch))
@@ -802,9 +802,10 @@ class TokResults:
     limit: PoolRun  # fastest limit run on the main corpus
     plain: PoolRun  # tokenizer(batch) in the same pool
     rerun: CliRun
-    startup: StartupRun
+    fixed: CliRun  # a full build of a one-line corpus: start-up, imports, tokenizer load, pool, manifest
     rss_small: CliRun  # a full build on the main corpus, RSS sampled
     big_ours: CliRun  # a full build on the big corpus, RSS sampled
+    big_small_tasks: CliRun  # the same with tasks as big as the main corpus's shards, RSS sampled
     big_limit: PoolRun
     original: dict[str, OriginalRun] = field(default_factory=dict)
     datasets: DatasetsRun | None = None
@@ -827,18 +828,20 @@ def bench_tokenizer(tok: Tok, corpus: Corpus, big: Corpus, subset: Path | None, 
         log(f"{tok.name}: limit {limit_runs[-1].seconds:.1f} s")
     log(f"{tok.name}: transformers tokenizer(batch)")
     plain = settled(lambda: pool_encode(tok, corpus, cores, "transformers"), "tokenizer(batch)")
-    log(f"{tok.name}: ours, no-op rerun; start-up cost")
+    log(f"{tok.name}: ours, no-op rerun; fixed cost")
     rerun = settled(lambda: run_ours(tok, corpus, cache, cores, False, logs), "rerun")
-    start = settled(lambda: startup(tok), "start-up")
+    fixed = settled(lambda: run_ours(tok, tiny_corpus(out), out / "cache" / f"tiny_{tok.name}", cores, True, logs),
+                    "fixed cost")
     log(f"{tok.name}: ours with RSS sampled on {corpus.mb:.0f} MB and {big.mb:.0f} MB; limit on {big.mb:.0f} MB")
+    same_tasks = ["--task_size_mb", f"{corpus.bytes / len(corpus.shards) / MIB:.2f}"]  # the flag is in MiB
     rss_runs = [
-        settled(lambda c=c: run_ours(tok, c, out / "cache" / f"rss_{tok.name}_{c.dir.name}", cores, True, logs,
-                                     rss=True), "ours, RSS sampled")
-        for c in (corpus, big)
+        settled(lambda c=c, x=x: run_ours(tok, c, out / "cache" / f"rss_{tok.name}_{c.dir.name}", cores, True, logs,
+                                          rss=True, extra=x), "ours, RSS sampled")
+        for c, x in ((corpus, []), (big, []), (big, same_tasks))
     ]
     big_limit = settled(lambda: pool_encode(tok, big, cores, None), "limit, big corpus")
     res = TokResults(tok, min(ours_runs, key=lambda r: r.seconds), min(limit_runs, key=lambda r: r.seconds), plain,
-                     rerun, start, rss_runs[0], rss_runs[1], big_limit)
+                     rerun, fixed, *rss_runs, big_limit)
     if subset is not None:
         for how, batch in ORIGINAL_VARIANTS.items():
             log(f"{tok.name}: original builder, {how}")
@@ -895,7 +898,8 @@ def check(value: float, ok: bool, what: str) -> str:
 
 
 def rss_text(run: CliRun) -> str:
-    return f"peak RSS: tree {run.rss_sum / MIB:.0f} MiB, largest process {run.rss_one / MIB:.0f} MiB"
+    return (f"peak RSS: tree {run.rss_sum / MIB:.0f} MiB (PSS {run.pss_sum / MIB:.0f} MiB), "
+            f"largest process {run.rss_one / MIB:.0f} MiB")
 
 
 def size(corpus: Corpus) -> str:
@@ -930,20 +934,35 @@ def throughput_rows(r: TokResults, corpus: Corpus, big: Corpus, repeat: int) -> 
         Row("ours, no-op rerun on unchanged input", name, size(corpus), r.rerun.seconds, None, None,
             r.rerun.time.others, r.rerun.summary.split(": ", 1)[1].split(";")[0],
             check(r.rerun.seconds / ours.seconds, r.rerun.seconds / ours.seconds <= 0.05, "rerun/full (≤ 0.05)")),
-        Row("start-up only: python + import transformers + load tokenizer", name, "", r.startup.seconds, None, None,
-            r.startup.time.others, "paid by every full build", f"{r.startup.seconds / ours.seconds:.0%} of ours' full build"),
+        Row("ours, full build of a one-line corpus (fixed cost)", name, "1 line", r.fixed.seconds, None, None,
+            r.fixed.time.others, "start-up, imports, tokenizer load, pool, manifest",
+            f"{r.fixed.seconds / ours.seconds:.0%} of the full build above"),
         Row("ours, full build, RSS sampled", name, size(corpus), r.rss_small.seconds, mb, r.rss_small.content_tokens,
             r.rss_small.time.others, rss_text(r.rss_small)),
         Row("ours, full build, RSS sampled", name, size(big), r.big_ours.seconds, big.mb, r.big_ours.content_tokens,
             r.big_ours.time.others, rss_text(r.big_ours),
             check(r.big_ours.rss_sum / r.rss_small.rss_sum, r.big_ours.rss_sum / r.rss_small.rss_sum <= 1.15,
                   f"peak RSS {big.mb:.0f} MB / {mb:.0f} MB (~1.0)")),
+        Row(f"ours, full build, RSS sampled, --task_size_mb {corpus.bytes / len(corpus.shards) / MIB:.2f}"
+            f" (tasks as big as the {corpus.mb:.0f} MB corpus's shards)", name, size(big), r.big_small_tasks.seconds, big.mb,
+            r.big_small_tasks.content_tokens, r.big_small_tasks.time.others, rss_text(r.big_small_tasks),
+            check(r.big_small_tasks.rss_sum / r.rss_small.rss_sum, r.big_small_tasks.rss_sum / r.rss_small.rss_sum
+                  <= 1.15, f"peak RSS {big.mb:.0f} MB / {mb:.0f} MB, same task size (~1.0)")),
         Row(f"backend limit, all cores ({r.big_limit.backend}, encode only)", name, size(big), r.big_limit.seconds,
-            big.mb, r.big_limit.tokens, r.big_limit.time.others, "",
+            big.mb, r.big_limit.tokens, r.big_limit.time.others, marginal(r, corpus, big),
             check(r.big_limit.seconds / r.big_ours.seconds, r.big_limit.seconds / r.big_ours.seconds >= 0.9,
                   "ours/limit speed (≥ 0.9)")),
     ]
     return rows
+
+
+def marginal(r: TokResults, corpus: Corpus, big: Corpus) -> str:
+    """MB/s of the extra MB between the two corpus sizes: throughput with the fixed costs (start-up) taken out."""
+    extra = big.mb - corpus.mb
+    ours = extra / max(r.big_ours.seconds - r.rss_small.seconds, 1e-9)
+    limit = extra / max(r.big_limit.seconds - r.limit.seconds, 1e-9)
+    return (f"marginal MB/s from {corpus.mb:.0f} to {big.mb:.0f} MB (fixed costs out): ours {ours:.2f}, "
+            f"limit {limit:.2f}, ours/limit {ours / limit:.2f}")
 
 
 def disk_rows(r: TokResults) -> list[Row]:
@@ -982,6 +1001,15 @@ def machine_facts(cores: int) -> str:
             f"datasets {datasets.__version__}")
 
 
+def code_version() -> str:
+    """The commit the measured code came from, and whether preprocess/ or common/ had uncommitted edits."""
+    def git(*a: str) -> str:
+        return subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True).stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", "preprocess", "common")
+    return f"{git('rev-parse', '--short', 'HEAD') or 'unknown'}{' + uncommitted edits' if dirty else ''}"
+
+
 def consistency_notes(r: TokResults) -> list[str]:
     """Every harness must see exactly the tokens ours stored; say so loudly if one does not."""
     notes = []
@@ -993,12 +1021,13 @@ def consistency_notes(r: TokResults) -> list[str]:
 
 
 def report(results: list[TokResults], corpus: Corpus, big: Corpus, args: argparse.Namespace,
-           load: tuple[float, float]) -> str:
+           load: tuple[float, float], code: tuple[str, str]) -> str:
     first = results[0].ours.totals
     head = [
         "# preprocess benchmark",
         "",
         f"- machine: {machine_facts(args.workers)}; load average {load[0]:.2f} before, {load[1]:.2f} after",
+        f"- code measured: git {code[0]} at the start, {code[1]} at the end",
         f"- corpus: {size(corpus)}, {first['lines']:,} non-empty lines ({THAI_SHARE:.0%} Thai-like from "
         f"{corpus.thai_source}; 1-{MAX_WORDS} words/line, {PARAGRAPH_SHARE:.0%} paragraphs of "
         f"{PARAGRAPH_WORDS[0]}-{PARAGRAPH_WORDS[1]} words); big corpus {size(big)}; "
@@ -1050,7 +1079,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(CHILD_TASKS[spec["task"]](spec)))
         return 0
     start = time.perf_counter()
-    load_before = os.getloadavg()[0]
+    load_before, code_before = os.getloadavg()[0], code_version()
     args.out.mkdir(parents=True, exist_ok=True)
     corpus = make_corpus(args.out, args.mb, seed=0)
     big = make_corpus(args.out, args.rss_mb, seed=1)
@@ -1060,7 +1089,7 @@ def main(argv: list[str] | None = None) -> int:
         data = head_bytes(corpus.shards, int(args.original_mb * MB))
         subset = write_file(args.out / "original" / "subset.txt", data)
     results = [bench_tokenizer(tok, corpus, big, subset, args) for tok in toks]
-    text = report(results, corpus, big, args, (load_before, os.getloadavg()[0]))
+    text = report(results, corpus, big, args, (load_before, os.getloadavg()[0]), (code_before, code_version()))
     text += f"\nbench wall time: {time.perf_counter() - start:.0f} s\n"
     print(text)
     (args.out / "preprocess.md").write_text(text)

@@ -16,16 +16,23 @@ from pathlib import Path
 
 import xxhash
 
-CHUNK_BYTES = 8 << 20
+CHUNK_BYTES = 1 << 20
 HASH_NAME = "xxh3_128"
 
 
 def file_digest(path: str | Path) -> str:
-    """Digest of a file's bytes, streamed in 8 MiB chunks so memory stays flat."""
+    """Digest of a file's bytes, streamed through one reused 1 MiB buffer.
+
+    ``f.read(n)`` allocates a new chunk each time and the allocator keeps the
+    pages: hashing raised the parent's RSS with shard size (30 -> 78 MiB for
+    4 -> 37 MB shards), and forked workers inherited it.
+    """
     h = xxhash.xxh3_128()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK_BYTES):
-            h.update(chunk)
+    buf = bytearray(CHUNK_BYTES)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            h.update(view[:n])
     return h.hexdigest()
 
 

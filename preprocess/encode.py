@@ -1,14 +1,14 @@
 """Text -> token ids in worker processes, through the fastest backend that gives the same ids.
 
-Backends, fastest first (measured on 2 cores, see README):
+Backends, fastest first (bench/preprocess.py, 2 cores, 50 MB; see README):
 
 * ``native``: ``encode_batch_native`` of our own tokenizer classes
   (common/tokenizer_types.py): the model's encoder without transformers'
   per-call overhead.
 * ``sentencepiece``: ``SentencePieceProcessor.encode`` of a SentencePiece-backed
-  slow tokenizer, about 5x its transformers wrapper.
+  slow tokenizer, 3.4x its transformers wrapper.
 * ``tokenizers``: a fast tokenizer's ``backend_tokenizer.encode_batch_fast``
-  (no offsets), about 2x ``tokenizer(batch)``.
+  (no offsets), 1.4x ``tokenizer(batch)``.
 * ``transformers``: ``tokenizer(batch, add_special_tokens=False)``, the
   reference every other backend is checked against (``check_encoder``).
 

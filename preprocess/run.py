@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -87,10 +88,24 @@ def _task_map(cfg: PreprocessConfig, loaded: LoadedTokenizer, encoder: str) -> I
     import multiprocess
 
     pool = multiprocess.get_context("fork").Pool(cfg.num_workers)
-    try:
-        def imap(tasks: Iterable[Task]) -> Iterator[TaskResult]:
-            return pool.imap(encode_task, tasks, chunksize=1)
+    window = 2 * cfg.num_workers
 
+    def imap(tasks: Iterable[Task]) -> Iterator[TaskResult]:
+        """Results in task order with at most ``window`` tasks in flight.
+
+        ``pool.imap`` submits every task at once, so when the parent (which
+        writes) falls behind the workers, finished results pile up in its
+        memory: peak RSS grew with the corpus (1.47x from 50 to 200 MB).
+        """
+        pending: deque = deque()
+        for task in tasks:
+            pending.append(pool.apply_async(encode_task, (task,)))
+            if len(pending) >= window:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+
+    try:
         yield imap
         pool.close()
     finally:
