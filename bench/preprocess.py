@@ -854,6 +854,42 @@ def bench_tokenizer(tok: Tok, corpus: Corpus, big: Corpus, subset: Path | None, 
     return res
 
 
+# --------------------------------------------------------------------------- word-level Thai
+
+
+def word_level_rows(corpus: Corpus, args: argparse.Namespace) -> list[Row]:
+    """The users' ThaiWordsNewmmTokenizer (slow Python segmentation): 1 worker against all cores.
+
+    A few MB only, cut from every shard so each core has several tasks; the
+    vocabulary is trained with our own train-tokenizer command.
+    """
+    root = args.out / "word_level"
+    shutil.rmtree(root, ignore_errors=True)
+    per_shard = int(args.word_mb * MB / len(corpus.shards))
+    shards = [write_file(root / "text" / p.name, head_bytes([p], per_shard)) for p in corpus.shards]
+    sub = Corpus(root / "text", shards, sum(p.stat().st_size for p in shards), corpus.thai_source)
+    tok_dir = root / "newmm"
+    log("newmm: training the word-level vocabulary")
+    subprocess.run([sys.executable, "-m", "preprocess.train_tokenizer", "--type", "newmm", "--train_dir",
+                    str(sub.dir), "--output_dir", str(tok_dir), "--min_frequency", "2", "--num_workers",
+                    str(args.workers)], cwd=REPO, check=True, capture_output=True)
+    tok = Tok("newmm", tok_dir, "ThaiWordsNewmmTokenizer")
+    runs = {}
+    for workers in (1, args.workers):
+        log(f"newmm: ours with {workers} worker(s)")
+        runs[workers] = settled(lambda w=workers: run_ours(tok, sub, root / f"cache{w}", w, True, args.out / "logs",
+                                                           extra=["--tokenizer_type", "newmm"]), "newmm")
+    one, many = runs[1], runs[args.workers]
+    speedup = one.seconds / many.seconds
+    return [
+        Row("ours, word-level Thai (newmm, native encoder), 1 worker", "newmm", size(sub), one.seconds, sub.mb,
+            one.content_tokens, one.time.others, f"{one.inside} after its imports"),
+        Row(f"ours, word-level Thai (newmm, native encoder), {args.workers} workers", "newmm", size(sub),
+            many.seconds, sub.mb, many.content_tokens, many.time.others, f"{many.inside} after its imports",
+            check(speedup, speedup >= 0.9 * args.workers, f"speed-up on {args.workers} cores (≥ {0.9 * args.workers:.1f})")),
+    ]
+
+
 # --------------------------------------------------------------------------- table
 
 
@@ -1021,7 +1057,7 @@ def consistency_notes(r: TokResults) -> list[str]:
 
 
 def report(results: list[TokResults], corpus: Corpus, big: Corpus, args: argparse.Namespace,
-           load: tuple[float, float], code: tuple[str, str]) -> str:
+           load: tuple[float, float], code: tuple[str, str], extra_rows: Sequence[Row] = ()) -> str:
     first = results[0].ours.totals
     head = [
         "# preprocess benchmark",
@@ -1042,7 +1078,7 @@ def report(results: list[TokResults], corpus: Corpus, big: Corpus, args: argpars
         "",
     ]
     rows = [row for r in results for row in throughput_rows(r, corpus, big, args.repeat)]
-    rows += [row for r in results for row in disk_rows(r)]
+    rows += [*extra_rows, *(row for r in results for row in disk_rows(r))]
     return "\n".join(head) + markdown(rows) + "\n"
 
 
@@ -1056,6 +1092,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=2, help="alternating runs of ours and the limit; the fastest counts")
     p.add_argument("--skip_datasets", action="store_true", help="skip the HF datasets rows")
     p.add_argument("--skip_original", action="store_true", help="skip the original builder rows")
+    p.add_argument("--word_mb", type=float, default=16, help="text for the word-level Thai rows (MB; 0 skips them)")
     p.add_argument("--child", help=argparse.SUPPRESS)  # internal: one task in a fresh interpreter
     args = p.parse_args(argv)
     args.out = args.out.resolve()
@@ -1089,7 +1126,9 @@ def main(argv: list[str] | None = None) -> int:
         data = head_bytes(corpus.shards, int(args.original_mb * MB))
         subset = write_file(args.out / "original" / "subset.txt", data)
     results = [bench_tokenizer(tok, corpus, big, subset, args) for tok in toks]
-    text = report(results, corpus, big, args, (load_before, os.getloadavg()[0]), (code_before, code_version()))
+    words = word_level_rows(corpus, args) if args.word_mb > 0 else []
+    text = report(results, corpus, big, args, (load_before, os.getloadavg()[0]), (code_before, code_version()),
+                  words)
     text += f"\nbench wall time: {time.perf_counter() - start:.0f} s\n"
     print(text)
     (args.out / "preprocess.md").write_text(text)

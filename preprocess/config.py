@@ -57,8 +57,9 @@ class PreprocessConfig:
         default_factory=available_cores, metadata={"help": "Tokenizer processes (default: all cores)."}
     )
     task_size_mb: float = field(
-        default=16.0,
-        metadata={"help": "Shards bigger than this are split into newline-aligned byte ranges of about this size (MB)."},
+        default=4.0,
+        metadata={"help": "Shards bigger than this are split into newline-aligned byte ranges of about this size "
+                  "(MB); a worker's memory peaks at about 4x this, whatever the shard size."},
     )
 
     def __post_init__(self) -> None:
