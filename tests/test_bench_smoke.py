@@ -1,0 +1,28 @@
+"""The benchmarks still run end to end (small sizes; the numbers are the benchmarks' business)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+
+
+@pytest.mark.slow
+def test_gpu_train_smoke_runs_on_cpu(tmp_path):
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_train.py"), "--smoke", "--out", str(tmp_path / "g")],
+                       capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "| ours |" in r.stdout and "| defaults |" in r.stdout
+
+
+@pytest.mark.slow
+def test_dataloader_bench_runs_small(tmp_path):
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "dataloader.py"), "--mb", "3", "--batches", "10",
+                        "--warmup", "2", "--repeats", "1", "--workers", "0", "--out", str(tmp_path / "d")],
+                       capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "identical first masked batch from both: yes" in r.stdout
