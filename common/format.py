@@ -43,7 +43,6 @@ MANIFEST_NAME = "manifest.json"
 LOCK_NAME = ".lock"
 SHARDS_DIR = "shards"
 BLOCKS_DIR = "blocks"
-SPLITS = ("train", "validation")
 
 OFFSET_DTYPE = np.dtype("<i8")  # offsets and counts: int64, no 2**32 ceiling
 NPY_HEADER_BYTES = 128  # magic(6) + version(2) + len(2) + dict padded with spaces, ends in "\n"

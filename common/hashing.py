@@ -17,7 +17,6 @@ from pathlib import Path
 import xxhash
 
 CHUNK_BYTES = 1 << 20
-HASH_NAME = "xxh3_128"
 
 
 def file_digest(path: str | Path) -> str:

@@ -38,14 +38,6 @@ class LoadedTokenizer:
     def separator_id(self) -> int:
         return self.identity["separator"]["id"]
 
-    @property
-    def bos_id(self) -> int:
-        return self.identity["special_ids"]["bos"]
-
-    @property
-    def eos_id(self) -> int:
-        return self.identity["special_ids"]["eos"]
-
 
 def _load_auto(path: Path, settings: dict[str, Any]) -> Any:
     from transformers import AutoTokenizer, PreTrainedTokenizerFast

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from preprocess.errors import PreprocessError
+from common.errors import UserError
 
 DESCRIPTION = (
     "Tokenize every *.<ext> shard of --train_dir (and --eval_dir) into memory-mapped token arrays under "
@@ -20,7 +20,7 @@ def parse(argv: list[str]):
     try:
         return parse_dataclass(PreprocessConfig, argv, "mlm-preprocess", DESCRIPTION)
     except CliError as e:  # unknown flags: strict, never silently dropped
-        raise PreprocessError(f"{e}; see mlm-preprocess --help") from None
+        raise UserError(f"{e}; see mlm-preprocess --help") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         from preprocess.run import run
 
         reports = run(cfg, ["mlm-preprocess", *argv])
-    except PreprocessError as e:
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

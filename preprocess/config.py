@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from preprocess.errors import PreprocessError
+from common.errors import UserError
 
 DATASETS_TYPES = ("MemmapConcatFullSentenceTextDataset", "MemmapLineByLineTextDataset")
 
@@ -65,17 +65,17 @@ class PreprocessConfig:
     def __post_init__(self) -> None:
         self.ext = self.ext.lstrip(".")
         if not self.ext:
-            raise PreprocessError("--ext is empty; give the shards' extension, e.g. --ext txt")
+            raise UserError("--ext is empty; give the shards' extension, e.g. --ext txt")
         if self.max_seq_length < 3:
-            raise PreprocessError(
+            raise UserError(
                 f"--max_seq_length {self.max_seq_length}: must be at least 3 (<s>, one token, </s>)"
             )
         if self.num_workers < 1:
-            raise PreprocessError(f"--num_workers {self.num_workers}: must be at least 1")
+            raise UserError(f"--num_workers {self.num_workers}: must be at least 1")
         if self.task_size_mb <= 0:
-            raise PreprocessError(f"--task_size_mb {self.task_size_mb}: must be positive")
+            raise UserError(f"--task_size_mb {self.task_size_mb}: must be positive")
         if self.datasets_type not in DATASETS_TYPES:
-            raise PreprocessError(f"--datasets_type {self.datasets_type!r}: must be one of {', '.join(DATASETS_TYPES)}")
+            raise UserError(f"--datasets_type {self.datasets_type!r}: must be one of {', '.join(DATASETS_TYPES)}")
 
     @property
     def task_bytes(self) -> int:
@@ -84,7 +84,7 @@ class PreprocessConfig:
     def splits(self) -> list[tuple[str, str]]:
         """(split name, input dir) pairs to build, train first."""
         if not self.train_dir:
-            raise PreprocessError("--train_dir is required to preprocess: the directory of training text shards")
+            raise UserError("--train_dir is required to preprocess: the directory of training text shards")
         out = [("train", self.train_dir)]
         if self.eval_dir:
             out.append(("validation", self.eval_dir))

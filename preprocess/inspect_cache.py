@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
+from common.errors import UserError
 from common.format import MANIFEST_NAME, FormatError, check_npy, length_bins
 from common.hashing import file_digest
 from common.manifest import Manifest, load_manifest
 from common.tokenizer import TokenizerError, load_tokenizer, tokenizer_source
-from preprocess.errors import PreprocessError
 
 
 def split_dirs(path: str) -> list[Path]:
@@ -36,7 +36,7 @@ def split_dirs(path: str) -> list[Path]:
         return [p]
     found = sorted(d.parent for d in p.glob(f"*/{MANIFEST_NAME}"))
     if not found:
-        raise PreprocessError(f"{path}: no {MANIFEST_NAME} here or in its subdirs; is it a cache dir or a split dir?")
+        raise UserError(f"{path}: no {MANIFEST_NAME} here or in its subdirs; is it a cache dir or a split dir?")
     return found
 
 
@@ -94,7 +94,7 @@ def status(split: Path, m: Manifest, input_dir: str | None, tokenizer: str | Non
     """(fresh?, report) comparing the manifest with the text and tokenizer as they are now."""
     src_dir = Path(input_dir or m.input_dir)
     if not src_dir.is_dir():
-        raise PreprocessError(f"{split}: input dir {src_dir} not found; pass --input_dir where the shards are now")
+        raise UserError(f"{split}: input dir {src_dir} not found; pass --input_dir where the shards are now")
     ext = m.parameters.get("ext", "txt")
     now = {p.name: p for p in sorted(src_dir.glob(f"*.{ext}")) if not p.is_dir()}
     before = {s.path: s for s in m.shards}
@@ -145,7 +145,7 @@ def samples(split: Path, m: Manifest, n: int) -> str:
     try:
         loaded = load_tokenizer(t["name_or_path"], t.get("type", "auto"), t.get("settings"))
     except TokenizerError as e:
-        raise PreprocessError(f"cannot decode samples: {e}") from None
+        raise UserError(f"cannot decode samples: {e}") from None
     out = [f"== {split}: {min(n, reader.n_blocks)} of {reader.n_blocks:,} blocks"]
     if loaded.identity["digest"] != t.get("digest"):
         out.append(f"  warning: the tokenizer at {t['name_or_path']} changed since the cache was built")
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
             elif args.command == "samples":
                 print(samples(split, m, args.n))
         return 0 if good else 1
-    except (PreprocessError, FormatError) as e:
+    except (UserError, FormatError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from common.errors import UserError
 from common.format import LOCK_NAME
-from preprocess.errors import PreprocessError
 
 
 @contextmanager
@@ -23,7 +23,7 @@ def cache_lock(cache_dir: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-            raise PreprocessError(
+            raise UserError(
                 f"{cache_dir} is being written by another preprocess run (pid {holder}); "
                 "wait for it to finish, or use another --datasets_cache_dir"
             ) from None

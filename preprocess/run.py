@@ -7,12 +7,13 @@ import sys
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+from common.errors import UserError
 from common.hashing import file_digests
 from common.tokenizer import (
     SPACE_TOKEN,
@@ -32,7 +33,6 @@ from preprocess.encode import (
     encode_task,
     set_worker_state,
 )
-from preprocess.errors import PreprocessError
 from preprocess.lock import cache_lock
 from preprocess.packing import PACKING
 from preprocess.sharding import Task, list_shards
@@ -59,9 +59,9 @@ def _load(cfg: PreprocessConfig, sample: list[str]) -> tuple[LoadedTokenizer, st
     try:
         loaded = load_tokenizer(cfg.tokenizer_name_or_path, cfg.tokenizer_type, settings)
     except TokenizerError as e:
-        raise PreprocessError(str(e)) from None
+        raise UserError(str(e)) from None
     if cfg.add_space_token and SPACE_TOKEN not in loaded.tokenizer.get_vocab():
-        raise PreprocessError(
+        raise UserError(
             f"--add_space_token: the tokenizer at {cfg.tokenizer_name_or_path} has no {SPACE_TOKEN!r} token; "
             "add it to the vocabulary or drop the flag"
         )
@@ -137,7 +137,7 @@ def run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
     try:
         source = tokenizer_source(cfg.tokenizer_name_or_path, cfg.tokenizer_type, {"add_space_token": cfg.add_space_token})
     except TokenizerError as e:
-        raise PreprocessError(str(e)) from None
+        raise UserError(str(e)) from None
     cache = Path(cfg.datasets_cache_dir)
     with cache_lock(cache):
         start = time.perf_counter()
@@ -158,7 +158,7 @@ def run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
             tokenizer = {**described[0], "name_or_path": source["name_or_path"]}
         reports = []
         work = [p for p in plans if p.to_tokenize]
-        with _task_map(cfg, loaded, encoder) if work else _nothing() as task_map:
+        with _task_map(cfg, loaded, encoder) if work else nullcontext() as task_map:
             for plan in plans:
                 t0 = time.perf_counter() if plan is not plans[0] else start
                 n_tok, n_pack = len(plan.to_tokenize), len(plan.to_pack)
@@ -172,7 +172,3 @@ def run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
                                                  manifest.totals(), time.perf_counter() - t0))
         return reports
 
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield None

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from preprocess.errors import PreprocessError
+from common.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -28,20 +28,20 @@ def list_shards(input_dir: str, ext: str, flag: str = "--train_dir") -> list[Pat
     """Every ``*.<ext>`` file directly in ``input_dir``, sorted by name, each checked readable."""
     d = Path(input_dir)
     if not d.exists():
-        raise PreprocessError(f"{flag} {input_dir}: no such directory")
+        raise UserError(f"{flag} {input_dir}: no such directory")
     if not d.is_dir():
-        raise PreprocessError(f"{flag} {input_dir}: not a directory")
+        raise UserError(f"{flag} {input_dir}: not a directory")
     shards = sorted(p for p in d.glob(f"*.{ext}") if not p.is_dir())
     if not shards:
         others = sorted({p.suffix for p in d.iterdir() if p.is_file()})
         hint = f" (it has {', '.join(others)} files: pass --ext)" if others else " (it is empty)"
-        raise PreprocessError(f"{flag} {input_dir}: no *.{ext} files{hint}")
+        raise UserError(f"{flag} {input_dir}: no *.{ext} files{hint}")
     for p in shards:
         try:
             with open(p, "rb") as f:
                 f.read(1)
         except OSError as e:
-            raise PreprocessError(f"{p}: not readable ({e.strerror}); fix it or move it out of {input_dir}") from None
+            raise UserError(f"{p}: not readable ({e.strerror}); fix it or move it out of {input_dir}") from None
     return shards
 
 

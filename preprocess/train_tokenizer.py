@@ -21,10 +21,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from common.errors import UserError
 from common.tokenizer import SPACE_TOKEN, TokenizerError, load_tokenizer
 from preprocess.config import available_cores
 from preprocess.encode import clean_lines, decode_bytes
-from preprocess.errors import PreprocessError
 from preprocess.sharding import Task, list_shards, plan_tasks
 
 TYPES = ("spm", "newmm", "syllable")
@@ -63,7 +63,7 @@ def train_spm(args: argparse.Namespace, shards: list[Path], out: Path) -> Path:
     import sentencepiece as spm
 
     if not args.vocab_size:
-        raise PreprocessError("--vocab_size is required for --type spm")
+        raise UserError("--vocab_size is required for --type spm")
     total = sum(p.stat().st_size for p in shards)
     with tqdm(total=total, unit="B", unit_scale=True, desc="spm: reading", dynamic_ncols=True) as bar:
         text = (s.replace(" ", SPACE_TOKEN) if args.add_space_token else s for s in _lines(shards, bar))
@@ -78,7 +78,7 @@ def train_spm(args: argparse.Namespace, shards: list[Path], out: Path) -> Path:
                 num_threads=args.num_workers, minloglevel=2,
             )
         except RuntimeError as e:  # e.g. a vocab_size the text cannot fill
-            raise PreprocessError(f"sentencepiece: {str(e).strip().splitlines()[-1]}") from None
+            raise UserError(f"sentencepiece: {str(e).strip().splitlines()[-1]}") from None
     return model
 
 
@@ -147,7 +147,7 @@ def train(args: argparse.Namespace) -> str:
     try:
         loaded = load_tokenizer(str(out), args.type, {"add_space_token": args.add_space_token})
     except TokenizerError as e:
-        raise PreprocessError(f"the trained tokenizer does not load back: {e}") from None
+        raise UserError(f"the trained tokenizer does not load back: {e}") from None
     return (f"{args.type} tokenizer with {loaded.identity['vocab_size']:,} ids from {len(shards)} shards "
             f"in {time.perf_counter() - start:.1f} s -> {out} (load it with --tokenizer_type {args.type}"
             f"{' --add_space_token' if args.add_space_token else ''})")
@@ -158,9 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.num_workers < 1:
-            raise PreprocessError(f"--num_workers {args.num_workers}: must be at least 1")
+            raise UserError(f"--num_workers {args.num_workers}: must be at least 1")
         print(train(args))
-    except PreprocessError as e:
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from preprocess.errors import PreprocessError
+from common.errors import UserError
 
 
 def main(argv: list[str] | None = None, prog: str = "mlm-train", preprocess_first: bool = False) -> int:
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None, prog: str = "mlm-train", preprocess_firs
         from train.run import train
 
         metrics, _ = train(cfg, margs, mlm, targs, check_inputs=not preprocess_first)
-    except PreprocessError as e:
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(metrics.items())))

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser, TrainingArguments
 
+from common.errors import UserError
 from preprocess.config import PreprocessConfig
-from preprocess.errors import PreprocessError
 from train.model import ARCHITECTURES
 
 
@@ -43,7 +43,7 @@ class MlmArguments:
 
     def __post_init__(self) -> None:
         if not 0.0 < self.mlm_probability < 1.0:
-            raise PreprocessError(f"--mlm_probability {self.mlm_probability}: must be between 0 and 1")
+            raise UserError(f"--mlm_probability {self.mlm_probability}: must be between 0 and 1")
 
 
 ARG_CLASSES = (PreprocessConfig, ModelArguments, MlmArguments, TrainingArguments)
@@ -114,4 +114,4 @@ def parse(argv: list[str], prog: str) -> tuple[PreprocessConfig, ModelArguments,
             return parser.parse_json_file(argv[0], allow_extra_keys=False)
         return parser.parse_args_into_dataclasses(args=translate_legacy(argv, torch.cuda.is_available()))
     except ValueError as e:
-        raise PreprocessError(f"{e}; see {prog} --help") from None
+        raise UserError(f"{e}; see {prog} --help") from None

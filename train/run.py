@@ -10,16 +10,16 @@ from typing import Any
 
 from transformers import Trainer, TrainingArguments
 
+from common.errors import UserError
 from common.format import MANIFEST_NAME, FormatError
 from common.manifest import Manifest, load_manifest
-from common.tokenizer import LoadedTokenizer, load_tokenizer
+from common.tokenizer import LoadedTokenizer, TokenizerError, load_tokenizer
 from preprocess import inspect_cache
 from preprocess.config import PreprocessConfig
-from preprocess.errors import PreprocessError
 from train.collator import MlmCollator
 from train.config import MlmArguments, ModelArguments
 from train.dataset import DATASET_TYPES
-from train.model import build_model
+from train.model import ModelError, build_model
 
 
 def fix_command(cfg: PreprocessConfig, manifest: Manifest | None) -> str:
@@ -36,7 +36,7 @@ def fix_command(cfg: PreprocessConfig, manifest: Manifest | None) -> str:
 
 
 def check_split(cfg: PreprocessConfig, split: str, loaded: LoadedTokenizer, input_dir: str | None = None):
-    """The split's dataset, or PreprocessError saying what differs and the command that fixes it.
+    """The split's dataset, or UserError saying what differs and the command that fixes it.
 
     With ``input_dir`` the cache is also checked against the text (hashing it);
     without, only against the tokenizer, ``--max_seq_length`` and file sizes.
@@ -59,7 +59,7 @@ def check_split(cfg: PreprocessConfig, split: str, loaded: LoadedTokenizer, inpu
         _ = dataset.reader.maps  # size-check every file now, not mid-training
         dataset.reader.close()
     except FormatError as e:
-        raise PreprocessError(f"{e}\nto rebuild the cache: {fix_command(cfg, manifest)}") from None
+        raise UserError(f"{e}\nto rebuild the cache: {fix_command(cfg, manifest)}") from None
     return dataset
 
 
@@ -80,19 +80,19 @@ def train(cfg: PreprocessConfig, margs: ModelArguments, mlm: MlmArguments, targs
     settings = {"add_space_token": cfg.add_space_token}
     try:
         loaded = load_tokenizer(cfg.tokenizer_name_or_path, cfg.tokenizer_type, settings)
-    except Exception as e:
-        raise PreprocessError(str(e)) from None
+    except TokenizerError as e:
+        raise UserError(str(e)) from None
     train_set = check_split(cfg, "train", loaded, cfg.train_dir if check_inputs else None)
     has_eval = (Path(cfg.datasets_cache_dir) / "validation" / MANIFEST_NAME).is_file()
     eval_set = check_split(cfg, "validation", loaded, cfg.eval_dir if check_inputs else None) if has_eval else None
     if targs.eval_strategy != "no" and eval_set is None:
-        raise PreprocessError(f"--eval_strategy {targs.eval_strategy} but {cfg.datasets_cache_dir}/validation has no "
+        raise UserError(f"--eval_strategy {targs.eval_strategy} but {cfg.datasets_cache_dir}/validation has no "
                               "manifest; preprocess with --eval_dir, or drop --eval_strategy")
     identity = loaded.identity
     try:
         model = build_model(margs.architecture, margs.config_name, margs.model_name_or_path, identity, cfg.max_seq_length)
-    except Exception as e:
-        raise PreprocessError(str(e)) from None
+    except (ModelError, OSError, ValueError) as e:  # a checkpoint or config that does not load is the user's to fix
+        raise UserError(f"model: {e}") from None
     ids = identity["special_ids"]
     collator = MlmCollator(loaded.tokenizer, [ids["bos"], ids["eos"], ids["pad"]], ids["pad"], mlm.mlm_probability)
     trainer = MlmTrainer(model=model, args=targs, data_collator=collator, train_dataset=train_set,
