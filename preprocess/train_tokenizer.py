@@ -22,13 +22,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 from common.errors import UserError
-from common.tokenizer import SPACE_TOKEN, TokenizerError, load_tokenizer
+from common.tokenizer import SPACE_TOKEN, TOKENIZER_ALIASES, TokenizerError, load_tokenizer
 from preprocess.config import available_cores
 from preprocess.encode import clean_lines, decode_bytes
 from preprocess.sharding import Task, list_shards, plan_tasks
 
 TYPES = ("spm", "newmm", "syllable")
-CLASSES = {"spm": "ThaiRobertaTokenizer", "newmm": "ThaiWordsNewmmTokenizer", "syllable": "ThaiWordsSyllableTokenizer"}
+_COUNT_STATE: dict[str, str] = {}  # set before the pool forks, read by the workers
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,12 +95,10 @@ def _count(task: Task) -> Counter:
     return counts
 
 
-_COUNT_STATE: dict[str, str] = {}
-
 
 def count_words(args: argparse.Namespace, shards: list[Path]) -> Counter:
     """Word counts over every shard, one task per ~4 MB range, in ``--num_workers`` processes."""
-    _COUNT_STATE["type"] = args.type  # read by the forked workers
+    _COUNT_STATE["type"] = args.type
     tasks = plan_tasks(list(enumerate(shards)), 4 << 20)
     total: Counter = Counter()
     with tqdm(total=sum(p.stat().st_size for p in shards), unit="B", unit_scale=True,
@@ -143,7 +141,8 @@ def train(args: argparse.Namespace) -> str:
         import json
 
         vocab_file.write_text(json.dumps(vocab, ensure_ascii=False, indent=0), encoding="utf-8")
-        getattr(tokenizer_types, CLASSES[args.type])(vocab_file=str(vocab_file)).save_pretrained(out)
+        class_name = next(alias for alias, kind in TOKENIZER_ALIASES.items() if kind == args.type)
+        getattr(tokenizer_types, class_name)(vocab_file=str(vocab_file)).save_pretrained(out)
     try:
         loaded = load_tokenizer(str(out), args.type, {"add_space_token": args.add_space_token})
     except TokenizerError as e:
