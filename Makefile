@@ -25,32 +25,38 @@ $(BIN)/python:
 
 # torch first, pinned to the CPU build lying on CPU machines; then the project
 # with a torch>=2.4 range that build satisfies, so no CUDA wheel is pulled.
-setup: $(BIN)/python
+# The stamp makes every target below install the project once, then never again
+# until pyproject.toml changes.
+INSTALLED := $(VENV)/.installed
+$(INSTALLED): pyproject.toml | $(BIN)/python
 	@if ! $(BIN)/python -c "import torch" 2>/dev/null; then $(BIN)/pip install -q "$(TORCH_CPU)"; fi
 	$(BIN)/pip install -q -e ".[train,thai,dev,bench]"
+	touch $@
+
+setup: $(INSTALLED)
 
 # Train a tokenizer offline. TOKENIZER_KIND: spm | newmm | syllable.
 TOKENIZER_KIND ?= spm
 VOCAB_SIZE ?= 8000
-tokenizer: $(BIN)/python
+tokenizer: $(INSTALLED)
 	$(BIN)/mlm-train-tokenizer --type $(TOKENIZER_KIND) --train_dir "$(TRAIN_DIR)" --ext "$(EXT)" \
 		--vocab_size $(VOCAB_SIZE) --output_dir "$(TOKENIZER)" $(ARGS)
 
-preprocess: $(BIN)/python
+preprocess: $(INSTALLED)
 	$(BIN)/mlm-preprocess --tokenizer_name_or_path "$(TOKENIZER)" --tokenizer_type "$(TOKENIZER_TYPE)" \
 		--train_dir "$(TRAIN_DIR)" $(if $(EVAL_DIR),--eval_dir "$(EVAL_DIR)") --ext "$(EXT)" \
 		--datasets_cache_dir "$(CACHE_DIR)" --max_seq_length $(MAX_SEQ_LENGTH) \
 		$(if $(NUM_WORKERS),--num_workers $(NUM_WORKERS)) $(ARGS)
 
 # Trains on the cache that `make preprocess` built; never tokenizes. Extra Trainer flags go in ARGS.
-train: $(BIN)/python
+train: $(INSTALLED)
 	$(BIN)/mlm-train --tokenizer_name_or_path "$(TOKENIZER)" --tokenizer_type "$(TOKENIZER_TYPE)" \
 		--datasets_cache_dir "$(CACHE_DIR)" --max_seq_length $(MAX_SEQ_LENGTH) --datasets_type $(DATASETS_TYPE) \
 		--architecture $(ARCHITECTURE) --output_dir "$(OUTPUT_DIR)" $(ARGS)
 
 # Summary of every split of the cache; INSPECT=status|verify|samples for the other views.
 INSPECT ?= show
-inspect: $(BIN)/python
+inspect: $(INSTALLED)
 	$(BIN)/mlm-inspect $(INSPECT) "$(CACHE_DIR)" $(ARGS)
 
 test: setup

@@ -46,7 +46,7 @@ def _base_type(hint: Any) -> Any:
 
 def dataclass_parser(cls: type, prog: str, description: str) -> argparse.ArgumentParser:
     """One ``--name`` per field: required without a default, help from ``metadata["help"]``."""
-    parser = _Parser(prog=prog, description=description)
+    parser = _Parser(prog=prog, description=description, allow_abbrev=False)  # --over is not --overwrite_cache
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         kind = _base_type(hints[f.name])

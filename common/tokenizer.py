@@ -17,10 +17,12 @@ from typing import Any
 from common.format import token_dtype
 from common.hashing import file_digest, fingerprint
 
-# Weights and training state may sit beside a tokenizer in a model dir; they
-# do not change how text is tokenized, and hashing GBs of them would make
-# every rerun slow.
-_NOT_TOKENIZER_FILES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".onnx", ".ckpt", ".index")
+# The files that define a tokenizer, directly in its dir. A model dir also
+# holds weights, training state, metrics and checkpoints: none of them
+# changes how text is tokenized, so none may make a cache stale.
+_TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                    "vocab.txt", "vocab.json", "merges.txt"}
+_TOKENIZER_SUFFIXES = (".model",)  # SentencePiece models: spiece.model, sentencepiece.bpe.model, ...
 SEPARATOR_CANDIDATES = ("▁", "\n")  # the first one in the vocab is the line separator, else eos
 SPACE_TOKEN = "<_>"  # the users' explicit space token (--add_space_token)
 
@@ -123,8 +125,9 @@ def tokenizer_files(path: Path) -> dict[str, str]:
     """Digest of every file that defines the tokenizer, by name relative to ``path``."""
     if path.is_file():
         return {path.name: file_digest(path)}
-    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.endswith(_NOT_TOKENIZER_FILES))
-    return {str(p.relative_to(path)): file_digest(p) for p in files}
+    files = sorted(p for p in path.iterdir()
+                   if p.is_file() and (p.name in _TOKENIZER_FILES or p.name.endswith(_TOKENIZER_SUFFIXES)))
+    return {p.name: file_digest(p) for p in files}
 
 
 def _special_ids(tok: Any) -> dict[str, int | None]:
@@ -179,7 +182,7 @@ def load_tokenizer(name_or_path: str, tokenizer_type: str = "auto", settings: di
     except TokenizerError:
         raise
     except Exception as e:  # any library error while loading: report it in one line
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        msg = " ".join(str(e).split())[:400]  # the whole reason, on one line
         raise TokenizerError(
             f"--tokenizer_name_or_path {name_or_path}: cannot load as type {kind!r}: {type(e).__name__}: {msg}"
         ) from e

@@ -63,7 +63,7 @@ class PreprocessConfig:
     )
 
     def __post_init__(self) -> None:
-        self.ext = self.ext.lstrip(".")
+        self.ext = self.ext.lstrip("*").lstrip(".")  # txt, .txt and *.txt all mean *.txt
         if not self.ext:
             raise UserError("--ext is empty; give the shards' extension, e.g. --ext txt")
         if self.max_seq_length < 3:

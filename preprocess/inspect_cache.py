@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -184,8 +185,15 @@ def diff(a: Manifest, b: Manifest, names: tuple[str, str]) -> tuple[bool, str]:
     return same, "\n".join(line for line in out if line)
 
 
+def _positive(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mlm-inspect", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="mlm-inspect", description=__doc__.split("\n\n")[0], allow_abbrev=False,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("show", help="readable summary of each split (or --json: the manifest)")
@@ -199,25 +207,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path")
     p = sub.add_parser("samples", help="decode blocks back to text, special tokens visible")
     p.add_argument("path")
-    p.add_argument("-n", type=int, default=3, help="how many blocks (default 3), evenly spaced")
+    p.add_argument("-n", type=_positive, default=3, help="how many blocks (default 3), evenly spaced")
     p = sub.add_parser("diff", help="what differs between two manifests (exit 1 if anything)")
     p.add_argument("a", help="split dir or manifest.json")
     p.add_argument("b", help="split dir or manifest.json")
     return parser
 
 
-def _load(path: str) -> Manifest:
-    p = Path(path)
-    return load_manifest(p.parent if p.name == MANIFEST_NAME else p)
+def _diff_pairs(a: str, b: str) -> list[tuple[Path, Path]]:
+    """Split dirs to compare: the two given, or each split the two cache dirs share."""
+    da = [Path(a).parent] if Path(a).name == MANIFEST_NAME else split_dirs(a)
+    db = [Path(b).parent] if Path(b).name == MANIFEST_NAME else split_dirs(b)
+    if len(da) == 1 and len(db) == 1:
+        return [(da[0], db[0])]
+    pairs = [(x, y) for x in da for y in db if x.name == y.name]
+    if not pairs:
+        raise UserError(f"{a} and {b} share no split to compare; give two split dirs")
+    return pairs
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # a command line: `mlm-inspect show cache | head` must end quietly, not with a traceback
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     args = build_parser().parse_args(argv)
     try:
         if args.command == "diff":
-            same, report = diff(_load(args.a), _load(args.b), (args.a, args.b))
-            print(report)
-            return 0 if same else 1
+            all_same = True
+            for x, y in _diff_pairs(args.a, args.b):
+                same, report = diff(load_manifest(x), load_manifest(y), (str(x), str(y)))
+                all_same &= same
+                print(report)
+            return 0 if all_same else 1
         if args.command == "show" and args.json:
             dirs = split_dirs(args.path)
             docs = {d.name: load_manifest(d).to_dict() for d in dirs}

@@ -15,9 +15,12 @@ from common.format import LOCK_NAME
 @contextmanager
 def cache_lock(cache_dir: Path) -> Iterator[None]:
     """Hold the cache's lock, or fail at once naming the process that holds it."""
-    cache_dir.mkdir(parents=True, exist_ok=True)
     path = cache_dir / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise UserError(f"--datasets_cache_dir {cache_dir}: cannot be used as a cache dir ({e.strerror})") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

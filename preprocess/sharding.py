@@ -34,7 +34,13 @@ def list_shards(input_dir: str, ext: str, flag: str = "--train_dir") -> list[Pat
     shards = sorted(p for p in d.glob(f"*.{ext}") if not p.is_dir())
     if not shards:
         others = sorted({p.suffix for p in d.iterdir() if p.is_file()})
-        hint = f" (it has {', '.join(others)} files: pass --ext)" if others else " (it is empty)"
+        subdirs = [p.name for p in d.iterdir() if p.is_dir()]
+        if others:
+            hint = f" (it has {', '.join(others)} files: pass the shards' extension with --ext)"
+        elif subdirs:
+            hint = f" (only subdirectories, e.g. {subdirs[0]}/: the shards must be directly in the dir)"
+        else:
+            hint = " (it is empty)"
         raise UserError(f"{flag} {input_dir}: no *.{ext} files{hint}")
     for p in shards:
         try:

@@ -124,8 +124,11 @@ def count_words(args: argparse.Namespace, shards: list[Path]) -> Counter:
 def train(args: argparse.Namespace) -> str:
     from common import tokenizer_types
 
-    shards = list_shards(args.train_dir, args.ext.lstrip("."))
+    shards = list_shards(args.train_dir, args.ext.lstrip("*").lstrip("."))
     out = Path(args.output_dir)
+    if out.is_dir() and any(out.iterdir()):
+        # Files of an earlier tokenizer (a tokenizer.json twin, say) would be loaded instead of the new one.
+        raise UserError(f"--output_dir {out} is not empty; give a new dir or delete it first")
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     if args.type == "spm":

@@ -108,7 +108,7 @@ def parse(argv: list[str], prog: str) -> tuple[PreprocessConfig, ModelArguments,
     """Strict parse (an unknown flag is an error) of flags or of one JSON file."""
     import torch
 
-    parser = HfArgumentParser(ARG_CLASSES, prog=prog)
+    parser = HfArgumentParser(ARG_CLASSES, prog=prog, allow_abbrev=False)  # strict: no prefix of a flag
     try:
         if len(argv) == 1 and argv[0].endswith(".json"):
             return parser.parse_json_file(argv[0], allow_extra_keys=False)

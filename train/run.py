@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import math
 import shlex
-import shutil
 from pathlib import Path
 from typing import Any
 
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer, TrainingArguments, set_seed
 
 from common.errors import UserError
 from common.format import MANIFEST_NAME, FormatError
-from common.manifest import Manifest, load_manifest
+from common.manifest import Manifest, load_manifest, read_json, write_json_atomic
 from common.tokenizer import LoadedTokenizer, TokenizerError, load_tokenizer
 from preprocess import inspect_cache
 from preprocess.config import PreprocessConfig
@@ -22,14 +21,25 @@ from train.dataset import DATASET_TYPES
 from train.model import ModelError, build_model
 
 
-def fix_command(cfg: PreprocessConfig, manifest: Manifest | None) -> str:
-    """The make preprocess line that rebuilds this cache for these settings."""
-    train_dir = cfg.train_dir or (manifest.input_dir if manifest else "<dir of your .txt shards>")
-    parts = ["make", "preprocess", f"TRAIN_DIR={train_dir}", f"TOKENIZER={cfg.tokenizer_name_or_path}",
-             f"TOKENIZER_TYPE={cfg.tokenizer_type}", f"CACHE_DIR={cfg.datasets_cache_dir}",
-             f"MAX_SEQ_LENGTH={cfg.max_seq_length}"]
-    if cfg.eval_dir:
-        parts.insert(3, f"EVAL_DIR={cfg.eval_dir}")
+def _input_dir(cfg: PreprocessConfig, split: str) -> str | None:
+    """The text dir of a split: the flag if given, else the one its manifest names."""
+    given = cfg.train_dir if split == "train" else cfg.eval_dir
+    if given:
+        return given
+    try:
+        return load_manifest(Path(cfg.datasets_cache_dir) / split).input_dir
+    except FormatError:
+        return None
+
+
+def fix_command(cfg: PreprocessConfig) -> str:
+    """The make preprocess line that rebuilds both splits of this cache for these settings."""
+    train_dir = _input_dir(cfg, "train") or "<dir of your training .txt shards>"
+    parts = ["make", "preprocess", f"TRAIN_DIR={train_dir}"]
+    if eval_dir := _input_dir(cfg, "validation"):
+        parts.append(f"EVAL_DIR={eval_dir}")
+    parts += [f"TOKENIZER={cfg.tokenizer_name_or_path}", f"TOKENIZER_TYPE={cfg.tokenizer_type}",
+              f"CACHE_DIR={cfg.datasets_cache_dir}", f"MAX_SEQ_LENGTH={cfg.max_seq_length}"]
     if cfg.add_space_token:
         parts.append("ARGS=--add_space_token")
     return shlex.join(parts)
@@ -42,14 +52,12 @@ def check_split(cfg: PreprocessConfig, split: str, loaded: LoadedTokenizer, inpu
     without, only against the tokenizer, ``--max_seq_length`` and file sizes.
     """
     split_dir = Path(cfg.datasets_cache_dir) / split
-    manifest = None
     try:
         manifest = load_manifest(split_dir)
         if manifest.tokenizer.get("digest") != loaded.identity["digest"]:
             raise FormatError(
-                f"{split_dir}/{MANIFEST_NAME} was built with another tokenizer "
-                f"({manifest.tokenizer.get('name_or_path')}, digest {manifest.tokenizer.get('digest')}) than "
-                f"{cfg.tokenizer_name_or_path} (digest {loaded.identity['digest']})"
+                f"{split_dir}/{MANIFEST_NAME} was built with another tokenizer than {cfg.tokenizer_name_or_path}: "
+                f"{identity_difference(manifest.tokenizer, loaded.identity)}"
             )
         if input_dir:
             fresh, report = inspect_cache.status(split_dir, manifest, input_dir, cfg.tokenizer_name_or_path)
@@ -59,8 +67,18 @@ def check_split(cfg: PreprocessConfig, split: str, loaded: LoadedTokenizer, inpu
         _ = dataset.reader.maps  # size-check every file now, not mid-training
         dataset.reader.close()
     except FormatError as e:
-        raise UserError(f"{e}\nto rebuild the cache: {fix_command(cfg, manifest)}") from None
+        raise UserError(f"{e}\nto rebuild the cache: {fix_command(cfg)}") from None
     return dataset
+
+
+def identity_difference(before: dict[str, Any], now: dict[str, Any]) -> str:
+    """What changed between two tokenizer identities, in words: type, settings, which files."""
+    out = [f"{k} {before.get(k)!r} -> {now.get(k)!r}" for k in ("type", "settings") if before.get(k) != now.get(k)]
+    old, new = before.get("files", {}), now.get("files", {})
+    changed = sorted(n for n in set(old) | set(new) if old.get(n) != new.get(n))
+    if changed:
+        out.append("files differ: " + ", ".join(changed[:6]) + (" ..." if len(changed) > 6 else ""))
+    return "; ".join(out) or f"digest {before.get('digest')} -> {now.get('digest')}"
 
 
 class MlmTrainer(Trainer):
@@ -89,6 +107,9 @@ def train(cfg: PreprocessConfig, margs: ModelArguments, mlm: MlmArguments, targs
         raise UserError(f"--eval_strategy {targs.eval_strategy} but {cfg.datasets_cache_dir}/validation has no "
                               "manifest; preprocess with --eval_dir, or drop --eval_strategy")
     identity = loaded.identity
+    check_checkpoint_tokenizer(margs.model_name_or_path, identity)
+    check_checkpoint_tokenizer(targs.resume_from_checkpoint, identity)
+    set_seed(targs.seed)  # the model's initial weights too, not only what the Trainer draws later
     try:
         model = build_model(margs.architecture, margs.config_name, margs.model_name_or_path, identity, cfg.max_seq_length)
     except (ModelError, OSError, ValueError) as e:  # a checkpoint or config that does not load is the user's to fix
@@ -103,15 +124,38 @@ def train(cfg: PreprocessConfig, margs: ModelArguments, mlm: MlmArguments, targs
         metrics.update(trainer.evaluate())
     trainer.save_model(targs.output_dir)
     if trainer.is_world_process_zero():
-        copy_manifests(Path(cfg.datasets_cache_dir), Path(targs.output_dir))
+        save_manifests([s.reader.manifest for s in (train_set, eval_set) if s is not None], Path(targs.output_dir))
         trainer.save_metrics("all", metrics)
         trainer.save_state()  # trainer_state.json: the loss history beside the model
     return metrics, trainer
 
 
-def copy_manifests(cache: Path, output_dir: Path) -> None:
-    """Keep, beside the model, the identity of the data it was trained on."""
+def save_manifests(manifests: list[Manifest], output_dir: Path) -> None:
+    """Keep, beside the model, the identity of the data it was trained on: the manifests as read
+    when training started (the cache may have been rebuilt since)."""
     dest = output_dir / "manifests"
     dest.mkdir(parents=True, exist_ok=True)
-    for split_manifest in cache.glob(f"*/{MANIFEST_NAME}"):
-        shutil.copy2(split_manifest, dest / f"{split_manifest.parent.name}.json")
+    for name, manifest in zip(("train", "validation"), manifests):
+        write_json_atomic(dest / f"{name}.json", manifest.to_dict())
+
+
+def check_checkpoint_tokenizer(checkpoint: str | None, identity: dict[str, Any]) -> None:
+    """Refuse to continue a model with a tokenizer other than the one it was trained with.
+
+    A model dir written by this tool holds ``manifests/train.json``; its
+    parent's manifests serve a Trainer checkpoint dir.
+    """
+    if not checkpoint:
+        return
+    path = Path(checkpoint)
+    if not path.is_dir():
+        raise UserError(f"{checkpoint}: no such checkpoint directory (--model_name_or_path, --model_dir or "
+                        "--resume_from_checkpoint)")
+    for candidate in (path / "manifests" / "train.json", path.parent / "manifests" / "train.json"):
+        if candidate.is_file():
+            trained = read_json(candidate).get("tokenizer", {})
+            if trained.get("digest") != identity["digest"]:
+                raise UserError(f"{checkpoint} was trained with another tokenizer "
+                                f"({trained.get('name_or_path')}): {identity_difference(trained, identity)}; "
+                                "continue it with the tokenizer it was trained with")
+            return

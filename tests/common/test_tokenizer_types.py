@@ -127,6 +127,23 @@ def test_spm_dir_loads_with_autotokenizer_without_our_package(trained):
         assert auto(line)["input_ids"] == ours(line)["input_ids"], line
 
 
+def test_identity_ignores_what_a_model_dir_holds_besides_the_tokenizer(trained, tmp_path):
+    import shutil
+
+    before = load_tokenizer(str(trained["newmm"]), "newmm").identity["digest"]
+    copy = tmp_path / "model_dir"
+    shutil.copytree(trained["newmm"], copy)
+    (copy / "all_results.json").write_text("{}")
+    (copy / "checkpoint-5").mkdir()
+    (copy / "checkpoint-5" / "vocab.json").write_text("{}")
+    assert load_tokenizer(str(copy), "newmm").identity["digest"] == before
+
+
+def test_train_tokenizer_refuses_a_non_empty_output_dir(capsys, trained, thai_dir):
+    assert train_tokenizer(["--type", "newmm", "--train_dir", str(thai_dir), "--output_dir", str(trained["spm"])]) == 2
+    assert "is not empty" in capsys.readouterr().err
+
+
 def test_identity_includes_settings_and_files(trained, tmp_path):
     a = load_tokenizer(str(trained["spm"]), "spm", {"add_space_token": True}).identity
     b = load_tokenizer(str(trained["spm"]), "spm", {"add_space_token": False}).identity

@@ -165,12 +165,15 @@ def test_long_lines_are_split_and_counted(capsys, tmp_path, wordpiece_dir):
 @pytest.mark.parametrize("case,pattern", [
     ("missing_dir", r"--train_dir .*no such directory"),
     ("empty_dir", r"no \*\.txt files \(it is empty\)"),
-    ("wrong_ext", r"no \*\.txt files \(it has \.md files: pass --ext\)"),
+    ("wrong_ext", r"no \*\.txt files \(it has \.md files: pass the shards. extension with --ext\)"),
     ("unreadable", r"not readable"),
     ("bad_tokenizer", r"cannot load as type 'auto'"),
     ("no_tokenizer", r"no such file or directory"),
     ("short_seq", r"--max_seq_length 2: must be at least 3"),
     ("unknown_flag", r"--bogus_flag"),
+    ("abbreviated_flag", r"unrecognized arguments: --overwrite"),
+    ("subdirs_only", r"only subdirectories, e.g. nested/: the shards must be directly in the dir"),
+    ("cache_is_a_file", r"cannot be used as a cache dir"),
     ("bad_type", r"unknown --tokenizer_type 'nope'; valid types: "),
 ])
 def test_bad_input_is_one_clear_line_and_no_manifest(capsys, tmp_path, wordpiece_dir, case, pattern):
@@ -200,14 +203,22 @@ def test_bad_input_is_one_clear_line_and_no_manifest(capsys, tmp_path, wordpiece
         extra = ["--max_seq_length", "2"]
     elif case == "unknown_flag":
         extra = ["--bogus_flag", "1"]
+    elif case == "abbreviated_flag":
+        extra = ["--overwrite"]
+    elif case == "subdirs_only":
+        train = tmp_path / "parent"
+        write_shards(train / "nested", n_shards=1)
     elif case == "bad_type":
         extra = ["--tokenizer_type", "nope"]
     cache = tmp_path / "cache"
+    if case == "cache_is_a_file":
+        cache = tmp_path / "afile"
+        cache.write_text("not a dir")
     rc, out, err = run_cli(capsys, *base_args(tok, train, cache), *extra)
     assert rc == 2
     assert re.search(pattern, err), err
     assert err.startswith("error: ") and "Traceback" not in err and len(err.strip().splitlines()) == 1
-    assert not list(cache.rglob("manifest.json"))
+    assert not list(tmp_path.rglob("manifest.json"))
 
 
 def test_unreadable_file_even_as_root(capsys, tmp_path, wordpiece_dir):

@@ -100,6 +100,12 @@ def test_diff_reports_what_changed(capsys, built, tmp_path, bpe_dir):
     assert rc == 1 and "parameters.max_seq_length: 32 -> 64" in out and f"shard changed: {paths[0].name}" in out
 
 
+def test_diff_of_two_cache_dirs_compares_split_by_split(capsys, built):
+    cache, _ = built
+    rc, out = _inspect(capsys, "diff", cache, cache)
+    assert rc == 0 and out.count("no differences") == 2
+
+
 def test_not_a_cache_is_a_clear_error(capsys, tmp_path):
     assert inspect_main(["show", str(tmp_path)]) == 2
     assert "no manifest.json" in capsys.readouterr().err
