@@ -30,7 +30,7 @@ def test_readme_has_the_two_commands_first():
 @pytest.mark.slow
 def test_the_stages_block_runs_as_written(tmp_path):
     block = next(b for b in readme_blocks() if "make tokenizer" in b)
-    for name in ("Makefile", "scripts"):
+    for name in ("Makefile", "pyproject.toml", "scripts"):
         (tmp_path / name).symlink_to(ROOT / name)
     (tmp_path / ".venv").symlink_to(Path(sys.prefix))
     subprocess.run([sys.executable, "scripts/make_corpus.py", "--out", "demo_out/text"], cwd=tmp_path, check=True)
