@@ -54,7 +54,7 @@ class PreprocessConfig:
     )
     overwrite_cache: bool = field(default=False, metadata={"help": "Ignore all cached work and rebuild every split."})
     num_workers: int = field(
-        default_factory=available_cores, metadata={"help": "Tokenizer processes (default: all cores)."}
+        default_factory=available_cores, metadata={"help": "Tokenizer processes; all cores by default."}
     )
     task_size_mb: float = field(
         default=4.0,

@@ -95,6 +95,8 @@ def translate_legacy(argv: list[str], cuda: bool) -> list[str]:
         argv = _drop(argv, "--fp16", False)
         print("WARNING: --fp16 needs a CUDA GPU and none is visible: training in fp32 "
               "(transformers v5 would ignore the flag silently)", file=sys.stderr)
+    if not cuda and _flag_value(argv, "--dataloader_pin_memory") is None:
+        argv += ["--dataloader_pin_memory", "false"]  # pinning needs an accelerator; otherwise a warning per loader
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not cuda:
         # Without use_cpu, torchrun on CPU trains unsynchronised copies.
         if "--use_cpu" not in argv:

@@ -47,7 +47,7 @@ def test_help_explains_every_flag():
                  "--max_seq_length", "--datasets_cache_dir", "--datasets_type", "--add_space_token",
                  "--overwrite_cache", "--num_workers"]:
         assert flag in r.stdout
-    assert "default: all cores" in r.stdout
+    assert "all cores by default" in r.stdout
 
 
 def _kill_when(cmd: list[str], cache: Path, records: int) -> None:
