@@ -66,11 +66,14 @@ class SplitReader:
         if not 0 <= i < self.n_blocks:
             raise IndexError(f"block {i} out of range 0..{self.n_blocks - 1}")
         shard = bisect.bisect_right(self._starts, i) - 1
-        tokens, _, blocks = self.maps[shard]
-        s, e = blocks[i - self._starts[shard]].tolist()
+        s, e = self.maps[shard][2][i - self._starts[shard]].tolist()
+        return self.framed(shard, s, e)
+
+    def framed(self, shard: int, s: int, e: int) -> np.ndarray:
+        """``[bos] + tokens[s:e] + [eos]`` of one shard as int64 ids: one example as training sees it."""
         out = np.empty(e - s + 2, dtype=np.int64)
         out[0], out[-1] = self.bos, self.eos
-        out[1:-1] = tokens[s:e]
+        out[1:-1] = self.maps[shard][0][s:e]
         return out
 
     def lines(self, shard: int) -> list[np.ndarray]:

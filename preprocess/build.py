@@ -248,9 +248,8 @@ def old_manifest(out_dir: Path) -> Manifest | None:
         return None
 
 
-def commit_split(plan: SplitPlan, manifest: Manifest, force: bool) -> bool:
-    """Write the manifest if work was done (``force``) or it differs; True if it was written."""
-    old = old_manifest(plan.out_dir)
+def commit_split(plan: SplitPlan, manifest: Manifest, old: Manifest | None, force: bool) -> bool:
+    """Write the manifest if work was done (``force``) or it differs from ``old``; True if it was written."""
     if not force and old is not None and old.fingerprint() == manifest.fingerprint():
         return False
     write_manifest(plan.out_dir, manifest)

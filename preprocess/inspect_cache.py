@@ -25,14 +25,16 @@ import numpy as np
 
 from common.errors import UserError
 from common.format import MANIFEST_NAME, FormatError, check_npy, length_bins
-from common.hashing import file_digest
+from common.hashing import file_digest, file_digests
 from common.manifest import Manifest, load_manifest
 from common.tokenizer import TokenizerError, load_tokenizer, tokenizer_source
 
 
 def split_dirs(path: str) -> list[Path]:
-    """A split dir itself, or every split of a cache dir."""
+    """A split dir itself (or its manifest.json), or every split of a cache dir."""
     p = Path(path)
+    if p.name == MANIFEST_NAME and p.is_file():
+        return [p.parent]
     if (p / MANIFEST_NAME).is_file():
         return [p]
     found = sorted(d.parent for d in p.glob(f"*/{MANIFEST_NAME}"))
@@ -99,6 +101,8 @@ def status(split: Path, m: Manifest, input_dir: str | None, tokenizer: str | Non
     ext = m.parameters.get("ext", "txt")
     now = {p.name: p for p in sorted(src_dir.glob(f"*.{ext}")) if not p.is_dir()}
     before = {s.path: s for s in m.shards}
+    common = sorted(set(now) & set(before))
+    digests = dict(zip(common, file_digests(now[name] for name in common)))  # the reads run in parallel
     out, fresh = [f"== {split} against {src_dir}"], True
     for name in sorted(set(now) | set(before)):
         if name not in now:
@@ -106,7 +110,7 @@ def status(split: Path, m: Manifest, input_dir: str | None, tokenizer: str | Non
         elif name not in before:
             state = "added"
         else:
-            state = "unchanged" if file_digest(now[name]) == before[name].digest else "changed"
+            state = "unchanged" if digests[name] == before[name].digest else "changed"
         fresh &= state == "unchanged"
         out.append(f"  {state:<9} {name}")
     tok_path = tokenizer or m.tokenizer.get("name_or_path")
@@ -216,8 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _diff_pairs(a: str, b: str) -> list[tuple[Path, Path]]:
     """Split dirs to compare: the two given, or each split the two cache dirs share."""
-    da = [Path(a).parent] if Path(a).name == MANIFEST_NAME else split_dirs(a)
-    db = [Path(b).parent] if Path(b).name == MANIFEST_NAME else split_dirs(b)
+    da, db = split_dirs(a), split_dirs(b)
     if len(da) == 1 and len(db) == 1:
         return [(da[0], db[0])]
     pairs = [(x, y) for x in da for y in db if x.name == y.name]

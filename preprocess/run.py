@@ -159,14 +159,14 @@ def run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
         reports = []
         work = [p for p in plans if p.to_tokenize]
         with _task_map(cfg, loaded, encoder) if work else nullcontext() as task_map:
-            for plan in plans:
+            for plan, old in zip(plans, olds):
                 t0 = time.perf_counter() if plan is not plans[0] else start
                 n_tok, n_pack = len(plan.to_tokenize), len(plan.to_pack)
                 if n_tok:
                     build.tokenize_split(plan, loaded.identity["dtype"], cfg.task_bytes, task_map)
                 build.pack_split(plan, cfg.max_seq_length)
                 manifest = build.make_manifest(plan, tokenizer, parameters(cfg), command)
-                written = build.commit_split(plan, manifest, force=bool(cfg.overwrite_cache or n_tok or n_pack))
+                written = build.commit_split(plan, manifest, old, force=bool(cfg.overwrite_cache or n_tok or n_pack))
                 build.remove_unreferenced(plan.out_dir, manifest)
                 reports.append(build.SplitReport(plan.split, len(plan.shards), n_tok, n_pack, not written,
                                                  manifest.totals(), time.perf_counter() - t0))

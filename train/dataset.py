@@ -68,12 +68,7 @@ class MemmapLineByLineTextDataset(Dataset):
         return len(self.start)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        tokens = self.reader.maps[int(self.shard[i])][0]
-        s, e = int(self.start[i]), int(self.end[i])
-        out = np.empty(e - s + 2, dtype=np.int64)
-        out[0], out[-1] = self.reader.bos, self.reader.eos
-        out[1:-1] = tokens[s:e]
-        return torch.from_numpy(out)
+        return torch.from_numpy(self.reader.framed(int(self.shard[i]), int(self.start[i]), int(self.end[i])))
 
 
 DATASET_TYPES = {cls.__name__: cls for cls in (MemmapConcatFullSentenceTextDataset, MemmapLineByLineTextDataset)}
