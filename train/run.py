@@ -105,7 +105,7 @@ def train(cfg: PreprocessConfig, margs: ModelArguments, mlm: MlmArguments, targs
     eval_set = check_split(cfg, "validation", loaded, cfg.eval_dir if check_inputs else None) if has_eval else None
     if targs.eval_strategy != "no" and eval_set is None:
         raise UserError(f"--eval_strategy {targs.eval_strategy} but {cfg.datasets_cache_dir}/validation has no "
-                              "manifest; preprocess with --eval_dir, or drop --eval_strategy")
+                        "manifest; preprocess with --eval_dir, or drop --eval_strategy")
     identity = loaded.identity
     check_checkpoint_tokenizer(margs.model_name_or_path, identity)
     check_checkpoint_tokenizer(targs.resume_from_checkpoint, identity)
