@@ -11,9 +11,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import signal
+import sys
+import threading
 import types
 import typing
+from collections.abc import Callable
 from typing import Any, TypeVar
+
+from common.errors import UserError
 
 T = TypeVar("T")
 
@@ -79,3 +85,34 @@ def parse_dataclass(cls: type[T], argv: list[str], prog: str, description: str) 
             parser.error(f"{argv[0]}: missing keys {missing}")
         return cls(**data)
     return cls(**vars(parser.parse_args(argv)))
+
+
+class Terminated(BaseException):
+    """SIGTERM (what Slurm and Kubernetes send at a time limit or preemption), raised in the main
+    thread so every ``finally`` runs: temp files removed, the cache lock released."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a second TERM must not interrupt the cleanup
+    raise Terminated
+
+
+def run_command(body: Callable[[], int], after_stop: str) -> int:
+    """Run a command's body the way every command ends: a UserError is one ``error:`` line and
+    exit 2, Ctrl-C exit 130 and SIGTERM exit 143 (128 + signal number), each saying ``after_stop``."""
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main else None
+    try:
+        return body()
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"interrupted: {after_stop}", file=sys.stderr)
+        return 130
+    except Terminated:
+        print(f"terminated (SIGTERM): {after_stop}", file=sys.stderr)
+        return 143
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)

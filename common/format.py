@@ -34,6 +34,7 @@ Our writer streams the data first and writes the header last, so every
 from __future__ import annotations
 
 import ast
+import os
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,12 @@ MANIFEST_NAME = "manifest.json"
 LOCK_NAME = ".lock"
 SHARDS_DIR = "shards"
 BLOCKS_DIR = "blocks"
+TMP_MARK = ".tmp-"  # a file being written is <final name>.tmp-<pid> (dotted for JSON); never read, deleted by cleanup
+
+
+def tmp_name(final: str, dotted: bool = False) -> str:
+    """The temp name a writer uses until ``os.replace`` moves the complete file to ``final``."""
+    return f"{'.' if dotted else ''}{final}{TMP_MARK}{os.getpid()}"
 
 OFFSET_DTYPE = np.dtype("<i8")  # offsets and counts: int64, no 2**32 ceiling
 NPY_HEADER_BYTES = 128  # magic(6) + version(2) + len(2) + dict padded with spaces, ends in "\n"

@@ -28,11 +28,13 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+import types
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from common.format import FORMAT_VERSION, MANIFEST_NAME, FormatError, length_bins
+from common.format import FORMAT_VERSION, MANIFEST_NAME, FormatError, length_bins, tmp_name
 from common.hashing import fingerprint
 
 
@@ -45,6 +47,11 @@ class FileInfo:
     digest: str
     dtype: str
     shape: list[int]
+
+    def validate(self, where: str) -> None:
+        inside(self.path, f"{where}.path")
+        if self.bytes < 0 or any(n < 0 for n in self.shape):
+            raise ShapeError(f"{where}: negative size")
 
 
 @dataclass(frozen=True)
@@ -59,8 +66,8 @@ class BlocksInfo:
     file: FileInfo
 
     @staticmethod
-    def from_dict(d: dict[str, Any]) -> BlocksInfo:
-        return BlocksInfo(**{**d, "file": FileInfo(**d["file"])})
+    def from_dict(d: Any, where: str = "blocks") -> BlocksInfo:
+        return build(BlocksInfo, d, where)
 
 
 @dataclass(frozen=True)
@@ -79,11 +86,12 @@ class ShardInfo:
     files: dict[str, FileInfo]
     blocks: BlocksInfo | None = None
 
+    def validate(self, where: str) -> None:
+        inside(self.path, f"{where}.path")
+
     @staticmethod
-    def from_dict(d: dict[str, Any]) -> ShardInfo:
-        files = {k: FileInfo(**v) for k, v in d["files"].items()}
-        blocks = BlocksInfo.from_dict(d["blocks"]) if d.get("blocks") else None
-        return ShardInfo(**{**d, "files": files, "blocks": blocks})
+    def from_dict(d: Any, where: str = "shard") -> ShardInfo:
+        return build(ShardInfo, d, where)
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,7 @@ class Manifest:
     shards: list[ShardInfo]
     created_by: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    DERIVED: typing.ClassVar[tuple[str, ...]] = ("totals", "stats")  # written for readers, recomputed on load
 
     def totals(self) -> dict[str, int]:
         blocks = [s.blocks for s in self.shards if s.blocks is not None]
@@ -139,24 +148,106 @@ class Manifest:
         return fingerprint(d)
 
     @staticmethod
-    def from_dict(d: dict[str, Any], source: str = "manifest") -> Manifest:
-        version = d.get("format_version")
-        if version != FORMAT_VERSION:
+    def from_dict(d: Any, source: str = "manifest") -> Manifest:
+        """The manifest in ``d``, or FormatError naming ``source`` and the first thing wrong.
+
+        Every field is type-checked, because the file is user-reachable input:
+        a hand edit or a bad disk must give a one-line error, never a
+        traceback deep inside a reader.
+        """
+        version = d.get("format_version") if isinstance(d, dict) else None
+        if isinstance(d, dict) and version != FORMAT_VERSION:
             raise FormatError(
                 f"{source}: format_version {version}, this version reads {FORMAT_VERSION}; "
                 "rebuild the cache with the preprocess command"
             )
         try:
-            return Manifest(
-                input_dir=d["input_dir"],
-                tokenizer=d["tokenizer"],
-                parameters=d["parameters"],
-                shards=[ShardInfo.from_dict(s) for s in d["shards"]],
-                created_by=d.get("created_by", {}),
-                format_version=version,
-            )
-        except (KeyError, TypeError) as e:
-            raise FormatError(f"{source}: malformed manifest ({e!r}); rebuild the cache") from e
+            m = build(Manifest, d, "manifest")
+            _check_tokenizer(m.tokenizer)
+        except ShapeError as e:
+            raise FormatError(f"{source}: malformed manifest ({e}); {REBUILD_HINT}") from None
+        return m
+
+
+REBUILD_HINT = "rerun preprocessing with the same flags to rewrite it (valid pieces are reused)"
+
+
+class ShapeError(ValueError):
+    """A JSON value does not have the shape a dataclass of this module needs; says where."""
+
+
+def _is_union(hint: Any) -> bool:
+    return isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
+
+
+def _convert(value: Any, hint: Any, where: str) -> Any:
+    """``value`` checked against the type ``hint`` (and turned into dataclasses), or ShapeError."""
+    if hint is Any:
+        return value
+    if _is_union(hint):
+        if value is None and type(None) in typing.get_args(hint):
+            return None
+        (inner,) = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _convert(value, inner, where)
+    origin = typing.get_origin(hint)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ShapeError(f"{where}: expected a list, found {type(value).__name__}")
+        (item,) = typing.get_args(hint)
+        return [_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ShapeError(f"{where}: expected an object, found {type(value).__name__}")
+        _, item = typing.get_args(hint)
+        return {k: _convert(v, item, f"{where}.{k}") for k, v in value.items()}
+    if is_dataclass(hint):
+        return build(hint, value, where)
+    if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ShapeError(f"{where}: expected an integer, found {value!r:.40}")
+    if not isinstance(value, hint):
+        raise ShapeError(f"{where}: expected {hint.__name__}, found {value!r:.40}")
+    return value
+
+
+def build(cls: type, d: Any, where: str) -> Any:
+    """An instance of the dataclass ``cls`` from the JSON object ``d``, every field type-checked."""
+    if not isinstance(d, dict):
+        raise ShapeError(f"{where}: expected an object, found {type(d).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    values = {}
+    for f in fields(cls):
+        if f.name in d:
+            values[f.name] = _convert(d[f.name], hints[f.name], f"{where}.{f.name}")
+        elif f.default is MISSING and f.default_factory is MISSING:
+            raise ShapeError(f"{where}: no {f.name!r}")
+    extra = set(d) - known - set(getattr(cls, "DERIVED", ()))
+    if extra:
+        raise ShapeError(f"{where}: unexpected {sorted(extra)[0]!r}")
+    obj = cls(**values)
+    if hasattr(obj, "validate"):
+        obj.validate(where)
+    return obj
+
+
+def inside(path: str, where: str) -> str:
+    """``path`` if it is relative and stays inside its base dir: a file named by the
+    manifest or a record must never lead a reader (or the cleanup) elsewhere."""
+    p = PurePosixPath(path)
+    if not path or p.is_absolute() or ".." in p.parts or "\\" in path or "\0" in path:
+        raise ShapeError(f"{where}: path {path!r} leaves its dir")
+    return path
+
+
+def _check_tokenizer(t: dict[str, Any]) -> None:
+    """The keys of the tokenizer identity that readers rely on (the rest is description)."""
+    for key, kind in (("type", str), ("name_or_path", str), ("digest", str), ("dtype", str),
+                      ("vocab_size", int), ("special_ids", dict), ("separator", dict), ("settings", dict)):
+        _convert(t.get(key), kind, f"manifest.tokenizer.{key}")
+    for key in ("bos", "eos"):
+        _convert(t["special_ids"].get(key), int, f"manifest.tokenizer.special_ids.{key}")
+    for key, value in t["special_ids"].items():
+        _convert(value, int | None, f"manifest.tokenizer.special_ids.{key}")
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -166,13 +257,17 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     rename itself survives a power cut.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1, ensure_ascii=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    tmp = path.with_name(tmp_name(path.name, dotted=True))
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=1, ensure_ascii=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, a signal: leave no temp file behind
+        tmp.unlink(missing_ok=True)
+        raise
     fsync_dir(path.parent)
 
 
@@ -185,11 +280,15 @@ def fsync_dir(path: Path) -> None:
 
 
 def read_json(path: Path) -> Any:
+    """The JSON in ``path``; FormatError (one line, naming the file) for anything unreadable."""
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
-    except json.JSONDecodeError as e:
-        raise FormatError(f"{path}: not valid JSON ({e}); delete it or rebuild the cache") from e
+    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        reason = "not UTF-8" if isinstance(e, UnicodeDecodeError) else f"not valid JSON: {' '.join(str(e).split())[:80]}"
+        raise FormatError(f"{path}: {reason}") from None
+    except OSError as e:
+        raise FormatError(f"{path}: cannot be read ({e.strerror})") from None
 
 
 def load_manifest(split_dir: str | Path) -> Manifest:
@@ -197,7 +296,11 @@ def load_manifest(split_dir: str | Path) -> Manifest:
     path = Path(split_dir) / MANIFEST_NAME
     if not path.is_file():
         raise FormatError(f"{path}: no manifest; this split was never completely preprocessed")
-    return Manifest.from_dict(read_json(path), source=str(path))
+    try:
+        data = read_json(path)
+    except FormatError as e:
+        raise FormatError(f"{e}; {REBUILD_HINT}") from None
+    return Manifest.from_dict(data, source=str(path))
 
 
 def write_manifest(split_dir: str | Path, manifest: Manifest) -> None:

@@ -24,21 +24,24 @@ def parse(argv: list[str]):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from common.cli import run_command
+
     argv = sys.argv[1:] if argv is None else argv
-    try:
+
+    def body() -> int:
         cfg = parse(argv)
         from preprocess.run import run
 
-        reports = run(cfg, ["mlm-preprocess", *argv])
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: the cache keeps its last complete state; rerun to resume", file=sys.stderr)
-        return 130
-    for r in reports:
-        print(r.line())
-    return 0
+        try:
+            reports = run(cfg, ["mlm-preprocess", *argv])
+        except OSError as e:  # a file deleted or unreadable mid-run, a full disk: the user's to fix
+            where = f"{e.filename}: " if e.filename else ""
+            raise UserError(f"{where}{e.strerror or e}; the cache keeps its last complete state") from None
+        for r in reports:
+            print(r.line())
+        return 0
+
+    return run_command(body, "temp files removed, the cache keeps its last complete state; rerun to resume")
 
 
 def cli() -> int:

@@ -14,6 +14,8 @@ after it.
 
 from __future__ import annotations
 
+import re
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -23,12 +25,14 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from common.errors import UserError
 from common.format import (
     BLOCKS_DIR,
     FORMAT_VERSION,
     MANIFEST_NAME,
     OFFSET_DTYPE,
     SHARDS_DIR,
+    TMP_MARK,
     FormatError,
     blocks_name,
     blocks_record_name,
@@ -38,12 +42,21 @@ from common.format import (
     shard_record_name,
     tokens_name,
 )
-from common.hashing import fingerprint
-from common.manifest import Manifest, ShardInfo, read_json, write_json_atomic, write_manifest
+from common.hashing import file_digest, fingerprint
+from common.manifest import (
+    BlocksInfo,
+    Manifest,
+    ShapeError,
+    ShardInfo,
+    build,
+    read_json,
+    write_json_atomic,
+    write_manifest,
+)
 from preprocess.encode import CLEANING, TaskResult
 from preprocess.packing import PACKING, pack_blocks
-from preprocess.sharding import Task, plan_tasks
-from preprocess.writer import TMP_MARK, NpyStreamWriter, write_array
+from preprocess.sharding import Scan, Task, plan_tasks
+from preprocess.writer import NpyStreamWriter, write_array
 
 TaskMap = Callable[[Iterable[Task]], Iterator[TaskResult]]
 
@@ -56,7 +69,7 @@ class SplitPlan:
     input_dir: Path
     out_dir: Path
     shards: list[Path]
-    digests: list[str]
+    scans: list[Scan]
     keys: list[str]
     block_keys: list[str]
     records: list[dict[str, Any] | None]  # reusable tokenization records, None = tokenize
@@ -72,7 +85,7 @@ class SplitPlan:
 
     @property
     def bytes_to_tokenize(self) -> int:
-        return sum(self.shards[i].stat().st_size for i in self.to_tokenize)
+        return sum(self.scans[i].size for i in self.to_tokenize)
 
 
 @dataclass
@@ -104,33 +117,67 @@ def block_key(key: str, max_seq_length: int) -> str:
     return fingerprint({"tokens": key, "max_seq_length": max_seq_length, "packing": PACKING})
 
 
-def _valid_record(out_dir: Path, record_path: Path, files: Callable[[dict], list[dict]]) -> dict | None:
-    """The record at ``record_path`` if it and every file it names are intact, else None."""
-    if not record_path.is_file():
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _shard_record(record: Any, key: str, where: str) -> list[dict]:
+    """The files of a tokens record (``shards/<K>.json``: a manifest shard entry without path and
+    blocks) after checking its shape and that it names exactly this key's files."""
+    if not isinstance(record, dict) or "path" in record or "blocks" in record:
+        raise ShapeError(f"{where}: not a tokens record")
+    info = build(ShardInfo, {**record, "path": "."}, where)
+    if info.key != key or {k: f.path for k, f in info.files.items()} != {"tokens": tokens_name(key), "lines": lines_name(key)}:
+        raise ShapeError(f"{where}: names other files than its key's")
+    return [vars(f) for f in info.files.values()]
+
+
+def _blocks_record(record: Any, key: str, where: str) -> list[dict]:
+    info = build(BlocksInfo, record, where)
+    if info.key != key or info.file.path != blocks_name(key):
+        raise ShapeError(f"{where}: names other files than its key's")
+    return [vars(info.file)]
+
+
+def _valid_record(out_dir: Path, name: str, key: str, files_of: Callable[[Any, str, str], list[dict]],
+                  verify: bool) -> dict | None:
+    """The record ``name`` if it and every file it names are intact, else None (rebuild it).
+
+    Intact means the right shape and size; with ``verify`` also the digest
+    the record gives, which costs a read of every reused array.
+    A record that exists but is not intact gets a warning: it is rebuilt.
+    """
+    path = out_dir / name
+    if not path.is_file():
         return None
     try:
-        record = read_json(record_path)
-        for f in files(record):
-            check_npy(out_dir / f["path"], np.dtype(f["dtype"]), tuple(f["shape"]))
-    except (FormatError, KeyError, TypeError):
+        record = read_json(path)
+        for f in files_of(record, key, name):
+            array = out_dir / f["path"]
+            check_npy(array, np.dtype(f["dtype"]), tuple(f["shape"]))
+            if verify and file_digest(array) != f["digest"]:
+                raise FormatError(f"{f['path']}: content differs from its record's digest")
+    except (FormatError, ShapeError, TypeError) as e:  # TypeError: a dtype string numpy does not know
+        warn(f"{out_dir / name}: {e}; rebuilding that piece")
         return None
     return record
 
 
 def plan_split(
-    split: str, input_dir: Path, out_dir: Path, shards: list[Path], digests: list[str],
-    tokenizer_digest: str, max_seq_length: int, overwrite: bool,
+    split: str, input_dir: Path, out_dir: Path, shards: list[Path], scans: list[Scan],
+    tokenizer_digest: str, max_seq_length: int, overwrite: bool, verify: bool = False,
 ) -> SplitPlan:
-    keys = [shard_key(d, tokenizer_digest) for d in digests]
+    keys = [shard_key(s.digest, tokenizer_digest) for s in scans]
     bkeys = [block_key(k, max_seq_length) for k in keys]
     records: list[dict | None] = []
     blocks: list[dict | None] = []
     for key, bkey in zip(keys, bkeys):
-        rec = None if overwrite else _valid_record(out_dir, out_dir / shard_record_name(key), lambda r: list(r["files"].values()))
-        blk = None if overwrite or rec is None else _valid_record(out_dir, out_dir / blocks_record_name(bkey), lambda r: [r["file"]])
+        rec = None if overwrite else _valid_record(out_dir, shard_record_name(key), key, _shard_record, verify)
+        blk = None if overwrite or rec is None else _valid_record(out_dir, blocks_record_name(bkey), bkey,
+                                                                   _blocks_record, verify)
         records.append(rec)
         blocks.append(blk)
-    return SplitPlan(split, input_dir, out_dir, shards, digests, keys, bkeys, records, blocks)
+    return SplitPlan(split, input_dir, out_dir, shards, scans, keys, bkeys, records, blocks)
 
 
 class _ShardAssembler:
@@ -157,9 +204,10 @@ class _ShardAssembler:
     def commit(self) -> dict[str, Any]:
         out = self.plan.out_dir
         files = {"tokens": self.tokens.commit(out), "lines": self.lines.commit(out)}
+        scan = self.plan.scans[self.index]
         record = {
-            "bytes": self.plan.shards[self.index].stat().st_size,
-            "digest": self.plan.digests[self.index],
+            "bytes": scan.size,  # what was hashed and tokenized, not what the file holds now
+            "digest": scan.digest,
             "key": self.plan.keys[self.index],
             "lines": files["lines"].shape[0] - 1,
             "tokens": self.n_tokens,
@@ -176,18 +224,23 @@ class _ShardAssembler:
         self.lines.abort()
 
 
-def tokenize_split(plan: SplitPlan, dtype: np.dtype, task_bytes: int, task_map: TaskMap) -> None:
+def tokenize_split(plan: SplitPlan, dtype: np.dtype, task_map: TaskMap) -> None:
     """Tokenize every shard that has no reusable record, committing each as soon as it is whole."""
     todo = plan.to_tokenize
     if not todo:
         return
-    tasks = plan_tasks([(i, plan.shards[i]) for i in todo], task_bytes)
+    tasks = plan_tasks([(i, plan.shards[i], plan.scans[i]) for i in todo])
     bar = tqdm(total=plan.bytes_to_tokenize, unit="B", unit_scale=True, unit_divisor=1024,
                desc=f"{plan.split}: tokenizing {len(todo)} shards", dynamic_ncols=True)
     start, n_tokens = time.perf_counter(), 0
     current: _ShardAssembler | None = None
     try:
         for r in task_map(tasks):
+            if r.changed:
+                raise UserError(
+                    f"{plan.shards[r.shard]}: changed while this run read it (its bytes differ from those hashed "
+                    "when the run started); nothing was stored for it. Rerun once nothing writes to it."
+                )
             if current is None:
                 current = _ShardAssembler(plan, r.shard, dtype)
             current.add(r)
@@ -242,24 +295,46 @@ def make_manifest(plan: SplitPlan, tokenizer: dict[str, Any], parameters: dict[s
 
 
 def old_manifest(out_dir: Path) -> Manifest | None:
-    try:
-        return Manifest.from_dict(read_json(out_dir / MANIFEST_NAME)) if (out_dir / MANIFEST_NAME).is_file() else None
-    except FormatError:
+    """The split's current manifest; None if there is none or it is unreadable (with a warning:
+    the run then rebuilds what it must, reusing every valid piece, and rewrites it)."""
+    path = out_dir / MANIFEST_NAME
+    if not path.exists():
         return None
+    try:
+        return Manifest.from_dict(read_json(path), source=str(path))
+    except FormatError as e:
+        warn(f"{e}; treating the split as unbuilt: valid pieces are reused and the manifest rewritten")
+        return None
+
+
+def manifest_changed(old: Manifest | None, manifest: Manifest) -> bool:
+    return old is None or old.fingerprint() != manifest.fingerprint()
 
 
 def commit_split(plan: SplitPlan, manifest: Manifest, old: Manifest | None, force: bool) -> bool:
     """Write the manifest if work was done (``force``) or it differs from ``old``; True if it was written."""
-    if not force and old is not None and old.fingerprint() == manifest.fingerprint():
+    if not force and not manifest_changed(old, manifest):
         return False
     write_manifest(plan.out_dir, manifest)
     return True
 
 
+# The names this tool writes in a split dir (common/format.py), with the temp
+# names of writer.py and write_json_atomic: the only files cleanup may delete.
+_KEY = r"[0-9a-f]{32}"
+_OURS = {
+    SHARDS_DIR: re.compile(rf"\.?{_KEY}\.(tokens\.npy|lines\.npy|json)({re.escape(TMP_MARK)}\d+)?"),
+    BLOCKS_DIR: re.compile(rf"\.?{_KEY}\.(blocks\.npy|json)({re.escape(TMP_MARK)}\d+)?"),
+    ".": re.compile(rf"\.{re.escape(MANIFEST_NAME)}{re.escape(TMP_MARK)}\d+"),
+}
+
+
 def remove_unreferenced(out_dir: Path, manifest: Manifest) -> int:
     """Delete pieces the manifest does not name, and temp files of killed runs; how many went.
 
-    Runs under the cache lock, so no other writer's temp file can be live.
+    Only files with this tool's own names, only in the split's own dirs, and
+    never through a symlink: whatever else a user put there stays. Runs
+    under the cache lock, so no other writer's temp file can be live.
     """
     keep: set[str] = set()
     for s in manifest.shards:
@@ -267,15 +342,14 @@ def remove_unreferenced(out_dir: Path, manifest: Manifest) -> int:
         if s.blocks:
             keep |= {s.blocks.file.path, blocks_record_name(s.blocks.key)}
     removed = 0
-    for sub in (SHARDS_DIR, BLOCKS_DIR):
+    if out_dir.is_symlink():
+        return 0
+    for sub, pattern in _OURS.items():
         d = out_dir / sub
-        if not d.is_dir():
+        if d.is_symlink() or not d.is_dir():
             continue
         for p in d.iterdir():
-            if f"{sub}/{p.name}" not in keep:
+            if pattern.fullmatch(p.name) and f"{sub}/{p.name}" not in keep and not p.is_symlink() and p.is_file():
                 p.unlink()
                 removed += 1
-    for p in out_dir.glob(f".*{TMP_MARK}*"):
-        p.unlink()
-        removed += 1
     return removed

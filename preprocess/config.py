@@ -53,6 +53,12 @@ class PreprocessConfig:
         metadata={"help": "Spaces become the space token '<_>' before encoding (it must be in the vocab)."},
     )
     overwrite_cache: bool = field(default=False, metadata={"help": "Ignore all cached work and rebuild every split."})
+    verify_outputs: bool = field(
+        default=False,
+        metadata={"help": "Re-hash every cached array a rerun would reuse and rebuild the damaged ones. A plain "
+                  "rerun checks the arrays' shapes and sizes only: an array altered in place at the same size "
+                  "is found by this flag or by mlm-inspect verify."},
+    )
     num_workers: int = field(
         default_factory=available_cores, metadata={"help": "Tokenizer processes; all cores by default."}
     )

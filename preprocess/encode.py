@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import xxhash
 
 from common.format import OFFSET_DTYPE
 from common.tokenizer import SPACE_TOKEN, LoadedTokenizer, preprocess_space_token
@@ -176,6 +177,7 @@ class TaskResult:
     line_lengths: np.ndarray  # int64, tokens per line incl. its separator
     lines_without_tokens: int
     invalid_utf8: int
+    changed: bool = False  # the bytes read differ from those the run planned with: nothing was encoded
 
 
 # Per-process state: set in the parent before the worker pool forks, so every worker inherits it.
@@ -191,15 +193,24 @@ def set_worker_state(loaded: LoadedTokenizer, encoder: str) -> None:
 
 
 def encode_task(task: Task) -> TaskResult:
-    """Read one byte range, clean its lines and encode them in batches."""
+    """Read one byte range, clean its lines and encode them in batches.
+
+    The bytes are encoded only if they hash to the digest the run planned
+    with: a file rewritten or truncated mid-run must never end up stored
+    under the digest of other bytes.
+    """
     with open(task.path, "rb") as f:
         f.seek(task.start)
         raw = f.read(task.end - task.start)
+    dtype = _STATE["dtype"]
+    if len(raw) != task.end - task.start or xxhash.xxh3_128_hexdigest(raw) != task.digest:
+        empty = np.empty(0, dtype)
+        return TaskResult(task.shard, task.last, len(raw), empty, np.empty(0, OFFSET_DTYPE), 0, 0, changed=True)
     text, invalid = decode_bytes(raw)
     del raw
     lines = clean_lines(text, _STATE["space_token"])
     del text
-    encode, sep, dtype = _STATE["encode"], _STATE["separator"], _STATE["dtype"]
+    encode, sep = _STATE["encode"], _STATE["separator"]
     streams, lengths = [], []
     for i in range(0, len(lines), BATCH_LINES):
         s, n = ids_to_stream(encode(lines[i : i + BATCH_LINES]), sep, dtype)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 from collections.abc import Iterator
@@ -11,15 +12,25 @@ from pathlib import Path
 from common.errors import UserError
 from common.format import LOCK_NAME
 
+_READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
+
 
 @contextmanager
-def cache_lock(cache_dir: Path) -> Iterator[None]:
-    """Hold the cache's lock, or fail at once naming the process that holds it."""
+def cache_lock(cache_dir: Path) -> Iterator[bool]:
+    """Hold the cache's lock, or fail at once naming the process that holds it.
+
+    Yields True, or False when the cache dir exists but cannot be written
+    (a read-only mount, no permission): a fresh cache is then still usable,
+    and the caller must not write.
+    """
     path = cache_dir / LOCK_NAME
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as e:
+        if e.errno in _READ_ONLY and cache_dir.is_dir():
+            yield False
+            return
         raise UserError(f"--datasets_cache_dir {cache_dir}: cannot be used as a cache dir ({e.strerror})") from None
     try:
         try:
@@ -32,6 +43,6 @@ def cache_lock(cache_dir: Path) -> Iterator[None]:
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
+        yield True
     finally:
         os.close(fd)  # closing releases the lock

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from collections import deque
@@ -14,7 +15,7 @@ from typing import Any
 from tqdm import tqdm
 
 from common.errors import UserError
-from common.hashing import file_digests
+from common.format import BLOCKS_DIR, SHARDS_DIR
 from common.tokenizer import (
     SPACE_TOKEN,
     LoadedTokenizer,
@@ -35,16 +36,43 @@ from preprocess.encode import (
 )
 from preprocess.lock import cache_lock
 from preprocess.packing import PACKING
-from preprocess.sharding import Task, list_shards
+from preprocess.sharding import Scan, Task, list_shards, scan_shards
 
 SAMPLE_BYTES = 64 << 10
 
 
-def _hash_shards(split: str, shards: list[Path]) -> list[str]:
+def _scan_shards(split: str, shards: list[Path], task_bytes: int) -> list[Scan]:
     total = sum(p.stat().st_size for p in shards)
     with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=f"{split}: hashing {len(shards)} shards",
               dynamic_ncols=True, disable=total < (256 << 20)) as bar:
-        return file_digests(shards, progress=bar.update)
+        return scan_shards(shards, task_bytes, progress=bar.update)
+
+
+def check_layout(cache: Path, inputs: list[tuple[str, str]]) -> None:
+    """Refuse text and cache that overlap, and links inside the cache's own dirs.
+
+    The cache deletes the pieces it no longer needs; text inside it (or a
+    cache inside the text) is one mistyped flag away from deleting a corpus.
+    """
+    c = cache.resolve()
+    for flag, d in inputs:
+        t = Path(d).resolve()
+        if t == c or c in t.parents:
+            raise UserError(f"{flag} {d} is inside --datasets_cache_dir {cache}, whose files this tool manages; "
+                            "keep the text outside the cache dir")
+        if t in c.parents:
+            raise UserError(f"--datasets_cache_dir {cache} is inside {flag} {d}; put the cache outside the text dir")
+    for split in ("train", "validation"):
+        for p in (cache / split, cache / split / SHARDS_DIR, cache / split / BLOCKS_DIR):
+            if p.is_symlink():
+                raise UserError(f"{p} is a symlink; the cache writes and deletes only in its own dirs: "
+                                f"remove the link (rm {p}) and rerun")
+
+
+def _worker_init() -> None:
+    """Workers die on SIGTERM (pool.terminate) and leave Ctrl-C to the parent, which cleans up."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _sample_lines(shards: list[Path]) -> list[str]:
@@ -87,7 +115,7 @@ def _task_map(cfg: PreprocessConfig, loaded: LoadedTokenizer, encoder: str) -> I
         return
     import multiprocess
 
-    pool = multiprocess.get_context("fork").Pool(cfg.num_workers)
+    pool = multiprocess.get_context("fork").Pool(cfg.num_workers, initializer=_worker_init)
     window = 2 * cfg.num_workers
 
     def imap(tasks: Iterable[Task]) -> Iterator[TaskResult]:
@@ -130,6 +158,8 @@ def run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
     # Rust threads ran hangs the workers forever.
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     flags = {"train": "--train_dir", "validation": "--eval_dir"}
+    cache = Path(cfg.datasets_cache_dir)
+    check_layout(cache, [(flags[split], d) for split, d in cfg.splits()])
     inputs = []
     for split, d in cfg.splits():
         shards = list_shards(d, cfg.ext, flags[split])
@@ -138,19 +168,20 @@ def run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
         source = tokenizer_source(cfg.tokenizer_name_or_path, cfg.tokenizer_type, {"add_space_token": cfg.add_space_token})
     except TokenizerError as e:
         raise UserError(str(e)) from None
-    cache = Path(cfg.datasets_cache_dir)
-    with cache_lock(cache):
+    with cache_lock(cache) as writable:
         start = time.perf_counter()
         plans = []
         for split, input_dir, shards in inputs:
-            digests = _hash_shards(split, shards)
-            plans.append(build.plan_split(split, input_dir, cache / split, shards, digests, source["digest"],
-                                          cfg.max_seq_length, cfg.overwrite_cache))
+            scans = _scan_shards(split, shards, cfg.task_bytes)
+            plans.append(build.plan_split(split, input_dir, cache / split, shards, scans, source["digest"],
+                                          cfg.max_seq_length, cfg.overwrite_cache, cfg.verify_outputs))
         olds = [build.old_manifest(p.out_dir) for p in plans]
         described = [o.tokenizer for o in olds if o is not None and o.tokenizer.get("digest") == source["digest"]]
         needs_load = any(p.to_tokenize or p.to_pack for p in plans) or len(described) < len(plans)
         loaded = encoder = None
         if needs_load:
+            if not writable:
+                raise UserError(_read_only_message(cache, plans, olds))
             loaded, encoder = _load(cfg, _sample_lines(plans[0].shards))
             tokenizer = {**loaded.identity, "encoder": encoder}
         else:
@@ -163,12 +194,31 @@ def run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
                 t0 = time.perf_counter() if plan is not plans[0] else start
                 n_tok, n_pack = len(plan.to_tokenize), len(plan.to_pack)
                 if n_tok:
-                    build.tokenize_split(plan, loaded.identity["dtype"], cfg.task_bytes, task_map)
+                    build.tokenize_split(plan, loaded.identity["dtype"], task_map)
                 build.pack_split(plan, cfg.max_seq_length)
                 manifest = build.make_manifest(plan, tokenizer, parameters(cfg), command)
-                written = build.commit_split(plan, manifest, old, force=bool(cfg.overwrite_cache or n_tok or n_pack))
-                build.remove_unreferenced(plan.out_dir, manifest)
+                force = bool(cfg.overwrite_cache or n_tok or n_pack)
+                if not writable:
+                    if force or build.manifest_changed(old, manifest):
+                        raise UserError(_read_only_message(cache, plans, olds))
+                    written = False
+                else:
+                    written = build.commit_split(plan, manifest, old, force=force)
+                    build.remove_unreferenced(plan.out_dir, manifest)
                 reports.append(build.SplitReport(plan.split, len(plan.shards), n_tok, n_pack, not written,
                                                  manifest.totals(), time.perf_counter() - t0))
         return reports
 
+
+def _read_only_message(cache: Path, plans: list[build.SplitPlan], olds: list) -> str:
+    """Why a cache we cannot write is not usable as it is."""
+    needs = []
+    for plan, old in zip(plans, olds):
+        if old is None:
+            needs.append(f"{plan.split} has no readable manifest")
+        elif plan.to_tokenize or plan.to_pack:
+            needs.append(f"{plan.split} needs {len(plan.to_tokenize)} shards tokenized, {len(plan.to_pack)} packed")
+        else:
+            needs.append(f"{plan.split} needs its manifest rewritten")
+    return (f"--datasets_cache_dir {cache} cannot be written (read-only or no permission) and is not fresh: "
+            f"{'; '.join(needs)}; preprocess where the cache is writable, then copy it")

@@ -9,10 +9,17 @@ worker's memory is bounded by the task, not the shard.
 
 from __future__ import annotations
 
+import os
+import stat
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import xxhash
+
 from common.errors import UserError
+from common.hashing import CHUNK_BYTES
 
 
 @dataclass(frozen=True)
@@ -22,6 +29,21 @@ class Task:
     start: int
     end: int
     last: bool  # the shard's final task: its arrays can be committed after it
+    digest: str  # of bytes [start, end) when the run started: the worker tokenizes only these bytes
+
+
+@dataclass(frozen=True)
+class Scan:
+    """One read of a shard: its digest and its task ranges, each with the digest of its bytes.
+
+    Both come from the same bytes, so a worker whose range still hashes to
+    the range's digest is tokenizing exactly the bytes the shard's digest
+    (its cache key) stands for, even if the file changed in between.
+    """
+
+    size: int  # bytes hashed
+    digest: str  # xxh3_128 of the whole file: equals common.hashing.file_digest
+    ranges: tuple[tuple[int, int, str], ...]  # (start, end, digest of those bytes), newline-aligned, in order
 
 
 def list_shards(input_dir: str, ext: str, flag: str = "--train_dir") -> list[Path]:
@@ -43,41 +65,91 @@ def list_shards(input_dir: str, ext: str, flag: str = "--train_dir") -> list[Pat
             hint = " (it is empty)"
         raise UserError(f"{flag} {input_dir}: no *.{ext} files{hint}")
     for p in shards:
-        try:
-            with open(p, "rb") as f:
-                f.read(1)
-        except OSError as e:
-            raise UserError(f"{p}: not readable ({e.strerror}); fix it or move it out of {input_dir}") from None
+        check_shard(p, input_dir)
     return shards
 
 
-def _next_line_start(f, pos: int, size: int) -> int:
-    """The first byte offset >= pos that starts a line (or ``size``)."""
-    if pos <= 0:
-        return 0
-    f.seek(pos - 1)
-    while True:
-        chunk = f.read(1 << 16)
-        if not chunk:
-            return size
-        i = chunk.find(b"\n")
-        if i >= 0:
-            return f.tell() - len(chunk) + i + 1
-        # a line longer than 64 KiB: keep scanning
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
 
 
-def plan_tasks(shards: list[tuple[int, Path]], task_bytes: int) -> list[Task]:
-    """Newline-aligned byte ranges covering each (index, path) shard exactly once, in order."""
-    tasks: list[Task] = []
-    for index, path in shards:
-        size = path.stat().st_size
-        bounds = [0]
-        with open(path, "rb") as f:
-            while bounds[-1] < size:
-                nxt = _next_line_start(f, bounds[-1] + task_bytes, size)
-                bounds.append(nxt)
-        if size == 0:
-            bounds.append(0)
-        for k in range(len(bounds) - 1):
-            tasks.append(Task(index, str(path), bounds[k], bounds[k + 1], k == len(bounds) - 2))
-    return tasks
+def check_shard(p: Path, input_dir: str) -> None:
+    """UserError unless ``p`` is a readable regular file with a UTF-8 name.
+
+    A FIFO or a device would hang the run or feed it endless bytes; a name
+    that is not UTF-8 cannot be written to the manifest (JSON is UTF-8).
+    """
+    try:
+        p.name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UserError(f"{input_dir}: the file name {os.fsencode(p.name)!r} is not valid UTF-8; rename it "
+                        "(e.g. convmv -f latin1 -t utf8 --notest) or move it out of the dir") from None
+    try:
+        mode = p.stat().st_mode  # follows symlinks: a link to a regular file is a shard
+        if not stat.S_ISREG(mode):
+            raise UserError(f"{p}: {_kind(mode)}, not a regular file; move it out of {input_dir}")
+        with open(p, "rb") as f:
+            f.read(1)
+    except OSError as e:
+        raise UserError(f"{p}: not readable ({e.strerror}); fix it or move it out of {input_dir}") from None
+
+
+def scan_shard(path: Path, task_bytes: int) -> Scan:
+    """Hash a shard and cut it into tasks in one pass over its bytes.
+
+    A range ends just after the first ``\\n`` at or past ``start + task_bytes - 1``
+    (or at the end of the file), so ranges hold whole lines and depend only
+    on the bytes and ``task_bytes``, never on the number of workers.
+    """
+    whole, part = xxhash.xxh3_128(), xxhash.xxh3_128()
+    buf = bytearray(CHUNK_BYTES)
+    view = memoryview(buf)
+    ranges: list[tuple[int, int, str]] = []
+    start = offset = 0
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            whole.update(view[:n])
+            p = 0
+            while (cut := start + task_bytes - 1 - offset) < n:
+                i = buf.find(b"\n", max(p, cut), n)
+                if i < 0:
+                    break
+                part.update(view[p : i + 1])
+                ranges.append((start, offset + i + 1, part.hexdigest()))
+                part.reset()
+                start = offset + i + 1
+                p = i + 1
+            part.update(view[p:n])
+            offset += n
+    if start < offset or not ranges:
+        ranges.append((start, offset, part.hexdigest()))
+    return Scan(offset, whole.hexdigest(), tuple(ranges))
+
+
+def scan_shards(paths: list[Path], task_bytes: int, threads: int = 4,
+                progress: Callable[[int], object] | None = None) -> list[Scan]:
+    """``scan_shard`` of many files, read in parallel (reads and hashing release the GIL), in order."""
+
+    def one(p: Path) -> Scan:
+        scan = scan_shard(p, task_bytes)
+        if progress is not None:
+            progress(scan.size)
+        return scan
+
+    if len(paths) <= 1:
+        return [one(p) for p in paths]
+    with ThreadPoolExecutor(max_workers=min(threads, len(paths))) as pool:
+        return list(pool.map(one, paths))
+
+
+def plan_tasks(shards: list[tuple[int, Path, Scan]]) -> list[Task]:
+    """The tasks of each (index, path, scan) shard: its ranges, in order."""
+    return [
+        Task(index, str(path), start, end, k == len(scan.ranges) - 1, digest)
+        for index, path, scan in shards
+        for k, (start, end, digest) in enumerate(scan.ranges)
+    ]

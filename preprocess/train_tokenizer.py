@@ -25,7 +25,7 @@ from common.errors import UserError
 from common.tokenizer import SPACE_TOKEN, TOKENIZER_ALIASES, TokenizerError, load_tokenizer
 from preprocess.config import available_cores
 from preprocess.encode import clean_lines, decode_bytes
-from preprocess.sharding import Task, list_shards, plan_tasks
+from preprocess.sharding import Task, list_shards, plan_tasks, scan_shards
 
 TYPES = ("spm", "newmm", "syllable")
 _COUNT_STATE: dict[str, str] = {}  # set before the pool forks, read by the workers
@@ -99,7 +99,7 @@ def _count(task: Task) -> Counter:
 def count_words(args: argparse.Namespace, shards: list[Path]) -> Counter:
     """Word counts over every shard, one task per ~4 MB range, in ``--num_workers`` processes."""
     _COUNT_STATE["type"] = args.type
-    tasks = plan_tasks(list(enumerate(shards)), 4 << 20)
+    tasks = plan_tasks([(i, p, scan) for i, (p, scan) in enumerate(zip(shards, scan_shards(shards, 4 << 20)))])
     total: Counter = Counter()
     with tqdm(total=sum(p.stat().st_size for p in shards), unit="B", unit_scale=True,
               desc=f"{args.type}: counting words", dynamic_ncols=True) as bar:

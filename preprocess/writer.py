@@ -13,15 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from common.format import NPY_HEADER_BYTES, npy_header
+from common.format import NPY_HEADER_BYTES, npy_header, tmp_name
 from common.hashing import file_digest
 from common.manifest import FileInfo
-
-TMP_MARK = ".tmp-"
-
-
-def tmp_path(final: Path) -> Path:
-    return final.with_name(f"{final.name}{TMP_MARK}{os.getpid()}")
 
 
 class NpyStreamWriter:
@@ -30,10 +24,14 @@ class NpyStreamWriter:
         self.dtype = np.dtype(dtype)
         self.row_shape = row_shape
         self.rows = 0
-        self.tmp = tmp_path(self.final)
+        self.tmp = self.final.with_name(tmp_name(self.final.name))
         self.tmp.parent.mkdir(parents=True, exist_ok=True)
         self.f = open(self.tmp, "wb")
-        self.f.write(b"\0" * NPY_HEADER_BYTES)
+        try:
+            self.f.write(b"\0" * NPY_HEADER_BYTES)
+        except BaseException:
+            self.abort()
+            raise
 
     def append(self, arr: np.ndarray) -> None:
         arr = np.ascontiguousarray(arr, dtype=self.dtype)
@@ -45,12 +43,16 @@ class NpyStreamWriter:
     def commit(self, rel_to: Path) -> FileInfo:
         """Write the header, fsync, move into place; the file's record, path relative to ``rel_to``."""
         shape = (self.rows, *self.row_shape)
-        self.f.seek(0)
-        self.f.write(npy_header(self.dtype, shape))
-        self.f.flush()
-        os.fsync(self.f.fileno())
-        self.f.close()
-        os.replace(self.tmp, self.final)
+        try:
+            self.f.seek(0)
+            self.f.write(npy_header(self.dtype, shape))
+            self.f.flush()
+            os.fsync(self.f.fileno())
+            self.f.close()
+            os.replace(self.tmp, self.final)
+        except BaseException:
+            self.abort()
+            raise
         return FileInfo(
             path=str(self.final.relative_to(rel_to)),
             bytes=self.final.stat().st_size,
@@ -67,5 +69,9 @@ class NpyStreamWriter:
 
 def write_array(final: Path, arr: np.ndarray, rel_to: Path) -> FileInfo:
     w = NpyStreamWriter(final, arr.dtype, arr.shape[1:])
-    w.append(arr)
+    try:
+        w.append(arr)
+    except BaseException:
+        w.abort()
+        raise
     return w.commit(rel_to)

@@ -6,11 +6,16 @@ from common.format import FormatError
 from common.manifest import BlocksInfo, FileInfo, Manifest, ShardInfo, load_manifest, write_manifest
 
 
+TOKENIZER = {"type": "auto", "name_or_path": "/tok", "digest": "t", "dtype": "uint16", "vocab_size": 100,
+             "special_ids": {"bos": 0, "eos": 2, "pad": 1, "unk": 3, "mask": None}, "separator": {"token": "x", "id": 5},
+             "settings": {}}
+
+
 def _manifest() -> Manifest:
     f = FileInfo("shards/k.tokens.npy", 128 + 20, "d1", "uint16", [10])
     b = BlocksInfo("bk", 8, 2, 1, [0, 0, 0, 2], FileInfo("blocks/bk.blocks.npy", 160, "d2", "int64", [2, 2]))
     s = ShardInfo("a.txt", 50, "dd", "k", 3, 10, 1, 0, [0, 3], {"tokens": f}, b)
-    return Manifest("/in", {"type": "auto", "digest": "t"}, {"max_seq_length": 8}, [s])
+    return Manifest("/in", dict(TOKENIZER), {"max_seq_length": 8}, [s])
 
 
 def test_round_trip_and_totals(tmp_path):
