@@ -142,13 +142,17 @@ def verify(split: Path, m: Manifest) -> tuple[bool, str]:
     return ok, "\n".join(out)
 
 
-def samples(split: Path, m: Manifest, n: int) -> str:
+def samples(split: Path, m: Manifest, n: int, tokenizer_type: str | None = None) -> str:
     from common.reader import SplitReader
 
     reader = SplitReader(split, m)
     t = m.tokenizer
+    if ":" in t["type"] and tokenizer_type is None:
+        # A module named only by a file must never be imported: the manifest is data, not code.
+        raise UserError(f"{split}: the cache was built with the tokenizer class {t['type']}; decoding imports it, "
+                        f"so pass --tokenizer_type {t['type']} to allow that")
     try:
-        loaded = load_tokenizer(t["name_or_path"], t.get("type", "auto"), t.get("settings"))
+        loaded = load_tokenizer(t["name_or_path"], tokenizer_type or t["type"], t.get("settings"))
     except TokenizerError as e:
         raise UserError(f"cannot decode samples: {e}") from None
     out = [f"== {split}: {min(n, reader.n_blocks)} of {reader.n_blocks:,} blocks"]
@@ -212,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("samples", help="decode blocks back to text, special tokens visible")
     p.add_argument("path")
     p.add_argument("-n", type=_positive, default=3, help="how many blocks (default 3), evenly spaced")
+    p.add_argument("--tokenizer_type", help="load the tokenizer as this type (needed, as a consent to import it, "
+                   "when the cache names a module.path:ClassName type)")
     p = sub.add_parser("diff", help="what differs between two manifests (exit 1 if anything)")
     p.add_argument("a", help="split dir or manifest.json")
     p.add_argument("b", help="split dir or manifest.json")
@@ -261,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
                 good &= ok
                 print(report)
             elif args.command == "samples":
-                print(samples(split, m, args.n))
+                print(samples(split, m, args.n, args.tokenizer_type))
         return 0 if good else 1
     except (UserError, FormatError) as e:
         print(f"error: {e}", file=sys.stderr)

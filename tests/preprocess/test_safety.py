@@ -1,0 +1,397 @@
+"""The cache never loses the user's text and never serves what it does not claim to hold.
+
+Each test drives a command's entry point (in-process ``main`` or a
+subprocess) the way a user, a scheduler or a bad disk would.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import preprocess.encode as encode_module
+import preprocess.run as run_module
+from preprocess.inspect_cache import main as inspect_main
+from preprocess.writer import NpyStreamWriter
+from tests.corpus import write_shards
+from tests.preprocess.helpers import arrays, base_args, manifest, run_cli
+
+ROOT = Path(__file__).parents[2]
+
+
+def _one_error_line(err: str) -> None:
+    """Exactly one line of stderr besides progress bars, and it is the error."""
+    lines = [s for s in err.replace("\r", "\n").splitlines() if s.strip() and "%|" not in s]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+
+
+def _temp_files(d: Path) -> list[Path]:
+    return [p for p in d.rglob("*") if ".tmp-" in p.name]
+
+
+def _subprocess(args: list[str], **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **kw.pop("env", {})}
+    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=120, **kw)
+
+
+# 1. cleanup deletes only the cache's own files
+
+
+def test_an_input_dir_inside_the_cache_is_refused_and_the_text_survives(capsys, tmp_path, wordpiece_dir):
+    d = tmp_path / "D"
+    texts = write_shards(d / "train" / "shards", n_shards=2)
+    rc, _, err = run_cli(capsys, *base_args(wordpiece_dir, d / "train" / "shards", d))
+    assert rc == 2 and "is inside --datasets_cache_dir" in err
+    _one_error_line(err)
+    assert all(p.is_file() for p in texts)
+    # and the other way round: a cache inside the text dir
+    rc, _, err = run_cli(capsys, *base_args(wordpiece_dir, d / "train" / "shards", d / "train" / "shards" / "cache"))
+    assert rc == 2 and "put the cache outside the text dir" in err
+    assert all(p.is_file() for p in texts) and not (d / "train" / "shards" / "cache").exists()
+
+
+def test_cleanup_keeps_foreign_files_and_never_follows_a_symlink(capsys, tmp_path, wordpiece_dir):
+    train = tmp_path / "train"
+    paths = write_shards(train, n_shards=2)
+    cache = tmp_path / "cache"
+    args = base_args(wordpiece_dir, train, cache)
+    assert run_cli(capsys, *args)[0] == 0
+    old_piece = cache / "train" / manifest(cache)["shards"][0]["files"]["tokens"]["path"]
+    foreign = [cache / "train" / "shards" / "my_notes.txt", cache / "train" / "blocks" / "keep.json",
+               cache / "train" / "keep.npy"]
+    for f in foreign:
+        f.write_text("mine\n")
+    paths[0].write_text(paths[0].read_text() + "one more line\n")  # the run now has pieces to remove
+    assert run_cli(capsys, *args)[0] == 0
+    assert all(f.read_text() == "mine\n" for f in foreign)
+    assert len(list((cache / "train" / "shards").glob("*.tokens.npy"))) == 2 and not old_piece.exists()
+
+    # shards/ turned into a link to a dir of text: refused, and the text there untouched
+    other = tmp_path / "other_text"
+    kept = write_shards(other, n_shards=2, seed=3)
+    shutil.rmtree(cache / "train" / "shards")
+    (cache / "train" / "shards").symlink_to(other)
+    rc, _, err = run_cli(capsys, *args)
+    assert rc == 2 and "is a symlink" in err
+    _one_error_line(err)
+    assert all(p.is_file() for p in kept) and sorted(other.iterdir()) == sorted(kept)
+
+
+# 2. the digest recorded is the digest of the bytes tokenized
+
+
+def _hook_mid_run(monkeypatch, action) -> None:
+    """Run ``action`` once, while the encoder is on the line 'PAUSE here' (the run has hashed every
+    shard and is reading them): a tokenizer that waits on a line while someone edits the file."""
+    original = run_module.set_worker_state
+    done: list[bool] = []
+
+    def set_state(*a, **kw):
+        original(*a, **kw)
+        encode = encode_module._STATE["encode"]
+
+        def paused(lines):
+            if not done and any("PAUSE here" in s for s in lines):
+                done.append(True)
+                action()
+            return encode(lines)
+
+        encode_module._STATE["encode"] = paused
+
+    monkeypatch.setattr(run_module, "set_worker_state", set_state)
+
+
+def _paused_corpus(train: Path) -> tuple[list[Path], bytes]:
+    paths = write_shards(train, n_shards=3, lines_per_shard=300)
+    original = b"PAUSE here\n" + paths[1].read_bytes()
+    paths[1].write_bytes(original)
+    return paths, original
+
+
+@pytest.mark.parametrize("edit", ["rewrite", "truncate"])
+def test_a_shard_edited_while_read_is_never_stored_under_its_old_digest(capsys, monkeypatch, tmp_path,
+                                                                         wordpiece_dir, edit):
+    train = tmp_path / "train"
+    paths, original = _paused_corpus(train)
+    clean = tmp_path / "clean"
+    assert run_cli(capsys, *base_args(wordpiece_dir, train, clean))[0] == 0
+
+    def change() -> None:  # the later task ranges now hold other bytes (or none)
+        half = len(original) // 2
+        tail = original[half:].replace(b"the", b"xyz") if edit == "rewrite" else b""
+        paths[1].write_bytes(original[:half] + tail)
+
+    _hook_mid_run(monkeypatch, change)
+    cache = tmp_path / "cache"
+    args = base_args(wordpiece_dir, train, cache, "--task_size_mb", "0.002")
+    rc, _, err = run_cli(capsys, *args)
+    assert rc == 2 and f"{paths[1]}: changed while this run read it" in err
+    _one_error_line(err)
+    assert not _temp_files(cache)
+    paths[1].write_bytes(original)  # the old bytes are back: nothing stored may claim them
+    monkeypatch.undo()
+    rc, out, err = run_cli(capsys, *args)
+    assert rc == 0 and "1 shards reused, 2 tokenized" in out, err  # shard_000 was committed before the error
+    assert arrays(cache) == arrays(clean) and manifest(cache)["shards"] == manifest(clean)["shards"]
+
+
+def test_recorded_bytes_are_the_bytes_hashed(capsys, tmp_path, wordpiece_dir):
+    from common.hashing import file_digest
+
+    train = tmp_path / "train"
+    paths = write_shards(train, n_shards=2)
+    cache = tmp_path / "cache"
+    assert run_cli(capsys, *base_args(wordpiece_dir, train, cache, "--task_size_mb", "0.003"))[0] == 0
+    for p, s in zip(paths, manifest(cache)["shards"]):
+        assert s["bytes"] == p.stat().st_size and s["digest"] == file_digest(p)
+
+
+# 3 and 4. damaged manifests and records
+
+
+def _corrupt(kind: str, path: Path) -> None:
+    good = json.loads(path.read_text())
+    if kind == "random bytes":
+        path.write_bytes(os.urandom(300))
+    elif kind == "not utf-8":
+        path.write_bytes(b'{"format_version": 1, "input_dir": "caf\xe9"}')
+    elif kind == "list":
+        path.write_text("[]")
+    elif kind == "null":
+        path.write_text("null")
+    elif kind == "files not an object":
+        good["shards"][0]["files"] = 5
+        path.write_text(json.dumps(good))
+    elif kind == "path leaves the dir":
+        good["shards"][0]["files"]["tokens"]["path"] = "../../../../etc/passwd"
+        path.write_text(json.dumps(good))
+    elif kind == "wrong type":
+        good["shards"][0]["tokens"] = "many"
+        path.write_text(json.dumps(good))
+
+
+CORRUPTIONS = ["random bytes", "not utf-8", "list", "null", "files not an object", "path leaves the dir", "wrong type"]
+
+
+@pytest.mark.parametrize("kind", CORRUPTIONS)
+def test_a_damaged_manifest_is_rebuilt_by_preprocess_and_one_line_elsewhere(capsys, tmp_path, wordpiece_dir, kind):
+    train = tmp_path / "train"
+    write_shards(train, n_shards=2)
+    cache = tmp_path / "cache"
+    args = base_args(wordpiece_dir, train, cache)
+    assert run_cli(capsys, *args)[0] == 0
+    good = arrays(cache)
+    mpath = cache / "train" / "manifest.json"
+    _corrupt(kind, mpath)
+    for command in (["show", cache], ["show", cache / "train", "--json"], ["status", cache], ["verify", cache],
+                    ["samples", cache]):
+        rc = inspect_main([str(a) for a in command])
+        err = capsys.readouterr().err
+        assert rc == 2 and str(mpath) in err and "rerun preprocessing" in err, (command, err)
+        _one_error_line(err)
+    rc, out, err = run_cli(capsys, *args)
+    assert rc == 0 and "2 shards reused, 0 tokenized" in out, err  # every valid piece reused
+    assert err.startswith("warning: ") and str(mpath) in err and "Traceback" not in err
+    assert arrays(cache) == good
+    _corrupt(kind, mpath)
+    rc, out, err = run_cli(capsys, *args, "--overwrite_cache")
+    assert rc == 0 and "2 tokenized" in out and arrays(cache) == good
+
+
+@pytest.mark.parametrize("kind", ["random bytes", "list", "files not an object", "path leaves the dir"])
+def test_a_damaged_piece_record_is_rebuilt_with_a_warning(capsys, tmp_path, wordpiece_dir, kind):
+    train = tmp_path / "train"
+    write_shards(train, n_shards=2)
+    cache = tmp_path / "cache"
+    args = base_args(wordpiece_dir, train, cache)
+    assert run_cli(capsys, *args)[0] == 0
+    good = arrays(cache)
+    record = cache / "train" / "shards" / f"{manifest(cache)['shards'][1]['key']}.json"
+    data = json.loads(record.read_text())
+    if kind == "random bytes":
+        record.write_bytes(os.urandom(100))
+    elif kind == "list":
+        record.write_text("[]")
+    elif kind == "files not an object":
+        record.write_text(json.dumps({**data, "files": 5}))
+    else:
+        data["files"]["tokens"]["path"] = "../../../outside.npy"
+        record.write_text(json.dumps(data))
+    (cache / "train" / "manifest.json").unlink()  # so the run must plan from the records
+    rc, out, err = run_cli(capsys, *args)
+    assert rc == 0 and "1 shards reused, 1 tokenized" in out, err
+    assert f"warning: {record}" in err and "Traceback" not in err
+    assert arrays(cache) == good
+
+
+def test_inspect_never_imports_a_module_only_the_manifest_names(capsys, tmp_path, wordpiece_dir):
+    """A manifest is data: a type 'module:Class' in it must not run that module's code."""
+    train = tmp_path / "train"
+    write_shards(train, n_shards=1)
+    cache = tmp_path / "cache"
+    assert run_cli(capsys, *base_args(wordpiece_dir, train, cache))[0] == 0
+    mods = tmp_path / "mods"
+    mods.mkdir()
+    marker = tmp_path / "imported"
+    (mods / "planted.py").write_text(f"open({str(marker)!r}, 'w').close()\nclass Tok: pass\n")
+    m = manifest(cache)
+    m["tokenizer"]["type"] = "planted:Tok"
+    (cache / "train" / "manifest.json").write_text(json.dumps(m))
+    env = {"PYTHONPATH": f"{ROOT}{os.pathsep}{mods}"}
+    for command in (["samples", str(cache)], ["status", str(cache)], ["show", str(cache)], ["verify", str(cache)]):
+        r = _subprocess([sys.executable, "-m", "preprocess.inspect_cache", *command], env=env)
+        assert not marker.exists(), command
+        assert "Traceback" not in r.stderr, r.stderr
+    r = _subprocess([sys.executable, "-m", "preprocess.inspect_cache", "samples", str(cache)], env=env)
+    assert r.returncode == 2 and "pass --tokenizer_type planted:Tok" in r.stderr
+
+
+# 5. file names, file kinds, files vanishing, a full disk
+
+
+def test_a_shard_name_that_is_not_utf8_is_one_line_before_any_work(capsys, tmp_path, wordpiece_dir):
+    train = tmp_path / "train"
+    write_shards(train, n_shards=1)
+    with open(os.fsencode(train) + b"/caf\xe9.txt", "wb") as f:
+        f.write(b"some text\n")
+    cache = tmp_path / "cache"
+    rc, _, err = run_cli(capsys, *base_args(wordpiece_dir, train, cache))
+    assert rc == 2 and "is not valid UTF-8" in err and "caf\\xe9.txt" in err
+    _one_error_line(err)
+    assert not (cache / "train").exists()
+
+
+def test_a_fifo_or_device_named_like_a_shard_is_refused_not_read(tmp_path, wordpiece_dir):
+    train = tmp_path / "train"
+    write_shards(train, n_shards=1)
+    os.mkfifo(train / "pipe.txt")
+    (train / "zero.txt").symlink_to("/dev/zero")
+    r = _subprocess([sys.executable, "-m", "preprocess", *base_args(wordpiece_dir, train, tmp_path / "cache")])
+    assert r.returncode == 2 and "not a regular file" in r.stderr
+    _one_error_line(r.stderr)
+
+
+def _rebuild_with(capsys, monkeypatch, tmp_path, wordpiece_dir, action) -> tuple[int, str, Path, dict]:
+    """Build once, change every shard, rerun with ``action`` done mid-run; (rc, stderr, cache, old manifest)."""
+    train = tmp_path / "train"
+    paths, original = _paused_corpus(train)
+    cache = tmp_path / "cache"
+    args = base_args(wordpiece_dir, train, cache, "--task_size_mb", "0.002")
+    assert run_cli(capsys, *args)[0] == 0
+    before = (cache / "train" / "manifest.json").read_bytes()
+    for p in paths:
+        p.write_bytes(p.read_bytes() + b"one more line\n")
+    action(paths)
+    rc, _, err = run_cli(capsys, *args)
+    monkeypatch.undo()
+    assert (cache / "train" / "manifest.json").read_bytes() == before  # the previous manifest is intact
+    assert not _temp_files(cache)
+    return rc, err, cache, json.loads(before)
+
+
+def test_a_shard_deleted_mid_run_is_one_line(capsys, monkeypatch, tmp_path, wordpiece_dir):
+    rc, err, _, _ = _rebuild_with(capsys, monkeypatch, tmp_path, wordpiece_dir,
+                                  lambda paths: _hook_mid_run(monkeypatch, paths[1].unlink))
+    assert rc == 2 and "shard_001.txt" in err and "No such file" in err
+    _one_error_line(err)
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_temp_file(capsys, monkeypatch, tmp_path, wordpiece_dir):
+    calls = []
+    original = NpyStreamWriter.append
+
+    def append(self, arr):
+        calls.append(1)
+        if len(calls) > 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.tmp))
+        return original(self, arr)
+
+    rc, err, _, _ = _rebuild_with(capsys, monkeypatch, tmp_path, wordpiece_dir,
+                                  lambda paths: monkeypatch.setattr(NpyStreamWriter, "append", append))
+    assert rc == 2 and "No space left on device" in err
+    _one_error_line(err)
+
+
+# 6. SIGTERM
+
+
+def test_sigterm_cleans_up_releases_the_lock_and_exits_143(tmp_path, wordpiece_dir):
+    import signal
+    import time
+
+    train = tmp_path / "train"
+    write_shards(train, n_shards=8, lines_per_shard=3000)
+    cache = tmp_path / "cache"
+    args = [sys.executable, "-m", "preprocess", *base_args(wordpiece_dir, train, cache, "--task_size_mb", "0.05")]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list((cache / "train" / "shards").glob("*.json")):
+        time.sleep(0.01)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 143 and "terminated (SIGTERM)" in err and "Traceback" not in err, err
+    assert not _temp_files(cache) and not (cache / "train" / "manifest.json").exists()
+    r = _subprocess(args)  # the lock was released: a rerun resumes
+    assert r.returncode == 0 and "shards reused" in r.stdout and "0 shards reused" not in r.stdout
+
+
+# 7. a read-only cache
+
+
+def _unshare_available() -> bool:
+    r = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "true"], capture_output=True)
+    return r.returncode == 0
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None or not _unshare_available(),
+                    reason="needs unshare to bind-mount the cache read-only")
+def test_a_fresh_cache_on_a_read_only_filesystem_is_used_without_writing(capsys, tmp_path, wordpiece_dir):
+    train = tmp_path / "train"
+    paths = write_shards(train, n_shards=2)
+    cache = tmp_path / "cache"
+    args = base_args(wordpiece_dir, train, cache)
+    assert run_cli(capsys, *args)[0] == 0
+    before = {p: p.stat().st_mtime_ns for p in cache.rglob("*")}
+
+    def read_only(cmd: str) -> subprocess.CompletedProcess:
+        script = f"mount --bind -o ro {cache} {cache} && {cmd}"
+        return _subprocess(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script])
+
+    py = f"{sys.executable} -m preprocess " + " ".join(f"'{a}'" for a in args)
+    r = read_only(py)
+    assert r.returncode == 0 and "cache is fresh" in r.stdout, r.stderr
+    assert {p: p.stat().st_mtime_ns for p in cache.rglob("*")} == before
+    paths[0].write_text("changed text\n")
+    r = read_only(py)
+    assert r.returncode == 2 and "cannot be written" in r.stderr and "1 shards tokenized" in r.stderr
+    _one_error_line(r.stderr)
+
+
+# 8. damage found later
+
+
+def test_verify_outputs_rebuilds_an_array_altered_at_the_same_size(capsys, tmp_path, wordpiece_dir):
+    train = tmp_path / "train"
+    write_shards(train, n_shards=2)
+    cache = tmp_path / "cache"
+    args = base_args(wordpiece_dir, train, cache)
+    assert run_cli(capsys, *args)[0] == 0
+    good = arrays(cache)
+    tokens = cache / "train" / manifest(cache)["shards"][0]["files"]["tokens"]["path"]
+    data = bytearray(tokens.read_bytes())
+    data[200] ^= 0xFF
+    tokens.write_bytes(bytes(data))
+    rc, out, _ = run_cli(capsys, *args)
+    assert rc == 0 and "cache is fresh" in out  # a plain rerun checks sizes only (README says so)
+    rc, out, err = run_cli(capsys, *args, "--verify_outputs")
+    assert rc == 0 and "1 shards reused, 1 tokenized" in out and "content differs" in err
+    assert arrays(cache) == good
+    assert inspect_main(["verify", str(cache)]) == 0
