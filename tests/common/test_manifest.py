@@ -5,7 +5,6 @@ import pytest
 from common.format import FormatError
 from common.manifest import BlocksInfo, FileInfo, Manifest, ShardInfo, load_manifest, write_manifest
 
-
 TOKENIZER = {"type": "auto", "name_or_path": "/tok", "digest": "t", "dtype": "uint16", "vocab_size": 100,
              "special_ids": {"bos": 0, "eos": 2, "pad": 1, "unk": 3, "mask": None}, "separator": {"token": "x", "id": 5},
              "settings": {}}

@@ -395,3 +395,68 @@ def test_verify_outputs_rebuilds_an_array_altered_at_the_same_size(capsys, tmp_p
     assert rc == 0 and "1 shards reused, 1 tokenized" in out and "content differs" in err
     assert arrays(cache) == good
     assert inspect_main(["verify", str(cache)]) == 0
+
+
+# fault injection: kills at random moments
+
+
+@pytest.mark.slow
+def test_random_sigkills_and_sigterms_then_a_rerun_always_equal_a_clean_build(tmp_path, wordpiece_dir):
+    import random
+    import signal
+    import time
+
+    train = tmp_path / "train"
+    write_shards(train, n_shards=6, lines_per_shard=4000)
+    cli = [sys.executable, "-m", "preprocess"]
+
+    def args(cache: Path) -> list[str]:
+        a = base_args(wordpiece_dir, train, cache, "--task_size_mb", "0.1")
+        a[a.index("--num_workers") + 1] = "2"
+        return [*cli, *a]
+
+    def identity(cache: Path) -> tuple[dict, dict]:
+        m = manifest(cache)
+        m.pop("created_by")
+        return arrays(cache), m
+
+    clean = tmp_path / "clean"
+    t0 = time.perf_counter()
+    assert _subprocess(args(clean)).returncode == 0
+    build_seconds = time.perf_counter() - t0
+    expected = identity(clean)
+    rng = random.Random(8)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    signals = [signal.SIGKILL] * 10 + [signal.SIGTERM] * 5
+    rng.shuffle(signals)
+    cache = tmp_path / "cache"
+    killed = []
+    for trial, sig in enumerate(signals):
+        if trial % 3 == 0:
+            shutil.rmtree(cache, ignore_errors=True)  # a first build; otherwise a rebuild after a changed shard
+        else:
+            for p in rng.sample(sorted(train.iterdir()), 2):
+                p.write_bytes(p.read_bytes() + f"trial {trial}\n".encode())
+            clean_now = tmp_path / f"clean{trial}"
+            assert _subprocess(args(clean_now)).returncode == 0
+            expected = identity(clean_now)
+            shutil.rmtree(clean_now)
+        p = subprocess.Popen(args(cache), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+                             start_new_session=True)
+        time.sleep(rng.uniform(0.3, build_seconds * (1 if trial % 3 == 0 else 0.6)))
+        if p.poll() is None:
+            if sig == signal.SIGKILL:
+                os.killpg(p.pid, sig)  # the whole process tree dies at once: no cleanup at all
+            else:
+                p.send_signal(sig)  # the parent only, as Kubernetes does
+        _, err = p.communicate(timeout=120)
+        assert p.returncode in (0, -signal.SIGKILL, 143), (trial, p.returncode, err)
+        killed += [p.returncode] if p.returncode else []
+        if p.returncode == 143:
+            assert "terminated (SIGTERM)" in err and not _temp_files(cache), err
+        r = _subprocess(args(cache))
+        assert r.returncode == 0, (trial, r.stderr)
+        assert identity(cache) == expected, trial
+        assert not _temp_files(cache), trial
+    print(f"build {build_seconds:.1f} s; exits of the killed runs: {killed}")
+    assert len(killed) >= 10 and 143 in killed  # most signals landed mid-run, not after the run ended
