@@ -353,24 +353,30 @@ def _unshare_available() -> bool:
 
 @pytest.mark.skipif(shutil.which("unshare") is None or not _unshare_available(),
                     reason="needs unshare to bind-mount the cache read-only")
-def test_a_fresh_cache_on_a_read_only_filesystem_is_used_without_writing(capsys, tmp_path, wordpiece_dir):
+def test_a_fresh_cache_on_a_read_only_filesystem_is_used_without_writing(capsys, tmp_path, bpe_dir):
     train = tmp_path / "train"
     paths = write_shards(train, n_shards=2)
     cache = tmp_path / "cache"
-    args = base_args(wordpiece_dir, train, cache)
+    args = base_args(bpe_dir, train, cache)
     assert run_cli(capsys, *args)[0] == 0
     before = {p: p.stat().st_mtime_ns for p in cache.rglob("*")}
 
-    def read_only(cmd: str) -> subprocess.CompletedProcess:
-        script = f"mount --bind -o ro {cache} {cache} && {cmd}"
+    def read_only(cmd: list[str]) -> subprocess.CompletedProcess:
+        script = f"mount --bind -o ro {cache} {cache} && exec " + " ".join(f"'{a}'" for a in cmd)
         return _subprocess(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script])
 
-    py = f"{sys.executable} -m preprocess " + " ".join(f"'{a}'" for a in args)
-    r = read_only(py)
+    r = read_only([sys.executable, "-m", "preprocess", *args])
     assert r.returncode == 0 and "cache is fresh" in r.stdout, r.stderr
+    # run_mlm.py preprocesses first, then trains (writing only to --output_dir)
+    train_args = [a for a in args if a != "--num_workers" and a != "1"]
+    r = read_only([sys.executable, str(ROOT / "run_mlm.py"), *train_args, "--architecture", "roberta-tiny",
+                   "--max_steps", "1", "--per_device_train_batch_size", "2", "--output_dir", str(tmp_path / "out"),
+                   "--save_strategy", "no", "--report_to", "none"])
+    assert r.returncode == 0 and "cache is fresh" in r.stdout, r.stderr[-2000:]
+    assert (tmp_path / "out" / "model.safetensors").is_file()
     assert {p: p.stat().st_mtime_ns for p in cache.rglob("*")} == before
     paths[0].write_text("changed text\n")
-    r = read_only(py)
+    r = read_only([sys.executable, "-m", "preprocess", *args])
     assert r.returncode == 2 and "cannot be written" in r.stderr and "1 shards tokenized" in r.stderr
     _one_error_line(r.stderr)
 
