@@ -32,12 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = parse(argv)
         from preprocess.run import run
 
-        try:
-            reports = run(cfg, ["mlm-preprocess", *argv])
-        except OSError as e:  # a file deleted or unreadable mid-run, a full disk: the user's to fix
-            where = f"{e.filename}: " if e.filename else ""
-            raise UserError(f"{where}{e.strerror or e}; the cache keeps its last complete state") from None
-        for r in reports:
+        for r in run(cfg, ["mlm-preprocess", *argv]):
             print(r.line())
         return 0
 

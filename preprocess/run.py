@@ -153,7 +153,19 @@ def parameters(cfg: PreprocessConfig) -> dict[str, Any]:
 
 
 def run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
-    """Bring ``<cache>/<split>`` up to date with the inputs; one report per split."""
+    """Bring ``<cache>/<split>`` up to date with the inputs; one report per split.
+
+    A file that vanishes or cannot be read mid-run, or a full disk, is the
+    user's to fix: a UserError naming the file, never a traceback.
+    """
+    try:
+        return _run(cfg, command)
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        raise UserError(f"{where}{e.strerror or e}; the cache keeps its last complete state") from None
+
+
+def _run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
     # Must precede any use of a fast tokenizer in this process: a fork after
     # Rust threads ran hangs the workers forever.
     os.environ["TOKENIZERS_PARALLELISM"] = "false"

@@ -5,14 +5,15 @@ from __future__ import annotations
 import os
 import sys
 
-from common.errors import UserError
-
 
 def main(argv: list[str] | None = None, prog: str = "mlm-train", preprocess_first: bool = False) -> int:
     """Parse, (optionally) preprocess, train. ``preprocess_first`` is the run_mlm.py front's behaviour."""
+    from common.cli import run_command
+
     argv = sys.argv[1:] if argv is None else argv
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
+
+    def body() -> int:
         from train.config import parse
 
         cfg, margs, mlm, targs = parse(argv, prog)
@@ -27,11 +28,11 @@ def main(argv: list[str] | None = None, prog: str = "mlm-train", preprocess_firs
         from train.run import train
 
         metrics, _ = train(cfg, margs, mlm, targs, check_inputs=not preprocess_first)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(metrics.items())))
-    return 0
+        print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(metrics.items())))
+        return 0
+
+    return run_command(body, "stopped; the cache keeps its last complete state, and the last checkpoint saved in "
+                             "--output_dir is where to resume (--resume_from_checkpoint)")
 
 
 if __name__ == "__main__":
