@@ -1,7 +1,17 @@
-"""Batch blocks, add the attention mask transformers' MLM collator leaves out, then mask.
+"""Batch blocks with an exact attention mask; mask tokens (BERT's 80/10/10) from a generator the caller seeds.
 
-Padding is known from each example's length before masking, so the mask is
-exact even when random replacement happens to draw the pad id.
+In training the two happen at different times. ``pad`` runs in the DataLoader;
+``mask`` runs when the Trainer is about to use the batch (``train.run.MlmTrainer``),
+with a generator seeded from where the batch is in training. Masking inside
+the DataLoader drew from the global torch RNG, and accelerate's DataLoaderShard
+collates one batch ahead: when the Trainer saved its RNG state at checkpoint-k,
+batch k+1's masks were already drawn, so a resumed run drew them (and every
+later mask and dropout draw) from other states: resumed from step 4 of 8, the
+resume test in tests/train/test_train.py logged losses up to 0.03 apart and
+ended with weights up to 1.1e-3 apart.
+
+Padding is known from each example's length before masking, so the attention
+mask is exact even when random replacement happens to draw the pad id.
 """
 
 from __future__ import annotations
@@ -9,25 +19,52 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from transformers import DataCollatorForLanguageModeling
+
+MASK_SHARE, RANDOM_SHARE = 0.8, 0.1  # of the chosen tokens; the other 10% are kept as they are (BERT)
 
 
 class MlmCollator:
+    """``pad`` + ``mask``; calling it does both, masking from the global RNG unless given a generator."""
+
     def __init__(self, tokenizer: Any, special_ids: list[int], pad_id: int, mlm_probability: float = 0.15,
                  pad_to_multiple_of: int | None = 8):
-        self.inner = DataCollatorForLanguageModeling(tokenizer, mlm_probability=mlm_probability,
-                                                     pad_to_multiple_of=pad_to_multiple_of)
+        if tokenizer.mask_token_id is None:
+            raise ValueError(f"{type(tokenizer).__name__} has no mask token; masked-LM training needs one")
         self.special = torch.tensor(sorted(set(special_ids)), dtype=torch.long)
         self.pad_id = pad_id
+        self.mask_id = int(tokenizer.mask_token_id)
+        self.vocab_size = len(tokenizer)  # random replacement draws from every id, as transformers' collator does
+        self.mlm_probability = mlm_probability
         self.multiple = pad_to_multiple_of or 1
 
-    def __call__(self, examples: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    def pad(self, examples: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``input_ids`` (batch x width, width a multiple of ``pad_to_multiple_of``) and ``attention_mask``."""
         lengths = torch.tensor([len(x) for x in examples])
         width = int(-(-int(lengths.max()) // self.multiple) * self.multiple)  # tensor cores like multiples of 8
         input_ids = torch.full((len(examples), width), self.pad_id, dtype=torch.long)
         for row, x in zip(input_ids, examples):
             row[: len(x)] = x
         attention_mask = (torch.arange(width)[None, :] < lengths[:, None]).long()
-        never_mask = torch.isin(input_ids, self.special) | (attention_mask == 0)
-        input_ids, labels = self.inner.torch_mask_tokens(input_ids, special_tokens_mask=never_mask)
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+    def mask(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """A new batch: each non-special, non-pad token is chosen with ``mlm_probability``; a chosen token
+        becomes ``<mask>`` (80%), a random id (10%) or stays (10%), and ``labels`` holds its original id
+        (-100 at every other position).
+
+        One uniform draw per position decides both whether and how a token is masked. The draws are
+        made on the generator's device (the global RNG's: the CPU, when none is given) and then moved
+        to the batch's, so a generator gives the same masks whatever device the batch is on.
+        """
+        ids, attention = batch["input_ids"], batch["attention_mask"]
+        device = generator.device if generator is not None else torch.device("cpu")
+        u = torch.rand(ids.shape, generator=generator, device=device).to(ids.device)
+        random_ids = torch.randint(self.vocab_size, ids.shape, generator=generator, device=device).to(ids.device)
+        p = self.mlm_probability
+        chosen = (u < p) & (attention != 0) & ~torch.isin(ids, self.special.to(ids.device))
+        masked = torch.where(chosen & (u < p * MASK_SHARE), self.mask_id, ids)
+        masked = torch.where(chosen & (u >= p * MASK_SHARE) & (u < p * (MASK_SHARE + RANDOM_SHARE)), random_ids, masked)
+        return {**batch, "input_ids": masked, "labels": torch.where(chosen, ids, -100)}
+
+    def __call__(self, examples: list[torch.Tensor], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        return self.mask(self.pad(examples), generator)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import math
 import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 from transformers import Trainer, TrainingArguments, set_seed
 
 from common.errors import UserError
@@ -71,6 +74,20 @@ def check_split(cfg: PreprocessConfig, split: str, loaded: LoadedTokenizer, inpu
     return dataset
 
 
+def refuse_empty(cfg: PreprocessConfig, split: str, dataset: Any) -> None:
+    """UserError, on one line, when a split has no examples (the Trainer would fail deep in its sampler)."""
+    if len(dataset) > 0:
+        return
+    manifest = dataset.reader.manifest
+    t = manifest.totals()
+    instead = "" if split == "train" else "train without --eval_strategy/--do_eval, or "
+    raise UserError(
+        f"{Path(cfg.datasets_cache_dir) / split} holds no blocks: its text had no tokens ({manifest.input_dir}: "
+        f"{t['shards']} files, {t['bytes']} bytes, {t['lines']} lines with tokens, {t['lines_without_tokens']} that "
+        f"encode to none, blank lines dropped); {instead}add text there and rebuild the cache: {fix_command(cfg)}"
+    )
+
+
 def identity_difference(before: dict[str, Any], now: dict[str, Any]) -> str:
     """What changed between two tokenizer identities, in words: type, settings, which files."""
     out = [f"{k} {before.get(k)!r} -> {now.get(k)!r}" for k in ("type", "settings") if before.get(k) != now.get(k)]
@@ -81,7 +98,52 @@ def identity_difference(before: dict[str, Any], now: dict[str, Any]) -> str:
     return "; ".join(out) or f"digest {before.get('digest')} -> {now.get('digest')}"
 
 
+TRAIN_STREAM, EVAL_STREAM = 0, 1
+
+
+def mask_seed(seed: int, *position: int) -> int:
+    """A 64-bit seed for one batch's masks: ``seed`` and the batch's position, mixed by numpy's SeedSequence."""
+    return int(np.random.SeedSequence(seed % 2**64, spawn_key=position).generate_state(1, np.uint64)[0])
+
+
 class MlmTrainer(Trainer):
+    """The Trainer, masking each batch just before it is used, from where the batch is.
+
+    A training micro-batch is masked from (``--seed``, train, global step, its index within the
+    optimizer step, process index); an evaluation batch from (``--seed``, eval, its index within
+    the evaluation, process index). The masks are then a function of the batch's position, not of
+    how far the DataLoader has read ahead, of its workers, or of the global RNG, which dropout alone
+    draws from and a checkpoint restores exactly. Every evaluation masks its batches the same way,
+    so eval losses at different steps differ only by the weights.
+    """
+
+    def __init__(self, *args: Any, collator: MlmCollator, **kwargs: Any):
+        super().__init__(*args, data_collator=collator.pad, **kwargs)  # labels come from masking, not the collator
+        self.collator = collator
+        self._generator = torch.Generator()  # CPU: the same masks on any device
+        self._micro_step, self._micro, self._eval_batch = -1, 0, 0
+
+    def _mask(self, inputs: dict[str, torch.Tensor], *position: int) -> dict[str, torch.Tensor]:
+        self._generator.manual_seed(mask_seed(self.args.seed, *position, self.args.process_index))
+        return self.collator.mask(inputs, self._generator)
+
+    def training_step(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor],
+                      num_items_in_batch: torch.Tensor | int | None = None) -> torch.Tensor:
+        step = self.state.global_step  # the optimizer steps done; the micro-batches of one share it
+        self._micro = self._micro + 1 if step == self._micro_step else 0
+        self._micro_step = step
+        return super().training_step(model, self._mask(inputs, TRAIN_STREAM, step, self._micro), num_items_in_batch)
+
+    def evaluation_loop(self, *args: Any, **kwargs: Any):
+        self._eval_batch = 0
+        return super().evaluation_loop(*args, **kwargs)
+
+    def prediction_step(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor], prediction_loss_only: bool,
+                        ignore_keys: list[str] | None = None):
+        inputs = self._mask(inputs, EVAL_STREAM, self._eval_batch)
+        self._eval_batch += 1
+        return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "eval_loss" in logs:
             logs["eval_perplexity"] = math.exp(min(logs["eval_loss"], 50.0))
@@ -101,8 +163,14 @@ def train(cfg: PreprocessConfig, margs: ModelArguments, mlm: MlmArguments, targs
     except TokenizerError as e:
         raise UserError(str(e)) from None
     train_set = check_split(cfg, "train", loaded, cfg.train_dir if check_inputs else None)
+    refuse_empty(cfg, "train", train_set)
     has_eval = (Path(cfg.datasets_cache_dir) / "validation" / MANIFEST_NAME).is_file()
     eval_set = check_split(cfg, "validation", loaded, cfg.eval_dir if check_inputs else None) if has_eval else None
+    if eval_set is not None and len(eval_set) == 0:
+        if targs.do_eval:  # --do_eval, or set by any --eval_strategy but "no"
+            refuse_empty(cfg, "validation", eval_set)
+        print(f"note: {cfg.datasets_cache_dir}/validation holds no blocks; no evaluation", file=sys.stderr)
+        eval_set = None
     if targs.eval_strategy != "no" and eval_set is None:
         raise UserError(f"--eval_strategy {targs.eval_strategy} but {cfg.datasets_cache_dir}/validation has no "
                         "manifest; preprocess with --eval_dir, or drop --eval_strategy")
@@ -115,8 +183,11 @@ def train(cfg: PreprocessConfig, margs: ModelArguments, mlm: MlmArguments, targs
     except (ModelError, OSError, ValueError) as e:  # a checkpoint or config that does not load is the user's to fix
         raise UserError(f"model: {e}") from None
     ids = identity["special_ids"]
-    collator = MlmCollator(loaded.tokenizer, [ids["bos"], ids["eos"], ids["pad"]], ids["pad"], mlm.mlm_probability)
-    trainer = MlmTrainer(model=model, args=targs, data_collator=collator, train_dataset=train_set,
+    try:
+        collator = MlmCollator(loaded.tokenizer, [ids["bos"], ids["eos"], ids["pad"]], ids["pad"], mlm.mlm_probability)
+    except ValueError as e:
+        raise UserError(f"--tokenizer_name_or_path {cfg.tokenizer_name_or_path}: {e}") from None
+    trainer = MlmTrainer(model=model, args=targs, collator=collator, train_dataset=train_set,
                          eval_dataset=eval_set, processing_class=loaded.tokenizer)
     result = trainer.train(resume_from_checkpoint=targs.resume_from_checkpoint)
     metrics: dict[str, Any] = dict(result.metrics)

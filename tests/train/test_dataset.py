@@ -66,3 +66,31 @@ def test_collator_pads_to_8_with_an_exact_attention_mask(bpe_dir):
     assert (b["labels"][:, 0] == -100).all()  # bos never masked
     assert (b["labels"] != -100).any()
     assert (b["input_ids"][0, 5:] == pad).all() or (b["attention_mask"][0, 5:] == 0).all()
+
+
+def test_masking_targets_real_tokens_only_at_the_bert_rates(bpe_dir):
+    tok = AutoTokenizer.from_pretrained(bpe_dir)
+    special = [tok.bos_token_id, tok.eos_token_id, tok.pad_token_id]
+    coll = MlmCollator(tok, special, tok.pad_token_id, mlm_probability=0.15)
+    g = torch.Generator().manual_seed(0)
+    examples = []
+    for n in torch.randint(3, 200, (128,), generator=g).tolist():
+        body = torch.randint(len(special) + 2, len(tok), (n,), generator=g)
+        body[torch.rand(n, generator=g) < 0.05] = tok.eos_token_id  # the separator between lines of a block
+        examples.append(torch.cat([torch.tensor([tok.bos_token_id]), body, torch.tensor([tok.eos_token_id])]))
+    plain = coll.pad(examples)
+    assert set(plain) == {"input_ids", "attention_mask"}  # labels come from masking
+    b = coll.mask(plain, torch.Generator().manual_seed(1))
+    ids, out, labels = plain["input_ids"], b["input_ids"], b["labels"]
+    chosen = labels != -100
+    assert torch.equal(labels[chosen], ids[chosen])  # the target is the original id
+    assert torch.equal(out[~chosen], ids[~chosen]) and (labels[~chosen] == -100).all()
+    maskable = (plain["attention_mask"] == 1) & ~torch.isin(ids, torch.tensor(special))
+    assert not (chosen & ~maskable).any()  # never bos, eos or padding
+    assert maskable.sum() > 10_000
+    assert float(chosen.sum() / maskable.sum()) == pytest.approx(0.15, abs=0.01)
+    as_mask = float((out[chosen] == tok.mask_token_id).float().mean())
+    kept = float((out[chosen] == ids[chosen]).float().mean())
+    assert as_mask == pytest.approx(0.8, abs=0.03) and kept == pytest.approx(0.1, abs=0.02)  # the rest: random ids
+    assert torch.equal(coll.mask(plain, torch.Generator().manual_seed(1))["labels"], labels)  # a function of the seed
+    assert not torch.equal(coll.mask(plain, torch.Generator().manual_seed(2))["labels"], labels)
