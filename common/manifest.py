@@ -158,18 +158,14 @@ class Manifest:
         version = d.get("format_version") if isinstance(d, dict) else None
         if isinstance(d, dict) and version != FORMAT_VERSION:
             raise FormatError(
-                f"{source}: format_version {version}, this version reads {FORMAT_VERSION}; "
-                "rebuild the cache with the preprocess command"
+                f"{source}: format_version {version}, this version reads {FORMAT_VERSION}"
             )
         try:
             m = build(Manifest, d, "manifest")
             _check_tokenizer(m.tokenizer)
         except ShapeError as e:
-            raise FormatError(f"{source}: malformed manifest ({e}); {REBUILD_HINT}") from None
+            raise FormatError(f"{source}: malformed manifest ({e})") from None
         return m
-
-
-REBUILD_HINT = "rerun preprocessing with the same flags to rewrite it (valid pieces are reused)"
 
 
 class ShapeError(ValueError):
@@ -292,15 +288,14 @@ def read_json(path: Path) -> Any:
 
 
 def load_manifest(split_dir: str | Path) -> Manifest:
-    """Read ``<split_dir>/manifest.json``; FormatError (naming the file) if absent or wrong."""
+    """Read ``<split_dir>/manifest.json``; FormatError (one line naming the file) if absent or wrong.
+
+    The message says what is wrong; each command adds the fix in its own words.
+    """
     path = Path(split_dir) / MANIFEST_NAME
     if not path.is_file():
         raise FormatError(f"{path}: no manifest; this split was never completely preprocessed")
-    try:
-        data = read_json(path)
-    except FormatError as e:
-        raise FormatError(f"{e}; {REBUILD_HINT}") from None
-    return Manifest.from_dict(data, source=str(path))
+    return Manifest.from_dict(read_json(path), source=str(path))
 
 
 def write_manifest(split_dir: str | Path, manifest: Manifest) -> None:

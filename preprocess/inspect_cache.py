@@ -29,6 +29,16 @@ from common.hashing import file_digest, file_digests
 from common.manifest import Manifest, load_manifest
 from common.tokenizer import TokenizerError, load_tokenizer, tokenizer_source
 
+REBUILD_HINT = "rerun preprocessing with the same flags to rewrite it (valid pieces are reused)"
+
+
+def read_manifest(split: Path) -> Manifest:
+    """``load_manifest`` whose error also says how to fix it."""
+    try:
+        return load_manifest(split)
+    except FormatError as e:
+        raise UserError(f"{e}; {REBUILD_HINT}") from None
+
 
 def split_dirs(path: str) -> list[Path]:
     """A split dir itself (or its manifest.json), or every split of a cache dir."""
@@ -243,19 +253,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "diff":
             all_same = True
             for x, y in _diff_pairs(args.a, args.b):
-                same, report = diff(load_manifest(x), load_manifest(y), (str(x), str(y)))
+                same, report = diff(read_manifest(x), read_manifest(y), (str(x), str(y)))
                 all_same &= same
                 print(report)
             return 0 if all_same else 1
         if args.command == "show" and args.json:
             dirs = split_dirs(args.path)
-            docs = {d.name: load_manifest(d).to_dict() for d in dirs}
+            docs = {d.name: read_manifest(d).to_dict() for d in dirs}
             one = len(dirs) == 1 and (Path(args.path) / MANIFEST_NAME).is_file()
             print(json.dumps(docs[dirs[0].name] if one else docs, indent=1, ensure_ascii=False))
             return 0
         good = True
         for split in split_dirs(args.path):
-            m = load_manifest(split)
+            m = read_manifest(split)
             if args.command == "show":
                 print(show(split, m))
             elif args.command == "status":

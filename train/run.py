@@ -70,7 +70,8 @@ def check_split(cfg: PreprocessConfig, split: str, loaded: LoadedTokenizer, inpu
         _ = dataset.reader.maps  # size-check every file now, not mid-training
         dataset.reader.close()
     except FormatError as e:
-        raise UserError(f"{e}\nto rebuild the cache: {fix_command(cfg)}") from None
+        sep = "\n" if "\n" in str(e) else "; "  # a report stays a report; a one-line reason stays one line
+        raise UserError(f"{e}{sep}to rebuild the cache: {fix_command(cfg)}") from None
     return dataset
 
 
@@ -224,7 +225,11 @@ def check_checkpoint_tokenizer(checkpoint: str | None, identity: dict[str, Any])
                         "--resume_from_checkpoint)")
     for candidate in (path / "manifests" / "train.json", path.parent / "manifests" / "train.json"):
         if candidate.is_file():
-            trained = read_json(candidate).get("tokenizer", {})
+            try:
+                trained = Manifest.from_dict(read_json(candidate), source=str(candidate)).tokenizer
+            except FormatError as e:
+                raise UserError(f"{e}; it tells which tokenizer {checkpoint} was trained with: restore it "
+                                "from the model's output dir") from None
             if trained.get("digest") != identity["digest"]:
                 raise UserError(f"{checkpoint} was trained with another tokenizer "
                                 f"({trained.get('name_or_path')}): {identity_difference(trained, identity)}; "

@@ -211,6 +211,32 @@ def test_a_cache_without_blocks_is_refused_in_one_line(capsys, tmp_path, wordpie
     assert "validation holds no blocks; no evaluation" in captured.err and "eval_loss" not in captured.out
 
 
+@pytest.mark.parametrize("content", [b"\x00\xff garbage", b"[]", b"null", b'{"format_version": 1, "shards": 5}'])
+def test_a_damaged_manifest_is_one_line_for_mlm_train_and_repaired_by_run_mlm(capsys, tmp_path, bpe_dir, content):
+    train, ev = _texts(tmp_path)
+    cache = tmp_path / "cache"
+    args = seed_command(bpe_dir, train, ev, cache, tmp_path / "out", max_steps=1)
+    args.remove("--add_space_token")
+    assert train_main([*args, "--build_dataset_only"], prog="run_mlm.py", preprocess_first=True) == 0
+    mpath = cache / "train" / "manifest.json"
+    mpath.write_bytes(content)
+    capsys.readouterr()
+    assert train_main([a for a in args if a != "--fp16"], prog="mlm-train") == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith(("note:", "WARNING"))]
+    assert len(err) == 1 and err[0].startswith(f"error: {mpath}: ") and "to rebuild the cache: make preprocess" in err[0]
+    # run_mlm.py preprocesses first: the manifest is rewritten from the valid pieces, nothing re-tokenized
+    assert train_main([*args, "--build_dataset_only"], prog="run_mlm.py", preprocess_first=True) == 0
+    captured = capsys.readouterr()
+    assert f"warning: {mpath}" in captured.err and "2 shards reused, 0 tokenized" in captured.out
+    # a model dir whose manifests/train.json (the tokenizer it was trained with) is damaged
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "manifests").mkdir()
+    (model / "manifests" / "train.json").write_bytes(content)
+    assert train_main([*args, "--model_name_or_path", str(model)], prog="mlm-train") == 2
+    assert "trained with: restore it" in capsys.readouterr().err
+
+
 def test_a_mismatched_or_damaged_cache_stops_training_with_the_fix(capsys, tmp_path, bpe_dir, wordpiece_dir):
     train, ev = _texts(tmp_path)
     cache = tmp_path / "cache"
