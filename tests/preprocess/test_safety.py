@@ -41,6 +41,16 @@ def _subprocess(args: list[str], **kw) -> subprocess.CompletedProcess:
     return subprocess.run(args, capture_output=True, text=True, env=env, timeout=120, **kw)
 
 
+def _built(capsys, tmp_path: Path, tok: Path) -> tuple[list[str], Path, list[Path]]:
+    """A cache built from 2 shards: the preprocess flags, the cache dir, the shards."""
+    train = tmp_path / "train"
+    paths = write_shards(train, n_shards=2)
+    cache = tmp_path / "cache"
+    args = base_args(tok, train, cache)
+    assert run_cli(capsys, *args)[0] == 0
+    return args, cache, paths
+
+
 # 1. cleanup deletes only the cache's own files
 
 
@@ -58,11 +68,7 @@ def test_an_input_dir_inside_the_cache_is_refused_and_the_text_survives(capsys, 
 
 
 def test_cleanup_keeps_foreign_files_and_never_follows_a_symlink(capsys, tmp_path, wordpiece_dir):
-    train = tmp_path / "train"
-    paths = write_shards(train, n_shards=2)
-    cache = tmp_path / "cache"
-    args = base_args(wordpiece_dir, train, cache)
-    assert run_cli(capsys, *args)[0] == 0
+    args, cache, paths = _built(capsys, tmp_path, wordpiece_dir)
     old_piece = cache / "train" / manifest(cache)["shards"][0]["files"]["tokens"]["path"]
     foreign = [cache / "train" / "shards" / "my_notes.txt", cache / "train" / "blocks" / "keep.json",
                cache / "train" / "keep.npy"]
@@ -182,11 +188,7 @@ CORRUPTIONS = ["random bytes", "not utf-8", "list", "null", "files not an object
 
 @pytest.mark.parametrize("kind", CORRUPTIONS)
 def test_a_damaged_manifest_is_rebuilt_by_preprocess_and_one_line_elsewhere(capsys, tmp_path, wordpiece_dir, kind):
-    train = tmp_path / "train"
-    write_shards(train, n_shards=2)
-    cache = tmp_path / "cache"
-    args = base_args(wordpiece_dir, train, cache)
-    assert run_cli(capsys, *args)[0] == 0
+    args, cache, _ = _built(capsys, tmp_path, wordpiece_dir)
     good = arrays(cache)
     mpath = cache / "train" / "manifest.json"
     _corrupt(kind, mpath)
@@ -207,11 +209,7 @@ def test_a_damaged_manifest_is_rebuilt_by_preprocess_and_one_line_elsewhere(caps
 
 @pytest.mark.parametrize("kind", ["random bytes", "list", "files not an object", "path leaves the dir"])
 def test_a_damaged_piece_record_is_rebuilt_with_a_warning(capsys, tmp_path, wordpiece_dir, kind):
-    train = tmp_path / "train"
-    write_shards(train, n_shards=2)
-    cache = tmp_path / "cache"
-    args = base_args(wordpiece_dir, train, cache)
-    assert run_cli(capsys, *args)[0] == 0
+    args, cache, _ = _built(capsys, tmp_path, wordpiece_dir)
     good = arrays(cache)
     record = cache / "train" / "shards" / f"{manifest(cache)['shards'][1]['key']}.json"
     data = json.loads(record.read_text())
@@ -354,11 +352,7 @@ def _unshare_available() -> bool:
 @pytest.mark.skipif(shutil.which("unshare") is None or not _unshare_available(),
                     reason="needs unshare to bind-mount the cache read-only")
 def test_a_fresh_cache_on_a_read_only_filesystem_is_used_without_writing(capsys, tmp_path, bpe_dir):
-    train = tmp_path / "train"
-    paths = write_shards(train, n_shards=2)
-    cache = tmp_path / "cache"
-    args = base_args(bpe_dir, train, cache)
-    assert run_cli(capsys, *args)[0] == 0
+    args, cache, paths = _built(capsys, tmp_path, bpe_dir)
     before = {p: p.stat().st_mtime_ns for p in cache.rglob("*")}
 
     def read_only(cmd: list[str]) -> subprocess.CompletedProcess:
@@ -385,11 +379,7 @@ def test_a_fresh_cache_on_a_read_only_filesystem_is_used_without_writing(capsys,
 
 
 def test_verify_outputs_rebuilds_an_array_altered_at_the_same_size(capsys, tmp_path, wordpiece_dir):
-    train = tmp_path / "train"
-    write_shards(train, n_shards=2)
-    cache = tmp_path / "cache"
-    args = base_args(wordpiece_dir, train, cache)
-    assert run_cli(capsys, *args)[0] == 0
+    args, cache, _ = _built(capsys, tmp_path, wordpiece_dir)
     good = arrays(cache)
     tokens = cache / "train" / manifest(cache)["shards"][0]["files"]["tokens"]["path"]
     data = bytearray(tokens.read_bytes())
