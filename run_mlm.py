@@ -1,12 +1,49 @@
-"""The users' old command line, kept working verbatim: preprocess when the cache is
-missing or stale, then train (``--build_dataset_only`` stops after preprocessing).
+"""The users' old command line, kept working verbatim: bring the cache up to date, then train
+(``--build_dataset_only`` stops after preprocessing).
 
     python run_mlm.py --tokenizer_name_or_path ... --train_dir ... --datasets_cache_dir ... [flags]
+
+The one place that uses both stages: it takes the preprocess flags and the
+train flags, preprocesses (rank 0 only under torchrun, the others then find
+the cache fresh), then trains without hashing the text a second time.
 """
 
-import sys
+from __future__ import annotations
 
-from train.__main__ import main
+import os
+import sys
+from dataclasses import dataclass, field
+
+
+@dataclass
+class FrontArguments:
+    build_dataset_only: bool = field(default=False, metadata={"help": "Preprocess, then stop before training."})
+
+
+def main(argv: list[str] | None = None) -> int:
+    from common.cli import run_command
+    from train.__main__ import STOPPED, train_and_report
+
+    argv = sys.argv[1:] if argv is None else argv
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+    def body() -> int:
+        from preprocess.config import PreprocessConfig
+        from preprocess.run import run as preprocess
+        from train.config import announce, parse
+
+        parsed = parse(argv, "run_mlm.py", cache_class=PreprocessConfig, extra=(FrontArguments,))
+        announce(parsed)
+        (front,) = parsed.extra
+        with parsed.training.main_process_first(desc="preprocessing"):  # rank 0 builds, the others find it fresh
+            for report in preprocess(parsed.cache, ["run_mlm.py", *argv]):
+                print(report.line())
+        if front.build_dataset_only:
+            return 0
+        return train_and_report(parsed, check_inputs=False)  # just preprocessed: fresh by construction
+
+    return run_command(body, STOPPED)
+
 
 if __name__ == "__main__":
-    sys.exit(main(prog="run_mlm.py", preprocess_first=True))
+    sys.exit(main())

@@ -415,8 +415,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("the original files do not hold our blocks: the comparison would be meaningless")
 
     loaded = load_tokenizer(str(tok_dir))
-    ids = loaded.identity["special_ids"]
-    collate = MlmCollator(loaded.tokenizer, [ids["bos"], ids["eos"], ids["pad"]], ids["pad"], 0.15)
+    ids = loaded.identity.special_ids
+    collate = MlmCollator(loaded.tokenizer, [ids.bos, ids.eos, ids.pad], ids.pad, 0.15)
     identical = same_batches(ours, orig, collate, args.batch_size, args.seed)
     need = gpu_need(args.batch_size, args.mfu, args.peak_tflops)
     item_order = order[: min(n, ITEM_WARMUP + args.batches * args.batch_size)]
@@ -459,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
         f"files in the page cache (warm), no GPU; 1-min load average {load_before:.2f} at start, "
         f"{os.getloadavg()[0]:.2f} at end (above ~0.5 means other processes shared the cores: rates are noisy)",
         f"data: {args.mb:g} MB English-like corpus -> {n:,} blocks of <= {MAX_SEQ_LENGTH} ids "
-        f"(mean {lengths.mean():.0f}), byte-level BPE {loaded.identity['vocab_size']:,} ids; "
+        f"(mean {lengths.mean():.0f}), byte-level BPE {loaded.identity.vocab_size:,} ids; "
         f"ours reads {ours.reader.maps[0][0].dtype} .npy, original uint32 .dat",
         f"same blocks, sampler (seed {args.seed}), MlmCollator(pad_to_multiple_of=8, p=0.15), batch {args.batch_size}; "
         f"identical first masked batch from both: {'yes' if identical else 'NO'}",

@@ -119,10 +119,11 @@ def synthetic_tokenizer(vocab_size: int) -> Any:
                                    pad_token="<pad>", mask_token="<mask>")
 
 
-def identity_of(tok: Any) -> dict[str, Any]:
-    """The slice of ``common.tokenizer`` identity that ``train.model.build_model`` reads."""
-    return {"vocab_size": len(tok), "special_ids": {"bos": tok.bos_token_id, "eos": tok.eos_token_id,
-                                                     "pad": tok.pad_token_id}}
+def special_ids_of(tok: Any) -> Any:
+    """The special ids ``train.model.build_model`` reads, as ``common.tokenizer`` records them."""
+    from common.manifest import SpecialIds
+
+    return SpecialIds(tok.bos_token_id, tok.eos_token_id, tok.pad_token_id, tok.unk_token_id, tok.mask_token_id)
 
 
 def build(variant: str, architecture: str, tok: Any, seq_len: int, seed: int) -> tuple[Any, Any]:
@@ -132,16 +133,15 @@ def build(variant: str, architecture: str, tok: Any, seq_len: int, seed: int) ->
     from train.collator import MlmCollator
     from train.model import build_model, check_positions, fit_to_tokenizer, load_config
 
-    ident = identity_of(tok)
-    ids = ident["special_ids"]
+    ids = special_ids_of(tok)
     torch.manual_seed(seed)
     if variant == "defaults":
         config = load_config(architecture, None, None)
-        fit_to_tokenizer(config, ident, fresh=True)
+        fit_to_tokenizer(config, len(tok), ids, fresh=True)
         check_positions(config, seq_len)
         return AutoModelForMaskedLM.from_config(config), DataCollatorForLanguageModeling(tok)
-    model = build_model(architecture, None, None, ident, seq_len)  # exactly what train/run.py calls
-    return model, MlmCollator(tok, [ids["bos"], ids["eos"], ids["pad"]], ids["pad"], 0.15)
+    model = build_model(architecture, None, None, len(tok), ids, seq_len)  # exactly what train/run.py calls
+    return model, MlmCollator(tok, [ids.bos, ids.eos, ids.pad], ids.pad, 0.15)
 
 
 # --------------------------------------------------------------------------- training arguments

@@ -5,10 +5,12 @@ Schema (``format_version`` 1), every field written by ``Manifest.to_dict``::
     format_version   int, FORMAT_VERSION of common/format.py
     created_by       {command: argv list, version, created_at (UTC ISO 8601)}
     input_dir        absolute path of the text dir the shards came from
-    tokenizer        {type, name_or_path, class, digest, files: {name: digest},
-                      vocab_size, dtype, special_ids: {bos, eos, pad, unk, mask},
-                      separator: {token, id}, encoder, settings}
-    parameters       {ext, max_seq_length, datasets_type, cleaning, ...}
+    tokenizer        TokenizerIdentity: {type, name_or_path, files: {name: digest},
+                      settings, digest, class, vocab_size, dtype,
+                      special_ids: {bos, eos, pad, unk, mask},
+                      separator: {token, id}, encoder}
+    parameters       Parameters: {ext, max_seq_length, datasets_type,
+                      add_space_token, cleaning, packing}
     shards[]         {path (relative to input_dir), bytes, digest, key, lines,
                       tokens, invalid_utf8, lines_without_tokens (cleaned
                       lines that encoded to no id, dropped), line_hist,
@@ -30,12 +32,71 @@ import json
 import os
 import types
 import typing
-from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from common.format import FORMAT_VERSION, MANIFEST_NAME, FormatError, length_bins, tmp_name
 from common.hashing import fingerprint
+
+
+@dataclass(frozen=True)
+class TokenizerSource:
+    """What defines a tokenizer, known without loading it: its digest is part of every cache key.
+
+    ``name_or_path`` is where it lives, not what it is, so it is left out of
+    the digest: a copied tokenizer keeps its caches.
+    """
+
+    type: str
+    name_or_path: str
+    files: dict[str, str]  # file name -> content digest
+    settings: dict[str, Any]  # e.g. add_space_token
+    digest: str
+
+
+@dataclass(frozen=True)
+class SpecialIds:
+    bos: int  # or [CLS]: what opens a block
+    eos: int  # or [SEP]: what closes it
+    pad: int | None
+    unk: int | None
+    mask: int | None
+
+
+@dataclass(frozen=True)
+class Separator:
+    """The id written after every line in a token stream."""
+
+    token: str
+    id: int
+
+
+@dataclass(frozen=True)
+class TokenizerIdentity(TokenizerSource):
+    """A loaded tokenizer as the manifest records it: its source plus what packing and training need."""
+
+    class_name: str = field(metadata={"json": "class"})
+    vocab_size: int
+    dtype: str  # of the token arrays: common.format.token_dtype(vocab_size)
+    special_ids: SpecialIds
+    separator: Separator
+    encoder: str | None = field(default=None, metadata={"omit_none": True})  # the backend preprocessing used
+
+    def source(self) -> TokenizerSource:
+        return TokenizerSource(self.type, self.name_or_path, self.files, self.settings, self.digest)
+
+
+@dataclass(frozen=True)
+class Parameters:
+    """The settings, besides the tokenizer, that the arrays depend on."""
+
+    ext: str
+    max_seq_length: int
+    datasets_type: str
+    add_space_token: bool
+    cleaning: dict[str, Any]
+    packing: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -97,8 +158,8 @@ class ShardInfo:
 @dataclass(frozen=True)
 class Manifest:
     input_dir: str
-    tokenizer: dict[str, Any]
-    parameters: dict[str, Any]
+    tokenizer: TokenizerIdentity
+    parameters: Parameters
     shards: list[ShardInfo]
     created_by: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
@@ -134,9 +195,9 @@ class Manifest:
             "format_version": self.format_version,
             "created_by": self.created_by,
             "input_dir": self.input_dir,
-            "tokenizer": self.tokenizer,
-            "parameters": self.parameters,
-            "shards": [asdict(s) for s in self.shards],
+            "tokenizer": to_json(self.tokenizer),
+            "parameters": to_json(self.parameters),
+            "shards": [to_json(s) for s in self.shards],
             "totals": self.totals(),
             "stats": self.stats(),
         }
@@ -162,7 +223,6 @@ class Manifest:
             )
         try:
             m = build(Manifest, d, "manifest")
-            _check_tokenizer(m.tokenizer)
         except ShapeError as e:
             raise FormatError(f"{source}: malformed manifest ({e})") from None
         return m
@@ -210,19 +270,36 @@ def build(cls: type, d: Any, where: str) -> Any:
     if not isinstance(d, dict):
         raise ShapeError(f"{where}: expected an object, found {type(d).__name__}")
     hints = typing.get_type_hints(cls)
-    known = {f.name for f in fields(cls)}
+    known = {_json_name(f) for f in fields(cls)}
     values = {}
     for f in fields(cls):
-        if f.name in d:
-            values[f.name] = _convert(d[f.name], hints[f.name], f"{where}.{f.name}")
+        key = _json_name(f)
+        if key in d:
+            values[f.name] = _convert(d[key], hints[f.name], f"{where}.{key}")
         elif f.default is MISSING and f.default_factory is MISSING:
-            raise ShapeError(f"{where}: no {f.name!r}")
+            raise ShapeError(f"{where}: no {key!r}")
     extra = set(d) - known - set(getattr(cls, "DERIVED", ()))
     if extra:
         raise ShapeError(f"{where}: unexpected {sorted(extra)[0]!r}")
     obj = cls(**values)
     if hasattr(obj, "validate"):
         obj.validate(where)
+    return obj
+
+
+def _json_name(f: Any) -> str:
+    return f.metadata.get("json", f.name)
+
+
+def to_json(obj: Any) -> Any:
+    """A dataclass of this module as the JSON object ``build`` reads back, fields in their order."""
+    if is_dataclass(obj):
+        return {_json_name(f): to_json(getattr(obj, f.name)) for f in fields(obj)
+                if not (f.metadata.get("omit_none") and getattr(obj, f.name) is None)}
+    if isinstance(obj, list):
+        return [to_json(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_json(v) for k, v in obj.items()}
     return obj
 
 
@@ -233,17 +310,6 @@ def inside(path: str, where: str) -> str:
     if not path or p.is_absolute() or ".." in p.parts or "\\" in path or "\0" in path:
         raise ShapeError(f"{where}: path {path!r} leaves its dir")
     return path
-
-
-def _check_tokenizer(t: dict[str, Any]) -> None:
-    """The keys of the tokenizer identity that readers rely on (the rest is description)."""
-    for key, kind in (("type", str), ("name_or_path", str), ("digest", str), ("dtype", str),
-                      ("vocab_size", int), ("special_ids", dict), ("separator", dict), ("settings", dict)):
-        _convert(t.get(key), kind, f"manifest.tokenizer.{key}")
-    for key in ("bos", "eos"):
-        _convert(t["special_ids"].get(key), int, f"manifest.tokenizer.special_ids.{key}")
-    for key, value in t["special_ids"].items():
-        _convert(value, int | None, f"manifest.tokenizer.special_ids.{key}")
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:

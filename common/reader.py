@@ -35,8 +35,8 @@ class SplitReader:
         counts = np.array([s.blocks.blocks for s in self.manifest.shards], dtype=OFFSET_DTYPE)
         self.block_starts = np.concatenate([[0], np.cumsum(counts)]).astype(OFFSET_DTYPE)
         self._starts = self.block_starts.tolist()  # bisect on a list beats searchsorted on one scalar
-        ids = self.manifest.tokenizer["special_ids"]
-        self.bos, self.eos = int(ids["bos"]), int(ids["eos"])
+        ids = self.manifest.tokenizer.special_ids
+        self.bos, self.eos = ids.bos, ids.eos
         self._maps: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
 
     def __getstate__(self) -> dict:

@@ -16,6 +16,7 @@ from typing import Any
 
 from common.format import token_dtype
 from common.hashing import file_digest, fingerprint
+from common.manifest import Separator, SpecialIds, TokenizerIdentity, TokenizerSource
 
 # The files that define a tokenizer, directly in its dir. A model dir also
 # holds weights, training state, metrics and checkpoints: none of them
@@ -34,11 +35,11 @@ class TokenizerError(Exception):
 @dataclass
 class LoadedTokenizer:
     tokenizer: Any  # a transformers PreTrainedTokenizerBase
-    identity: dict[str, Any]
+    identity: TokenizerIdentity
 
     @property
     def separator_id(self) -> int:
-        return self.identity["separator"]["id"]
+        return self.identity.separator.id
 
 
 def _load_auto(path: Path, settings: dict[str, Any]) -> Any:
@@ -115,10 +116,10 @@ def _loader(kind: str) -> Callable[[Path, dict[str, Any]], Any]:
     return _load_class(kind) if ":" in kind else TOKENIZER_TYPES[kind]
 
 
-def preprocess_space_token(identity: dict[str, Any]) -> bool:
+def preprocess_space_token(identity: TokenizerSource) -> bool:
     """Whether preprocessing must turn spaces into <_> itself: only a plain Hugging Face
     tokenizer (``auto``) cannot; the other types do it, or segment spaces to <_>, themselves."""
-    return identity["type"] == "auto" and bool(identity["settings"].get("add_space_token"))
+    return identity.type == "auto" and bool(identity.settings.get("add_space_token"))
 
 
 def tokenizer_files(path: Path) -> dict[str, str]:
@@ -130,23 +131,15 @@ def tokenizer_files(path: Path) -> dict[str, str]:
     return {p.name: file_digest(p) for p in files}
 
 
-def _special_ids(tok: Any) -> dict[str, int | None]:
-    # BERT-style vocabularies have [CLS]/[SEP] instead of <s>/</s>; they play
-    # the same role around a block.
-    bos = tok.bos_token_id if tok.bos_token_id is not None else tok.cls_token_id
-    eos = tok.eos_token_id if tok.eos_token_id is not None else tok.sep_token_id
-    return {"bos": bos, "eos": eos, "pad": tok.pad_token_id, "unk": tok.unk_token_id, "mask": tok.mask_token_id}
-
-
-def _separator(tok: Any, eos: int) -> dict[str, Any]:
+def _separator(tok: Any, eos: int) -> Separator:
     vocab = tok.get_vocab()
     for token in SEPARATOR_CANDIDATES:
         if token in vocab:
-            return {"token": token, "id": int(vocab[token])}
-    return {"token": tok.convert_ids_to_tokens(eos), "id": int(eos)}
+            return Separator(token, int(vocab[token]))
+    return Separator(tok.convert_ids_to_tokens(eos), int(eos))
 
 
-def tokenizer_source(name_or_path: str, tokenizer_type: str = "auto", settings: dict[str, Any] | None = None) -> dict[str, Any]:
+def tokenizer_source(name_or_path: str, tokenizer_type: str = "auto", settings: dict[str, Any] | None = None) -> TokenizerSource:
     """What defines the tokenizer, without loading it: type, file digests, settings, and their digest.
 
     Cheap (no transformers import), so a rerun can decide the cache is fresh
@@ -159,15 +152,10 @@ def tokenizer_source(name_or_path: str, tokenizer_type: str = "auto", settings: 
             f"--tokenizer_name_or_path {name_or_path!r}: no such file or directory "
             "(this tool never downloads; save the tokenizer locally with save_pretrained)"
         )
-    source: dict[str, Any] = {
-        "type": kind,
-        "name_or_path": os.path.abspath(name_or_path),
-        "files": tokenizer_files(path),
-        "settings": dict(settings or {}),
-    }
+    files, settings = tokenizer_files(path), dict(settings or {})
     # The path is where it lives, not what it is: a copied tokenizer keeps its digest.
-    source["digest"] = fingerprint({k: v for k, v in source.items() if k != "name_or_path"})
-    return source
+    digest = fingerprint({"type": kind, "files": files, "settings": settings})
+    return TokenizerSource(kind, os.path.abspath(name_or_path), files, settings, digest)
 
 
 def load_tokenizer(name_or_path: str, tokenizer_type: str = "auto", settings: dict[str, Any] | None = None) -> LoadedTokenizer:
@@ -176,9 +164,9 @@ def load_tokenizer(name_or_path: str, tokenizer_type: str = "auto", settings: di
     Nothing is downloaded: ``name_or_path`` must be a local directory or file.
     """
     source = tokenizer_source(name_or_path, tokenizer_type, settings)
-    kind = source["type"]
+    kind = source.type
     try:
-        tok = _loader(kind)(Path(name_or_path), source["settings"])
+        tok = _loader(kind)(Path(name_or_path), source.settings)
     except TokenizerError:
         raise
     except Exception as e:  # any library error while loading: report it in one line
@@ -186,18 +174,21 @@ def load_tokenizer(name_or_path: str, tokenizer_type: str = "auto", settings: di
         raise TokenizerError(
             f"--tokenizer_name_or_path {name_or_path}: cannot load as type {kind!r}: {type(e).__name__}: {msg}"
         ) from e
-    special = _special_ids(tok)
-    if special["bos"] is None or special["eos"] is None:
+    # BERT-style vocabularies have [CLS]/[SEP] instead of <s>/</s>; they play
+    # the same role around a block.
+    bos = tok.bos_token_id if tok.bos_token_id is not None else tok.cls_token_id
+    eos = tok.eos_token_id if tok.eos_token_id is not None else tok.sep_token_id
+    if bos is None or eos is None:
         raise TokenizerError(
             f"{name_or_path}: the tokenizer has neither bos/eos nor cls/sep tokens; blocks need both ends marked"
         )
     vocab_size = max(len(tok), max(tok.get_vocab().values()) + 1)
-    identity = {
-        **source,
-        "class": type(tok).__name__,
-        "vocab_size": int(vocab_size),
-        "dtype": token_dtype(vocab_size).name,
-        "special_ids": special,
-        "separator": _separator(tok, special["eos"]),
-    }
+    identity = TokenizerIdentity(
+        **vars(source),
+        class_name=type(tok).__name__,
+        vocab_size=int(vocab_size),
+        dtype=token_dtype(vocab_size).name,
+        special_ids=SpecialIds(bos, eos, tok.pad_token_id, tok.unk_token_id, tok.mask_token_id),
+        separator=_separator(tok, eos),
+    )
     return LoadedTokenizer(tok, identity)

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from common.check import check_split
 from common.errors import UserError
 from common.format import (
     BLOCKS_DIR,
@@ -46,8 +47,10 @@ from common.hashing import file_digest, fingerprint
 from common.manifest import (
     BlocksInfo,
     Manifest,
+    Parameters,
     ShapeError,
     ShardInfo,
+    TokenizerIdentity,
     build,
     read_json,
     write_json_atomic,
@@ -277,7 +280,7 @@ def pack_split(plan: SplitPlan, max_seq_length: int) -> None:
         plan.blocks[i] = blk
 
 
-def make_manifest(plan: SplitPlan, tokenizer: dict[str, Any], parameters: dict[str, Any], command: list[str]) -> Manifest:
+def make_manifest(plan: SplitPlan, tokenizer: TokenizerIdentity, parameters: Parameters, command: list[str]) -> Manifest:
     from common import __version__
 
     shards = []
@@ -297,14 +300,12 @@ def make_manifest(plan: SplitPlan, tokenizer: dict[str, Any], parameters: dict[s
 def old_manifest(out_dir: Path) -> Manifest | None:
     """The split's current manifest; None if there is none or it is unreadable (with a warning:
     the run then rebuilds what it must, reusing every valid piece, and rewrites it)."""
-    path = out_dir / MANIFEST_NAME
-    if not path.exists():
+    if not (out_dir / MANIFEST_NAME).exists():
         return None
-    try:
-        return Manifest.from_dict(read_json(path), source=str(path))
-    except FormatError as e:
-        warn(f"{e}; treating the split as unbuilt: valid pieces are reused and the manifest rewritten")
-        return None
+    c = check_split(out_dir, sizes=False)  # each piece's arrays are checked as the plan reuses it
+    if c.manifest is None:
+        warn(f"{c.unreadable}; treating the split as unbuilt: valid pieces are reused and the manifest rewritten")
+    return c.manifest
 
 
 def manifest_changed(old: Manifest | None, manifest: Manifest) -> bool:

@@ -188,7 +188,7 @@ def set_worker_state(loaded: LoadedTokenizer, encoder: str) -> None:
     """Pick the backend once; ``encode_task`` then only reads this module's state."""
     _STATE["encode"] = candidate_encoders(loaded.tokenizer)[encoder]
     _STATE["separator"] = loaded.separator_id
-    _STATE["dtype"] = np.dtype(loaded.identity["dtype"])
+    _STATE["dtype"] = np.dtype(loaded.identity.dtype)
     _STATE["space_token"] = SPACE_TOKEN if preprocess_space_token(loaded.identity) else None
 
 

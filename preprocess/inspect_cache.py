@@ -23,21 +23,21 @@ from typing import Any
 
 import numpy as np
 
+from common.check import check_split
 from common.errors import UserError
-from common.format import MANIFEST_NAME, FormatError, check_npy, length_bins
-from common.hashing import file_digest, file_digests
-from common.manifest import Manifest, load_manifest
+from common.format import MANIFEST_NAME, FormatError, length_bins
+from common.manifest import Manifest, to_json
 from common.tokenizer import TokenizerError, load_tokenizer, tokenizer_source
 
 REBUILD_HINT = "rerun preprocessing with the same flags to rewrite it (valid pieces are reused)"
 
 
 def read_manifest(split: Path) -> Manifest:
-    """``load_manifest`` whose error also says how to fix it."""
-    try:
-        return load_manifest(split)
-    except FormatError as e:
-        raise UserError(f"{e}; {REBUILD_HINT}") from None
+    """The split's manifest, or a UserError that also says how to fix it."""
+    c = check_split(split, sizes=False)
+    if c.manifest is None:
+        raise UserError(f"{c.unreadable}; {REBUILD_HINT}")
+    return c.manifest
 
 
 def split_dirs(path: str) -> list[Path]:
@@ -84,13 +84,13 @@ def show(split: Path, m: Manifest) -> str:
         f"built      {m.created_by.get('created_at', '?')} by {m.created_by.get('version', '?')}: "
         f"{' '.join(m.created_by.get('command', []))}",
         f"input      {m.input_dir}",
-        f"tokenizer  {tok.get('type')} {tok.get('class')} at {tok.get('name_or_path')} (digest {tok.get('digest')})",
-        f"           vocab {tok.get('vocab_size'):,}, dtype {tok.get('dtype')}, special ids {tok.get('special_ids')}, "
-        f"separator {tok.get('separator')}, encoder {tok.get('encoder')}",
-        f"parameters max_seq_length {p.get('max_seq_length')}, datasets_type {p.get('datasets_type')}, "
-        f"add_space_token {p.get('add_space_token')}, ext {p.get('ext')}",
+        f"tokenizer  {tok.type} {tok.class_name} at {tok.name_or_path} (digest {tok.digest})",
+        f"           vocab {tok.vocab_size:,}, dtype {tok.dtype}, special ids {to_json(tok.special_ids)}, "
+        f"separator {to_json(tok.separator)}, encoder {tok.encoder}",
+        f"parameters max_seq_length {p.max_seq_length}, datasets_type {p.datasets_type}, "
+        f"add_space_token {p.add_space_token}, ext {p.ext}",
         f"shards     {t['shards']:,} ({_size(t['bytes'])} of text), {t['lines']:,} lines, {t['tokens']:,} tokens",
-        f"blocks     {t['blocks']:,} of at most {p.get('max_seq_length')} tokens; "
+        f"blocks     {t['blocks']:,} of at most {p.max_seq_length} tokens; "
         f"{t['lines_split']:,} long lines split into pieces",
         f"cleaning   {t['invalid_utf8']:,} invalid UTF-8 sequences replaced, "
         f"{t['lines_without_tokens']:,} lines without tokens dropped",
@@ -108,48 +108,27 @@ def status(split: Path, m: Manifest, input_dir: str | None, tokenizer: str | Non
     src_dir = Path(input_dir or m.input_dir)
     if not src_dir.is_dir():
         raise UserError(f"{split}: input dir {src_dir} not found; pass --input_dir where the shards are now")
-    ext = m.parameters.get("ext", "txt")
-    now = {p.name: p for p in sorted(src_dir.glob(f"*.{ext}")) if not p.is_dir()}
-    before = {s.path: s for s in m.shards}
-    common = sorted(set(now) & set(before))
-    digests = dict(zip(common, file_digests(now[name] for name in common)))  # the reads run in parallel
-    out, fresh = [f"== {split} against {src_dir}"], True
-    for name in sorted(set(now) | set(before)):
-        if name not in now:
-            state = "removed"
-        elif name not in before:
-            state = "added"
-        else:
-            state = "unchanged" if digests[name] == before[name].digest else "changed"
-        fresh &= state == "unchanged"
-        out.append(f"  {state:<9} {name}")
-    tok_path = tokenizer or m.tokenizer.get("name_or_path")
+    tok_path = tokenizer or m.tokenizer.name_or_path
     try:
-        src = tokenizer_source(tok_path, m.tokenizer.get("type", "auto"), m.tokenizer.get("settings"))
-        tok_state = "unchanged" if src["digest"] == m.tokenizer.get("digest") else "changed"
+        source = tokenizer_source(tok_path, m.tokenizer.type, m.tokenizer.settings)
     except TokenizerError:
-        tok_state = "missing"
-    fresh &= tok_state == "unchanged"
+        source = None
+    c = check_split(split, tokenizer=source, input_dir=src_dir, sizes=False)
+    out = [f"== {split} against {src_dir}"]
+    out += c.shard_lines()
+    tok_state = "missing" if source is None else "changed" if c.tokenizer else "unchanged"
     out.append(f"  tokenizer {tok_state}: {tok_path}")
+    fresh = source is not None and not c.stale
     out.append("fresh" if fresh else "stale: rerun preprocessing (only what changed is redone)")
     return fresh, "\n".join(out)
 
 
-def verify(split: Path, m: Manifest) -> tuple[bool, str]:
+def verify(split: Path) -> tuple[bool, str]:
     """(intact?, report): every array's size and digest against the manifest."""
-    out, ok = [f"== {split}"], True
-    for s in m.shards:
-        for f in [*s.files.values(), *([s.blocks.file] if s.blocks else [])]:
-            path = split / f.path
-            try:
-                check_npy(path, np.dtype(f.dtype), tuple(f.shape))
-                if file_digest(path) != f.digest:
-                    raise FormatError(f"{path}: content differs from the manifest's digest (altered)")
-            except FormatError as e:
-                ok = False
-                out.append(f"  BAD {s.path}: {e}")
-    out.append("intact" if ok else "damaged: rebuild with --overwrite_cache")
-    return ok, "\n".join(out)
+    c = check_split(split, digests=True)
+    out = [f"== {split}", *(f"  BAD {d}" for d in c.damaged)]
+    out.append("damaged: rebuild with --overwrite_cache" if c.damaged else "intact")
+    return not c.damaged, "\n".join(out)
 
 
 def samples(split: Path, m: Manifest, n: int, tokenizer_type: str | None = None) -> str:
@@ -157,17 +136,17 @@ def samples(split: Path, m: Manifest, n: int, tokenizer_type: str | None = None)
 
     reader = SplitReader(split, m)
     t = m.tokenizer
-    if ":" in t["type"] and tokenizer_type is None:
+    if ":" in t.type and tokenizer_type is None:
         # A module named only by a file must never be imported: the manifest is data, not code.
-        raise UserError(f"{split}: the cache was built with the tokenizer class {t['type']}; decoding imports it, "
-                        f"so pass --tokenizer_type {t['type']} to allow that")
+        raise UserError(f"{split}: the cache was built with the tokenizer class {t.type}; decoding imports it, "
+                        f"so pass --tokenizer_type {t.type} to allow that")
     try:
-        loaded = load_tokenizer(t["name_or_path"], tokenizer_type or t["type"], t.get("settings"))
+        loaded = load_tokenizer(t.name_or_path, tokenizer_type or t.type, t.settings)
     except TokenizerError as e:
         raise UserError(f"cannot decode samples: {e}") from None
     out = [f"== {split}: {min(n, reader.n_blocks)} of {reader.n_blocks:,} blocks"]
-    if loaded.identity["digest"] != t.get("digest"):
-        out.append(f"  warning: the tokenizer at {t['name_or_path']} changed since the cache was built")
+    if loaded.identity.digest != t.digest:
+        out.append(f"  warning: the tokenizer at {t.name_or_path} changed since the cache was built")
     picks = np.unique(np.linspace(0, reader.n_blocks - 1, num=min(n, reader.n_blocks)).astype(int)) if reader.n_blocks else []
     for i in picks:
         ids = reader.block(int(i))
@@ -185,8 +164,8 @@ def diff(a: Manifest, b: Manifest, names: tuple[str, str]) -> tuple[bool, str]:
             if x.get(k) != y.get(k):
                 out.append(f"{title}.{k}: {json.dumps(x.get(k), ensure_ascii=False)} -> {json.dumps(y.get(k), ensure_ascii=False)}")
 
-    section("tokenizer", a.tokenizer, b.tokenizer)
-    section("parameters", a.parameters, b.parameters)
+    section("tokenizer", to_json(a.tokenizer), to_json(b.tokenizer))
+    section("parameters", to_json(a.parameters), to_json(b.parameters))
     if a.input_dir != b.input_dir:
         out.append(f"input_dir: {a.input_dir} -> {b.input_dir}")
     sa, sb = {s.path: s for s in a.shards}, {s.path: s for s in b.shards}
@@ -273,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
                 good &= ok
                 print(report)
             elif args.command == "verify":
-                ok, report = verify(split, m)
+                ok, report = verify(split)
                 good &= ok
                 print(report)
             elif args.command == "samples":

@@ -9,13 +9,14 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from tqdm import tqdm
 
 from common.errors import UserError
 from common.format import BLOCKS_DIR, SHARDS_DIR
+from common.manifest import Parameters
 from common.tokenizer import (
     SPACE_TOKEN,
     LoadedTokenizer,
@@ -83,9 +84,8 @@ def _sample_lines(shards: list[Path]) -> list[str]:
 
 
 def _load(cfg: PreprocessConfig, sample: list[str]) -> tuple[LoadedTokenizer, str]:
-    settings = {"add_space_token": cfg.add_space_token}
     try:
-        loaded = load_tokenizer(cfg.tokenizer_name_or_path, cfg.tokenizer_type, settings)
+        loaded = load_tokenizer(cfg.tokenizer_name_or_path, cfg.tokenizer_type, cfg.tokenizer_settings)
     except TokenizerError as e:
         raise UserError(str(e)) from None
     if cfg.add_space_token and SPACE_TOKEN not in loaded.tokenizer.get_vocab():
@@ -141,15 +141,8 @@ def _task_map(cfg: PreprocessConfig, loaded: LoadedTokenizer, encoder: str) -> I
         pool.join()
 
 
-def parameters(cfg: PreprocessConfig) -> dict[str, Any]:
-    return {
-        "ext": cfg.ext,
-        "max_seq_length": cfg.max_seq_length,
-        "datasets_type": cfg.datasets_type,
-        "add_space_token": cfg.add_space_token,
-        "cleaning": CLEANING,
-        "packing": PACKING,
-    }
+def parameters(cfg: PreprocessConfig) -> Parameters:
+    return Parameters(cfg.ext, cfg.max_seq_length, cfg.datasets_type, cfg.add_space_token, CLEANING, PACKING)
 
 
 def run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
@@ -177,7 +170,7 @@ def _run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
         shards = list_shards(d, cfg.ext, flags[split])
         inputs.append((split, Path(d).resolve(), [Path(d).resolve() / p.name for p in shards]))
     try:
-        source = tokenizer_source(cfg.tokenizer_name_or_path, cfg.tokenizer_type, {"add_space_token": cfg.add_space_token})
+        source = tokenizer_source(cfg.tokenizer_name_or_path, cfg.tokenizer_type, cfg.tokenizer_settings)
     except TokenizerError as e:
         raise UserError(str(e)) from None
     with cache_lock(cache) as writable:
@@ -185,20 +178,20 @@ def _run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
         plans = []
         for split, input_dir, shards in inputs:
             scans = _scan_shards(split, shards, cfg.task_bytes)
-            plans.append(build.plan_split(split, input_dir, cache / split, shards, scans, source["digest"],
+            plans.append(build.plan_split(split, input_dir, cache / split, shards, scans, source.digest,
                                           cfg.max_seq_length, cfg.overwrite_cache, cfg.verify_outputs))
         olds = [build.old_manifest(p.out_dir) for p in plans]
-        described = [o.tokenizer for o in olds if o is not None and o.tokenizer.get("digest") == source["digest"]]
+        described = [o.tokenizer for o in olds if o is not None and o.tokenizer.digest == source.digest]
         needs_load = any(p.to_tokenize or p.to_pack for p in plans) or len(described) < len(plans)
         loaded = encoder = None
         if needs_load:
             if not writable:
                 raise UserError(_read_only_message(cache, plans, olds))
             loaded, encoder = _load(cfg, _sample_lines(plans[0].shards))
-            tokenizer = {**loaded.identity, "encoder": encoder}
+            tokenizer = replace(loaded.identity, encoder=encoder)
         else:
             # Same digest => same tokenizer: its description need not be reloaded.
-            tokenizer = {**described[0], "name_or_path": source["name_or_path"]}
+            tokenizer = replace(described[0], name_or_path=source.name_or_path)
         reports = []
         work = [p for p in plans if p.to_tokenize]
         with _task_map(cfg, loaded, encoder) if work else nullcontext() as task_map:
@@ -206,7 +199,7 @@ def _run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
                 t0 = time.perf_counter() if plan is not plans[0] else start
                 n_tok, n_pack = len(plan.to_tokenize), len(plan.to_pack)
                 if n_tok:
-                    build.tokenize_split(plan, loaded.identity["dtype"], task_map)
+                    build.tokenize_split(plan, loaded.identity.dtype, task_map)
                 build.pack_split(plan, cfg.max_seq_length)
                 manifest = build.make_manifest(plan, tokenizer, parameters(cfg), command)
                 force = bool(cfg.overwrite_cache or n_tok or n_pack)

@@ -150,7 +150,7 @@ def train(args: argparse.Namespace) -> str:
         loaded = load_tokenizer(str(out), args.type, {"add_space_token": args.add_space_token})
     except TokenizerError as e:
         raise UserError(f"the trained tokenizer does not load back: {e}") from None
-    return (f"{args.type} tokenizer with {loaded.identity['vocab_size']:,} ids from {len(shards)} shards "
+    return (f"{args.type} tokenizer with {loaded.identity.vocab_size:,} ids from {len(shards)} shards "
             f"in {time.perf_counter() - start:.1f} s -> {out} (load it with --tokenizer_type {args.type}"
             f"{' --add_space_token' if args.add_space_token else ''})")
 

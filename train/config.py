@@ -1,20 +1,24 @@
-"""Arguments of the train command: the cache/tokenizer dataclass shared with preprocess,
-model and MLM arguments, and transformers' TrainingArguments, parsed strictly.
+"""Arguments of the train command: the shared cache arguments (common/config.py), model and
+MLM arguments, and transformers' TrainingArguments, parsed strictly from flags or one JSON file.
 
-The users' command line predates transformers v5; ``translate_legacy`` maps
-its flags onto today's before parsing, saying what it did.
+The users' command line predates transformers v5: ``translate_legacy`` maps
+its flags onto today's, one pure function for both the flags and a JSON
+file. Parsing has no side effects; ``announce`` prints what the mapping did
+and sets the environment it asks for, from ``main``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from dataclasses import dataclass, field
+from typing import Any
 
 from transformers import HfArgumentParser, TrainingArguments
 
+from common.config import CacheArguments, refuse_other_commands_flags
 from common.errors import UserError
-from preprocess.config import PreprocessConfig
 from train.model import ARCHITECTURES
 
 
@@ -32,88 +36,120 @@ class ModelArguments:
 @dataclass
 class MlmArguments:
     mlm_probability: float = field(default=0.15, metadata={"help": "Fraction of tokens masked per batch."})
-    build_dataset_only: bool = field(default=False, metadata={"help": "Preprocess, then stop before training (run_mlm.py)."})
-    model_dir: str | None = field(
-        default=None, metadata={"help": "Old name: resume from this checkpoint (now --resume_from_checkpoint)."}
-    )
-    evaluation_strategy: str | None = field(default=None, metadata={"help": "Old name of --eval_strategy."})
-    logging_dir: str | None = field(
-        default=None, metadata={"help": "TensorBoard log dir; turns tensorboard reporting on."}
-    )
 
     def __post_init__(self) -> None:
         if not 0.0 < self.mlm_probability < 1.0:
             raise UserError(f"--mlm_probability {self.mlm_probability}: must be between 0 and 1")
 
 
-ARG_CLASSES = (PreprocessConfig, ModelArguments, MlmArguments, TrainingArguments)
+@dataclass
+class LegacyArguments:
+    """The users' old flags: accepted, mapped onto today's by ``translate_legacy``, never read after."""
+
+    evaluation_strategy: str | None = field(default=None, metadata={"help": "Old name of --eval_strategy."})
+    model_dir: str | None = field(
+        default=None, metadata={"help": "Old name: resume from this checkpoint (now --resume_from_checkpoint)."}
+    )
+    logging_dir: str | None = field(
+        default=None, metadata={"help": "TensorBoard log dir; turns tensorboard reporting on."}
+    )
 
 
-def _flag_value(argv: list[str], flag: str) -> tuple[int, str | None] | None:
-    """(index, value) of ``flag`` given as ``--f v`` or ``--f=v``; None if absent."""
-    for i, a in enumerate(argv):
-        if a == flag:
-            return i, argv[i + 1] if i + 1 < len(argv) else None
-        if a.startswith(flag + "="):
-            return i, a.split("=", 1)[1]
-    return None
+LEGACY_KEYS = ("evaluation_strategy", "model_dir", "logging_dir")
 
 
-def _drop(argv: list[str], flag: str, takes_value: bool) -> list[str]:
-    out, skip = [], False
-    for i, a in enumerate(argv):
-        if skip:
-            skip = False
-            continue
-        if a == flag:
-            skip = takes_value and i + 1 < len(argv)
-            continue
-        if a.startswith(flag + "="):
-            continue
-        out.append(a)
-    return out
+@dataclass
+class Parsed:
+    """A parsed command line, and what the legacy mapping asks ``announce`` to do."""
+
+    cache: CacheArguments
+    model: ModelArguments
+    mlm: MlmArguments
+    training: TrainingArguments
+    extra: tuple[Any, ...]  # the front's own argument dataclasses, in the order given
+    notes: list[str]
+    env: dict[str, str]
 
 
-def translate_legacy(argv: list[str], cuda: bool) -> list[str]:
-    """Map the old run_mlm.py flags onto transformers v5 ones, printing each mapping."""
-    argv = list(argv)
+def translate_legacy(values: dict[str, Any], given: set[str], cuda: bool, world_size: int
+                     ) -> tuple[dict[str, Any], list[str], dict[str, str]]:
+    """Settings with the old run_mlm.py flags mapped onto transformers v5's and the CPU fix-ups
+    applied: (settings, notes for the user, environment variables to set). Pure.
 
-    def note(msg: str) -> None:
-        print(f"note: {msg}", file=sys.stderr)
+    ``given``: the keys the user set (the rest are defaults), so a setting of
+    the user's always wins over a fix-up.
+    """
+    out, notes, env = dict(values), [], {}
+    if "evaluation_strategy" in given:
+        out["eval_strategy"] = out["evaluation_strategy"]
+        notes.append("note: --evaluation_strategy is --eval_strategy in transformers v5; mapped")
+    if "model_dir" in given:
+        out["resume_from_checkpoint"] = out["model_dir"]
+        notes.append(f"note: --model_dir {out['model_dir']}: resuming from that checkpoint (--resume_from_checkpoint)")
+    if "logging_dir" in given:
+        env["TENSORBOARD_LOGGING_DIR"] = str(out["logging_dir"])
+        if "report_to" not in given:
+            out["report_to"] = "tensorboard"
+    if out.get("fp16") and not cuda:
+        out["fp16"] = False
+        notes.append("WARNING: --fp16 needs a CUDA GPU and none is visible: training in fp32 "
+                     "(transformers v5 would ignore the flag silently)")
+    if not cuda and "dataloader_pin_memory" not in given:
+        out["dataloader_pin_memory"] = False  # pinning needs an accelerator; otherwise a warning per loader
+    if world_size > 1 and not cuda:
+        out["use_cpu"] = True  # without it, torchrun on CPU trains unsynchronised copies
+        if "ddp_backend" not in given:
+            out["ddp_backend"] = "gloo"
+    for key in LEGACY_KEYS:
+        out.pop(key, None)
+    return out, notes, env
 
-    if (found := _flag_value(argv, "--evaluation_strategy")) is not None:
-        argv = _drop(argv, "--evaluation_strategy", True) + ["--eval_strategy", str(found[1])]
-        note("--evaluation_strategy is --eval_strategy in transformers v5; mapped")
-    if (found := _flag_value(argv, "--model_dir")) is not None:
-        argv = _drop(argv, "--model_dir", True) + ["--resume_from_checkpoint", str(found[1])]
-        note(f"--model_dir {found[1]}: resuming from that checkpoint (--resume_from_checkpoint)")
-    if (found := _flag_value(argv, "--logging_dir")) is not None:
-        os.environ["TENSORBOARD_LOGGING_DIR"] = str(found[1])
-        if _flag_value(argv, "--report_to") is None:
-            argv += ["--report_to", "tensorboard"]
-    if "--fp16" in argv and not cuda:
-        argv = _drop(argv, "--fp16", False)
-        print("WARNING: --fp16 needs a CUDA GPU and none is visible: training in fp32 "
-              "(transformers v5 would ignore the flag silently)", file=sys.stderr)
-    if not cuda and _flag_value(argv, "--dataloader_pin_memory") is None:
-        argv += ["--dataloader_pin_memory", "false"]  # pinning needs an accelerator; otherwise a warning per loader
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not cuda:
-        # Without use_cpu, torchrun on CPU trains unsynchronised copies.
-        if "--use_cpu" not in argv:
-            argv.append("--use_cpu")
-        if _flag_value(argv, "--ddp_backend") is None:
-            argv += ["--ddp_backend", "gloo"]
-    return argv
+
+class _Parser(HfArgumentParser):
+    def error(self, message: str):  # a bad value is one line, not argparse's usage block
+        raise UserError(f"{message}; see {self.prog} --help")
 
 
-def parse(argv: list[str], prog: str) -> tuple[PreprocessConfig, ModelArguments, MlmArguments, TrainingArguments]:
-    """Strict parse (an unknown flag is an error) of flags or of one JSON file."""
+def _given(argv: list[str]) -> set[str]:
+    return {a[2:].split("=", 1)[0] for a in argv if a.startswith("--")}
+
+
+def parse(argv: list[str], prog: str, cache_class: type = CacheArguments, extra: tuple[type, ...] = ()) -> Parsed:
+    """Strict parse (an unknown flag or key is an error) of flags or of one JSON file of the same keys.
+
+    Both go through ``translate_legacy``, then the same dataclasses.
+    """
     import torch
 
-    parser = HfArgumentParser(ARG_CLASSES, prog=prog, allow_abbrev=False)  # strict: no prefix of a flag
+    classes = (cache_class, ModelArguments, MlmArguments, TrainingArguments, *extra, LegacyArguments)
+    parser = _Parser(classes, prog=prog, allow_abbrev=False)  # strict: no prefix of a flag
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        try:
+            with open(argv[0], encoding="utf-8") as f:
+                values = json.load(f)
+        except (OSError, ValueError) as e:
+            raise UserError(f"{argv[0]}: cannot read the config ({e})") from None
+        if not isinstance(values, dict):
+            raise UserError(f"{argv[0]}: a config must be one JSON object of flag names and values")
+        given = set(values)
+    else:
+        namespace, unknown = parser.parse_known_args(argv)
+        if unknown:
+            refuse_other_commands_flags(_given(unknown), prog)
+            raise UserError(f"unrecognized arguments: {' '.join(unknown)}; see {prog} --help")
+        values, given = vars(namespace), _given(argv)
+    refuse_other_commands_flags(given, prog)
+    values, notes, env = translate_legacy(values, given, torch.cuda.is_available(), int(os.environ.get("WORLD_SIZE", "1")))
     try:
-        if len(argv) == 1 and argv[0].endswith(".json"):
-            return parser.parse_json_file(argv[0], allow_extra_keys=False)
-        return parser.parse_args_into_dataclasses(args=translate_legacy(argv, torch.cuda.is_available()))
-    except ValueError as e:
-        raise UserError(f"{e}; see {prog} --help") from None
+        objs = parser.parse_dict(values, allow_extra_keys=False)
+    except (ValueError, TypeError) as e:  # an unknown key, a missing or inconsistent setting
+        raise UserError(f"{' '.join(str(e).split())}; see {prog} --help") from None
+    cache, model, mlm, training, *rest = objs
+    return Parsed(cache, model, mlm, training, tuple(rest[: len(extra)]), notes, env)
+
+
+def announce(parsed: Parsed) -> None:
+    """The side effects of parsing, applied by ``main``: say what was mapped, set the environment."""
+    for note in parsed.notes:
+        print(note, file=sys.stderr)
+    os.environ.update(parsed.env)

@@ -15,12 +15,13 @@ import torch
 from torch.utils.data import Dataset
 
 from common.format import FormatError
+from common.manifest import Manifest
 from common.reader import SplitReader
 
 
-def _reader(split_dir: str | Path, max_seq_length: int) -> SplitReader:
-    reader = SplitReader(split_dir)
-    built = reader.manifest.parameters.get("max_seq_length")
+def _reader(split_dir: str | Path, max_seq_length: int, manifest: Manifest | None) -> SplitReader:
+    reader = SplitReader(split_dir, manifest)
+    built = reader.manifest.parameters.max_seq_length
     if built != max_seq_length:
         raise FormatError(
             f"{split_dir}: blocks were packed for --max_seq_length {built}, training asked for {max_seq_length}; "
@@ -32,8 +33,8 @@ def _reader(split_dir: str | Path, max_seq_length: int) -> SplitReader:
 class MemmapConcatFullSentenceTextDataset(Dataset):
     """FULL-SENTENCES blocks: consecutive whole lines, ``<s> ... </s>``, at most max_seq_length ids."""
 
-    def __init__(self, split_dir: str | Path, max_seq_length: int):
-        self.reader = _reader(split_dir, max_seq_length)
+    def __init__(self, split_dir: str | Path, max_seq_length: int, manifest: Manifest | None = None):
+        self.reader = _reader(split_dir, max_seq_length, manifest)
 
     def __len__(self) -> int:
         return self.reader.n_blocks
@@ -45,8 +46,8 @@ class MemmapConcatFullSentenceTextDataset(Dataset):
 class MemmapLineByLineTextDataset(Dataset):
     """One line per example, ``<s> line </s>``; a line longer than a block is served in pieces, never cut off."""
 
-    def __init__(self, split_dir: str | Path, max_seq_length: int):
-        self.reader = _reader(split_dir, max_seq_length)
+    def __init__(self, split_dir: str | Path, max_seq_length: int, manifest: Manifest | None = None):
+        self.reader = _reader(split_dir, max_seq_length, manifest)
         self.cap = max_seq_length - 2
         # Example k -> (shard, token start, token end), computed from line
         # offsets with numpy: 8 bytes x 3 per example, no per-line Python.

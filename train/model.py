@@ -8,9 +8,10 @@ holds ``max_seq_length`` tokens (RoBERTa positions start after ``pad_token_id``)
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from transformers import AutoConfig, AutoModelForMaskedLM, PretrainedConfig, PreTrainedModel
+
+from common.manifest import SpecialIds
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 ARCHITECTURES = tuple(sorted(p.stem for p in CONFIG_DIR.glob("*.json")))
@@ -34,12 +35,11 @@ def load_config(architecture: str, config_name: str | None, model_name_or_path: 
     return AutoConfig.from_pretrained(CONFIG_DIR / f"{architecture}.json")
 
 
-def fit_to_tokenizer(config: PretrainedConfig, tokenizer: dict[str, Any], fresh: bool) -> None:
+def fit_to_tokenizer(config: PretrainedConfig, vocab_size: int, ids: SpecialIds, fresh: bool) -> None:
     """Give a fresh model the tokenizer's vocab and ids; check a pretrained one agrees."""
-    ids = tokenizer["special_ids"]
-    wanted = {"pad_token_id": ids["pad"], "bos_token_id": ids["bos"], "eos_token_id": ids["eos"]}
+    wanted = {"pad_token_id": ids.pad, "bos_token_id": ids.bos, "eos_token_id": ids.eos}
     if fresh:
-        config.vocab_size = tokenizer["vocab_size"]
+        config.vocab_size = vocab_size
         for k, v in wanted.items():
             setattr(config, k, v)
         return
@@ -47,8 +47,8 @@ def fit_to_tokenizer(config: PretrainedConfig, tokenizer: dict[str, Any], fresh:
     if wrong:
         detail = ", ".join(f"{k}: model {a}, tokenizer {b}" for k, (a, b) in wrong.items())
         raise ModelError(f"special token ids differ ({detail}); train with the tokenizer the model was trained with")
-    if config.vocab_size < tokenizer["vocab_size"]:
-        raise ModelError(f"model vocab_size {config.vocab_size} < tokenizer's {tokenizer['vocab_size']}; "
+    if config.vocab_size < vocab_size:
+        raise ModelError(f"model vocab_size {config.vocab_size} < tokenizer's {vocab_size}; "
                          "use the model's own tokenizer, or start a fresh model with --architecture")
 
 
@@ -64,9 +64,9 @@ def check_positions(config: PretrainedConfig, max_seq_length: int) -> None:
 
 
 def build_model(architecture: str, config_name: str | None, model_name_or_path: str | None,
-                tokenizer: dict[str, Any], max_seq_length: int) -> PreTrainedModel:
+                vocab_size: int, special_ids: SpecialIds, max_seq_length: int) -> PreTrainedModel:
     config = load_config(architecture, config_name, model_name_or_path)
-    fit_to_tokenizer(config, tokenizer, fresh=model_name_or_path is None)
+    fit_to_tokenizer(config, vocab_size, special_ids, fresh=model_name_or_path is None)
     check_positions(config, max_seq_length)
     if model_name_or_path:
         model = AutoModelForMaskedLM.from_pretrained(model_name_or_path, config=config, local_files_only=True)

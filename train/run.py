@@ -12,34 +12,27 @@ import numpy as np
 import torch
 from transformers import Trainer, TrainingArguments, set_seed
 
+from common.check import SplitCheck, check_split, tokenizer_difference
+from common.config import CacheArguments
 from common.errors import UserError
 from common.format import MANIFEST_NAME, FormatError
-from common.manifest import Manifest, load_manifest, read_json, write_json_atomic
+from common.manifest import Manifest, TokenizerIdentity, read_json, write_json_atomic
 from common.tokenizer import LoadedTokenizer, TokenizerError, load_tokenizer
-from preprocess import inspect_cache
-from preprocess.config import PreprocessConfig
 from train.collator import MlmCollator
 from train.config import MlmArguments, ModelArguments
 from train.dataset import DATASET_TYPES
 from train.model import ModelError, build_model
 
 
-def _input_dir(cfg: PreprocessConfig, split: str) -> str | None:
-    """The text dir of a split: the flag if given, else the one its manifest names."""
-    given = cfg.train_dir if split == "train" else cfg.eval_dir
-    if given:
-        return given
-    try:
-        return load_manifest(Path(cfg.datasets_cache_dir) / split).input_dir
-    except FormatError:
-        return None
+def fix_command(cfg: CacheArguments, checks: dict[str, SplitCheck]) -> str:
+    """The make preprocess line that rebuilds both splits of this cache for these settings,
+    each from its own text dir (the flag if given, else the one its manifest names)."""
+    def input_dir(split: str, given: str | None) -> str | None:
+        m = checks[split].manifest if split in checks else None
+        return given or (m.input_dir if m else None)
 
-
-def fix_command(cfg: PreprocessConfig) -> str:
-    """The make preprocess line that rebuilds both splits of this cache for these settings."""
-    train_dir = _input_dir(cfg, "train") or "<dir of your training .txt shards>"
-    parts = ["make", "preprocess", f"TRAIN_DIR={train_dir}"]
-    if eval_dir := _input_dir(cfg, "validation"):
+    parts = ["make", "preprocess", f"TRAIN_DIR={input_dir('train', cfg.train_dir) or '<dir of your training .txt shards>'}"]
+    if eval_dir := input_dir("validation", cfg.eval_dir):
         parts.append(f"EVAL_DIR={eval_dir}")
     parts += [f"TOKENIZER={cfg.tokenizer_name_or_path}", f"TOKENIZER_TYPE={cfg.tokenizer_type}",
               f"CACHE_DIR={cfg.datasets_cache_dir}", f"MAX_SEQ_LENGTH={cfg.max_seq_length}"]
@@ -48,34 +41,33 @@ def fix_command(cfg: PreprocessConfig) -> str:
     return shlex.join(parts)
 
 
-def check_split(cfg: PreprocessConfig, split: str, loaded: LoadedTokenizer, input_dir: str | None = None):
-    """The split's dataset, or UserError saying what differs and the command that fixes it.
+def checked_datasets(cfg: CacheArguments, loaded: LoadedTokenizer, check_inputs: bool) -> tuple[dict[str, Any], str]:
+    """Each split's dataset, from one check of its manifest, and the command that rebuilds the cache;
+    UserError with what is wrong and that command.
 
-    With ``input_dir`` the cache is also checked against the text (hashing it);
-    without, only against the tokenizer, ``--max_seq_length`` and file sizes.
+    Always checked: the tokenizer, ``--max_seq_length`` and every array's size.
+    With ``check_inputs`` and --train_dir/--eval_dir given, also the text
+    (hashing it). A validation split without a manifest is simply absent.
     """
-    split_dir = Path(cfg.datasets_cache_dir) / split
-    try:
-        manifest = load_manifest(split_dir)
-        if manifest.tokenizer.get("digest") != loaded.identity["digest"]:
-            raise FormatError(
-                f"{split_dir}/{MANIFEST_NAME} was built with another tokenizer than {cfg.tokenizer_name_or_path}: "
-                f"{identity_difference(manifest.tokenizer, loaded.identity)}"
-            )
-        if input_dir:
-            fresh, report = inspect_cache.status(split_dir, manifest, input_dir, cfg.tokenizer_name_or_path)
-            if not fresh:
-                raise FormatError(f"{split_dir} is stale against {input_dir}:\n{report}")
-        dataset = DATASET_TYPES[cfg.datasets_type](split_dir, cfg.max_seq_length)
-        _ = dataset.reader.maps  # size-check every file now, not mid-training
-        dataset.reader.close()
-    except FormatError as e:
-        sep = "\n" if "\n" in str(e) else "; "  # a report stays a report; a one-line reason stays one line
-        raise UserError(f"{e}{sep}to rebuild the cache: {fix_command(cfg)}") from None
-    return dataset
+    checks = {}
+    for split, input_dir in (("train", cfg.train_dir), ("validation", cfg.eval_dir)):
+        split_dir = Path(cfg.datasets_cache_dir) / split
+        if split == "validation" and not (split_dir / MANIFEST_NAME).exists():
+            continue
+        checks[split] = check_split(split_dir, tokenizer=loaded.identity, max_seq_length=cfg.max_seq_length,
+                                    input_dir=input_dir if check_inputs else None)
+    for c in checks.values():
+        if c.changed or c.added or c.removed:
+            report = "\n".join([f"{c.split_dir} is stale against {c.input_dir}:", *c.shard_lines()])
+            raise UserError(f"{report}\nto rebuild the cache: {fix_command(cfg, checks)}")
+        if not c.usable:
+            raise UserError(f"{'; '.join(c.problems())}; to rebuild the cache: {fix_command(cfg, checks)}")
+    datasets = {split: DATASET_TYPES[cfg.datasets_type](c.split_dir, cfg.max_seq_length, c.manifest)
+                for split, c in checks.items()}
+    return datasets, fix_command(cfg, checks)
 
 
-def refuse_empty(cfg: PreprocessConfig, split: str, dataset: Any) -> None:
+def refuse_empty(cfg: CacheArguments, split: str, dataset: Any, fix: str) -> None:
     """UserError, on one line, when a split has no examples (the Trainer would fail deep in its sampler)."""
     if len(dataset) > 0:
         return
@@ -85,18 +77,8 @@ def refuse_empty(cfg: PreprocessConfig, split: str, dataset: Any) -> None:
     raise UserError(
         f"{Path(cfg.datasets_cache_dir) / split} holds no blocks: its text had no tokens ({manifest.input_dir}: "
         f"{t['shards']} files, {t['bytes']} bytes, {t['lines']} lines with tokens, {t['lines_without_tokens']} that "
-        f"encode to none, blank lines dropped); {instead}add text there and rebuild the cache: {fix_command(cfg)}"
+        f"encode to none, blank lines dropped); {instead}add text there and rebuild the cache: {fix}"
     )
-
-
-def identity_difference(before: dict[str, Any], now: dict[str, Any]) -> str:
-    """What changed between two tokenizer identities, in words: type, settings, which files."""
-    out = [f"{k} {before.get(k)!r} -> {now.get(k)!r}" for k in ("type", "settings") if before.get(k) != now.get(k)]
-    old, new = before.get("files", {}), now.get("files", {})
-    changed = sorted(n for n in set(old) | set(new) if old.get(n) != new.get(n))
-    if changed:
-        out.append("files differ: " + ", ".join(changed[:6]) + (" ..." if len(changed) > 6 else ""))
-    return "; ".join(out) or f"digest {before.get('digest')} -> {now.get('digest')}"
 
 
 TRAIN_STREAM, EVAL_STREAM = 0, 1
@@ -151,25 +133,23 @@ class MlmTrainer(Trainer):
         super().log(logs, start_time)
 
 
-def train(cfg: PreprocessConfig, margs: ModelArguments, mlm: MlmArguments, targs: TrainingArguments,
+def train(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: TrainingArguments,
           check_inputs: bool = True) -> tuple[dict[str, Any], Trainer]:
     """Train, evaluate and save; the final metrics and the trainer (its state and model).
 
     ``check_inputs``: when --train_dir/--eval_dir are given, refuse a cache that
     is stale against them (run_mlm.py skips it: it has just preprocessed).
     """
-    settings = {"add_space_token": cfg.add_space_token}
     try:
-        loaded = load_tokenizer(cfg.tokenizer_name_or_path, cfg.tokenizer_type, settings)
+        loaded = load_tokenizer(cfg.tokenizer_name_or_path, cfg.tokenizer_type, cfg.tokenizer_settings)
     except TokenizerError as e:
         raise UserError(str(e)) from None
-    train_set = check_split(cfg, "train", loaded, cfg.train_dir if check_inputs else None)
-    refuse_empty(cfg, "train", train_set)
-    has_eval = (Path(cfg.datasets_cache_dir) / "validation" / MANIFEST_NAME).is_file()
-    eval_set = check_split(cfg, "validation", loaded, cfg.eval_dir if check_inputs else None) if has_eval else None
+    datasets, fix = checked_datasets(cfg, loaded, check_inputs)
+    train_set, eval_set = datasets["train"], datasets.get("validation")
+    refuse_empty(cfg, "train", train_set, fix)
     if eval_set is not None and len(eval_set) == 0:
         if targs.do_eval:  # --do_eval, or set by any --eval_strategy but "no"
-            refuse_empty(cfg, "validation", eval_set)
+            refuse_empty(cfg, "validation", eval_set, fix)
         print(f"note: {cfg.datasets_cache_dir}/validation holds no blocks; no evaluation", file=sys.stderr)
         eval_set = None
     if targs.eval_strategy != "no" and eval_set is None:
@@ -180,12 +160,13 @@ def train(cfg: PreprocessConfig, margs: ModelArguments, mlm: MlmArguments, targs
     check_checkpoint_tokenizer(targs.resume_from_checkpoint, identity)
     set_seed(targs.seed)  # the model's initial weights too, not only what the Trainer draws later
     try:
-        model = build_model(margs.architecture, margs.config_name, margs.model_name_or_path, identity, cfg.max_seq_length)
+        model = build_model(margs.architecture, margs.config_name, margs.model_name_or_path, identity.vocab_size,
+                            identity.special_ids, cfg.max_seq_length)
     except (ModelError, OSError, ValueError) as e:  # a checkpoint or config that does not load is the user's to fix
         raise UserError(f"model: {e}") from None
-    ids = identity["special_ids"]
+    ids = identity.special_ids
     try:
-        collator = MlmCollator(loaded.tokenizer, [ids["bos"], ids["eos"], ids["pad"]], ids["pad"], mlm.mlm_probability)
+        collator = MlmCollator(loaded.tokenizer, [ids.bos, ids.eos, ids.pad], ids.pad, mlm.mlm_probability)
     except ValueError as e:
         raise UserError(f"--tokenizer_name_or_path {cfg.tokenizer_name_or_path}: {e}") from None
     trainer = MlmTrainer(model=model, args=targs, collator=collator, train_dataset=train_set,
@@ -211,7 +192,7 @@ def save_manifests(manifests: list[Manifest], output_dir: Path) -> None:
         write_json_atomic(dest / f"{name}.json", manifest.to_dict())
 
 
-def check_checkpoint_tokenizer(checkpoint: str | None, identity: dict[str, Any]) -> None:
+def check_checkpoint_tokenizer(checkpoint: str | None, identity: TokenizerIdentity) -> None:
     """Refuse to continue a model with a tokenizer other than the one it was trained with.
 
     A model dir written by this tool holds ``manifests/train.json``; its
@@ -230,8 +211,8 @@ def check_checkpoint_tokenizer(checkpoint: str | None, identity: dict[str, Any])
             except FormatError as e:
                 raise UserError(f"{e}; it tells which tokenizer {checkpoint} was trained with: restore it "
                                 "from the model's output dir") from None
-            if trained.get("digest") != identity["digest"]:
+            if trained.digest != identity.digest:
                 raise UserError(f"{checkpoint} was trained with another tokenizer "
-                                f"({trained.get('name_or_path')}): {identity_difference(trained, identity)}; "
+                                f"({trained.name_or_path}): {tokenizer_difference(trained, identity)}; "
                                 "continue it with the tokenizer it was trained with")
             return

@@ -1,20 +1,32 @@
 import json
+from dataclasses import replace
 
 import pytest
 
 from common.format import FormatError
-from common.manifest import BlocksInfo, FileInfo, Manifest, ShardInfo, load_manifest, write_manifest
+from common.manifest import (
+    BlocksInfo,
+    FileInfo,
+    Manifest,
+    Parameters,
+    Separator,
+    ShardInfo,
+    SpecialIds,
+    TokenizerIdentity,
+    load_manifest,
+    write_manifest,
+)
 
-TOKENIZER = {"type": "auto", "name_or_path": "/tok", "digest": "t", "dtype": "uint16", "vocab_size": 100,
-             "special_ids": {"bos": 0, "eos": 2, "pad": 1, "unk": 3, "mask": None}, "separator": {"token": "x", "id": 5},
-             "settings": {}}
+TOKENIZER = TokenizerIdentity("auto", "/tok", {"tokenizer.json": "f"}, {}, "t", "Cls", 100, "uint16",
+                              SpecialIds(0, 2, 1, 3, None), Separator("x", 5), "tokenizers")
+PARAMETERS = Parameters("txt", 8, "MemmapConcatFullSentenceTextDataset", False, {}, {})
 
 
 def _manifest() -> Manifest:
     f = FileInfo("shards/k.tokens.npy", 128 + 20, "d1", "uint16", [10])
     b = BlocksInfo("bk", 8, 2, 1, [0, 0, 0, 2], FileInfo("blocks/bk.blocks.npy", 160, "d2", "int64", [2, 2]))
     s = ShardInfo("a.txt", 50, "dd", "k", 3, 10, 1, 0, [0, 3], {"tokens": f}, b)
-    return Manifest("/in", dict(TOKENIZER), {"max_seq_length": 8}, [s])
+    return Manifest("/in", TOKENIZER, PARAMETERS, [s])
 
 
 def test_round_trip_and_totals(tmp_path):
@@ -31,7 +43,7 @@ def test_fingerprint_ignores_who_and_when_but_not_content():
     m = _manifest()
     other_time = Manifest(**{**m.__dict__, "created_by": {"created_at": "later"}})
     assert other_time.fingerprint() == m.fingerprint()
-    other_params = Manifest(**{**m.__dict__, "parameters": {"max_seq_length": 16}})
+    other_params = Manifest(**{**m.__dict__, "parameters": replace(PARAMETERS, max_seq_length=16)})
     assert other_params.fingerprint() != m.fingerprint()
 
 
@@ -43,3 +55,12 @@ def test_wrong_version_or_missing_manifest_is_a_format_error(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps(d))
     with pytest.raises(FormatError, match="format_version 999"):
         load_manifest(tmp_path)
+
+
+def test_the_json_keys_and_their_order_are_the_format():
+    """The typed identity writes the keys readers of format 1 know, in the order they were written."""
+    d = _manifest().to_dict()
+    assert list(d["tokenizer"]) == ["type", "name_or_path", "files", "settings", "digest", "class", "vocab_size",
+                                    "dtype", "special_ids", "separator", "encoder"]
+    assert list(d["parameters"]) == ["ext", "max_seq_length", "datasets_type", "add_space_token", "cleaning", "packing"]
+    assert Manifest.from_dict(d) == _manifest()

@@ -130,13 +130,13 @@ def test_spm_dir_loads_with_autotokenizer_without_our_package(trained):
 def test_identity_ignores_what_a_model_dir_holds_besides_the_tokenizer(trained, tmp_path):
     import shutil
 
-    before = load_tokenizer(str(trained["newmm"]), "newmm").identity["digest"]
+    before = load_tokenizer(str(trained["newmm"]), "newmm").identity.digest
     copy = tmp_path / "model_dir"
     shutil.copytree(trained["newmm"], copy)
     (copy / "all_results.json").write_text("{}")
     (copy / "checkpoint-5").mkdir()
     (copy / "checkpoint-5" / "vocab.json").write_text("{}")
-    assert load_tokenizer(str(copy), "newmm").identity["digest"] == before
+    assert load_tokenizer(str(copy), "newmm").identity.digest == before
 
 
 def test_train_tokenizer_refuses_a_non_empty_output_dir(capsys, trained, thai_dir):
@@ -147,8 +147,8 @@ def test_train_tokenizer_refuses_a_non_empty_output_dir(capsys, trained, thai_di
 def test_identity_includes_settings_and_files(trained, tmp_path):
     a = load_tokenizer(str(trained["spm"]), "spm", {"add_space_token": True}).identity
     b = load_tokenizer(str(trained["spm"]), "spm", {"add_space_token": False}).identity
-    assert a["digest"] != b["digest"] and "sentencepiece.bpe.model" in a["files"]
-    assert a["class"] == "ThaiRobertaTokenizer" and a["type"] == "spm"
+    assert a.digest != b.digest and "sentencepiece.bpe.model" in a.files
+    assert a.class_name == "ThaiRobertaTokenizer" and a.type == "spm"
 
 
 def test_a_users_own_class_by_module_path(trained, tmp_path):
@@ -188,14 +188,14 @@ def test_a_tokenizing_parameter_change_rebuilds_everything(capsys, tmp_path, tra
 def test_a_model_trained_with_spm_loads_back_with_autotokenizer(capsys, tmp_path, trained, thai_dir):
     from transformers import AutoModelForMaskedLM, pipeline
 
-    from train.__main__ import main as train_main
+    from run_mlm import main as run_mlm_main
 
     out = tmp_path / "model"
     args = ["--tokenizer_name_or_path", str(trained["spm"]), "--tokenizer_type", "ThaiRobertaTokenizer",
             "--add_space_token", "--train_dir", str(thai_dir), "--datasets_cache_dir", str(tmp_path / "cache"),
             "--max_seq_length", "32", "--architecture", "roberta-tiny", "--output_dir", str(out),
             "--max_steps", "2", "--per_device_train_batch_size", "4", "--save_strategy", "no", "--num_workers", "1"]
-    assert train_main(args, prog="run_mlm.py", preprocess_first=True) == 0
+    assert run_mlm_main(args) == 0
     tok = AutoTokenizer.from_pretrained(out)  # no --tokenizer_type, no package class: the tokenizer.json twin
     ours = load_tokenizer(str(trained["spm"]), "spm", {"add_space_token": True}).tokenizer
     assert tok.is_fast and tok("สวัสดี ครับ")["input_ids"] == ours("สวัสดี ครับ")["input_ids"]

@@ -32,7 +32,7 @@ def test_round_trip_blocks_decode_to_the_cleaned_lines(capsys, tmp_path, bpe_dir
         assert ids.tolist() == tok(text, add_special_tokens=False)["input_ids"]
     # blocks: bos + lines joined by the separator + eos, within max_seq_length
     r = SplitReader(cache / "train")
-    sep = r.manifest.tokenizer["separator"]["id"]
+    sep = r.manifest.tokenizer.separator.id
     joined = []
     for i in range(r.n_blocks):
         b = r.block(i)

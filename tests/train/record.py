@@ -57,12 +57,12 @@ def weights_digest(model) -> str:
 
 
 if __name__ == "__main__":
-    from train.__main__ import main
+    from run_mlm import main
 
     prefix, argv = sys.argv[1], sys.argv[2:]
     rank = os.environ.get("RANK", "0")
     install(initial_weights=f"{prefix}.rank{rank}.init.pt")
-    rc = main(argv, prog="run_mlm.py", preprocess_first=True)
+    rc = main(argv)
     torch.save(RECORDED, f"{prefix}.rank{rank}.pt")
     with open(f"{prefix}.rank{rank}.digest", "w") as f:
         f.write(weights_digest(TRAINERS[0].model))

@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForMaskedLM, AutoTokenizer, pipeline
 
 from preprocess.__main__ import main as preprocess_main
+from run_mlm import main as run_mlm_main
 from tests.corpus import write_shards
 from tests.train import record
 from train.__main__ import main as train_main
@@ -96,7 +97,7 @@ def test_loss_under_gradient_accumulation_equals_the_hand_computed_loss(tmp_path
                         warmup_steps=0, save_steps=100, eval_steps=100)
     args.remove("--add_space_token")
     args += ["--config_name", str(tmp_path / "nodrop.json"), "--logging_steps", "1"]
-    assert train_main(args, prog="run_mlm.py", preprocess_first=True) == 0
+    assert run_mlm_main(args) == 0
     trainer = record.TRAINERS[-1]
     model = AutoModelForMaskedLM.from_pretrained(out)  # lr 0: the weights the loss was computed with
     train_batches = [b for training, b in record.RECORDED if training]
@@ -127,7 +128,7 @@ def test_resume_from_checkpoint_ends_at_the_right_step_with_the_same_data_order(
     full = tmp_path / "full"
     args = seed_command(bpe_dir, train, ev, tmp_path / "cache", full, **base)
     args.remove("--add_space_token")
-    assert train_main(args, prog="run_mlm.py", preprocess_first=True) == 0
+    assert run_mlm_main(args) == 0
     seen_full = [_original_ids(b) for training, b in record.RECORDED if training]
     # "killed" after checkpoint-3: a dir holding only that checkpoint, resumed with the seed's --model_dir
     cut = tmp_path / "cut"
@@ -136,8 +137,7 @@ def test_resume_from_checkpoint_ends_at_the_right_step_with_the_same_data_order(
     record.RECORDED.clear()
     args2 = seed_command(bpe_dir, train, ev, tmp_path / "cache", cut, **base)
     args2.remove("--add_space_token")
-    assert train_main([*args2, "--model_dir", str(cut / "checkpoint-3")], prog="run_mlm.py",
-                      preprocess_first=True) == 0
+    assert run_mlm_main([*args2, "--model_dir", str(cut / "checkpoint-3")]) == 0
     seen_resumed = [_original_ids(b) for training, b in record.RECORDED if training]
     assert json.loads((cut / "checkpoint-6" / "trainer_state.json").read_text())["global_step"] == 6
     assert len(seen_full) == 6 and seen_resumed == seen_full[3:]
@@ -157,7 +157,7 @@ def test_a_resumed_run_logs_the_same_losses_and_ends_with_the_same_weights(tmp_p
                             batch=2)
         args.remove("--add_space_token")
         args += ["--logging_steps", "1", "--dataloader_num_workers", "0", "--per_device_eval_batch_size", "32", *extra]
-        assert train_main(args, prog="run_mlm.py", preprocess_first=True) == 0
+        assert run_mlm_main(args) == 0
         history = json.loads((out / "checkpoint-8" / "trainer_state.json").read_text())["log_history"]
         after_4 = [h for h in history if h["step"] > 4]
         return ({h["step"]: h["loss"] for h in after_4 if "loss" in h},
@@ -217,15 +217,15 @@ def test_a_damaged_manifest_is_one_line_for_mlm_train_and_repaired_by_run_mlm(ca
     cache = tmp_path / "cache"
     args = seed_command(bpe_dir, train, ev, cache, tmp_path / "out", max_steps=1)
     args.remove("--add_space_token")
-    assert train_main([*args, "--build_dataset_only"], prog="run_mlm.py", preprocess_first=True) == 0
+    assert run_mlm_main([*args, "--build_dataset_only"]) == 0
     mpath = cache / "train" / "manifest.json"
     mpath.write_bytes(content)
     capsys.readouterr()
-    assert train_main([a for a in args if a != "--fp16"], prog="mlm-train") == 2
+    assert train_main([a for a in args if a != "--fp16"]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith(("note:", "WARNING"))]
     assert len(err) == 1 and err[0].startswith(f"error: {mpath}: ") and "to rebuild the cache: make preprocess" in err[0]
     # run_mlm.py preprocesses first: the manifest is rewritten from the valid pieces, nothing re-tokenized
-    assert train_main([*args, "--build_dataset_only"], prog="run_mlm.py", preprocess_first=True) == 0
+    assert run_mlm_main([*args, "--build_dataset_only"]) == 0
     captured = capsys.readouterr()
     assert f"warning: {mpath}" in captured.err and "2 shards reused, 0 tokenized" in captured.out
     # a model dir whose manifests/train.json (the tokenizer it was trained with) is damaged
@@ -233,7 +233,7 @@ def test_a_damaged_manifest_is_one_line_for_mlm_train_and_repaired_by_run_mlm(ca
     model.mkdir()
     (model / "manifests").mkdir()
     (model / "manifests" / "train.json").write_bytes(content)
-    assert train_main([*args, "--model_name_or_path", str(model)], prog="mlm-train") == 2
+    assert train_main([*args, "--model_name_or_path", str(model)]) == 2
     assert "trained with: restore it" in capsys.readouterr().err
 
 
@@ -242,31 +242,31 @@ def test_a_mismatched_or_damaged_cache_stops_training_with_the_fix(capsys, tmp_p
     cache = tmp_path / "cache"
     args = seed_command(bpe_dir, train, ev, cache, tmp_path / "out")
     args.remove("--add_space_token")
-    assert train_main([*args, "--build_dataset_only"], prog="run_mlm.py", preprocess_first=True) == 0
+    assert run_mlm_main([*args, "--build_dataset_only"]) == 0
     capsys.readouterr()
     other = seed_command(wordpiece_dir, train, ev, cache, tmp_path / "out")
     other.remove("--add_space_token")
-    assert train_main(other, prog="mlm-train") == 2
+    assert train_main(other) == 2
     err = capsys.readouterr().err
     assert "built with another tokenizer" in err and "files differ: tokenizer.json" in err
     # the fix rebuilds both splits from their own dirs
     assert f"TRAIN_DIR={train}" in err and f"EVAL_DIR={ev}" in err and f"TOKENIZER={wordpiece_dir}" in err
     longer = [*args, "--max_seq_length", "64"]
-    assert train_main(longer, prog="mlm-train") == 2
+    assert train_main(longer) == 2
     assert "packed for --max_seq_length 32" in capsys.readouterr().err
     tokens = next((cache / "train" / "shards").glob("*.tokens.npy"))
     tokens.write_bytes(tokens.read_bytes()[:-6])
-    assert train_main(args, prog="mlm-train") == 2
+    assert train_main(args) == 2
     err = capsys.readouterr().err
     assert tokens.name in err and "truncated" in err and not (tmp_path / "out" / "model.safetensors").exists()
-    assert train_main([*args, "--no_such_flag", "1"], prog="mlm-train") == 2
+    assert train_main([*args, "--no_such_flag", "1"]) == 2
     assert "--no_such_flag" in capsys.readouterr().err
     # text edited since preprocessing: mlm-train given --train_dir refuses, naming the shard
-    assert train_main([*args, "--build_dataset_only", "--overwrite_cache"], prog="run_mlm.py", preprocess_first=True) == 0
+    assert run_mlm_main([*args, "--build_dataset_only", "--overwrite_cache"]) == 0
     edited = sorted(train.glob("*.txt"))[0]
     edited.write_text(edited.read_text() + "one more line\n")
     capsys.readouterr()
-    assert train_main(args, prog="mlm-train") == 2
+    assert train_main(args) == 2
     err = capsys.readouterr().err
     assert "stale" in err and f"changed   {edited.name}" in err and "make preprocess" in err
 
@@ -276,10 +276,10 @@ def test_start_from_a_local_checkpoint_and_refuse_a_foreign_one(capsys, tmp_path
     args = seed_command(bpe_dir, train, ev, tmp_path / "cache", tmp_path / "first", max_steps=2, save_steps=100,
                         eval_steps=100)
     args.remove("--add_space_token")
-    assert train_main(args, prog="run_mlm.py", preprocess_first=True) == 0
+    assert run_mlm_main(args) == 0
     second = [*args[: args.index("--output_dir")], "--output_dir", str(tmp_path / "second"),
               *args[args.index("--output_dir") + 2:], "--model_name_or_path", str(tmp_path / "first")]
-    assert train_main(second, prog="mlm-train") == 0
+    assert train_main(second) == 0
     first = AutoModelForMaskedLM.from_pretrained(tmp_path / "first").state_dict()
     assert any(not torch.equal(v, AutoModelForMaskedLM.from_pretrained(tmp_path / "second").state_dict()[k])
                for k, v in first.items())
@@ -289,7 +289,7 @@ def test_start_from_a_local_checkpoint_and_refuse_a_foreign_one(capsys, tmp_path
     foreign.remove("--evaluation_strategy")
     foreign.remove("steps")
     capsys.readouterr()
-    assert train_main(foreign, prog="run_mlm.py", preprocess_first=True) == 2
+    assert run_mlm_main(foreign) == 2
     assert "was trained with another tokenizer" in capsys.readouterr().err
 
 

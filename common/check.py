@@ -1,0 +1,140 @@
+"""The one answer to "is this cache usable for this run?", for every command.
+
+``check_split`` reads a split's manifest once and compares it with what the
+caller knows now: the tokenizer, ``--max_seq_length``, the arrays on disk
+and, when given, the text dir. It returns what it found as data; each command
+words it (``mlm-train`` and ``run_mlm.py`` refuse, ``mlm-inspect`` reports,
+the preprocess planner rebuilds).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from common.errors import UserError
+from common.format import MANIFEST_NAME, FormatError, check_npy
+from common.hashing import file_digest, file_digests
+from common.manifest import Manifest, TokenizerSource, load_manifest
+
+
+@dataclass(frozen=True)
+class SplitCheck:
+    """What ``check_split`` found; every field that is empty or None means "nothing wrong there"."""
+
+    split_dir: Path
+    manifest: Manifest | None
+    unreadable: str | None = None  # why there is no usable manifest: missing, malformed, another format version
+    tokenizer: str | None = None  # how the tokenizer asked for differs from the cache's, in words
+    max_seq_length: int | None = None  # what the blocks were packed for, when another length was asked
+    damaged: tuple[str, ...] = ()  # arrays whose size (or, when asked, digest) is not the manifest's
+    input_dir: Path | None = None  # the text dir compared, if any
+    unchanged: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+
+    @property
+    def stale(self) -> bool:
+        """The text or the tokenizer moved on since the cache was built."""
+        return bool(self.tokenizer or self.changed or self.added or self.removed)
+
+    @property
+    def usable(self) -> bool:
+        return self.unreadable is None and not self.damaged and not self.stale and self.max_seq_length is None
+
+    def shard_lines(self) -> list[str]:
+        """One ``  <state> <shard>`` line per shard of the manifest and the text dir, by name."""
+        states = {name: state for state in ("unchanged", "changed", "added", "removed") for name in getattr(self, state)}
+        return [f"  {states[name]:<9} {name}" for name in sorted(states)]
+
+    def problems(self) -> list[str]:
+        """What makes the split unusable, one finding a line, in the user's words."""
+        if self.unreadable:
+            return [self.unreadable]
+        out = []
+        if self.tokenizer:
+            out.append(f"{self.split_dir / MANIFEST_NAME} was built with another tokenizer: {self.tokenizer}")
+        if self.max_seq_length is not None:
+            m = self.manifest
+            out.append(f"{self.split_dir}: blocks were packed for --max_seq_length {m.parameters.max_seq_length if m else '?'},"
+                       f" this run asks for {self.max_seq_length}; rerun preprocessing with the new value "
+                       "(only the packing is redone)")
+        out += list(self.damaged)
+        for state in ("changed", "added", "removed"):
+            names = getattr(self, state)
+            if names:
+                more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+                out.append(f"{self.split_dir} is stale against {self.input_dir}: {state} {', '.join(names[:5])}{more}")
+        return out
+
+
+def tokenizer_difference(before: TokenizerSource, now: TokenizerSource) -> str:
+    """What changed between two tokenizer identities, in words: type, settings, which files."""
+    out = [f"{k} {getattr(before, k)!r} -> {getattr(now, k)!r}" for k in ("type", "settings")
+           if getattr(before, k) != getattr(now, k)]
+    changed = sorted(n for n in set(before.files) | set(now.files) if before.files.get(n) != now.files.get(n))
+    if changed:
+        out.append("files differ: " + ", ".join(changed[:6]) + (" ..." if len(changed) > 6 else ""))
+    return "; ".join(out) or f"digest {before.digest} -> {now.digest}"
+
+
+def _damaged(split_dir: Path, m: Manifest, digests: bool) -> tuple[str, ...]:
+    found = []
+    for s in m.shards:
+        for f in [*s.files.values(), *([s.blocks.file] if s.blocks else [])]:
+            path = split_dir / f.path
+            try:
+                check_npy(path, np.dtype(f.dtype), tuple(f.shape))
+                if digests and file_digest(path) != f.digest:
+                    raise FormatError(f"{path}: content differs from the manifest's digest (altered)")
+            except FormatError as e:
+                found.append(f"{s.path}: {e}")
+            except TypeError:  # a dtype numpy does not know
+                found.append(f"{s.path}: {path}: dtype {f.dtype!r} is not an array dtype")
+    return tuple(found)
+
+
+def _text_states(m: Manifest, input_dir: Path) -> dict[str, tuple[str, ...]]:
+    """Shards of the manifest against the ``*.<ext>`` files of ``input_dir`` now, by content."""
+    if not input_dir.is_dir():
+        raise UserError(f"input dir {input_dir} not found; give the dir where the shards are now")
+    now = {p.name: p for p in sorted(input_dir.glob(f"*.{m.parameters.ext}")) if not p.is_dir()}
+    before = {s.path: s.digest for s in m.shards}
+    both = sorted(set(now) & set(before))
+    digests = dict(zip(both, file_digests(now[name] for name in both)))  # the reads run in parallel
+    return {
+        "unchanged": tuple(n for n in both if digests[n] == before[n]),
+        "changed": tuple(n for n in both if digests[n] != before[n]),
+        "added": tuple(sorted(set(now) - set(before))),
+        "removed": tuple(sorted(set(before) - set(now))),
+    }
+
+
+def check_split(split_dir: str | Path, *, tokenizer: TokenizerSource | None = None, max_seq_length: int | None = None,
+                input_dir: str | Path | None = None, sizes: bool = True, digests: bool = False) -> SplitCheck:
+    """Check one split against what this run has.
+
+    ``tokenizer``: the tokenizer this run uses (its digest against the cache's);
+    ``max_seq_length``: the block size it trains with; ``input_dir``: the text
+    (hashed: a read of every shard); ``sizes``: every array's shape and size
+    (a stat and a header read each); ``digests``: every array's content (a
+    read of the whole cache).
+    """
+    split_dir = Path(split_dir)
+    try:
+        m = load_manifest(split_dir)
+    except FormatError as e:
+        return SplitCheck(split_dir, None, unreadable=str(e))
+    found: dict = {"input_dir": Path(input_dir) if input_dir else None}
+    if tokenizer is not None and tokenizer.digest != m.tokenizer.digest:
+        found["tokenizer"] = tokenizer_difference(m.tokenizer, tokenizer)
+    if max_seq_length is not None and max_seq_length != m.parameters.max_seq_length:
+        found["max_seq_length"] = max_seq_length
+    if sizes or digests:
+        found["damaged"] = _damaged(split_dir, m, digests)
+    if input_dir:
+        found.update(_text_states(m, Path(input_dir)))
+    return SplitCheck(split_dir, m, **found)

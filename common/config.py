@@ -1,0 +1,94 @@
+"""The arguments both stages share, named as in the users' run_mlm.py: one definition of what a cache is for.
+
+``mlm-preprocess`` adds how to build it (preprocess/config.py), ``mlm-train``
+how to train on it (train/config.py); ``run_mlm.py`` takes both sets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from common.errors import UserError
+
+DATASETS_TYPES = ("MemmapConcatFullSentenceTextDataset", "MemmapLineByLineTextDataset")
+
+# Flags that only one command acts on, and that command: another command refuses them by name
+# rather than accepting and ignoring them (tests/common/test_config.py keeps this table true).
+FLAG_OWNERS = {
+    "num_workers": "mlm-preprocess",
+    "task_size_mb": "mlm-preprocess",
+    "overwrite_cache": "mlm-preprocess",
+    "verify_outputs": "mlm-preprocess",
+    "build_dataset_only": "run_mlm.py",
+}
+
+
+@dataclass
+class CacheArguments:
+    """Where the text is, how it is tokenized, and where the cache goes."""
+
+    tokenizer_name_or_path: str = field(
+        metadata={"help": "Local tokenizer directory (save_pretrained output) or tokenizer.json. Never downloaded."}
+    )
+    datasets_cache_dir: str = field(
+        metadata={"help": "Cache directory; outputs go to <cache>/train and <cache>/validation."}
+    )
+    train_dir: str | None = field(
+        default=None,
+        metadata={"help": "Directory of training text shards: every *.<ext> file in it is used (required to preprocess)."},
+    )
+    eval_dir: str | None = field(
+        default=None, metadata={"help": "Directory of validation text shards (optional)."}
+    )
+    tokenizer_type: str = field(
+        default="auto",
+        metadata={"help": "How to load the tokenizer: auto (a Hugging Face tokenizer dir or tokenizer.json), "
+                  "spm|ThaiRobertaTokenizer, newmm|ThaiWordsNewmmTokenizer, syllable|ThaiWordsSyllableTokenizer, "
+                  "fake_sefr_cut|FakeSefrCutTokenizer, or module.path:ClassName."},
+    )
+    ext: str = field(default="txt", metadata={"help": "Extension of the text shards, with or without the dot."})
+    max_seq_length: int = field(
+        default=512, metadata={"help": "Tokens per block including <s> and </s> (at least 3)."}
+    )
+    datasets_type: str = field(
+        default="MemmapConcatFullSentenceTextDataset",
+        metadata={"help": f"Dataset the training stage builds from the cache: one of {', '.join(DATASETS_TYPES)}."},
+    )
+    add_space_token: bool = field(
+        default=False,
+        metadata={"help": "Spaces become the space token '<_>' before encoding (it must be in the vocab)."},
+    )
+
+    def __post_init__(self) -> None:
+        self.ext = self.ext.lstrip("*").lstrip(".")  # txt, .txt and *.txt all mean *.txt
+        if not self.ext:
+            raise UserError("--ext is empty; give the shards' extension, e.g. --ext txt")
+        if self.max_seq_length < 3:
+            raise UserError(
+                f"--max_seq_length {self.max_seq_length}: must be at least 3 (<s>, one token, </s>)"
+            )
+        if self.datasets_type not in DATASETS_TYPES:
+            raise UserError(f"--datasets_type {self.datasets_type!r}: must be one of {', '.join(DATASETS_TYPES)}")
+
+    @property
+    def tokenizer_settings(self) -> dict[str, bool]:
+        """The settings that are part of the tokenizer's identity (and so of every cache key)."""
+        return {"add_space_token": self.add_space_token}
+
+    def splits(self) -> list[tuple[str, str]]:
+        """(split name, input dir) pairs to build, train first."""
+        if not self.train_dir:
+            raise UserError("--train_dir is required to preprocess: the directory of training text shards")
+        out = [("train", self.train_dir)]
+        if self.eval_dir:
+            out.append(("validation", self.eval_dir))
+        return out
+
+
+def refuse_other_commands_flags(keys: set[str], command: str) -> None:
+    """UserError naming the command that takes a flag ``command`` would otherwise ignore."""
+    for key in sorted(keys):
+        owner = FLAG_OWNERS.get(key)
+        if owner is not None and owner != command and not (command == "run_mlm.py" and owner == "mlm-preprocess"):
+            raise UserError(f"--{key} is a flag of {owner}, not of {command}; "
+                            f"{'it builds the cache' if owner == 'mlm-preprocess' else 'it preprocesses, then trains'}")
