@@ -1,7 +1,9 @@
 """Load a tokenizer by ``--tokenizer_type`` and describe its identity for the manifest.
 
-One table (``TOKENIZER_TYPES``) maps a type name to its loader; every command
-goes through ``load_tokenizer``. The identity (file digests + class +
+One table (``TOKENIZER_TYPES``) names every type, its class and what it can
+do; every command goes through ``load_tokenizer``. This module imports
+``common.tokenizer_types`` (and so transformers) only when it loads one of
+its classes, and that module imports nothing from here. The identity (file digests + class +
 settings) is part of every cache key, so changing any of them makes the
 cache stale.
 """
@@ -25,7 +27,6 @@ _TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "special_tokens_m
                     "vocab.txt", "vocab.json", "merges.txt"}
 _TOKENIZER_SUFFIXES = (".model",)  # SentencePiece models: spiece.model, sentencepiece.bpe.model, ...
 SEPARATOR_CANDIDATES = ("▁", "\n")  # the first one in the vocab is the line separator, else eos
-SPACE_TOKEN = "<_>"  # the users' explicit space token (--add_space_token)
 
 
 class TokenizerError(Exception):
@@ -52,16 +53,6 @@ def _load_auto(path: Path, settings: dict[str, Any]) -> Any:
     return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
 
 
-def _ours(class_name: str, takes_space_flag: bool = False) -> Callable[[Path, dict[str, Any]], Any]:
-    def load(path: Path, settings: dict[str, Any]) -> Any:
-        from common import tokenizer_types
-
-        kwargs = {"add_space_token": bool(settings.get("add_space_token"))} if takes_space_flag else {}
-        return tokenizer_types.load_from_dir(getattr(tokenizer_types, class_name), path, **kwargs)
-
-    return load
-
-
 def _load_class(spec: str) -> Callable[[Path, dict[str, Any]], Any]:
     """``module.path:ClassName``: any PreTrainedTokenizer subclass of the user's, via from_pretrained."""
 
@@ -82,22 +73,40 @@ def _load_class(spec: str) -> Callable[[Path, dict[str, Any]], Any]:
     return load
 
 
-# name -> loader(path, settings): the one table every command goes through.
-TOKENIZER_TYPES: dict[str, Callable[[Path, dict[str, Any]], Any]] = {
-    "auto": _load_auto,
-    "spm": _ours("ThaiRobertaTokenizer", takes_space_flag=True),
-    "newmm": _ours("ThaiWordsNewmmTokenizer"),
-    "syllable": _ours("ThaiWordsSyllableTokenizer"),
-    "fake_sefr_cut": _ours("FakeSefrCutTokenizer"),
-}
-# The class names of the users' README.
-TOKENIZER_ALIASES: dict[str, str] = {
-    "AutoTokenizer": "auto",
-    "ThaiRobertaTokenizer": "spm",
-    "ThaiWordsNewmmTokenizer": "newmm",
-    "ThaiWordsSyllableTokenizer": "syllable",
-    "FakeSefrCutTokenizer": "fake_sefr_cut",
-}
+@dataclass(frozen=True)
+class TokenizerType:
+    """One ``--tokenizer_type``: its name, the class the users' README calls it (also accepted as
+    the type), and what it can do. Every class but ``AutoTokenizer`` is in common/tokenizer_types.py."""
+
+    name: str
+    class_name: str
+    trainable: bool = False  # mlm-train-tokenizer --type can make one
+    takes_space_flag: bool = False  # the class itself turns spaces into <_> (add_space_token=...)
+
+    def tokenizer_class(self) -> type:
+        from common import tokenizer_types  # heavy (transformers): only when a tokenizer is really loaded
+
+        return getattr(tokenizer_types, self.class_name)
+
+    def load(self, path: Path, settings: dict[str, Any]) -> Any:
+        if self.name == "auto":
+            return _load_auto(path, settings)
+        from common.tokenizer_types import load_from_dir
+
+        kwargs = {"add_space_token": bool(settings.get("add_space_token"))} if self.takes_space_flag else {}
+        return load_from_dir(self.tokenizer_class(), path, **kwargs)
+
+
+# The one table every command goes through: aliases, trainable types and segmenters derive from it.
+TOKENIZER_TYPES: dict[str, TokenizerType] = {t.name: t for t in (
+    TokenizerType("auto", "AutoTokenizer"),
+    TokenizerType("spm", "ThaiRobertaTokenizer", trainable=True, takes_space_flag=True),
+    TokenizerType("newmm", "ThaiWordsNewmmTokenizer", trainable=True),
+    TokenizerType("syllable", "ThaiWordsSyllableTokenizer", trainable=True),
+    TokenizerType("fake_sefr_cut", "FakeSefrCutTokenizer"),
+)}
+TOKENIZER_ALIASES: dict[str, str] = {t.class_name: t.name for t in TOKENIZER_TYPES.values()}
+TRAINABLE_TYPES = tuple(t.name for t in TOKENIZER_TYPES.values() if t.trainable)
 
 
 def resolve_type(tokenizer_type: str) -> str:
@@ -113,7 +122,7 @@ def resolve_type(tokenizer_type: str) -> str:
 
 
 def _loader(kind: str) -> Callable[[Path, dict[str, Any]], Any]:
-    return _load_class(kind) if ":" in kind else TOKENIZER_TYPES[kind]
+    return _load_class(kind) if ":" in kind else TOKENIZER_TYPES[kind].load
 
 
 def preprocess_space_token(identity: TokenizerSource) -> bool:

@@ -25,7 +25,7 @@ from typing import Any
 
 from transformers import PreTrainedTokenizer
 
-from common.tokenizer import SPACE_TOKEN
+from common.format import SPACE_TOKEN
 
 SPIECE_UNDERLINE = "▁"
 SPECIALS = {"bos_token": "<s>", "pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>",
@@ -235,9 +235,6 @@ class ThaiWordsSyllableTokenizer(_WordLevelTokenizer):
 
 class FakeSefrCutTokenizer(_WordLevelTokenizer):
     segment = staticmethod(segment_presplit)
-
-
-SEGMENTERS = {"newmm": segment_newmm, "syllable": segment_syllable, "fake_sefr_cut": segment_presplit}
 
 
 def build_word_vocab(counts: dict[str, int], vocab_size: int | None, min_frequency: int) -> dict[str, int]:

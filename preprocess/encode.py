@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import xxhash
 
-from common.format import OFFSET_DTYPE
-from common.tokenizer import SPACE_TOKEN, LoadedTokenizer, preprocess_space_token
+from common.format import OFFSET_DTYPE, SPACE_TOKEN
+from common.tokenizer import LoadedTokenizer, preprocess_space_token
 from preprocess.sharding import Task
 
 Encoder = Callable[[list[str]], list[list[int]]]

@@ -15,10 +15,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from common.errors import UserError
-from common.format import BLOCKS_DIR, SHARDS_DIR
+from common.format import BLOCKS_DIR, SHARDS_DIR, SPACE_TOKEN
 from common.manifest import Parameters
 from common.tokenizer import (
-    SPACE_TOKEN,
     LoadedTokenizer,
     TokenizerError,
     load_tokenizer,

@@ -22,19 +22,19 @@ from pathlib import Path
 from tqdm import tqdm
 
 from common.errors import UserError
-from common.tokenizer import SPACE_TOKEN, TOKENIZER_ALIASES, TokenizerError, load_tokenizer
+from common.format import SPACE_TOKEN
+from common.tokenizer import TOKENIZER_TYPES, TRAINABLE_TYPES, TokenizerError, load_tokenizer
 from preprocess.config import available_cores
 from preprocess.encode import clean_lines, decode_bytes
 from preprocess.sharding import Task, list_shards, plan_tasks, scan_shards
 
-TYPES = ("spm", "newmm", "syllable")
 _COUNT_STATE: dict[str, str] = {}  # set before the pool forks, read by the workers
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mlm-train-tokenizer", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--type", required=True, choices=TYPES, help="what to train")
+    p.add_argument("--type", required=True, choices=TRAINABLE_TYPES, help="what to train")
     p.add_argument("--train_dir", required=True, help="dir of text shards; every *.<ext> file is read")
     p.add_argument("--ext", default="txt", help="shard extension, with or without the dot")
     p.add_argument("--output_dir", required=True, help="where the tokenizer is saved")
@@ -83,9 +83,7 @@ def train_spm(args: argparse.Namespace, shards: list[Path], out: Path) -> Path:
 
 
 def _count(task: Task) -> Counter:
-    from common.tokenizer_types import SEGMENTERS
-
-    segment = SEGMENTERS[_COUNT_STATE["type"]]
+    segment = TOKENIZER_TYPES[_COUNT_STATE["type"]].tokenizer_class().segment
     with open(task.path, "rb") as f:
         f.seek(task.start)
         text = decode_bytes(f.read(task.end - task.start))[0]
@@ -144,8 +142,7 @@ def train(args: argparse.Namespace) -> str:
         import json
 
         vocab_file.write_text(json.dumps(vocab, ensure_ascii=False, indent=0), encoding="utf-8")
-        class_name = next(alias for alias, kind in TOKENIZER_ALIASES.items() if kind == args.type)
-        getattr(tokenizer_types, class_name)(vocab_file=str(vocab_file)).save_pretrained(out)
+        TOKENIZER_TYPES[args.type].tokenizer_class()(vocab_file=str(vocab_file)).save_pretrained(out)
     try:
         loaded = load_tokenizer(str(out), args.type, {"add_space_token": args.add_space_token})
     except TokenizerError as e:
