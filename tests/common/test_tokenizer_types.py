@@ -99,9 +99,13 @@ def test_word_level_round_trip_and_native_encoder(trained, kind):
     ids = tok(text)["input_ids"]
     assert ids[0] == tok.bos_token_id == 0 and ids[-1] == tok.eos_token_id == 2
     assert tok.unk_token_id == 3 and tok.pad_token_id == 1
-    decoded = tok.decode(ids, skip_special_tokens=True)
-    assert decoded == text.replace("<|>", "") or "<unk>" in tok.decode(ids)
     assert tok("zzzqqq", add_special_tokens=False)["input_ids"] == [3]  # unknown word -> <unk>
+    # every line without an unknown word decodes back to its text (the <|> marks are not text)
+    texts = [text] if kind == "fake_sefr_cut" else thai_lines(200)  # the lines the vocab was counted on
+    known = [t for t in texts if tok.unk_token_id not in tok(t, add_special_tokens=False)["input_ids"]]
+    assert len(known) >= len(texts) // 2
+    for t in known:
+        assert tok.decode(tok(t)["input_ids"], skip_special_tokens=True) == t.replace("<|>", "")
     lines = thai_lines(100, seed=5) if kind != "fake_sefr_cut" else ["กิน<|>ข้าว", "eat<|> <|>กิน", "x<|>y"]
     name, rejected = choose_encoder(tok, lines)
     assert name == "native", rejected

@@ -159,7 +159,14 @@ def test_long_lines_are_split_and_counted(capsys, tmp_path, wordpiece_dir):
     m = manifest(tmp_path / "c")
     assert m["totals"]["lines_split"] == 1 and m["totals"]["lines"] == 3
     r = SplitReader(tmp_path / "c" / "train")
-    assert sum(len(r.block(i)) - 2 for i in range(r.n_blocks)) >= 100  # all 100 'the' kept
+    tok = AutoTokenizer.from_pretrained(wordpiece_dir)
+    expected = [i for line in ["short line", " ".join(["the"] * 100), "another"]
+                for i in tok(line, add_special_tokens=False)["input_ids"]]
+    sep = r.manifest.tokenizer.separator.id
+    assert sep not in expected
+    joined = [t for i in range(r.n_blocks) for t in r.block(i)[1:-1].tolist() if t != sep]
+    assert joined == expected  # every id kept, in order, the long line cut into block-sized pieces
+    assert max(len(r.block(i)) for i in range(r.n_blocks)) == 32
 
 
 @pytest.mark.parametrize("case,pattern", [
@@ -252,3 +259,64 @@ def test_eval_dir_goes_to_validation(capsys, tmp_path, spm_dir):
     assert manifest(cache, "validation")["totals"]["shards"] == 1
     assert manifest(cache)["tokenizer"]["encoder"] == "sentencepiece"
     assert manifest(cache)["tokenizer"]["separator"]["token"] == "▁"
+
+
+def _word_level(out, vocab_size: int):
+    """A word-level fast tokenizer of ``vocab_size`` ids (w4, w5, ...), made here."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, **{f"w{i}": i for i in range(4, vocab_size - 1)},
+             "<mask>": vocab_size - 1}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                            pad_token="<pad>", mask_token="<mask>").save_pretrained(out)
+    return out
+
+
+def test_a_vocabulary_over_65536_ids_gives_a_uint32_cache(capsys, tmp_path):
+    from train.dataset import MemmapConcatFullSentenceTextDataset
+
+    tok = _word_level(tmp_path / "tok", 70_000)
+    train = tmp_path / "train"
+    train.mkdir()
+    (train / "a.txt").write_text("w5 w65535 w65536\nw69998 w4\n")
+    cache = tmp_path / "c"
+    assert run_cli(capsys, *base_args(tok, train, cache))[0] == 0
+    m = manifest(cache)
+    assert m["tokenizer"]["dtype"] == "uint32"
+    assert np.load(cache / "train" / m["shards"][0]["files"]["tokens"]["path"]).dtype == np.uint32
+    assert [x.tolist() for x in lines_of(cache)] == [[5, 65535, 65536], [69998, 4]]
+    block = MemmapConcatFullSentenceTextDataset(cache / "train", 32)[0].tolist()
+    assert block[0] == 0 and block[-1] == 2 and 65536 in block and 69998 in block
+
+
+def test_lines_longer_than_64_kib_across_task_boundaries(capsys, tmp_path, wordpiece_dir):
+    train = tmp_path / "train"
+    train.mkdir()
+    long_line = " ".join(["language"] * 12_000)  # ~105 KB: longer than the 64 KiB the boundary search reads at once
+    (train / "a.txt").write_text("\n".join(["short one", long_line, "middle", long_line, "last"]) + "\n")
+    one, many = tmp_path / "one", tmp_path / "many"
+    assert run_cli(capsys, *base_args(wordpiece_dir, train, one))[0] == 0
+    assert run_cli(capsys, *base_args(wordpiece_dir, train, many, "--task_size_mb", "0.03"))[0] == 0
+    assert arrays(one) == arrays(many)
+    assert manifest(many)["totals"]["lines"] == 5
+    lengths = [len(x) for x in lines_of(many)]
+    tok = AutoTokenizer.from_pretrained(wordpiece_dir)
+    assert lengths == [len(tok(s, add_special_tokens=False)["input_ids"]) for s in ["short one", long_line, "middle",
+                                                                                  long_line, "last"]]
+    assert lengths[1] == 12_000
+
+
+@pytest.mark.parametrize("text", [b"alpha beta\rgamma\r\rdelta\r", b"alpha beta\ngamma\n\ndelta", b"alpha beta\r\ngamma\r\n\r\ndelta\r\n"])
+def test_cr_only_crlf_and_no_trailing_newline_read_like_lf(capsys, tmp_path, wordpiece_dir, text):
+    ref, other = tmp_path / "ref", tmp_path / "other"
+    ref.mkdir()
+    other.mkdir()
+    (ref / "a.txt").write_bytes(b"alpha beta\ngamma\ndelta\n")
+    (other / "a.txt").write_bytes(text)
+    assert run_cli(capsys, *base_args(wordpiece_dir, ref, tmp_path / "c1"))[0] == 0
+    assert run_cli(capsys, *base_args(wordpiece_dir, other, tmp_path / "c2"))[0] == 0
+    assert manifest(tmp_path / "c2")["totals"]["lines"] == 3
+    assert [x.tolist() for x in lines_of(tmp_path / "c1")] == [x.tolist() for x in lines_of(tmp_path / "c2")]

@@ -65,7 +65,9 @@ def test_collator_pads_to_8_with_an_exact_attention_mask(bpe_dir):
     assert (b["labels"][b["attention_mask"] == 0] == -100).all()  # padding never a target
     assert (b["labels"][:, 0] == -100).all()  # bos never masked
     assert (b["labels"] != -100).any()
-    assert (b["input_ids"][0, 5:] == pad).all() or (b["attention_mask"][0, 5:] == 0).all()
+    # padding is the pad id and stays it: masking never replaces a pad position
+    assert (b["input_ids"][0, 5:] == pad).all() and (b["input_ids"][1, 11:] == pad).all()
+    assert (b["attention_mask"][0, 5:] == 0).all() and (b["attention_mask"][0, :5] == 1).all()
 
 
 def test_masking_targets_real_tokens_only_at_the_bert_rates(bpe_dir):

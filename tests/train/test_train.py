@@ -361,3 +361,18 @@ def test_make_train_on_a_line_by_line_cache(tmp_path, bpe_dir, bpe_cache):
         capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (out / "model.safetensors").is_file() and "train_loss=" in r.stdout
+
+
+def test_eval_strategy_steps_without_a_validation_split_is_one_line(capsys, tmp_path, bpe_dir):
+    train, _ = _texts(tmp_path)
+    cache = tmp_path / "cache"
+    flags = ["--tokenizer_name_or_path", str(bpe_dir), "--datasets_cache_dir", str(cache), "--max_seq_length", "32"]
+    assert preprocess_main([*flags, "--train_dir", str(train)]) == 0
+    capsys.readouterr()
+    args = [*flags, "--architecture", "roberta-tiny", "--output_dir", str(tmp_path / "out"), "--max_steps", "1",
+            "--report_to", "none", "--eval_strategy", "steps", "--eval_steps", "1"]
+    assert train_main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0] == (f"error: --eval_strategy steps but {cache}/validation has no manifest; "
+                                        "preprocess with --eval_dir, or drop --eval_strategy")
+    assert not (tmp_path / "out").exists()
