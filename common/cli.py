@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import signal
 import sys
 import threading
@@ -99,7 +100,8 @@ def _raise_terminated(signum: int, frame: object) -> None:
 
 def run_command(body: Callable[[], int], after_stop: str) -> int:
     """Run a command's body the way every command ends: a UserError is one ``error:`` line and
-    exit 2, Ctrl-C exit 130 and SIGTERM exit 143 (128 + signal number), each saying ``after_stop``."""
+    exit 2, Ctrl-C exit 130 and SIGTERM exit 143 (128 + signal number), each saying ``after_stop``;
+    a closed pipe on stdout ends it quietly."""
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main else None
     try:
@@ -113,6 +115,9 @@ def run_command(body: Callable[[], int], after_stop: str) -> int:
     except Terminated:
         print(f"terminated (SIGTERM): {after_stop}", file=sys.stderr)
         return 143
+    except BrokenPipeError:  # `mlm-inspect show cache | head`: the reader left, say nothing
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 141  # 128 + SIGPIPE, as a shell reports a process the pipe ended
     finally:
         if in_main:
             signal.signal(signal.SIGTERM, previous)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from common.check import check_split
+from common.cli import run_command
 from common.errors import UserError
 from common.format import MANIFEST_NAME, FormatError, length_bins
 from common.manifest import Manifest, to_json
@@ -225,42 +225,47 @@ def _diff_pairs(a: str, b: str) -> list[tuple[Path, Path]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if argv is None:  # a command line: `mlm-inspect show cache | head` must end quietly, not with a traceback
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     args = build_parser().parse_args(argv)
-    try:
-        if args.command == "diff":
-            all_same = True
-            for x, y in _diff_pairs(args.a, args.b):
-                same, report = diff(read_manifest(x), read_manifest(y), (str(x), str(y)))
-                all_same &= same
-                print(report)
-            return 0 if all_same else 1
-        if args.command == "show" and args.json:
-            dirs = split_dirs(args.path)
-            docs = {d.name: read_manifest(d).to_dict() for d in dirs}
-            one = len(dirs) == 1 and (Path(args.path) / MANIFEST_NAME).is_file()
-            print(json.dumps(docs[dirs[0].name] if one else docs, indent=1, ensure_ascii=False))
-            return 0
-        good = True
-        for split in split_dirs(args.path):
-            m = read_manifest(split)
-            if args.command == "show":
-                print(show(split, m))
-            elif args.command == "status":
-                ok, report = status(split, m, args.input_dir, args.tokenizer)
-                good &= ok
-                print(report)
-            elif args.command == "verify":
-                ok, report = verify(split)
-                good &= ok
-                print(report)
-            elif args.command == "samples":
-                print(samples(split, m, args.n, args.tokenizer_type))
-        return 0 if good else 1
-    except (UserError, FormatError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+
+    def body() -> int:
+        try:
+            return _run(args)
+        except FormatError as e:
+            raise UserError(str(e)) from None
+
+    return run_command(body, "nothing was changed")
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "diff":
+        all_same = True
+        for x, y in _diff_pairs(args.a, args.b):
+            same, report = diff(read_manifest(x), read_manifest(y), (str(x), str(y)))
+            all_same &= same
+            print(report)
+        return 0 if all_same else 1
+    if args.command == "show" and args.json:
+        dirs = split_dirs(args.path)
+        docs = {d.name: read_manifest(d).to_dict() for d in dirs}
+        one = len(dirs) == 1 and (Path(args.path) / MANIFEST_NAME).is_file()
+        print(json.dumps(docs[dirs[0].name] if one else docs, indent=1, ensure_ascii=False))
+        return 0
+    good = True
+    for split in split_dirs(args.path):
+        m = read_manifest(split)
+        if args.command == "show":
+            print(show(split, m))
+        elif args.command == "status":
+            ok, report = status(split, m, args.input_dir, args.tokenizer)
+            good &= ok
+            print(report)
+        elif args.command == "verify":
+            ok, report = verify(split)
+            good &= ok
+            print(report)
+        elif args.command == "samples":
+            print(samples(split, m, args.n, args.tokenizer_type))
+    return 0 if good else 1
 
 
 if __name__ == "__main__":

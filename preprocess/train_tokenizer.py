@@ -21,6 +21,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from common.cli import run_command
 from common.errors import UserError
 from common.format import SPACE_TOKEN
 from common.tokenizer import TOKENIZER_TYPES, TRAINABLE_TYPES, TokenizerError, load_tokenizer
@@ -155,14 +156,14 @@ def train(args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
-    try:
+
+    def body() -> int:
         if args.num_workers < 1:
             raise UserError(f"--num_workers {args.num_workers}: must be at least 1")
         print(train(args))
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+
+    return run_command(body, "no tokenizer was written; rerun with an empty --output_dir")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,63 @@
+"""Every command ends the same way: one ``error:`` line and exit 2 for a user's mistake,
+130 for Ctrl-C, 143 for SIGTERM, and silence when the reader of its output goes away."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from common.cli import Terminated, run_command
+from common.errors import UserError
+from preprocess.__main__ import main as preprocess_main
+from preprocess.inspect_cache import main as inspect_main
+from preprocess.train_tokenizer import main as train_tokenizer_main
+from run_mlm import main as run_mlm_main
+from tests.corpus import write_shards
+from tests.preprocess.helpers import base_args, run_cli
+from train.__main__ import main as train_main
+
+ROOT = Path(__file__).parents[2]
+
+
+@pytest.mark.parametrize("raised,status,said", [
+    (UserError("bad flag"), 2, "error: bad flag"),
+    (KeyboardInterrupt(), 130, "interrupted: what now"),
+    (Terminated(), 143, "terminated (SIGTERM): what now"),
+])
+def test_run_command_maps_each_ending(capsys, raised, status, said):
+    def body() -> int:
+        raise raised
+
+    assert run_command(body, "what now") == status
+    assert capsys.readouterr().err.strip() == said
+
+
+def test_every_command_says_a_users_mistake_in_one_line(capsys, tmp_path):
+    missing = str(tmp_path / "nowhere")
+    for main, argv in [
+        (preprocess_main, ["--tokenizer_name_or_path", missing, "--train_dir", missing, "--datasets_cache_dir", missing]),
+        (train_main, ["--tokenizer_name_or_path", missing, "--datasets_cache_dir", missing, "--output_dir", missing]),
+        (run_mlm_main, ["--tokenizer_name_or_path", missing, "--datasets_cache_dir", missing, "--output_dir", missing]),
+        (inspect_main, ["show", missing]),
+        (train_tokenizer_main, ["--type", "newmm", "--train_dir", missing, "--output_dir", missing]),
+    ]:
+        assert main(argv) == 2, main
+        err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith(("note:", "WARNING"))]
+        assert len(err) == 1 and err[0].startswith("error: "), (main, err)
+
+
+def test_a_closed_pipe_ends_inspect_quietly(capsys, tmp_path, wordpiece_dir):
+    train = tmp_path / "train"
+    write_shards(train, n_shards=120, lines_per_shard=2)  # a JSON manifest past the 64 KiB a pipe holds
+    cache = tmp_path / "cache"
+    assert run_cli(capsys, *base_args(wordpiece_dir, train, cache))[0] == 0
+    p = subprocess.Popen([sys.executable, "-m", "preprocess.inspect_cache", "show", str(cache), "--json"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    p.stdout.read(10)
+    p.stdout.close()  # the reader goes away, as `| head -c 10` does
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=60) == 141 and err == ""
