@@ -97,7 +97,7 @@ demo: setup
 	$(BIN)/python scripts/demo_summary.py $(DEMO)
 
 bench: setup
-	$(BIN)/python bench/preprocess.py --mb $(BENCH_MB)
+	$(BIN)/python bench/preprocess_bench.py --mb $(BENCH_MB)
 
 clean:
 	rm -rf bench_out demo_out .pytest_cache

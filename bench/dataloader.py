@@ -49,10 +49,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from transformers import DataCollatorForLanguageModeling
 
 REPO = Path(__file__).resolve().parents[1]
-# bench/ holds a preprocess.py: with bench/ first on sys.path, ``import
-# preprocess`` would import that script instead of the package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO))  # runs from a checkout too (a GPU node), not only where the project is installed
 
 from common.tokenizer import load_tokenizer  # noqa: E402
 from train.collator import MlmCollator  # noqa: E402

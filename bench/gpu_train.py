@@ -56,9 +56,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-# bench/ holds a preprocess.py that would shadow the package of that name.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO))  # runs from a checkout too (a GPU node), not only where the project is installed
 
 import torch  # noqa: E402
 from torch.utils.data import Dataset  # noqa: E402

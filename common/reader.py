@@ -13,6 +13,7 @@ import numpy as np
 
 from common.format import OFFSET_DTYPE, FormatError, check_npy
 from common.manifest import FileInfo, Manifest, load_manifest
+from common.packing import line_examples
 
 
 def _open(split_dir: Path, info: FileInfo) -> np.ndarray:
@@ -75,6 +76,20 @@ class SplitReader:
         out[0], out[-1] = self.bos, self.eos
         out[1:-1] = self.maps[shard][0][s:e]
         return out
+
+    def line_examples(self, max_seq_length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """LINE-BY-LINE examples of the split as (shard, start, end) arrays: example k is
+        ``framed(shard[k], start[k], end[k])``. Computed from the line offsets by the packing
+        rule (common/packing.py), 8 bytes x 3 per example, no per-line Python."""
+        shards, starts, ends = [], [], []
+        for k, (_, offsets, _) in enumerate(self.maps):
+            s, e = line_examples(offsets, max_seq_length)
+            shards.append(np.full(len(s), k, dtype=np.int32))
+            starts.append(s)
+            ends.append(e)
+        if not shards:
+            return np.empty(0, np.int32), np.empty(0, OFFSET_DTYPE), np.empty(0, OFFSET_DTYPE)
+        return np.concatenate(shards), np.concatenate(starts), np.concatenate(ends)
 
     def lines(self, shard: int) -> list[np.ndarray]:
         """Every line of one shard as ids without its separator (for tests and inspection)."""

@@ -56,8 +56,8 @@ from common.manifest import (
     write_json_atomic,
     write_manifest,
 )
+from common.packing import PACKING, pack_blocks
 from preprocess.encode import CLEANING, TaskResult
-from preprocess.packing import PACKING, pack_blocks
 from preprocess.sharding import Scan, Task, plan_tasks
 from preprocess.writer import NpyStreamWriter, write_array
 

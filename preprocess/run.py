@@ -17,6 +17,7 @@ from tqdm import tqdm
 from common.errors import UserError
 from common.format import BLOCKS_DIR, SHARDS_DIR, SPACE_TOKEN
 from common.manifest import Parameters
+from common.packing import PACKING
 from common.tokenizer import (
     LoadedTokenizer,
     TokenizerError,
@@ -35,7 +36,6 @@ from preprocess.encode import (
     set_worker_state,
 )
 from preprocess.lock import cache_lock
-from preprocess.packing import PACKING
 from preprocess.sharding import Scan, Task, list_shards, scan_shards
 
 SAMPLE_BYTES = 64 << 10

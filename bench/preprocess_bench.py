@@ -53,10 +53,7 @@ import numpy as np
 import psutil
 
 REPO = Path(__file__).resolve().parents[1]
-# This file is named preprocess.py: with bench/ first on sys.path, ``import
-# preprocess`` would import this script instead of the package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO))  # runs from a checkout too (a GPU node), not only where the project is installed
 
 MB = 1_000_000  # every MB and MB/s in the table is 10**6 bytes
 MIB = 1 << 20

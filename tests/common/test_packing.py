@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from preprocess.packing import pack_blocks
+from common.packing import pack_blocks
 
 
 def _offsets(lengths):
@@ -46,3 +46,16 @@ def test_long_line_is_split_into_pieces_not_dropped():
 def test_empty_shard_has_no_blocks():
     blocks, split = pack_blocks(np.zeros(1, np.int64), 16)
     assert blocks.shape == (0, 2) and split == 0
+
+
+def test_line_examples_are_every_line_with_long_ones_in_pieces():
+    from common.packing import line_examples
+
+    lengths = [3, 62, 63, 200, 1]
+    off = _offsets(lengths)
+    s, e = line_examples(off, 64)  # 62 ids fit between bos and eos
+    assert (e - s).tolist() == [3, 62, 62, 1, 62, 62, 62, 14, 1]
+    covered = np.concatenate([np.arange(a, b) for a, b in zip(s, e)])
+    is_sep = np.zeros(off[-1], dtype=bool)
+    is_sep[off[1:] - 1] = True
+    assert covered.tolist() == np.flatnonzero(~is_sep).tolist()  # every id once, in order, no separator
