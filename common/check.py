@@ -17,7 +17,7 @@ import numpy as np
 from common.errors import UserError
 from common.format import MANIFEST_NAME, FormatError, check_npy
 from common.hashing import file_digest, file_digests
-from common.manifest import Manifest, TokenizerSource, load_manifest
+from common.manifest import Manifest, TokenizerIdentity, TokenizerSource, load_manifest
 
 
 @dataclass(frozen=True)
@@ -131,6 +131,9 @@ def check_split(split_dir: str | Path, *, tokenizer: TokenizerSource | None = No
     found: dict = {"input_dir": Path(input_dir) if input_dir else None}
     if tokenizer is not None and tokenizer.digest != m.tokenizer.digest:
         found["tokenizer"] = tokenizer_difference(m.tokenizer, tokenizer)
+    elif isinstance(tokenizer, TokenizerIdentity) and tokenizer.description() != m.tokenizer.description():
+        found["tokenizer"] = ("the manifest's vocabulary size, dtype, special or separator ids differ from the "
+                              f"loaded tokenizer's: {m.tokenizer.description()} != {tokenizer.description()}")
     if max_seq_length is not None and max_seq_length != m.parameters.max_seq_length:
         found["max_seq_length"] = max_seq_length
     if sizes or digests:

@@ -86,6 +86,20 @@ class TokenizerIdentity(TokenizerSource):
     def source(self) -> TokenizerSource:
         return TokenizerSource(self.type, self.name_or_path, self.files, self.settings, self.digest)
 
+    def description(self) -> tuple:
+        """What packing and training take from the tokenizer, beyond its files: must match the loaded one's."""
+        return self.vocab_size, self.dtype, self.special_ids, self.separator
+
+    def validate(self, where: str) -> None:
+        from common.format import token_dtype
+
+        ids = {**vars(self.special_ids), "separator": self.separator.id}
+        bad = {k: v for k, v in ids.items() if v is not None and not 0 <= v < self.vocab_size}
+        if self.vocab_size < 1 or bad:
+            raise ShapeError(f"{where}: ids {bad} outside the vocabulary of {self.vocab_size}")
+        if self.dtype != token_dtype(self.vocab_size).name:
+            raise ShapeError(f"{where}.dtype: {self.dtype!r} for a vocabulary of {self.vocab_size}")
+
 
 @dataclass(frozen=True)
 class Parameters:
@@ -126,6 +140,10 @@ class BlocksInfo:
     block_hist: list[int]
     file: FileInfo
 
+    def validate(self, where: str) -> None:
+        if self.file.shape != [self.blocks, 2] or self.file.dtype != "int64" or self.max_seq_length < 3:
+            raise ShapeError(f"{where}: {self.blocks} blocks but the file holds {self.file.shape} x {self.file.dtype}")
+
     @staticmethod
     def from_dict(d: Any, where: str = "blocks") -> BlocksInfo:
         return build(BlocksInfo, d, where)
@@ -149,6 +167,12 @@ class ShardInfo:
 
     def validate(self, where: str) -> None:
         inside(self.path, f"{where}.path")
+        if set(self.files) != {"tokens", "lines"}:
+            raise ShapeError(f"{where}.files: {sorted(self.files)}, expected tokens and lines")
+        tokens, lines = self.files["tokens"], self.files["lines"]
+        if tokens.shape != [self.tokens] or lines.shape != [self.lines + 1] or lines.dtype != "int64":
+            raise ShapeError(f"{where}: {self.tokens} tokens and {self.lines} lines, but files of "
+                             f"{tokens.shape} and {lines.shape} x {lines.dtype}")
 
     @staticmethod
     def from_dict(d: Any, where: str = "shard") -> ShardInfo:

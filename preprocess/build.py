@@ -223,8 +223,10 @@ class _ShardAssembler:
         return record
 
     def abort(self) -> None:
-        self.tokens.abort()
-        self.lines.abort()
+        try:
+            self.tokens.abort()
+        finally:
+            self.lines.abort()
 
 
 def tokenize_split(plan: SplitPlan, dtype: np.dtype, task_map: TaskMap) -> None:

@@ -26,8 +26,11 @@ def cache_lock(cache_dir: Path) -> Iterator[bool]:
     path = cache_dir / LOCK_NAME
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)  # never write through a link
     except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise UserError(f"{path} is a symlink; the lock file is the cache's own: remove the link "
+                            f"(rm {path}) and rerun") from None
         if e.errno in _READ_ONLY and cache_dir.is_dir():
             yield False
             return

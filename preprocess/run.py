@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import time
-from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
@@ -29,14 +27,14 @@ from preprocess import build
 from preprocess.config import PreprocessConfig
 from preprocess.encode import (
     CLEANING,
-    TaskResult,
     choose_encoder,
     clean_lines,
     encode_task,
     set_worker_state,
 )
 from preprocess.lock import cache_lock
-from preprocess.sharding import Scan, Task, list_shards, scan_shards
+from preprocess.sharding import Scan, list_shards, scan_shards
+from preprocess.workers import WorkerDied, Workers
 
 SAMPLE_BYTES = 64 << 10
 
@@ -69,12 +67,6 @@ def check_layout(cache: Path, inputs: list[tuple[str, str]]) -> None:
                                 f"remove the link (rm {p}) and rerun")
 
 
-def _worker_init() -> None:
-    """Workers die on SIGTERM (pool.terminate) and leave Ctrl-C to the parent, which cleans up."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def _sample_lines(shards: list[Path]) -> list[str]:
     """The first lines of the first shard: real text for the encoder check."""
     with open(shards[0], "rb") as f:
@@ -82,11 +74,21 @@ def _sample_lines(shards: list[Path]) -> list[str]:
     return clean_lines(raw.decode("utf-8", errors="replace"))[:256]
 
 
-def _load(cfg: PreprocessConfig, sample: list[str]) -> tuple[LoadedTokenizer, str]:
+def _load(cfg: PreprocessConfig, sample: list[str], planned: str) -> tuple[LoadedTokenizer, str]:
+    """Load the tokenizer and pick its encoder backend.
+
+    ``planned`` is the tokenizer digest every cache key of this run was made
+    from; the files are hashed again once the tokenizer is loaded, so tokens
+    of a tokenizer edited meanwhile are never stored under the old one's keys.
+    """
     try:
         loaded = load_tokenizer(cfg.tokenizer_name_or_path, cfg.tokenizer_type, cfg.tokenizer_settings)
+        after = tokenizer_source(cfg.tokenizer_name_or_path, cfg.tokenizer_type, cfg.tokenizer_settings)
     except TokenizerError as e:
         raise UserError(str(e)) from None
+    if not loaded.identity.digest == after.digest == planned:
+        raise UserError(f"--tokenizer_name_or_path {cfg.tokenizer_name_or_path}: its files changed while this run "
+                        "read them; nothing was tokenized. Rerun once nothing writes to them.")
     if cfg.add_space_token and SPACE_TOKEN not in loaded.tokenizer.get_vocab():
         raise UserError(
             f"--add_space_token: the tokenizer at {cfg.tokenizer_name_or_path} has no {SPACE_TOKEN!r} token; "
@@ -112,32 +114,12 @@ def _task_map(cfg: PreprocessConfig, loaded: LoadedTokenizer, encoder: str) -> I
     if cfg.num_workers == 1:
         yield lambda tasks: map(encode_task, tasks)
         return
-    import multiprocess
-
-    pool = multiprocess.get_context("fork").Pool(cfg.num_workers, initializer=_worker_init)
-    window = 2 * cfg.num_workers
-
-    def imap(tasks: Iterable[Task]) -> Iterator[TaskResult]:
-        """Results in task order with at most ``window`` tasks in flight.
-
-        ``pool.imap`` submits every task at once, so when the parent (which
-        writes) falls behind the workers, finished results pile up in its
-        memory: peak RSS grew with the corpus (1.47x from 50 to 200 MB).
-        """
-        pending: deque = deque()
-        for task in tasks:
-            pending.append(pool.apply_async(encode_task, (task,)))
-            if len(pending) >= window:
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
-
+    workers = Workers(cfg.num_workers, encode_task)
     try:
-        yield imap
-        pool.close()
+        yield workers.imap
+        workers.close()
     finally:
-        pool.terminate()
-        pool.join()
+        workers.kill()  # an error or a signal: no worker outlives the run
 
 
 def parameters(cfg: PreprocessConfig) -> Parameters:
@@ -155,6 +137,9 @@ def run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
     except OSError as e:
         where = f"{e.filename}: " if e.filename else ""
         raise UserError(f"{where}{e.strerror or e}; the cache keeps its last complete state") from None
+    except WorkerDied as e:
+        raise UserError(f"{e}; the cache keeps its last complete state: rerun to resume, with fewer "
+                        "--num_workers or a smaller --task_size_mb if memory ran out") from None
 
 
 def _run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
@@ -186,7 +171,7 @@ def _run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
         if needs_load:
             if not writable:
                 raise UserError(_read_only_message(cache, plans, olds))
-            loaded, encoder = _load(cfg, _sample_lines(plans[0].shards))
+            loaded, encoder = _load(cfg, _sample_lines(plans[0].shards), source.digest)
             tokenizer = replace(loaded.identity, encoder=encoder)
         else:
             # Same digest => same tokenizer: its description need not be reloaded.

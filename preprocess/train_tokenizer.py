@@ -28,6 +28,7 @@ from common.tokenizer import TOKENIZER_TYPES, TRAINABLE_TYPES, TokenizerError, l
 from preprocess.config import available_cores
 from preprocess.encode import clean_lines, decode_bytes
 from preprocess.sharding import Task, list_shards, plan_tasks, scan_shards
+from preprocess.workers import Workers
 
 _COUNT_STATE: dict[str, str] = {}  # set before the pool forks, read by the workers
 
@@ -102,21 +103,14 @@ def count_words(args: argparse.Namespace, shards: list[Path]) -> Counter:
     total: Counter = Counter()
     with tqdm(total=sum(p.stat().st_size for p in shards), unit="B", unit_scale=True,
               desc=f"{args.type}: counting words", dynamic_ncols=True) as bar:
-        if args.num_workers == 1:
-            results = map(_count, tasks)
-            pool = None
-        else:
-            import multiprocess
-
-            pool = multiprocess.get_context("fork").Pool(args.num_workers)
-            results = pool.imap(_count, tasks)
+        workers = Workers(args.num_workers, _count) if args.num_workers > 1 else None
         try:
-            for task, counts in zip(tasks, results):
+            for task, counts in zip(tasks, workers.imap(tasks) if workers else map(_count, tasks)):
                 total.update(counts)
                 bar.update(task.end - task.start)
         finally:
-            if pool is not None:
-                pool.terminate()
+            if workers is not None:
+                workers.kill()
     return total
 
 

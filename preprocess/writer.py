@@ -37,7 +37,10 @@ class NpyStreamWriter:
         arr = np.ascontiguousarray(arr, dtype=self.dtype)
         if arr.shape[1:] != self.row_shape:
             raise ValueError(f"{self.final}: rows of shape {arr.shape[1:]}, expected {self.row_shape}")
-        self.f.write(arr.data)
+        try:
+            self.f.write(arr.data)
+        except OSError as e:  # a full disk: say where
+            raise OSError(e.errno, e.strerror, str(self.tmp.parent)) from None
         self.rows += len(arr)
 
     def commit(self, rel_to: Path) -> FileInfo:
@@ -62,9 +65,14 @@ class NpyStreamWriter:
         )
 
     def abort(self) -> None:
-        if not self.f.closed:
-            self.f.close()
-        self.tmp.unlink(missing_ok=True)
+        """Remove the temp file whatever closing it does (on a full disk the close's flush fails too)."""
+        try:
+            if not self.f.closed:
+                self.f.close()
+        except OSError:
+            pass
+        finally:
+            self.tmp.unlink(missing_ok=True)
 
 
 def write_array(final: Path, arr: np.ndarray, rel_to: Path) -> FileInfo:

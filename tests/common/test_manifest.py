@@ -25,7 +25,8 @@ PARAMETERS = Parameters("txt", 8, "MemmapConcatFullSentenceTextDataset", False, 
 def _manifest() -> Manifest:
     f = FileInfo("shards/k.tokens.npy", 128 + 20, "d1", "uint16", [10])
     b = BlocksInfo("bk", 8, 2, 1, [0, 0, 0, 2], FileInfo("blocks/bk.blocks.npy", 160, "d2", "int64", [2, 2]))
-    s = ShardInfo("a.txt", 50, "dd", "k", 3, 10, 1, 0, [0, 3], {"tokens": f}, b)
+    lines = FileInfo("shards/k.lines.npy", 128 + 32, "d3", "int64", [4])
+    s = ShardInfo("a.txt", 50, "dd", "k", 3, 10, 1, 0, [0, 3], {"tokens": f, "lines": lines}, b)
     return Manifest("/in", TOKENIZER, PARAMETERS, [s])
 
 

@@ -79,6 +79,15 @@ def test_cleanup_keeps_foreign_files_and_never_follows_a_symlink(capsys, tmp_pat
     assert all(f.read_text() == "mine\n" for f in foreign)
     assert len(list((cache / "train" / "shards").glob("*.tokens.npy"))) == 2 and not old_piece.exists()
 
+    # a .lock that links to a user's file: refused, the file untouched
+    precious = tmp_path / "precious.txt"
+    precious.write_text("mine\n")
+    (cache / ".lock").unlink()
+    (cache / ".lock").symlink_to(precious)
+    rc, _, err = run_cli(capsys, *args)
+    assert rc == 2 and ".lock is a symlink" in err and precious.read_text() == "mine\n"
+    (cache / ".lock").unlink()
+
     # shards/ turned into a link to a dir of text: refused, and the text there untouched
     other = tmp_path / "other_text"
     kept = write_shards(other, n_shards=2, seed=3)
@@ -181,9 +190,16 @@ def _corrupt(kind: str, path: Path) -> None:
     elif kind == "wrong type":
         good["shards"][0]["tokens"] = "many"
         path.write_text(json.dumps(good))
+    elif kind == "count disagrees with its array":
+        good["shards"][0]["blocks"]["blocks"] = 1
+        path.write_text(json.dumps(good))
+    elif kind == "special id outside the vocabulary":
+        good["tokenizer"]["special_ids"]["bos"] = 2**70
+        path.write_text(json.dumps(good))
 
 
-CORRUPTIONS = ["random bytes", "not utf-8", "list", "null", "files not an object", "path leaves the dir", "wrong type"]
+CORRUPTIONS = ["random bytes", "not utf-8", "list", "null", "files not an object", "path leaves the dir", "wrong type",
+               "count disagrees with its array", "special id outside the vocabulary"]
 
 
 @pytest.mark.parametrize("kind", CORRUPTIONS)
@@ -207,7 +223,8 @@ def test_a_damaged_manifest_is_rebuilt_by_preprocess_and_one_line_elsewhere(caps
     assert rc == 0 and "2 tokenized" in out and arrays(cache) == good
 
 
-@pytest.mark.parametrize("kind", ["random bytes", "list", "files not an object", "path leaves the dir"])
+@pytest.mark.parametrize("kind", ["random bytes", "list", "files not an object", "path leaves the dir",
+                                  "count disagrees with its array"])
 def test_a_damaged_piece_record_is_rebuilt_with_a_warning(capsys, tmp_path, wordpiece_dir, kind):
     args, cache, _ = _built(capsys, tmp_path, wordpiece_dir)
     good = arrays(cache)
@@ -219,6 +236,8 @@ def test_a_damaged_piece_record_is_rebuilt_with_a_warning(capsys, tmp_path, word
         record.write_text("[]")
     elif kind == "files not an object":
         record.write_text(json.dumps({**data, "files": 5}))
+    elif kind == "count disagrees with its array":
+        record.write_text(json.dumps({**data, "lines": 1}))
     else:
         data["files"]["tokens"]["path"] = "../../../outside.npy"
         record.write_text(json.dumps(data))
@@ -456,3 +475,89 @@ def test_random_sigkills_and_sigterms_then_a_rerun_always_equal_a_clean_build(tm
         assert not _temp_files(cache), trial
     print(f"build {build_seconds:.1f} s; exits of the killed runs: {killed}")
     assert len(killed) >= 10 and 143 in killed  # most signals landed mid-run, not after the run ended
+
+
+def test_a_tokenizer_edited_while_the_run_hashes_is_never_stored_under_its_old_digest(capsys, monkeypatch, tmp_path,
+                                                                                       wordpiece_dir):
+    tok = tmp_path / "tok"
+    shutil.copytree(wordpiece_dir, tok)
+    train = tmp_path / "train"
+    write_shards(train, n_shards=2)
+    original = run_module.load_tokenizer
+
+    def edited_then_loaded(*args, **kwargs):  # the run has hashed the tokenizer and every shard by now
+        cfg = tok / "tokenizer_config.json"
+        cfg.write_text(cfg.read_text().replace("{", '{\n  "model_max_length": 77,', 1))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "load_tokenizer", edited_then_loaded)
+    cache = tmp_path / "cache"
+    rc, _, err = run_cli(capsys, *base_args(tok, train, cache))
+    assert rc == 2 and "its files changed while this run read them" in err
+    _one_error_line(err)
+    assert not list(cache.rglob("*.npy")) and not (cache / "train" / "manifest.json").exists()
+
+
+def _start_with_workers(tmp_path, tok) -> tuple[subprocess.Popen, list]:
+    """A 2-worker run on one big task (so one worker is idle), started in its own process group;
+    returns once both workers exist."""
+    import time
+
+    import psutil
+
+    train = tmp_path / "train"
+    write_shards(train, n_shards=1, lines_per_shard=60_000)
+    args = base_args(tok, train, tmp_path / "cache", "--task_size_mb", "100")
+    args[args.index("--num_workers") + 1] = "2"
+    p = subprocess.Popen([sys.executable, "-m", "preprocess", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and len(psutil.Process(p.pid).children()) < 2:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    children = psutil.Process(p.pid).children()
+    assert len(children) == 2 and p.poll() is None
+    return p, children
+
+
+def test_sigterm_to_the_process_group_with_an_idle_worker_ends_the_run(tmp_path, wordpiece_dir):
+    import signal
+
+    p, _ = _start_with_workers(tmp_path, wordpiece_dir)
+    os.killpg(p.pid, signal.SIGTERM)  # as Slurm and `timeout` do: every process of the group
+    _, err = p.communicate(timeout=60)  # multiprocess.Pool waited here forever on a lock the idle worker held
+    assert p.returncode == 143 and "terminated (SIGTERM)" in err, err
+    assert not _temp_files(tmp_path / "cache")
+
+
+def test_a_worker_killed_mid_run_is_one_error_line(tmp_path, wordpiece_dir):
+    import signal
+
+    p, children = _start_with_workers(tmp_path, wordpiece_dir)
+    os.kill(children[0].pid, signal.SIGKILL)  # the OOM killer's way
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 2 and "died with exit code -9 (killed: out of memory?)" in err, err
+    _one_error_line(err)
+    assert not _temp_files(tmp_path / "cache")
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None or not _unshare_available(),
+                    reason="needs unshare to mount a small tmpfs")
+def test_a_really_full_disk_leaves_no_temp_file_and_the_old_manifest(tmp_path, wordpiece_dir):
+    """A 600 KB tmpfs: the close of a temp file fails too once the disk is full."""
+    small, more = tmp_path / "small_text", tmp_path / "more_text"
+    write_shards(small, n_shards=1, lines_per_shard=100)
+    write_shards(more, n_shards=6, lines_per_shard=2000)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    run = f"{sys.executable} -m preprocess --tokenizer_name_or_path {wordpiece_dir} --datasets_cache_dir {cache} " \
+          "--num_workers 1 --max_seq_length 32 --train_dir"
+    script = (f"mount -t tmpfs -o size=600k tmpfs {cache} && {run} {small} >/dev/null 2>&1 && "
+              f"cp {cache}/train/manifest.json {tmp_path}/before.json && {run} {more} 2>{tmp_path}/err; "
+              f"echo rc=$?; find {cache} -name '*.tmp-*'; cmp {cache}/train/manifest.json {tmp_path}/before.json "
+              "&& echo manifest-intact")
+    r = _subprocess(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script])
+    err = (tmp_path / "err").read_text()
+    assert r.stdout.splitlines() == ["rc=2", "manifest-intact"], (r.stdout, r.stderr, err)  # no temp file listed
+    assert "No space left on device" in err and str(cache) in err
+    _one_error_line(err)

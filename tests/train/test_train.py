@@ -228,6 +228,14 @@ def test_a_damaged_manifest_is_one_line_for_mlm_train_and_repaired_by_run_mlm(ca
     assert run_mlm_main([*args, "--build_dataset_only"]) == 0
     captured = capsys.readouterr()
     assert f"warning: {mpath}" in captured.err and "2 shards reused, 0 tokenized" in captured.out
+    # special ids edited in place (within the vocabulary): training would frame every block with other tokens
+    good = mpath.read_text()
+    m = json.loads(good)
+    m["tokenizer"]["special_ids"]["bos"] = 7
+    mpath.write_text(json.dumps(m))
+    assert train_main([a for a in args if a != "--fp16"]) == 2
+    assert "special or separator ids differ from the loaded tokenizer's" in capsys.readouterr().err
+    mpath.write_text(good)
     # a model dir whose manifests/train.json (the tokenizer it was trained with) is damaged
     model = tmp_path / "model"
     model.mkdir()

@@ -1,0 +1,133 @@
+"""Forked worker processes, one pipe each: results in task order, a dead worker noticed at once.
+
+``multiprocess.Pool`` shares one task queue whose lock an idle worker holds
+while it waits for work. A worker killed then (SIGTERM to the process group,
+as Slurm and ``timeout`` send it; the OOM killer) takes the lock with it, and
+the pool's shutdown, like every later task, waits forever. Here each worker
+has its own duplex pipe and the parent waits on the pipes and the workers'
+sentinels together: a death is an error, not a hang, and stopping is killing.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import multiprocess
+from multiprocess.connection import wait
+
+from common.cli import Terminated
+
+
+class WorkerDied(Exception):
+    """A worker process ended without being asked to (killed, out of memory)."""
+
+
+def _serve(conn: Any, fn: Callable[[Any], Any]) -> None:
+    """A worker's life: run ``fn`` on each ``(index, task)`` received; None ends it."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # die on SIGTERM: the parent cleans up
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    while True:
+        try:
+            msg = conn.recv()
+        except EOFError:  # the parent is gone
+            return
+        if msg is None:
+            return
+        index, task = msg
+        try:
+            conn.send((index, True, fn(task)))
+        except Exception as e:  # noqa: BLE001 - re-raised in the parent, in task order
+            conn.send((index, False, e))
+
+
+class Workers:
+    """``n`` forked processes running ``fn``; they inherit the parent's state at fork (a loaded tokenizer)."""
+
+    def __init__(self, n: int, fn: Callable[[Any], Any]):
+        ctx = multiprocess.get_context("fork")
+        self.procs, self.conns = [], []
+        for _ in range(n):
+            parent, child = ctx.Pipe(duplex=True)
+            p = ctx.Process(target=_serve, args=(child, fn), daemon=True)
+            p.start()
+            child.close()
+            self.procs.append(p)
+            self.conns.append(parent)
+
+    def imap(self, tasks: Iterable[Any], per_worker: int = 2) -> Iterator[Any]:
+        """``fn(task)`` for each task, in order, with at most ``per_worker`` x n tasks sent or unread.
+
+        The bound keeps the parent's memory flat when it (writing) is slower than
+        the workers (peak RSS grew with the corpus when every task was submitted
+        at once). A worker's exception is raised here, at its task's turn.
+        """
+        window = per_worker * len(self.procs)
+        todo = iter(enumerate(tasks))
+        busy = [0] * len(self.procs)
+        done: dict[int, tuple[bool, Any]] = {}
+        sent = next_out = 0
+        exhausted = False
+        while True:
+            while not exhausted and sent - next_out < window:
+                w = min(range(len(busy)), key=busy.__getitem__)
+                item = next(todo, None)
+                if item is None:
+                    exhausted = True
+                    break
+                self.conns[w].send(item)
+                busy[w] += 1
+                sent += 1
+            if next_out in done:
+                ok, value = done.pop(next_out)
+                next_out += 1
+                if not ok:
+                    raise value
+                yield value
+                continue
+            if exhausted and next_out == sent:
+                return
+            self._receive(busy, done)
+
+    def _receive(self, busy: list[int], done: dict[int, tuple[bool, Any]]) -> None:
+        sentinels = {p.sentinel: k for k, p in enumerate(self.procs)}
+        for ready in wait([*self.conns, *sentinels]):
+            if ready in sentinels:
+                self._died(sentinels[ready])
+            k = self.conns.index(ready)
+            try:
+                index, ok, value = ready.recv()
+            except EOFError:  # the worker's end closed: it is gone
+                self._died(k)
+            busy[k] -= 1
+            done[index] = (ok, value)
+
+    def _died(self, k: int) -> None:
+        p = self.procs[k]
+        p.join()
+        if p.exitcode == -signal.SIGTERM:  # the process group was told to stop (Slurm, timeout)
+            raise Terminated
+        raise WorkerDied(f"a tokenizer worker (pid {p.pid}) died with exit code {p.exitcode}"
+                         f"{' (killed: out of memory?)' if p.exitcode == -signal.SIGKILL else ''}")
+
+    def close(self) -> None:
+        """Ask every worker to end and wait for it; kill any that will not."""
+        for conn in self.conns:
+            try:
+                conn.send(None)
+            except OSError:  # already gone
+                pass
+        for p in self.procs:
+            p.join(timeout=5)
+        self.kill()
+
+    def kill(self) -> None:
+        for p in self.procs:
+            if p.exitcode is None:
+                os.kill(p.pid, signal.SIGKILL)
+        for p in self.procs:
+            p.join()
+        for conn in self.conns:
+            conn.close()
