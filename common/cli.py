@@ -75,17 +75,36 @@ def parse_dataclass(cls: type[T], argv: list[str], prog: str, description: str) 
     """Flags, or one JSON file of the same keys; unknown flags or keys exit with an error (strict)."""
     parser = dataclass_parser(cls, prog, description)
     if len(argv) == 1 and argv[0].endswith(".json"):
-        with open(argv[0], encoding="utf-8") as f:
-            data = json.load(f)
-        known = {fl.name for fl in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            parser.error(f"{argv[0]}: unknown keys {unknown}")
-        missing = [a.dest for a in parser._actions if a.required and a.dest not in data]
-        if missing:
-            parser.error(f"{argv[0]}: missing keys {missing}")
-        return cls(**data)
+        argv = _json_as_flags(cls, argv[0])
     return cls(**vars(parser.parse_args(argv)))
+
+
+def _json_as_flags(cls: type, path: str) -> list[str]:
+    """A JSON config as the flags it stands for, each value of its field's type: then the file and the
+    flags go through one parser ("false" is not a bool, "128" is not an int)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        raise CliError(f"{path}: cannot read the config ({e})") from None
+    if not isinstance(data, dict):
+        raise CliError(f"{path}: a config must be one JSON object of flag names and values")
+    hints = typing.get_type_hints(cls)
+    known = {fl.name for fl in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise CliError(f"{path}: unknown keys {unknown}")
+    argv: list[str] = []
+    for key, value in data.items():
+        kind = _base_type(hints[key])
+        if value is None:
+            continue
+        ok = isinstance(value, bool) if kind is bool else (
+            not isinstance(value, bool) and isinstance(value, (int, float) if kind is float else kind))
+        if not ok:
+            raise CliError(f"{path}: {key} must be {getattr(kind, '__name__', kind)}, found {json.dumps(value)}")
+        argv += [f"--{key}", str(value).lower() if kind is bool else str(value)]
+    return argv
 
 
 class Terminated(BaseException):

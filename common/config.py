@@ -6,10 +6,12 @@ how to train on it (train/config.py); ``run_mlm.py`` takes both sets.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from common.errors import UserError
 
+MAX_SEQ_LENGTH_LIMIT = 1 << 20  # far past any position table; keeps block arithmetic far from int64 limits
 DATASETS_TYPES = ("MemmapConcatFullSentenceTextDataset", "MemmapLineByLineTextDataset")
 
 # Flags that only one command acts on, and that command: another command refuses them by name
@@ -60,13 +62,18 @@ class CacheArguments:
     )
 
     def __post_init__(self) -> None:
+        for flag in ("tokenizer_name_or_path", "datasets_cache_dir", "train_dir", "eval_dir"):
+            try:
+                (getattr(self, flag) or "").encode("utf-8")
+            except UnicodeEncodeError:  # the manifest records paths, and JSON is UTF-8
+                raise UserError(f"--{flag}: the path {os.fsencode(getattr(self, flag))!r} is not valid UTF-8; "
+                                "rename it or reach it through a UTF-8 path (a symlink)") from None
         self.ext = self.ext.lstrip("*").lstrip(".")  # txt, .txt and *.txt all mean *.txt
         if not self.ext:
             raise UserError("--ext is empty; give the shards' extension, e.g. --ext txt")
-        if self.max_seq_length < 3:
-            raise UserError(
-                f"--max_seq_length {self.max_seq_length}: must be at least 3 (<s>, one token, </s>)"
-            )
+        if not 3 <= self.max_seq_length <= MAX_SEQ_LENGTH_LIMIT:
+            raise UserError(f"--max_seq_length {self.max_seq_length}: must be at least 3 (<s>, one token, </s>) "
+                            f"and at most {MAX_SEQ_LENGTH_LIMIT:,}")
         if self.datasets_type not in DATASETS_TYPES:
             raise UserError(f"--datasets_type {self.datasets_type!r}: must be one of {', '.join(DATASETS_TYPES)}")
 

@@ -232,6 +232,14 @@ class Manifest:
         d.pop("created_by")
         return fingerprint(d)
 
+    def content_fingerprint(self) -> str:
+        """The identity less where the text and the tokenizer were: the same cache mounted elsewhere."""
+        d = self.to_dict()
+        for key in ("created_by", "input_dir"):
+            d.pop(key)
+        d["tokenizer"].pop("name_or_path")
+        return fingerprint(d)
+
     @staticmethod
     def from_dict(d: Any, source: str = "manifest") -> Manifest:
         """The manifest in ``d``, or FormatError naming ``source`` and the first thing wrong.

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 
 from common.config import CacheArguments
 from common.errors import UserError
+
+MAX_WORKERS = 1024  # a process each: past this a typo (100000) would spend minutes forking
 
 
 def available_cores() -> int:
@@ -38,10 +41,11 @@ class PreprocessConfig(CacheArguments):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.num_workers < 1:
-            raise UserError(f"--num_workers {self.num_workers}: must be at least 1")
-        if self.task_size_mb <= 0:
-            raise UserError(f"--task_size_mb {self.task_size_mb}: must be positive")
+        if not 1 <= self.num_workers <= MAX_WORKERS:
+            raise UserError(f"--num_workers {self.num_workers}: must be between 1 and {MAX_WORKERS} "
+                            f"(this machine has {available_cores()} cores)")
+        if not (math.isfinite(self.task_size_mb) and 0 < self.task_size_mb <= 1 << 20):
+            raise UserError(f"--task_size_mb {self.task_size_mb}: must be a positive number of MB")
 
     @property
     def task_bytes(self) -> int:

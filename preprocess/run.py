@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from common.errors import UserError
 from common.format import BLOCKS_DIR, SHARDS_DIR, SPACE_TOKEN
-from common.manifest import Parameters
+from common.manifest import Manifest, Parameters
 from common.packing import PACKING
 from common.tokenizer import (
     LoadedTokenizer,
@@ -170,13 +170,13 @@ def _run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
         loaded = encoder = None
         if needs_load:
             if not writable:
-                raise UserError(_read_only_message(cache, plans, olds))
+                raise UserError(_read_only_message(cache, [_read_only_reason(p, o, None) for p, o in zip(plans, olds)]))
             loaded, encoder = _load(cfg, _sample_lines(plans[0].shards), source.digest)
             tokenizer = replace(loaded.identity, encoder=encoder)
         else:
             # Same digest => same tokenizer: its description need not be reloaded.
             tokenizer = replace(described[0], name_or_path=source.name_or_path)
-        reports = []
+        reports, read_only_reasons = [], []
         work = [p for p in plans if p.to_tokenize]
         with _task_map(cfg, loaded, encoder) if work else nullcontext() as task_map:
             for plan, old in zip(plans, olds):
@@ -188,26 +188,34 @@ def _run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
                 manifest = build.make_manifest(plan, tokenizer, parameters(cfg), command)
                 force = bool(cfg.overwrite_cache or n_tok or n_pack)
                 if not writable:
-                    if force or build.manifest_changed(old, manifest):
-                        raise UserError(_read_only_message(cache, plans, olds))
+                    reason = "--overwrite_cache asks to rebuild it" if cfg.overwrite_cache else None
+                    read_only_reasons.append(reason or _read_only_reason(plan, old, manifest))
                     written = False
                 else:
                     written = build.commit_split(plan, manifest, old, force=force)
                     build.remove_unreferenced(plan.out_dir, manifest)
                 reports.append(build.SplitReport(plan.split, len(plan.shards), n_tok, n_pack, not written,
                                                  manifest.totals(), time.perf_counter() - t0))
+        if any(read_only_reasons):
+            raise UserError(_read_only_message(cache, read_only_reasons))
         return reports
 
 
-def _read_only_message(cache: Path, plans: list[build.SplitPlan], olds: list) -> str:
-    """Why a cache we cannot write is not usable as it is."""
-    needs = []
-    for plan, old in zip(plans, olds):
-        if old is None:
-            needs.append(f"{plan.split} has no readable manifest")
-        elif plan.to_tokenize or plan.to_pack:
-            needs.append(f"{plan.split} needs {len(plan.to_tokenize)} shards tokenized, {len(plan.to_pack)} packed")
-        else:
-            needs.append(f"{plan.split} needs its manifest rewritten")
+def _read_only_reason(plan: build.SplitPlan, old: Manifest | None, manifest: Manifest | None) -> str | None:
+    """Why a split of a cache we cannot write is not usable as it is; None if it is.
+
+    Only where the text and the tokenizer live may differ: the same cache
+    copied to another machine, its corpus mounted elsewhere, is still fresh.
+    """
+    if old is None:
+        return f"{plan.split} has no readable manifest"
+    if plan.to_tokenize or plan.to_pack:
+        return f"{plan.split} needs {len(plan.to_tokenize)} shards tokenized, {len(plan.to_pack)} packed"
+    if manifest is not None and old.content_fingerprint() != manifest.content_fingerprint():
+        return f"{plan.split} was built with other settings (e.g. --datasets_type)"
+    return None
+
+
+def _read_only_message(cache: Path, reasons: list[str | None]) -> str:
     return (f"--datasets_cache_dir {cache} cannot be written (read-only or no permission) and is not fresh: "
-            f"{'; '.join(needs)}; preprocess where the cache is writable, then copy it")
+            f"{'; '.join(r for r in reasons if r)}; preprocess where the cache is writable, then copy it")

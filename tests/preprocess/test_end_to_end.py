@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -182,6 +183,10 @@ def test_long_lines_are_split_and_counted(capsys, tmp_path, wordpiece_dir):
     ("subdirs_only", r"only subdirectories, e.g. nested/: the shards must be directly in the dir"),
     ("cache_is_a_file", r"cannot be used as a cache dir"),
     ("bad_type", r"unknown --tokenizer_type 'nope'; valid types: "),
+    ("huge_seq", r"--max_seq_length 99999999999999999999: must be at least 3 .* and at most 1,048,576"),
+    ("nan_task", r"--task_size_mb nan: must be a positive number of MB"),
+    ("too_many_workers", r"--num_workers 100000: must be between 1 and 1024"),
+    ("non_utf8_dir", r"--train_dir: the path .* is not valid UTF-8"),
 ])
 def test_bad_input_is_one_clear_line_and_no_manifest(capsys, tmp_path, wordpiece_dir, case, pattern):
     train = tmp_path / "train"
@@ -217,6 +222,14 @@ def test_bad_input_is_one_clear_line_and_no_manifest(capsys, tmp_path, wordpiece
         write_shards(train / "nested", n_shards=1)
     elif case == "bad_type":
         extra = ["--tokenizer_type", "nope"]
+    elif case == "huge_seq":
+        extra = ["--max_seq_length", "99999999999999999999"]
+    elif case == "nan_task":
+        extra = ["--task_size_mb", "nan"]
+    elif case == "too_many_workers":
+        extra = ["--num_workers", "100000"]
+    elif case == "non_utf8_dir":
+        train = Path(os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9"))
     cache = tmp_path / "cache"
     if case == "cache_is_a_file":
         cache = tmp_path / "afile"
@@ -320,3 +333,28 @@ def test_cr_only_crlf_and_no_trailing_newline_read_like_lf(capsys, tmp_path, wor
     assert run_cli(capsys, *base_args(wordpiece_dir, other, tmp_path / "c2"))[0] == 0
     assert manifest(tmp_path / "c2")["totals"]["lines"] == 3
     assert [x.tolist() for x in lines_of(tmp_path / "c1")] == [x.tolist() for x in lines_of(tmp_path / "c2")]
+
+
+def test_a_json_config_is_the_flags_it_stands_for(capsys, tmp_path, wordpiece_dir):
+    import json
+
+    train = tmp_path / "train"
+    write_shards(train, n_shards=1)
+    settings = {"tokenizer_name_or_path": str(wordpiece_dir), "train_dir": str(train), "max_seq_length": 48,
+                "datasets_cache_dir": str(tmp_path / "c"), "num_workers": 1, "add_space_token": False}
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(settings))
+    assert run_cli(capsys, str(config))[0] == 0
+    assert manifest(tmp_path / "c")["parameters"]["max_seq_length"] == 48
+    for key, value, said in [("add_space_token", "false", "add_space_token must be bool"),
+                             ("max_seq_length", "128", "max_seq_length must be int"),
+                             ("num_workers", 1.5, "num_workers must be int"), ("ext", 5, "ext must be str"),
+                             ("bogus", 1, "unknown keys ['bogus']")]:
+        config.write_text(json.dumps({**settings, key: value}))
+        rc, _, err = run_cli(capsys, str(config))
+        assert rc == 2 and said in err and len(err.strip().splitlines()) == 1, err
+    config.write_text("{not json")
+    rc, _, err = run_cli(capsys, str(config))
+    assert rc == 2 and "cannot read the config" in err
+    rc, _, err = run_cli(capsys, str(tmp_path / "missing.json"))
+    assert rc == 2 and "cannot read the config" in err

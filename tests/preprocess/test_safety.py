@@ -388,6 +388,17 @@ def test_a_fresh_cache_on_a_read_only_filesystem_is_used_without_writing(capsys,
     assert r.returncode == 0 and "cache is fresh" in r.stdout, r.stderr[-2000:]
     assert (tmp_path / "out" / "model.safetensors").is_file()
     assert {p: p.stat().st_mtime_ns for p in cache.rglob("*")} == before
+    # the same text and tokenizer at other paths (the cache copied to another machine): still fresh
+    moved_text, moved_tok = tmp_path / "moved_text", tmp_path / "moved_tok"
+    shutil.copytree(paths[0].parent, moved_text)
+    shutil.copytree(bpe_dir, moved_tok)
+    moved = [moved_tok if a == str(bpe_dir) else moved_text if a == str(paths[0].parent) else a for a in args]
+    r = read_only([sys.executable, "-m", "preprocess", *moved])
+    assert r.returncode == 0 and "cache is fresh" in r.stdout, r.stderr
+    # a validation split asked for but never built: the message blames it, not train
+    r = read_only([sys.executable, "-m", "preprocess", *args, "--eval_dir", str(moved_text)])
+    assert r.returncode == 2 and "validation has no readable manifest" in r.stderr and "train" not in \
+        r.stderr.split("not fresh:")[1].split(";")[0]
     paths[0].write_text("changed text\n")
     r = read_only([sys.executable, "-m", "preprocess", *args])
     assert r.returncode == 2 and "cannot be written" in r.stderr and "1 shards tokenized" in r.stderr
