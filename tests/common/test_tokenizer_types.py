@@ -43,16 +43,16 @@ def thai_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, thai_dir) -> dict[str, Path]:
+def trained(tmp_path_factory) -> dict[str, Path]:
+    """The committed tiny tokenizers (tests/fixtures/make_tokenizers.py), copied so no test can alter them."""
+    import shutil
+
+    from tests.fixtures.make_tokenizers import OUT
+
     out = {}
     root = tmp_path_factory.mktemp("tokenizers")
-    assert train_tokenizer(["--type", "spm", "--train_dir", str(thai_dir), "--vocab_size", "400",
-                            "--output_dir", str(root / "spm"), "--add_space_token", "--num_workers", "2"]) == 0
-    out["spm"] = root / "spm"
-    for kind in ("newmm", "syllable"):
-        assert train_tokenizer(["--type", kind, "--train_dir", str(thai_dir), "--output_dir", str(root / kind),
-                                "--min_frequency", "2", "--num_workers", "2"]) == 0
-        out[kind] = root / kind
+    for kind in ("spm", "newmm", "syllable"):
+        out[kind] = Path(shutil.copytree(OUT / kind, root / kind))
     vocab = {w: i for i, w in enumerate(["<s>", "<pad>", "</s>", "<unk>", "<mask>", "<_>", "กิน", "ข้าว", "eat"])}
     (root / "sefr").mkdir()
     (root / "sefr" / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
@@ -205,3 +205,27 @@ def test_a_model_trained_with_spm_loads_back_with_autotokenizer(capsys, tmp_path
     assert tok.is_fast and tok("สวัสดี ครับ")["input_ids"] == ours("สวัสดี ครับ")["input_ids"]
     fill = pipeline("fill-mask", model=AutoModelForMaskedLM.from_pretrained(out), tokenizer=tok, device="cpu")
     assert len(fill(f"สวัสดี {tok.mask_token} ครับ")) == 5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind,same_file", [("spm", "tokenizer.json"), ("newmm", "vocab.json"),
+                                            ("syllable", "vocab.json")])
+def test_mlm_train_tokenizer_still_makes_the_committed_fixtures(tmp_path, kind, same_file):
+    """The console script, in its own process, on the fixtures' corpus: the same vocabulary."""
+    import subprocess
+    import sys
+
+    from tests.fixtures.make_tokenizers import ARGS, OUT, thai_corpus
+
+    text = thai_corpus(tmp_path / "text")
+    r = subprocess.run([sys.executable, "-m", "preprocess.train_tokenizer", "--type", kind, "--train_dir", str(text),
+                        "--output_dir", str(tmp_path / kind), "--num_workers", "2", *ARGS[kind]],
+                       capture_output=True, text=True, timeout=600, cwd=Path(__file__).parents[2])
+    assert r.returncode == 0, r.stderr[-2000:]
+    made, committed = (json.loads((d / kind / same_file).read_text()) for d in (tmp_path, OUT))
+    if kind == "spm":  # SentencePiece trains on threads: the same specials and size, nearly the same pieces
+        made, committed = ([piece for piece, _ in d["model"]["vocab"]] for d in (made, committed))
+        assert made[:6] == committed[:6] == ["<s>", "<pad>", "</s>", "<unk>", "<mask>", "<_>"]
+        assert len(made) == len(committed) and len(set(made) & set(committed)) >= 0.9 * len(committed)
+    else:  # counting is exact
+        assert made == committed
