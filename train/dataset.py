@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -41,6 +42,13 @@ class MemmapConcatFullSentenceTextDataset(Dataset):
     def __getitem__(self, i: int) -> torch.Tensor:
         return torch.from_numpy(self.reader.block(i))
 
+    def lengths(self) -> np.ndarray:
+        """Every example's length in ids, bos and eos included, read from the block index."""
+        spans = [np.asarray(blocks) for _, _, blocks in self.reader.maps]
+        out = np.concatenate([b[:, 1] - b[:, 0] + 2 for b in spans]) if spans else np.empty(0, np.int64)
+        self.reader.close()
+        return out
+
 
 class MemmapLineByLineTextDataset(Dataset):
     """One line per example, ``<s> line </s>``; a line longer than a block is served in pieces, never cut off."""
@@ -55,6 +63,10 @@ class MemmapLineByLineTextDataset(Dataset):
 
     def __getitem__(self, i: int) -> torch.Tensor:
         return torch.from_numpy(self.reader.framed(int(self.shard[i]), int(self.start[i]), int(self.end[i])))
+
+    def lengths(self) -> np.ndarray:
+        """Every example's length in ids, bos and eos included."""
+        return self.end - self.start + 2
 
 
 DATASET_TYPES = {cls.__name__: cls for cls in (MemmapConcatFullSentenceTextDataset, MemmapLineByLineTextDataset)}

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import SequentialSampler
 from transformers import Trainer, TrainingArguments, set_seed
 
 from common.check import SplitCheck, check_split, tokenizer_difference
@@ -22,6 +23,7 @@ from train.collator import MlmCollator
 from train.config import MlmArguments, ModelArguments
 from train.dataset import DATASET_TYPES
 from train.model import ModelError, build_model
+from train.sampling import LengthGroupedSampler, pad_share
 
 
 def fix_command(cfg: CacheArguments, checks: dict[str, SplitCheck]) -> str:
@@ -106,6 +108,21 @@ class MlmTrainer(Trainer):
         self._generator = torch.Generator()  # CPU: the same masks on any device
         self._micro_step, self._micro, self._eval_batch = -1, 0, 0
 
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        """Batches of similar length (train/sampling.py) for ``--train_sampling_strategy group_by_length``,
+        the train stage's default, with the lengths read from the index."""
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.args.train_sampling_strategy == "group_by_length" and hasattr(dataset, "lengths"):
+            return LengthGroupedSampler(dataset.lengths(), self.args.per_device_train_batch_size,
+                                        self.args.data_seed if self.args.data_seed is not None else self.args.seed)
+        return super()._get_train_sampler(train_dataset)
+
+    def _get_eval_sampler(self, eval_dataset: Any) -> Any:
+        """Evaluation in index order, as without grouping: its masks are keyed by batch index."""
+        if self.args.train_sampling_strategy == "group_by_length":
+            return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None  # None: accelerate shards
+        return super()._get_eval_sampler(eval_dataset)
+
     def _mask(self, inputs: dict[str, torch.Tensor], *position: int) -> dict[str, torch.Tensor]:
         self._generator.manual_seed(mask_seed(self.args.seed, *position, self.args.process_index))
         return self.collator.mask(inputs, self._generator)
@@ -134,7 +151,7 @@ class MlmTrainer(Trainer):
 
 
 def train(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: TrainingArguments,
-          check_inputs: bool = True) -> tuple[dict[str, Any], Trainer]:
+          check_inputs: bool = True, callbacks: list[Any] | None = None) -> tuple[dict[str, Any], Trainer]:
     """Train, evaluate and save; the final metrics and the trainer (its state and model).
 
     ``check_inputs``: when --train_dir/--eval_dir are given, refuse a cache that
@@ -170,7 +187,9 @@ def train(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: 
     except ValueError as e:
         raise UserError(f"--tokenizer_name_or_path {cfg.tokenizer_name_or_path}: {e}") from None
     trainer = MlmTrainer(model=model, args=targs, collator=collator, train_dataset=train_set,
-                         eval_dataset=eval_set, processing_class=loaded.tokenizer)
+                         eval_dataset=eval_set, processing_class=loaded.tokenizer, callbacks=callbacks)
+    if trainer.is_world_process_zero():
+        print(f"note: {padding_note(trainer)}", file=sys.stderr)
     result = trainer.train(resume_from_checkpoint=targs.resume_from_checkpoint)
     metrics: dict[str, Any] = dict(result.metrics)
     if eval_set is not None:
@@ -181,6 +200,17 @@ def train(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: 
         trainer.save_metrics("all", metrics)
         trainer.save_state()  # trainer_state.json: the loss history beside the model
     return metrics, trainer
+
+
+def padding_note(trainer: MlmTrainer) -> str:
+    """What share of the positions the first epoch computes is padding, with this run's batches and with random ones."""
+    lengths, batch = trainer.train_dataset.lengths(), trainer.args.per_device_train_batch_size
+    sampler = trainer._get_train_sampler()
+    random_share = pad_share(lengths, np.random.default_rng(trainer.args.seed).permutation(len(lengths)), batch)
+    if isinstance(sampler, LengthGroupedSampler):
+        return (f"pad positions: {pad_share(lengths, sampler.order(), batch):.1%} of those computed, with batches "
+                f"grouped by length ({random_share:.1%} with random batches; --train_sampling_strategy random for those)")
+    return f"pad positions: {random_share:.1%} of those computed (--train_sampling_strategy group_by_length cuts it)"
 
 
 def save_manifests(manifests: list[Manifest], output_dir: Path) -> None:
