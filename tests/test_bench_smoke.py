@@ -26,3 +26,11 @@ def test_dataloader_bench_runs_small(tmp_path):
                        capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "identical first masked batch from both: yes" in r.stdout
+
+
+@pytest.mark.slow
+def test_train_cpu_bench_runs_small(tmp_path):
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "train_cpu.py"), "--smoke", "--out", str(tmp_path / "t")],
+                       capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "masked-only head vs dense head" in r.stdout and "pad share" in r.stdout

@@ -1,0 +1,267 @@
+#!/usr/bin/env python
+"""The train stage against a plain transformers setup, side by side on the CPU, in one run.
+
+* data: a corpus of made-up words ``w<id>`` whose line lengths follow a
+  long-tailed (log-normal) law like real text, preprocessed by our own
+  ``mlm-preprocess`` into FULL-SENTENCES blocks, so the block lengths are
+  those packing really gives; tokenizer: a WordLevel vocabulary of
+  ``--vocab_size`` ids with RoBERTa's special ids, made in memory;
+* rows (each variant alternates with the other, ``--repeats`` times; the
+  fastest run of each counts):
+
+  1. train samples/s at ``--seq_len`` (256) of ``mlm-train`` (``train.run.train``,
+     parsed from its command line, so every default it sets applies) vs a
+     plain ``Trainer`` + ``RobertaForMaskedLM`` + ``DataCollatorForLanguageModeling``
+     over our ``MemmapConcatFullSentenceTextDataset``: same cache, config,
+     batch, seed, steps;
+  2. seconds per optimizer step of roberta-base at 512 ids with the dense
+     prediction head vs the masked-positions-only head, on the same masked
+     batches (vocabulary ``--head_vocab``, RoBERTa's 50,265);
+  3. the share of pad positions in the batches built from the 512-id blocks:
+     random batches vs batches grouped by length.
+
+Steady state: the first ``--warmup`` steps are not timed.
+``--smoke`` runs it all in seconds with roberta-tiny: it proves the script, not speed.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import argparse
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # runs from a checkout too, not only where the project is installed
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+
+def log(msg: str) -> None:
+    print(f"[train_cpu {time.perf_counter() - T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+T0 = time.perf_counter()
+
+
+def make_tokenizer(vocab_size: int, out: Path) -> Path:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, **{f"w{i}": i for i in range(4, vocab_size - 1)},
+             "<mask>": vocab_size - 1}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                            pad_token="<pad>", mask_token="<mask>").save_pretrained(out)
+    return out
+
+
+def make_corpus(out: Path, lines: int, vocab_size: int, seed: int) -> Path:
+    """Lines of w<id> words, lengths log-normal (median ~30 words, a long tail past a block)."""
+    rng = np.random.default_rng(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    lengths = np.clip(rng.lognormal(3.4, 0.9, size=lines).astype(int), 1, 2000)
+    ids = rng.zipf(1.3, size=int(lengths.sum())) % (vocab_size - 5) + 4  # a few words common, most rare
+    text, k = [], 0
+    for n in lengths:
+        text.append(" ".join(f"w{i}" for i in ids[k : k + n]))
+        k += n
+    for s in range(4):
+        (out / f"part{s}.txt").write_text("\n".join(text[s::4]) + "\n")
+    return out
+
+
+def preprocess(tok: Path, text: Path, cache: Path, seq_len: int) -> None:
+    from preprocess.__main__ import main
+
+    rc = main(["--tokenizer_name_or_path", str(tok), "--train_dir", str(text), "--datasets_cache_dir", str(cache),
+               "--max_seq_length", str(seq_len)])
+    if rc != 0:
+        raise SystemExit("preprocessing the bench corpus failed")
+
+
+def make_timer(warmup: int) -> Any:
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        t_warm = t_end = None
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == warmup:
+                self.t_warm = time.perf_counter()
+            if state.global_step == state.max_steps:
+                self.t_end = time.perf_counter()
+
+    return StepTimer()
+
+
+def run_ours(a: argparse.Namespace, tok: Path, cache: Path, out: Path) -> float:
+    """Seconds per step of mlm-train as its command line sets it up."""
+    from train.config import parse
+    from train.run import train
+
+    parsed = parse(["--tokenizer_name_or_path", str(tok), "--datasets_cache_dir", str(cache),
+                    "--max_seq_length", str(a.seq_len), "--architecture", a.architecture, "--output_dir", str(out),
+                    "--max_steps", str(a.steps), "--per_device_train_batch_size", str(a.batch_size),
+                    "--save_strategy", "no", "--report_to", "none", "--disable_tqdm", "true", "--seed", str(a.seed)],
+                   "mlm-train")
+    timer = make_timer(a.warmup)
+    train(parsed.cache, parsed.model, parsed.mlm, parsed.training, callbacks=[timer])
+    return (timer.t_end - timer.t_warm) / (a.steps - a.warmup)
+
+
+def run_plain(a: argparse.Namespace, tok_dir: Path, cache: Path, out: Path) -> float:
+    """Seconds per step of the plain transformers setup on the same cache."""
+    from transformers import (
+        AutoConfig,
+        AutoModelForMaskedLM,
+        AutoTokenizer,
+        DataCollatorForLanguageModeling,
+        Trainer,
+        TrainingArguments,
+    )
+
+    from train.dataset import MemmapConcatFullSentenceTextDataset
+
+    tok = AutoTokenizer.from_pretrained(tok_dir)
+    config = AutoConfig.from_pretrained(REPO / "train" / "configs" / f"{a.architecture}.json")
+    config.vocab_size = len(tok)
+    torch.manual_seed(a.seed)
+    model = AutoModelForMaskedLM.from_config(config)
+    targs = TrainingArguments(output_dir=str(out), max_steps=a.steps, per_device_train_batch_size=a.batch_size,
+                              save_strategy="no", report_to="none", disable_tqdm=True, seed=a.seed, use_cpu=True,
+                              dataloader_pin_memory=False)
+    timer = make_timer(a.warmup)
+    trainer = Trainer(model=model, args=targs, train_dataset=MemmapConcatFullSentenceTextDataset(cache / "train",
+                      a.seq_len), data_collator=DataCollatorForLanguageModeling(tok), callbacks=[timer])
+    trainer.train()
+    return (timer.t_end - timer.t_warm) / (a.steps - a.warmup)
+
+
+def head_step_times(a: argparse.Namespace, cache: Path) -> dict[str, float]:
+    """Seconds per optimizer step at 512 ids, dense head vs masked-positions-only, same masked batches."""
+    from transformers import AutoConfig, AutoModelForMaskedLM, RobertaForMaskedLM
+
+    from common.manifest import SpecialIds
+    from train.collator import MlmCollator
+    from train.dataset import MemmapConcatFullSentenceTextDataset
+    from train.model import head_at_masked_positions_only
+
+    tok = make_tokenizer(a.head_vocab, Path(tempfile.mkdtemp()) / "tok")
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tok)
+    ids = SpecialIds(0, 2, 1, 3, a.head_vocab - 1)
+    data = MemmapConcatFullSentenceTextDataset(cache / "train", a.head_seq_len)
+    coll = MlmCollator(tok, [ids.bos, ids.eos, ids.pad], ids.pad)
+    g = torch.Generator().manual_seed(a.seed)
+    order = np.random.default_rng(a.seed).permutation(len(data))
+    batches = [coll([data[int(i)] for i in order[k * a.head_batch : (k + 1) * a.head_batch]], g)
+               for k in range(a.head_steps)]
+    config = AutoConfig.from_pretrained(REPO / "train" / "configs" / f"{a.architecture}.json")
+    config.vocab_size = a.head_vocab
+    best: dict[str, float] = {}
+    for rep in range(a.repeats):
+        for name in (("dense", "masked_only") if rep % 2 == 0 else ("masked_only", "dense")):
+            torch.manual_seed(a.seed)
+            model = AutoModelForMaskedLM.from_config(config)
+            if name == "masked_only":
+                head_at_masked_positions_only(model)
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+            times = []
+            for k, b in enumerate(batches):
+                t = time.perf_counter()
+                loss = (model(**b) if name == "masked_only" else RobertaForMaskedLM.forward(model, **b)).loss
+                loss.backward()
+                opt.step()
+                opt.zero_grad()
+                if k >= 1:  # the first step allocates
+                    times.append(time.perf_counter() - t)
+            best[name] = min(best.get(name, float("inf")), float(np.mean(times)))
+            log(f"head {name}: {best[name]:.2f} s/step")
+    return best
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--architecture", default="roberta-base")
+    p.add_argument("--vocab_size", type=int, default=30_522)
+    p.add_argument("--seq_len", type=int, default=256)
+    p.add_argument("--batch_size", type=int, default=8)
+    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--lines", type=int, default=12_000, help="corpus lines")
+    p.add_argument("--head_vocab", type=int, default=50_265)
+    p.add_argument("--head_seq_len", type=int, default=512)
+    p.add_argument("--head_batch", type=int, default=4)
+    p.add_argument("--head_steps", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="bench_out/train_cpu")
+    p.add_argument("--smoke", action="store_true", help="roberta-tiny, tiny sizes: proves the script only")
+    a = p.parse_args(argv)
+    if a.smoke:
+        a.architecture, a.vocab_size, a.seq_len, a.batch_size, a.steps, a.warmup, a.repeats = (
+            "roberta-tiny", 500, 64, 4, 4, 1, 1)
+        a.lines, a.head_vocab, a.head_seq_len, a.head_batch, a.head_steps = 600, 500, 128, 2, 2
+    torch.set_num_threads(os.cpu_count() or 1)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out) as work:
+        work = Path(work)
+        tok = make_tokenizer(a.vocab_size, work / "tok")
+        text = make_corpus(work / "text", a.lines, min(a.vocab_size, a.head_vocab), a.seed)
+        preprocess(tok, text, work / "cache", a.seq_len)
+        preprocess(tok, text, work / "cache512", a.head_seq_len)
+        log("corpus and caches ready")
+        speed: dict[str, float] = {}
+        for rep in range(a.repeats):
+            for name in (("ours", "plain") if rep % 2 == 0 else ("plain", "ours")):
+                run = run_ours if name == "ours" else run_plain
+                step_s = run(a, tok, work / "cache", work / f"out_{name}_{rep}")
+                speed[name] = max(speed.get(name, 0.0), a.batch_size / step_s)
+                log(f"{name}: {a.batch_size / step_s:.2f} samples/s")
+        head = head_step_times(a, work / "cache512")
+        from train.dataset import MemmapConcatFullSentenceTextDataset
+        from train.sampling import LengthGroupedSampler, pad_share
+
+        lengths = MemmapConcatFullSentenceTextDataset(work / "cache512" / "train", a.head_seq_len).lengths()
+        pad_random = pad_share(lengths, np.random.default_rng(a.seed).permutation(len(lengths)), a.batch_size)
+        pad_grouped = pad_share(lengths, LengthGroupedSampler(lengths, a.batch_size, a.seed).order(), a.batch_size)
+    rows = [
+        ("train samples/s, mlm-train vs plain Trainer + DataCollatorForLanguageModeling "
+         f"({a.architecture}, {a.seq_len} ids, vocab {a.vocab_size:,}, batch {a.batch_size})",
+         f"{speed['ours']:.2f}", f"{speed['plain']:.2f}", speed["ours"] / speed["plain"], 1.25),
+        (f"s/step at {a.head_seq_len} ids, masked-only head vs dense head (vocab {a.head_vocab:,}, batch {a.head_batch})",
+         f"{head['masked_only']:.2f}", f"{head['dense']:.2f}", head["dense"] / head["masked_only"], 1.25),
+        (f"pad share of the positions computed, grouped vs random batches of {a.batch_size} "
+         f"({len(lengths):,} blocks of <= {a.head_seq_len}, mean {lengths.mean():.0f})",
+         f"{pad_grouped:.1%}", f"{pad_random:.1%}", None, None),
+    ]
+    table = ["| measurement | ours | baseline | ratio | target |", "|---|---|---|---|---|"]
+    for what, ours, base, ratio, target in rows:
+        ratio_s = f"**{ratio:.2f}x**" if ratio is not None else ""
+        target_s = (f">= {target}x {'met' if ratio >= target else 'MISSED'}" if target is not None else
+                    f"< 3% {'met' if pad_grouped < 0.03 else 'MISSED'}")
+        table.append(f"| {what} | {ours} | {base} | {ratio_s} | {target_s} |")
+    table.append("")
+    table.append(f"- command: `python bench/train_cpu.py {shlex.join(sys.argv[1:] if argv is None else argv)}`; "
+                 f"{os.cpu_count()} CPU cores, torch {torch.__version__}; fastest of {a.repeats} alternating runs")
+    text_out = "\n".join(table)
+    print(text_out)
+    (out / "train_cpu.md").write_text(text_out + "\n")
+    log(f"done in {time.perf_counter() - T0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
