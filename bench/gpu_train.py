@@ -1,36 +1,39 @@
 #!/usr/bin/env python
-"""Measure roberta-base MLM training throughput (tokens/s, MFU) with our settings vs Trainer defaults.
+"""Measure roberta-base MLM training throughput (real tokens/s, MFU) of mlm-train vs Trainer defaults.
 
 Made for one call on a GPU machine (< 5 minutes, nothing downloaded): every
 variant runs in its own subprocess, so process-wide switches one variant
 flips (TF32, compile caches, the CUDA allocator) cannot leak into the next.
 
-* data: synthetic 512-token blocks ``<s> random ids </s>`` held in memory,
-  no padding, no I/O: the model and the Trainer loop are what is measured;
-* tokenizer: a WordLevel vocabulary of ``--vocab_size`` made-up tokens with
-  RoBERTa's special ids (``<s>`` 0, ``<pad>`` 1, ``</s>`` 2, ``<unk>`` 3,
-  ``<mask>`` last), built in memory, so the collators mask and replace
-  exactly as with a real tokenizer of that size;
-* model: ``train/configs/<--architecture>.json`` fitted to that tokenizer;
-* variants (``--variants``):
+* data (``--data``): a cache our own preprocess stage builds from a corpus
+  of made-up words (bench/train_cpu.py), so the blocks have the lengths
+  FULL-SENTENCES packing really gives:
 
-  - ``defaults``: ``TrainingArguments(output_dir, per_device_train_batch_size,
-    bf16=True)`` + ``DataCollatorForLanguageModeling(tokenizer)``, the model
-    as transformers builds it;
-  - ``ours``: what ``train/run.py`` does (``train.model.build_model``, which
-    sets ``accepts_loss_kwargs=False``, and ``MlmCollator`` with
-    ``pad_to_multiple_of=8`` and an attention mask) plus the throughput
-    flags of ``our_throughput_args``;
-  - ``ours_compile``: ``ours`` + ``torch_compile=True``.
+  - ``real``: line lengths long-tailed like text: blocks of every length up
+    to ``--seq_len`` (mean about 0.9 x seq_len at 512), so padding matters;
+  - ``full``: lines far longer than a block: every block full, no padding
+    (the old synthetic setting);
+* tokenizer: a WordLevel vocabulary of ``--vocab_size`` ids with RoBERTa's
+  special ids, made in memory and saved beside the cache;
+* variants (``--variants``), all on the same cache, seed and batch size:
 
-  Both get the same harness flags (``max_steps``, no checkpoints, no
-  progress bar, no reporting, same seed), which change no throughput setting.
+  - ``defaults``: ``Trainer`` + ``RobertaForMaskedLM`` as transformers builds
+    it + ``DataCollatorForLanguageModeling``, ``TrainingArguments`` with only
+    ``bf16=True`` (random batches, the dense prediction head);
+  - ``ours``: ``mlm-train`` itself (``train.run.train`` from its parsed
+    command line, ``--bf16`` on a GPU): the prediction head at masked
+    positions only, batches grouped by length, masks drawn at use, and the
+    GPU defaults it sets (TF32, fused AdamW, 2 persistent DataLoader workers);
+  - ``ours_compile``: ``ours`` + ``--torch_compile true``.
 
 Step time is steady state: a ``TrainerCallback`` synchronises the GPU at the
-end of step ``--warmup_steps`` and of the last step and divides. tokens/s
-counts every position of the batch (all real here). MFU = 6 x params x
-tokens/s / peak, params = ``model.num_parameters()`` (tied embeddings once;
-attention-score FLOPs not counted, so MFU is a slight underestimate).
+end of step ``--warmup_steps`` and of the last step and divides. Real
+tokens/s counts only non-pad ids: batch x mean example length / step time
+(the mean over the epoch the sampler deals); positions/s counts what the
+model computes, pad included, and the pad share is that of the variant's own
+batches. MFU = 6 x params x real tokens/s / peak, params =
+``model.num_parameters()`` (attention-score FLOPs not counted, so MFU is a
+slight underestimate).
 
 ``--smoke`` runs the same code on CPU in well under a minute with
 roberta-tiny, short blocks and a few steps: it proves the script, not speed.
@@ -52,14 +55,15 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # runs from a checkout too (a GPU node), not only where the project is installed
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from torch.utils.data import Dataset  # noqa: E402
 
 H100_BF16_DENSE_TFLOPS = 989.0  # H100 SXM bf16 dense peak (PCIe: ~756); H200 is the same chip: 989
 VARIANTS = ("defaults", "ours", "ours_compile")
@@ -68,9 +72,9 @@ RESULT_TAG = "RESULT "
 
 # Full run (GPU) vs --smoke (CPU): the shape of the work.
 FULL = {"architecture": "roberta-base", "vocab_size": 50265, "seq_len": 512, "batch_size": 32, "steps": 60,
-        "warmup_steps": 15, "workers": 4, "variant_timeout": 170}
+        "warmup_steps": 15, "lines": 60_000, "variant_timeout": 150}
 SMOKE = {"architecture": "roberta-tiny", "vocab_size": 1000, "seq_len": 128, "batch_size": 8, "steps": 12,
-         "warmup_steps": 4, "workers": 2, "variant_timeout": 60}
+         "warmup_steps": 4, "lines": 2_000, "variant_timeout": 60}
 
 
 def log(msg: str) -> None:
@@ -81,65 +85,15 @@ def log(msg: str) -> None:
 # --------------------------------------------------------------------------- data, tokenizer, model
 
 
-class SyntheticBlocks(Dataset):
-    """n blocks of ``<s> ids </s>`` of exactly seq_len ids, drawn once from a fixed seed.
+def build_data(a: argparse.Namespace, work: Path) -> tuple[Path, Path]:
+    """(tokenizer dir, cache dir): the bench corpus of ``--data`` preprocessed by our own preprocess stage."""
+    from train_cpu import make_corpus, make_tokenizer, preprocess
 
-    Random ids instead of text: throughput does not depend on which ids they
-    are, and in-memory tensors take disk and tokenization out of the measurement.
-    """
-
-    def __init__(self, n: int, seq_len: int, vocab_size: int, first_id: int, bos: int, eos: int, seed: int):
-        g = torch.Generator().manual_seed(seed)
-        self.data = torch.randint(first_id, vocab_size - 1, (n, seq_len), generator=g, dtype=torch.long)
-        self.data[:, 0], self.data[:, -1] = bos, eos
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return self.data[i].clone()  # a fresh tensor, as our memmap dataset returns
-
-
-def synthetic_tokenizer(vocab_size: int) -> Any:
-    """A fast tokenizer with RoBERTa's special ids and ``vocab_size`` entries, built in memory (nothing saved).
-
-    The collators only need its special ids, mask id and ``len()`` (the range
-    random replacement draws from), which this gives exactly.
-    """
-    from tokenizers import Tokenizer, models
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
-    vocab.update({f"w{i}": i for i in range(4, vocab_size - 1)})
-    vocab["<mask>"] = vocab_size - 1
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-                                   pad_token="<pad>", mask_token="<mask>")
-
-
-def special_ids_of(tok: Any) -> Any:
-    """The special ids ``train.model.build_model`` reads, as ``common.tokenizer`` records them."""
-    from common.manifest import SpecialIds
-
-    return SpecialIds(tok.bos_token_id, tok.eos_token_id, tok.pad_token_id, tok.unk_token_id, tok.mask_token_id)
-
-
-def build(variant: str, architecture: str, tok: Any, seq_len: int, seed: int) -> tuple[Any, Any]:
-    """(model, collator) for a variant, both from the same config and init seed."""
-    from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling
-
-    from train.collator import MlmCollator
-    from train.model import build_model, check_positions, fit_to_tokenizer, load_config
-
-    ids = special_ids_of(tok)
-    torch.manual_seed(seed)
-    if variant == "defaults":
-        config = load_config(architecture, None, None)
-        fit_to_tokenizer(config, len(tok), ids, fresh=True)
-        check_positions(config, seq_len)
-        return AutoModelForMaskedLM.from_config(config), DataCollatorForLanguageModeling(tok)
-    model = build_model(architecture, None, None, len(tok), ids, seq_len)  # exactly what train/run.py calls
-    return model, MlmCollator(tok, [ids.bos, ids.eos, ids.pad], ids.pad, 0.15)
+    tok = make_tokenizer(a.vocab_size, work / "tok")
+    lines, mu = (a.lines, 3.4) if a.data == "real" else (max(200, a.lines // 40), np.log(20 * a.seq_len))
+    text = make_corpus(work / "text", lines, a.vocab_size, a.seed, mu=mu)
+    preprocess(tok, text, work / "cache", a.seq_len)
+    return tok, work / "cache"
 
 
 # --------------------------------------------------------------------------- training arguments
@@ -166,31 +120,6 @@ def harness_args(output_dir: str, steps: int, seed: int) -> dict[str, Any]:
             "output_dir": output_dir}
     if not torch.cuda.is_available():
         args["use_cpu"] = True
-    return args
-
-
-def our_throughput_args(cuda: bool, workers: int, compile_: bool) -> dict[str, Any]:
-    """The flags we recommend on a GPU node, each for a reason:
-
-    * ``dataloader_num_workers``: MlmCollator costs ~1 ms per 32x512 batch on
-      one CPU core (bench/dataloader.py); in the main process that time sits
-      between two GPU steps, in workers it overlaps them;
-    * ``dataloader_persistent_workers``: no re-fork of the workers at each epoch;
-    * ``dataloader_prefetch_factor`` 4: a few batches queued against a slow step;
-    * ``dataloader_pin_memory`` (already the default): page-locked batches
-      make the host-to-device copy asynchronous;
-    * ``tf32``: fp32 matmuls outside autocast (few under bf16) use tensor
-      cores; only where the GPU has them (Ampere+), else TrainingArguments raises;
-    * ``torch_compile`` (variant ``ours_compile`` only): fuses layer norms,
-      GELU, dropout and the optimizer's elementwise work.
-    """
-    args: dict[str, Any] = {"bf16": True, "dataloader_pin_memory": cuda}
-    if cuda and torch.cuda.get_device_capability(0)[0] >= 8:
-        args["tf32"] = True
-    if workers > 0:
-        args.update(dataloader_num_workers=workers, dataloader_persistent_workers=True, dataloader_prefetch_factor=4)
-    if compile_:
-        args["torch_compile"] = True
     return args
 
 
@@ -228,48 +157,92 @@ def make_timer(warmup_steps: int) -> Any:
     return StepTimer()
 
 
+def run_defaults(a: argparse.Namespace, out: str, timer: Any) -> tuple[Any, Any, np.ndarray]:
+    """The plain transformers setup: (trainer, train result, the order its sampler deals)."""
+    from transformers import (
+        AutoConfig,
+        AutoModelForMaskedLM,
+        AutoTokenizer,
+        DataCollatorForLanguageModeling,
+        Trainer,
+        TrainingArguments,
+    )
+
+    from train.dataset import MemmapConcatFullSentenceTextDataset
+
+    tok = AutoTokenizer.from_pretrained(a.tok)
+    config = AutoConfig.from_pretrained(REPO / "train" / "configs" / f"{a.architecture}.json")
+    config.vocab_size = len(tok)
+    torch.manual_seed(a.seed)
+    model = AutoModelForMaskedLM.from_config(config)
+    data = MemmapConcatFullSentenceTextDataset(Path(a.cache) / "train", a.seq_len)
+    targs = TrainingArguments(**checked({**harness_args(out, a.steps, a.seed), "bf16": True,
+                                         "per_device_train_batch_size": a.batch_size}))
+    trainer = Trainer(model=model, args=targs, data_collator=DataCollatorForLanguageModeling(tok), train_dataset=data,
+                      processing_class=tok, callbacks=[timer])
+    result = trainer.train()
+    return trainer, result, np.random.default_rng(a.seed).permutation(len(data))
+
+
+def run_ours(a: argparse.Namespace, out: str, timer: Any, compile_: bool) -> tuple[Any, Any, np.ndarray]:
+    """mlm-train as its command line sets it up: (trainer, train result, the order its sampler deals)."""
+    from train.config import announce, parse
+    from train.run import train
+    from train.sampling import LengthGroupedSampler
+
+    flags = ["--tokenizer_name_or_path", a.tok, "--datasets_cache_dir", a.cache, "--max_seq_length", str(a.seq_len),
+             "--architecture", a.architecture, "--output_dir", out, "--max_steps", str(a.steps),
+             "--per_device_train_batch_size", str(a.batch_size), "--save_strategy", "no", "--report_to", "none",
+             "--disable_tqdm", "true", "--seed", str(a.seed)]
+    if torch.cuda.is_available():
+        flags += ["--bf16"]
+    if compile_:
+        flags += ["--torch_compile", "true"]
+    parsed = parse(flags, "mlm-train")
+    announce(parsed)
+    metrics, trainer = train(parsed.cache, parsed.model, parsed.mlm, parsed.training, callbacks=[timer])
+    sampler = trainer._get_train_sampler()
+    order = sampler.order() if isinstance(sampler, LengthGroupedSampler) else np.arange(len(trainer.train_dataset))
+    return trainer, types.SimpleNamespace(training_loss=metrics.get("train_loss", float("nan"))), order
+
+
 def run_variant(variant: str, a: argparse.Namespace) -> dict[str, Any]:
     """Train one variant in this process and return its numbers as a dict (printed as one JSON line)."""
-    from transformers import Trainer, TrainingArguments
+    from train.sampling import pad_share
 
     cuda = torch.cuda.is_available()
-    tok = synthetic_tokenizer(a.vocab_size)
-    data = SyntheticBlocks(a.steps * a.batch_size, a.seq_len, a.vocab_size, 4, tok.bos_token_id, tok.eos_token_id,
-                           a.seed)
-    model, collator = build(variant, a.architecture, tok, a.seq_len, a.seed)
-    params = model.num_parameters()
     timer = make_timer(a.warmup_steps)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     with tempfile.TemporaryDirectory() as out:
-        kwargs = harness_args(out, a.steps, a.seed)
         if variant == "defaults":
-            kwargs.update(per_device_train_batch_size=a.batch_size, bf16=True)
+            trainer, result, order = run_defaults(a, out, timer)
         else:
-            kwargs.update(per_device_train_batch_size=a.batch_size,
-                          **our_throughput_args(cuda, a.workers, variant == "ours_compile"))
-        targs = TrainingArguments(**checked(kwargs))
-        if cuda:
-            torch.cuda.reset_peak_memory_stats()
-        trainer = Trainer(model=model, args=targs, data_collator=collator, train_dataset=data,
-                          processing_class=tok, callbacks=[timer])
-        result = trainer.train()
-    steady = a.steps - a.warmup_steps
-    step_s = (timer.t_end - timer.t_warm) / steady
-    tokens_per_s = a.batch_size * a.seq_len / step_s
-    settings = {k: v for k, v in kwargs.items() if k not in harness_args("", 0, 0)}
+            trainer, result, order = run_ours(a, out, timer, variant == "ours_compile")
+    lengths = trainer.train_dataset.lengths()
+    model = trainer.model
+    params = model.num_parameters()
+    step_s = (timer.t_end - timer.t_warm) / (a.steps - a.warmup_steps)
+    pad = pad_share(lengths, order, a.batch_size)
+    real_per_s = a.batch_size * float(lengths.mean()) / step_s
     return {
         "variant": variant,
         "params": params,
         "step_ms": step_s * 1e3,
-        "tokens_per_s": tokens_per_s,
+        "tokens_per_s": real_per_s,
+        "positions_per_s": real_per_s / (1 - pad),
+        "pad_share": pad,
+        "mean_len": float(lengths.mean()),
         "samples_per_s": a.batch_size / step_s,
-        "mfu": 6 * params * tokens_per_s / (a.peak_tflops * 1e12),
+        "mfu": 6 * params * real_per_s / (a.peak_tflops * 1e12),
         "first_step_s": timer.t_first - timer.t_begin,
         "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
         "train_loss": result.training_loss,
         "attn": getattr(model.config, "_attn_implementation", "?"),
-        "collator": type(collator).__name__,
-        "accepts_loss_kwargs": getattr(model, "accepts_loss_kwargs", "unset"),
-        "settings": settings,
+        "head": "masked positions only" if getattr(model, "head_at_masked_positions_only", False) else "dense",
+        "settings": {k: v for k, v in trainer.args.to_dict().items()
+                     if k in ("bf16", "tf32", "optim", "dataloader_num_workers", "train_sampling_strategy",
+                              "torch_compile")},
     }
 
 
@@ -280,7 +253,8 @@ def child_argv(a: argparse.Namespace, variant: str) -> list[str]:
     """The command line that runs one variant in a fresh process."""
     flags = ["--architecture", a.architecture, "--vocab_size", a.vocab_size, "--seq_len", a.seq_len,
              "--batch_size", a.batch_size, "--steps", a.steps, "--warmup_steps", a.warmup_steps,
-             "--workers", a.workers, "--peak_tflops", a.peak_tflops, "--seed", a.seed, "--one", variant]
+             "--peak_tflops", a.peak_tflops, "--seed", a.seed, "--data", a.data, "--tok", a.tok, "--cache", a.cache,
+             "--one", variant]
     return [sys.executable, str(Path(__file__).resolve()), *map(str, flags)]
 
 
@@ -312,8 +286,8 @@ def device_name() -> str:
 def table(results: list[dict[str, Any]], a: argparse.Namespace, cmd: str) -> str:
     """Markdown table of the variants, ratios against ``defaults``, and the lines that say what ran where."""
     base = next((r for r in results if r["variant"] == "defaults" and "error" not in r), None)
-    head = ["variant", "step ms", "tokens/s", "samples/s", "MFU", "vs defaults", "1st step s", "peak GiB",
-            "loss", "wall s"]
+    head = ["variant", "step ms", "real tokens/s", "positions/s", "pad share", "MFU (real tokens)", "vs defaults",
+            "1st step s", "peak GiB", "loss", "wall s"]
     lines = [f"device: {device_name()}; torch {torch.__version__}; peak assumed {a.peak_tflops:g} TFLOP/s "
              f"(flag --peak_tflops; H100 SXM bf16 dense = 989)", "",
              "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
@@ -323,20 +297,20 @@ def table(results: list[dict[str, Any]], a: argparse.Namespace, cmd: str) -> str
             continue
         vs = f"{r['tokens_per_s'] / base['tokens_per_s']:.2f}x" if base else "—"
         mem = f"{r['peak_mem_gib']:.1f}" if r["peak_mem_gib"] is not None else "—"
-        lines.append(f"| {r['variant']} | {r['step_ms']:.1f} | {r['tokens_per_s']:,.0f} | {r['samples_per_s']:,.1f} "
-                     f"| {r['mfu']:.1%} | {vs} | {r['first_step_s']:.1f} | {mem} | {r['train_loss']:.2f} "
-                     f"| {r['wall_s']:.0f} |")
+        lines.append(f"| {r['variant']} | {r['step_ms']:.1f} | {r['tokens_per_s']:,.0f} | {r['positions_per_s']:,.0f} "
+                     f"| {r['pad_share']:.1%} | {r['mfu']:.1%} | {vs} | {r['first_step_s']:.1f} | {mem} "
+                     f"| {r['train_loss']:.2f} | {r['wall_s']:.0f} |")
     ok = [r for r in results if "error" not in r]
     params = ok[0]["params"] if ok else 0
     notes = [
         f"command: `{cmd}`",
         f"model: {a.architecture} ({params / 1e6:.2f}M params, vocab {a.vocab_size}), "
-        f"attention {ok[0]['attn'] if ok else '?'}; batch {a.batch_size} x {a.seq_len} synthetic tokens, no padding; "
+        f"attention {ok[0]['attn'] if ok else '?'}; batch {a.batch_size}, blocks of <= {a.seq_len} ids "
+        f"(--data {a.data}: mean {ok[0]['mean_len'] if ok else 0:.0f}); "
         f"{a.steps} steps, timed {a.steps - a.warmup_steps} after {a.warmup_steps} warm-up steps",
-        "MFU = 6 x params x tokens/s / peak (attention-score FLOPs not counted)",
+        "MFU = 6 x params x real (non-pad) tokens/s / peak (attention-score FLOPs not counted)",
     ]
-    notes += [f"{r['variant']}: {r['collator']}, accepts_loss_kwargs={r['accepts_loss_kwargs']}, "
-              f"TrainingArguments {json.dumps(r['settings'])}" for r in ok]
+    notes += [f"{r['variant']}: head {r['head']}, TrainingArguments {json.dumps(r['settings'])}" for r in ok]
     if a.smoke:
         notes.append("--smoke: CPU, tiny model, a few steps; proves the script runs end to end, not a speed number")
     return "\n".join(lines + [""] + [f"- {n}" for n in notes]) + "\n"
@@ -351,7 +325,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--seq_len", type=int, help=f"tokens per block (default {FULL['seq_len']})")
     ap.add_argument("--vocab_size", type=int, help=f"synthetic vocabulary (default {FULL['vocab_size']})")
     ap.add_argument("--architecture", help=f"train/configs/<name>.json (default {FULL['architecture']})")
-    ap.add_argument("--workers", type=int, help=f"dataloader_num_workers for ours (default {FULL['workers']})")
+    ap.add_argument("--data", choices=("real", "full"), default="real",
+                    help="real: block lengths as packing gives them on text-like lines; full: every block full")
+    ap.add_argument("--lines", type=int, help="corpus lines for --data real")
     ap.add_argument("--peak_tflops", type=float, default=H100_BF16_DENSE_TFLOPS, help="peak bf16 TFLOP/s for MFU")
     ap.add_argument("--variants", nargs="+", choices=VARIANTS,
                     help=f"default: {' '.join(VARIANTS)} on GPU, 'defaults ours' with --smoke")
@@ -361,6 +337,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=REPO / "bench_out" / "gpu_train")
     ap.add_argument("--one", choices=VARIANTS, help=argparse.SUPPRESS)  # internal: run one variant, print JSON
+    ap.add_argument("--tok", help=argparse.SUPPRESS)  # internal: the parent's tokenizer and cache
+    ap.add_argument("--cache", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     shape = SMOKE if a.smoke else FULL
     for k, v in shape.items():
@@ -381,6 +359,10 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available() and not a.smoke:
         log("no CUDA GPU visible: numbers will be CPU numbers (use --smoke for the quick CPU check)")
     log(f"device: {device_name()}")
+    work = Path(tempfile.mkdtemp(prefix="gpu_train_"))
+    tok, cache = build_data(a, work)
+    a.tok, a.cache = str(tok), str(cache)
+    log(f"cache ready ({time.perf_counter() - _T0:.0f} s)")
     results = []
     for v in a.variants:
         log(f"variant {v} ...")

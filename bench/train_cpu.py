@@ -65,11 +65,11 @@ def make_tokenizer(vocab_size: int, out: Path) -> Path:
     return out
 
 
-def make_corpus(out: Path, lines: int, vocab_size: int, seed: int) -> Path:
-    """Lines of w<id> words, lengths log-normal (median ~30 words, a long tail past a block)."""
+def make_corpus(out: Path, lines: int, vocab_size: int, seed: int, mu: float = 3.4) -> Path:
+    """Lines of w<id> words, lengths log-normal around e**mu (by default median ~30 words, a long tail past a block)."""
     rng = np.random.default_rng(seed)
     out.mkdir(parents=True, exist_ok=True)
-    lengths = np.clip(rng.lognormal(3.4, 0.9, size=lines).astype(int), 1, 2000)
+    lengths = np.clip(rng.lognormal(mu, 0.9, size=lines).astype(int), 1, int(np.exp(mu) * 50))
     ids = rng.zipf(1.3, size=int(lengths.sum())) % (vocab_size - 5) + 4  # a few words common, most rare
     text, k = [], 0
     for n in lengths:

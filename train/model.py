@@ -117,4 +117,5 @@ def head_at_masked_positions_only(model: PreTrainedModel) -> bool:
     if not (hasattr(model, "roberta") and hasattr(model, "lm_head")):
         return False
     model.forward = types.MethodType(_masked_only_forward, model)
+    model.head_at_masked_positions_only = True  # for logs and benches (accelerate may wrap forward later)
     return True
