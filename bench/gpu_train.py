@@ -159,29 +159,12 @@ def make_timer(warmup_steps: int) -> Any:
 
 def run_defaults(a: argparse.Namespace, out: str, timer: Any) -> tuple[Any, Any, np.ndarray]:
     """The plain transformers setup: (trainer, train result, the order its sampler deals)."""
-    from transformers import (
-        AutoConfig,
-        AutoModelForMaskedLM,
-        AutoTokenizer,
-        DataCollatorForLanguageModeling,
-        Trainer,
-        TrainingArguments,
-    )
+    from train_cpu import plain_trainer
 
-    from train.dataset import MemmapConcatFullSentenceTextDataset
-
-    tok = AutoTokenizer.from_pretrained(a.tok)
-    config = AutoConfig.from_pretrained(REPO / "train" / "configs" / f"{a.architecture}.json")
-    config.vocab_size = len(tok)
-    torch.manual_seed(a.seed)
-    model = AutoModelForMaskedLM.from_config(config)
-    data = MemmapConcatFullSentenceTextDataset(Path(a.cache) / "train", a.seq_len)
-    targs = TrainingArguments(**checked({**harness_args(out, a.steps, a.seed), "bf16": True,
-                                         "per_device_train_batch_size": a.batch_size}))
-    trainer = Trainer(model=model, args=targs, data_collator=DataCollatorForLanguageModeling(tok), train_dataset=data,
-                      processing_class=tok, callbacks=[timer])
+    training = checked({**harness_args(out, a.steps, a.seed), "bf16": True, "per_device_train_batch_size": a.batch_size})
+    trainer = plain_trainer(a.architecture, a.tok, a.cache, a.seq_len, a.seed, training, [timer])
     result = trainer.train()
-    return trainer, result, np.random.default_rng(a.seed).permutation(len(data))
+    return trainer, result, np.random.default_rng(a.seed).permutation(len(trainer.train_dataset))
 
 
 def run_ours(a: argparse.Namespace, out: str, timer: Any, compile_: bool) -> tuple[Any, Any, np.ndarray]:

@@ -119,8 +119,10 @@ def run_ours(a: argparse.Namespace, tok: Path, cache: Path, out: Path) -> float:
     return (timer.t_end - timer.t_warm) / (a.steps - a.warmup)
 
 
-def run_plain(a: argparse.Namespace, tok_dir: Path, cache: Path, out: Path) -> float:
-    """Seconds per step of the plain transformers setup on the same cache."""
+def plain_trainer(architecture: str, tok_dir: Path | str, cache: Path | str, seq_len: int, seed: int,
+                  training: dict[str, Any], callbacks: list[Any]) -> Any:
+    """A Trainer as a plain transformers user builds it, over our dataset: RobertaForMaskedLM as
+    from_config makes it, DataCollatorForLanguageModeling, random batches."""
     from transformers import (
         AutoConfig,
         AutoModelForMaskedLM,
@@ -133,17 +135,22 @@ def run_plain(a: argparse.Namespace, tok_dir: Path, cache: Path, out: Path) -> f
     from train.dataset import MemmapConcatFullSentenceTextDataset
 
     tok = AutoTokenizer.from_pretrained(tok_dir)
-    config = AutoConfig.from_pretrained(REPO / "train" / "configs" / f"{a.architecture}.json")
+    config = AutoConfig.from_pretrained(REPO / "train" / "configs" / f"{architecture}.json")
     config.vocab_size = len(tok)
-    torch.manual_seed(a.seed)
+    torch.manual_seed(seed)
     model = AutoModelForMaskedLM.from_config(config)
-    targs = TrainingArguments(output_dir=str(out), max_steps=a.steps, per_device_train_batch_size=a.batch_size,
-                              save_strategy="no", report_to="none", disable_tqdm=True, seed=a.seed, use_cpu=True,
-                              dataloader_pin_memory=False)
+    data = MemmapConcatFullSentenceTextDataset(Path(cache) / "train", seq_len)
+    return Trainer(model=model, args=TrainingArguments(**training), train_dataset=data,
+                   data_collator=DataCollatorForLanguageModeling(tok), processing_class=tok, callbacks=callbacks)
+
+
+def run_plain(a: argparse.Namespace, tok_dir: Path, cache: Path, out: Path) -> float:
+    """Seconds per step of the plain transformers setup on the same cache."""
     timer = make_timer(a.warmup)
-    trainer = Trainer(model=model, args=targs, train_dataset=MemmapConcatFullSentenceTextDataset(cache / "train",
-                      a.seq_len), data_collator=DataCollatorForLanguageModeling(tok), callbacks=[timer])
-    trainer.train()
+    plain_trainer(a.architecture, tok_dir, cache, a.seq_len, a.seed,
+                  {"output_dir": str(out), "max_steps": a.steps, "per_device_train_batch_size": a.batch_size,
+                   "save_strategy": "no", "report_to": "none", "disable_tqdm": True, "seed": a.seed, "use_cpu": True,
+                   "dataloader_pin_memory": False}, [timer]).train()
     return (timer.t_end - timer.t_warm) / (a.steps - a.warmup)
 
 
