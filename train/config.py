@@ -140,7 +140,7 @@ class _Parser(HfArgumentParser):
 
 
 def _given(argv: list[str]) -> set[str]:
-    return {a[2:].split("=", 1)[0] for a in argv if a.startswith("--")}
+    return {a[2:].split("=", 1)[0].replace("-", "_") for a in argv if a.startswith("--")}  # --report-to too
 
 
 def parse(argv: list[str], prog: str, cache_class: type = CacheArguments, extra: tuple[type, ...] = ()) -> Parsed:

@@ -59,6 +59,8 @@ def test_a_json_config_and_the_same_flags_give_the_same_settings_old_names_inclu
     # a user's own choice wins over a fix-up
     mine = parse(_argv({**SETTINGS, "dataloader_pin_memory": "true", "report_to": "none"}), "mlm-train")
     assert mine.training.dataloader_pin_memory is True and mine.training.report_to == []
+    dashed = parse([*_argv(SETTINGS), "--dataloader-pin-memory", "true", "--report-to", "none"], "mlm-train")
+    assert dashed.training.dataloader_pin_memory is True and dashed.training.report_to == []  # the dashed spelling
 
 
 def test_run_mlm_takes_both_commands_flags_from_either_path(tmp_path):
