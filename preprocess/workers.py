@@ -15,9 +15,6 @@ import signal
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-import multiprocess
-from multiprocess.connection import wait
-
 from common.cli import Terminated
 
 
@@ -47,6 +44,8 @@ class Workers:
     """``n`` forked processes running ``fn``; they inherit the parent's state at fork (a loaded tokenizer)."""
 
     def __init__(self, n: int, fn: Callable[[Any], Any]):
+        import multiprocess  # only when there is work: a fresh rerun must not pay for dill's import
+
         ctx = multiprocess.get_context("fork")
         self.procs, self.conns = [], []
         for _ in range(n):
@@ -92,6 +91,8 @@ class Workers:
             self._receive(busy, done)
 
     def _receive(self, busy: list[int], done: dict[int, tuple[bool, Any]]) -> None:
+        from multiprocess.connection import wait
+
         sentinels = {p.sentinel: k for k, p in enumerate(self.procs)}
         for ready in wait([*self.conns, *sentinels]):
             if ready in sentinels:
