@@ -36,10 +36,15 @@ class ModelArguments:
 @dataclass
 class MlmArguments:
     mlm_probability: float = field(default=0.15, metadata={"help": "Fraction of tokens masked per batch."})
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Evaluate on the first N validation blocks only (the same ones every time)."}
+    )
 
     def __post_init__(self) -> None:
         if not 0.0 < self.mlm_probability < 1.0:
             raise UserError(f"--mlm_probability {self.mlm_probability}: must be between 0 and 1")
+        if self.max_eval_samples is not None and self.max_eval_samples < 1:
+            raise UserError(f"--max_eval_samples {self.max_eval_samples}: must be at least 1")
 
 
 @dataclass
@@ -139,6 +144,16 @@ class _Parser(HfArgumentParser):
         raise UserError(f"{message}; see {self.prog} --help")
 
 
+def _resume_without_value(argv: list[str]) -> list[str]:
+    """``--resume_from_checkpoint`` with no value means the last checkpoint of --output_dir."""
+    out = list(argv)
+    for i, a in enumerate(out):
+        if a in ("--resume_from_checkpoint", "--resume-from-checkpoint") and (i + 1 == len(out)
+                                                                            or out[i + 1].startswith("--")):
+            out.insert(i + 1, "latest")
+    return out
+
+
 def _given(argv: list[str]) -> set[str]:
     return {a[2:].split("=", 1)[0].replace("-", "_") for a in argv if a.startswith("--")}  # --report-to too
 
@@ -162,6 +177,7 @@ def parse(argv: list[str], prog: str, cache_class: type = CacheArguments, extra:
             raise UserError(f"{argv[0]}: a config must be one JSON object of flag names and values")
         given = set(values)
     else:
+        argv = _resume_without_value(argv)
         namespace, unknown = parser.parse_known_args(argv)
         if unknown:
             refuse_other_commands_flags(_given(unknown), prog)

@@ -10,8 +10,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import SequentialSampler
+from torch.utils.data import SequentialSampler, Subset
 from transformers import Trainer, TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
 
 from common.check import SplitCheck, check_split, tokenizer_difference
 from common.config import CacheArguments
@@ -173,8 +174,9 @@ def train(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: 
         raise UserError(f"--eval_strategy {getattr(targs.eval_strategy, 'value', targs.eval_strategy)} but {cfg.datasets_cache_dir}/validation has no "
                         "manifest; preprocess with --eval_dir, or drop --eval_strategy")
     identity = loaded.identity
+    resume = resume_point(targs)
     check_checkpoint_tokenizer(margs.model_name_or_path, identity)
-    check_checkpoint_tokenizer(targs.resume_from_checkpoint, identity)
+    check_checkpoint_tokenizer(resume, identity)
     set_seed(targs.seed)  # the model's initial weights too, not only what the Trainer draws later
     try:
         model = build_model(margs.architecture, margs.config_name, margs.model_name_or_path, identity.vocab_size,
@@ -186,14 +188,17 @@ def train(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: 
         collator = MlmCollator(loaded.tokenizer, [ids.bos, ids.eos, ids.pad], ids.pad, mlm.mlm_probability)
     except ValueError as e:
         raise UserError(f"--tokenizer_name_or_path {cfg.tokenizer_name_or_path}: {e}") from None
+    evaluated = eval_set
+    if eval_set is not None and mlm.max_eval_samples is not None:
+        evaluated = Subset(eval_set, range(min(mlm.max_eval_samples, len(eval_set))))  # the first N: the same each time
     trainer = MlmTrainer(model=model, args=targs, collator=collator, train_dataset=train_set,
-                         eval_dataset=eval_set, processing_class=loaded.tokenizer, callbacks=callbacks)
+                         eval_dataset=evaluated, processing_class=loaded.tokenizer, callbacks=callbacks)
     if trainer.is_world_process_zero():
         print(f"note: {padding_note(trainer)}", file=sys.stderr)
-    result = trainer.train(resume_from_checkpoint=targs.resume_from_checkpoint)
+    result = trainer.train(resume_from_checkpoint=resume)
     metrics: dict[str, Any] = dict(result.metrics)
     if eval_set is not None:
-        metrics.update(trainer.evaluate())
+        metrics.update(last_evaluation(trainer) or trainer.evaluate())
     trainer.save_model(targs.output_dir)
     if trainer.is_world_process_zero():
         save_manifests([s.reader.manifest for s in (train_set, eval_set) if s is not None], Path(targs.output_dir))
@@ -211,6 +216,33 @@ def padding_note(trainer: MlmTrainer) -> str:
         return (f"pad positions: {pad_share(lengths, sampler.order(), batch):.1%} of those computed, with batches "
                 f"grouped by length ({random_share:.1%} with random batches; --train_sampling_strategy random for those)")
     return f"pad positions: {random_share:.1%} of those computed (--train_sampling_strategy group_by_length cuts it)"
+
+
+def resume_point(targs: TrainingArguments) -> str | None:
+    """The checkpoint to resume from: the flag's, or the last in --output_dir for ``latest`` (also what
+    ``--resume_from_checkpoint`` with no value means). An output dir that holds checkpoints is never
+    trained into from scratch: its checkpoints would be overwritten one by one."""
+    out = Path(targs.output_dir)
+    last = get_last_checkpoint(str(out)) if out.is_dir() else None
+    chosen = targs.resume_from_checkpoint
+    if chosen == "latest":
+        if last is None:
+            raise UserError(f"--resume_from_checkpoint latest: --output_dir {out} holds no checkpoint-<step> dir")
+        return last
+    if chosen is None and last is not None:
+        raise UserError(f"--output_dir {out} holds checkpoints (the last: {Path(last).name}) that a new run would "
+                        "overwrite; resume with --resume_from_checkpoint (the last one), or train into another "
+                        "--output_dir")
+    return chosen
+
+
+def last_evaluation(trainer: Trainer) -> dict[str, float] | None:
+    """The metrics of an evaluation the Trainer ran at the very last step, so it is not run twice."""
+    step = trainer.state.global_step
+    for entry in reversed(trainer.state.log_history):
+        if "eval_loss" in entry and entry.get("step") == step:
+            return {k: v for k, v in entry.items() if k.startswith("eval_")}
+    return None
 
 
 def save_manifests(manifests: list[Manifest], output_dir: Path) -> None:

@@ -174,8 +174,9 @@ def test_a_resumed_run_logs_the_same_losses_and_ends_with_the_same_weights(tmp_p
     assert resumed == losses and resumed_eval == eval_losses  # exactly
     assert weights.keys() == resumed_weights.keys()
     assert all(torch.equal(weights[k], resumed_weights[k]) for k in weights)
-    # every evaluation (steps 2, 4, 6, 8 and the final one) masks its batches alike
-    per_pass = len(evals) // 5
+    # every evaluation (steps 2, 4, 6 and 8; step 8's serves as the final one) masks its batches alike
+    assert len(evals) % 4 == 0
+    per_pass = len(evals) // 4
     assert all(torch.equal(evals[k]["labels"], evals[k % per_pass]["labels"]) for k in range(len(evals)))
 
 
@@ -384,3 +385,48 @@ def test_eval_strategy_steps_without_a_validation_split_is_one_line(capsys, tmp_
     assert len(err) == 1 and err[0] == (f"error: --eval_strategy steps but {cache}/validation has no manifest; "
                                         "preprocess with --eval_dir, or drop --eval_strategy")
     assert not (tmp_path / "out").exists()
+
+
+def test_an_output_dir_with_checkpoints_is_resumed_or_refused_never_overwritten(capsys, tmp_path, bpe_dir,
+                                                                                 monkeypatch):
+    train, ev = _texts(tmp_path)
+    out = tmp_path / "out"
+    args = seed_command(bpe_dir, train, ev, tmp_path / "cache", out, max_steps=4, save_steps=2, eval_steps=2)
+    args.remove("--add_space_token")
+    assert run_mlm_main(args) == 0
+    state = json.loads((out / "trainer_state.json").read_text())
+    # the last step evaluated: that evaluation is the final one, not a second pass over the eval set
+    assert [h["step"] for h in state["log_history"] if "eval_loss" in h] == [2, 4]
+    final = json.loads((out / "all_results.json").read_text())["eval_loss"]
+    assert final == [h["eval_loss"] for h in state["log_history"] if "eval_loss" in h][-1]
+    before = (out / "checkpoint-4" / "model.safetensors").read_bytes()
+    capsys.readouterr()
+    longer = [*args[: args.index("--max_steps")], "--max_steps", "6", *args[args.index("--max_steps") + 2:]]
+    assert train_main([a for a in longer if a != "--fp16"]) == 2  # a fresh run would overwrite checkpoint-2, -4
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and "holds checkpoints (the last: checkpoint-4)" in err[0]
+    assert (out / "checkpoint-4" / "model.safetensors").read_bytes() == before
+    for resume in (["--resume_from_checkpoint"], ["--resume_from_checkpoint", "latest"]):
+        assert train_main([a for a in longer if a != "--fp16"] + resume) == 0
+        steps = [h["step"] for h in json.loads((out / "trainer_state.json").read_text())["log_history"]
+                 if "loss" in h or "eval_loss" in h]
+        assert max(steps) == 6 and (out / "checkpoint-6").is_dir()
+        shutil.rmtree(out / "checkpoint-6")
+    assert train_main([a for a in args if a != "--fp16"] + ["--output_dir", str(tmp_path / "empty"),
+                                                            "--resume_from_checkpoint", "latest"]) == 2
+    assert "holds no checkpoint" in capsys.readouterr().err
+
+
+def test_max_eval_samples_evaluates_the_first_n_blocks(tmp_path, bpe_dir, monkeypatch):
+    train, ev = _texts(tmp_path)
+    monkeypatch.setattr(record, "RECORDED", [])
+    record.install(monkeypatch.setattr)
+    args = seed_command(bpe_dir, train, ev, tmp_path / "cache", tmp_path / "out", max_steps=2, eval_steps=2)
+    args.remove("--add_space_token")
+    assert run_mlm_main([*args, "--max_eval_samples", "5"]) == 0
+    evals = [b for training, b in record.RECORDED if not training]
+    assert sum(len(b["input_ids"]) for b in evals) == 5
+    from train.dataset import MemmapConcatFullSentenceTextDataset
+
+    first = MemmapConcatFullSentenceTextDataset(tmp_path / "cache" / "validation", 32)[0]
+    assert evals[0]["attention_mask"][0].sum() == len(first)  # the first block, in order
