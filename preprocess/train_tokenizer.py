@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -61,18 +62,52 @@ def _lines(shards: list[Path], bar: tqdm) -> Iterator[str]:
                 yield from clean_lines(decode_bytes(raw)[0])
 
 
+class Ticker:
+    """A progress line for a phase that reports nothing itself (SentencePiece's training, saving):
+    the phase's name and its elapsed time, refreshed twice a second, so a long phase shows life."""
+
+    def __init__(self, desc: str):
+        self.desc = desc
+        self.bar: tqdm | None = None
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._tick, daemon=True)
+
+    def _tick(self) -> None:
+        while not self.stop.wait(0.5):
+            self.bar.refresh()
+
+    def __enter__(self) -> Ticker:
+        self.bar = tqdm(desc=self.desc, bar_format="{desc}: {elapsed} elapsed", dynamic_ncols=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.bar.close()
+
+
 def train_spm(args: argparse.Namespace, shards: list[Path], out: Path) -> Path:
     import sentencepiece as spm
 
     if not args.vocab_size:
         raise UserError("--vocab_size is required for --type spm")
     total = sum(p.stat().st_size for p in shards)
-    with tqdm(total=total, unit="B", unit_scale=True, desc="spm: reading", dynamic_ncols=True) as bar:
-        text = (s.replace(" ", SPACE_TOKEN) if args.add_space_token else s for s in _lines(shards, bar))
-        model = out / "spm.model"
+    bar = tqdm(total=total, unit="B", unit_scale=True, desc="spm: reading", dynamic_ncols=True)
+    training = Ticker("spm: training (SentencePiece reports no progress of its own)")
+
+    def text() -> Iterator[str]:
+        """The lines, then the reading bar closes and the training phase shows: the trainer has them all."""
+        for s in _lines(shards, bar):
+            yield s.replace(" ", SPACE_TOKEN) if args.add_space_token else s
+        bar.close()
+        training.__enter__()
+
+    model = out / "spm.model"
+    try:
         try:
             spm.SentencePieceTrainer.train(
-                sentence_iterator=text, model_prefix=str(out / "spm"), vocab_size=args.vocab_size,
+                sentence_iterator=text(), model_prefix=str(out / "spm"), vocab_size=args.vocab_size,
                 model_type=args.model_type, character_coverage=args.character_coverage,
                 bos_id=0, pad_id=1, eos_id=2, unk_id=3, user_defined_symbols=["<mask>", SPACE_TOKEN],
                 input_sentence_size=args.input_sentence_size, shuffle_input_sentence=True,
@@ -81,6 +116,10 @@ def train_spm(args: argparse.Namespace, shards: list[Path], out: Path) -> Path:
             )
         except RuntimeError as e:  # e.g. a vocab_size the text cannot fill
             raise UserError(f"sentencepiece: {str(e).strip().splitlines()[-1]}") from None
+    finally:
+        bar.close()
+        if training.bar is not None:
+            training.__exit__()
     return model
 
 
@@ -126,8 +165,9 @@ def train(args: argparse.Namespace) -> str:
     start = time.perf_counter()
     if args.type == "spm":
         model = train_spm(args, shards, out)
-        tok = tokenizer_types.ThaiRobertaTokenizer(vocab_file=str(model), add_space_token=args.add_space_token)
-        tok.save_pretrained(out)
+        with Ticker("spm: writing (the model, and its tokenizer.json twin)"):
+            tok = tokenizer_types.ThaiRobertaTokenizer(vocab_file=str(model), add_space_token=args.add_space_token)
+            tok.save_pretrained(out)
         for leftover in (model, out / "spm.vocab"):
             leftover.unlink()
     else:
@@ -136,8 +176,9 @@ def train(args: argparse.Namespace) -> str:
         vocab_file = out / "vocab.json"
         import json
 
-        vocab_file.write_text(json.dumps(vocab, ensure_ascii=False, indent=0), encoding="utf-8")
-        TOKENIZER_TYPES[args.type].tokenizer_class()(vocab_file=str(vocab_file)).save_pretrained(out)
+        with Ticker(f"{args.type}: writing"):
+            vocab_file.write_text(json.dumps(vocab, ensure_ascii=False, indent=0), encoding="utf-8")
+            TOKENIZER_TYPES[args.type].tokenizer_class()(vocab_file=str(vocab_file)).save_pretrained(out)
     try:
         loaded = load_tokenizer(str(out), args.type, {"add_space_token": args.add_space_token})
     except TokenizerError as e:

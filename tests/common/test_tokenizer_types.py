@@ -229,3 +229,14 @@ def test_mlm_train_tokenizer_still_makes_the_committed_fixtures(tmp_path, kind, 
         assert len(made) == len(committed) and len(set(made) & set(committed)) >= 0.9 * len(committed)
     else:  # counting is exact
         assert made == committed
+
+
+def test_train_tokenizer_shows_every_phase(capsys, tmp_path, thai_dir):
+    assert train_tokenizer(["--type", "spm", "--train_dir", str(thai_dir), "--vocab_size", "200",
+                            "--output_dir", str(tmp_path / "spm"), "--num_workers", "1"]) == 0
+    err = capsys.readouterr().err
+    assert err.index("spm: reading") < err.index("spm: training") < err.index("spm: writing")
+    assert train_tokenizer(["--type", "newmm", "--train_dir", str(thai_dir), "--output_dir", str(tmp_path / "w"),
+                            "--num_workers", "1"]) == 0
+    err = capsys.readouterr().err
+    assert err.index("newmm: counting words") < err.index("newmm: writing")
