@@ -49,8 +49,29 @@ def _load_auto(path: Path, settings: dict[str, Any]) -> Any:
     if path.is_file():
         if path.suffix != ".json":
             raise TokenizerError(f"{path}: a tokenizer file must be a tokenizers 'tokenizer.json'; or pass its directory")
-        return PreTrainedTokenizerFast(tokenizer_file=str(path))
+        if (path.parent / "tokenizer_config.json").is_file():  # the roles live there: load the pair
+            return AutoTokenizer.from_pretrained(str(path.parent), local_files_only=True)
+        return _with_roles_from_added_tokens(PreTrainedTokenizerFast(tokenizer_file=str(path)), path)
     return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+
+
+# Special-token roles by the names the common vocabularies give them: a bare tokenizer.json lists its
+# added tokens but not which is which.
+_ROLE_NAMES = {"bos_token": ("<s>", "[CLS]"), "eos_token": ("</s>", "[SEP]"), "pad_token": ("<pad>", "[PAD]"),
+               "mask_token": ("<mask>", "[MASK]"), "unk_token": ("<unk>", "[UNK]")}
+
+
+def _with_roles_from_added_tokens(tok: Any, path: Path) -> Any:
+    """A bare tokenizer.json's special roles, read from its added tokens, or a TokenizerError naming what is missing."""
+    added = {t.content for t in tok.backend_tokenizer.get_added_tokens_decoder().values()}
+    roles = {role: next((n for n in names if n in added), None) for role, names in _ROLE_NAMES.items()}
+    missing = [role for role, token in roles.items() if token is None and role != "unk_token"]
+    if missing:
+        raise TokenizerError(f"{path}: a bare tokenizer.json names no {', '.join(missing)} among its added tokens "
+                             f"({', '.join(sorted(added)) or 'none'}); save the tokenizer with save_pretrained "
+                             "(tokenizer_config.json says which token is which) and pass its dir")
+    tok.add_special_tokens({role: token for role, token in roles.items() if token is not None})
+    return tok
 
 
 def _load_class(spec: str) -> Callable[[Path, dict[str, Any]], Any]:
@@ -133,8 +154,9 @@ def preprocess_space_token(identity: TokenizerSource) -> bool:
 
 def tokenizer_files(path: Path) -> dict[str, str]:
     """Digest of every file that defines the tokenizer, by name relative to ``path``."""
-    if path.is_file():
-        return {path.name: file_digest(path)}
+    if path.is_file():  # a tokenizer.json, and the config beside it that the loader reads too
+        beside = [path.parent / "tokenizer_config.json", path.parent / "special_tokens_map.json"]
+        return {p.name: file_digest(p) for p in [path, *beside] if p.is_file()}
     files = sorted(p for p in path.iterdir()
                    if p.is_file() and (p.name in _TOKENIZER_FILES or p.name.endswith(_TOKENIZER_SUFFIXES)))
     return {p.name: file_digest(p) for p in files}

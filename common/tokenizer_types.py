@@ -253,6 +253,8 @@ def load_from_dir(cls: type, path: Path, **kwargs: Any) -> PreTrainedTokenizer:
     name = cls.vocab_files_names["vocab_file"]
     if not (path / name).is_file():
         alt = sorted(path.glob("*.model" if name.endswith(".model") else "*.json"))
+        if name.endswith(".model") and len(alt) == 1:  # a SentencePiece model under another name (tokenizer.model)
+            return cls(vocab_file=str(alt[0]), **kwargs)
         hint = f"; found {', '.join(p.name for p in alt[:3])}" if alt else ""
         raise FileNotFoundError(f"{path}: no {name}{hint}")
     return cls.from_pretrained(str(path), local_files_only=True, **kwargs)

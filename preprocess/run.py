@@ -89,6 +89,12 @@ def _load(cfg: PreprocessConfig, sample: list[str], planned: str) -> tuple[Loade
     if not loaded.identity.digest == after.digest == planned:
         raise UserError(f"--tokenizer_name_or_path {cfg.tokenizer_name_or_path}: its files changed while this run "
                         "read them; nothing was tokenized. Rerun once nothing writes to them.")
+    missing = [role for role in ("mask", "pad") if getattr(loaded.identity.special_ids, role) is None]
+    if missing:  # found here, not after the GPU hours of setting up a training run
+        raise UserError(f"--tokenizer_name_or_path {cfg.tokenizer_name_or_path}: the tokenizer has no "
+                        f"{' and no '.join(missing)} token, which masked-LM training needs; add it (e.g. "
+                        f"tok.add_special_tokens({{{', '.join(repr(r + '_token') + ': ' + repr('<' + r + '>') for r in missing)}}}) "
+                        "then tok.save_pretrained(dir)) and pass that dir")
     if cfg.add_space_token and SPACE_TOKEN not in loaded.tokenizer.get_vocab():
         raise UserError(
             f"--add_space_token: the tokenizer at {cfg.tokenizer_name_or_path} has no {SPACE_TOKEN!r} token; "

@@ -240,3 +240,56 @@ def test_train_tokenizer_shows_every_phase(capsys, tmp_path, thai_dir):
                             "--num_workers", "1"]) == 0
     err = capsys.readouterr().err
     assert err.index("newmm: counting words") < err.index("newmm: writing")
+
+
+def _bare_json(tmp_path: Path, specials: list[str]) -> Path:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {t: i for i, t in enumerate([*specials, "a", "b", "c"])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token=specials[0]))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.add_special_tokens(specials)
+    d = tmp_path / f"bare{len(specials)}"
+    d.mkdir()
+    tok.save(str(d / "tokenizer.json"))
+    return d / "tokenizer.json"
+
+
+def test_a_bare_tokenizer_json_takes_its_roles_from_its_added_tokens(capsys, tmp_path):
+    train = tmp_path / "train"
+    train.mkdir()
+    (train / "a.txt").write_text("a b c\nc b\n")
+    good = _bare_json(tmp_path, ["[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"])
+    rc, _, err = run_cli(capsys, *base_args(good, train, tmp_path / "c"))
+    assert rc == 0, err
+    assert manifest(tmp_path / "c")["tokenizer"]["special_ids"] == {"bos": 1, "eos": 2, "pad": 3, "unk": 0, "mask": 4}
+    no_mask = _bare_json(tmp_path, ["<unk>", "<s>", "</s>", "<pad>"])
+    rc, _, err = run_cli(capsys, *base_args(no_mask, train, tmp_path / "c2"))
+    assert rc == 2 and "names no mask_token among its added tokens" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_tokenizer_without_mask_or_pad_is_refused_at_preprocess(capsys, tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel({"<unk>": 0, "<s>": 1, "</s>": 2, "a": 3}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+                            ).save_pretrained(tmp_path / "tok")
+    train = tmp_path / "train"
+    train.mkdir()
+    (train / "a.txt").write_text("a a\n")
+    rc, _, err = run_cli(capsys, *base_args(tmp_path / "tok", train, tmp_path / "c"))
+    assert rc == 2 and "has no mask and no pad token" in err and "add_special_tokens" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "c" / "train" / "manifest.json").exists()
+
+
+def test_spm_takes_the_dirs_single_model_whatever_its_name(trained, tmp_path):
+    import shutil
+
+    d = tmp_path / "renamed"
+    d.mkdir()
+    shutil.copy(trained["spm"] / "sentencepiece.bpe.model", d / "tokenizer.model")
+    tok = load_tokenizer(str(d), "spm", {"add_space_token": True}).tokenizer
+    ref = load_tokenizer(str(trained["spm"]), "spm", {"add_space_token": True}).tokenizer
+    assert tok("สวัสดี ครับ")["input_ids"] == ref("สวัสดี ครับ")["input_ids"]
