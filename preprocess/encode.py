@@ -1,6 +1,6 @@
 """Text -> token ids in worker processes, through the fastest backend that gives the same ids.
 
-Backends, fastest first (bench/preprocess.py, 2 cores, 50 MB; see README):
+Backends, fastest first (bench/preprocess_bench.py, 2 cores, 50 MB; see README):
 
 * ``native``: ``encode_batch_native`` of our own tokenizer classes
   (common/tokenizer_types.py): the model's encoder without transformers'
