@@ -79,9 +79,8 @@ def parse_dataclass(cls: type[T], argv: list[str], prog: str, description: str) 
     return cls(**vars(parser.parse_args(argv)))
 
 
-def _json_as_flags(cls: type, path: str) -> list[str]:
-    """A JSON config as the flags it stands for, each value of its field's type: then the file and the
-    flags go through one parser ("false" is not a bool, "128" is not an int)."""
+def read_config(path: str) -> dict[str, Any]:
+    """A JSON config file of flag names and values; CliError saying why it cannot be one."""
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
@@ -89,6 +88,13 @@ def _json_as_flags(cls: type, path: str) -> list[str]:
         raise CliError(f"{path}: cannot read the config ({e})") from None
     if not isinstance(data, dict):
         raise CliError(f"{path}: a config must be one JSON object of flag names and values")
+    return data
+
+
+def _json_as_flags(cls: type, path: str) -> list[str]:
+    """A JSON config as the flags it stands for, each value of its field's type: then the file and the
+    flags go through one parser ("false" is not a bool, "128" is not an int)."""
+    data = read_config(path)
     hints = typing.get_type_hints(cls)
     known = {fl.name for fl in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)

@@ -45,16 +45,15 @@ LOCK_NAME = ".lock"
 SHARDS_DIR = "shards"
 BLOCKS_DIR = "blocks"
 TMP_MARK = ".tmp-"  # a file being written is <final name>.tmp-<pid> (dotted for JSON); never read, deleted by cleanup
+SPACE_TOKEN = "<_>"  # the users' explicit space token: --add_space_token writes it for every space
+OFFSET_DTYPE = np.dtype("<i8")  # offsets and counts: int64, no 2**32 ceiling
+NPY_HEADER_BYTES = 128  # magic(6) + version(2) + len(2) + dict padded with spaces, ends in "\n"
+_NPY_MAGIC = b"\x93NUMPY\x01\x00"
 
 
 def tmp_name(final: str, dotted: bool = False) -> str:
     """The temp name a writer uses until ``os.replace`` moves the complete file to ``final``."""
     return f"{'.' if dotted else ''}{final}{TMP_MARK}{os.getpid()}"
-
-SPACE_TOKEN = "<_>"  # the users' explicit space token: --add_space_token writes it for every space
-OFFSET_DTYPE = np.dtype("<i8")  # offsets and counts: int64, no 2**32 ceiling
-NPY_HEADER_BYTES = 128  # magic(6) + version(2) + len(2) + dict padded with spaces, ends in "\n"
-_NPY_MAGIC = b"\x93NUMPY\x01\x00"
 
 
 class FormatError(Exception):

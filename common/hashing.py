@@ -13,10 +13,12 @@ import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import xxhash
 
 CHUNK_BYTES = 1 << 20
+T = TypeVar("T")
 
 
 def file_digest(path: str | Path) -> str:
@@ -35,12 +37,17 @@ def file_digest(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def file_digests(paths: Iterable[Path], threads: int = 4, progress: Callable[[int], object] | None = None) -> list[str]:
-    """Digests of many files, read in parallel (reads release the GIL), in input order.
-
-    ``progress`` is called with each file's size as it finishes.
-    """
+def map_files(fn: Callable[[Path], T], paths: Iterable[Path], threads: int = 4) -> list[T]:
+    """``fn`` of each file, read in parallel threads (reads and xxhash release the GIL), in input order."""
     paths = list(paths)
+    if len(paths) <= 1:
+        return [fn(p) for p in paths]
+    with ThreadPoolExecutor(max_workers=min(threads, len(paths))) as pool:
+        return list(pool.map(fn, paths))
+
+
+def file_digests(paths: Iterable[Path], threads: int = 4, progress: Callable[[int], object] | None = None) -> list[str]:
+    """Digests of many files, in input order; ``progress`` is called with each file's size as it finishes."""
 
     def one(p: Path) -> str:
         d = file_digest(p)
@@ -48,10 +55,7 @@ def file_digests(paths: Iterable[Path], threads: int = 4, progress: Callable[[in
             progress(os.path.getsize(p))
         return d
 
-    if len(paths) <= 1:
-        return [one(p) for p in paths]
-    with ThreadPoolExecutor(max_workers=min(threads, len(paths))) as pool:
-        return list(pool.map(one, paths))
+    return map_files(one, paths, threads)
 
 
 def fingerprint(obj: object) -> str:

@@ -83,9 +83,6 @@ class TokenizerIdentity(TokenizerSource):
     separator: Separator
     encoder: str | None = field(default=None, metadata={"omit_none": True})  # the backend preprocessing used
 
-    def source(self) -> TokenizerSource:
-        return TokenizerSource(self.type, self.name_or_path, self.files, self.settings, self.digest)
-
     def description(self) -> tuple:
         """What packing and training take from the tokenizer, beyond its files: must match the loaded one's."""
         return self.vocab_size, self.dtype, self.special_ids, self.separator
@@ -226,18 +223,14 @@ class Manifest:
             "stats": self.stats(),
         }
 
-    def fingerprint(self) -> str:
-        """The dataset's identity: everything but who wrote it and when."""
+    def fingerprint(self, where: bool = True) -> str:
+        """The dataset's identity: everything but who wrote it and when; without ``where``, also
+        less where the text and the tokenizer were (the same cache mounted elsewhere)."""
         d = self.to_dict()
         d.pop("created_by")
-        return fingerprint(d)
-
-    def content_fingerprint(self) -> str:
-        """The identity less where the text and the tokenizer were: the same cache mounted elsewhere."""
-        d = self.to_dict()
-        for key in ("created_by", "input_dir"):
-            d.pop(key)
-        d["tokenizer"].pop("name_or_path")
+        if not where:
+            d.pop("input_dir")
+            d["tokenizer"].pop("name_or_path")
         return fingerprint(d)
 
     @staticmethod

@@ -77,6 +77,11 @@ class SplitReader:
         out[1:-1] = self.maps[shard][0][s:e]
         return out
 
+    def block_lengths(self) -> np.ndarray:
+        """Every FULL-SENTENCES block's length in ids, bos and eos included, read from the block index."""
+        spans = [np.asarray(blocks) for _, _, blocks in self.maps]
+        return np.concatenate([b[:, 1] - b[:, 0] + 2 for b in spans]) if spans else np.empty(0, OFFSET_DTYPE)
+
     def line_examples(self, max_seq_length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """LINE-BY-LINE examples of the split as (shard, start, end) arrays: example k is
         ``framed(shard[k], start[k], end[k])``. Computed from the line offsets by the packing

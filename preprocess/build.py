@@ -310,13 +310,9 @@ def old_manifest(out_dir: Path) -> Manifest | None:
     return c.manifest
 
 
-def manifest_changed(old: Manifest | None, manifest: Manifest) -> bool:
-    return old is None or old.fingerprint() != manifest.fingerprint()
-
-
 def commit_split(plan: SplitPlan, manifest: Manifest, old: Manifest | None, force: bool) -> bool:
     """Write the manifest if work was done (``force``) or it differs from ``old``; True if it was written."""
-    if not force and not manifest_changed(old, manifest):
+    if not force and old is not None and old.fingerprint() == manifest.fingerprint():
         return False
     write_manifest(plan.out_dir, manifest)
     return True

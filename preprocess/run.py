@@ -217,7 +217,7 @@ def _read_only_reason(plan: build.SplitPlan, old: Manifest | None, manifest: Man
         return f"{plan.split} has no readable manifest"
     if plan.to_tokenize or plan.to_pack:
         return f"{plan.split} needs {len(plan.to_tokenize)} shards tokenized, {len(plan.to_pack)} packed"
-    if manifest is not None and old.content_fingerprint() != manifest.content_fingerprint():
+    if manifest is not None and old.fingerprint(where=False) != manifest.fingerprint(where=False):
         return f"{plan.split} was built with other settings (e.g. --datasets_type)"
     return None
 

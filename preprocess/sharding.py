@@ -12,14 +12,13 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import xxhash
 
 from common.errors import UserError
-from common.hashing import CHUNK_BYTES
+from common.hashing import CHUNK_BYTES, map_files
 
 
 @dataclass(frozen=True)
@@ -140,10 +139,7 @@ def scan_shards(paths: list[Path], task_bytes: int, threads: int = 4,
             progress(scan.size)
         return scan
 
-    if len(paths) <= 1:
-        return [one(p) for p in paths]
-    with ThreadPoolExecutor(max_workers=min(threads, len(paths))) as pool:
-        return list(pool.map(one, paths))
+    return map_files(one, paths, threads)
 
 
 def plan_tasks(shards: list[tuple[int, Path, Scan]]) -> list[Task]:

@@ -9,7 +9,6 @@ and sets the environment it asks for, from ``main``.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from typing import Any
 
 from transformers import HfArgumentParser, TrainingArguments
 
+from common.cli import CliError, read_config
 from common.config import CacheArguments, refuse_other_commands_flags
 from common.errors import UserError
 from train.model import ARCHITECTURES
@@ -169,12 +169,9 @@ def parse(argv: list[str], prog: str, cache_class: type = CacheArguments, extra:
     parser = _Parser(classes, prog=prog, allow_abbrev=False)  # strict: no prefix of a flag
     if len(argv) == 1 and argv[0].endswith(".json"):
         try:
-            with open(argv[0], encoding="utf-8") as f:
-                values = json.load(f)
-        except (OSError, ValueError) as e:
-            raise UserError(f"{argv[0]}: cannot read the config ({e})") from None
-        if not isinstance(values, dict):
-            raise UserError(f"{argv[0]}: a config must be one JSON object of flag names and values")
+            values = read_config(argv[0])
+        except CliError as e:
+            raise UserError(str(e)) from None
         given = set(values)
     else:
         argv = _resume_without_value(argv)

@@ -209,8 +209,9 @@ def train(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: 
 
 def padding_note(trainer: MlmTrainer) -> str:
     """What share of the positions the first epoch computes is padding, with this run's batches and with random ones."""
-    lengths, batch = trainer.train_dataset.lengths(), trainer.args.per_device_train_batch_size
+    batch = trainer.args.per_device_train_batch_size
     sampler = trainer._get_train_sampler()
+    lengths = sampler.lengths if isinstance(sampler, LengthGroupedSampler) else trainer.train_dataset.lengths()
     random_share = pad_share(lengths, np.random.default_rng(trainer.args.seed).permutation(len(lengths)), batch)
     if isinstance(sampler, LengthGroupedSampler):
         return (f"pad positions: {pad_share(lengths, sampler.order(), batch):.1%} of those computed, with batches "
