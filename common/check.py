@@ -114,18 +114,19 @@ def _text_states(m: Manifest, input_dir: Path) -> dict[str, tuple[str, ...]]:
 
 
 def check_split(split_dir: str | Path, *, tokenizer: TokenizerSource | None = None, max_seq_length: int | None = None,
-                input_dir: str | Path | None = None, sizes: bool = True, digests: bool = False) -> SplitCheck:
+                input_dir: str | Path | None = None, sizes: bool = True, digests: bool = False,
+                manifest: Manifest | None = None) -> SplitCheck:
     """Check one split against what this run has.
 
     ``tokenizer``: the tokenizer this run uses (its digest against the cache's);
     ``max_seq_length``: the block size it trains with; ``input_dir``: the text
     (hashed: a read of every shard); ``sizes``: every array's shape and size
     (a stat and a header read each); ``digests``: every array's content (a
-    read of the whole cache).
+    read of the whole cache). ``manifest``: the split's manifest, when the caller has read it already.
     """
     split_dir = Path(split_dir)
     try:
-        m = load_manifest(split_dir)
+        m = manifest or load_manifest(split_dir)
     except FormatError as e:
         return SplitCheck(split_dir, None, unreadable=str(e))
     found: dict = {"input_dir": Path(input_dir) if input_dir else None}

@@ -113,7 +113,7 @@ def status(split: Path, m: Manifest, input_dir: str | None, tokenizer: str | Non
         source = tokenizer_source(tok_path, m.tokenizer.type, m.tokenizer.settings)
     except TokenizerError:
         source = None
-    c = check_split(split, tokenizer=source, input_dir=src_dir, sizes=False)
+    c = check_split(split, tokenizer=source, input_dir=src_dir, sizes=False, manifest=m)
     out = [f"== {split} against {src_dir}"]
     out += c.shard_lines()
     tok_state = "missing" if source is None else "changed" if c.tokenizer else "unchanged"
@@ -123,9 +123,9 @@ def status(split: Path, m: Manifest, input_dir: str | None, tokenizer: str | Non
     return fresh, "\n".join(out)
 
 
-def verify(split: Path) -> tuple[bool, str]:
+def verify(split: Path, m: Manifest) -> tuple[bool, str]:
     """(intact?, report): every array's size and digest against the manifest."""
-    c = check_split(split, digests=True)
+    c = check_split(split, digests=True, manifest=m)
     out = [f"== {split}", *(f"  BAD {d}" for d in c.damaged)]
     out.append("damaged: rebuild with --overwrite_cache" if c.damaged else "intact")
     return not c.damaged, "\n".join(out)
@@ -260,7 +260,7 @@ def _run(args: argparse.Namespace) -> int:
             good &= ok
             print(report)
         elif args.command == "verify":
-            ok, report = verify(split)
+            ok, report = verify(split, m)
             good &= ok
             print(report)
         elif args.command == "samples":
