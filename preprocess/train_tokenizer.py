@@ -76,15 +76,24 @@ class Ticker:
         while not self.stop.wait(0.5):
             self.bar.refresh()
 
-    def __enter__(self) -> Ticker:
+    def start(self) -> None:
         self.bar = tqdm(desc=self.desc, bar_format="{desc}: {elapsed} elapsed", dynamic_ncols=True)
         self.thread.start()
+
+    def end(self) -> None:
+        """Stop the line; a no-op if it never started."""
+        if self.bar is not None:
+            self.stop.set()
+            self.thread.join()
+            self.bar.close()
+            self.bar = None
+
+    def __enter__(self) -> Ticker:
+        self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join()
-        self.bar.close()
+        self.end()
 
 
 def train_spm(args: argparse.Namespace, shards: list[Path], out: Path) -> Path:
@@ -101,7 +110,7 @@ def train_spm(args: argparse.Namespace, shards: list[Path], out: Path) -> Path:
         for s in _lines(shards, bar):
             yield s.replace(" ", SPACE_TOKEN) if args.add_space_token else s
         bar.close()
-        training.__enter__()
+        training.start()
 
     model = out / "spm.model"
     try:
@@ -118,8 +127,7 @@ def train_spm(args: argparse.Namespace, shards: list[Path], out: Path) -> Path:
             raise UserError(f"sentencepiece: {str(e).strip().splitlines()[-1]}") from None
     finally:
         bar.close()
-        if training.bar is not None:
-            training.__exit__()
+        training.end()
     return model
 
 
