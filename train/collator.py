@@ -47,24 +47,50 @@ class MlmCollator:
         attention_mask = (torch.arange(width)[None, :] < lengths[:, None]).long()
         return {"input_ids": input_ids, "attention_mask": attention_mask}
 
-    def mask(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def mask(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None,
+             head_positions: bool = False) -> dict[str, torch.Tensor]:
         """A new batch: each non-special, non-pad token is chosen with ``mlm_probability``; a chosen token
         becomes ``<mask>`` (80%), a random id (10%) or stays (10%), and ``labels`` holds its original id
-        (-100 at every other position).
+        (-100 at every other position). With ``head_positions``, also the flat indices of the positions
+        drawn (a superset of the labelled ones) for the masked-positions-only head (train/model.py).
 
         One uniform draw per position decides both whether and how a token is masked. The draws are
-        made on the generator's device (the global RNG's: the CPU, when none is given) and then moved
-        to the batch's, so a generator gives the same masks whatever device the batch is on.
+        made on the generator's device (the global RNG's: the CPU, when none is given), so a generator
+        gives the same masks whatever device the batch is on. On a GPU nothing here waits for it:
+        which positions are drawn is decided on the CPU (its count known there), only that plan is
+        copied over (pinned, asynchronously), and the batch is edited at those positions with index
+        ops whose sizes the host already knows. A boolean-mask edit or selection would need the GPU's
+        answer first; each such wait empties the GPU's queue, and the Trainer step on an H100 was
+        then bound by how fast one CPU thread launches kernels (bench/gpu_train.py).
         """
         ids, attention = batch["input_ids"], batch["attention_mask"]
         device = generator.device if generator is not None else torch.device("cpu")
-        u = torch.rand(ids.shape, generator=generator, device=device).to(ids.device)
-        random_ids = torch.randint(self.vocab_size, ids.shape, generator=generator, device=device).to(ids.device)
+        u = torch.rand(ids.shape, generator=generator, device=device).view(-1)
+        random_ids = torch.randint(self.vocab_size, ids.shape, generator=generator, device=device).view(-1)
         p = self.mlm_probability
-        chosen = (u < p) & (attention != 0) & ~torch.isin(ids, self.special.to(ids.device))
-        masked = torch.where(chosen & (u < p * MASK_SHARE), self.mask_id, ids)
-        masked = torch.where(chosen & (u >= p * MASK_SHARE) & (u < p * (MASK_SHARE + RANDOM_SHARE)), random_ids, masked)
-        return {**batch, "input_ids": masked, "labels": torch.where(chosen, ids, -100)}
+        drawn = (u < p).nonzero().squeeze(1)
+        u_drawn = u[drawn]
+        replace = torch.where(u_drawn < p * MASK_SHARE, self.mask_id,  # -1: keep the token as it is
+                              torch.where(u_drawn < p * (MASK_SHARE + RANDOM_SHARE), random_ids[drawn], -1))
+        plan = torch.stack([drawn, replace])
+        if ids.is_cuda:
+            plan = plan.pin_memory()
+        drawn, replace = plan.to(ids.device, non_blocking=True)
+        flat = ids.reshape(-1)
+        original = flat[drawn]
+        chosen = (attention.reshape(-1)[drawn] != 0) & ~torch.isin(original, self._special_on(ids.device))
+        new = torch.where(chosen & (replace >= 0), replace, original)
+        labels = torch.full_like(flat, -100).index_copy(0, drawn, torch.where(chosen, original, -100))
+        out = {**batch, "input_ids": flat.index_copy(0, drawn, new).view_as(ids), "labels": labels.view_as(ids)}
+        if head_positions:
+            out["head_positions"] = drawn
+        return out
+
+    def _special_on(self, device: torch.device) -> torch.Tensor:
+        """The special ids on ``device``, copied there once (a copy from pageable memory waits for the GPU)."""
+        if self.special.device != device:
+            self.special = self.special.to(device)
+        return self.special
 
     def __call__(self, examples: list[torch.Tensor], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         return self.mask(self.pad(examples), generator)

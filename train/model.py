@@ -86,23 +86,31 @@ def build_model(architecture: str, config_name: str | None, model_name_or_path: 
 
 
 def _masked_only_forward(self: Any, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
-                         labels: torch.Tensor | None = None, **kwargs: Any) -> MaskedLMOutput:
-    """RobertaForMaskedLM.forward, except that with labels the prediction head runs only where a label is.
+                         labels: torch.Tensor | None = None, head_positions: torch.Tensor | None = None,
+                         **kwargs: Any) -> MaskedLMOutput:
+    """RobertaForMaskedLM.forward, except that with labels the prediction head runs only where a label may be.
 
     The head (dense + layer norm + a hidden x vocab projection) is a large
     share of a step (for roberta-base with 50k ids, about a third of the
     FLOPs per token), and only the ~15% masked positions have a label. Same
-    loss (the mean cross-entropy over labelled positions) and same gradients;
-    ``logits`` are then those positions' rows only, (n_labelled, vocab).
-    Without labels (inference, fill-mask) it is the class's own forward.
+    loss (the mean cross-entropy over labelled positions) and same gradients.
+    ``head_positions`` (flat indices into batch x seq, from the collator's
+    masking) says where to run it without asking the GPU which labels are
+    set, a wait that stalls the step (train/collator.py); positions among
+    them without a label are ignored by the loss. Without it, the labelled
+    positions are found from ``labels``. ``logits`` are then those
+    positions' rows only, (n_positions, vocab). Without labels (inference,
+    fill-mask) it is the class's own forward.
     """
     if labels is None:
         return type(self).forward(self, input_ids=input_ids, attention_mask=attention_mask, **kwargs)
     kwargs.pop("return_dict", None)
     hidden = self.roberta(input_ids, attention_mask=attention_mask, return_dict=True, **kwargs)[0]  # (batch, seq, h)
-    labelled = labels != -100
-    scores = self.lm_head(hidden[labelled])  # (n_labelled, vocab)
-    loss = torch.nn.functional.cross_entropy(scores.view(-1, self.config.vocab_size), labels[labelled])
+    flat_labels = labels.reshape(-1)
+    if head_positions is None:
+        head_positions = (flat_labels != -100).nonzero().squeeze(1)
+    scores = self.lm_head(hidden.reshape(-1, hidden.shape[-1]).index_select(0, head_positions))  # (n, vocab)
+    loss = torch.nn.functional.cross_entropy(scores, flat_labels.index_select(0, head_positions))
     return MaskedLMOutput(loss=loss, logits=scores)
 
 

@@ -126,7 +126,9 @@ class MlmTrainer(Trainer):
 
     def _mask(self, inputs: dict[str, torch.Tensor], *position: int) -> dict[str, torch.Tensor]:
         self._generator.manual_seed(mask_seed(self.args.seed, *position, self.args.process_index))
-        return self.collator.mask(inputs, self._generator)
+        # nn.DataParallel (several GPUs, one process) would split the flat positions like a batch dimension
+        positions = getattr(self.model, "head_at_masked_positions_only", False) and self.args.n_gpu <= 1
+        return self.collator.mask(inputs, self._generator, head_positions=positions)
 
     def training_step(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor],
                       num_items_in_batch: torch.Tensor | int | None = None) -> torch.Tensor:

@@ -96,3 +96,36 @@ def test_masking_targets_real_tokens_only_at_the_bert_rates(bpe_dir):
     assert as_mask == pytest.approx(0.8, abs=0.03) and kept == pytest.approx(0.1, abs=0.02)  # the rest: random ids
     assert torch.equal(coll.mask(plain, torch.Generator().manual_seed(1))["labels"], labels)  # a function of the seed
     assert not torch.equal(coll.mask(plain, torch.Generator().manual_seed(2))["labels"], labels)
+
+
+def _reference_mask(coll: MlmCollator, batch: dict, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT's rule written the plain way, with boolean masks over the whole batch, from the same draws."""
+    ids, attention = batch["input_ids"], batch["attention_mask"]
+    u = torch.rand(ids.shape, generator=g)
+    random_ids = torch.randint(coll.vocab_size, ids.shape, generator=g)
+    p = coll.mlm_probability
+    chosen = (u < p) & (attention != 0) & ~torch.isin(ids, coll.special)
+    out = torch.where(chosen & (u < p * 0.8), coll.mask_id, ids)
+    out = torch.where(chosen & (u >= p * 0.8) & (u < p * 0.9), random_ids, out)
+    return out, torch.where(chosen, ids, -100)
+
+
+@pytest.mark.parametrize("p", [0.15, 0.5, 1.0])
+def test_masking_at_planned_positions_is_the_plain_rule_and_positions_cover_every_label(bpe_dir, p):
+    """The sync-free edit (a plan of drawn positions, index ops) must give exactly the boolean-mask rule."""
+    tok = AutoTokenizer.from_pretrained(bpe_dir)
+    special = [tok.bos_token_id, tok.eos_token_id, tok.pad_token_id]
+    coll = MlmCollator(tok, special, tok.pad_token_id, mlm_probability=p)
+    g = torch.Generator().manual_seed(3)
+    examples = [torch.cat([torch.tensor([0]), torch.randint(3, len(tok), (n,), generator=g), torch.tensor([2])])
+                for n in torch.randint(1, 90, (24,), generator=g).tolist()]
+    plain = coll.pad(examples)
+    for seed in range(5):
+        got = coll.mask(plain, torch.Generator().manual_seed(seed), head_positions=True)
+        want_ids, want_labels = _reference_mask(coll, plain, torch.Generator().manual_seed(seed))
+        assert torch.equal(got["input_ids"], want_ids) and torch.equal(got["labels"], want_labels)
+        positions = got["head_positions"]
+        labelled = (want_labels.view(-1) != -100).nonzero().squeeze(1)
+        assert set(labelled.tolist()) <= set(positions.tolist())  # the head sees every labelled position
+        assert len(set(positions.tolist())) == len(positions)  # each once
+    assert "head_positions" not in coll.mask(plain, torch.Generator().manual_seed(0))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from transformers import AutoModelForMaskedLM, AutoTokenizer, RobertaForMaskedLM, TrainingArguments
 
@@ -14,7 +15,7 @@ from train.model import build_model
 from train.run import MlmTrainer
 
 
-def _model_and_batches(bpe_dir, bpe_cache, n_batches: int = 2):
+def _model_and_batches(bpe_dir, bpe_cache, n_batches: int = 2, head_positions: bool = False):
     tok = AutoTokenizer.from_pretrained(bpe_dir)
     ids = SpecialIds(tok.bos_token_id, tok.eos_token_id, tok.pad_token_id, tok.unk_token_id, tok.mask_token_id)
     torch.manual_seed(0)
@@ -23,22 +24,29 @@ def _model_and_batches(bpe_dir, bpe_cache, n_batches: int = 2):
     data = MemmapConcatFullSentenceTextDataset(bpe_cache / "train", 32)
     coll = MlmCollator(tok, [ids.bos, ids.eos, ids.pad], ids.pad)
     g = torch.Generator().manual_seed(1)
-    batches = [coll([data[i] for i in range(k * 8, k * 8 + 8)], g) for k in range(n_batches)]
+    batches = [coll.mask(coll.pad([data[i] for i in range(k * 8, k * 8 + 8)]), g, head_positions)
+               for k in range(n_batches)]
     return model, tok, coll, batches
+
+
+def without_positions(batch: dict) -> dict:
+    return {k: v for k, v in batch.items() if k != "head_positions"}
 
 
 def _loss_and_grads(model, batches, dense: bool):
     model.zero_grad()
     losses = []
     for b in batches:  # accumulated, as gradient_accumulation_steps does
-        out = RobertaForMaskedLM.forward(model, **b) if dense else model(**b)
+        out = RobertaForMaskedLM.forward(model, **without_positions(b)) if dense else model(**b)
         (out.loss / len(batches)).backward()
         losses.append(out.loss.detach())
     return losses, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-def test_the_masked_only_head_gives_the_dense_loss_and_gradients(bpe_dir, bpe_cache):
-    model, _, _, batches = _model_and_batches(bpe_dir, bpe_cache)
+@pytest.mark.parametrize("head_positions", [False, True])
+def test_the_masked_only_head_gives_the_dense_loss_and_gradients(bpe_dir, bpe_cache, head_positions):
+    """Found from the labels, or at the positions masking drew (a superset: the loss ignores the extra rows)."""
+    model, _, _, batches = _model_and_batches(bpe_dir, bpe_cache, head_positions=head_positions)
     assert model.forward.__func__ is not RobertaForMaskedLM.forward  # the masked-only forward is in place
     dense_losses, dense_grads = _loss_and_grads(model, batches, dense=True)
     sparse_losses, sparse_grads = _loss_and_grads(model, batches, dense=False)
@@ -48,7 +56,10 @@ def test_the_masked_only_head_gives_the_dense_loss_and_gradients(bpe_dir, bpe_ca
     for name in dense_grads:
         torch.testing.assert_close(sparse_grads[name], dense_grads[name], rtol=1e-5, atol=1e-7, msg=name)
     labelled = int((batches[0]["labels"] != -100).sum())
-    assert model(**batches[0]).logits.shape == (labelled, model.config.vocab_size)  # only those rows computed
+    rows = len(batches[0]["head_positions"]) if head_positions else labelled
+    if head_positions:  # a few drawn positions are special or padding
+        assert labelled < rows < 0.3 * batches[0]["labels"].numel()
+    assert model(**batches[0]).logits.shape == (rows, model.config.vocab_size)  # only those rows computed
     assert model(input_ids=batches[0]["input_ids"]).logits.shape[:2] == batches[0]["input_ids"].shape  # inference
 
 

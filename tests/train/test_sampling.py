@@ -38,10 +38,13 @@ def test_throughput_defaults_apply_only_where_the_user_chose_nothing():
     values, notes = throughput_defaults({}, set(), cuda=True, bf16_ok=True, tf32_ok=True)
     assert values == {"train_sampling_strategy": "group_by_length", "prediction_loss_only": True, "bf16": True,
                       "tf32": True, "optim": "adamw_torch_fused", "dataloader_num_workers": 2,
-                      "dataloader_persistent_workers": True}
-    assert len(notes) == 1 and "bf16" in notes[0] and "fused AdamW" in notes[0]
-    mine = {"fp16": True, "optim": "adamw_torch", "dataloader_num_workers": 0, "train_sampling_strategy": "random"}
+                      "dataloader_persistent_workers": True, "accelerator_config": {"non_blocking": True},
+                      "logging_nan_inf_filter": False}
+    assert len(notes) == 1 and "bf16" in notes[0] and "fused AdamW" in notes[0] and "without waiting" in notes[0]
+    mine = {"fp16": True, "optim": "adamw_torch", "dataloader_num_workers": 0, "train_sampling_strategy": "random",
+            "dataloader_pin_memory": False, "logging_nan_inf_filter": True}
     values, _ = throughput_defaults(mine, set(mine), cuda=True, bf16_ok=True, tf32_ok=False)
-    assert values == {**mine, "prediction_loss_only": True}  # the user's fp16 wins over bf16; no TF32 before Ampere
+    # the user's fp16 wins over bf16; no TF32 before Ampere; no asynchronous copy from unpinned memory
+    assert values == {**mine, "prediction_loss_only": True}
     values, notes = throughput_defaults({}, set(), cuda=False, bf16_ok=False, tf32_ok=False)
     assert set(values) == {"train_sampling_strategy", "prediction_loss_only"}
