@@ -24,10 +24,26 @@ flips (TF32, compile caches, the CUDA allocator) cannot leak into the next.
     command line, ``--bf16`` on a GPU): the prediction head at masked
     positions only, batches grouped by length, masks drawn at use, and the
     GPU defaults it sets (TF32, fused AdamW, 2 persistent DataLoader workers);
-  - ``ours_compile``: ``ours`` + ``--torch_compile true``.
+  - ``ours_compile``: ``ours`` + ``--torch_compile true``;
+  - ``bare_dense`` / ``bare_masked`` (not run unless named): the model alone,
+    no Trainer and no DataLoader: one full batch already on the GPU, bf16
+    autocast, fused AdamW, forward + backward + step in a plain loop, with
+    the dense head or ours. Against the Trainer rows they say how much of a
+    step is the model and how much the harness around it.
+
+``--profile N``: each Trainer variant also runs ``torch.profiler`` over the N
+steps just before the clock starts (so the timing stays clean) and writes the
+ops that take the most GPU and CPU time to ``<out>.<variant>.prof.txt``.
 
 Step time is steady state: a ``TrainerCallback`` synchronises the GPU at the
-end of step ``--warmup_steps`` and of the last step and divides. Real
+end of step ``--warmup_steps`` and of the last step and divides. Unless
+``--warmup_steps`` is given, the warm-up is one epoch of the bench corpus
+(``--lines`` sets its size), so every batch width has been seen before the
+clock starts: the first time a shape appears, cuDNN builds its attention
+graphs and torch.compile may recompile. On an H100, a 45-step window of
+batches grouped by length that met 17 widths for the first time ran 117 ms
+per step against 53 for the model alone; the median step, also reported,
+shows what a step costs once its shape is known. Real
 tokens/s counts only non-pad ids: batch x mean example length / step time
 (the mean over the epoch the sampler deals); positions/s counts what the
 model computes, pad included, and the pad share is that of the variant's own
@@ -66,14 +82,15 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 H100_BF16_DENSE_TFLOPS = 989.0  # H100 SXM bf16 dense peak (PCIe: ~756); H200 is the same chip: 989
-VARIANTS = ("defaults", "ours", "ours_compile")
+VARIANTS = ("defaults", "ours", "ours_compile", "bare_dense", "bare_masked")
+DEFAULT_VARIANTS = ("defaults", "ours", "ours_compile")
 _T0 = time.perf_counter()
 RESULT_TAG = "RESULT "
 
 # Full run (GPU) vs --smoke (CPU): the shape of the work.
-FULL = {"architecture": "roberta-base", "vocab_size": 50265, "seq_len": 512, "batch_size": 32, "steps": 60,
-        "warmup_steps": 15, "lines": 60_000, "variant_timeout": 150}
-SMOKE = {"architecture": "roberta-tiny", "vocab_size": 1000, "seq_len": 128, "batch_size": 8, "steps": 12,
+FULL = {"architecture": "roberta-base", "vocab_size": 50265, "seq_len": 512, "batch_size": 32, "timed_steps": 45,
+        "warmup_steps": 15, "lines": 20_000, "variant_timeout": 150}
+SMOKE = {"architecture": "roberta-tiny", "vocab_size": 1000, "seq_len": 128, "batch_size": 8, "timed_steps": 8,
          "warmup_steps": 4, "lines": 2_000, "variant_timeout": 60}
 
 
@@ -138,12 +155,17 @@ def make_timer(warmup_steps: int) -> Any:
     class StepTimer(TrainerCallback):
         def __init__(self) -> None:
             self.t_begin = self.t_first = self.t_warm = self.t_end = None
+            self.stamps: list[float] = []  # every step's end, unsynchronised: the CPU runs < 1 step ahead
+
+        def median_step_s(self) -> float:
+            return float(np.median(np.diff(self.stamps[warmup_steps - 1:])))
 
         def on_train_begin(self, args, state, control, **kwargs):
             sync()
             self.t_begin = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kwargs):
+            self.stamps.append(time.perf_counter())
             if state.global_step in (1, warmup_steps, state.max_steps):
                 sync()
                 now = time.perf_counter()
@@ -153,21 +175,92 @@ def make_timer(warmup_steps: int) -> Any:
                     self.t_warm = now
                 if state.global_step == state.max_steps:
                     self.t_end = now
+                self.stamps[-1] = now
 
     return StepTimer()
 
 
-def run_defaults(a: argparse.Namespace, out: str, timer: Any) -> tuple[Any, Any, np.ndarray]:
+def make_profiler(a: argparse.Namespace, variant: str) -> Any:
+    """A TrainerCallback profiling steps (warmup - N, warmup]; it stops before the timer's clock starts."""
+    from transformers import TrainerCallback
+
+    first, last = a.warmup_steps - a.profile, a.warmup_steps
+
+    class StepProfiler(TrainerCallback):
+        prof = None
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == first:
+                sync()
+                self.prof = torch.profiler.profile(record_shapes=False)
+                self.prof.start()
+            elif state.global_step == last and self.prof is not None:
+                sync()
+                self.prof.stop()
+                write_profile(self.prof, a, variant, a.profile)
+
+    return StepProfiler()
+
+
+def write_profile(prof: Any, a: argparse.Namespace, variant: str, steps: int) -> None:
+    """The top ops by GPU time and by CPU time, and how busy the GPU was, to <out>.<variant>.prof.txt."""
+    events = prof.key_averages()
+    gpu_us = sum(getattr(e, "self_device_time_total", 0) for e in events)
+    cpu_us = sum(e.self_cpu_time_total for e in events)
+    head = (f"{variant}: {steps} steps profiled; GPU kernel time {gpu_us / 1e3 / steps:.1f} ms/step, "
+            f"CPU op time {cpu_us / 1e3 / steps:.1f} ms/step\n")
+    by_gpu = events.table(sort_by="self_device_time_total", row_limit=30, max_name_column_width=60)
+    by_cpu = events.table(sort_by="self_cpu_time_total", row_limit=25, max_name_column_width=60)
+    path = Path(str(a.out) + f".{variant}.prof.txt")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(head + "\n## by GPU time\n" + by_gpu + "\n## by CPU time\n" + by_cpu)
+    log(head.strip())
+
+
+def run_bare(a: argparse.Namespace, masked_only: bool) -> dict[str, Any]:
+    """The model alone in a loop: one full batch, bf16 autocast, fused AdamW (no Trainer, no DataLoader)."""
+    from transformers import AutoConfig, AutoModelForMaskedLM
+
+    from train.model import head_at_masked_positions_only
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    config = AutoConfig.from_pretrained(REPO / "train" / "configs" / f"{a.architecture}.json")
+    config.vocab_size = a.vocab_size
+    torch.manual_seed(a.seed)
+    model = AutoModelForMaskedLM.from_config(config).to(device)
+    if masked_only:
+        head_at_masked_positions_only(model)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device == "cuda")
+    g = torch.Generator().manual_seed(a.seed)
+    ids = torch.randint(4, a.vocab_size - 1, (a.batch_size, a.seq_len), generator=g).to(device)
+    labels = torch.where(torch.rand(ids.shape, generator=g).to(device) < 0.15, ids, -100)
+    attention = torch.ones_like(ids)
+    times = []
+    for _ in range(a.steps):
+        with torch.autocast(device, dtype=torch.bfloat16):
+            loss = model(input_ids=ids, attention_mask=attention, labels=labels).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        sync()
+        times.append(time.perf_counter())
+    step_s = (times[-1] - times[a.warmup_steps - 1]) / (a.steps - a.warmup_steps)
+    return {"step_s": step_s, "median_step_s": float(np.median(np.diff(times[a.warmup_steps - 1:]))), "first_step_s": times[0] - _T0, "loss": float(loss), "params": model.num_parameters(),
+            "attn": getattr(model.config, "_attn_implementation", "?"),
+            "head": "masked positions only" if masked_only else "dense"}
+
+
+def run_defaults(a: argparse.Namespace, out: str, callbacks: list[Any]) -> tuple[Any, Any, np.ndarray]:
     """The plain transformers setup: (trainer, train result, the order its sampler deals)."""
     from train_cpu import plain_trainer
 
     training = checked({**harness_args(out, a.steps, a.seed), "bf16": True, "per_device_train_batch_size": a.batch_size})
-    trainer = plain_trainer(a.architecture, a.tok, a.cache, a.seq_len, a.seed, training, [timer])
+    trainer = plain_trainer(a.architecture, a.tok, a.cache, a.seq_len, a.seed, training, callbacks)
     result = trainer.train()
     return trainer, result, np.random.default_rng(a.seed).permutation(len(trainer.train_dataset))
 
 
-def run_ours(a: argparse.Namespace, out: str, timer: Any, compile_: bool) -> tuple[Any, Any, np.ndarray]:
+def run_ours(a: argparse.Namespace, out: str, callbacks: list[Any], compile_: bool) -> tuple[Any, Any, np.ndarray]:
     """mlm-train as its command line sets it up: (trainer, train result, the order its sampler deals)."""
     from train.config import announce, parse
     from train.run import train
@@ -183,7 +276,7 @@ def run_ours(a: argparse.Namespace, out: str, timer: Any, compile_: bool) -> tup
         flags += ["--torch_compile", "true"]
     parsed = parse(flags, "mlm-train")
     announce(parsed)
-    metrics, trainer = train(parsed.cache, parsed.model, parsed.mlm, parsed.training, callbacks=[timer])
+    metrics, trainer = train(parsed.cache, parsed.model, parsed.mlm, parsed.training, callbacks=callbacks)
     sampler = trainer._get_train_sampler()
     order = sampler.order() if isinstance(sampler, LengthGroupedSampler) else np.arange(len(trainer.train_dataset))
     return trainer, types.SimpleNamespace(training_loss=metrics.get("train_loss", float("nan"))), order
@@ -194,14 +287,25 @@ def run_variant(variant: str, a: argparse.Namespace) -> dict[str, Any]:
     from train.sampling import pad_share
 
     cuda = torch.cuda.is_available()
-    timer = make_timer(a.warmup_steps)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
+    if variant.startswith("bare_"):
+        b = run_bare(a, variant == "bare_masked")
+        per_s = a.batch_size * a.seq_len / b["step_s"]
+        return {"variant": variant, "params": b["params"], "step_ms": b["step_s"] * 1e3,
+                "median_step_ms": b["median_step_s"] * 1e3, "tokens_per_s": per_s,
+                "positions_per_s": per_s, "pad_share": 0.0, "mean_len": float(a.seq_len),
+                "samples_per_s": a.batch_size / b["step_s"], "mfu": 6 * b["params"] * per_s / (a.peak_tflops * 1e12),
+                "first_step_s": b["first_step_s"],
+                "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
+                "train_loss": b["loss"], "attn": b["attn"], "head": b["head"], "settings": {"loop": "bare, full blocks"}}
+    timer = make_timer(a.warmup_steps)
+    callbacks = [make_profiler(a, variant), timer] if a.profile else [timer]  # profiler stops before the clock
     with tempfile.TemporaryDirectory() as out:
         if variant == "defaults":
-            trainer, result, order = run_defaults(a, out, timer)
+            trainer, result, order = run_defaults(a, out, callbacks)
         else:
-            trainer, result, order = run_ours(a, out, timer, variant == "ours_compile")
+            trainer, result, order = run_ours(a, out, callbacks, variant == "ours_compile")
     lengths = trainer.train_dataset.lengths()
     model = trainer.model
     params = model.num_parameters()
@@ -212,6 +316,7 @@ def run_variant(variant: str, a: argparse.Namespace) -> dict[str, Any]:
         "variant": variant,
         "params": params,
         "step_ms": step_s * 1e3,
+        "median_step_ms": timer.median_step_s() * 1e3,
         "tokens_per_s": real_per_s,
         "positions_per_s": real_per_s / (1 - pad),
         "pad_share": pad,
@@ -237,7 +342,7 @@ def child_argv(a: argparse.Namespace, variant: str) -> list[str]:
     flags = ["--architecture", a.architecture, "--vocab_size", a.vocab_size, "--seq_len", a.seq_len,
              "--batch_size", a.batch_size, "--steps", a.steps, "--warmup_steps", a.warmup_steps,
              "--peak_tflops", a.peak_tflops, "--seed", a.seed, "--data", a.data, "--tok", a.tok, "--cache", a.cache,
-             "--one", variant]
+             "--profile", a.profile, "--out", a.out, "--one", variant]
     return [sys.executable, str(Path(__file__).resolve()), *map(str, flags)]
 
 
@@ -269,7 +374,7 @@ def device_name() -> str:
 def table(results: list[dict[str, Any]], a: argparse.Namespace, cmd: str) -> str:
     """Markdown table of the variants, ratios against ``defaults``, and the lines that say what ran where."""
     base = next((r for r in results if r["variant"] == "defaults" and "error" not in r), None)
-    head = ["variant", "step ms", "real tokens/s", "positions/s", "pad share", "MFU (real tokens)", "vs defaults",
+    head = ["variant", "step ms", "median step ms", "real tokens/s", "positions/s", "pad share", "MFU (real tokens)", "vs defaults",
             "1st step s", "peak GiB", "loss", "wall s"]
     lines = [f"device: {device_name()}; torch {torch.__version__}; peak assumed {a.peak_tflops:g} TFLOP/s "
              f"(flag --peak_tflops; H100 SXM bf16 dense = 989)", "",
@@ -280,7 +385,7 @@ def table(results: list[dict[str, Any]], a: argparse.Namespace, cmd: str) -> str
             continue
         vs = f"{r['tokens_per_s'] / base['tokens_per_s']:.2f}x" if base else "—"
         mem = f"{r['peak_mem_gib']:.1f}" if r["peak_mem_gib"] is not None else "—"
-        lines.append(f"| {r['variant']} | {r['step_ms']:.1f} | {r['tokens_per_s']:,.0f} | {r['positions_per_s']:,.0f} "
+        lines.append(f"| {r['variant']} | {r['step_ms']:.1f} | {r['median_step_ms']:.1f} | {r['tokens_per_s']:,.0f} | {r['positions_per_s']:,.0f} "
                      f"| {r['pad_share']:.1%} | {r['mfu']:.1%} | {vs} | {r['first_step_s']:.1f} | {mem} "
                      f"| {r['train_loss']:.2f} | {r['wall_s']:.0f} |")
     ok = [r for r in results if "error" not in r]
@@ -290,7 +395,9 @@ def table(results: list[dict[str, Any]], a: argparse.Namespace, cmd: str) -> str
         f"model: {a.architecture} ({params / 1e6:.2f}M params, vocab {a.vocab_size}), "
         f"attention {ok[0]['attn'] if ok else '?'}; batch {a.batch_size}, blocks of <= {a.seq_len} ids "
         f"(--data {a.data}: mean {ok[0]['mean_len'] if ok else 0:.0f}); "
-        f"{a.steps} steps, timed {a.steps - a.warmup_steps} after {a.warmup_steps} warm-up steps",
+        f"{a.steps} steps, timed {a.steps - a.warmup_steps} after {a.warmup_steps} warm-up steps"
+        + (f" (one epoch of {a.epoch_batches} batches: every batch width seen before the clock)" if a.epoch_batches
+           else ""),
         "MFU = 6 x params x real (non-pad) tokens/s / peak (attention-score FLOPs not counted)",
     ]
     notes += [f"{r['variant']}: head {r['head']}, TrainingArguments {json.dumps(r['settings'])}" for r in ok]
@@ -302,8 +409,11 @@ def table(results: list[dict[str, Any]], a: argparse.Namespace, cmd: str) -> str
 def parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--smoke", action="store_true", help="tiny CPU run (< 1 min) proving the script end to end")
-    ap.add_argument("--steps", type=int, help=f"optimizer steps per variant (default {FULL['steps']})")
-    ap.add_argument("--warmup_steps", type=int, help=f"steps before the clock (default {FULL['warmup_steps']})")
+    ap.add_argument("--timed_steps", type=int, help=f"optimizer steps on the clock (default {FULL['timed_steps']})")
+    ap.add_argument("--warmup_steps", type=int,
+                    help="steps before the clock (default: one epoch of the corpus, at least "
+                         f"{FULL['warmup_steps']}; with --smoke {SMOKE['warmup_steps']})")
+    ap.add_argument("--steps", type=int, help=argparse.SUPPRESS)  # internal: warm-up + timed, set by the parent
     ap.add_argument("--batch_size", type=int, help=f"per-device batch (default {FULL['batch_size']})")
     ap.add_argument("--seq_len", type=int, help=f"tokens per block (default {FULL['seq_len']})")
     ap.add_argument("--vocab_size", type=int, help=f"synthetic vocabulary (default {FULL['vocab_size']})")
@@ -317,6 +427,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--variant_timeout", type=int, help="seconds per variant subprocess")
     ap.add_argument("--budget_s", type=float, default=280,
                     help="wall seconds for all variants: a variant is cut short or skipped rather than overrun")
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="profile N steps before the clock of each Trainer variant; top ops to <out>.<variant>.prof.txt")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=REPO / "bench_out" / "gpu_train")
     ap.add_argument("--one", choices=VARIANTS, help=argparse.SUPPRESS)  # internal: run one variant, print JSON
@@ -324,13 +436,19 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--cache", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     shape = SMOKE if a.smoke else FULL
+    a.warm_epoch = a.warmup_steps is None and not a.smoke and a.one is None
+    a.epoch_batches = 0
     for k, v in shape.items():
         if getattr(a, k) is None:
             setattr(a, k, v)
+    if a.steps is None:
+        a.steps = a.warmup_steps + a.timed_steps
     if a.variants is None:
-        a.variants = ["defaults", "ours"] if a.smoke else list(VARIANTS)
-    if not 0 < a.warmup_steps < a.steps:
-        ap.error("need 0 < --warmup_steps < --steps")
+        a.variants = ["defaults", "ours"] if a.smoke else list(DEFAULT_VARIANTS)
+    if a.warmup_steps < 1 or a.timed_steps < 2 or a.steps <= a.warmup_steps:
+        ap.error("need --warmup_steps >= 1 and --timed_steps >= 2")
+    if not 0 <= a.profile < a.warmup_steps:
+        ap.error("need 0 <= --profile < --warmup_steps (profiled steps come before the clock)")
     return a
 
 
@@ -345,6 +463,12 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="gpu_train_"))
     tok, cache = build_data(a, work)
     a.tok, a.cache = str(tok), str(cache)
+    if a.warm_epoch:
+        from train.dataset import MemmapConcatFullSentenceTextDataset
+
+        a.epoch_batches = -(-len(MemmapConcatFullSentenceTextDataset(cache / "train", a.seq_len)) // a.batch_size)
+        a.warmup_steps = max(a.warmup_steps, a.epoch_batches + 1)
+        a.steps = a.warmup_steps + a.timed_steps
     log(f"cache ready ({time.perf_counter() - _T0:.0f} s)")
     results = []
     for v in a.variants:
