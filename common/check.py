@@ -83,17 +83,18 @@ def tokenizer_difference(before: TokenizerSource, now: TokenizerSource) -> str:
 
 def _damaged(split_dir: Path, m: Manifest, digests: bool) -> tuple[str, ...]:
     found = []
-    for s in m.shards:
-        for f in [*s.files.values(), *([s.blocks.file] if s.blocks else [])]:
+    for piece, members in zip(m.pieces, m.piece_shards()):
+        holds = members[0].path + (f" and {len(members) - 1} more shards" if len(members) > 1 else "")
+        for f in piece.arrays():
             path = split_dir / f.path
             try:
                 check_npy(path, np.dtype(f.dtype), tuple(f.shape))
                 if digests and file_digest(path) != f.digest:
                     raise FormatError(f"{path}: content differs from the manifest's digest (altered)")
             except FormatError as e:
-                found.append(f"{s.path}: {e}")
+                found.append(f"{holds}: {e}")
             except TypeError:  # a dtype numpy does not know
-                found.append(f"{s.path}: {path}: dtype {f.dtype!r} is not an array dtype")
+                found.append(f"{holds}: {path}: dtype {f.dtype!r} is not an array dtype")
     return tuple(found)
 
 

@@ -4,27 +4,35 @@ A cache dir holds one folder per split (``train``, ``validation``)::
 
     <cache>/.lock                      flock()ed by the run that writes the cache
     <cache>/<split>/manifest.json      the commit point: present => the split is complete
-    <cache>/<split>/shards/<K>.tokens.npy   n_tokens   x uint16|uint32  (little-endian)
-    <cache>/<split>/shards/<K>.lines.npy    (n_lines+1) x int64
-    <cache>/<split>/shards/<K>.json         the shard's record (completion marker)
+    <cache>/<split>/pieces/<K>.tokens.npy   n_tokens   x uint16|uint32  (little-endian)
+    <cache>/<split>/pieces/<K>.lines.npy    (n_lines+1) x int64
+    <cache>/<split>/pieces/<K>.json         the piece's record (completion marker)
     <cache>/<split>/blocks/<B>.blocks.npy   (n_blocks, 2) x int64
     <cache>/<split>/blocks/<B>.json         the block index's record (completion marker)
 
-``K`` is the shard key: a hash of the shard's bytes, the tokenizer identity,
-the cleaning/encoding parameters and ``FORMAT_VERSION``. ``B`` adds
-``max_seq_length`` and the packing rule to ``K``. Identical key => identical
-content, so a file whose name matches is reused and anything else is rebuilt.
+A *piece* is a run of consecutive input files (shards, in sorted order)
+tokenized into one stream, as if they were one file: a file of at least
+half ``--task_size_mb`` is a piece of its own, small files are grouped
+(preprocess/sharding.py: ``group_shards``), so the number of files here and
+of memory maps in training grows with the bytes of text, not the number of
+input files. ``K`` is the piece key: a hash of its files' digests in order,
+the tokenizer identity, the cleaning/encoding parameters and
+``FORMAT_VERSION``. ``B`` adds ``max_seq_length`` and the packing rule to
+``K``. Identical key => identical content, so a file whose name matches is
+reused and anything else is rebuilt.
 
-Rules tying the files together (``n`` = lines of the shard after cleaning):
+Rules tying the files together (``n`` = lines of the piece after cleaning):
 
-* ``tokens`` is the token stream of the shard: every cleaned line's ids
-  followed by one separator id (``tokenizer.separator_id`` in the manifest).
+* ``tokens`` is the token stream of the piece: every cleaned line's ids
+  followed by one separator id (``tokenizer.separator_id`` in the manifest),
+  file after file.
 * ``lines[0] == 0``, ``lines[n] == n_tokens``, strictly increasing; line ``i``
   is ``tokens[lines[i] : lines[i+1] - 1]`` (its separator dropped).
 * a block row ``(s, e)`` is the FULL-SENTENCES block
   ``[bos] + tokens[s:e] + [eos]`` with ``e - s <= max_seq_length - 2``; a
   block holds whole consecutive lines with their separators between them, or
-  one piece of a line longer than a block. Blocks never cross shards.
+  one piece of a line longer than a block. Blocks cross file boundaries
+  inside a piece, never between pieces.
 
 All arrays are ``.npy`` so any numpy user can open them without our code.
 Our writer streams the data first and writes the header last, so every
@@ -39,10 +47,11 @@ from pathlib import Path
 
 import numpy as np
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: pieces of several files (1: one set of arrays per file)
 MANIFEST_NAME = "manifest.json"
 LOCK_NAME = ".lock"
-SHARDS_DIR = "shards"
+PIECES_DIR = "pieces"
+LEGACY_DIRS = ("shards",)  # format 1 kept its arrays there: cleanup removes them
 BLOCKS_DIR = "blocks"
 TMP_MARK = ".tmp-"  # a file being written is <final name>.tmp-<pid> (dotted for JSON); never read, deleted by cleanup
 SPACE_TOKEN = "<_>"  # the users' explicit space token: --add_space_token writes it for every space
@@ -75,15 +84,15 @@ def token_dtype(vocab_size: int) -> np.dtype:
 
 
 def tokens_name(key: str) -> str:
-    return f"{SHARDS_DIR}/{key}.tokens.npy"
+    return f"{PIECES_DIR}/{key}.tokens.npy"
 
 
 def lines_name(key: str) -> str:
-    return f"{SHARDS_DIR}/{key}.lines.npy"
+    return f"{PIECES_DIR}/{key}.lines.npy"
 
 
-def shard_record_name(key: str) -> str:
-    return f"{SHARDS_DIR}/{key}.json"
+def piece_record_name(key: str) -> str:
+    return f"{PIECES_DIR}/{key}.json"
 
 
 def blocks_name(key: str) -> str:

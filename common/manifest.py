@@ -1,6 +1,6 @@
 """manifest.json: the identity and table of contents of one preprocessed split.
 
-Schema (``format_version`` 1), every field written by ``Manifest.to_dict``::
+Schema (``format_version`` 2), every field written by ``Manifest.to_dict``::
 
     format_version   int, FORMAT_VERSION of common/format.py
     created_by       {command: argv list, version, created_at (UTC ISO 8601)}
@@ -11,15 +11,18 @@ Schema (``format_version`` 1), every field written by ``Manifest.to_dict``::
                       separator: {token, id}, encoder}
     parameters       Parameters: {ext, max_seq_length, datasets_type,
                       add_space_token, cleaning, packing}
-    shards[]         {path (relative to input_dir), bytes, digest, key, lines,
+    shards[]         one per input file, in sorted order:
+                     {path (relative to input_dir), bytes, digest, lines,
                       tokens, invalid_utf8, lines_without_tokens (cleaned
-                      lines that encoded to no id, dropped), line_hist,
+                      lines that encoded to no id, dropped), line_hist}
+    pieces[]         runs of consecutive shards stored as one stream, in order:
+                     {key, shards (how many of shards[] it holds), lines, tokens,
                       files: {tokens: FILE, lines: FILE},
                       blocks: {key, max_seq_length, blocks, lines_split,
                                block_hist, file: FILE}}
                      FILE = {path (relative to the split dir), bytes, digest,
                              dtype, shape}
-    totals           {shards, bytes, lines, tokens, blocks, lines_split,
+    totals           {shards, pieces, bytes, lines, tokens, blocks, lines_split,
                       invalid_utf8, lines_without_tokens, disk_bytes}
     stats            {length_bins, line_hist, block_hist}
 
@@ -148,22 +151,41 @@ class BlocksInfo:
 
 @dataclass(frozen=True)
 class ShardInfo:
-    """One input file: where it was, what it held, and what it became."""
+    """One input file: where it was, its bytes, and what its text became (its lines are in its piece)."""
 
     path: str
     bytes: int
     digest: str
-    key: str
     lines: int
     tokens: int
     invalid_utf8: int
     lines_without_tokens: int
     line_hist: list[int]
+
+    def validate(self, where: str) -> None:
+        inside(self.path, f"{where}.path")
+        if min(self.bytes, self.lines, self.tokens, self.invalid_utf8, self.lines_without_tokens) < 0:
+            raise ShapeError(f"{where}: negative count")
+
+    @staticmethod
+    def from_dict(d: Any, where: str = "shard") -> ShardInfo:
+        return build(ShardInfo, d, where)
+
+
+@dataclass(frozen=True)
+class PieceInfo:
+    """Consecutive shards tokenized as one stream: the arrays, and the block index for one max_seq_length."""
+
+    key: str
+    shards: int
+    lines: int
+    tokens: int
     files: dict[str, FileInfo]
     blocks: BlocksInfo | None = None
 
     def validate(self, where: str) -> None:
-        inside(self.path, f"{where}.path")
+        if self.shards < 1:
+            raise ShapeError(f"{where}.shards: {self.shards}, a piece holds at least one shard")
         if set(self.files) != {"tokens", "lines"}:
             raise ShapeError(f"{where}.files: {sorted(self.files)}, expected tokens and lines")
         tokens, lines = self.files["tokens"], self.files["lines"]
@@ -171,9 +193,12 @@ class ShardInfo:
             raise ShapeError(f"{where}: {self.tokens} tokens and {self.lines} lines, but files of "
                              f"{tokens.shape} and {lines.shape} x {lines.dtype}")
 
+    def arrays(self) -> list[FileInfo]:
+        return [*self.files.values(), *([self.blocks.file] if self.blocks else [])]
+
     @staticmethod
-    def from_dict(d: Any, where: str = "shard") -> ShardInfo:
-        return build(ShardInfo, d, where)
+    def from_dict(d: Any, where: str = "piece") -> PieceInfo:
+        return build(PieceInfo, d, where)
 
 
 @dataclass(frozen=True)
@@ -182,15 +207,34 @@ class Manifest:
     tokenizer: TokenizerIdentity
     parameters: Parameters
     shards: list[ShardInfo]
+    pieces: list[PieceInfo]
     created_by: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
     DERIVED: typing.ClassVar[tuple[str, ...]] = ("totals", "stats")  # written for readers, recomputed on load
 
+    def validate(self, where: str) -> None:
+        """The pieces hold the shards, in order, and their line and token counts add up."""
+        if sum(p.shards for p in self.pieces) != len(self.shards):
+            raise ShapeError(f"{where}.pieces: hold {sum(p.shards for p in self.pieces)} shards, "
+                             f"the manifest lists {len(self.shards)}")
+        for k, (piece, members) in enumerate(zip(self.pieces, self.piece_shards())):
+            if (piece.lines, piece.tokens) != (sum(s.lines for s in members), sum(s.tokens for s in members)):
+                raise ShapeError(f"{where}.pieces[{k}]: its lines and tokens are not its shards' sums")
+
+    def piece_shards(self) -> list[list[ShardInfo]]:
+        """The shards of each piece, in order."""
+        out, i = [], 0
+        for p in self.pieces:
+            out.append(self.shards[i : i + p.shards])
+            i += p.shards
+        return out
+
     def totals(self) -> dict[str, int]:
-        blocks = [s.blocks for s in self.shards if s.blocks is not None]
-        disk = sum(f.bytes for s in self.shards for f in s.files.values()) + sum(b.file.bytes for b in blocks)
+        blocks = [p.blocks for p in self.pieces if p.blocks is not None]
+        disk = sum(f.bytes for p in self.pieces for f in p.arrays())
         return {
             "shards": len(self.shards),
+            "pieces": len(self.pieces),
             "bytes": sum(s.bytes for s in self.shards),
             "lines": sum(s.lines for s in self.shards),
             "tokens": sum(s.tokens for s in self.shards),
@@ -208,7 +252,7 @@ class Manifest:
         return {
             "length_bins": [int(b) for b in length_bins()[:-1]],
             "line_hist": total([s.line_hist for s in self.shards]),
-            "block_hist": total([s.blocks.block_hist for s in self.shards if s.blocks]),
+            "block_hist": total([p.blocks.block_hist for p in self.pieces if p.blocks]),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -219,6 +263,7 @@ class Manifest:
             "tokenizer": to_json(self.tokenizer),
             "parameters": to_json(self.parameters),
             "shards": [to_json(s) for s in self.shards],
+            "pieces": [to_json(p) for p in self.pieces],
             "totals": self.totals(),
             "stats": self.stats(),
         }

@@ -1,4 +1,4 @@
-"""The two packing rules, from a shard's line offsets to examples of at most max_seq_length tokens.
+"""The two packing rules, from a piece's line offsets to examples of at most max_seq_length tokens.
 
 * FULL-SENTENCES (``pack_blocks``, stored by the preprocess stage as the
   block index): greedy, as the original builder: consecutive whole lines go
@@ -20,7 +20,7 @@ import numpy as np
 
 from common.format import OFFSET_DTYPE
 
-PACKING = {"rule": "greedy-full-sentences", "long_lines": "split into pieces", "blocks_cross_shards": False}
+PACKING = {"rule": "greedy-full-sentences", "long_lines": "split into pieces", "blocks_cross": "files of a piece"}
 
 
 def pieces(starts: np.ndarray, ends: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray]:
@@ -46,7 +46,7 @@ def line_examples(line_offsets: np.ndarray, max_seq_length: int) -> tuple[np.nda
 def pack_blocks(line_offsets: np.ndarray, max_seq_length: int) -> tuple[np.ndarray, int]:
     """Blocks as (n_blocks, 2) int64 rows ``[start, end)`` into the stream, and lines split.
 
-    ``line_offsets`` is the shard's lines array: line i spans
+    ``line_offsets`` is the piece's lines array: line i spans
     ``[off[i], off[i+1] - 1)`` followed by its separator at ``off[i+1] - 1``.
     """
     cap = max_seq_length - 2  # room between bos and eos

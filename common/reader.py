@@ -25,38 +25,49 @@ def _open(split_dir: Path, info: FileInfo) -> np.ndarray:
 
 
 class SplitReader:
-    """Blocks and lines of one split, checked against its manifest when opened."""
+    """Blocks and lines of one split, checked against its manifest when opened.
+
+    Indexed by piece (common/format.py): a piece's tokens and blocks are
+    mapped on first use in each process; its lines array only when lines are
+    asked for (LINE-BY-LINE, inspection), so FULL-SENTENCES training holds
+    two maps a piece.
+    """
 
     def __init__(self, split_dir: str | Path, manifest: Manifest | None = None):
         self.split_dir = Path(split_dir)
         self.manifest = manifest or load_manifest(self.split_dir)
-        missing = [s.path for s in self.manifest.shards if s.blocks is None]
+        missing = [k for k, p in enumerate(self.manifest.pieces) if p.blocks is None]
         if missing:
-            raise FormatError(f"{self.split_dir}: shards without a block index: {missing[:3]}")
-        counts = np.array([s.blocks.blocks for s in self.manifest.shards], dtype=OFFSET_DTYPE)
+            raise FormatError(f"{self.split_dir}: pieces without a block index: {missing[:3]}")
+        counts = np.array([p.blocks.blocks for p in self.manifest.pieces], dtype=OFFSET_DTYPE)
         self.block_starts = np.concatenate([[0], np.cumsum(counts)]).astype(OFFSET_DTYPE)
         self._starts = self.block_starts.tolist()  # bisect on a list beats searchsorted on one scalar
         ids = self.manifest.tokenizer.special_ids
         self.bos, self.eos = ids.bos, ids.eos
-        self._maps: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
+        self._maps: list[tuple[np.ndarray, np.ndarray]] | None = None
+        self._lines: dict[int, np.ndarray] = {}
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_maps": None}  # each process maps the files itself
+        return {**self.__dict__, "_maps": None, "_lines": {}}  # each process maps the files itself
 
     @property
-    def maps(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """(tokens, lines, blocks) memmaps per shard, opened and size-checked once per process."""
+    def maps(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(tokens, blocks) memmaps per piece, opened and size-checked once per process."""
         if self._maps is None:
-            self._maps = [
-                (_open(self.split_dir, s.files["tokens"]), _open(self.split_dir, s.files["lines"]),
-                 _open(self.split_dir, s.blocks.file))
-                for s in self.manifest.shards
-            ]
+            self._maps = [(_open(self.split_dir, p.files["tokens"]), _open(self.split_dir, p.blocks.file))
+                          for p in self.manifest.pieces]
         return self._maps
+
+    def offsets(self, piece: int) -> np.ndarray:
+        """The line offsets of one piece (its lines array), mapped on first use."""
+        if piece not in self._lines:
+            self._lines[piece] = _open(self.split_dir, self.manifest.pieces[piece].files["lines"])
+        return self._lines[piece]
 
     def close(self) -> None:
         """Drop this process's maps; the next access reopens them."""
         self._maps = None
+        self._lines = {}
 
     @property
     def n_blocks(self) -> int:
@@ -66,37 +77,37 @@ class SplitReader:
         """Block ``i`` of the split as int64 ids: ``[bos] + tokens[s:e] + [eos]``."""
         if not 0 <= i < self.n_blocks:
             raise IndexError(f"block {i} out of range 0..{self.n_blocks - 1}")
-        shard = bisect.bisect_right(self._starts, i) - 1
-        s, e = self.maps[shard][2][i - self._starts[shard]].tolist()
-        return self.framed(shard, s, e)
+        piece = bisect.bisect_right(self._starts, i) - 1
+        s, e = self.maps[piece][1][i - self._starts[piece]].tolist()
+        return self.framed(piece, s, e)
 
-    def framed(self, shard: int, s: int, e: int) -> np.ndarray:
-        """``[bos] + tokens[s:e] + [eos]`` of one shard as int64 ids: one example as training sees it."""
+    def framed(self, piece: int, s: int, e: int) -> np.ndarray:
+        """``[bos] + tokens[s:e] + [eos]`` of one piece as int64 ids: one example as training sees it."""
         out = np.empty(e - s + 2, dtype=np.int64)
         out[0], out[-1] = self.bos, self.eos
-        out[1:-1] = self.maps[shard][0][s:e]
+        out[1:-1] = self.maps[piece][0][s:e]
         return out
 
     def block_lengths(self) -> np.ndarray:
         """Every FULL-SENTENCES block's length in ids, bos and eos included, read from the block index."""
-        spans = [np.asarray(blocks) for _, _, blocks in self.maps]
+        spans = [np.asarray(blocks) for _, blocks in self.maps]
         return np.concatenate([b[:, 1] - b[:, 0] + 2 for b in spans]) if spans else np.empty(0, OFFSET_DTYPE)
 
     def line_examples(self, max_seq_length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """LINE-BY-LINE examples of the split as (shard, start, end) arrays: example k is
-        ``framed(shard[k], start[k], end[k])``. Computed from the line offsets by the packing
+        """LINE-BY-LINE examples of the split as (piece, start, end) arrays: example k is
+        ``framed(piece[k], start[k], end[k])``. Computed from the line offsets by the packing
         rule (common/packing.py), 8 bytes x 3 per example, no per-line Python."""
-        shards, starts, ends = [], [], []
-        for k, (_, offsets, _) in enumerate(self.maps):
-            s, e = line_examples(offsets, max_seq_length)
-            shards.append(np.full(len(s), k, dtype=np.int32))
+        pieces, starts, ends = [], [], []
+        for k in range(len(self.manifest.pieces)):
+            s, e = line_examples(self.offsets(k), max_seq_length)
+            pieces.append(np.full(len(s), k, dtype=np.int32))
             starts.append(s)
             ends.append(e)
-        if not shards:
+        if not pieces:
             return np.empty(0, np.int32), np.empty(0, OFFSET_DTYPE), np.empty(0, OFFSET_DTYPE)
-        return np.concatenate(shards), np.concatenate(starts), np.concatenate(ends)
+        return np.concatenate(pieces), np.concatenate(starts), np.concatenate(ends)
 
-    def lines(self, shard: int) -> list[np.ndarray]:
-        """Every line of one shard as ids without its separator (for tests and inspection)."""
-        tokens, offsets, _ = self.maps[shard]
+    def lines(self, piece: int) -> list[np.ndarray]:
+        """Every line of one piece as ids without its separator (for tests and inspection)."""
+        tokens, offsets = self.maps[piece][0], self.offsets(piece)
         return [np.asarray(tokens[a : b - 1]) for a, b in zip(offsets[:-1], offsets[1:])]

@@ -1,15 +1,16 @@
 """Build one split's cache: reuse what matches, tokenize and pack what does not, commit.
 
-Per shard, two content-addressed pieces, each with a JSON record that is
-written last and marks the piece complete:
+Shards are grouped into pieces (preprocess/sharding.py: ``group_shards``).
+Per piece, two content-addressed parts, each with a JSON record that is
+written last and marks the part complete:
 
-* tokens + lines, keyed by (shard digest, tokenizer digest, cleaning, format);
+* tokens + lines, keyed by (its shards' digests, tokenizer digest, cleaning, format);
 * blocks, keyed by (that key, max_seq_length, packing rule).
 
-So a changed shard re-tokenizes only itself, a new ``--max_seq_length`` only
-repacks, and a run killed midway resumes from the shards it finished. The
-manifest is written after all pieces exist; unreferenced pieces are deleted
-after it.
+So a changed shard re-tokenizes only its piece, a new ``--max_seq_length``
+only repacks, and a run killed midway resumes from the pieces it finished.
+The manifest is written after all parts exist; unreferenced files are
+deleted after it.
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ from common.errors import UserError
 from common.format import (
     BLOCKS_DIR,
     FORMAT_VERSION,
+    LEGACY_DIRS,
     MANIFEST_NAME,
     OFFSET_DTYPE,
-    SHARDS_DIR,
+    PIECES_DIR,
     TMP_MARK,
     FormatError,
     blocks_name,
@@ -40,7 +42,7 @@ from common.format import (
     check_npy,
     length_histogram,
     lines_name,
-    shard_record_name,
+    piece_record_name,
     tokens_name,
 )
 from common.hashing import file_digest, fingerprint
@@ -48,6 +50,7 @@ from common.manifest import (
     BlocksInfo,
     Manifest,
     Parameters,
+    PieceInfo,
     ShapeError,
     ShardInfo,
     TokenizerIdentity,
@@ -58,7 +61,7 @@ from common.manifest import (
 )
 from common.packing import PACKING, pack_blocks
 from preprocess.encode import CLEANING, TaskResult
-from preprocess.sharding import Scan, Task, plan_tasks
+from preprocess.sharding import Scan, Task, group_shards, plan_tasks
 from preprocess.writer import NpyStreamWriter, write_array
 
 TaskMap = Callable[[Iterable[Task]], Iterator[TaskResult]]
@@ -66,13 +69,14 @@ TaskMap = Callable[[Iterable[Task]], Iterator[TaskResult]]
 
 @dataclass
 class SplitPlan:
-    """What a split needs, worked out from digests alone (no tokenizer loaded)."""
+    """What a split needs, worked out from digests alone (no tokenizer loaded); lists by piece."""
 
     split: str
     input_dir: Path
     out_dir: Path
     shards: list[Path]
     scans: list[Scan]
+    groups: list[list[int]]  # the shard indices of each piece, consecutive
     keys: list[str]
     block_keys: list[str]
     records: list[dict[str, Any] | None]  # reusable tokenization records, None = tokenize
@@ -86,16 +90,19 @@ class SplitPlan:
     def to_pack(self) -> list[int]:
         return [i for i, b in enumerate(self.blocks) if b is None]
 
+    def shards_of(self, pieces: list[int]) -> int:
+        return sum(len(self.groups[i]) for i in pieces)
+
     @property
     def bytes_to_tokenize(self) -> int:
-        return sum(self.scans[i].size for i in self.to_tokenize)
+        return sum(self.scans[j].size for i in self.to_tokenize for j in self.groups[i])
 
 
 @dataclass
 class SplitReport:
     split: str
     shards: int
-    tokenized: int
+    tokenized: int  # shards, counted by the pieces that hold them
     repacked: int
     fresh: bool
     totals: dict[str, int] = field(default_factory=dict)
@@ -107,13 +114,15 @@ class SplitReport:
             f"{self.shards - self.tokenized} shards reused, {self.tokenized} tokenized, {self.repacked} repacked"
         )
         return (
-            f"{self.split}: {state}; {t['shards']} shards, {t['lines']:,} lines, {t['tokens']:,} tokens, "
-            f"{t['blocks']:,} blocks, {t['lines_split']:,} long lines split, {self.seconds:.1f} s"
+            f"{self.split}: {state}; {t['shards']} shards in {t['pieces']} pieces, {t['lines']:,} lines, "
+            f"{t['tokens']:,} tokens, {t['blocks']:,} blocks, {t['lines_split']:,} long lines split, "
+            f"{self.seconds:.1f} s"
         )
 
 
-def shard_key(digest: str, tokenizer_digest: str) -> str:
-    return fingerprint({"shard": digest, "tokenizer": tokenizer_digest, "cleaning": CLEANING, "format": FORMAT_VERSION})
+def piece_key(digests: list[str], tokenizer_digest: str) -> str:
+    return fingerprint({"shards": digests, "tokenizer": tokenizer_digest, "cleaning": CLEANING,
+                        "format": FORMAT_VERSION})
 
 
 def block_key(key: str, max_seq_length: int) -> str:
@@ -124,15 +133,26 @@ def warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
-def _shard_record(record: Any, key: str, where: str) -> list[dict]:
-    """The files of a tokens record (``shards/<K>.json``: a manifest shard entry without path and
-    blocks) after checking its shape and that it names exactly this key's files."""
-    if not isinstance(record, dict) or "path" in record or "blocks" in record:
-        raise ShapeError(f"{where}: not a tokens record")
-    info = build(ShardInfo, {**record, "path": "."}, where)
-    if info.key != key or {k: f.path for k, f in info.files.items()} != {"tokens": tokens_name(key), "lines": lines_name(key)}:
-        raise ShapeError(f"{where}: names other files than its key's")
-    return [vars(f) for f in info.files.values()]
+def _piece_record(digests: list[str]) -> Callable[[Any, str, str], list[dict]]:
+    """A checker of a tokens record (``pieces/<K>.json``) for a piece of shards with ``digests``:
+    its shape, that it names exactly its key's files, and that it describes those shards."""
+
+    def files_of(record: Any, key: str, where: str) -> list[dict]:
+        if not isinstance(record, dict) or not isinstance(record.get("shards"), list):
+            raise ShapeError(f"{where}: not a tokens record")
+        members = [build(ShardInfo, {**m, "path": "."} if isinstance(m, dict) else m, f"{where}.shards[{i}]")
+                   for i, m in enumerate(record["shards"])]
+        if [m.digest for m in members] != digests:
+            raise ShapeError(f"{where}: describes other shards than its key's")
+        info = build(PieceInfo, {**record, "shards": len(members)}, where)
+        if (info.lines, info.tokens) != (sum(m.lines for m in members), sum(m.tokens for m in members)):
+            raise ShapeError(f"{where}: its lines and tokens are not its shards' sums")
+        if info.key != key or {k: f.path for k, f in info.files.items()} != {"tokens": tokens_name(key),
+                                                                           "lines": lines_name(key)}:
+            raise ShapeError(f"{where}: names other files than its key's")
+        return [vars(f) for f in info.files.values()]
+
+    return files_of
 
 
 def _blocks_record(record: Any, key: str, where: str) -> list[dict]:
@@ -169,57 +189,71 @@ def _valid_record(out_dir: Path, name: str, key: str, files_of: Callable[[Any, s
 def plan_split(
     split: str, input_dir: Path, out_dir: Path, shards: list[Path], scans: list[Scan],
     tokenizer_digest: str, max_seq_length: int, overwrite: bool, verify: bool = False,
+    piece_bytes: int = 4 << 20,
 ) -> SplitPlan:
-    keys = [shard_key(s.digest, tokenizer_digest) for s in scans]
+    names = [str(p.relative_to(input_dir)) for p in shards]
+    groups, first = [], 0
+    for n in group_shards(names, [s.size for s in scans], piece_bytes):
+        groups.append(list(range(first, first + n)))
+        first += n
+    digests = [[scans[i].digest for i in g] for g in groups]
+    keys = [piece_key(d, tokenizer_digest) for d in digests]
     bkeys = [block_key(k, max_seq_length) for k in keys]
     records: list[dict | None] = []
     blocks: list[dict | None] = []
-    for key, bkey in zip(keys, bkeys):
-        rec = None if overwrite else _valid_record(out_dir, shard_record_name(key), key, _shard_record, verify)
+    for key, bkey, d in zip(keys, bkeys, digests):
+        rec = None if overwrite else _valid_record(out_dir, piece_record_name(key), key, _piece_record(d), verify)
         blk = None if overwrite or rec is None else _valid_record(out_dir, blocks_record_name(bkey), bkey,
                                                                    _blocks_record, verify)
         records.append(rec)
         blocks.append(blk)
-    return SplitPlan(split, input_dir, out_dir, shards, scans, keys, bkeys, records, blocks)
+    return SplitPlan(split, input_dir, out_dir, shards, scans, groups, keys, bkeys, records, blocks)
 
 
-class _ShardAssembler:
-    """Appends one shard's task results in order, then commits its arrays and record."""
+class _PieceAssembler:
+    """Appends one piece's task results in order, shard after shard, then commits its arrays and record."""
 
-    def __init__(self, plan: SplitPlan, index: int, dtype: np.dtype):
-        self.plan, self.index = plan, index
-        key = plan.keys[index]
+    def __init__(self, plan: SplitPlan, piece: int, dtype: np.dtype):
+        self.plan, self.piece = plan, piece
+        key = plan.keys[piece]
         self.tokens = NpyStreamWriter(plan.out_dir / tokens_name(key), dtype)
         self.lines = NpyStreamWriter(plan.out_dir / lines_name(key), OFFSET_DTYPE)
         self.lines.append(np.zeros(1, OFFSET_DTYPE))
-        self.n_tokens = 0
-        self.hist = np.zeros(len(length_histogram(np.empty(0))), np.int64)
-        self.invalid = self.without_tokens = 0
+        self.n_tokens = self.n_lines = 0
+        self.members: list[dict[str, Any]] = []
+        self._shard = -1
 
     def add(self, r: TaskResult) -> None:
+        if r.shard != self._shard:  # the first task of the next shard
+            scan = self.plan.scans[r.shard]
+            self._shard = r.shard
+            self.members.append({"bytes": scan.size,  # what was hashed and tokenized, not what the file holds now
+                                 "digest": scan.digest, "lines": 0, "tokens": 0, "invalid_utf8": 0,
+                                 "lines_without_tokens": 0,
+                                 "line_hist": np.zeros(len(length_histogram(np.empty(0))), np.int64)})
+        m = self.members[-1]
         self.tokens.append(r.tokens)
         self.lines.append(self.n_tokens + np.cumsum(r.line_lengths))
         self.n_tokens += len(r.tokens)
-        self.hist += length_histogram(r.line_lengths - 1)
-        self.invalid += r.invalid_utf8
-        self.without_tokens += r.lines_without_tokens
+        self.n_lines += len(r.line_lengths)
+        m["lines"] += len(r.line_lengths)
+        m["tokens"] += len(r.tokens)
+        m["line_hist"] += length_histogram(r.line_lengths - 1)
+        m["invalid_utf8"] += r.invalid_utf8
+        m["lines_without_tokens"] += r.lines_without_tokens
 
     def commit(self) -> dict[str, Any]:
         out = self.plan.out_dir
         files = {"tokens": self.tokens.commit(out), "lines": self.lines.commit(out)}
-        scan = self.plan.scans[self.index]
+        key = self.plan.keys[self.piece]
         record = {
-            "bytes": scan.size,  # what was hashed and tokenized, not what the file holds now
-            "digest": scan.digest,
-            "key": self.plan.keys[self.index],
-            "lines": files["lines"].shape[0] - 1,
+            "key": key,
+            "shards": [{**m, "line_hist": [int(c) for c in m["line_hist"]]} for m in self.members],
+            "lines": self.n_lines,
             "tokens": self.n_tokens,
-            "invalid_utf8": self.invalid,
-            "lines_without_tokens": self.without_tokens,
-            "line_hist": [int(c) for c in self.hist],
             "files": {k: vars(v) for k, v in files.items()},
         }
-        write_json_atomic(out / shard_record_name(self.plan.keys[self.index]), record)
+        write_json_atomic(out / piece_record_name(key), record)
         return record
 
     def abort(self) -> None:
@@ -230,15 +264,16 @@ class _ShardAssembler:
 
 
 def tokenize_split(plan: SplitPlan, dtype: np.dtype, task_map: TaskMap) -> None:
-    """Tokenize every shard that has no reusable record, committing each as soon as it is whole."""
+    """Tokenize every piece that has no reusable record, committing each as soon as it is whole."""
     todo = plan.to_tokenize
     if not todo:
         return
-    tasks = plan_tasks([(i, plan.shards[i], plan.scans[i]) for i in todo])
+    piece_of = {i: p for p in todo for i in plan.groups[p]}
+    tasks = plan_tasks([(i, plan.shards[i], plan.scans[i]) for p in todo for i in plan.groups[p]])
     bar = tqdm(total=plan.bytes_to_tokenize, unit="B", unit_scale=True, unit_divisor=1024,
-               desc=f"{plan.split}: tokenizing {len(todo)} shards", dynamic_ncols=True)
+               desc=f"{plan.split}: tokenizing {plan.shards_of(todo)} shards", dynamic_ncols=True)
     start, n_tokens = time.perf_counter(), 0
-    current: _ShardAssembler | None = None
+    current: _PieceAssembler | None = None
     try:
         for r in task_map(tasks):
             if r.changed:
@@ -246,14 +281,15 @@ def tokenize_split(plan: SplitPlan, dtype: np.dtype, task_map: TaskMap) -> None:
                     f"{plan.shards[r.shard]}: changed while this run read it (its bytes differ from those hashed "
                     "when the run started); nothing was stored for it. Rerun once nothing writes to it."
                 )
+            piece = piece_of[r.shard]
             if current is None:
-                current = _ShardAssembler(plan, r.shard, dtype)
+                current = _PieceAssembler(plan, piece, dtype)
             current.add(r)
             n_tokens += len(r.tokens)
             bar.update(r.nbytes)
             bar.set_postfix_str(f"{n_tokens / max(time.perf_counter() - start, 1e-9):,.0f} tok/s", refresh=False)
-            if r.last:
-                plan.records[r.shard] = current.commit()
+            if r.last and r.shard == plan.groups[piece][-1]:
+                plan.records[piece] = current.commit()
                 current = None
     finally:
         bar.close()
@@ -262,7 +298,7 @@ def tokenize_split(plan: SplitPlan, dtype: np.dtype, task_map: TaskMap) -> None:
 
 
 def pack_split(plan: SplitPlan, max_seq_length: int) -> None:
-    """Build the block index of every shard that has none for this max_seq_length."""
+    """Build the block index of every piece that has none for this max_seq_length."""
     for i in plan.to_pack:
         record = plan.records[i]
         assert record is not None, "pack_split runs after tokenize_split"
@@ -285,15 +321,18 @@ def pack_split(plan: SplitPlan, max_seq_length: int) -> None:
 def make_manifest(plan: SplitPlan, tokenizer: TokenizerIdentity, parameters: Parameters, command: list[str]) -> Manifest:
     from common import __version__
 
-    shards = []
-    for path, rec, blk in zip(plan.shards, plan.records, plan.blocks):
+    shards, pieces = [], []
+    for group, rec, blk in zip(plan.groups, plan.records, plan.blocks):
         assert rec is not None and blk is not None
-        shards.append(ShardInfo.from_dict({**rec, "path": str(path.relative_to(plan.input_dir)), "blocks": blk}))
+        for i, member in zip(group, rec["shards"]):
+            shards.append(ShardInfo.from_dict({"path": str(plan.shards[i].relative_to(plan.input_dir)), **member}))
+        pieces.append(PieceInfo.from_dict({**rec, "shards": len(group), "blocks": blk}))
     return Manifest(
         input_dir=str(plan.input_dir),
         tokenizer=tokenizer,
         parameters=parameters,
         shards=shards,
+        pieces=pieces,
         created_by={"command": command, "version": __version__,
                     "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
     )
@@ -321,8 +360,10 @@ def commit_split(plan: SplitPlan, manifest: Manifest, old: Manifest | None, forc
 # The names this tool writes in a split dir (common/format.py), with the temp
 # names of writer.py and write_json_atomic: the only files cleanup may delete.
 _KEY = r"[0-9a-f]{32}"
+_PIECE_FILE = re.compile(rf"\.?{_KEY}\.(tokens\.npy|lines\.npy|json)({re.escape(TMP_MARK)}\d+)?")
 _OURS = {
-    SHARDS_DIR: re.compile(rf"\.?{_KEY}\.(tokens\.npy|lines\.npy|json)({re.escape(TMP_MARK)}\d+)?"),
+    PIECES_DIR: _PIECE_FILE,
+    **{d: _PIECE_FILE for d in LEGACY_DIRS},  # a format-1 cache's arrays, replaced by pieces
     BLOCKS_DIR: re.compile(rf"\.?{_KEY}\.(blocks\.npy|json)({re.escape(TMP_MARK)}\d+)?"),
     ".": re.compile(rf"\.{re.escape(MANIFEST_NAME)}{re.escape(TMP_MARK)}\d+"),
 }
@@ -336,10 +377,10 @@ def remove_unreferenced(out_dir: Path, manifest: Manifest) -> int:
     under the cache lock, so no other writer's temp file can be live.
     """
     keep: set[str] = set()
-    for s in manifest.shards:
-        keep |= {f.path for f in s.files.values()} | {shard_record_name(s.key)}
-        if s.blocks:
-            keep |= {s.blocks.file.path, blocks_record_name(s.blocks.key)}
+    for p in manifest.pieces:
+        keep |= {f.path for f in p.arrays()} | {piece_record_name(p.key)}
+        if p.blocks:
+            keep.add(blocks_record_name(p.blocks.key))
     removed = 0
     if out_dir.is_symlink():
         return 0

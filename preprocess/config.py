@@ -36,7 +36,9 @@ class PreprocessConfig(CacheArguments):
     task_size_mb: float = field(
         default=4.0,
         metadata={"help": "Shards bigger than this are split into newline-aligned byte ranges of about this size "
-                  "(MB); a worker's memory peaks at about 4x this, whatever the shard size."},
+                  "(MB); a worker's memory peaks at about 4x this, whatever the shard size. Shards smaller than "
+                  "half of it are grouped into pieces of about this size, each stored (and re-tokenized when "
+                  "one of its files changes) as one stream."},
     )
 
     def __post_init__(self) -> None:

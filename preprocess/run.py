@@ -13,7 +13,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from common.errors import UserError
-from common.format import BLOCKS_DIR, SHARDS_DIR, SPACE_TOKEN
+from common.format import BLOCKS_DIR, PIECES_DIR, SPACE_TOKEN
 from common.manifest import Manifest, Parameters
 from common.packing import PACKING
 from common.tokenizer import (
@@ -61,7 +61,7 @@ def check_layout(cache: Path, inputs: list[tuple[str, str]]) -> None:
         if t in c.parents:
             raise UserError(f"--datasets_cache_dir {cache} is inside {flag} {d}; put the cache outside the text dir")
     for split in ("train", "validation"):
-        for p in (cache / split, cache / split / SHARDS_DIR, cache / split / BLOCKS_DIR):
+        for p in (cache / split, cache / split / PIECES_DIR, cache / split / BLOCKS_DIR):
             if p.is_symlink():
                 raise UserError(f"{p} is a symlink; the cache writes and deletes only in its own dirs: "
                                 f"remove the link (rm {p}) and rerun")
@@ -169,7 +169,8 @@ def _run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
         for split, input_dir, shards in inputs:
             scans = _scan_shards(split, shards, cfg.task_bytes)
             plans.append(build.plan_split(split, input_dir, cache / split, shards, scans, source.digest,
-                                          cfg.max_seq_length, cfg.overwrite_cache, cfg.verify_outputs))
+                                          cfg.max_seq_length, cfg.overwrite_cache, cfg.verify_outputs,
+                                          piece_bytes=cfg.task_bytes))
         olds = [build.old_manifest(p.out_dir) for p in plans]
         described = [o.tokenizer for o in olds if o is not None and o.tokenizer.digest == source.digest]
         needs_load = any(p.to_tokenize or p.to_pack for p in plans) or len(described) < len(plans)
@@ -187,7 +188,7 @@ def _run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
         with _task_map(cfg, loaded, encoder) if work else nullcontext() as task_map:
             for plan, old in zip(plans, olds):
                 t0 = time.perf_counter() if plan is not plans[0] else start
-                n_tok, n_pack = len(plan.to_tokenize), len(plan.to_pack)
+                n_tok, n_pack = plan.shards_of(plan.to_tokenize), plan.shards_of(plan.to_pack)
                 if n_tok:
                     build.tokenize_split(plan, loaded.identity.dtype, task_map)
                 build.pack_split(plan, cfg.max_seq_length)
@@ -216,7 +217,8 @@ def _read_only_reason(plan: build.SplitPlan, old: Manifest | None, manifest: Man
     if old is None:
         return f"{plan.split} has no readable manifest"
     if plan.to_tokenize or plan.to_pack:
-        return f"{plan.split} needs {len(plan.to_tokenize)} shards tokenized, {len(plan.to_pack)} packed"
+        return (f"{plan.split} needs {plan.shards_of(plan.to_tokenize)} shards tokenized, "
+                f"{plan.shards_of(plan.to_pack)} packed")
     if manifest is not None and old.fingerprint(where=False) != manifest.fingerprint(where=False):
         return f"{plan.split} was built with other settings (e.g. --datasets_type)"
     return None

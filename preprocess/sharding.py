@@ -1,4 +1,4 @@
-"""Find the input shards and cut them into tasks for the worker pool.
+"""Find the input shards, group small ones into pieces, and cut them into tasks for the worker pool.
 
 A task is a byte range ``[start, end)`` of one shard whose ends sit just after
 a ``\\n`` (or at the file's ends), found in binary mode: text-mode ``tell()``
@@ -9,6 +9,7 @@ worker's memory is bounded by the task, not the shard.
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 from collections.abc import Callable
@@ -149,3 +150,37 @@ def plan_tasks(shards: list[tuple[int, Path, Scan]]) -> list[Task]:
         for index, path, scan in shards
         for k, (start, end, digest) in enumerate(scan.ranges)
     ]
+
+
+PIECE_CAP = 4  # a piece of small files closes at this many times --task_size_mb, hash or not
+
+
+def group_shards(names: list[str], sizes: list[int], target: int) -> list[int]:
+    """How many consecutive shards each piece holds (common/format.py), from names and sizes alone.
+
+    A shard of at least ``target / 2`` bytes is a piece of its own. Small
+    shards are grouped, and a group ends after a shard whose *name* hashes
+    to 0 modulo ``m``, ``m`` the power of two nearest to how many typical
+    (median) small shards make ``target``: boundaries depend on names, not
+    on sizes, so editing one small file changes its own piece only, and
+    adding or removing one changes the piece it joins or leaves. A group
+    also ends at ``PIECE_CAP x target`` bytes, so a run of unlucky names
+    cannot grow one piece without bound. Never on worker or node counts.
+    """
+    small = sorted(size for size in sizes if 2 * size < target)
+    typical = max(1, small[len(small) // 2]) if small else target
+    m = 1 << max(0, round(math.log2(max(1.0, target / typical))))
+    counts: list[int] = []
+    n = acc = 0
+    for name, size in zip(names, sizes):
+        big = 2 * size >= target
+        if big and n:  # a big shard stands alone: close the group before it
+            counts.append(n)
+            n = acc = 0
+        n, acc = n + 1, acc + size
+        if big or xxhash.xxh64_intdigest(name.encode("utf-8")) % m == 0 or acc >= PIECE_CAP * target:
+            counts.append(n)
+            n = acc = 0
+    if n:
+        counts.append(n)
+    return counts

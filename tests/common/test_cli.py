@@ -52,7 +52,7 @@ def test_every_command_says_a_users_mistake_in_one_line(capsys, tmp_path):
 
 def test_a_closed_pipe_ends_inspect_quietly(capsys, tmp_path, wordpiece_dir):
     train = tmp_path / "train"
-    write_shards(train, n_shards=120, lines_per_shard=2)  # a JSON manifest past the 64 KiB a pipe holds
+    write_shards(train, n_shards=400, lines_per_shard=2)  # a JSON manifest past the 64 KiB a pipe holds
     cache = tmp_path / "cache"
     assert run_cli(capsys, *base_args(wordpiece_dir, train, cache))[0] == 0
     p = subprocess.Popen([sys.executable, "-m", "preprocess.inspect_cache", "show", str(cache), "--json"],

@@ -26,22 +26,35 @@ def manifest(cache: Path, split: str = "train") -> dict:
 
 
 def arrays(cache: Path, split: str = "train") -> dict[str, bytes]:
-    """Every array the manifest names, by shard path and kind: what 'byte-identical' compares."""
+    """Every array the manifest names, by the shards its piece holds and kind: what 'byte-identical' compares."""
     m = manifest(cache, split)
-    out = {}
-    for s in m["shards"]:
-        for kind, f in [*s["files"].items(), ("blocks", s["blocks"]["file"])]:
-            out[f"{s['path']}:{kind}"] = (cache / split / f["path"]).read_bytes()
+    out, first = {}, 0
+    for p in m["pieces"]:
+        holds = ",".join(s["path"] for s in m["shards"][first : first + p["shards"]])
+        first += p["shards"]
+        for kind, f in [*p["files"].items(), ("blocks", p["blocks"]["file"])]:
+            out[f"{holds}:{kind}"] = (cache / split / f["path"]).read_bytes()
+    return out
+
+
+def piece_of(cache: Path, split: str = "train") -> dict[str, dict]:
+    """The manifest's piece entry of each shard, by shard path."""
+    m = manifest(cache, split)
+    out, first = {}, 0
+    for p in m["pieces"]:
+        for s in m["shards"][first : first + p["shards"]]:
+            out[s["path"]] = p
+        first += p["shards"]
     return out
 
 
 def token_file_stats(cache: Path, split: str = "train") -> dict[str, int]:
-    m = manifest(cache, split)
-    return {s["path"]: (cache / split / s["files"]["tokens"]["path"]).stat().st_mtime_ns for s in m["shards"]}
+    return {path: (cache / split / p["files"]["tokens"]["path"]).stat().st_mtime_ns
+            for path, p in piece_of(cache, split).items()}
 
 
 def lines_of(cache: Path, split: str = "train") -> list[np.ndarray]:
     from common.reader import SplitReader
 
     r = SplitReader(cache / split)
-    return [line for k in range(len(r.manifest.shards)) for line in r.lines(k)]
+    return [line for k in range(len(r.manifest.pieces)) for line in r.lines(k)]

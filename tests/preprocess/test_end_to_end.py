@@ -42,20 +42,24 @@ def test_round_trip_blocks_decode_to_the_cleaned_lines(capsys, tmp_path, bpe_dir
     flat = [t for ids in got for t in ids.tolist()]
     assert joined == flat  # nothing lost, nothing reordered
     m = manifest(cache)
-    assert m["tokenizer"]["dtype"] == "uint16" and np.load(cache / "train" / m["shards"][0]["files"]["tokens"]["path"]).dtype == np.uint16
+    assert m["tokenizer"]["dtype"] == "uint16" and np.load(cache / "train" / m["pieces"][0]["files"]["tokens"]["path"]).dtype == np.uint16
     assert m["shards"][0]["path"] == "shard_000.txt" and m["totals"]["blocks"] == r.n_blocks
 
 
 def test_one_worker_and_three_workers_write_identical_bytes(capsys, tmp_path, wordpiece_dir):
     train = tmp_path / "train"
     write_shards(train, n_shards=4, lines_per_shard=600)
-    a, b = tmp_path / "a", tmp_path / "b"
-    assert run_cli(capsys, *base_args(wordpiece_dir, train, a))[0] == 0
-    args = base_args(wordpiece_dir, train, b, "--task_size_mb", "0.004")
-    args[args.index("--num_workers") + 1] = "3"
-    assert run_cli(capsys, *args)[0] == 0
-    assert arrays(a) == arrays(b)
-    assert manifest(a)["shards"] == manifest(b)["shards"]
+    caches = {}
+    for task_mb in ("4", "0.004"):  # the shards in one piece; each shard a piece cut into several tasks
+        for workers in ("1", "3"):
+            caches[task_mb, workers] = tmp_path / f"c{task_mb}-{workers}"
+            args = base_args(wordpiece_dir, train, caches[task_mb, workers], "--task_size_mb", task_mb)
+            args[args.index("--num_workers") + 1] = workers
+            assert run_cli(capsys, *args)[0] == 0
+    for task_mb, pieces in (("4", 1), ("0.004", 4)):
+        a, b = caches[task_mb, "1"], caches[task_mb, "3"]
+        assert arrays(a) == arrays(b) and len(manifest(a)["pieces"]) == pieces
+        assert manifest(a)["shards"] == manifest(b)["shards"] and manifest(a)["pieces"] == manifest(b)["pieces"]
 
 
 def test_every_shard_is_read_and_ext_takes_a_dot(capsys, tmp_path, wordpiece_dir):
@@ -71,7 +75,7 @@ def test_cache_cases(capsys, tmp_path, wordpiece_dir):
     train = tmp_path / "train"
     paths = write_shards(train, n_shards=3)
     cache = tmp_path / "cache"
-    args = base_args(wordpiece_dir, train, cache)
+    args = base_args(wordpiece_dir, train, cache, "--task_size_mb", "0.001")  # each shard a piece of its own
     assert run_cli(capsys, *args)[0] == 0
     first = token_file_stats(cache)
 
@@ -105,7 +109,8 @@ def test_cache_cases(capsys, tmp_path, wordpiece_dir):
 
     # 4. only --max_seq_length: repack from stored tokens, no tokenization
     before = token_file_stats(cache)
-    args64 = [*args[:-4], "--max_seq_length", "64", *args[-2:]]
+    args64 = list(args)
+    args64[args64.index("--max_seq_length") + 1] = "64"
     rc, out, _ = run_cli(capsys, *args64)
     assert "3 shards reused, 0 tokenized, 3 repacked" in out
     assert token_file_stats(cache) == before and manifest(cache)["parameters"]["max_seq_length"] == 64
@@ -116,8 +121,8 @@ def test_cache_cases(capsys, tmp_path, wordpiece_dir):
 
     # 6. unreferenced outputs are gone: exactly the manifest's files remain
     m = manifest(cache)
-    named = {f["path"] for s in m["shards"] for f in [*s["files"].values(), s["blocks"]["file"]]}
-    named |= {f"shards/{s['key']}.json" for s in m["shards"]} | {f"blocks/{s['blocks']['key']}.json" for s in m["shards"]}
+    named = {f["path"] for p in m["pieces"] for f in [*p["files"].values(), p["blocks"]["file"]]}
+    named |= {f"pieces/{p['key']}.json" for p in m["pieces"]} | {f"blocks/{p['blocks']['key']}.json" for p in m["pieces"]}
     on_disk = {str(p.relative_to(cache / "train")) for p in (cache / "train").rglob("*") if p.is_file()}
     assert on_disk == named | {"manifest.json"}
 
@@ -299,7 +304,7 @@ def test_a_vocabulary_over_65536_ids_gives_a_uint32_cache(capsys, tmp_path):
     assert run_cli(capsys, *base_args(tok, train, cache))[0] == 0
     m = manifest(cache)
     assert m["tokenizer"]["dtype"] == "uint32"
-    assert np.load(cache / "train" / m["shards"][0]["files"]["tokens"]["path"]).dtype == np.uint32
+    assert np.load(cache / "train" / m["pieces"][0]["files"]["tokens"]["path"]).dtype == np.uint32
     assert [x.tolist() for x in lines_of(cache)] == [[5, 65535, 65536], [69998, 4]]
     block = MemmapConcatFullSentenceTextDataset(cache / "train", 32)[0].tolist()
     assert block[0] == 0 and block[-1] == 2 and 65536 in block and 69998 in block

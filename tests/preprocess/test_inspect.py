@@ -72,9 +72,9 @@ def test_verify_names_a_truncated_or_altered_array(capsys, built):
     cache, _ = built
     assert _inspect(capsys, "verify", cache)[0] == 0
     m = json.loads((cache / "train" / "manifest.json").read_text())
-    lines = cache / "train" / m["shards"][2]["files"]["lines"]["path"]
+    lines = cache / "train" / m["pieces"][-1]["files"]["lines"]["path"]
     lines.write_bytes(lines.read_bytes()[:-8])
-    blocks = cache / "train" / m["shards"][0]["blocks"]["file"]["path"]
+    blocks = cache / "train" / m["pieces"][0]["blocks"]["file"]["path"]
     data = bytearray(blocks.read_bytes())
     data[-1] ^= 0xFF
     blocks.write_bytes(bytes(data))

@@ -14,6 +14,7 @@ import pytest
 
 from tests.corpus import write_shards
 from tests.preprocess.helpers import arrays, base_args
+from tests.preprocess.helpers import base_args as helpers_base_args
 
 NO_TORCH = (
     "import sys; sys.modules['torch'] = None  # any 'import torch' now raises ImportError\n"
@@ -51,12 +52,12 @@ def test_help_explains_every_flag():
 
 
 def _kill_when(cmd: list[str], cache: Path, records: int) -> None:
-    """Start the CLI and SIGKILL it once ``records`` shards are complete."""
+    """Start the CLI and SIGKILL it once ``records`` pieces are complete."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline and p.poll() is None:
-        if len(list((cache / "train" / "shards").glob("*.json"))) >= records:
+        if len(list((cache / "train" / "pieces").glob("*.json"))) >= records:
             break
         time.sleep(0.02)
     assert p.poll() is None, "the run finished before it could be killed: make the corpus bigger"
@@ -70,6 +71,10 @@ def test_sigkill_midway_then_rerun_equals_a_clean_build(tmp_path, wordpiece_dir)
     paths = write_shards(train, n_shards=12, lines_per_shard=4000)
     clean, crashed = tmp_path / "clean", tmp_path / "crashed"
     cli = [sys.executable, "-m", "preprocess"]
+
+    def base_args(*a):  # each shard a piece of its own: the kill lands between pieces
+        return helpers_base_args(*a, "--task_size_mb", "0.01")
+
     assert _run([*cli, *base_args(wordpiece_dir, train, clean)]).returncode == 0
 
     # first build killed midway: no manifest, so nothing looks valid
@@ -87,7 +92,7 @@ def test_sigkill_midway_then_rerun_equals_a_clean_build(tmp_path, wordpiece_dir)
         p.write_text(p.read_text() + "one more line\n")
     _kill_when([*cli, *base_args(wordpiece_dir, train, crashed)], crashed, records=12 + 3)
     assert json.loads((crashed / "train" / "manifest.json").read_text()) == old
-    for s in old["shards"]:
+    for s in old["pieces"]:
         for f in [*s["files"].values(), s["blocks"]["file"]]:
             assert (crashed / "train" / f["path"]).stat().st_size == f["bytes"]
     assert _run([*cli, *base_args(wordpiece_dir, train, crashed)]).returncode == 0

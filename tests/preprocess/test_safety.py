@@ -21,9 +21,16 @@ import preprocess.run as run_module
 from preprocess.inspect_cache import main as inspect_main
 from preprocess.writer import NpyStreamWriter
 from tests.corpus import write_shards
-from tests.preprocess.helpers import arrays, base_args, manifest, run_cli
+from tests.preprocess.helpers import arrays, manifest, run_cli
+from tests.preprocess.helpers import base_args as _base_args
 
 ROOT = Path(__file__).parents[2]
+
+
+def base_args(*args: object) -> list[str]:
+    """These tests follow single shards: each is a piece of its own unless a test sets --task_size_mb."""
+    out = _base_args(*args)
+    return out if "--task_size_mb" in out else [*out, "--task_size_mb", "0.001"]
 
 
 def _one_error_line(err: str) -> None:
@@ -69,15 +76,15 @@ def test_an_input_dir_inside_the_cache_is_refused_and_the_text_survives(capsys, 
 
 def test_cleanup_keeps_foreign_files_and_never_follows_a_symlink(capsys, tmp_path, wordpiece_dir):
     args, cache, paths = _built(capsys, tmp_path, wordpiece_dir)
-    old_piece = cache / "train" / manifest(cache)["shards"][0]["files"]["tokens"]["path"]
-    foreign = [cache / "train" / "shards" / "my_notes.txt", cache / "train" / "blocks" / "keep.json",
+    old_piece = cache / "train" / manifest(cache)["pieces"][0]["files"]["tokens"]["path"]
+    foreign = [cache / "train" / "pieces" / "my_notes.txt", cache / "train" / "blocks" / "keep.json",
                cache / "train" / "keep.npy"]
     for f in foreign:
         f.write_text("mine\n")
     paths[0].write_text(paths[0].read_text() + "one more line\n")  # the run now has pieces to remove
     assert run_cli(capsys, *args)[0] == 0
     assert all(f.read_text() == "mine\n" for f in foreign)
-    assert len(list((cache / "train" / "shards").glob("*.tokens.npy"))) == 2 and not old_piece.exists()
+    assert len(list((cache / "train" / "pieces").glob("*.tokens.npy"))) == 2 and not old_piece.exists()
 
     # a .lock that links to a user's file: refused, the file untouched
     precious = tmp_path / "precious.txt"
@@ -88,11 +95,11 @@ def test_cleanup_keeps_foreign_files_and_never_follows_a_symlink(capsys, tmp_pat
     assert rc == 2 and ".lock is a symlink" in err and precious.read_text() == "mine\n"
     (cache / ".lock").unlink()
 
-    # shards/ turned into a link to a dir of text: refused, and the text there untouched
+    # pieces/ turned into a link to a dir of text: refused, and the text there untouched
     other = tmp_path / "other_text"
     kept = write_shards(other, n_shards=2, seed=3)
-    shutil.rmtree(cache / "train" / "shards")
-    (cache / "train" / "shards").symlink_to(other)
+    shutil.rmtree(cache / "train" / "pieces")
+    (cache / "train" / "pieces").symlink_to(other)
     rc, _, err = run_cli(capsys, *args)
     assert rc == 2 and "is a symlink" in err
     _one_error_line(err)
@@ -136,7 +143,7 @@ def test_a_shard_edited_while_read_is_never_stored_under_its_old_digest(capsys, 
     train = tmp_path / "train"
     paths, original = _paused_corpus(train)
     clean = tmp_path / "clean"
-    assert run_cli(capsys, *base_args(wordpiece_dir, train, clean))[0] == 0
+    assert run_cli(capsys, *base_args(wordpiece_dir, train, clean, "--task_size_mb", "0.002"))[0] == 0
 
     def change() -> None:  # the later task ranges now hold other bytes (or none)
         half = len(original) // 2
@@ -182,16 +189,16 @@ def _corrupt(kind: str, path: Path) -> None:
     elif kind == "null":
         path.write_text("null")
     elif kind == "files not an object":
-        good["shards"][0]["files"] = 5
+        good["pieces"][0]["files"] = 5
         path.write_text(json.dumps(good))
     elif kind == "path leaves the dir":
-        good["shards"][0]["files"]["tokens"]["path"] = "../../../../etc/passwd"
+        good["pieces"][0]["files"]["tokens"]["path"] = "../../../../etc/passwd"
         path.write_text(json.dumps(good))
     elif kind == "wrong type":
         good["shards"][0]["tokens"] = "many"
         path.write_text(json.dumps(good))
     elif kind == "count disagrees with its array":
-        good["shards"][0]["blocks"]["blocks"] = 1
+        good["pieces"][0]["blocks"]["blocks"] = 1
         path.write_text(json.dumps(good))
     elif kind == "special id outside the vocabulary":
         good["tokenizer"]["special_ids"]["bos"] = 2**70
@@ -228,7 +235,7 @@ def test_a_damaged_manifest_is_rebuilt_by_preprocess_and_one_line_elsewhere(caps
 def test_a_damaged_piece_record_is_rebuilt_with_a_warning(capsys, tmp_path, wordpiece_dir, kind):
     args, cache, _ = _built(capsys, tmp_path, wordpiece_dir)
     good = arrays(cache)
-    record = cache / "train" / "shards" / f"{manifest(cache)['shards'][1]['key']}.json"
+    record = cache / "train" / "pieces" / f"{manifest(cache)['pieces'][1]['key']}.json"
     data = json.loads(record.read_text())
     if kind == "random bytes":
         record.write_bytes(os.urandom(100))
@@ -350,7 +357,7 @@ def test_sigterm_cleans_up_releases_the_lock_and_exits_143(tmp_path, wordpiece_d
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.time() + 60
-    while time.time() < deadline and not list((cache / "train" / "shards").glob("*.json")):
+    while time.time() < deadline and not list((cache / "train" / "pieces").glob("*.json")):
         time.sleep(0.01)
     p.send_signal(signal.SIGTERM)
     _, err = p.communicate(timeout=60)
@@ -411,7 +418,7 @@ def test_a_fresh_cache_on_a_read_only_filesystem_is_used_without_writing(capsys,
 def test_verify_outputs_rebuilds_an_array_altered_at_the_same_size(capsys, tmp_path, wordpiece_dir):
     args, cache, _ = _built(capsys, tmp_path, wordpiece_dir)
     good = arrays(cache)
-    tokens = cache / "train" / manifest(cache)["shards"][0]["files"]["tokens"]["path"]
+    tokens = cache / "train" / manifest(cache)["pieces"][0]["files"]["tokens"]["path"]
     data = bytearray(tokens.read_bytes())
     data[200] ^= 0xFF
     tokens.write_bytes(bytes(data))

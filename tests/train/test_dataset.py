@@ -31,7 +31,7 @@ def test_wrong_max_seq_length_is_refused(bpe_cache):
 def test_line_by_line_serves_every_line_and_splits_long_ones(bpe_cache, bpe_dir):
     ds = MemmapLineByLineTextDataset(bpe_cache / "train", 32)
     reader = SplitReader(bpe_cache / "train")
-    lines = [line for k in range(len(reader.manifest.shards)) for line in reader.lines(k)]
+    lines = [line for k in range(len(reader.manifest.pieces)) for line in reader.lines(k)]
     assert len(ds) >= len(lines)
     pieces = [ds[i] for i in range(len(ds))]
     assert all(len(p) <= 32 and p[0] == reader.bos and p[-1] == reader.eos for p in pieces)

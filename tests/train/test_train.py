@@ -263,7 +263,7 @@ def test_a_mismatched_or_damaged_cache_stops_training_with_the_fix(capsys, tmp_p
     longer = [*args, "--max_seq_length", "64"]
     assert train_main(longer) == 2
     assert "packed for --max_seq_length 32" in capsys.readouterr().err
-    tokens = next((cache / "train" / "shards").glob("*.tokens.npy"))
+    tokens = next((cache / "train" / "pieces").glob("*.tokens.npy"))
     tokens.write_bytes(tokens.read_bytes()[:-6])
     assert train_main(args) == 2
     err = capsys.readouterr().err
