@@ -34,3 +34,11 @@ def test_train_cpu_bench_runs_small(tmp_path):
                        capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "masked-only head vs dense head" in r.stdout and "pad share" in r.stdout
+
+
+@pytest.mark.slow
+def test_small_files_bench_runs_small():
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "small_files.py"), "--smoke"],
+                       capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "| 1 file |" in r.stdout and "one piece per file" in r.stdout and "no-op rerun" in r.stdout

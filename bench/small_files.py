@@ -1,0 +1,123 @@
+#!/usr/bin/env python
+"""Many small files: pieces (the default) against one piece per file (format 1's layout), side by side in one run.
+
+* the same lines as 1 file and as ``--files`` files of a few lines each:
+  FULL-SENTENCES blocks and how full they are (``--max_seq_length``);
+* ``--many`` one-line files: first build, cache files, and a rerun with
+  nothing changed (no-op), each layout in its own fresh cache.
+
+"one piece per file" is ``--task_size_mb 0.00001``: every file is a piece of
+its own, as every file was its own set of arrays before pieces. Text is
+made-up words (bench/train_cpu.py's corpus) with a WordLevel tokenizer, so
+nothing is downloaded. ``--smoke`` runs it small, in seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+
+ONE_PER_FILE = "0.00001"  # 10 bytes: every file of 5 bytes or more is a piece alone
+
+
+def lines_of(n: int, seed: int) -> list[str]:
+    from train_cpu import make_corpus
+
+    with tempfile.TemporaryDirectory() as d:
+        make_corpus(Path(d), n, 5000, seed, mu=2.5)
+        parts = [p.read_text().splitlines() for p in sorted(Path(d).glob("part*.txt"))]
+    return [line for group in zip(*parts) for line in group][:n]
+
+
+def write_files(d: Path, lines: list[str], per_file: int) -> int:
+    d.mkdir(parents=True)
+    for k in range(0, len(lines), per_file):
+        (d / f"doc_{k // per_file:06d}.txt").write_text("\n".join(lines[k : k + per_file]) + "\n")
+    return -(-len(lines) // per_file)
+
+
+def preprocess(tok: Path, text: Path, cache: Path, seq_len: int, task_mb: str | None) -> float:
+    from preprocess.__main__ import main
+
+    flags = ["--tokenizer_name_or_path", str(tok), "--train_dir", str(text), "--datasets_cache_dir", str(cache),
+             "--max_seq_length", str(seq_len), "--num_workers", "2"]
+    if task_mb:
+        flags += ["--task_size_mb", task_mb]
+    t = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        rc = main(flags)
+    if rc != 0:
+        raise SystemExit(f"preprocess failed on {text}")
+    return time.perf_counter() - t
+
+
+def cache_files(cache: Path) -> int:
+    return sum(1 for p in (cache / "train").rglob("*") if p.is_file())
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--lines", type=int, default=6000, help="lines of the blocks comparison (default 6000)")
+    ap.add_argument("--files", type=int, default=3000, help="files those lines are split into (default 3000)")
+    ap.add_argument("--many", type=int, default=30000, help="one-line files of the file-count rows (default 30000)")
+    ap.add_argument("--max_seq_length", type=int, default=128)
+    ap.add_argument("--smoke", action="store_true", help="a few hundred files: proves the script, in seconds")
+    a = ap.parse_args(argv)
+    if a.smoke:
+        a.lines, a.files, a.many = 600, 300, 500
+    from train_cpu import make_tokenizer
+
+    from common.reader import SplitReader
+
+    root = Path(tempfile.mkdtemp(prefix="small_files_"))
+    tok = make_tokenizer(5000, root / "tok")
+    lines = lines_of(a.lines, seed=1)
+    one = root / "one"
+    write_files(one, lines, len(lines))
+    split = root / "split"
+    write_files(split, lines, max(1, a.lines // a.files))
+    rows = []
+    for name, text, task in (("1 file", one, None), (f"{a.files:,} files, pieces (default)", split, None),
+                             (f"{a.files:,} files, one piece per file", split, ONE_PER_FILE)):
+        cache = root / f"c{len(rows)}"
+        preprocess(tok, text, cache, a.max_seq_length, task)
+        r = SplitReader(cache / "train")
+        fill = float(r.block_lengths().mean()) / a.max_seq_length
+        rows.append((name, r.n_blocks, fill, len(r.manifest.pieces), cache_files(cache)))
+    many = root / "many"
+    write_files(many, lines_of(a.many, seed=2), 1)
+    reruns = []
+    for name, task in (("pieces (default)", None), ("one piece per file", ONE_PER_FILE)):
+        cache = root / f"m{len(reruns)}"
+        first = preprocess(tok, many, cache, a.max_seq_length, task)
+        noop = preprocess(tok, many, cache, a.max_seq_length, task)
+        reruns.append((name, first, noop, cache_files(cache)))
+
+    out = [f"| same {a.lines:,} lines as | blocks | mean block fill | pieces | cache files |", "|---|---|---|---|---|"]
+    out += [f"| {n} | {b:,} | {f:.0%} | {p:,} | {c:,} |" for n, b, f, p, c in rows]
+    out += ["", f"| {a.many:,} one-line files | first build s | no-op rerun s | cache files |", "|---|---|---|---|"]
+    out += [f"| {n} | {f:.1f} | {z:.2f} | {c:,} |" for n, f, z, c in reruns]
+    base = reruns[1]
+    out += ["", f"- pieces vs one piece per file: cache files {reruns[0][3] / base[3]:.3f}x, first build "
+            f"{base[1] / reruns[0][1]:.2f}x faster, no-op rerun {base[2] / reruns[0][2]:.2f}x faster",
+            f"- blocks of --max_seq_length {a.max_seq_length}; 2 workers; made-up words (bench/train_cpu.py)",
+            f"- command: `{shlex.join(['python', 'bench/small_files.py', *(sys.argv[1:] if argv is None else argv)])}`"]
+    print("\n".join(out))
+    shutil.rmtree(root)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
