@@ -120,9 +120,12 @@ class SplitReport:
         )
 
 
-def piece_key(digests: list[str], tokenizer_digest: str) -> str:
-    return fingerprint({"shards": digests, "tokenizer": tokenizer_digest, "cleaning": CLEANING,
-                        "format": FORMAT_VERSION})
+def piece_key(scans: list[Scan], tokenizer_digest: str) -> str:
+    """The key of a piece of these shards. Where a giant line was cut (sharding.py), the cut
+    positions count too: they depend on --task_size_mb, and ids at a cut may differ."""
+    cuts = [list(s.open_ends) for s in scans]
+    return fingerprint({"shards": [s.digest for s in scans], "tokenizer": tokenizer_digest, "cleaning": CLEANING,
+                        "format": FORMAT_VERSION, **({"cuts": cuts} if any(cuts) else {})})
 
 
 def block_key(key: str, max_seq_length: int) -> str:
@@ -197,7 +200,7 @@ def plan_split(
         groups.append(list(range(first, first + n)))
         first += n
     digests = [[scans[i].digest for i in g] for g in groups]
-    keys = [piece_key(d, tokenizer_digest) for d in digests]
+    keys = [piece_key([scans[i] for i in g], tokenizer_digest) for g in groups]
     bkeys = [block_key(k, max_seq_length) for k in keys]
     records: list[dict | None] = []
     blocks: list[dict | None] = []
@@ -219,7 +222,7 @@ class _PieceAssembler:
         self.tokens = NpyStreamWriter(plan.out_dir / tokens_name(key), dtype)
         self.lines = NpyStreamWriter(plan.out_dir / lines_name(key), OFFSET_DTYPE)
         self.lines.append(np.zeros(1, OFFSET_DTYPE))
-        self.n_tokens = self.n_lines = 0
+        self.n_tokens = self.n_lines = self.line_end = 0  # line_end: where the last closed line ends
         self.members: list[dict[str, Any]] = []
         self._shard = -1
 
@@ -233,12 +236,17 @@ class _PieceAssembler:
                                  "line_hist": np.zeros(len(length_histogram(np.empty(0))), np.int64)})
         m = self.members[-1]
         self.tokens.append(r.tokens)
-        self.lines.append(self.n_tokens + np.cumsum(r.line_lengths))
+        ends = self.n_tokens + np.cumsum(r.line_lengths)
+        if r.open_end:  # its last line goes on in the next result, which closes it
+            ends = ends[:-1]
+        self.lines.append(ends)
+        lengths = np.diff(ends, prepend=self.line_end) - 1  # a line that spans results counted whole, once
+        self.line_end = int(ends[-1]) if len(ends) else self.line_end
         self.n_tokens += len(r.tokens)
-        self.n_lines += len(r.line_lengths)
-        m["lines"] += len(r.line_lengths)
+        self.n_lines += len(ends)
+        m["lines"] += len(ends)
         m["tokens"] += len(r.tokens)
-        m["line_hist"] += length_histogram(r.line_lengths - 1)
+        m["line_hist"] += length_histogram(lengths)
         m["invalid_utf8"] += r.invalid_utf8
         m["lines_without_tokens"] += r.lines_without_tokens
 

@@ -32,12 +32,15 @@ from preprocess.sharding import Task
 
 Encoder = Callable[[list[str]], list[list[int]]]
 BATCH_LINES = 1024
+ENCODE_CHARS = 1 << 16  # a longer line is encoded in pieces of at most this many characters
 CLEANING = {
     "newlines": ["\\n", "\\r\\n", "\\r"],
     "strip": "str.strip",
     "drop_empty": True,
     "drop_lines_without_tokens": True,
     "invalid_utf8": "replace with U+FFFD",
+    "long_lines": "cut before a space, else at a character, where no newline comes within 2 x --task_size_mb; "
+                  "encoded in pieces of <= 65536 characters cut the same way",
 }
 
 # Varied text the backends must agree on before we trust them with a corpus.
@@ -146,6 +149,58 @@ def clean_lines(text: str, space_token: str | None = None) -> list[str]:
     return out
 
 
+def _pieces(line: str, cut_before: tuple[str, ...]) -> list[str]:
+    """``line`` in consecutive pieces of at most ENCODE_CHARS characters, each cut just before the
+    last of ``cut_before`` that fits (a space, where tokenizers split anyway), else at the limit."""
+    out, start = [], 0
+    while len(line) - start > ENCODE_CHARS:
+        limit = start + ENCODE_CHARS
+        at = max(line.rfind(c, start + 1, limit) for c in cut_before)
+        end = at if at > start else limit
+        out.append(line[start:end])
+        start = end
+    out.append(line[start:])
+    return out
+
+
+def encode_bounded(encode: Encoder, lines: list[str], cut_before: tuple[str, ...] = (" ", "\t")) -> list[list[int]]:
+    """``encode(lines)``, with every line longer than ENCODE_CHARS encoded in pieces (``_pieces``)
+    and its ids joined: a tokenizer's memory grows with the string it is given (tens of bytes a
+    character), so one giant line would otherwise take gigabytes. Ids can differ from the whole
+    line's only where a piece was cut at the limit, inside a word with no space near."""
+    if all(len(x) <= ENCODE_CHARS for x in lines):
+        return encode(lines)
+    out: list[list[int]] = []
+    for line in lines:
+        if len(line) <= ENCODE_CHARS:
+            out.extend(encode([line]))
+            continue
+        ids: list[int] = []
+        for x in encode(_pieces(line, cut_before)):  # 64 K characters a piece: a few MB a call
+            ids.extend(x)
+        out.append(ids)
+    return out
+
+
+def clean_segments(text: str, space_token: str | None, starts_open: bool, ends_open: bool) -> list[str]:
+    """``clean_lines`` of a task's text, where the text may begin or end inside a line (sharding.py).
+
+    A segment that continues the previous task's line keeps its leading
+    spaces, one the next task continues keeps its trailing ones, and both
+    are kept even when empty (the first closes the open line, the last keeps
+    it open): joined back, the segments of a line are the line ``clean_lines``
+    gives. ``space_token`` as there.
+    """
+    parts = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    last, out = len(parts) - 1, []
+    for k, part in enumerate(parts):
+        head, tail = k == 0 and starts_open, k == last and ends_open
+        cleaned = part if head and tail else part.rstrip() if head else part.lstrip() if tail else part.strip()
+        if cleaned or head or tail:
+            out.append(cleaned.replace(" ", space_token) if space_token else cleaned)
+    return out
+
+
 def decode_bytes(raw: bytes) -> tuple[str, int]:
     """UTF-8 text and how many invalid byte sequences were replaced with U+FFFD."""
     try:
@@ -156,16 +211,26 @@ def decode_bytes(raw: bytes) -> tuple[str, int]:
         return text, text.count("\ufffd") - raw.count(b"\xef\xbf\xbd")
 
 
-def ids_to_stream(ids: list[list[int]], separator: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """(token stream with a separator after each line, per-line lengths incl. separator).
+def ids_to_stream(ids: list[list[int]], separator: int, dtype: np.dtype, keep_first: bool = False,
+                  open_last: bool = False) -> tuple[np.ndarray, np.ndarray, int]:
+    """(token stream with a separator after each line, per-line lengths incl. separator, lines dropped).
 
-    Lines that encode to no ids are dropped: they would be a bare separator.
+    Lines that encode to no ids are dropped (they would be a bare separator),
+    except a first line that closes an open one (``keep_first``) and a last
+    line left open (``open_last``: no separator, its length without one).
     """
-    ids = [x for x in ids if len(x)]
-    lens = np.fromiter((len(x) for x in ids), dtype=OFFSET_DTYPE, count=len(ids))
-    flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=dtype, count=int(lens.sum()))
-    stream = np.insert(flat, np.cumsum(lens), np.array(separator, dtype=dtype))
-    return stream, lens + 1
+    n = len(ids)
+    keep = [len(x) > 0 or (i == 0 and keep_first) or (i == n - 1 and open_last) for i, x in enumerate(ids)]
+    kept = [x for x, k in zip(ids, keep) if k]
+    lens = np.fromiter((len(x) for x in kept), dtype=OFFSET_DTYPE, count=len(kept))
+    flat = np.fromiter(itertools.chain.from_iterable(kept), dtype=dtype, count=int(lens.sum()))
+    ends = np.cumsum(lens)
+    closed = len(kept) - 1 if open_last and kept else len(kept)
+    stream = np.insert(flat, ends[:closed], np.array(separator, dtype=dtype))
+    lengths = lens + 1
+    if closed < len(kept):
+        lengths[-1] -= 1
+    return stream, lengths, n - len(kept)
 
 
 @dataclass
@@ -174,10 +239,11 @@ class TaskResult:
     last: bool
     nbytes: int
     tokens: np.ndarray  # token stream of the task's lines, separators included
-    line_lengths: np.ndarray  # int64, tokens per line incl. its separator
+    line_lengths: np.ndarray  # int64, tokens per line incl. its separator (the open last one: without)
     lines_without_tokens: int
     invalid_utf8: int
     changed: bool = False  # the bytes read differ from those the run planned with: nothing was encoded
+    open_end: bool = False  # the last line continues in the next task's result: it has no separator yet
 
 
 # Per-process state: set in the parent before the worker pool forks, so every worker inherits it.
@@ -208,16 +274,19 @@ def encode_task(task: Task) -> TaskResult:
         return TaskResult(task.shard, task.last, len(raw), empty, np.empty(0, OFFSET_DTYPE), 0, 0, changed=True)
     text, invalid = decode_bytes(raw)
     del raw
-    lines = clean_lines(text, _STATE["space_token"])
+    lines = clean_segments(text, _STATE["space_token"], task.starts_open, task.ends_open)
     del text
     encode, sep = _STATE["encode"], _STATE["separator"]
-    streams, lengths = [], []
+    cut_before = (" ", "\t", *([_STATE["space_token"]] if _STATE["space_token"] else []))
+    streams, lengths, dropped = [], [], 0
     for i in range(0, len(lines), BATCH_LINES):
-        s, n = ids_to_stream(encode(lines[i : i + BATCH_LINES]), sep, dtype)
+        ids = encode_bounded(encode, lines[i : i + BATCH_LINES], cut_before)
+        s, n, d = ids_to_stream(ids, sep, dtype, keep_first=i == 0 and task.starts_open,
+                                open_last=i + BATCH_LINES >= len(lines) and task.ends_open)
         streams.append(s)
         lengths.append(n)
+        dropped += d
     tokens = np.concatenate(streams) if streams else np.empty(0, dtype)
     line_lengths = np.concatenate(lengths) if lengths else np.empty(0, OFFSET_DTYPE)
-    return TaskResult(
-        task.shard, task.last, task.end - task.start, tokens, line_lengths, len(lines) - len(line_lengths), invalid
-    )
+    return TaskResult(task.shard, task.last, task.end - task.start, tokens, line_lengths, dropped, invalid,
+                      open_end=task.ends_open)

@@ -4,7 +4,11 @@ A task is a byte range ``[start, end)`` of one shard whose ends sit just after
 a ``\\n`` (or at the file's ends), found in binary mode: text-mode ``tell()``
 is an opaque cookie, not a byte offset. Small shards are one task; big ones
 are cut into ranges of about ``task_bytes`` so every core stays busy and a
-worker's memory is bounded by the task, not the shard.
+worker's memory is bounded by the task, not the shard. A line so long that
+no ``\\n`` comes within ``task_bytes`` of where a range should end is cut
+mid-line, just before a space, tab or CR (where every tokenizer we know
+splits words anyway), else at a character boundary: the range is *open* and
+the next continues its last line (preprocess/encode.py).
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ class Task:
     end: int
     last: bool  # the shard's final task: its arrays can be committed after it
     digest: str  # of bytes [start, end) when the run started: the worker tokenizes only these bytes
+    starts_open: bool = False  # the range starts in the middle of a line the previous range began
+    ends_open: bool = False  # the range ends in the middle of a line the next range finishes
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,11 @@ class Scan:
 
     size: int  # bytes hashed
     digest: str  # xxh3_128 of the whole file: equals common.hashing.file_digest
-    ranges: tuple[tuple[int, int, str], ...]  # (start, end, digest of those bytes), newline-aligned, in order
+    ranges: tuple[tuple[int, int, str], ...]  # (start, end, digest of those bytes), in order
+    open_ends: tuple[int, ...] = ()  # the ends of ranges cut mid-line (a giant line), in order
+
+    def cut_lines(self) -> bool:
+        return bool(self.open_ends)
 
 
 def list_shards(input_dir: str, ext: str, flag: str = "--train_dir") -> list[Path]:
@@ -98,36 +108,66 @@ def check_shard(p: Path, input_dir: str) -> None:
         raise UserError(f"{p}: not readable ({e.strerror}); fix it or move it out of {input_dir}") from None
 
 
+CUT_BEFORE = (b" ", b"\t", b"\r")  # a giant line is cut just before one of these
+
+
+def _first_of(buf: bytearray, needles: tuple[bytes, ...], lo: int, hi: int) -> int:
+    found = [i for i in (buf.find(c, lo, hi) for c in needles) if i >= 0]
+    return min(found) if found else -1
+
+
 def scan_shard(path: Path, task_bytes: int) -> Scan:
     """Hash a shard and cut it into tasks in one pass over its bytes.
 
     A range ends just after the first ``\\n`` at or past ``start + task_bytes - 1``
     (or at the end of the file), so ranges hold whole lines and depend only
-    on the bytes and ``task_bytes``, never on the number of workers.
+    on the bytes and ``task_bytes``, never on the number of workers or the
+    read size. A line too long for that (no ``\\n`` up to ``start + 2 x
+    task_bytes``) is cut *open* just before the next space, tab or CR, or,
+    if none comes by ``start + 3 x task_bytes``, at the next UTF-8
+    character boundary. No range, and no worker's memory, then grows with a
+    line's length; every search runs forward, so the reads' size cannot move a cut.
     """
     whole, part = xxhash.xxh3_128(), xxhash.xxh3_128()
     buf = bytearray(CHUNK_BYTES)
     view = memoryview(buf)
     ranges: list[tuple[int, int, str]] = []
+    open_ends: list[int] = []
     start = offset = 0
+    step = max(task_bytes, 1)
     with open(path, "rb", buffering=0) as f:
         while n := f.readinto(buf):
             whole.update(view[:n])
             p = 0
-            while (cut := start + task_bytes - 1 - offset) < n:
-                i = buf.find(b"\n", max(p, cut), n)
-                if i < 0:
+            while (cut := start + step - 1 - offset) < n:
+                w1, w2 = start + 2 * step - 1 - offset, start + 3 * step - 1 - offset  # relative to buf
+                i = buf.find(b"\n", max(p, cut, 0), max(0, min(n, w1 + 1)))  # a negative end counts from the end
+                if i >= 0:
+                    end, is_open = i + 1, False
+                elif w1 >= n:
+                    break  # the window goes on in the next read
+                elif (j := _first_of(buf, (b"\n", *CUT_BEFORE), max(p, w1 + 1), max(0, min(n, w2 + 1)))) >= 0:
+                    end, is_open = (j + 1, False) if buf[j] == 0x0A else (j, True)
+                elif w2 >= n:
                     break
-                part.update(view[p : i + 1])
-                ranges.append((start, offset + i + 1, part.hexdigest()))
+                else:
+                    j = max(p, w2)
+                    while j < n and (buf[j] & 0xC0) == 0x80:  # inside a UTF-8 character
+                        j += 1
+                    if j == n:
+                        break
+                    end, is_open = j, True
+                part.update(view[p:end])
+                ranges.append((start, offset + end, part.hexdigest()))
+                if is_open:
+                    open_ends.append(offset + end)
                 part.reset()
-                start = offset + i + 1
-                p = i + 1
+                start, p = offset + end, end
             part.update(view[p:n])
             offset += n
     if start < offset or not ranges:
         ranges.append((start, offset, part.hexdigest()))
-    return Scan(offset, whole.hexdigest(), tuple(ranges))
+    return Scan(offset, whole.hexdigest(), tuple(ranges), tuple(open_ends))
 
 
 def scan_shards(paths: list[Path], task_bytes: int, threads: int = 4,
@@ -145,11 +185,13 @@ def scan_shards(paths: list[Path], task_bytes: int, threads: int = 4,
 
 def plan_tasks(shards: list[tuple[int, Path, Scan]]) -> list[Task]:
     """The tasks of each (index, path, scan) shard: its ranges, in order."""
-    return [
-        Task(index, str(path), start, end, k == len(scan.ranges) - 1, digest)
-        for index, path, scan in shards
-        for k, (start, end, digest) in enumerate(scan.ranges)
-    ]
+    tasks = []
+    for index, path, scan in shards:
+        opened = set(scan.open_ends)
+        for k, (start, end, digest) in enumerate(scan.ranges):
+            tasks.append(Task(index, str(path), start, end, k == len(scan.ranges) - 1, digest,
+                              starts_open=start in opened, ends_open=end in opened))
+    return tasks
 
 
 PIECE_CAP = 4  # a piece of small files closes at this many times --task_size_mb, hash or not

@@ -26,10 +26,34 @@ def test_ranges_do_not_depend_on_the_read_buffer_and_hash_what_they_cover(tmp_pa
     for (s, e, digest), nxt in zip(big.ranges, [*big.ranges[1:], None]):
         assert xxhash.xxh3_128_hexdigest(data[s:e]) == digest
         if nxt is not None:
-            assert nxt[0] == e and data[e - 1 : e] == b"\n" and e - s >= task_bytes
+            assert nxt[0] == e and e - s >= task_bytes
+            if e in big.open_ends:  # no newline in the window: cut before a space, tab or CR, else past it
+                assert data[e : e + 1] in (b" ", b"\t", b"\r") or e - s >= 3 * task_bytes - 1
+                assert b"\n" not in data[s + task_bytes - 1 : e] and e - s >= 2 * task_bytes
+            else:
+                assert data[e - 1 : e] == b"\n" and e - s <= 3 * task_bytes
 
 
 def test_an_empty_file_is_one_empty_task(tmp_path):
     (tmp_path / "e.txt").write_bytes(b"")
     scan = sharding.scan_shard(tmp_path / "e.txt", 10)
     assert scan.size == 0 and len(scan.ranges) == 1 and scan.ranges[0][:2] == (0, 0)
+
+
+def test_a_giant_line_is_cut_open_where_a_space_is_whatever_the_read_size(tmp_path, monkeypatch):
+    words = b" ".join(b"w%d" % (i % 97) for i in range(20000))  # one line of ~90 KB, no newline
+    path = tmp_path / "giant.txt"
+    path.write_bytes(words + b"\nshort\n")
+    big = sharding.scan_shard(path, 4096)
+    monkeypatch.setattr(sharding, "CHUNK_BYTES", 1000)
+    assert sharding.scan_shard(path, 4096) == big
+    assert len(big.open_ends) > 8 and big.ranges[-1][0] > len(words)  # the line in open ranges, "short" after
+    for s, e, _ in big.ranges:
+        if e in big.open_ends:
+            assert 2 * 4096 <= e - s <= 3 * 4096 and words[e : e + 1] == b" "
+    thai = ("ภาษาไทย" * 3000).encode()  # no space at all: cut at character boundaries
+    path.write_bytes(thai)
+    scan = sharding.scan_shard(path, 1000)
+    assert len(scan.open_ends) > 5
+    for e in scan.open_ends:
+        thai[:e].decode("utf-8")  # whole characters on each side

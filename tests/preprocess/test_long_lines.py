@@ -1,0 +1,101 @@
+"""A line far longer than a task is encoded in open ranges: the same ids as whole, memory bounded by the task."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.corpus import make_lines
+from tests.preprocess.helpers import base_args, lines_of, manifest, run_cli
+
+ROOT = Path(__file__).parents[2]
+
+
+def _giant_corpus(d: Path, words: int) -> list[str]:
+    d.mkdir()
+    giant = " ".join(make_lines(words // 20 + 1, seed=9, max_words=40))  # one line, English and Thai words
+    before, after = make_lines(30, seed=1), make_lines(30, seed=2)
+    (d / "a.txt").write_text("\n".join([*before, "  " + giant + "  ", *after]) + "\n")
+    (d / "b.txt").write_text("\n".join(after) + "\n")
+    return [*before, giant, *after, *after]
+
+
+@pytest.mark.parametrize("tok", ["wordpiece_dir", "bpe_dir"])
+def test_a_giant_line_cut_into_tasks_gives_the_ids_of_the_whole_line(capsys, request, tmp_path, tok):
+    tok_dir = request.getfixturevalue(tok)
+    text = tmp_path / "text"
+    expected = _giant_corpus(text, 40_000)
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert run_cli(capsys, *base_args(tok_dir, text, whole))[0] == 0
+    rc, out, _ = run_cli(capsys, *base_args(tok_dir, text, cut, "--task_size_mb", "0.004"))  # ~4 KB ranges
+    assert rc == 0
+    assert [x.tolist() for x in lines_of(cut)] == [x.tolist() for x in lines_of(whole)]
+    assert len(lines_of(cut)) == len(expected)
+    m = manifest(cut)
+    assert [s["lines"] for s in m["shards"]] == [61, 30] and m["totals"]["lines"] == len(expected)
+    assert m["shards"] == [{**s, "path": s["path"]} for s in manifest(whole)["shards"]]  # same counts and hist
+    # the cut positions are part of the key: a rerun with another task size re-tokenizes the giant line
+    rc, out, _ = run_cli(capsys, *base_args(tok_dir, text, cut, "--task_size_mb", "0.008"))
+    assert rc == 0 and "1 shards reused, 1 tokenized" in out
+
+
+def _tree_rss_kib(pid: int) -> int:
+    """RSS of a process and all its descendants, from /proc."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            total += int(Path(f"/proc/{p}/status").read_text().split("VmRSS:")[1].split()[0])
+            todo += [int(c) for t in os.listdir(f"/proc/{p}/task")
+                     for c in Path(f"/proc/{p}/task/{t}/children").read_text().split()]
+        except (FileNotFoundError, IndexError, ProcessLookupError):
+            pass
+    return total
+
+
+@pytest.mark.slow
+def test_a_50_mb_single_line_stays_under_1_gb_of_rss(tmp_path, wordpiece_dir):
+    text = tmp_path / "text"
+    text.mkdir()
+    words = " ".join(make_lines(200, seed=4, max_words=40)).encode()
+    with open(text / "giant.txt", "wb") as f:
+        while f.tell() < 50 << 20:
+            f.write(words + b" ")
+        f.write(b"\n")
+    cmd = [sys.executable, "-m", "preprocess", *base_args(wordpiece_dir, text, tmp_path / "cache")]
+    cmd[cmd.index("--num_workers") + 1] = "2"
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    peak = [0]
+
+    def sample() -> None:
+        while p.poll() is None:
+            peak[0] = max(peak[0], _tree_rss_kib(p.pid))
+            time.sleep(0.05)
+
+    t = threading.Thread(target=sample)
+    t.start()
+    out, err = p.communicate(timeout=900)
+    t.join()
+    print(f"peak RSS of the preprocess tree on a 50 MB line: {peak[0] / 1024:.0f} MiB")
+    assert p.returncode == 0, err.decode()[-2000:]
+    assert peak[0] < 1 << 20, f"peak RSS {peak[0] / 1024:.0f} MiB"
+    assert b"1 lines" in out and manifest(tmp_path / "cache")["totals"]["lines"] == 1
+
+
+@pytest.mark.parametrize("tok", ["wordpiece_dir", "bpe_dir"])
+def test_a_line_encoded_in_pieces_has_the_ids_of_the_whole_line(request, tok):
+    from transformers import AutoTokenizer
+
+    from preprocess.encode import ENCODE_CHARS, encode_bounded, reference_encoder
+
+    encode = reference_encoder(AutoTokenizer.from_pretrained(request.getfixturevalue(tok)))
+    line = " ".join(make_lines(3000, seed=5, max_words=40))
+    assert len(line) > 2 * ENCODE_CHARS
+    assert encode_bounded(encode, ["short one", line, "x"]) == encode(["short one", line, "x"])
