@@ -31,6 +31,7 @@ Written last and atomically: if it exists, the run that wrote it finished.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import types
@@ -320,6 +321,8 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
         if not isinstance(value, list):
             raise ShapeError(f"{where}: expected a list, found {type(value).__name__}")
         (item,) = typing.get_args(hint)
+        if item is int and all(type(v) is int for v in value):  # histograms, shapes: the common case, fast
+            return list(value)
         return [_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
@@ -335,20 +338,28 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
     return value
 
 
+@functools.cache
+def _fields_of(cls: type) -> tuple[tuple[tuple[str, str, Any, bool], ...], frozenset[str]]:
+    """(name, JSON key, type, required) of each field, and the keys a JSON object may hold: worked
+    out once per class (``get_type_hints`` is slow, and a manifest holds a dataclass per shard)."""
+    hints = typing.get_type_hints(cls)
+    spec = tuple((f.name, _json_name(f), hints[f.name], f.default is MISSING and f.default_factory is MISSING)
+                 for f in fields(cls))
+    return spec, frozenset(k for _, k, _, _ in spec) | frozenset(getattr(cls, "DERIVED", ()))
+
+
 def build(cls: type, d: Any, where: str) -> Any:
     """An instance of the dataclass ``cls`` from the JSON object ``d``, every field type-checked."""
     if not isinstance(d, dict):
         raise ShapeError(f"{where}: expected an object, found {type(d).__name__}")
-    hints = typing.get_type_hints(cls)
-    known = {_json_name(f) for f in fields(cls)}
+    spec, allowed = _fields_of(cls)
     values = {}
-    for f in fields(cls):
-        key = _json_name(f)
+    for name, key, hint, required in spec:
         if key in d:
-            values[f.name] = _convert(d[key], hints[f.name], f"{where}.{key}")
-        elif f.default is MISSING and f.default_factory is MISSING:
+            values[name] = _convert(d[key], hint, f"{where}.{key}")
+        elif required:
             raise ShapeError(f"{where}: no {key!r}")
-    extra = set(d) - known - set(getattr(cls, "DERIVED", ()))
+    extra = set(d) - allowed
     if extra:
         raise ShapeError(f"{where}: unexpected {sorted(extra)[0]!r}")
     obj = cls(**values)
@@ -361,12 +372,19 @@ def _json_name(f: Any) -> str:
     return f.metadata.get("json", f.name)
 
 
+@functools.cache
+def _json_fields(cls: type) -> tuple[tuple[str, str, bool], ...]:
+    return tuple((f.name, _json_name(f), bool(f.metadata.get("omit_none"))) for f in fields(cls))
+
+
 def to_json(obj: Any) -> Any:
     """A dataclass of this module as the JSON object ``build`` reads back, fields in their order."""
     if is_dataclass(obj):
-        return {_json_name(f): to_json(getattr(obj, f.name)) for f in fields(obj)
-                if not (f.metadata.get("omit_none") and getattr(obj, f.name) is None)}
+        return {key: to_json(getattr(obj, name)) for name, key, omit_none in _json_fields(type(obj))
+                if not (omit_none and getattr(obj, name) is None)}
     if isinstance(obj, list):
+        if all(type(v) is int for v in obj):  # histograms and shapes, thousands of them
+            return list(obj)
         return [to_json(v) for v in obj]
     if isinstance(obj, dict):
         return {k: to_json(v) for k, v in obj.items()}

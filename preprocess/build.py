@@ -332,8 +332,8 @@ def make_manifest(plan: SplitPlan, tokenizer: TokenizerIdentity, parameters: Par
     shards, pieces = [], []
     for group, rec, blk in zip(plan.groups, plan.records, plan.blocks):
         assert rec is not None and blk is not None
-        for i, member in zip(group, rec["shards"]):
-            shards.append(ShardInfo.from_dict({"path": str(plan.shards[i].relative_to(plan.input_dir)), **member}))
+        for i, member in zip(group, rec["shards"]):  # checked when the record was read or written by this run
+            shards.append(ShardInfo(path=str(plan.shards[i].relative_to(plan.input_dir)), **member))
         pieces.append(PieceInfo.from_dict({**rec, "shards": len(group), "blocks": blk}))
     return Manifest(
         input_dir=str(plan.input_dir),
