@@ -1,10 +1,13 @@
 #!/usr/bin/env python
-"""Many small files: pieces (the default) against one piece per file (format 1's layout), side by side in one run.
+"""Corpora of awkward shapes: many small files, giant lines. One run, one table each.
 
 * the same lines as 1 file and as ``--files`` files of a few lines each:
-  FULL-SENTENCES blocks and how full they are (``--max_seq_length``);
+  FULL-SENTENCES blocks and how full they are (``--max_seq_length``),
+  pieces (the default) against one piece per file (format 1's layout);
 * ``--many`` one-line files: first build, cache files, and a rerun with
-  nothing changed (no-op), each layout in its own fresh cache.
+  nothing changed (no-op), each layout in its own fresh cache;
+* ``--giant_mb`` single-line files (no newline at all): peak RSS of the
+  whole preprocess process tree (2 workers), sampled every 50 ms.
 
 "one piece per file" is ``--task_size_mb 0.00001``: every file is a piece of
 its own, as every file was its own set of arrays before pieces. Text is
@@ -17,10 +20,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import shlex
 import shutil
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -63,6 +69,50 @@ def preprocess(tok: Path, text: Path, cache: Path, seq_len: int, task_mb: str | 
     return time.perf_counter() - t
 
 
+def tree_rss_mib(pid: int) -> float:
+    """RSS of a process and all its descendants, from /proc."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            total += int(Path(f"/proc/{p}/status").read_text().split("VmRSS:")[1].split()[0])
+            todo += [int(c) for t in os.listdir(f"/proc/{p}/task")
+                     for c in Path(f"/proc/{p}/task/{t}/children").read_text().split()]
+        except (FileNotFoundError, IndexError, ProcessLookupError):
+            pass
+    return total / 1024
+
+
+def giant_line_rss(tok: Path, root: Path, mb: int, seq_len: int) -> tuple[float, float]:
+    """(peak RSS MiB of the preprocess tree, seconds) on one file holding one ``mb`` MB line."""
+    text = root / f"giant{mb}"
+    text.mkdir()
+    words = " ".join(lines_of(400, seed=3)).encode() + b" "
+    with open(text / "line.txt", "wb") as f:
+        for _ in range(mb * 1_000_000 // len(words) + 1):
+            f.write(words)
+    cmd = [sys.executable, "-m", "preprocess", "--tokenizer_name_or_path", str(tok), "--train_dir", str(text),
+           "--datasets_cache_dir", str(root / f"gcache{mb}"), "--max_seq_length", str(seq_len), "--num_workers", "2"]
+    t = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    peak = [0.0]
+
+    def sample() -> None:
+        while p.poll() is None:
+            peak[0] = max(peak[0], tree_rss_mib(p.pid))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    _, err = p.communicate()
+    sampler.join()
+    if p.returncode != 0:
+        raise SystemExit(f"preprocess of a {mb} MB line failed: {err.decode()[-500:]}")
+    shutil.rmtree(text)
+    return peak[0], time.perf_counter() - t
+
+
 def cache_files(cache: Path) -> int:
     return sum(1 for p in (cache / "train").rglob("*") if p.is_file())
 
@@ -72,11 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lines", type=int, default=6000, help="lines of the blocks comparison (default 6000)")
     ap.add_argument("--files", type=int, default=3000, help="files those lines are split into (default 3000)")
     ap.add_argument("--many", type=int, default=30000, help="one-line files of the file-count rows (default 30000)")
+    ap.add_argument("--giant_mb", default="50,200", help="sizes of the single-line files, MB (default 50,200)")
     ap.add_argument("--max_seq_length", type=int, default=128)
     ap.add_argument("--smoke", action="store_true", help="a few hundred files: proves the script, in seconds")
     a = ap.parse_args(argv)
     if a.smoke:
-        a.lines, a.files, a.many = 600, 300, 500
+        a.lines, a.files, a.many, a.giant_mb = 600, 300, 500, "1"
     from train_cpu import make_tokenizer
 
     from common.reader import SplitReader
@@ -104,15 +155,19 @@ def main(argv: list[str] | None = None) -> int:
         first = preprocess(tok, many, cache, a.max_seq_length, task)
         noop = preprocess(tok, many, cache, a.max_seq_length, task)
         reruns.append((name, first, noop, cache_files(cache)))
+    giants = [(mb, *giant_line_rss(tok, root, mb, a.max_seq_length)) for mb in map(int, a.giant_mb.split(","))]
 
     out = [f"| same {a.lines:,} lines as | blocks | mean block fill | pieces | cache files |", "|---|---|---|---|---|"]
     out += [f"| {n} | {b:,} | {f:.0%} | {p:,} | {c:,} |" for n, b, f, p, c in rows]
     out += ["", f"| {a.many:,} one-line files | first build s | no-op rerun s | cache files |", "|---|---|---|---|"]
     out += [f"| {n} | {f:.1f} | {z:.2f} | {c:,} |" for n, f, z, c in reruns]
+    out += ["", "| one line of | peak RSS, preprocess tree (MiB) | seconds |", "|---|---|---|"]
+    out += [f"| {mb} MB | {rss:,.0f} | {sec:.0f} |" for mb, rss, sec in giants]
     base = reruns[1]
     out += ["", f"- pieces vs one piece per file: cache files {reruns[0][3] / base[3]:.3f}x, first build "
             f"{base[1] / reruns[0][1]:.2f}x faster, no-op rerun {base[2] / reruns[0][2]:.2f}x faster",
-            f"- blocks of --max_seq_length {a.max_seq_length}; 2 workers; made-up words (bench/train_cpu.py)",
+            f"- blocks of --max_seq_length {a.max_seq_length}; 2 workers; --task_size_mb 4 (the default) for the "
+            "giant lines; made-up words (bench/train_cpu.py)",
             f"- command: `{shlex.join(['python', 'bench/small_files.py', *(sys.argv[1:] if argv is None else argv)])}`"]
     print("\n".join(out))
     shutil.rmtree(root)
