@@ -14,7 +14,8 @@ Schema (``format_version`` 2), every field written by ``Manifest.to_dict``::
     shards[]         one per input file, in sorted order:
                      {path (relative to input_dir), bytes, digest, lines,
                       tokens, invalid_utf8, lines_without_tokens (cleaned
-                      lines that encoded to no id, dropped), line_hist}
+                      lines that encoded to no id, dropped), unk_tokens (ids of
+                      the unknown token), line_hist}
     pieces[]         runs of consecutive shards stored as one stream, in order:
                      {key, shards (how many of shards[] it holds), lines, tokens,
                       files: {tokens: FILE, lines: FILE},
@@ -23,7 +24,7 @@ Schema (``format_version`` 2), every field written by ``Manifest.to_dict``::
                      FILE = {path (relative to the split dir), bytes, digest,
                              dtype, shape}
     totals           {shards, pieces, bytes, lines, tokens, blocks, lines_split,
-                      invalid_utf8, lines_without_tokens, disk_bytes}
+                      invalid_utf8, lines_without_tokens, unk_tokens, disk_bytes}
     stats            {length_bins, line_hist, block_hist}
 
 Written last and atomically: if it exists, the run that wrote it finished.
@@ -161,11 +162,13 @@ class ShardInfo:
     tokens: int
     invalid_utf8: int
     lines_without_tokens: int
+    unk_tokens: int  # ids of the unknown token: text the vocabulary does not cover
     line_hist: list[int]
 
     def validate(self, where: str) -> None:
         inside(self.path, f"{where}.path")
-        if min(self.bytes, self.lines, self.tokens, self.invalid_utf8, self.lines_without_tokens) < 0:
+        if min(self.bytes, self.lines, self.tokens, self.invalid_utf8, self.lines_without_tokens,
+               self.unk_tokens) < 0:
             raise ShapeError(f"{where}: negative count")
 
     @staticmethod
@@ -243,6 +246,7 @@ class Manifest:
             "lines_split": sum(b.lines_split for b in blocks),
             "invalid_utf8": sum(s.invalid_utf8 for s in self.shards),
             "lines_without_tokens": sum(s.lines_without_tokens for s in self.shards),
+            "unk_tokens": sum(s.unk_tokens for s in self.shards),
             "disk_bytes": disk,
         }
 
@@ -297,6 +301,11 @@ class Manifest:
         except ShapeError as e:
             raise FormatError(f"{source}: malformed manifest ({e})") from None
         return m
+
+
+def unk_share(unk_tokens: int, tokens: int, lines: int) -> float:
+    """The unknown token's share of the ids (separators, one a line, not counted)."""
+    return unk_tokens / max(tokens - lines, 1)
 
 
 class ShapeError(ValueError):

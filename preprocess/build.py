@@ -232,7 +232,7 @@ class _PieceAssembler:
             self._shard = r.shard
             self.members.append({"bytes": scan.size,  # what was hashed and tokenized, not what the file holds now
                                  "digest": scan.digest, "lines": 0, "tokens": 0, "invalid_utf8": 0,
-                                 "lines_without_tokens": 0,
+                                 "lines_without_tokens": 0, "unk_tokens": 0,
                                  "line_hist": np.zeros(len(length_histogram(np.empty(0))), np.int64)})
         m = self.members[-1]
         self.tokens.append(r.tokens)
@@ -249,6 +249,7 @@ class _PieceAssembler:
         m["line_hist"] += length_histogram(lengths)
         m["invalid_utf8"] += r.invalid_utf8
         m["lines_without_tokens"] += r.lines_without_tokens
+        m["unk_tokens"] += r.unk
 
     def commit(self) -> dict[str, Any]:
         out = self.plan.out_dir
@@ -271,11 +272,18 @@ class _PieceAssembler:
             self.lines.abort()
 
 
-def tokenize_split(plan: SplitPlan, dtype: np.dtype, task_map: TaskMap) -> None:
-    """Tokenize every piece that has no reusable record, committing each as soon as it is whole."""
+UNK_WARN_SHARE = 0.05
+
+
+def tokenize_split(plan: SplitPlan, dtype: np.dtype, task_map: TaskMap) -> list[str]:
+    """Tokenize every piece that has no reusable record, committing each as soon as it is whole.
+
+    Returns the first few lines (shortened) that held the unknown token, for the warning.
+    """
     todo = plan.to_tokenize
+    examples: list[str] = []
     if not todo:
-        return
+        return examples
     piece_of = {i: p for p in todo for i in plan.groups[p]}
     tasks = plan_tasks([(i, plan.shards[i], plan.scans[i]) for p in todo for i in plan.groups[p]])
     bar = tqdm(total=plan.bytes_to_tokenize, unit="B", unit_scale=True, unit_divisor=1024,
@@ -293,6 +301,7 @@ def tokenize_split(plan: SplitPlan, dtype: np.dtype, task_map: TaskMap) -> None:
             if current is None:
                 current = _PieceAssembler(plan, piece, dtype)
             current.add(r)
+            examples += r.unk_examples[: 3 - len(examples)]
             n_tokens += len(r.tokens)
             bar.update(r.nbytes)
             bar.set_postfix_str(f"{n_tokens / max(time.perf_counter() - start, 1e-9):,.0f} tok/s", refresh=False)
@@ -303,6 +312,7 @@ def tokenize_split(plan: SplitPlan, dtype: np.dtype, task_map: TaskMap) -> None:
         bar.close()
         if current is not None:
             current.abort()
+    return examples
 
 
 def pack_split(plan: SplitPlan, max_seq_length: int) -> None:

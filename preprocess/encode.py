@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,7 @@ from preprocess.sharding import Task
 
 Encoder = Callable[[list[str]], list[list[int]]]
 BATCH_LINES = 1024
+UNK_EXAMPLES = 3
 ENCODE_CHARS = 1 << 16  # a longer line is encoded in pieces of at most this many characters
 CLEANING = {
     "newlines": ["\\n", "\\r\\n", "\\r"],
@@ -242,6 +243,8 @@ class TaskResult:
     line_lengths: np.ndarray  # int64, tokens per line incl. its separator (the open last one: without)
     lines_without_tokens: int
     invalid_utf8: int
+    unk: int = 0  # ids of the unknown token among ``tokens``
+    unk_examples: list[str] = field(default_factory=list)  # the first few lines holding one, cut to 100 characters
     changed: bool = False  # the bytes read differ from those the run planned with: nothing was encoded
     open_end: bool = False  # the last line continues in the next task's result: it has no separator yet
 
@@ -256,6 +259,7 @@ def set_worker_state(loaded: LoadedTokenizer, encoder: str) -> None:
     _STATE["separator"] = loaded.separator_id
     _STATE["dtype"] = np.dtype(loaded.identity.dtype)
     _STATE["space_token"] = SPACE_TOKEN if preprocess_space_token(loaded.identity) else None
+    _STATE["unk"] = loaded.identity.special_ids.unk
 
 
 def encode_task(task: Task) -> TaskResult:
@@ -278,9 +282,15 @@ def encode_task(task: Task) -> TaskResult:
     del text
     encode, sep = _STATE["encode"], _STATE["separator"]
     cut_before = (" ", "\t", *([_STATE["space_token"]] if _STATE["space_token"] else []))
-    streams, lengths, dropped = [], [], 0
+    streams, lengths, dropped, unk, examples = [], [], 0, 0, []
     for i in range(0, len(lines), BATCH_LINES):
         ids = encode_bounded(encode, lines[i : i + BATCH_LINES], cut_before)
+        if _STATE["unk"] is not None:
+            for line, x in zip(lines[i : i + BATCH_LINES], ids):
+                k = x.count(_STATE["unk"]) if isinstance(x, list) else list(x).count(_STATE["unk"])
+                unk += k
+                if k and len(examples) < UNK_EXAMPLES:
+                    examples.append(line[:100])
         s, n, d = ids_to_stream(ids, sep, dtype, keep_first=i == 0 and task.starts_open,
                                 open_last=i + BATCH_LINES >= len(lines) and task.ends_open)
         streams.append(s)
@@ -289,4 +299,4 @@ def encode_task(task: Task) -> TaskResult:
     tokens = np.concatenate(streams) if streams else np.empty(0, dtype)
     line_lengths = np.concatenate(lengths) if lengths else np.empty(0, OFFSET_DTYPE)
     return TaskResult(task.shard, task.last, task.end - task.start, tokens, line_lengths, dropped, invalid,
-                      open_end=task.ends_open)
+                      unk=unk, unk_examples=examples, open_end=task.ends_open)

@@ -26,7 +26,7 @@ from common.check import check_split
 from common.cli import run_command
 from common.errors import UserError
 from common.format import MANIFEST_NAME, FormatError, length_bins
-from common.manifest import Manifest, to_json
+from common.manifest import Manifest, to_json, unk_share
 from common.tokenizer import TokenizerError, load_tokenizer, tokenizer_source
 
 REBUILD_HINT = "rerun preprocessing with the same flags to rewrite it (valid pieces are reused)"
@@ -94,6 +94,8 @@ def show(split: Path, m: Manifest) -> str:
         f"{t['lines_split']:,} long lines split into pieces",
         f"cleaning   {t['invalid_utf8']:,} invalid UTF-8 sequences replaced, "
         f"{t['lines_without_tokens']:,} lines without tokens dropped",
+        f"unknown    {t['unk_tokens']:,} ids of the unknown token "
+        f"({unk_share(t['unk_tokens'], t['tokens'], t['lines']):.2%} of the ids)",
         f"disk       {_size(t['disk_bytes'])} ({t['disk_bytes'] / max(t['tokens'], 1):.2f} bytes/token)",
         "line lengths (tokens):",
         *histogram_lines(stats["line_hist"]),

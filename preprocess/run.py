@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from common.errors import UserError
 from common.format import BLOCKS_DIR, PIECES_DIR, SPACE_TOKEN
-from common.manifest import Manifest, Parameters
+from common.manifest import Manifest, Parameters, unk_share
 from common.packing import PACKING
 from common.tokenizer import (
     LoadedTokenizer,
@@ -189,10 +189,11 @@ def _run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
             for plan, old in zip(plans, olds):
                 t0 = time.perf_counter() if plan is not plans[0] else start
                 n_tok, n_pack = plan.shards_of(plan.to_tokenize), plan.shards_of(plan.to_pack)
-                if n_tok:
-                    build.tokenize_split(plan, loaded.identity.dtype, task_map)
+                examples = build.tokenize_split(plan, loaded.identity.dtype, task_map) if n_tok else []
                 build.pack_split(plan, cfg.max_seq_length)
                 manifest = build.make_manifest(plan, tokenizer, parameters(cfg), command)
+                if n_tok:
+                    _warn_unknown(plan.split, manifest, examples)
                 force = bool(cfg.overwrite_cache or n_tok or n_pack)
                 if not writable:
                     reason = "--overwrite_cache asks to rebuild it" if cfg.overwrite_cache else None
@@ -206,6 +207,19 @@ def _run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
         if any(read_only_reasons):
             raise UserError(_read_only_message(cache, read_only_reasons))
         return reports
+
+
+def _warn_unknown(split: str, manifest: Manifest, examples: list[str]) -> None:
+    """Warn when the vocabulary misses much of the text (e.g. an English WordPiece on Thai)."""
+    t = manifest.totals()
+    share = unk_share(t["unk_tokens"], t["tokens"], t["lines"])
+    if share <= build.UNK_WARN_SHARE:
+        return
+    worst = max(manifest.shards, key=lambda s: unk_share(s.unk_tokens, s.tokens, s.lines))
+    build.warn(f"{split}: {share:.1%} of the ids are the unknown token (worst shard: {worst.path}, "
+               f"{unk_share(worst.unk_tokens, worst.tokens, worst.lines):.1%}); the tokenizer's vocabulary "
+               "does not cover this text: check --tokenizer_name_or_path. Lines with one: "
+               + " | ".join(repr(x) for x in examples))
 
 
 def _read_only_reason(plan: build.SplitPlan, old: Manifest | None, manifest: Manifest | None) -> str | None:

@@ -27,7 +27,7 @@ def _manifest() -> Manifest:
     f = FileInfo("pieces/k.tokens.npy", 128 + 20, "d1", "uint16", [10])
     b = BlocksInfo("bk", 8, 2, 1, [0, 0, 0, 2], FileInfo("blocks/bk.blocks.npy", 160, "d2", "int64", [2, 2]))
     lines = FileInfo("pieces/k.lines.npy", 128 + 32, "d3", "int64", [4])
-    shards = [ShardInfo("a.txt", 50, "dd", 2, 7, 1, 0, [0, 2]), ShardInfo("b.txt", 9, "de", 1, 3, 0, 0, [0, 1])]
+    shards = [ShardInfo("a.txt", 50, "dd", 2, 7, 1, 0, 2, [0, 2]), ShardInfo("b.txt", 9, "de", 1, 3, 0, 0, 0, [0, 1])]
     return Manifest("/in", TOKENIZER, PARAMETERS, shards, [PieceInfo("k", 2, 3, 10, {"tokens": f, "lines": lines}, b)])
 
 

@@ -142,3 +142,23 @@ def test_30000_small_files_preprocess_rerun_fresh_and_train(capsys, tmp_path, wo
     assert train_main(flags) == 0
     maps = Path(f"/proc/{os.getpid()}/maps").read_text().count(f"{cache}/")
     assert maps < 100, f"{maps} maps of cache files: must grow with pieces, not files"
+
+
+def test_text_the_vocabulary_misses_is_counted_per_shard_and_warned_about(capsys, tmp_path, wordpiece_dir):
+    from preprocess.inspect_cache import main as inspect_main
+
+    text = tmp_path / "text"
+    write_shards(text, n_shards=2)
+    cache = tmp_path / "cache"
+    rc, _, err = run_cli(capsys, *base_args(wordpiece_dir, text, cache))
+    assert rc == 0 and "unknown token" not in err  # text the vocabulary covers: no warning
+    assert {s["unk_tokens"] for s in manifest(cache)["shards"]} == {0}
+    (text / "shard_001.txt").write_text("\n".join(["日本語のテキスト 中文文本 한국어 🤗🚀"] * 200) + "\n")
+    rc, _, err = run_cli(capsys, *base_args(wordpiece_dir, text, cache))
+    assert rc == 0 and "of the ids are the unknown token (worst shard: shard_001.txt" in err
+    assert "日本語のテキスト" in err  # an example line
+    m = manifest(cache)
+    by_path = {s["path"]: s["unk_tokens"] for s in m["shards"]}
+    assert by_path["shard_000.txt"] == 0 < by_path["shard_001.txt"] == m["totals"]["unk_tokens"]
+    assert inspect_main(["show", str(cache / "train")]) == 0
+    assert "ids of the unknown token" in capsys.readouterr().out
