@@ -410,4 +410,6 @@ def remove_unreferenced(out_dir: Path, manifest: Manifest) -> int:
             if pattern.fullmatch(p.name) and f"{sub}/{p.name}" not in keep and not p.is_symlink() and p.is_file():
                 p.unlink()
                 removed += 1
+        if sub in LEGACY_DIRS and not any(d.iterdir()):
+            d.rmdir()  # a format-1 cache's dir, now empty
     return removed

@@ -117,6 +117,9 @@ def test_a_format_1_cache_is_rebuilt_and_its_arrays_removed(capsys, tmp_path, wo
     rc, out, err = run_cli(capsys, *args)
     assert rc == 0 and "format_version 1" in err and json.loads(mpath.read_text())["format_version"] == 2
     assert [p.name for p in old.iterdir()] == ["notes.txt"]  # our old array gone, the user's file kept
+    (old / "notes.txt").unlink()
+    (old / f"{'b' * 32}.lines.npy").write_bytes(b"old")
+    assert run_cli(capsys, *args)[0] == 0 and not old.exists()  # emptied: the format-1 dir goes too
 
 
 @pytest.mark.slow
