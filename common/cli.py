@@ -71,8 +71,34 @@ def dataclass_parser(cls: type, prog: str, description: str) -> argparse.Argumen
     return parser
 
 
+INPUT_FLAGS = ("train_dir", "eval_dir")  # a second one is meant as more text, not as a correction
+
+
+def refuse_repeated(argv: list[str]) -> list[str]:
+    """Flags given more than once, never silently: argparse keeps the last value and drops the others.
+
+    An input dir given twice (``--train_dir a --train_dir b`` read only b) is a
+    CliError; any other flag gets a note naming the value that counts (a
+    command with an override appended, ``... --max_steps 10``, keeps working).
+    """
+    seen: dict[str, list[str]] = {}
+    for i, a in enumerate(argv):
+        if a.startswith("--") and len(a) > 2:
+            name, eq, value = a[2:].partition("=")
+            value = value if eq else (argv[i + 1] if i + 1 < len(argv) and not argv[i + 1].startswith("--") else "")
+            seen.setdefault(name.replace("-", "_"), []).append(value)
+    for name in INPUT_FLAGS:
+        if len(seen.get(name, [])) > 1:
+            raise CliError(f"--{name} is given {len(seen[name])} times ({', '.join(seen[name])}); one dir per "
+                           "split: put the shards of both in one dir")
+    return [f"note: --{name} is given {len(values)} times; the last ({values[-1]!r}) counts"
+            for name, values in seen.items() if len(values) > 1]
+
+
 def parse_dataclass(cls: type[T], argv: list[str], prog: str, description: str) -> T:
-    """Flags, or one JSON file of the same keys; unknown flags or keys exit with an error (strict)."""
+    """Flags, or one JSON file of the same keys; unknown or repeated flags or keys exit with an error (strict)."""
+    for note in refuse_repeated(argv):
+        print(note, file=sys.stderr)
     parser = dataclass_parser(cls, prog, description)
     if len(argv) == 1 and argv[0].endswith(".json"):
         argv = _json_as_flags(cls, argv[0])

@@ -6,15 +6,17 @@ is an opaque cookie, not a byte offset. Small shards are one task; big ones
 are cut into ranges of about ``task_bytes`` so every core stays busy and a
 worker's memory is bounded by the task, not the shard. A line so long that
 no ``\\n`` comes within ``task_bytes`` of where a range should end is cut
-mid-line, just before a space, tab or CR (where every tokenizer we know
-splits words anyway), else at a character boundary: the range is *open* and
-the next continues its last line (preprocess/encode.py).
+after a CR (also a line end to the cleaning), else mid-line, just before a
+run of spaces or tabs (where every tokenizer we know splits words anyway),
+else at a character boundary: the range is *open* and the next continues
+its last line (preprocess/encode.py).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -103,28 +105,71 @@ def check_shard(p: Path, input_dir: str) -> None:
         if not stat.S_ISREG(mode):
             raise UserError(f"{p}: {_kind(mode)}, not a regular file; move it out of {input_dir}")
         with open(p, "rb") as f:
-            f.read(1)
+            head = f.read(SNIFF_BYTES)
     except OSError as e:
         raise UserError(f"{p}: not readable ({e.strerror}); fix it or move it out of {input_dir}") from None
+    what = not_text(head)
+    if what:
+        raise UserError(f"{p}: {what}, not text: it would be tokenized as garbage. Convert it to UTF-8 text "
+                        f"or move it out of {input_dir}")
 
 
-CUT_BEFORE = (b" ", b"\t", b"\r")  # a giant line is cut just before one of these
+SNIFF_BYTES = 4096
+MAGIC = ((b"\x1f\x8b", "gzip-compressed"), (b"\x28\xb5\x2f\xfd", "zstd-compressed"), (b"PAR1", "a Parquet file"),
+         (b"BZh", "bzip2-compressed"), (b"\xfd7zXZ\x00", "xz-compressed"), (b"PK\x03\x04", "a zip archive"),
+         (b"\xff\xfe", "UTF-16 text"), (b"\xfe\xff", "UTF-16 text"))
 
 
-def _first_of(buf: bytearray, needles: tuple[bytes, ...], lo: int, hi: int) -> int:
-    found = [i for i in (buf.find(c, lo, hi) for c in needles) if i >= 0]
-    return min(found) if found else -1
+def not_text(head: bytes) -> str | None:
+    """What the first bytes of a file say it is, if not text. Text that decodes as UTF-8 (a character
+    cut by the sniff's end aside) and has no NUL is text, whatever it starts with ("BZh...", "PAR1 ...");
+    otherwise a magic number names the format, and NUL bytes (text has none) mark binary. Invalid
+    UTF-8 in what is otherwise text is left to the run (replaced and counted)."""
+    if b"\0" not in head:
+        try:
+            head.decode("utf-8")
+            return None
+        except UnicodeDecodeError as e:
+            if e.start >= len(head) - 3:  # a character cut by the end of the sniff
+                return None
+    for magic, what in MAGIC:
+        if head.startswith(magic):
+            return what
+    if head.count(0) > len(head) // 100:
+        return "binary data (NUL bytes)"
+    return None
+
+
+LINE_ENDS = (0x0A, 0x0D)  # \n, and \r, which the cleaning also reads as a line end (old Mac files)
+SPACES = (0x20, 0x09)
+
+
+_CUT = re.compile(rb"[\n\r]|(?<![ \t])[ \t]")
+
+
+def _cut_point(buf: bytearray, lo: int, hi: int, prev: int) -> int:
+    """The first byte in ``buf[lo:hi]`` that is a line end (cut after it) or a space or tab that follows
+    a byte other than a space or tab (cut before it: the start of a run of spaces, so no piece ends in
+    spaces and none starts inside a run); ``prev`` is the byte before ``buf[lo]`` (the previous read's
+    last byte when ``lo`` is 0). -1 if none."""
+    if lo >= hi:
+        return -1
+    if buf[lo] in LINE_ENDS or (buf[lo] in SPACES and prev not in SPACES):
+        return lo
+    m = _CUT.search(buf, lo + 1, hi)  # the lookbehind sees buf[lo]: search does not slice
+    return m.start() if m else -1
 
 
 def scan_shard(path: Path, task_bytes: int) -> Scan:
     """Hash a shard and cut it into tasks in one pass over its bytes.
 
-    A range ends just after the first ``\\n`` at or past ``start + task_bytes - 1``
+    A range ends just after the first ``\\n`` (or CR) at or past ``start + task_bytes - 1``
     (or at the end of the file), so ranges hold whole lines and depend only
     on the bytes and ``task_bytes``, never on the number of workers or the
     read size. A line too long for that (no ``\\n`` up to ``start + 2 x
-    task_bytes``) is cut *open* just before the next space, tab or CR, or,
-    if none comes by ``start + 3 x task_bytes``, at the next UTF-8
+    task_bytes``) is cut after the next CR (a line end too), else *open* just
+    before the next run of spaces or tabs, or, if none comes by
+    ``start + 3 x task_bytes``, at the next UTF-8
     character boundary. No range, and no worker's memory, then grows with a
     line's length; every search runs forward, so the reads' size cannot move a cut.
     """
@@ -134,6 +179,7 @@ def scan_shard(path: Path, task_bytes: int) -> Scan:
     ranges: list[tuple[int, int, str]] = []
     open_ends: list[int] = []
     start = offset = 0
+    last_byte = 0x0A
     step = max(task_bytes, 1)
     with open(path, "rb", buffering=0) as f:
         while n := f.readinto(buf):
@@ -141,13 +187,15 @@ def scan_shard(path: Path, task_bytes: int) -> Scan:
             p = 0
             while (cut := start + step - 1 - offset) < n:
                 w1, w2 = start + 2 * step - 1 - offset, start + 3 * step - 1 - offset  # relative to buf
-                i = buf.find(b"\n", max(p, cut, 0), max(0, min(n, w1 + 1)))  # a negative end counts from the end
+                prev = buf[w1] if 0 <= w1 < n else last_byte  # the byte before the cut search starts
+                lo, hi = max(p, cut, 0), max(0, min(n, w1 + 1))  # a negative end would count from the end
+                i = min((k for k in (buf.find(b"\n", lo, hi), buf.find(b"\r", lo, hi)) if k >= 0), default=-1)
                 if i >= 0:
                     end, is_open = i + 1, False
                 elif w1 >= n:
                     break  # the window goes on in the next read
-                elif (j := _first_of(buf, (b"\n", *CUT_BEFORE), max(p, w1 + 1), max(0, min(n, w2 + 1)))) >= 0:
-                    end, is_open = (j + 1, False) if buf[j] == 0x0A else (j, True)
+                elif (j := _cut_point(buf, max(p, w1 + 1), max(0, min(n, w2 + 1)), prev)) >= 0:
+                    end, is_open = (j + 1, False) if buf[j] in LINE_ENDS else (j, True)
                 elif w2 >= n:
                     break
                 else:
@@ -164,6 +212,7 @@ def scan_shard(path: Path, task_bytes: int) -> Scan:
                 part.reset()
                 start, p = offset + end, end
             part.update(view[p:n])
+            last_byte = buf[n - 1]
             offset += n
     if start < offset or not ranges:
         ranges.append((start, offset, part.hexdigest()))

@@ -16,7 +16,7 @@ from typing import Any
 
 from transformers import HfArgumentParser, TrainingArguments
 
-from common.cli import CliError, read_config
+from common.cli import CliError, read_config, refuse_repeated
 from common.config import CacheArguments, refuse_other_commands_flags
 from common.errors import UserError
 from train.model import ARCHITECTURES
@@ -181,9 +181,13 @@ def parse(argv: list[str], prog: str, cache_class: type = CacheArguments, extra:
             values = read_config(argv[0])
         except CliError as e:
             raise UserError(str(e)) from None
-        given = set(values)
+        given, repeated = set(values), []
     else:
         argv = _resume_without_value(argv)
+        try:
+            repeated = refuse_repeated(argv)
+        except CliError as e:
+            raise UserError(f"{e}; see {prog} --help") from None
         namespace, unknown = parser.parse_known_args(argv)
         if unknown:
             refuse_other_commands_flags(_given(unknown), prog)
@@ -194,7 +198,7 @@ def parse(argv: list[str], prog: str, cache_class: type = CacheArguments, extra:
     values, notes, env = translate_legacy(values, given, cuda, int(os.environ.get("WORLD_SIZE", "1")))
     values, speed_notes = throughput_defaults(values, given, cuda, cuda and torch.cuda.is_bf16_supported(),
                                               cuda and torch.cuda.get_device_capability(0)[0] >= 8)
-    notes += speed_notes
+    notes += speed_notes + repeated
     try:
         objs = parser.parse_dict(values, allow_extra_keys=False)
     except (ValueError, TypeError) as e:  # an unknown key, a missing or inconsistent setting

@@ -99,3 +99,20 @@ def test_a_line_encoded_in_pieces_has_the_ids_of_the_whole_line(request, tok):
     line = " ".join(make_lines(3000, seed=5, max_words=40))
     assert len(line) > 2 * ENCODE_CHARS
     assert encode_bounded(encode, ["short one", line, "x"]) == encode(["short one", line, "x"])
+
+
+@pytest.mark.parametrize("tok", ["wordpiece_dir", "bpe_dir"])
+def test_cr_only_files_and_runs_of_spaces_cut_like_whole_lines(capsys, request, tmp_path, tok):
+    """Old Mac files (\\r only, blank lines too) are cut at their line ends; a giant line is cut before a
+    run of spaces, never inside one: the ids of every line equal those of the whole file read at once."""
+    tok_dir = request.getfixturevalue(tok)
+    text = tmp_path / "text"
+    text.mkdir()
+    words = " ".join(make_lines(400, seed=6, max_words=30))
+    (text / "mac.txt").write_bytes(((words[:2094] + "x\r\rnext line\r") * 3).encode())
+    (text / "runs.txt").write_text("first\n" + words.replace(" ", "      ") + "   \nlast\n")
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert run_cli(capsys, *base_args(tok_dir, text, whole))[0] == 0
+    assert run_cli(capsys, *base_args(tok_dir, text, cut, "--task_size_mb", "0.001"))[0] == 0
+    assert [x.tolist() for x in lines_of(cut)] == [x.tolist() for x in lines_of(whole)]
+    assert manifest(cut)["totals"]["lines"] == 6 + 3

@@ -7,6 +7,7 @@ subprocess) the way a user, a scheduler or a bad disk would.
 from __future__ import annotations
 
 import errno
+import gzip
 import json
 import os
 import shutil
@@ -579,3 +580,45 @@ def test_a_really_full_disk_leaves_no_temp_file_and_the_old_manifest(tmp_path, w
     assert r.stdout.splitlines() == ["rc=2", "manifest-intact"], (r.stdout, r.stderr, err)  # no temp file listed
     assert "No space left on device" in err and str(cache) in err
     _one_error_line(err)
+
+
+@pytest.mark.parametrize("what, data", [
+    ("gzip-compressed", gzip.compress(b"some text\n" * 50)),
+    ("zstd-compressed", b"\x28\xb5\x2f\xfd" + bytes(range(200))),
+    ("a Parquet file", b"PAR1" + b"\x15\x04\x15\x00\x15\x8c\x01\x2c" * 100),
+    ("binary data (NUL bytes)", b"text\x00\x00\x01\x02" * 200),
+    ("UTF-16 text", "สวัสดี\n".encode("utf-16")),
+])
+def test_a_file_that_is_not_text_is_refused_before_any_work(capsys, tmp_path, wordpiece_dir, what, data):
+    train = tmp_path / "train"
+    write_shards(train, n_shards=2)
+    (train / "shard_001.txt").write_bytes(data)  # named like text
+    rc, _, err = run_cli(capsys, *base_args(wordpiece_dir, train, tmp_path / "cache"))
+    assert rc == 2 and f"shard_001.txt: {what}, not text" in err
+    _one_error_line(err)
+    assert not (tmp_path / "cache" / "train" / "manifest.json").exists()
+
+
+def test_a_flag_given_twice_is_never_silently_dropped(capsys, tmp_path, wordpiece_dir):
+    from train.__main__ import main as train_main
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_shards(a, n_shards=1)
+    write_shards(b, n_shards=1, seed=2)
+    rc, _, err = run_cli(capsys, *base_args(wordpiece_dir, a, tmp_path / "cache"), "--train_dir", str(b))
+    assert rc == 2 and f"--train_dir is given 2 times ({a}, {b})" in err
+    args = base_args(wordpiece_dir, a, tmp_path / "cache")
+    rc, _, err = run_cli(capsys, *args, "--max_seq_length", "48")  # an override appended: it counts, and says so
+    assert rc == 0 and "note: --max_seq_length is given 2 times; the last ('48') counts" in err
+    assert manifest(tmp_path / "cache")["parameters"]["max_seq_length"] == 48
+    assert train_main(["--eval_dir", "x", "--eval-dir", "y"]) == 2
+    assert "--eval_dir is given 2 times" in capsys.readouterr().err
+
+
+def test_text_that_starts_like_a_magic_number_is_still_text(capsys, tmp_path, wordpiece_dir):
+    train = tmp_path / "train"
+    train.mkdir()
+    (train / "a.txt").write_text("BZh is a name\nPAR1 is the first paragraph\n")
+    rc, _, err = run_cli(capsys, *base_args(wordpiece_dir, train, tmp_path / "cache"))
+    assert rc == 0, err
+    assert manifest(tmp_path / "cache")["totals"]["lines"] == 2
