@@ -89,7 +89,8 @@ def show(split: Path, m: Manifest) -> str:
         f"separator {to_json(tok.separator)}, encoder {tok.encoder}",
         f"parameters max_seq_length {p.max_seq_length}, datasets_type {p.datasets_type}, "
         f"add_space_token {p.add_space_token}, ext {p.ext}",
-        f"shards     {t['shards']:,} ({_size(t['bytes'])} of text), {t['lines']:,} lines, {t['tokens']:,} tokens",
+        f"shards     {t['shards']:,} ({_size(t['bytes'])} of text) in {t['pieces']:,} pieces, {t['lines']:,} lines, "
+        f"{t['tokens']:,} tokens",
         f"blocks     {t['blocks']:,} of at most {p.max_seq_length} tokens; "
         f"{t['lines_split']:,} long lines split into pieces",
         f"cleaning   {t['invalid_utf8']:,} invalid UTF-8 sequences replaced, "

@@ -31,7 +31,7 @@ def test_show_summarises_each_split(capsys, built):
     cache, _ = built
     rc, out = _inspect(capsys, "show", cache)
     assert rc == 0 and out.count("== ") == 2
-    for what in ["tokenizer  auto", "dtype uint16", "separator", "shards     4", "lines,",
+    for what in ["tokenizer  auto", "dtype uint16", "separator", "shards     4", " pieces, ", "lines,",
                  "long lines split into pieces", "1 invalid UTF-8", "bytes/token", "line lengths", "block lengths",
                  "mlm-preprocess --tokenizer_name_or_path"]:
         assert what in out, what
