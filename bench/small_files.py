@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     out += ["", "| one line of | peak RSS, preprocess tree (MiB) | seconds |", "|---|---|---|"]
     out += [f"| {mb} MB | {rss:,.0f} | {sec:.0f} |" for mb, rss, sec in giants]
     base = reruns[1]
-    out += ["", f"- pieces vs one piece per file: cache files {reruns[0][3] / base[3]:.3f}x, first build "
+    out += ["", f"- pieces vs one piece per file: cache files {reruns[0][3]:,} vs {base[3]:,}, first build "
             f"{base[1] / reruns[0][1]:.2f}x faster, no-op rerun {base[2] / reruns[0][2]:.2f}x faster",
             f"- blocks of --max_seq_length {a.max_seq_length}; 2 workers; --task_size_mb 4 (the default) for the "
             "giant lines; made-up words (bench/train_cpu.py)",
