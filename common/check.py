@@ -9,6 +9,7 @@ the preprocess planner rebuilds).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,11 +99,23 @@ def _damaged(split_dir: Path, m: Manifest, digests: bool) -> tuple[str, ...]:
     return tuple(found)
 
 
+def list_text_files(d: Path, ext: str, recursive: bool) -> list[Path]:
+    """Every ``*.<ext>`` file directly in ``d`` or, with ``recursive``, anywhere below it, sorted by its
+    path under ``d``. Links to dirs are not entered (a link loop would never end); links to files are
+    listed like files."""
+    if recursive:
+        found = [Path(root) / f for root, _, files in os.walk(d) for f in files if f.endswith(f".{ext}")]
+    else:
+        found = [p for p in d.glob(f"*.{ext}") if not p.is_dir()]
+    return sorted(found, key=lambda p: p.relative_to(d).as_posix())
+
+
 def _text_states(m: Manifest, input_dir: Path) -> dict[str, tuple[str, ...]]:
     """Shards of the manifest against the ``*.<ext>`` files of ``input_dir`` now, by content."""
     if not input_dir.is_dir():
         raise UserError(f"input dir {input_dir} not found; give the dir where the shards are now")
-    now = {p.name: p for p in sorted(input_dir.glob(f"*.{m.parameters.ext}")) if not p.is_dir()}
+    now = {p.relative_to(input_dir).as_posix(): p
+           for p in list_text_files(input_dir, m.parameters.ext, m.parameters.recursive)}
     before = {s.path: s.digest for s in m.shards}
     both = sorted(set(now) & set(before))
     digests = dict(zip(both, file_digests(now[name] for name in both)))  # the reads run in parallel

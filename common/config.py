@@ -49,6 +49,11 @@ class CacheArguments:
                   "fake_sefr_cut|FakeSefrCutTokenizer, or module.path:ClassName."},
     )
     ext: str = field(default="txt", metadata={"help": "Extension of the text shards, with or without the dot."})
+    recursive: bool = field(
+        default=False,
+        metadata={"help": "Read *.<ext> files in the subdirectories of --train_dir/--eval_dir too (links to dirs "
+                  "are not followed); the manifest names them by their path under the dir."},
+    )
     max_seq_length: int = field(
         default=512, metadata={"help": "Tokens per block including <s> and </s> (at least 3)."}
     )

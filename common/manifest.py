@@ -10,7 +10,7 @@ Schema (``format_version`` 2), every field written by ``Manifest.to_dict``::
                       special_ids: {bos, eos, pad, unk, mask},
                       separator: {token, id}, encoder}
     parameters       Parameters: {ext, max_seq_length, datasets_type,
-                      add_space_token, cleaning, packing}
+                      add_space_token, cleaning, packing, recursive}
     shards[]         one per input file, in sorted order:
                      {path (relative to input_dir), bytes, digest, lines,
                       tokens, invalid_utf8, lines_without_tokens (cleaned
@@ -113,6 +113,7 @@ class Parameters:
     add_space_token: bool
     cleaning: dict[str, Any]
     packing: dict[str, Any]
+    recursive: bool = False  # shards were looked for in subdirectories too
 
 
 @dataclass(frozen=True)

@@ -129,7 +129,8 @@ def _task_map(cfg: PreprocessConfig, loaded: LoadedTokenizer, encoder: str) -> I
 
 
 def parameters(cfg: PreprocessConfig) -> Parameters:
-    return Parameters(cfg.ext, cfg.max_seq_length, cfg.datasets_type, cfg.add_space_token, CLEANING, PACKING)
+    return Parameters(cfg.ext, cfg.max_seq_length, cfg.datasets_type, cfg.add_space_token, CLEANING, PACKING,
+                      cfg.recursive)
 
 
 def run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
@@ -157,8 +158,8 @@ def _run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
     check_layout(cache, [(flags[split], d) for split, d in cfg.splits()])
     inputs = []
     for split, d in cfg.splits():
-        shards = list_shards(d, cfg.ext, flags[split])
-        inputs.append((split, Path(d).resolve(), [Path(d).resolve() / p.name for p in shards]))
+        shards = list_shards(d, cfg.ext, flags[split], cfg.recursive)
+        inputs.append((split, Path(d).resolve(), [Path(d).resolve() / p.relative_to(d) for p in shards]))
     try:
         source = tokenizer_source(cfg.tokenizer_name_or_path, cfg.tokenizer_type, cfg.tokenizer_settings)
     except TokenizerError as e:

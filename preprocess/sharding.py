@@ -24,6 +24,7 @@ from pathlib import Path
 
 import xxhash
 
+from common.check import list_text_files
 from common.errors import UserError
 from common.hashing import CHUNK_BYTES, map_files
 
@@ -58,26 +59,27 @@ class Scan:
         return bool(self.open_ends)
 
 
-def list_shards(input_dir: str, ext: str, flag: str = "--train_dir") -> list[Path]:
-    """Every ``*.<ext>`` file directly in ``input_dir``, sorted by name, each checked readable."""
+def list_shards(input_dir: str, ext: str, flag: str = "--train_dir", recursive: bool = False) -> list[Path]:
+    """Every ``*.<ext>`` file directly in ``input_dir`` (or below it, ``recursive``), sorted by its path
+    under the dir, each checked readable and text."""
     d = Path(input_dir)
     if not d.exists():
         raise UserError(f"{flag} {input_dir}: no such directory")
     if not d.is_dir():
         raise UserError(f"{flag} {input_dir}: not a directory")
-    shards = sorted(p for p in d.glob(f"*.{ext}") if not p.is_dir())
+    shards = list_text_files(d, ext, recursive)
     if not shards:
         others = sorted({p.suffix for p in d.iterdir() if p.is_file()})
         subdirs = [p.name for p in d.iterdir() if p.is_dir()]
         if others:
             hint = f" (it has {', '.join(others)} files: pass the shards' extension with --ext)"
         elif subdirs:
-            hint = f" (only subdirectories, e.g. {subdirs[0]}/: the shards must be directly in the dir)"
+            hint = f" (only subdirectories, e.g. {subdirs[0]}/: add --recursive to read them)"
         else:
             hint = " (it is empty)"
         raise UserError(f"{flag} {input_dir}: no *.{ext} files{hint}")
     for p in shards:
-        check_shard(p, input_dir)
+        check_shard(p, input_dir, d)
     return shards
 
 
@@ -89,16 +91,17 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def check_shard(p: Path, input_dir: str) -> None:
+def check_shard(p: Path, input_dir: str, base: Path | None = None) -> None:
     """UserError unless ``p`` is a readable regular file with a UTF-8 name.
 
     A FIFO or a device would hang the run or feed it endless bytes; a name
     that is not UTF-8 cannot be written to the manifest (JSON is UTF-8).
     """
+    name = str(p.relative_to(base)) if base is not None else p.name
     try:
-        p.name.encode("utf-8")
+        name.encode("utf-8")
     except UnicodeEncodeError:
-        raise UserError(f"{input_dir}: the file name {os.fsencode(p.name)!r} is not valid UTF-8; rename it "
+        raise UserError(f"{input_dir}: the file name {os.fsencode(name)!r} is not valid UTF-8; rename it "
                         "(e.g. convmv -f latin1 -t utf8 --notest) or move it out of the dir") from None
     try:
         mode = p.stat().st_mode  # follows symlinks: a link to a regular file is a shard

@@ -65,7 +65,8 @@ def test_the_json_keys_and_their_order_are_the_format():
     d = _manifest().to_dict()
     assert list(d["tokenizer"]) == ["type", "name_or_path", "files", "settings", "digest", "class", "vocab_size",
                                     "dtype", "special_ids", "separator", "encoder"]
-    assert list(d["parameters"]) == ["ext", "max_seq_length", "datasets_type", "add_space_token", "cleaning", "packing"]
+    assert list(d["parameters"]) == ["ext", "max_seq_length", "datasets_type", "add_space_token", "cleaning", "packing",
+                                     "recursive"]
     assert list(d) == ["format_version", "created_by", "input_dir", "tokenizer", "parameters", "shards", "pieces",
                        "totals", "stats"]
     assert Manifest.from_dict(d) == _manifest()

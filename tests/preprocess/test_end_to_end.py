@@ -185,7 +185,7 @@ def test_long_lines_are_split_and_counted(capsys, tmp_path, wordpiece_dir):
     ("short_seq", r"--max_seq_length 2: must be at least 3"),
     ("unknown_flag", r"--bogus_flag"),
     ("abbreviated_flag", r"unrecognized arguments: --overwrite"),
-    ("subdirs_only", r"only subdirectories, e.g. nested/: the shards must be directly in the dir"),
+    ("subdirs_only", r"only subdirectories, e.g. nested/: add --recursive to read them"),
     ("cache_is_a_file", r"cannot be used as a cache dir"),
     ("bad_type", r"unknown --tokenizer_type 'nope'; valid types: "),
     ("huge_seq", r"--max_seq_length 99999999999999999999: must be at least 3 .* and at most 1,048,576"),

@@ -165,3 +165,33 @@ def test_text_the_vocabulary_misses_is_counted_per_shard_and_warned_about(capsys
     assert by_path["shard_000.txt"] == 0 < by_path["shard_001.txt"] == m["totals"]["unk_tokens"]
     assert inspect_main(["show", str(cache / "train")]) == 0
     assert "ids of the unknown token" in capsys.readouterr().out
+
+
+def test_recursive_reads_nested_dirs_by_their_path_and_stays_fresh_when_moved(capsys, tmp_path, wordpiece_dir):
+    from preprocess.inspect_cache import main as inspect_main
+
+    text = tmp_path / "corpus"
+    write_shards(text / "news" / "2024", n_shards=2)
+    write_shards(text / "wiki", n_shards=1, seed=3)
+    (text / "top.txt").write_text("a line at the top\n")
+    (text / "wiki" / "loop").symlink_to(text)  # a link loop: never entered
+    cache = tmp_path / "cache"
+    rc, _, err = run_cli(capsys, *base_args(wordpiece_dir, text, cache, "--recursive"))
+    assert rc == 0, err
+    paths = [s["path"] for s in manifest(cache)["shards"]]
+    assert paths == ["news/2024/shard_000.txt", "news/2024/shard_001.txt", "top.txt", "wiki/shard_000.txt"]
+    assert manifest(cache)["parameters"]["recursive"] is True
+    # the same corpus elsewhere: fresh; a nested file edited: status names it
+    moved = tmp_path / "moved"
+    text.rename(moved)
+    (moved / "wiki" / "loop").unlink()
+    rc, out, _ = run_cli(capsys, *base_args(wordpiece_dir, moved, cache, "--recursive"))
+    assert rc == 0 and "4 shards reused, 0 tokenized, 0 repacked" in out  # only the manifest's input_dir changes
+    (moved / "news" / "2024" / "shard_001.txt").write_text("edited\n")
+    assert inspect_main(["status", str(cache / "train"), "--input_dir", str(moved)]) == 1
+    assert "news/2024/shard_001.txt" in capsys.readouterr().out
+    # without --recursive, only the top file is read; a dir of subdirs only says what to add
+    only_sub = tmp_path / "only_sub"
+    write_shards(only_sub / "a", n_shards=1)
+    rc, _, err = run_cli(capsys, *base_args(wordpiece_dir, only_sub, tmp_path / "c2"))
+    assert rc == 2 and "add --recursive" in err
