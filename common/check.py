@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import UserError
-from common.format import MANIFEST_NAME, FormatError, check_npy
+from common.format import MANIFEST_NAME, FormatError, check_npy, piece_record_name
 from common.hashing import file_digest, file_digests
-from common.manifest import Manifest, TokenizerIdentity, TokenizerSource, load_manifest
+from common.manifest import Manifest, TokenizerIdentity, TokenizerSource, load_manifest, read_json
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,23 @@ def _damaged(split_dir: Path, m: Manifest, digests: bool) -> tuple[str, ...]:
                 found.append(f"{holds}: {e}")
             except TypeError:  # a dtype numpy does not know
                 found.append(f"{holds}: {path}: dtype {f.dtype!r} is not an array dtype")
+        if digests:
+            found += _membership(split_dir, piece.key, members, holds)
     return tuple(found)
+
+
+def _membership(split_dir: Path, key: str, members: list, holds: str) -> list[str]:
+    """The shards a piece's own record lists, against those the manifest gives it: an edit that moves a
+    shard between pieces keeps every count and array intact, but not this."""
+    path = split_dir / piece_record_name(key)
+    try:
+        listed = [s["digest"] for s in read_json(path)["shards"]]
+    except (FormatError, KeyError, TypeError):
+        return [f"{holds}: {path}: missing or unreadable, so which shards the piece holds cannot be checked"]
+    if listed != [s.digest for s in members]:
+        return [f"{holds}: the manifest gives this piece other shards than its record {path.name} lists "
+                "(edited by hand?); rerun preprocessing to rewrite the manifest"]
+    return []
 
 
 def list_text_files(d: Path, ext: str, recursive: bool) -> list[Path]:

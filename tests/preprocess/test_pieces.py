@@ -195,3 +195,27 @@ def test_recursive_reads_nested_dirs_by_their_path_and_stays_fresh_when_moved(ca
     write_shards(only_sub / "a", n_shards=1)
     rc, _, err = run_cli(capsys, *base_args(wordpiece_dir, only_sub, tmp_path / "c2"))
     assert rc == 2 and "add --recursive" in err
+
+
+def test_verify_finds_a_shard_moved_between_pieces_by_hand(capsys, tmp_path, wordpiece_dir):
+    from preprocess.inspect_cache import main as inspect_main
+
+    text = tmp_path / "text"
+    _small_files(text, make_lines(600, seed=2, max_words=8), per_file=3)
+    cache = tmp_path / "cache"
+    args = base_args(wordpiece_dir, text, cache, "--task_size_mb", "0.002")
+    assert run_cli(capsys, *args)[0] == 0
+    m = manifest(cache)
+    k = m["pieces"][0]["shards"]
+    (text / m["shards"][k - 1]["path"]).write_text("")  # the first piece's last shard, emptied: its name keeps it there
+    assert run_cli(capsys, *args)[0] == 0
+    assert inspect_main(["verify", str(cache)]) == 0
+    capsys.readouterr()
+    mpath = cache / "train" / "manifest.json"
+    m = json.loads(mpath.read_text())
+    assert m["pieces"][0]["shards"] == k and m["shards"][k - 1]["tokens"] == 0
+    m["pieces"][0]["shards"] -= 1  # the empty shard now opens the second piece: every count still agrees
+    m["pieces"][1]["shards"] += 1
+    mpath.write_text(json.dumps(m))
+    assert inspect_main(["verify", str(cache)]) == 1
+    assert "other shards than its record" in capsys.readouterr().out
