@@ -26,7 +26,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -34,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+from bench.tree_rss import TreeRss  # noqa: E402
 
 ONE_PER_FILE = "0.00001"  # 10 bytes: every file of 5 bytes or more is a piece alone
 
@@ -69,20 +69,6 @@ def preprocess(tok: Path, text: Path, cache: Path, seq_len: int, task_mb: str | 
     return time.perf_counter() - t
 
 
-def tree_rss_mib(pid: int) -> float:
-    """RSS of a process and all its descendants, from /proc."""
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            total += int(Path(f"/proc/{p}/status").read_text().split("VmRSS:")[1].split()[0])
-            todo += [int(c) for t in os.listdir(f"/proc/{p}/task")
-                     for c in Path(f"/proc/{p}/task/{t}/children").read_text().split()]
-        except (FileNotFoundError, IndexError, ProcessLookupError):
-            pass
-    return total / 1024
-
-
 def giant_line_rss(tok: Path, root: Path, mb: int, seq_len: int) -> tuple[float, float]:
     """(peak RSS MiB of the preprocess tree, seconds) on one file holding one ``mb`` MB line."""
     text = root / f"giant{mb}"
@@ -96,21 +82,12 @@ def giant_line_rss(tok: Path, root: Path, mb: int, seq_len: int) -> tuple[float,
     t = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO,
                          env={**os.environ, "PYTHONPATH": str(REPO)})
-    peak = [0.0]
-
-    def sample() -> None:
-        while p.poll() is None:
-            peak[0] = max(peak[0], tree_rss_mib(p.pid))
-            time.sleep(0.05)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    _, err = p.communicate()
-    sampler.join()
+    with TreeRss(p.pid) as rss:
+        _, err = p.communicate()
     if p.returncode != 0:
         raise SystemExit(f"preprocess of a {mb} MB line failed: {err.decode()[-500:]}")
     shutil.rmtree(text)
-    return peak[0], time.perf_counter() - t
+    return rss.peak_sum / 2**20, time.perf_counter() - t
 
 
 def cache_files(cache: Path) -> int:

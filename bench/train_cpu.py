@@ -53,6 +53,7 @@ T0 = time.perf_counter()
 
 
 def make_tokenizer(vocab_size: int, out: Path) -> Path:
+    """A WordLevel fast tokenizer of ``vocab_size`` ids (w4, w5, ...) with RoBERTa's special ids, saved to ``out``."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 

@@ -95,14 +95,23 @@ def refuse_repeated(argv: list[str]) -> list[str]:
             for name, values in seen.items() if len(values) > 1]
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """``parser.parse_args(argv)``, with a repeated flag refused or noted (``refuse_repeated``)."""
+    try:
+        notes = refuse_repeated(argv)
+    except CliError as e:
+        parser.error(str(e))
+    for note in notes:
+        print(note, file=sys.stderr)
+    return parser.parse_args(argv)
+
+
 def parse_dataclass(cls: type[T], argv: list[str], prog: str, description: str) -> T:
     """Flags, or one JSON file of the same keys; unknown or repeated flags or keys exit with an error (strict)."""
-    for note in refuse_repeated(argv):
-        print(note, file=sys.stderr)
     parser = dataclass_parser(cls, prog, description)
     if len(argv) == 1 and argv[0].endswith(".json"):
         argv = _json_as_flags(cls, argv[0])
-    return cls(**vars(parser.parse_args(argv)))
+    return cls(**vars(parse_args(parser, argv)))
 
 
 def read_config(path: str) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from common.check import check_split
-from common.cli import CliError, refuse_repeated, run_command
+from common.cli import parse_args, run_command
 from common.errors import UserError
 from common.format import MANIFEST_NAME, FormatError, length_bins
 from common.manifest import Manifest, to_json, unk_share
@@ -228,14 +228,7 @@ def _diff_pairs(a: str, b: str) -> list[tuple[Path, Path]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    argv = sys.argv[1:] if argv is None else argv
-    try:
-        for note in refuse_repeated(argv):
-            print(note, file=sys.stderr)
-    except CliError as e:
-        parser.error(str(e))
-    args = parser.parse_args(argv)
+    args = parse_args(build_parser(), sys.argv[1:] if argv is None else argv)
 
     def body() -> int:
         try:

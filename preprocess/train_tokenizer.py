@@ -22,7 +22,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from common.cli import CliError, refuse_repeated, run_command
+from common.cli import parse_args, run_command
 from common.errors import UserError
 from common.format import SPACE_TOKEN
 from common.tokenizer import TOKENIZER_TYPES, TRAINABLE_TYPES, TokenizerError, load_tokenizer
@@ -198,14 +198,7 @@ def train(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    parser = build_parser()
-    argv = sys.argv[1:] if argv is None else argv
-    try:
-        for note in refuse_repeated(argv):
-            print(note, file=sys.stderr)
-    except CliError as e:
-        parser.error(str(e))
-    args = parser.parse_args(argv)
+    args = parse_args(build_parser(), sys.argv[1:] if argv is None else argv)
 
     def body() -> int:
         if args.num_workers < 1:

@@ -283,24 +283,11 @@ def test_eval_dir_goes_to_validation(capsys, tmp_path, spm_dir):
     assert manifest(cache)["tokenizer"]["separator"]["token"] == "▁"
 
 
-def _word_level(out, vocab_size: int):
-    """A word-level fast tokenizer of ``vocab_size`` ids (w4, w5, ...), made here."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, **{f"w{i}": i for i in range(4, vocab_size - 1)},
-             "<mask>": vocab_size - 1}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-                            pad_token="<pad>", mask_token="<mask>").save_pretrained(out)
-    return out
-
-
 def test_a_vocabulary_over_65536_ids_gives_a_uint32_cache(capsys, tmp_path):
+    from bench.train_cpu import make_tokenizer  # a word-level fast tokenizer of any size, made here
     from train.dataset import MemmapConcatFullSentenceTextDataset
 
-    tok = _word_level(tmp_path / "tok", 70_000)
+    tok = make_tokenizer(70_000, tmp_path / "tok")
     train = tmp_path / "train"
     train.mkdir()
     (train / "a.txt").write_text("w5 w65535 w65536\nw69998 w4\n")

@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
+from bench.tree_rss import TreeRss
 from tests.corpus import make_lines
 from tests.preprocess.helpers import base_args, lines_of, manifest, run_cli
 
@@ -45,20 +44,6 @@ def test_a_giant_line_cut_into_tasks_gives_the_ids_of_the_whole_line(capsys, req
     assert rc == 0 and "1 shards reused, 1 tokenized" in out
 
 
-def _tree_rss_kib(pid: int) -> int:
-    """RSS of a process and all its descendants, from /proc."""
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            total += int(Path(f"/proc/{p}/status").read_text().split("VmRSS:")[1].split()[0])
-            todo += [int(c) for t in os.listdir(f"/proc/{p}/task")
-                     for c in Path(f"/proc/{p}/task/{t}/children").read_text().split()]
-        except (FileNotFoundError, IndexError, ProcessLookupError):
-            pass
-    return total
-
-
 @pytest.mark.slow
 def test_a_50_mb_single_line_stays_under_1_gb_of_rss(tmp_path, wordpiece_dir):
     text = tmp_path / "text"
@@ -72,20 +57,11 @@ def test_a_50_mb_single_line_stays_under_1_gb_of_rss(tmp_path, wordpiece_dir):
     cmd[cmd.index("--num_workers") + 1] = "2"
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
-    peak = [0]
-
-    def sample() -> None:
-        while p.poll() is None:
-            peak[0] = max(peak[0], _tree_rss_kib(p.pid))
-            time.sleep(0.05)
-
-    t = threading.Thread(target=sample)
-    t.start()
-    out, err = p.communicate(timeout=900)
-    t.join()
-    print(f"peak RSS of the preprocess tree on a 50 MB line: {peak[0] / 1024:.0f} MiB")
+    with TreeRss(p.pid) as rss:
+        out, err = p.communicate(timeout=900)
+    print(f"peak RSS of the preprocess tree on a 50 MB line: {rss.peak_sum / 2**20:.0f} MiB")
     assert p.returncode == 0, err.decode()[-2000:]
-    assert peak[0] < 1 << 20, f"peak RSS {peak[0] / 1024:.0f} MiB"
+    assert rss.peak_sum < 1 << 30, f"peak RSS {rss.peak_sum / 2**20:.0f} MiB"
     assert b"1 lines" in out and manifest(tmp_path / "cache")["totals"]["lines"] == 1
 
 
