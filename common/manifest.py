@@ -134,7 +134,7 @@ class FileInfo:
 
 @dataclass(frozen=True)
 class BlocksInfo:
-    """The FULL-SENTENCES block index of one shard for one max_seq_length."""
+    """The FULL-SENTENCES block index of one piece for one max_seq_length."""
 
     key: str
     max_seq_length: int
@@ -146,10 +146,6 @@ class BlocksInfo:
     def validate(self, where: str) -> None:
         if self.file.shape != [self.blocks, 2] or self.file.dtype != "int64" or self.max_seq_length < 3:
             raise ShapeError(f"{where}: {self.blocks} blocks but the file holds {self.file.shape} x {self.file.dtype}")
-
-    @staticmethod
-    def from_dict(d: Any, where: str = "blocks") -> BlocksInfo:
-        return build(BlocksInfo, d, where)
 
 
 @dataclass(frozen=True)
@@ -172,10 +168,6 @@ class ShardInfo:
                self.unk_tokens) < 0:
             raise ShapeError(f"{where}: negative count")
 
-    @staticmethod
-    def from_dict(d: Any, where: str = "shard") -> ShardInfo:
-        return build(ShardInfo, d, where)
-
 
 @dataclass(frozen=True)
 class PieceInfo:
@@ -197,6 +189,11 @@ class PieceInfo:
         if tokens.shape != [self.tokens] or lines.shape != [self.lines + 1] or lines.dtype != "int64":
             raise ShapeError(f"{where}: {self.tokens} tokens and {self.lines} lines, but files of "
                              f"{tokens.shape} and {lines.shape} x {lines.dtype}")
+
+    def check_members(self, members: list[ShardInfo], where: str) -> None:
+        """ShapeError unless the piece's lines and tokens are its shards' sums."""
+        if (self.lines, self.tokens) != (sum(s.lines for s in members), sum(s.tokens for s in members)):
+            raise ShapeError(f"{where}: its lines and tokens are not its shards' sums")
 
     def arrays(self) -> list[FileInfo]:
         return [*self.files.values(), *([self.blocks.file] if self.blocks else [])]
@@ -223,8 +220,7 @@ class Manifest:
             raise ShapeError(f"{where}.pieces: hold {sum(p.shards for p in self.pieces)} shards, "
                              f"the manifest lists {len(self.shards)}")
         for k, (piece, members) in enumerate(zip(self.pieces, self.piece_shards())):
-            if (piece.lines, piece.tokens) != (sum(s.lines for s in members), sum(s.tokens for s in members)):
-                raise ShapeError(f"{where}.pieces[{k}]: its lines and tokens are not its shards' sums")
+            piece.check_members(members, f"{where}.pieces[{k}]")
 
     def piece_shards(self) -> list[list[ShardInfo]]:
         """The shards of each piece, in order."""

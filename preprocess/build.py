@@ -60,7 +60,7 @@ from common.manifest import (
     write_manifest,
 )
 from common.packing import PACKING, pack_blocks
-from preprocess.encode import CLEANING, TaskResult
+from preprocess.encode import CLEANING, UNK_EXAMPLES, TaskResult
 from preprocess.sharding import Scan, Task, group_shards, plan_tasks
 from preprocess.writer import NpyStreamWriter, write_array
 
@@ -148,8 +148,7 @@ def _piece_record(digests: list[str]) -> Callable[[Any, str, str], list[dict]]:
         if [m.digest for m in members] != digests:
             raise ShapeError(f"{where}: describes other shards than its key's")
         info = build(PieceInfo, {**record, "shards": len(members)}, where)
-        if (info.lines, info.tokens) != (sum(m.lines for m in members), sum(m.tokens for m in members)):
-            raise ShapeError(f"{where}: its lines and tokens are not its shards' sums")
+        info.check_members(members, where)
         if info.key != key or {k: f.path for k, f in info.files.items()} != {"tokens": tokens_name(key),
                                                                            "lines": lines_name(key)}:
             raise ShapeError(f"{where}: names other files than its key's")
@@ -272,9 +271,6 @@ class _PieceAssembler:
             self.lines.abort()
 
 
-UNK_WARN_SHARE = 0.05
-
-
 def tokenize_split(plan: SplitPlan, dtype: np.dtype, task_map: TaskMap) -> list[str]:
     """Tokenize every piece that has no reusable record, committing each as soon as it is whole.
 
@@ -301,7 +297,7 @@ def tokenize_split(plan: SplitPlan, dtype: np.dtype, task_map: TaskMap) -> list[
             if current is None:
                 current = _PieceAssembler(plan, piece, dtype)
             current.add(r)
-            examples += r.unk_examples[: 3 - len(examples)]
+            examples += r.unk_examples[: UNK_EXAMPLES - len(examples)]
             n_tokens += len(r.tokens)
             bar.update(r.nbytes)
             bar.set_postfix_str(f"{n_tokens / max(time.perf_counter() - start, 1e-9):,.0f} tok/s", refresh=False)

@@ -37,6 +37,7 @@ from preprocess.sharding import Scan, list_shards, scan_shards
 from preprocess.workers import WorkerDied, Workers
 
 SAMPLE_BYTES = 64 << 10
+UNK_WARN_SHARE = 0.05  # above it, the vocabulary misses the text: warn
 
 
 def _scan_shards(split: str, shards: list[Path], task_bytes: int) -> list[Scan]:
@@ -214,7 +215,7 @@ def _warn_unknown(split: str, manifest: Manifest, examples: list[str]) -> None:
     """Warn when the vocabulary misses much of the text (e.g. an English WordPiece on Thai)."""
     t = manifest.totals()
     share = unk_share(t["unk_tokens"], t["tokens"], t["lines"])
-    if share <= build.UNK_WARN_SHARE:
+    if share <= UNK_WARN_SHARE:
         return
     worst = max(manifest.shards, key=lambda s: unk_share(s.unk_tokens, s.tokens, s.lines))
     build.warn(f"{split}: {share:.1%} of the ids are the unknown token (worst shard: {worst.path}, "

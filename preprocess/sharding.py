@@ -55,9 +55,6 @@ class Scan:
     ranges: tuple[tuple[int, int, str], ...]  # (start, end, digest of those bytes), in order
     open_ends: tuple[int, ...] = ()  # the ends of ranges cut mid-line (a giant line), in order
 
-    def cut_lines(self) -> bool:
-        return bool(self.open_ends)
-
 
 def list_shards(input_dir: str, ext: str, flag: str = "--train_dir", recursive: bool = False) -> list[Path]:
     """Every ``*.<ext>`` file directly in ``input_dir`` (or below it, ``recursive``), sorted by its path
@@ -91,13 +88,13 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def check_shard(p: Path, input_dir: str, base: Path | None = None) -> None:
+def check_shard(p: Path, input_dir: str, base: Path) -> None:
     """UserError unless ``p`` is a readable regular file with a UTF-8 name.
 
     A FIFO or a device would hang the run or feed it endless bytes; a name
     that is not UTF-8 cannot be written to the manifest (JSON is UTF-8).
     """
-    name = str(p.relative_to(base)) if base is not None else p.name
+    name = str(p.relative_to(base))
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
