@@ -21,6 +21,8 @@ FLAG_OWNERS = {
     "task_size_mb": "mlm-preprocess",
     "overwrite_cache": "mlm-preprocess",
     "verify_outputs": "mlm-preprocess",
+    "text_column": "mlm-preprocess",
+    "strict": "mlm-preprocess",
     "build_dataset_only": "run_mlm.py",
 }
 
@@ -48,7 +50,11 @@ class CacheArguments:
                   "spm|ThaiRobertaTokenizer, newmm|ThaiWordsNewmmTokenizer, syllable|ThaiWordsSyllableTokenizer, "
                   "fake_sefr_cut|FakeSefrCutTokenizer, or module.path:ClassName."},
     )
-    ext: str = field(default="txt", metadata={"help": "Extension of the text shards, with or without the dot."})
+    ext: str = field(
+        default="txt",
+        metadata={"help": "Extension of the shards, with or without the dot; it names their format: txt (or any "
+                  "other: text), txt.gz, txt.zst, jsonl, jsonl.gz, jsonl.zst (also json, ndjson), parquet."},
+    )
     recursive: bool = field(
         default=False,
         metadata={"help": "Read *.<ext> files in the subdirectories of --train_dir/--eval_dir too (links to dirs "

@@ -10,12 +10,15 @@ Schema (``format_version`` 2), every field written by ``Manifest.to_dict``::
                       special_ids: {bos, eos, pad, unk, mask},
                       separator: {token, id}, encoder}
     parameters       Parameters: {ext, max_seq_length, datasets_type,
-                      add_space_token, cleaning, packing, recursive}
+                      add_space_token, cleaning, packing, recursive,
+                      text_column (JSON Lines and Parquet only)}
     shards[]         one per input file, in sorted order:
                      {path (relative to input_dir), bytes, digest, lines,
                       tokens, invalid_utf8, lines_without_tokens (cleaned
                       lines that encoded to no id, dropped), unk_tokens (ids of
-                      the unknown token), line_hist}
+                      the unknown token), line_hist, bad_records (records with
+                      no usable text: not JSON, no text field, null; damaged
+                      compressed data)}
     pieces[]         runs of consecutive shards stored as one stream, in order:
                      {key, shards (how many of shards[] it holds), lines, tokens,
                       files: {tokens: FILE, lines: FILE},
@@ -24,7 +27,8 @@ Schema (``format_version`` 2), every field written by ``Manifest.to_dict``::
                      FILE = {path (relative to the split dir), bytes, digest,
                              dtype, shape}
     totals           {shards, pieces, bytes, lines, tokens, blocks, lines_split,
-                      invalid_utf8, lines_without_tokens, unk_tokens, disk_bytes}
+                      invalid_utf8, lines_without_tokens, unk_tokens, bad_records,
+                      disk_bytes}
     stats            {length_bins, line_hist, block_hist}
 
 Written last and atomically: if it exists, the run that wrote it finished.
@@ -114,6 +118,7 @@ class Parameters:
     cleaning: dict[str, Any]
     packing: dict[str, Any]
     recursive: bool = False  # shards were looked for in subdirectories too
+    text_column: str | None = field(default=None, metadata={"omit_none": True})  # JSON Lines, Parquet: the text's
 
 
 @dataclass(frozen=True)
@@ -161,11 +166,12 @@ class ShardInfo:
     lines_without_tokens: int
     unk_tokens: int  # ids of the unknown token: text the vocabulary does not cover
     line_hist: list[int]
+    bad_records: int = 0  # records with no usable text (JSON Lines, Parquet), damaged compressed data
 
     def validate(self, where: str) -> None:
         inside(self.path, f"{where}.path")
         if min(self.bytes, self.lines, self.tokens, self.invalid_utf8, self.lines_without_tokens,
-               self.unk_tokens) < 0:
+               self.unk_tokens, self.bad_records) < 0:
             raise ShapeError(f"{where}: negative count")
 
 
@@ -244,6 +250,7 @@ class Manifest:
             "invalid_utf8": sum(s.invalid_utf8 for s in self.shards),
             "lines_without_tokens": sum(s.lines_without_tokens for s in self.shards),
             "unk_tokens": sum(s.unk_tokens for s in self.shards),
+            "bad_records": sum(s.bad_records for s in self.shards),
             "disk_bytes": disk,
         }
 

@@ -60,7 +60,8 @@ from common.manifest import (
     write_manifest,
 )
 from common.packing import PACKING, pack_blocks
-from preprocess.encode import CLEANING, UNK_EXAMPLES, TaskResult
+from preprocess.encode import CLEANING, SPILL_PREFIX, UNK_EXAMPLES, TaskResult, chunks_of
+from preprocess.formats import BAD_EXAMPLES, TEXT, Format, read_key
 from preprocess.sharding import Scan, Task, group_shards, plan_tasks
 from preprocess.writer import NpyStreamWriter, write_array
 
@@ -81,6 +82,7 @@ class SplitPlan:
     block_keys: list[str]
     records: list[dict[str, Any] | None]  # reusable tokenization records, None = tokenize
     blocks: list[dict[str, Any] | None]  # reusable block records, None = pack
+    reading: dict[str, Any] = field(default_factory=dict)  # Task fields of every task: format, column, sizes
 
     @property
     def to_tokenize(self) -> list[int]:
@@ -120,12 +122,14 @@ class SplitReport:
         )
 
 
-def piece_key(scans: list[Scan], tokenizer_digest: str) -> str:
+def piece_key(scans: list[Scan], tokenizer_digest: str, read: dict[str, Any] | None = None) -> str:
     """The key of a piece of these shards. Where a giant line was cut (sharding.py), the cut
-    positions count too: they depend on --task_size_mb, and ids at a cut may differ."""
+    positions count too: they depend on --task_size_mb, and ids at a cut may differ. ``read``: how
+    the shards are read (formats.read_key), when not as plain text."""
     cuts = [list(s.open_ends) for s in scans]
     return fingerprint({"shards": [s.digest for s in scans], "tokenizer": tokenizer_digest, "cleaning": CLEANING,
-                        "format": FORMAT_VERSION, **({"cuts": cuts} if any(cuts) else {})})
+                        "format": FORMAT_VERSION, **({"cuts": cuts} if any(cuts) else {}),
+                        **({"read": read} if read else {})})
 
 
 def block_key(key: str, max_seq_length: int) -> str:
@@ -191,7 +195,7 @@ def _valid_record(out_dir: Path, name: str, key: str, files_of: Callable[[Any, s
 def plan_split(
     split: str, input_dir: Path, out_dir: Path, shards: list[Path], scans: list[Scan],
     tokenizer_digest: str, max_seq_length: int, overwrite: bool, verify: bool = False,
-    piece_bytes: int = 4 << 20,
+    piece_bytes: int = 4 << 20, fmt: Format = TEXT, column: str = "text",
 ) -> SplitPlan:
     names = [str(p.relative_to(input_dir)) for p in shards]
     groups, first = [], 0
@@ -199,7 +203,8 @@ def plan_split(
         groups.append(list(range(first, first + n)))
         first += n
     digests = [[scans[i].digest for i in g] for g in groups]
-    keys = [piece_key([scans[i] for i in g], tokenizer_digest) for g in groups]
+    read = read_key(fmt, column, piece_bytes)
+    keys = [piece_key([scans[i] for i in g], tokenizer_digest, read) for g in groups]
     bkeys = [block_key(k, max_seq_length) for k in keys]
     records: list[dict | None] = []
     blocks: list[dict | None] = []
@@ -209,7 +214,8 @@ def plan_split(
                                                                    _blocks_record, verify)
         records.append(rec)
         blocks.append(blk)
-    return SplitPlan(split, input_dir, out_dir, shards, scans, groups, keys, bkeys, records, blocks)
+    reading = {"fmt": fmt, "column": column, "task_bytes": piece_bytes, "spill_dir": str(out_dir / PIECES_DIR)}
+    return SplitPlan(split, input_dir, out_dir, shards, scans, groups, keys, bkeys, records, blocks, reading)
 
 
 class _PieceAssembler:
@@ -231,7 +237,7 @@ class _PieceAssembler:
             self._shard = r.shard
             self.members.append({"bytes": scan.size,  # what was hashed and tokenized, not what the file holds now
                                  "digest": scan.digest, "lines": 0, "tokens": 0, "invalid_utf8": 0,
-                                 "lines_without_tokens": 0, "unk_tokens": 0,
+                                 "lines_without_tokens": 0, "unk_tokens": 0, "bad_records": 0,
                                  "line_hist": np.zeros(len(length_histogram(np.empty(0))), np.int64)})
         m = self.members[-1]
         self.tokens.append(r.tokens)
@@ -249,6 +255,7 @@ class _PieceAssembler:
         m["invalid_utf8"] += r.invalid_utf8
         m["lines_without_tokens"] += r.lines_without_tokens
         m["unk_tokens"] += r.unk
+        m["bad_records"] += r.bad_records
 
     def commit(self) -> dict[str, Any]:
         out = self.plan.out_dir
@@ -271,17 +278,30 @@ class _PieceAssembler:
             self.lines.abort()
 
 
-def tokenize_split(plan: SplitPlan, dtype: np.dtype, task_map: TaskMap) -> list[str]:
+@dataclass
+class Examples:
+    """The first few lines holding the unknown token, and records that held no text, for the warnings."""
+
+    unk: list[str] = field(default_factory=list)
+    bad: list[str] = field(default_factory=list)
+
+    def add(self, r: TaskResult) -> None:
+        self.unk += r.unk_examples[: UNK_EXAMPLES - len(self.unk)]
+        self.bad += r.bad_examples[: BAD_EXAMPLES - len(self.bad)]
+
+
+def tokenize_split(plan: SplitPlan, dtype: np.dtype, task_map: TaskMap, strict: bool = False) -> Examples:
     """Tokenize every piece that has no reusable record, committing each as soon as it is whole.
 
-    Returns the first few lines (shortened) that held the unknown token, for the warning.
+    ``strict``: a record with no usable text stops the run (a UserError naming it). Returns
+    examples for the warnings.
     """
     todo = plan.to_tokenize
-    examples: list[str] = []
+    examples = Examples()
     if not todo:
         return examples
     piece_of = {i: p for p in todo for i in plan.groups[p]}
-    tasks = plan_tasks([(i, plan.shards[i], plan.scans[i]) for p in todo for i in plan.groups[p]])
+    tasks = plan_tasks([(i, plan.shards[i], plan.scans[i]) for p in todo for i in plan.groups[p]], **plan.reading)
     bar = tqdm(total=plan.bytes_to_tokenize, unit="B", unit_scale=True, unit_divisor=1024,
                desc=f"{plan.split}: tokenizing {plan.shards_of(todo)} shards", dynamic_ncols=True)
     start, n_tokens = time.perf_counter(), 0
@@ -296,9 +316,13 @@ def tokenize_split(plan: SplitPlan, dtype: np.dtype, task_map: TaskMap) -> list[
             piece = piece_of[r.shard]
             if current is None:
                 current = _PieceAssembler(plan, piece, dtype)
-            current.add(r)
-            examples += r.unk_examples[: UNK_EXAMPLES - len(examples)]
-            n_tokens += len(r.tokens)
+            for chunk in chunks_of(r):
+                if strict and chunk.bad_records:
+                    raise UserError(f"{chunk.bad_examples[0]}; --strict refuses records without text "
+                                    "(drop --strict to count and skip them)")
+                current.add(chunk)
+                examples.add(chunk)
+                n_tokens += len(chunk.tokens)
             bar.update(r.nbytes)
             bar.set_postfix_str(f"{n_tokens / max(time.perf_counter() - start, 1e-9):,.0f} tok/s", refresh=False)
             if r.last and r.shard == plan.groups[piece][-1]:
@@ -375,12 +399,23 @@ def commit_split(plan: SplitPlan, manifest: Manifest, old: Manifest | None, forc
 # names of writer.py and write_json_atomic: the only files cleanup may delete.
 _KEY = r"[0-9a-f]{32}"
 _PIECE_FILE = re.compile(rf"\.?{_KEY}\.(tokens\.npy|lines\.npy|json)({re.escape(TMP_MARK)}\d+)?")
+_SPILL_FILE = re.compile(rf"{re.escape(SPILL_PREFIX)}\d+-\d+\.(tokens|lengths)")
 _OURS = {
-    PIECES_DIR: _PIECE_FILE,
+    PIECES_DIR: re.compile(f"{_PIECE_FILE.pattern}|{_SPILL_FILE.pattern}"),
     **{d: _PIECE_FILE for d in LEGACY_DIRS},  # a format-1 cache's arrays, replaced by pieces
     BLOCKS_DIR: re.compile(rf"\.?{_KEY}\.(blocks\.npy|json)({re.escape(TMP_MARK)}\d+)?"),
     ".": re.compile(rf"\.{re.escape(MANIFEST_NAME)}{re.escape(TMP_MARK)}\d+"),
 }
+
+
+def remove_spills(out_dir: Path) -> None:
+    """Delete the chunk files of tasks read in chunks (encode.py) that a stopped run left; under the
+    cache lock no other run's can be live."""
+    d = out_dir / PIECES_DIR
+    if d.is_dir() and not d.is_symlink():
+        for p in d.glob(f"{SPILL_PREFIX}*"):
+            if _SPILL_FILE.fullmatch(p.name) and p.is_file() and not p.is_symlink():
+                p.unlink(missing_ok=True)
 
 
 def remove_unreferenced(out_dir: Path, manifest: Manifest) -> int:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from common.config import CacheArguments
 from common.errors import UserError
+from preprocess.formats import format_of
 
 MAX_WORKERS = 1024  # a process each: past this a typo (100000) would spend minutes forking
 
@@ -41,8 +42,22 @@ class PreprocessConfig(CacheArguments):
                   "one of its files changes) as one stream."},
     )
 
+    text_column: str = field(
+        default="text",
+        metadata={"help": "The field (JSON Lines) or column (Parquet) holding each document's text; no other "
+                  "column is read."},
+    )
+    strict: bool = field(
+        default=False,
+        metadata={"help": "Stop at the first record without usable text (not JSON, no --text_column, null or "
+                  "not a string, damaged compressed data) instead of counting it in the manifest and warning."},
+    )
+
     def __post_init__(self) -> None:
         super().__post_init__()
+        format_of(self.ext)  # refuses what no reader takes (parquet.gz)
+        if not self.text_column:
+            raise UserError("--text_column is empty; give the field or column holding the text, e.g. text")
         if not 1 <= self.num_workers <= MAX_WORKERS:
             raise UserError(f"--num_workers {self.num_workers}: must be between 1 and {MAX_WORKERS} "
                             f"(this machine has {available_cores()} cores)")

@@ -19,16 +19,28 @@ string go through the reference, which splits those tokens out first.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xxhash
 
 from common.format import OFFSET_DTYPE, SPACE_TOKEN
+from common.hashing import CHUNK_BYTES
 from common.tokenizer import LoadedTokenizer, preprocess_space_token
-from preprocess.sharding import Task
+from preprocess.formats import (
+    BAD_EXAMPLES,
+    Format,
+    RecordError,
+    open_stream,
+    parquet_column,
+    parquet_texts,
+    record_text,
+)
+from preprocess.sharding import Task, cut_stream
 
 Encoder = Callable[[list[str]], list[list[int]]]
 BATCH_LINES = 1024
@@ -247,6 +259,19 @@ class TaskResult:
     unk_examples: list[str] = field(default_factory=list)  # the first few lines holding one, cut to 100 characters
     changed: bool = False  # the bytes read differ from those the run planned with: nothing was encoded
     open_end: bool = False  # the last line continues in the next task's result: it has no separator yet
+    bad_records: int = 0  # records with no usable text (JSON Lines, Parquet) or damaged compressed data
+    bad_examples: list[str] = field(default_factory=list)  # the first few, named by file and line or row
+    parts: list[Part] | None = None  # a task read in chunks: each chunk's result, its arrays in ``spill``
+    spill: tuple[str, str] | None = None  # (tokens, line lengths) files holding the parts' arrays, in order
+
+
+@dataclass
+class Part:
+    """One chunk of a task read in several: its result without arrays, and how long they are."""
+
+    result: TaskResult
+    n_tokens: int
+    n_lines: int
 
 
 # Per-process state: set in the parent before the worker pool forks, so every worker inherits it.
@@ -262,25 +287,17 @@ def set_worker_state(loaded: LoadedTokenizer, encoder: str) -> None:
     _STATE["unk"] = loaded.identity.special_ids.unk
 
 
-def encode_task(task: Task) -> TaskResult:
-    """Read one byte range, clean its lines and encode them in batches.
+def _unchanged(task: Task, nbytes: int) -> TaskResult:
+    """The result of a task whose bytes are not those the run planned with: nothing encoded."""
+    empty = np.empty(0, _STATE["dtype"])
+    return TaskResult(task.shard, task.last, nbytes, empty, np.empty(0, OFFSET_DTYPE), 0, 0, changed=True)
 
-    The bytes are encoded only if they hash to the digest the run planned
-    with: a file rewritten or truncated mid-run must never end up stored
-    under the digest of other bytes.
-    """
-    with open(task.path, "rb") as f:
-        f.seek(task.start)
-        raw = f.read(task.end - task.start)
-    dtype = _STATE["dtype"]
-    if len(raw) != task.end - task.start or xxhash.xxh3_128_hexdigest(raw) != task.digest:
-        empty = np.empty(0, dtype)
-        return TaskResult(task.shard, task.last, len(raw), empty, np.empty(0, OFFSET_DTYPE), 0, 0, changed=True)
-    text, invalid = decode_bytes(raw)
-    del raw
-    lines = clean_segments(text, _STATE["space_token"], task.starts_open, task.ends_open)
-    del text
-    encode, sep = _STATE["encode"], _STATE["separator"]
+
+def encode_lines(task: Task, lines: list[str], starts_open: bool = False, ends_open: bool = False,
+                 nbytes: int = 0, invalid: int = 0) -> TaskResult:
+    """Encode cleaned lines in batches into one result; ``starts_open``/``ends_open`` as in
+    ``clean_segments`` (the first line closes an open one, the last stays open)."""
+    encode, sep, dtype = _STATE["encode"], _STATE["separator"], _STATE["dtype"]
     cut_before = (" ", "\t", *([_STATE["space_token"]] if _STATE["space_token"] else []))
     streams, lengths, dropped, unk, examples = [], [], 0, 0, []
     for i in range(0, len(lines), BATCH_LINES):
@@ -291,12 +308,316 @@ def encode_task(task: Task) -> TaskResult:
                 unk += k
                 if k and len(examples) < UNK_EXAMPLES:
                     examples.append(line[:100])
-        s, n, d = ids_to_stream(ids, sep, dtype, keep_first=i == 0 and task.starts_open,
-                                open_last=i + BATCH_LINES >= len(lines) and task.ends_open)
+        s, n, d = ids_to_stream(ids, sep, dtype, keep_first=i == 0 and starts_open,
+                                open_last=i + BATCH_LINES >= len(lines) and ends_open)
         streams.append(s)
         lengths.append(n)
         dropped += d
     tokens = np.concatenate(streams) if streams else np.empty(0, dtype)
     line_lengths = np.concatenate(lengths) if lengths else np.empty(0, OFFSET_DTYPE)
-    return TaskResult(task.shard, task.last, task.end - task.start, tokens, line_lengths, dropped, invalid,
-                      unk=unk, unk_examples=examples, open_end=task.ends_open)
+    return TaskResult(task.shard, task.last, nbytes, tokens, line_lengths, dropped, invalid,
+                      unk=unk, unk_examples=examples, open_end=ends_open)
+
+
+class _Docs:
+    """Documents of one chunk: their cleaned lines, and the records that held no text."""
+
+    def __init__(self, task: Task):
+        self.task = task
+        self.lines: list[str] = []
+        self.chars = self.invalid = self.bad = 0
+        self.examples: list[str] = []
+
+    def add(self, text: str) -> None:
+        self.lines += clean_lines(text, _STATE["space_token"])
+        self.chars += len(text)
+
+    def reject(self, where: str, why: str, count: int = 1) -> None:
+        self.bad += count
+        if len(self.examples) < BAD_EXAMPLES:
+            self.examples.append(f"{self.task.path}{where}: {why}")
+
+    def result(self, nbytes: int = 0) -> TaskResult:
+        r = encode_lines(self.task, self.lines, nbytes=nbytes, invalid=self.invalid)
+        r.bad_records, r.bad_examples = self.bad, self.examples
+        return r
+
+
+def jsonl_docs(task: Task, data: bytes, first_line: int, docs: _Docs) -> int:
+    """Add the records of whole JSON Lines ``data`` (line ``first_line + 1`` first) to ``docs``;
+    returns how many lines it held."""
+    text, invalid = decode_bytes(data)
+    docs.invalid += invalid
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if line.strip():
+            try:
+                docs.add(record_text(line, task.column))
+            except RecordError as e:
+                docs.reject(f" line {first_line + i + 1}", str(e))
+    return len(lines) - 1 if text.endswith("\n") else len(lines)
+
+
+class _Chunks:
+    """The results of one task read in chunks, as one result: the first in memory, and from the
+    second on every chunk's arrays spilled to two files in the split's pieces dir, so neither the
+    worker nor the parent holds more than a chunk however big the file (the parent appends them
+    in order: build.py)."""
+
+    def __init__(self, task: Task):
+        self.task = task
+        self.first: TaskResult | None = None
+        self.parts: list[Part] = []
+        self.files: list[Any] = []
+
+    def add(self, r: TaskResult) -> None:
+        if self.first is None and not self.parts:
+            self.first = r
+            return
+        if not self.files:
+            self._open()
+        for r0 in ([self.first] if self.first is not None else []) + [r]:
+            self.files[0].write(np.ascontiguousarray(r0.tokens).data)
+            self.files[1].write(np.ascontiguousarray(r0.line_lengths, OFFSET_DTYPE).data)
+            self.parts.append(Part(replace(r0, tokens=r0.tokens[:0], line_lengths=r0.line_lengths[:0]),
+                                   len(r0.tokens), len(r0.line_lengths)))
+        self.first = None
+
+    def _open(self) -> None:
+        global _SPILLS
+        _SPILLS += 1
+        base = Path(self.task.spill_dir) / f"{SPILL_PREFIX}{os.getpid()}-{_SPILLS}"
+        base.parent.mkdir(parents=True, exist_ok=True)
+        self.files = [open(f"{base}.tokens", "wb"), open(f"{base}.lengths", "wb")]
+
+    def result(self, nbytes: int) -> TaskResult:
+        if not self.parts:
+            r = self.first or encode_lines(self.task, [])
+            r.nbytes, r.last = nbytes, self.task.last
+            return r
+        names = tuple(f.name for f in self.files)
+        for f in self.files:
+            f.close()
+        return replace(encode_lines(self.task, []), nbytes=nbytes, parts=self.parts, spill=names,
+                       open_end=self.parts[-1].result.open_end)
+
+
+def chunks_of(r: TaskResult) -> Iterator[TaskResult]:
+    """The results a task's result stands for, in order, arrays in memory: itself, or each of its
+    parts with its arrays read back from the spill files (deleted after the last)."""
+    if r.spill is None or r.parts is None:
+        yield r
+        return
+    tok_path, len_path = r.spill
+    dtype = r.tokens.dtype
+    try:
+        t = n = 0
+        for part in r.parts:
+            tokens = np.fromfile(tok_path, dtype=dtype, count=part.n_tokens, offset=t * dtype.itemsize)
+            lengths = np.fromfile(len_path, dtype=OFFSET_DTYPE, count=part.n_lines, offset=n * OFFSET_DTYPE.itemsize)
+            t, n = t + part.n_tokens, n + part.n_lines
+            yield replace(part.result, tokens=tokens, line_lengths=lengths)
+    finally:
+        Path(tok_path).unlink(missing_ok=True)
+        Path(len_path).unlink(missing_ok=True)
+
+    def discard(self) -> None:
+        for f in self.files:
+            f.close()
+            Path(f.name).unlink(missing_ok=True)
+
+
+SPILL_PREFIX = ".spill-"  # <pieces dir>/.spill-<pid>-<n>.tokens|.lengths: deleted once appended, or by cleanup
+_SPILLS = 0
+
+
+class _HashingReader:
+    """A binary file that hashes the bytes read through it: a compressed shard is checked against its
+    digest (of the bytes as stored) in the same read that decompresses it."""
+
+    def __init__(self, f: Any):
+        self.f, self.h, self.n, self.closed = f, xxhash.xxh3_128(), 0, False
+
+    def read(self, n: int = -1) -> bytes:
+        b = self.f.read(n)
+        self.h.update(b)
+        self.n += len(b)
+        return b
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _stream_task(task: Task) -> TaskResult:
+    """A compressed shard, decompressed as a stream and encoded chunk by chunk (``_Chunks``)."""
+    chunks = _Chunks(task)
+    try:
+        with open(task.path, "rb") as f:
+            raw = _HashingReader(f)
+            try:
+                stream = open_stream(task.path, task.fmt.codec, raw=raw)
+                damaged = (_stream_text if task.fmt.kind == "text" else _stream_jsonl)(task, stream, chunks)
+            except OSError as e:  # a bad header: the check before the run should have caught it
+                damaged = str(e)
+            while raw.read(CHUNK_BYTES):  # past the last frame: hashed too, the digest is of the whole file
+                pass
+        if raw.n != task.end - task.start or raw.h.hexdigest() != task.digest:
+            chunks.discard()
+            return _unchanged(task, raw.n)
+        if damaged:
+            extra = _Docs(task)
+            extra.reject("", f"damaged or truncated compressed data ({damaged}); what came before was kept")
+            chunks.add(extra.result())
+        return chunks.result(raw.n)
+    except BaseException:
+        chunks.discard()
+        raise
+
+
+def _stream_text(task: Task, stream: Any, chunks: _Chunks) -> str | None:
+    """Cut the decompressed text as a ``.txt`` file of it is cut (sharding.cut_stream), and encode
+    each range: the same ranges give the same ids. Returns why the stream ended early, if it did."""
+    buf = bytearray()
+    state = {"open": False}
+
+    def on_part(b: bytearray, lo: int, hi: int) -> None:
+        buf.extend(memoryview(b)[lo:hi])
+
+    def on_cut(start: int, end: int, is_open: bool) -> None:
+        text, invalid = decode_bytes(bytes(buf))
+        buf.clear()
+        lines = clean_segments(text, _STATE["space_token"], state["open"], is_open)
+        chunks.add(encode_lines(task, lines, state["open"], is_open, invalid=invalid))
+        state["open"] = is_open
+
+    damaged = None
+    try:
+        cut_stream(stream.readinto, task.task_bytes, lambda v: None, on_part, on_cut)
+    except OSError as e:
+        damaged = str(e)
+    if buf or state["open"]:
+        on_cut(0, 0, False)
+    return damaged
+
+
+def _stream_jsonl(task: Task, stream: Any, chunks: _Chunks) -> str | None:
+    """Decompressed JSON Lines, encoded in chunks of whole records of about the task size."""
+    buf, line, damaged = bytearray(), 0, None
+    while True:
+        try:
+            data = stream.read(CHUNK_BYTES)
+        except OSError as e:
+            damaged, data = str(e), b""
+        buf += data
+        if len(buf) >= task.task_bytes or not data:
+            cut = len(buf) if not data else buf.rfind(b"\n") + 1
+            if cut > 0:
+                docs = _Docs(task)
+                line += jsonl_docs(task, bytes(buf[:cut]), line, docs)
+                chunks.add(docs.result())
+                del buf[:cut]
+        if not data:
+            return damaged
+
+
+def _parquet_task(task: Task) -> TaskResult:
+    """Row groups ``[start, end)`` of a Parquet shard, encoded in chunks of about the task size."""
+    if _stamp(task.path) != task.stamp:
+        return _unchanged(task, 0)
+    chunks = _Chunks(task)
+    try:
+        pf, why = parquet_column(task.path, task.column)
+        meta = pf.metadata
+        row = sum(meta.row_group(g).num_rows for g in range(task.start))
+        docs = _Docs(task)
+        if why is not None:
+            rows = sum(meta.row_group(g).num_rows for g in range(task.start, task.end))
+            if rows:
+                docs.reject(f" rows {row}-{row + rows - 1}", why, rows)
+        else:
+            for values in parquet_texts(pf, task.column, list(range(task.start, task.end))):
+                for v in values:
+                    if isinstance(v, str):
+                        docs.add(v)
+                    else:
+                        docs.reject(f" row {row}", f"{task.column!r} is null")
+                    row += 1
+                if docs.chars >= task.task_bytes:
+                    chunks.add(docs.result())
+                    docs = _Docs(task)
+        chunks.add(docs.result())
+        if _stamp(task.path) != task.stamp:
+            chunks.discard()
+            return _unchanged(task, 0)
+        return chunks.result(sum(meta.row_group(g).total_compressed_size for g in range(task.start, task.end)))
+    except BaseException:
+        chunks.discard()
+        raise
+
+
+def _stamp(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns
+
+
+def encode_task(task: Task) -> TaskResult:
+    """Read one task's text, clean its lines and encode them in batches.
+
+    The bytes are encoded only if they hash to the digest the run planned
+    with: a file rewritten or truncated mid-run must never end up stored
+    under the digest of other bytes (Parquet: its size and time stamp).
+    """
+    if task.fmt.kind == "parquet":
+        return _parquet_task(task)
+    if task.fmt.codec:
+        return _stream_task(task)
+    with open(task.path, "rb") as f:
+        f.seek(task.start)
+        raw = f.read(task.end - task.start)
+    if len(raw) != task.end - task.start or xxhash.xxh3_128_hexdigest(raw) != task.digest:
+        return _unchanged(task, len(raw))
+    nbytes = len(raw)
+    if task.fmt.kind == "jsonl":
+        docs = _Docs(task)
+        jsonl_docs(task, raw, task.line_start, docs)
+        return docs.result(nbytes)
+    text, invalid = decode_bytes(raw)
+    del raw
+    lines = clean_segments(text, _STATE["space_token"], task.starts_open, task.ends_open)
+    del text
+    return encode_lines(task, lines, task.starts_open, task.ends_open, nbytes, invalid)
+
+
+def sample_lines(path: str | Path, fmt: Format, column: str, nbytes: int) -> list[str]:
+    """The cleaned lines of about the first ``nbytes`` of a shard's text: real text for the encoder check."""
+    docs: list[str] = []
+    try:
+        if fmt.kind == "parquet":
+            pf, why = parquet_column(path, column)
+            if why is None and pf.metadata.num_row_groups:
+                docs = [v for v in next(parquet_texts(pf, column, [0]), []) if isinstance(v, str)]
+        else:
+            with open(path, "rb") as f:
+                head = open_stream(path, fmt.codec, raw=f).read(nbytes) if fmt.codec else f.read(nbytes)
+            text = head.decode("utf-8", errors="replace")
+            if fmt.kind == "text":
+                docs = [text]
+            for line in text.split("\n")[:-1] if fmt.kind == "jsonl" else []:
+                try:
+                    docs.append(record_text(line, column))
+                except RecordError:
+                    pass
+    except OSError:  # damaged: the run counts it; the probe lines still check the encoder
+        return []
+    out: list[str] = []
+    for d in docs:
+        out += clean_lines(d)
+        if sum(map(len, out)) >= nbytes:
+            break
+    return out

@@ -76,6 +76,11 @@ def histogram_lines(counts: list[int], width: int = 40) -> list[str]:
     return out
 
 
+def _worst_bad(m: Manifest) -> str:
+    worst = max(m.shards, key=lambda s: s.bad_records, default=None)
+    return f"; most in {worst.path} ({worst.bad_records:,})" if worst is not None and worst.bad_records else ""
+
+
 def show(split: Path, m: Manifest) -> str:
     t, tok, p = m.totals(), m.tokenizer, m.parameters
     stats = m.stats()
@@ -88,13 +93,16 @@ def show(split: Path, m: Manifest) -> str:
         f"           vocab {tok.vocab_size:,}, dtype {tok.dtype}, special ids {to_json(tok.special_ids)}, "
         f"separator {to_json(tok.separator)}, encoder {tok.encoder}",
         f"parameters max_seq_length {p.max_seq_length}, datasets_type {p.datasets_type}, "
-        f"add_space_token {p.add_space_token}, ext {p.ext}",
+        f"add_space_token {p.add_space_token}, ext {p.ext}"
+        + (f", text_column {p.text_column}" if p.text_column else ""),
         f"shards     {t['shards']:,} ({_size(t['bytes'])} of text) in {t['pieces']:,} pieces, {t['lines']:,} lines, "
         f"{t['tokens']:,} tokens",
         f"blocks     {t['blocks']:,} of at most {p.max_seq_length} tokens; "
         f"{t['lines_split']:,} long lines split into pieces",
         f"cleaning   {t['invalid_utf8']:,} invalid UTF-8 sequences replaced, "
         f"{t['lines_without_tokens']:,} lines without tokens dropped",
+        f"records    {t['bad_records']:,} bad records skipped (not JSON, no text field, null text, damaged "
+        f"compressed data){_worst_bad(m)}",
         f"unknown    {t['unk_tokens']:,} ids of the unknown token "
         f"({unk_share(t['unk_tokens'], t['tokens'], t['lines']):.2%} of the ids)",
         f"disk       {_size(t['disk_bytes'])} ({t['disk_bytes'] / max(t['tokens'], 1):.2f} bytes/token)",

@@ -25,13 +25,8 @@ from common.tokenizer import (
 )
 from preprocess import build
 from preprocess.config import PreprocessConfig
-from preprocess.encode import (
-    CLEANING,
-    choose_encoder,
-    clean_lines,
-    encode_task,
-    set_worker_state,
-)
+from preprocess.encode import CLEANING, choose_encoder, encode_task, sample_lines, set_worker_state
+from preprocess.formats import format_of
 from preprocess.lock import cache_lock
 from preprocess.sharding import Scan, list_shards, scan_shards
 from preprocess.workers import WorkerDied, Workers
@@ -40,11 +35,11 @@ SAMPLE_BYTES = 64 << 10
 UNK_WARN_SHARE = 0.05  # above it, the vocabulary misses the text: warn
 
 
-def _scan_shards(split: str, shards: list[Path], task_bytes: int) -> list[Scan]:
+def _scan_shards(split: str, shards: list[Path], cfg: PreprocessConfig) -> list[Scan]:
     total = sum(p.stat().st_size for p in shards)
     with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=f"{split}: hashing {len(shards)} shards",
               dynamic_ncols=True, disable=total < (256 << 20)) as bar:
-        return scan_shards(shards, task_bytes, progress=bar.update)
+        return scan_shards(shards, cfg.task_bytes, progress=bar.update, fmt=format_of(cfg.ext), column=cfg.text_column)
 
 
 def check_layout(cache: Path, inputs: list[tuple[str, str]]) -> None:
@@ -68,11 +63,9 @@ def check_layout(cache: Path, inputs: list[tuple[str, str]]) -> None:
                                 f"remove the link (rm {p}) and rerun")
 
 
-def _sample_lines(shards: list[Path]) -> list[str]:
+def _sample_lines(shards: list[Path], cfg: PreprocessConfig) -> list[str]:
     """The first lines of the first shard: real text for the encoder check."""
-    with open(shards[0], "rb") as f:
-        raw = f.read(SAMPLE_BYTES)
-    return clean_lines(raw.decode("utf-8", errors="replace"))[:256]
+    return sample_lines(shards[0], format_of(cfg.ext), cfg.text_column, SAMPLE_BYTES)[:256]
 
 
 def _load(cfg: PreprocessConfig, sample: list[str], planned: str) -> tuple[LoadedTokenizer, str]:
@@ -110,7 +103,8 @@ def _load(cfg: PreprocessConfig, sample: list[str], planned: str) -> tuple[Loade
 
 
 @contextmanager
-def _task_map(cfg: PreprocessConfig, loaded: LoadedTokenizer, encoder: str) -> Iterator[build.TaskMap]:
+def _task_map(cfg: PreprocessConfig, loaded: LoadedTokenizer, encoder: str,
+              plans: list[build.SplitPlan]) -> Iterator[build.TaskMap]:
     """A function mapping tasks to results in order: a process pool, or in-process for one worker.
 
     Workers are forked after the parent set up the tokenizer, so each starts
@@ -118,20 +112,24 @@ def _task_map(cfg: PreprocessConfig, loaded: LoadedTokenizer, encoder: str) -> I
     TOKENIZERS_PARALLELISM is false before the parent first used it (see run()).
     """
     set_worker_state(loaded, encoder)
-    if cfg.num_workers == 1:
-        yield lambda tasks: map(encode_task, tasks)
-        return
-    workers = Workers(cfg.num_workers, encode_task)
     try:
-        yield workers.imap
-        workers.close()
+        if cfg.num_workers == 1:
+            yield lambda tasks: map(encode_task, tasks)
+            return
+        workers = Workers(cfg.num_workers, encode_task)
+        try:
+            yield workers.imap
+            workers.close()
+        finally:
+            workers.kill()  # an error or a signal: no worker outlives the run
     finally:
-        workers.kill()  # an error or a signal: no worker outlives the run
+        for plan in plans:  # chunk files of tasks a stop left unread
+            build.remove_spills(plan.out_dir)
 
 
 def parameters(cfg: PreprocessConfig) -> Parameters:
     return Parameters(cfg.ext, cfg.max_seq_length, cfg.datasets_type, cfg.add_space_token, CLEANING, PACKING,
-                      cfg.recursive)
+                      cfg.recursive, cfg.text_column if format_of(cfg.ext).records else None)
 
 
 def run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
@@ -159,7 +157,7 @@ def _run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
     check_layout(cache, [(flags[split], d) for split, d in cfg.splits()])
     inputs = []
     for split, d in cfg.splits():
-        shards = list_shards(d, cfg.ext, flags[split], cfg.recursive)
+        shards = list_shards(d, cfg.ext, flags[split], cfg.recursive, cfg.text_column)
         inputs.append((split, Path(d).resolve(), [Path(d).resolve() / p.relative_to(d) for p in shards]))
     try:
         source = tokenizer_source(cfg.tokenizer_name_or_path, cfg.tokenizer_type, cfg.tokenizer_settings)
@@ -169,10 +167,11 @@ def _run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
         start = time.perf_counter()
         plans = []
         for split, input_dir, shards in inputs:
-            scans = _scan_shards(split, shards, cfg.task_bytes)
+            scans = _scan_shards(split, shards, cfg)
             plans.append(build.plan_split(split, input_dir, cache / split, shards, scans, source.digest,
                                           cfg.max_seq_length, cfg.overwrite_cache, cfg.verify_outputs,
-                                          piece_bytes=cfg.task_bytes))
+                                          piece_bytes=cfg.task_bytes, fmt=format_of(cfg.ext),
+                                          column=cfg.text_column))
         olds = [build.old_manifest(p.out_dir) for p in plans]
         described = [o.tokenizer for o in olds if o is not None and o.tokenizer.digest == source.digest]
         needs_load = any(p.to_tokenize or p.to_pack for p in plans) or len(described) < len(plans)
@@ -180,22 +179,24 @@ def _run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
         if needs_load:
             if not writable:
                 raise UserError(_read_only_message(cache, [_read_only_reason(p, o, None) for p, o in zip(plans, olds)]))
-            loaded, encoder = _load(cfg, _sample_lines(plans[0].shards), source.digest)
+            loaded, encoder = _load(cfg, _sample_lines(plans[0].shards, cfg), source.digest)
             tokenizer = replace(loaded.identity, encoder=encoder)
         else:
             # Same digest => same tokenizer: its description need not be reloaded.
             tokenizer = replace(described[0], name_or_path=source.name_or_path)
         reports, read_only_reasons = [], []
         work = [p for p in plans if p.to_tokenize]
-        with _task_map(cfg, loaded, encoder) if work else nullcontext() as task_map:
+        with _task_map(cfg, loaded, encoder, plans) if work else nullcontext() as task_map:
             for plan, old in zip(plans, olds):
                 t0 = time.perf_counter() if plan is not plans[0] else start
                 n_tok, n_pack = plan.shards_of(plan.to_tokenize), plan.shards_of(plan.to_pack)
-                examples = build.tokenize_split(plan, loaded.identity.dtype, task_map) if n_tok else []
+                examples = (build.tokenize_split(plan, loaded.identity.dtype, task_map, cfg.strict) if n_tok
+                            else build.Examples())
                 build.pack_split(plan, cfg.max_seq_length)
                 manifest = build.make_manifest(plan, tokenizer, parameters(cfg), command)
+                _check_bad(plan.split, manifest, examples, cfg.strict)
                 if n_tok:
-                    _warn_unknown(plan.split, manifest, examples)
+                    _warn_unknown(plan.split, manifest, examples.unk)
                 force = bool(cfg.overwrite_cache or n_tok or n_pack)
                 if not writable:
                     reason = "--overwrite_cache asks to rebuild it" if cfg.overwrite_cache else None
@@ -209,6 +210,22 @@ def _run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
         if any(read_only_reasons):
             raise UserError(_read_only_message(cache, read_only_reasons))
         return reports
+
+
+def _check_bad(split: str, manifest: Manifest, examples: build.Examples, strict: bool) -> None:
+    """Records without usable text: an error with ``strict`` (also those of reused pieces), else a warning
+    naming the first few."""
+    bad = [s for s in manifest.shards if s.bad_records]
+    if not bad:
+        return
+    total = sum(s.bad_records for s in bad)
+    named = "; ".join(examples.bad) or ", ".join(s.path for s in bad[:5])
+    if strict:
+        raise UserError(f"{split}: {total:,} records without usable text in {len(bad)} shards ({named}); "
+                        "--strict refuses them (drop --strict to count and skip them)")
+    if examples.bad:  # named once, by the run that read them; mlm-inspect show keeps the counts
+        build.warn(f"{split}: {total:,} records without usable text skipped, in {len(bad)} shards "
+                   f"(counted in the manifest, see mlm-inspect show): {named}")
 
 
 def _warn_unknown(split: str, manifest: Manifest, examples: list[str]) -> None:

@@ -21,12 +21,14 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import xxhash
 
 from common.check import list_text_files
 from common.errors import UserError
-from common.hashing import CHUNK_BYTES, map_files
+from common.hashing import CHUNK_BYTES, file_digest, map_files
+from preprocess.formats import CODECS, SNIFF_RECORDS, TEXT, Format, format_of, sniff
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,12 @@ class Task:
     digest: str  # of bytes [start, end) when the run started: the worker tokenizes only these bytes
     starts_open: bool = False  # the range starts in the middle of a line the previous range began
     ends_open: bool = False  # the range ends in the middle of a line the next range finishes
+    fmt: Format = TEXT  # how to read it (preprocess/formats.py)
+    column: str = "text"  # the text's field or column, for records
+    line_start: int = 0  # JSON Lines: lines of the file before ``start``; Parquet: rows before row group ``start``
+    stamp: tuple[int, int] | None = None  # Parquet: the (size, mtime_ns) the run planned with
+    task_bytes: int = 4 << 20  # the chunk size of a task read as a stream (cut_stream)
+    spill_dir: str = ""  # where a task whose output comes in several chunks keeps them (its split's pieces dir)
 
 
 @dataclass(frozen=True)
@@ -54,11 +62,14 @@ class Scan:
     digest: str  # xxh3_128 of the whole file: equals common.hashing.file_digest
     ranges: tuple[tuple[int, int, str], ...]  # (start, end, digest of those bytes), in order
     open_ends: tuple[int, ...] = ()  # the ends of ranges cut mid-line (a giant line), in order
+    line_starts: tuple[int, ...] = ()  # JSON Lines: lines before each range, to name a bad record's line
+    stamp: tuple[int, int] | None = None  # (size, mtime_ns) of a shard read whole by its tasks, not by ranges
 
 
-def list_shards(input_dir: str, ext: str, flag: str = "--train_dir", recursive: bool = False) -> list[Path]:
+def list_shards(input_dir: str, ext: str, flag: str = "--train_dir", recursive: bool = False,
+                column: str = "text") -> list[Path]:
     """Every ``*.<ext>`` file directly in ``input_dir`` (or below it, ``recursive``), sorted by its path
-    under the dir, each checked readable and text."""
+    under the dir, each checked readable and of the format ``ext`` names (formats.py)."""
     d = Path(input_dir)
     if not d.exists():
         raise UserError(f"{flag} {input_dir}: no such directory")
@@ -66,7 +77,7 @@ def list_shards(input_dir: str, ext: str, flag: str = "--train_dir", recursive: 
         raise UserError(f"{flag} {input_dir}: not a directory")
     shards = list_text_files(d, ext, recursive)
     if not shards:
-        others = sorted({p.suffix for p in d.iterdir() if p.is_file()})
+        others = sorted({_extension(p) for p in d.iterdir() if p.is_file()})
         subdirs = [p.name for p in d.iterdir() if p.is_dir()]
         if others:
             hint = f" (it has {', '.join(others)} files: pass the shards' extension with --ext)"
@@ -75,9 +86,34 @@ def list_shards(input_dir: str, ext: str, flag: str = "--train_dir", recursive: 
         else:
             hint = " (it is empty)"
         raise UserError(f"{flag} {input_dir}: no *.{ext} files{hint}")
-    for p in shards:
-        check_shard(p, input_dir, d)
+    fmt = format_of(ext)
+    has_column = [check_shard(p, input_dir, d, fmt, column) for p in shards]
+    if fmt.records and not any(h for h in has_column if h is not None) and any(h is False for h in has_column):
+        raise UserError(f"{flag} {input_dir}: no *.{ext} file has a {column!r} field in its first record "
+                        f"(e.g. {shards[has_column.index(False)]}: {_fields(shards[has_column.index(False)], fmt)}); "
+                        "pass the field that holds the text with --text_column")
     return shards
+
+
+def _extension(p: Path) -> str:
+    """``.txt``, or ``.jsonl.gz`` where the last suffix names a codec: what --ext would take."""
+    tail = p.suffixes[-2:] if len(p.suffixes) > 1 and p.suffix.lstrip(".").lower() in CODECS else p.suffixes[-1:]
+    return "".join(tail) or p.name
+
+
+def _fields(p: Path, fmt: Format) -> str:
+    """The fields of a file's first record or its columns, for the error that asks for --text_column."""
+    import json
+
+    if fmt.kind == "parquet":
+        from preprocess.formats import parquet_column
+
+        return "columns " + ", ".join(parquet_column(p, "")[0].schema_arrow.names[:8])
+    from preprocess.formats import open_stream
+
+    head = (open_stream(p, fmt.codec).read(SNIFF_RECORDS) if fmt.codec else p.read_bytes()[:SNIFF_RECORDS])
+    first = next(x for x in head.split(b"\n") if x.strip())
+    return "fields " + ", ".join(list(json.loads(first))[:8])
 
 
 def _kind(mode: int) -> str:
@@ -88,8 +124,9 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def check_shard(p: Path, input_dir: str, base: Path) -> None:
-    """UserError unless ``p`` is a readable regular file with a UTF-8 name.
+def check_shard(p: Path, input_dir: str, base: Path, fmt: Format = TEXT, column: str = "text") -> bool | None:
+    """UserError unless ``p`` is a readable regular file with a UTF-8 name, of the format ``fmt``;
+    for records, whether the first has ``column`` (None: no record to tell).
 
     A FIFO or a device would hang the run or feed it endless bytes; a name
     that is not UTF-8 cannot be written to the manifest (JSON is UTF-8).
@@ -108,10 +145,29 @@ def check_shard(p: Path, input_dir: str, base: Path) -> None:
             head = f.read(SNIFF_BYTES)
     except OSError as e:
         raise UserError(f"{p}: not readable ({e.strerror}); fix it or move it out of {input_dir}") from None
-    what = not_text(head)
+    if fmt.ranges:
+        what = not_text(head)
+        if what:
+            raise UserError(f"{p}: {what}, not text: it would be tokenized as garbage. "
+                            f"{_reader_hint(p, what)}or move it out of {input_dir}")
+    what, has_column = sniff(p, fmt, column)
     if what:
-        raise UserError(f"{p}: {what}, not text: it would be tokenized as garbage. Convert it to UTF-8 text "
-                        f"or move it out of {input_dir}")
+        raise UserError(f"{p}: {what}. {_reader_hint(p, what)}or move it out of {input_dir}")
+    return has_column
+
+
+def _reader_hint(p: Path, what: str) -> str:
+    """Which ``--ext`` reads a file whose bytes say ``what`` it is, if one does."""
+    parts = p.name.split(".")[1:] or ["txt"]
+    last, base = parts[-1], (parts[-2] if len(parts) > 1 else "txt")
+    for codec, suffix in (("gzip", "gz"), ("zstd", "zst")):
+        if what.startswith(f"{codec}-compressed"):
+            return f"If it is compressed text, name it *.{last}.{suffix} and read it with --ext {last}.{suffix}; "
+    if what.startswith("a Parquet file"):
+        return "Name it *.parquet and read it with --ext parquet; "
+    if what.startswith("not gzip") or what.startswith("not zstd"):
+        return f"If it is not compressed, name it *.{base} and read it with --ext {base}; "
+    return "Convert it to UTF-8 text "
 
 
 SNIFF_BYTES = 4096
@@ -160,33 +216,43 @@ def _cut_point(buf: bytearray, lo: int, hi: int, prev: int) -> int:
     return m.start() if m else -1
 
 
-def scan_shard(path: Path, task_bytes: int) -> Scan:
-    """Hash a shard and cut it into tasks in one pass over its bytes.
+def cut_stream(readinto: Callable[[bytearray], int], task_bytes: int, on_read: Callable[[memoryview], object],
+               on_part: Callable[[bytearray, int, int], object], on_cut: Callable[[int, int, bool], object],
+               lines_only: bool = False) -> int:
+    """Read a byte stream to its end and cut it into task ranges; returns how many bytes it had.
 
-    A range ends just after the first ``\\n`` (or CR) at or past ``start + task_bytes - 1``
-    (or at the end of the file), so ranges hold whole lines and depend only
+    ``on_read(view)`` sees every read; ``on_part(buf, lo, hi)`` every byte of
+    the current range, in order, as it is read; ``on_cut(start, end, open)``
+    each range's end, after ``on_part`` saw its last byte (the last range
+    is not reported: the caller closes it at the returned size).
+
+    A range ends just after the first ``\n`` (or CR) at or past ``start + task_bytes - 1``
+    (or at the end of the stream), so ranges hold whole lines and depend only
     on the bytes and ``task_bytes``, never on the number of workers or the
-    read size. A line too long for that (no ``\\n`` up to ``start + 2 x
+    read size. A line too long for that (no ``\n`` up to ``start + 2 x
     task_bytes``) is cut after the next CR (a line end too), else *open* just
     before the next run of spaces or tabs, or, if none comes by
     ``start + 3 x task_bytes``, at the next UTF-8
     character boundary. No range, and no worker's memory, then grows with a
     line's length; every search runs forward, so the reads' size cannot move a cut.
+    ``lines_only`` (JSON Lines, whose records cannot be cut): only after a ``\n``, however far.
     """
-    whole, part = xxhash.xxh3_128(), xxhash.xxh3_128()
     buf = bytearray(CHUNK_BYTES)
     view = memoryview(buf)
-    ranges: list[tuple[int, int, str]] = []
-    open_ends: list[int] = []
     start = offset = 0
     last_byte = 0x0A
     step = max(task_bytes, 1)
-    with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(buf):
-            whole.update(view[:n])
-            p = 0
-            while (cut := start + step - 1 - offset) < n:
-                w1, w2 = start + 2 * step - 1 - offset, start + 3 * step - 1 - offset  # relative to buf
+    while n := readinto(buf):
+        on_read(view[:n])
+        p = 0
+        while (cut := start + step - 1 - offset) < n:
+            w1, w2 = start + 2 * step - 1 - offset, start + 3 * step - 1 - offset  # relative to buf
+            if lines_only:
+                i = buf.find(b"\n", max(p, cut, 0), n)
+                if i < 0:
+                    break
+                end, is_open = i + 1, False
+            else:
                 prev = buf[w1] if 0 <= w1 < n else last_byte  # the byte before the cut search starts
                 lo, hi = max(p, cut, 0), max(0, min(n, w1 + 1))  # a negative end would count from the end
                 i = min((k for k in (buf.find(b"\n", lo, hi), buf.find(b"\r", lo, hi)) if k >= 0), default=-1)
@@ -205,26 +271,95 @@ def scan_shard(path: Path, task_bytes: int) -> Scan:
                     if j == n:
                         break
                     end, is_open = j, True
-                part.update(view[p:end])
-                ranges.append((start, offset + end, part.hexdigest()))
-                if is_open:
-                    open_ends.append(offset + end)
-                part.reset()
-                start, p = offset + end, end
-            part.update(view[p:n])
-            last_byte = buf[n - 1]
-            offset += n
-    if start < offset or not ranges:
-        ranges.append((start, offset, part.hexdigest()))
-    return Scan(offset, whole.hexdigest(), tuple(ranges), tuple(open_ends))
+            on_part(buf, p, end)
+            on_cut(start, offset + end, is_open)
+            start, p = offset + end, end
+        on_part(buf, p, n)
+        last_byte = buf[n - 1]
+        offset += n
+    return offset
+
+
+def scan_shard(path: Path, task_bytes: int, lines_only: bool = False) -> Scan:
+    """Hash a shard and cut it into tasks (``cut_stream``) in one pass over its bytes; with
+    ``lines_only`` (JSON Lines) also count the lines before each range, to name a bad record's line."""
+    whole, part = xxhash.xxh3_128(), xxhash.xxh3_128()
+    ranges: list[tuple[int, int, str]] = []
+    open_ends: list[int] = []
+    line_starts = [0]
+    newlines = 0
+
+    def on_part(buf: bytearray, lo: int, hi: int) -> None:
+        nonlocal newlines
+        part.update(memoryview(buf)[lo:hi])
+        if lines_only:
+            newlines += buf.count(b"\n", lo, hi)
+
+    def on_cut(start: int, end: int, is_open: bool) -> None:
+        ranges.append((start, end, part.hexdigest()))
+        line_starts.append(newlines)
+        if is_open:
+            open_ends.append(end)
+        part.reset()
+
+    with open(path, "rb", buffering=0) as f:
+        size = cut_stream(f.readinto, task_bytes, whole.update, on_part, on_cut, lines_only)
+    start = ranges[-1][1] if ranges else 0
+    if start < size or not ranges:
+        ranges.append((start, size, part.hexdigest()))
+        line_starts.append(newlines)
+    return Scan(size, whole.hexdigest(), tuple(ranges), tuple(open_ends),
+                tuple(line_starts[: len(ranges)]) if lines_only else ())
+
+
+def scan_whole(path: Path, units: tuple[tuple[int, int], ...] = ()) -> Scan:
+    """Hash a shard that is not cut into byte ranges: a compressed file is one task over its whole
+    bytes; a Parquet file's tasks are runs of row groups ``units`` (start, end), checked by the stamp."""
+    st = os.stat(path)  # before the read: a write during it leaves a stamp the tasks will not find
+    digest = file_digest(path)
+    ranges = tuple((a, b, digest) for a, b in units) or ((0, st.st_size, digest),)
+    return Scan(st.st_size, digest, ranges, stamp=(st.st_size, st.st_mtime_ns))
+
+
+def row_group_runs(path: Path, column: str, task_bytes: int) -> tuple[tuple[int, int], ...]:
+    """Consecutive row groups of a Parquet file, as (first, end) runs of about ``task_bytes`` of the
+    text column (uncompressed), from the footer alone. A file without the column is one run: its
+    rows are all bad records, counted by one task."""
+    from preprocess.formats import parquet_column
+
+    pf, why = parquet_column(path, column)
+    meta = pf.metadata
+    if why is not None or meta.num_row_groups == 0:
+        return ((0, meta.num_row_groups),)
+    leaves = [meta.schema.column(i).path for i in range(meta.num_columns)]
+    k = leaves.index(column) if column in leaves else -1
+    runs, first, acc = [], 0, 0
+    for g in range(meta.num_row_groups):
+        rg = meta.row_group(g)
+        acc += rg.column(k).total_uncompressed_size if k >= 0 else rg.total_byte_size
+        if acc >= task_bytes:
+            runs.append((first, g + 1))
+            first, acc = g + 1, 0
+    if first < meta.num_row_groups:
+        runs.append((first, meta.num_row_groups))
+    return tuple(runs)
+
+
+def scan_input(path: Path, fmt: Format, task_bytes: int, column: str) -> Scan:
+    """The scan of one shard in its format: byte ranges, one whole compressed file, or row-group runs."""
+    if fmt.ranges:
+        return scan_shard(path, task_bytes, lines_only=fmt.kind == "jsonl")
+    if fmt.kind == "parquet":
+        return scan_whole(path, row_group_runs(path, column, task_bytes))
+    return scan_whole(path)
 
 
 def scan_shards(paths: list[Path], task_bytes: int, threads: int = 4,
-                progress: Callable[[int], object] | None = None) -> list[Scan]:
-    """``scan_shard`` of many files, read in parallel (reads and hashing release the GIL), in order."""
+                progress: Callable[[int], object] | None = None, fmt: Format = TEXT, column: str = "text") -> list[Scan]:
+    """``scan_input`` of many files, read in parallel (reads and hashing release the GIL), in order."""
 
     def one(p: Path) -> Scan:
-        scan = scan_shard(p, task_bytes)
+        scan = scan_input(p, fmt, task_bytes, column)
         if progress is not None:
             progress(scan.size)
         return scan
@@ -232,14 +367,17 @@ def scan_shards(paths: list[Path], task_bytes: int, threads: int = 4,
     return map_files(one, paths, threads)
 
 
-def plan_tasks(shards: list[tuple[int, Path, Scan]]) -> list[Task]:
-    """The tasks of each (index, path, scan) shard: its ranges, in order."""
+def plan_tasks(shards: list[tuple[int, Path, Scan]], **common: Any) -> list[Task]:
+    """The tasks of each (index, path, scan) shard: its ranges, in order; ``common``: Task fields
+    every task shares (format, column, spill dir)."""
     tasks = []
     for index, path, scan in shards:
         opened = set(scan.open_ends)
         for k, (start, end, digest) in enumerate(scan.ranges):
             tasks.append(Task(index, str(path), start, end, k == len(scan.ranges) - 1, digest,
-                              starts_open=start in opened, ends_open=end in opened))
+                              starts_open=start in opened, ends_open=end in opened,
+                              line_start=scan.line_starts[k] if scan.line_starts else 0, stamp=scan.stamp,
+                              **common))
     return tasks
 
 

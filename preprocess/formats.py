@@ -1,0 +1,192 @@
+"""The input formats, chosen by the shards' extension, and how each is read into documents.
+
+Every format ends as *documents* (a ``.txt`` line, a JSON Lines record's
+text, a Parquet row's text) that go through the same cleaning as a
+``.txt`` file's text (preprocess/encode.py: ``clean_lines``), so the same
+text gives the same token arrays whichever format holds it.
+
+* ``txt`` (any extension we do not know is text too), ``txt.gz``, ``txt.zst``
+* ``jsonl``/``json``/``ndjson``, each also ``.gz``/``.zst``: one JSON object a
+  line, its text in ``--text_column``
+* ``parquet``: its text in ``--text_column``; no other column is read
+
+Uncompressed text and JSON Lines are cut into newline-aligned byte ranges,
+Parquet into runs of row groups; a compressed file cannot be cut, so it is
+one task that streams (decompressed through pyarrow's codecs: gzip members
+and zstd frames, concatenated or not). pyarrow is imported only when a
+shard needs it: a ``.txt`` run never pays for it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+CODECS = {"gz": "gzip", "gzip": "gzip", "zst": "zstd", "zstd": "zstd"}
+JSONL_NAMES = ("jsonl", "json", "ndjson")
+CODEC_MAGIC = {"gzip": (b"\x1f\x8b",), "zstd": (b"\x28\xb5\x2f\xfd",)}
+SNIFF_RECORDS = 64 << 10  # bytes of (decompressed) text a shard's check reads
+BAD_EXAMPLES = 3  # bad records named in the warning, per task
+
+
+@dataclass(frozen=True)
+class Format:
+    kind: str  # "text" | "jsonl" | "parquet"
+    codec: str | None = None  # "gzip" | "zstd"
+
+    @property
+    def ranges(self) -> bool:
+        """Cut into byte ranges (uncompressed text and JSON Lines)."""
+        return self.codec is None and self.kind != "parquet"
+
+    @property
+    def records(self) -> bool:
+        """Documents come from a column of records, not from lines of text."""
+        return self.kind != "text"
+
+    def ext_for(self, stem: str) -> str:
+        """The ``--ext`` that reads this format, for a file whose own extension is ``stem``."""
+        base = {"text": stem if stem not in JSONL_NAMES and stem != "parquet" else "txt",
+                "jsonl": stem if stem in JSONL_NAMES else "jsonl", "parquet": "parquet"}[self.kind]
+        return base + {"gzip": ".gz", "zstd": ".zst", None: ""}[self.codec]
+
+
+TEXT = Format("text")
+
+
+def format_of(ext: str) -> Format:
+    """The format of files named ``*.<ext>``: the last part names a codec, if any, the part before it
+    the container; an extension we do not know is text (users name shards .txt, .text, .th ...)."""
+    parts = ext.lower().split(".")
+    codec = CODECS.get(parts[-1]) if len(parts) > 1 or parts[-1] in CODECS else None
+    base = parts[-2] if codec and len(parts) > 1 else (parts[-1] if not codec else "")
+    if base == "parquet":
+        if codec:
+            from common.errors import UserError
+
+            raise UserError(f"--ext {ext}: Parquet compresses inside the file; name the shards *.parquet")
+        return Format("parquet")
+    return Format("jsonl" if base in JSONL_NAMES else "text", codec)
+
+
+def read_key(fmt: Format, text_column: str, task_bytes: int) -> dict[str, Any] | None:
+    """What reading adds to a piece's key; None for plain text (whose keys predate the formats).
+
+    The same bytes read as another format, or another column, are other
+    text. A compressed text stream is cut for giant lines inside the worker
+    (sharding.cut_stream) where the scan cannot see: the task size counts.
+    """
+    if fmt == TEXT:
+        return None
+    key: dict[str, Any] = {"kind": fmt.kind, "codec": fmt.codec}
+    if fmt.records:
+        key["text_column"] = text_column
+    if fmt.kind == "text":
+        key["task_bytes"] = task_bytes
+    return key
+
+
+def open_stream(path: str | Path, codec: str, raw: Any = None) -> Any:
+    """A decompressing stream (``read``, ``readinto``) over ``raw`` (a binary file object) or ``path``."""
+    import pyarrow as pa
+
+    source = pa.PythonFile(raw, mode="r") if raw is not None else pa.OSFile(str(path))
+    return pa.CompressedInputStream(source, codec)
+
+
+class RecordError(ValueError):
+    """A record that holds no usable text: counted, named in a warning, never a crash."""
+
+
+def record_text(line: bytes | str, column: str) -> str:
+    """The text of one JSON Lines record, or RecordError saying why there is none."""
+    try:
+        record = json.loads(line)
+    except ValueError as e:  # JSONDecodeError, and UnicodeDecodeError on bytes
+        raise RecordError(f"not valid JSON ({str(e).split(':')[0]})") from None
+    except RecursionError:
+        raise RecordError("not valid JSON (nested too deep)") from None
+    if not isinstance(record, dict):
+        raise RecordError(f"a JSON {type(record).__name__}, not an object")
+    if column not in record:
+        raise RecordError(f"no {column!r} field")
+    text = record[column]
+    if not isinstance(text, str):
+        raise RecordError(f"{column!r} is {'null' if text is None else type(text).__name__}, not a string")
+    return text
+
+
+def parquet_column(path: str | Path, column: str) -> tuple[Any, str | None]:
+    """(the open ParquetFile, why ``column`` cannot be read as text or None)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(str(path))
+    schema = pf.schema_arrow
+    if column not in schema.names:
+        return pf, f"no column {column!r} (columns: {', '.join(schema.names[:8])})"
+    t = schema.field(column).type
+    if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)):
+        return pf, f"column {column!r} is {t}, not a string"
+    return pf, None
+
+
+def parquet_texts(pf: Any, column: str, row_groups: list[int], batch_rows: int = 1024) -> Iterator[list[str | None]]:
+    """The ``column`` values of these row groups, in batches; no other column is read."""
+    for batch in pf.iter_batches(batch_size=batch_rows, row_groups=row_groups, columns=[column], use_threads=False):
+        yield batch.column(0).to_pylist()
+
+
+def sniff(path: Path, fmt: Format, column: str) -> tuple[str | None, bool | None]:
+    """(what is wrong with the whole file, whether its first record has ``column``), from its head.
+
+    Called before any work, so a shard that is not what ``--ext`` says is a
+    one-line error, not a run of garbage or of bad records.
+    """
+    if fmt.kind == "parquet":
+        return _sniff_parquet(path, column)
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if fmt.codec:
+        if not any(head.startswith(m) for m in CODEC_MAGIC[fmt.codec]):
+            return f"not {fmt.codec}-compressed, as --ext says", None
+        try:
+            stream = open_stream(path, fmt.codec)
+            head = stream.read(SNIFF_RECORDS)
+        except OSError as e:
+            return f"cannot be decompressed ({e})", None
+    else:
+        with open(path, "rb") as f:
+            head = f.read(SNIFF_RECORDS)
+    if fmt.kind == "jsonl":
+        return _sniff_jsonl(head, column)
+    return None, None
+
+
+def _sniff_parquet(path: Path, column: str) -> tuple[str | None, bool | None]:
+    try:
+        _, why = parquet_column(path, column)
+    except Exception as e:  # noqa: BLE001 - pyarrow raises ArrowInvalid, OSError ...: the file cannot be opened
+        return f"cannot be opened as Parquet ({' '.join(str(e).split())[:120]})", None
+    return None, why is None
+
+
+def _sniff_jsonl(head: bytes, column: str) -> tuple[str | None, bool | None]:
+    lines = head.split(b"\n")
+    if len(lines) > 1:
+        lines = lines[:-1]  # the last may be cut by the sniff's end
+    first = next((x.strip() for x in lines if x.strip()), None)
+    if first is None:
+        return None, None
+    if first in (b"[", b"{"):
+        return "not JSON Lines (one object a line): it looks like pretty-printed JSON", None
+    try:
+        record = json.loads(first)
+    except (ValueError, RecursionError):
+        return None, None  # a bad record: counted when read
+    if not isinstance(record, dict):
+        return f"not JSON Lines of objects: its first record is a JSON {type(record).__name__}", None
+    return None, column in record
