@@ -401,6 +401,11 @@ class _Chunks:
         return replace(encode_lines(self.task, []), nbytes=nbytes, parts=self.parts, spill=names,
                        open_end=self.parts[-1].result.open_end)
 
+    def discard(self) -> None:
+        for f in self.files:
+            f.close()
+            Path(f.name).unlink(missing_ok=True)
+
 
 def chunks_of(r: TaskResult) -> Iterator[TaskResult]:
     """The results a task's result stands for, in order, arrays in memory: itself, or each of its
@@ -421,12 +426,8 @@ def chunks_of(r: TaskResult) -> Iterator[TaskResult]:
         Path(tok_path).unlink(missing_ok=True)
         Path(len_path).unlink(missing_ok=True)
 
-    def discard(self) -> None:
-        for f in self.files:
-            f.close()
-            Path(f.name).unlink(missing_ok=True)
 
-
+STREAM_READ = 64 << 10  # decompressed bytes a read: a read that meets damaged data loses what it held
 SPILL_PREFIX = ".spill-"  # <pieces dir>/.spill-<pid>-<n>.tokens|.lengths: deleted once appended, or by cleanup
 _SPILLS = 0
 
@@ -498,7 +499,7 @@ def _stream_text(task: Task, stream: Any, chunks: _Chunks) -> str | None:
 
     damaged = None
     try:
-        cut_stream(stream.readinto, task.task_bytes, lambda v: None, on_part, on_cut)
+        cut_stream(stream.readinto, task.task_bytes, lambda v: None, on_part, on_cut, read_bytes=STREAM_READ)
     except OSError as e:
         damaged = str(e)
     if buf or state["open"]:
@@ -511,7 +512,7 @@ def _stream_jsonl(task: Task, stream: Any, chunks: _Chunks) -> str | None:
     buf, line, damaged = bytearray(), 0, None
     while True:
         try:
-            data = stream.read(CHUNK_BYTES)
+            data = stream.read(STREAM_READ)
         except OSError as e:
             damaged, data = str(e), b""
         buf += data
@@ -555,7 +556,8 @@ def _parquet_task(task: Task) -> TaskResult:
         if _stamp(task.path) != task.stamp:
             chunks.discard()
             return _unchanged(task, 0)
-        return chunks.result(sum(meta.row_group(g).total_compressed_size for g in range(task.start, task.end)))
+        return chunks.result(sum(meta.row_group(g).column(k).total_compressed_size  # the progress bar's bytes
+                                 for g in range(task.start, task.end) for k in range(meta.num_columns)))
     except BaseException:
         chunks.discard()
         raise

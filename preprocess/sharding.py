@@ -218,7 +218,7 @@ def _cut_point(buf: bytearray, lo: int, hi: int, prev: int) -> int:
 
 def cut_stream(readinto: Callable[[bytearray], int], task_bytes: int, on_read: Callable[[memoryview], object],
                on_part: Callable[[bytearray, int, int], object], on_cut: Callable[[int, int, bool], object],
-               lines_only: bool = False) -> int:
+               lines_only: bool = False, read_bytes: int = CHUNK_BYTES) -> int:
     """Read a byte stream to its end and cut it into task ranges; returns how many bytes it had.
 
     ``on_read(view)`` sees every read; ``on_part(buf, lo, hi)`` every byte of
@@ -237,7 +237,7 @@ def cut_stream(readinto: Callable[[bytearray], int], task_bytes: int, on_read: C
     line's length; every search runs forward, so the reads' size cannot move a cut.
     ``lines_only`` (JSON Lines, whose records cannot be cut): only after a ``\n``, however far.
     """
-    buf = bytearray(CHUNK_BYTES)
+    buf = bytearray(read_bytes)
     view = memoryview(buf)
     start = offset = 0
     last_byte = 0x0A

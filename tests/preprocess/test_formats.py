@@ -73,3 +73,92 @@ def test_every_format_gives_the_arrays_of_the_same_text_as_txt(capsys, tmp_path,
     # a rerun reads nothing again; the key depends on how the bytes are read
     rc, out, _ = run_cli(capsys, *base_args(wordpiece_dir, tmp_path / ext, tmp_path / "c", "--ext", ext, *small))
     assert rc == 0 and "cache is fresh" in out
+
+
+def _jsonl(path: Path, lines: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(x + "\n" for x in lines), encoding="utf-8")
+
+
+def test_bad_json_lines_records_are_counted_named_and_refused_with_strict(capsys, tmp_path, wordpiece_dir):
+    from preprocess.inspect_cache import main as inspect
+
+    good = [json.dumps({"text": x}) for x in make_lines(20)]
+    _jsonl(tmp_path / "t" / "a.jsonl", [*good[:5], "{not json", json.dumps({"body": "x"}), *good[5:10],
+                                        json.dumps({"text": None}), json.dumps({"text": 7}), json.dumps([1, 2])])
+    _jsonl(tmp_path / "t" / "b.jsonl", good[10:])
+    args = base_args(wordpiece_dir, tmp_path / "t", tmp_path / "c", "--ext", "jsonl")
+    rc, out, err = run_cli(capsys, *args)
+    assert rc == 0, err
+    m = manifest(tmp_path / "c")
+    assert [s["bad_records"] for s in m["shards"]] == [5, 0] and m["totals"]["bad_records"] == 5
+    assert m["totals"]["lines"] == 20  # every good record kept
+    assert "5 records without usable text" in err
+    assert "a.jsonl line 6: not valid JSON" in err and "a.jsonl line 7: no 'text' field" in err
+    assert inspect(["show", str(tmp_path / "c")]) == 0
+    assert "5 bad records skipped" in capsys.readouterr().out
+    # --strict: the same corpus is an error, on a fresh cache and on the one that holds those pieces
+    for cache, says in (("strict", "a.jsonl line 6: not valid JSON"), ("c", "5 records without usable text")):
+        rc, out, err = run_cli(capsys, *base_args(wordpiece_dir, tmp_path / "t", tmp_path / cache, "--ext", "jsonl",
+                                                  "--strict"))
+        assert rc == 2 and says in err and "a.jsonl" in err and "--strict" in err, err
+    assert not (tmp_path / "strict" / "train" / "manifest.json").exists()
+
+
+@pytest.mark.parametrize("ext", ["txt.gz", "jsonl.zst"])
+def test_a_truncated_compressed_shard_keeps_what_came_before_and_counts_one_bad_record(capsys, tmp_path,
+                                                                                       wordpiece_dir, ext):
+    docs = make_lines(3000, seed=3)
+    whole = write_docs(tmp_path / "t" / f"a.{ext}", docs, ext)
+    whole.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    rc, out, err = run_cli(capsys, *base_args(wordpiece_dir, tmp_path / "t", tmp_path / "c", "--ext", ext))
+    assert rc == 0, err
+    m = manifest(tmp_path / "c")
+    assert m["totals"]["bad_records"] >= 1 and 0 < m["totals"]["lines"] < len(docs)
+    assert "damaged or truncated compressed data" in err
+    rc, _, err = run_cli(capsys, *base_args(wordpiece_dir, tmp_path / "t", tmp_path / "s", "--ext", ext, "--strict"))
+    assert rc == 2 and "truncated" in err
+
+
+def test_parquet_without_the_text_column(capsys, tmp_path, wordpiece_dir):
+    write_docs(tmp_path / "t" / "a.parquet", make_lines(50), "parquet")
+    pq.write_table(pa.table({"content": make_lines(30), "id": list(range(30))}), tmp_path / "t" / "b.parquet")
+    pq.write_table(pa.table({"text": ["one", None, "three"]}), tmp_path / "t" / "c.parquet")
+    rc, out, err = run_cli(capsys, *base_args(wordpiece_dir, tmp_path / "t", tmp_path / "c", "--ext", "parquet"))
+    assert rc == 0, err
+    m = manifest(tmp_path / "c")
+    assert [s["bad_records"] for s in m["shards"]] == [0, 30, 1]
+    assert "b.parquet rows 0-29: no column 'text' (columns: content, id)" in err and "c.parquet row 1" in err
+    # a column no file has is a typo: an error before any work, naming the columns there are
+    rc, out, err = run_cli(capsys, *base_args(wordpiece_dir, tmp_path / "t", tmp_path / "d", "--ext", "parquet",
+                                              "--text_column", "txt"))
+    assert rc == 2 and "--text_column" in err and "columns id, text, url" in err
+    assert not (tmp_path / "d" / "train").exists()
+
+
+@pytest.mark.parametrize("name, data, says", [
+    ("a.txt", gzip.compress(b"hello world\n" * 50), "gzip-compressed, not text"),
+    ("a.txt", pa.compress(b"hello world\n" * 50, codec="zstd", asbytes=True), "--ext txt.zst"),
+    ("a.jsonl", gzip.compress(b'{"text": "x"}\n'), "--ext jsonl.gz"),
+    ("a.txt.gz", b"hello world\n", "not gzip-compressed, as --ext says. If it is not compressed, name it *.txt"),
+    ("a.jsonl", b"[1, 2]\n[3]\n", "its first record is a JSON list"),
+    ("a.jsonl", b'[\n {"text": "x"}\n]\n', "pretty-printed JSON"),
+    ("a.parquet", b"PAR1 this is no parquet file", "cannot be opened as Parquet"),
+    ("a.jsonl.zst", b"\x28\xb5\x2f\xfd garbage after the magic", "cannot be decompressed"),
+])
+def test_a_shard_that_is_not_what_ext_says_is_one_error_before_any_work(capsys, tmp_path, wordpiece_dir, name,
+                                                                       data, says):
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / name).write_bytes(data)
+    ext = name.split(".", 1)[1]
+    rc, out, err = run_cli(capsys, *base_args(wordpiece_dir, tmp_path / "t", tmp_path / "c", "--ext", ext))
+    assert rc == 2 and says in err and name in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "c" / "train").exists()
+
+
+def test_a_parquet_file_named_txt_points_at_ext_parquet(capsys, tmp_path, wordpiece_dir):
+    write_docs(tmp_path / "t" / "a.parquet", make_lines(5), "parquet")
+    (tmp_path / "t" / "a.parquet").rename(tmp_path / "t" / "a.txt")
+    rc, out, err = run_cli(capsys, *base_args(wordpiece_dir, tmp_path / "t", tmp_path / "c"))
+    assert rc == 2 and "a Parquet file" in err and "--ext parquet" in err
