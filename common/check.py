@@ -31,7 +31,7 @@ class SplitCheck:
     tokenizer: str | None = None  # how the tokenizer asked for differs from the cache's, in words
     max_seq_length: int | None = None  # what the blocks were packed for, when another length was asked
     damaged: tuple[str, ...] = ()  # arrays whose size (or, when asked, digest) is not the manifest's
-    input_dir: Path | None = None  # the text dir compared, if any
+    input_dir: str | None = None  # the text dir (or dirs, comma-separated) compared, if any
     unchanged: tuple[str, ...] = ()
     changed: tuple[str, ...] = ()
     added: tuple[str, ...] = ()
@@ -126,12 +126,40 @@ def list_text_files(d: Path, ext: str, recursive: bool) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(d).as_posix())
 
 
-def _text_states(m: Manifest, input_dir: Path) -> dict[str, tuple[str, ...]]:
+def input_dirs(value: str | Path) -> list[Path]:
+    """The dirs a ``--train_dir``/``--eval_dir`` value (or a manifest's ``input_dir``) names: one dir,
+    or several separated by commas (a dir whose own name holds a comma is taken whole)."""
+    text = str(value)
+    if "," not in text or Path(text).is_dir():
+        return [Path(text)]
+    return [Path(x) for x in text.split(",") if x]
+
+
+def list_inputs(dirs: list[Path], ext: str, recursive: bool) -> list[tuple[str, Path]]:
+    """(name, path) of every ``*.<ext>`` file of ``dirs``, sorted by name. A name is the file's path
+    under its dir; with several dirs, under their common parent (``a/x.txt``, ``b/x.txt``), so the
+    same corpus mounted elsewhere gives the same names. UserError for a dir given twice or inside another."""
+    if len(dirs) == 1:
+        return [(p.relative_to(dirs[0]).as_posix(), p) for p in list_text_files(dirs[0], ext, recursive)]
+    real = [d.resolve() for d in dirs]
+    for i, a in enumerate(real):
+        for j, b in enumerate(real):
+            if i != j and (a == b or a in b.parents):
+                raise UserError(f"input dirs {dirs[i]} and {dirs[j]}: "
+                                f"{'the same dir' if a == b else 'the second is inside the first'}; give each once")
+    root = Path(os.path.commonpath(real))
+    found = [(f"{r.relative_to(root).as_posix()}/{p.relative_to(d).as_posix()}", p)
+             for d, r in zip(dirs, real) for p in list_text_files(d, ext, recursive)]
+    return sorted(found)
+
+
+def _text_states(m: Manifest, input_dir: str | Path) -> dict[str, tuple[str, ...]]:
     """Shards of the manifest against the ``*.<ext>`` files of ``input_dir`` now, by content."""
-    if not input_dir.is_dir():
-        raise UserError(f"input dir {input_dir} not found; give the dir where the shards are now")
-    now = {p.relative_to(input_dir).as_posix(): p
-           for p in list_text_files(input_dir, m.parameters.ext, m.parameters.recursive)}
+    dirs = input_dirs(input_dir)
+    for d in dirs:
+        if not d.is_dir():
+            raise UserError(f"input dir {d} not found; give the dir where the shards are now")
+    now = dict(list_inputs(dirs, m.parameters.ext, m.parameters.recursive))
     before = {s.path: s.digest for s in m.shards}
     both = sorted(set(now) & set(before))
     digests = dict(zip(both, file_digests(now[name] for name in both)))  # the reads run in parallel
@@ -159,7 +187,7 @@ def check_split(split_dir: str | Path, *, tokenizer: TokenizerSource | None = No
         m = manifest or load_manifest(split_dir)
     except FormatError as e:
         return SplitCheck(split_dir, None, unreadable=str(e))
-    found: dict = {"input_dir": Path(input_dir) if input_dir else None}
+    found: dict = {"input_dir": str(input_dir) if input_dir else None}
     if tokenizer is not None and tokenizer.digest != m.tokenizer.digest:
         found["tokenizer"] = tokenizer_difference(m.tokenizer, tokenizer)
     elif isinstance(tokenizer, TokenizerIdentity) and tokenizer.description() != m.tokenizer.description():
@@ -170,5 +198,5 @@ def check_split(split_dir: str | Path, *, tokenizer: TokenizerSource | None = No
     if sizes or digests:
         found["damaged"] = _damaged(split_dir, m, digests)
     if input_dir:
-        found.update(_text_states(m, Path(input_dir)))
+        found.update(_text_states(m, input_dir))
     return SplitCheck(split_dir, m, **found)

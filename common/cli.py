@@ -74,33 +74,36 @@ def dataclass_parser(cls: type, prog: str, description: str) -> argparse.Argumen
 INPUT_FLAGS = ("train_dir", "eval_dir")  # a second one is meant as more text, not as a correction
 
 
-def refuse_repeated(argv: list[str]) -> list[str]:
-    """Flags given more than once, never silently: argparse keeps the last value and drops the others.
+def merge_repeated(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(``argv`` with every repeated input-dir flag merged into one, notes), never dropping a value
+    silently: argparse keeps a repeated flag's last value and drops the others.
 
-    An input dir given twice (``--train_dir a --train_dir b`` read only b) is a
-    CliError; any other flag gets a note naming the value that counts (a
-    command with an override appended, ``... --max_steps 10``, keeps working).
+    ``--train_dir a --train_dir b`` becomes ``--train_dir a,b`` (both dirs are
+    read); any other flag given twice gets a note naming the value that counts
+    (a command with an override appended, ``... --max_steps 10``, keeps working).
     """
     seen: dict[str, list[str]] = {}
+    where: dict[str, list[tuple[int, int]]] = {}  # flag -> (index, tokens it takes) of each occurrence
     for i, a in enumerate(argv):
         if a.startswith("--") and len(a) > 2:
             name, eq, value = a[2:].partition("=")
-            value = value if eq else (argv[i + 1] if i + 1 < len(argv) and not argv[i + 1].startswith("--") else "")
-            seen.setdefault(name.replace("-", "_"), []).append(value)
-    for name in INPUT_FLAGS:
-        if len(seen.get(name, [])) > 1:
-            raise CliError(f"--{name} is given {len(seen[name])} times ({', '.join(seen[name])}); one dir per "
-                           "split: put the shards of both in one dir")
-    return [f"note: --{name} is given {len(values)} times; the last ({values[-1]!r}) counts"
-            for name, values in seen.items() if len(values) > 1]
+            takes = not eq and i + 1 < len(argv) and not argv[i + 1].startswith("--")
+            value = value if eq else (argv[i + 1] if takes else "")
+            key = name.replace("-", "_")
+            seen.setdefault(key, []).append(value)
+            where.setdefault(key, []).append((i, 2 if takes else 1))
+    firsts = {where[n][0][0]: n for n in INPUT_FLAGS if len(where.get(n, [])) > 1}
+    skip = {i + k for n in firsts.values() for i, taken in where[n] for k in range(taken)}
+    out = [f"--{firsts[i]}={','.join(seen[firsts[i]])}" if i in firsts else a
+           for i, a in enumerate(argv) if i in firsts or i not in skip]
+    notes = [f"note: --{name} is given {len(values)} times; the last ({values[-1]!r}) counts"
+             for name, values in seen.items() if len(values) > 1 and name not in INPUT_FLAGS]
+    return out, notes
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
-    """``parser.parse_args(argv)``, with a repeated flag refused or noted (``refuse_repeated``)."""
-    try:
-        notes = refuse_repeated(argv)
-    except CliError as e:
-        parser.error(str(e))
+    """``parser.parse_args(argv)``, with repeated flags merged or noted (``merge_repeated``)."""
+    argv, notes = merge_repeated(argv)
     for note in notes:
         print(note, file=sys.stderr)
     return parser.parse_args(argv)

@@ -39,10 +39,12 @@ class CacheArguments:
     )
     train_dir: str | None = field(
         default=None,
-        metadata={"help": "Directory of training text shards: every *.<ext> file in it is used (required to preprocess)."},
+        metadata={"help": "Directory of training shards: every *.<ext> file in it is used (required to preprocess). "
+                  "Several dirs: comma-separated, or the flag repeated; shards are then named by their path under "
+                  "the dirs' common parent."},
     )
     eval_dir: str | None = field(
-        default=None, metadata={"help": "Directory of validation text shards (optional)."}
+        default=None, metadata={"help": "Directory of validation shards (optional; several as for --train_dir)."}
     )
     tokenizer_type: str = field(
         default="auto",

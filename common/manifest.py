@@ -4,7 +4,8 @@ Schema (``format_version`` 2), every field written by ``Manifest.to_dict``::
 
     format_version   int, FORMAT_VERSION of common/format.py
     created_by       {command: argv list, version, created_at (UTC ISO 8601)}
-    input_dir        absolute path of the text dir the shards came from
+    input_dir        absolute path of the text dir the shards came from; of
+                     each dir, comma-separated, when several were given
     tokenizer        TokenizerIdentity: {type, name_or_path, files: {name: digest},
                       settings, digest, class, vocab_size, dtype,
                       special_ids: {bos, eos, pad, unk, mask},
@@ -13,7 +14,8 @@ Schema (``format_version`` 2), every field written by ``Manifest.to_dict``::
                       add_space_token, cleaning, packing, recursive,
                       text_column (JSON Lines and Parquet only)}
     shards[]         one per input file, in sorted order:
-                     {path (relative to input_dir), bytes, digest, lines,
+                     {path (relative to input_dir; with several dirs, to
+                      their common parent), bytes, digest, lines,
                       tokens, invalid_utf8, lines_without_tokens (cleaned
                       lines that encoded to no id, dropped), unk_tokens (ids of
                       the unknown token), line_hist, bad_records (records with

@@ -73,8 +73,9 @@ class SplitPlan:
     """What a split needs, worked out from digests alone (no tokenizer loaded); lists by piece."""
 
     split: str
-    input_dir: Path
+    input_dir: str  # the text dir, or dirs separated by commas
     out_dir: Path
+    names: list[str]  # of the shards, as the manifest lists them (common/check.py: list_inputs)
     shards: list[Path]
     scans: list[Scan]
     groups: list[list[int]]  # the shard indices of each piece, consecutive
@@ -193,11 +194,10 @@ def _valid_record(out_dir: Path, name: str, key: str, files_of: Callable[[Any, s
 
 
 def plan_split(
-    split: str, input_dir: Path, out_dir: Path, shards: list[Path], scans: list[Scan],
+    split: str, input_dir: str, out_dir: Path, names: list[str], shards: list[Path], scans: list[Scan],
     tokenizer_digest: str, max_seq_length: int, overwrite: bool, verify: bool = False,
     piece_bytes: int = 4 << 20, fmt: Format = TEXT, column: str = "text",
 ) -> SplitPlan:
-    names = [str(p.relative_to(input_dir)) for p in shards]
     groups, first = [], 0
     for n in group_shards(names, [s.size for s in scans], piece_bytes):
         groups.append(list(range(first, first + n)))
@@ -215,7 +215,7 @@ def plan_split(
         records.append(rec)
         blocks.append(blk)
     reading = {"fmt": fmt, "column": column, "task_bytes": piece_bytes, "spill_dir": str(out_dir / PIECES_DIR)}
-    return SplitPlan(split, input_dir, out_dir, shards, scans, groups, keys, bkeys, records, blocks, reading)
+    return SplitPlan(split, input_dir, out_dir, names, shards, scans, groups, keys, bkeys, records, blocks, reading)
 
 
 class _PieceAssembler:
@@ -363,10 +363,10 @@ def make_manifest(plan: SplitPlan, tokenizer: TokenizerIdentity, parameters: Par
     for group, rec, blk in zip(plan.groups, plan.records, plan.blocks):
         assert rec is not None and blk is not None
         for i, member in zip(group, rec["shards"]):  # checked when the record was read or written by this run
-            shards.append(ShardInfo(path=str(plan.shards[i].relative_to(plan.input_dir)), **member))
+            shards.append(ShardInfo(path=plan.names[i], **member))
         pieces.append(PieceInfo.from_dict({**rec, "shards": len(group), "blocks": blk}))
     return Manifest(
-        input_dir=str(plan.input_dir),
+        input_dir=plan.input_dir,
         tokenizer=tokenizer,
         parameters=parameters,
         shards=shards,

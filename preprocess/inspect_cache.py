@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from common.check import check_split
+from common.check import check_split, input_dirs
 from common.cli import parse_args, run_command
 from common.errors import UserError
 from common.format import MANIFEST_NAME, FormatError, length_bins
@@ -116,9 +116,11 @@ def show(split: Path, m: Manifest) -> str:
 
 def status(split: Path, m: Manifest, input_dir: str | None, tokenizer: str | None) -> tuple[bool, str]:
     """(fresh?, report) comparing the manifest with the text and tokenizer as they are now."""
-    src_dir = Path(input_dir or m.input_dir)
-    if not src_dir.is_dir():
-        raise UserError(f"{split}: input dir {src_dir} not found; pass --input_dir where the shards are now")
+    src_dir = input_dir or m.input_dir
+    for d in input_dirs(src_dir):
+        if not d.is_dir():
+            raise UserError(f"{split}: input dir {d} not found; pass --input_dir where the shards are now "
+                            "(several: comma-separated)")
     tok_path = tokenizer or m.tokenizer.name_or_path
     try:
         source = tokenizer_source(tok_path, m.tokenizer.type, m.tokenizer.settings)
@@ -209,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the manifest itself")
     p = sub.add_parser("status", help="fresh or stale against the input dirs, shard by shard (exit 1 if stale)")
     p.add_argument("path")
-    p.add_argument("--input_dir", help="where the shards are now (default: the dir the manifest names)")
+    p.add_argument("--input_dir", help="where the shards are now, several dirs comma-separated (default: the "
+                   "dir or dirs the manifest names)")
     p.add_argument("--tokenizer", help="tokenizer path to compare (default: the one the manifest names)")
     p = sub.add_parser("verify", help="re-hash every array against the manifest (exit 1 if damaged)")
     p.add_argument("path")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from common.check import input_dirs
 from common.errors import UserError
 from common.format import BLOCKS_DIR, PIECES_DIR, SPACE_TOKEN
 from common.manifest import Manifest, Parameters, unk_share
@@ -49,7 +50,7 @@ def check_layout(cache: Path, inputs: list[tuple[str, str]]) -> None:
     cache inside the text) is one mistyped flag away from deleting a corpus.
     """
     c = cache.resolve()
-    for flag, d in inputs:
+    for flag, d in [(flag, str(x)) for flag, value in inputs for x in input_dirs(value)]:
         t = Path(d).resolve()
         if t == c or c in t.parents:
             raise UserError(f"{flag} {d} is inside --datasets_cache_dir {cache}, whose files this tool manages; "
@@ -157,8 +158,9 @@ def _run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
     check_layout(cache, [(flags[split], d) for split, d in cfg.splits()])
     inputs = []
     for split, d in cfg.splits():
-        shards = list_shards(d, cfg.ext, flags[split], cfg.recursive, cfg.text_column)
-        inputs.append((split, Path(d).resolve(), [Path(d).resolve() / p.relative_to(d) for p in shards]))
+        listed = list_shards(d, cfg.ext, flags[split], cfg.recursive, cfg.text_column)
+        where = ",".join(str(x.resolve()) for x in input_dirs(d))
+        inputs.append((split, where, [name for name, _ in listed], [p.resolve() for _, p in listed]))
     try:
         source = tokenizer_source(cfg.tokenizer_name_or_path, cfg.tokenizer_type, cfg.tokenizer_settings)
     except TokenizerError as e:
@@ -166,9 +168,9 @@ def _run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
     with cache_lock(cache) as writable:
         start = time.perf_counter()
         plans = []
-        for split, input_dir, shards in inputs:
+        for split, input_dir, names, shards in inputs:
             scans = _scan_shards(split, shards, cfg)
-            plans.append(build.plan_split(split, input_dir, cache / split, shards, scans, source.digest,
+            plans.append(build.plan_split(split, input_dir, cache / split, names, shards, scans, source.digest,
                                           cfg.max_seq_length, cfg.overwrite_cache, cfg.verify_outputs,
                                           piece_bytes=cfg.task_bytes, fmt=format_of(cfg.ext),
                                           column=cfg.text_column))

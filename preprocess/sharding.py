@@ -25,7 +25,7 @@ from typing import Any
 
 import xxhash
 
-from common.check import list_text_files
+from common.check import input_dirs, list_inputs
 from common.errors import UserError
 from common.hashing import CHUNK_BYTES, file_digest, map_files
 from preprocess.formats import CODECS, SNIFF_RECORDS, TEXT, Format, format_of, sniff
@@ -67,32 +67,41 @@ class Scan:
 
 
 def list_shards(input_dir: str, ext: str, flag: str = "--train_dir", recursive: bool = False,
-                column: str = "text") -> list[Path]:
-    """Every ``*.<ext>`` file directly in ``input_dir`` (or below it, ``recursive``), sorted by its path
-    under the dir, each checked readable and of the format ``ext`` names (formats.py)."""
-    d = Path(input_dir)
-    if not d.exists():
-        raise UserError(f"{flag} {input_dir}: no such directory")
-    if not d.is_dir():
-        raise UserError(f"{flag} {input_dir}: not a directory")
-    shards = list_text_files(d, ext, recursive)
-    if not shards:
-        others = sorted({_extension(p) for p in d.iterdir() if p.is_file()})
-        subdirs = [p.name for p in d.iterdir() if p.is_dir()]
-        if others:
-            hint = f" (it has {', '.join(others)} files: pass the shards' extension with --ext)"
-        elif subdirs:
-            hint = f" (only subdirectories, e.g. {subdirs[0]}/: add --recursive to read them)"
-        else:
-            hint = " (it is empty)"
-        raise UserError(f"{flag} {input_dir}: no *.{ext} files{hint}")
+                column: str = "text") -> list[tuple[str, Path]]:
+    """(name, path) of every ``*.<ext>`` file directly in the dir or dirs of ``input_dir`` (or below
+    them, ``recursive``), sorted by name (common/check.py: ``list_inputs``), each checked readable and
+    of the format ``ext`` names (formats.py)."""
+    dirs = input_dirs(input_dir)
+    for d in dirs:
+        if not d.exists():
+            raise UserError(f"{flag} {d}: no such directory")
+        if not d.is_dir():
+            raise UserError(f"{flag} {d}: not a directory")
+    shards = list_inputs(dirs, ext, recursive)
+    for d in dirs:
+        if not any(p.is_relative_to(d) for _, p in shards):
+            raise UserError(f"{flag} {d}: no *.{ext} files{_empty_hint(d)}")
     fmt = format_of(ext)
-    has_column = [check_shard(p, input_dir, d, fmt, column) for p in shards]
+    has_column = []
+    for _, p in shards:
+        base = next(d for d in dirs if p.is_relative_to(d))
+        has_column.append(check_shard(p, str(base), base, fmt, column))
     if fmt.records and not any(h for h in has_column if h is not None) and any(h is False for h in has_column):
+        example = shards[has_column.index(False)][1]
         raise UserError(f"{flag} {input_dir}: no *.{ext} file has a {column!r} field in its first record "
-                        f"(e.g. {shards[has_column.index(False)]}: {_fields(shards[has_column.index(False)], fmt)}); "
-                        "pass the field that holds the text with --text_column")
+                        f"(e.g. {example}: {_fields(example, fmt)}); pass the field that holds the text with "
+                        "--text_column")
     return shards
+
+
+def _empty_hint(d: Path) -> str:
+    others = sorted({_extension(p) for p in d.iterdir() if p.is_file()})
+    subdirs = [p.name for p in d.iterdir() if p.is_dir()]
+    if others:
+        return f" (it has {', '.join(others)} files: pass the shards' extension with --ext)"
+    if subdirs:
+        return f" (only subdirectories, e.g. {subdirs[0]}/: add --recursive to read them)"
+    return " (it is empty)"
 
 
 def _extension(p: Path) -> str:

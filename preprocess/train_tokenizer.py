@@ -28,6 +28,7 @@ from common.format import SPACE_TOKEN
 from common.tokenizer import TOKENIZER_TYPES, TRAINABLE_TYPES, TokenizerError, load_tokenizer
 from preprocess.config import available_cores
 from preprocess.encode import clean_lines, decode_bytes
+from preprocess.formats import TEXT, format_of
 from preprocess.sharding import Task, list_shards, plan_tasks, scan_shards
 from preprocess.workers import Workers
 
@@ -164,7 +165,11 @@ def count_words(args: argparse.Namespace, shards: list[Path]) -> Counter:
 def train(args: argparse.Namespace) -> str:
     from common import tokenizer_types
 
-    shards = list_shards(args.train_dir, args.ext.lstrip("*").lstrip("."))
+    ext = args.ext.lstrip("*").lstrip(".")
+    if format_of(ext) != TEXT:
+        raise UserError(f"--ext {ext}: mlm-train-tokenizer reads uncompressed text shards only; train the tokenizer "
+                        "on a text sample of the corpus (e.g. a few .txt files of its documents)")
+    shards = [p for _, p in list_shards(args.train_dir, ext)]
     out = Path(args.output_dir)
     if out.is_dir() and any(out.iterdir()):
         # Files of an earlier tokenizer (a tokenizer.json twin, say) would be loaded instead of the new one.

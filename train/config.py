@@ -16,7 +16,7 @@ from typing import Any
 
 from transformers import HfArgumentParser, TrainingArguments
 
-from common.cli import CliError, read_config, refuse_repeated
+from common.cli import CliError, merge_repeated, read_config
 from common.config import CacheArguments, refuse_other_commands_flags
 from common.errors import UserError
 from train.model import ARCHITECTURES
@@ -184,10 +184,7 @@ def parse(argv: list[str], prog: str, cache_class: type = CacheArguments, extra:
         given, repeated = set(values), []
     else:
         argv = _resume_without_value(argv)
-        try:
-            repeated = refuse_repeated(argv)
-        except CliError as e:
-            raise UserError(f"{e}; see {prog} --help") from None
+        argv, repeated = merge_repeated(argv)
         namespace, unknown = parser.parse_known_args(argv)
         if unknown:
             refuse_other_commands_flags(_given(unknown), prog)

@@ -600,19 +600,29 @@ def test_a_file_that_is_not_text_is_refused_before_any_work(capsys, tmp_path, wo
 
 
 def test_a_flag_given_twice_is_never_silently_dropped(capsys, tmp_path, wordpiece_dir):
-    from train.__main__ import main as train_main
+    from preprocess.inspect_cache import main as inspect_main
 
-    a, b = tmp_path / "a", tmp_path / "b"
+    a, b = tmp_path / "corpus" / "a", tmp_path / "corpus" / "b"
     write_shards(a, n_shards=1)
     write_shards(b, n_shards=1, seed=2)
+    # an input dir given twice: both are read, as with a comma-separated list
     rc, _, err = run_cli(capsys, *base_args(wordpiece_dir, a, tmp_path / "cache"), "--train_dir", str(b))
-    assert rc == 2 and f"--train_dir is given 2 times ({a}, {b})" in err
+    assert rc == 0, err
+    m = manifest(tmp_path / "cache")
+    assert [s["path"] for s in m["shards"]] == ["a/shard_000.txt", "b/shard_000.txt"]
+    assert m["input_dir"] == f"{a.resolve()},{b.resolve()}"
+    rc, _, err = run_cli(capsys, *base_args(wordpiece_dir, f"{a},{b}", tmp_path / "listed"))
+    assert rc == 0 and arrays(tmp_path / "listed") == arrays(tmp_path / "cache")
+    assert inspect_main(["status", str(tmp_path / "cache")]) == 0
+    (b / "shard_000.txt").write_text("changed\n")
+    assert inspect_main(["status", str(tmp_path / "cache")]) == 1
+    assert "changed   b/shard_000.txt" in capsys.readouterr().out
+    rc, _, err = run_cli(capsys, *base_args(wordpiece_dir, f"{a},{a}", tmp_path / "twice"))
+    assert rc == 2 and "the same dir" in err
     args = base_args(wordpiece_dir, a, tmp_path / "cache")
     rc, _, err = run_cli(capsys, *args, "--max_seq_length", "48")  # an override appended: it counts, and says so
     assert rc == 0 and "note: --max_seq_length is given 2 times; the last ('48') counts" in err
     assert manifest(tmp_path / "cache")["parameters"]["max_seq_length"] == 48
-    assert train_main(["--eval_dir", "x", "--eval-dir", "y"]) == 2
-    assert "--eval_dir is given 2 times" in capsys.readouterr().err
 
 
 def test_text_that_starts_like_a_magic_number_is_still_text(capsys, tmp_path, wordpiece_dir):
