@@ -23,6 +23,8 @@ FLAG_OWNERS = {
     "verify_outputs": "mlm-preprocess",
     "text_column": "mlm-preprocess",
     "strict": "mlm-preprocess",
+    "validation_split_percentage": "mlm-preprocess",
+    "validation_split_seed": "mlm-preprocess",
     "build_dataset_only": "run_mlm.py",
 }
 

@@ -12,7 +12,9 @@ Schema (``format_version`` 2), every field written by ``Manifest.to_dict``::
                       separator: {token, id}, encoder}
     parameters       Parameters: {ext, max_seq_length, datasets_type,
                       add_space_token, cleaning, packing, recursive,
-                      text_column (JSON Lines and Parquet only)}
+                      text_column (JSON Lines and Parquet only),
+                      validation_split ({percentage, seed, side}: only
+                      when a validation split is held out of the training dir)}
     shards[]         one per input file, in sorted order:
                      {path (relative to input_dir; with several dirs, to
                       their common parent), bytes, digest, lines,
@@ -121,6 +123,8 @@ class Parameters:
     packing: dict[str, Any]
     recursive: bool = False  # shards were looked for in subdirectories too
     text_column: str | None = field(default=None, metadata={"omit_none": True})  # JSON Lines, Parquet: the text's
+    # A split held out of the training dir: {percentage, seed, side: train|validation}
+    validation_split: dict[str, Any] | None = field(default=None, metadata={"omit_none": True})
 
 
 @dataclass(frozen=True)

@@ -197,6 +197,7 @@ def plan_split(
     split: str, input_dir: str, out_dir: Path, names: list[str], shards: list[Path], scans: list[Scan],
     tokenizer_digest: str, max_seq_length: int, overwrite: bool, verify: bool = False,
     piece_bytes: int = 4 << 20, fmt: Format = TEXT, column: str = "text",
+    select: tuple[float, int, bool] | None = None,
 ) -> SplitPlan:
     groups, first = [], 0
     for n in group_shards(names, [s.size for s in scans], piece_bytes):
@@ -204,6 +205,8 @@ def plan_split(
         first += n
     digests = [[scans[i].digest for i in g] for g in groups]
     read = read_key(fmt, column, piece_bytes)
+    if select is not None:  # which documents this side of a held-out split takes
+        read = {**(read or {}), "select": list(select)}
     keys = [piece_key([scans[i] for i in g], tokenizer_digest, read) for g in groups]
     bkeys = [block_key(k, max_seq_length) for k in keys]
     records: list[dict | None] = []
@@ -214,7 +217,8 @@ def plan_split(
                                                                    _blocks_record, verify)
         records.append(rec)
         blocks.append(blk)
-    reading = {"fmt": fmt, "column": column, "task_bytes": piece_bytes, "spill_dir": str(out_dir / PIECES_DIR)}
+    reading = {"fmt": fmt, "column": column, "task_bytes": piece_bytes, "spill_dir": str(out_dir / PIECES_DIR),
+               "select": select}
     return SplitPlan(split, input_dir, out_dir, names, shards, scans, groups, keys, bkeys, records, blocks, reading)
 
 

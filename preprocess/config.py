@@ -53,8 +53,26 @@ class PreprocessConfig(CacheArguments):
                   "not a string, damaged compressed data) instead of counting it in the manifest and warning."},
     )
 
+    validation_split_percentage: float | None = field(
+        default=None,
+        metadata={"help": "Without --eval_dir: hold out about this percent of the --train_dir documents (a .txt "
+                  "line, a JSON Lines record, a Parquet row) as <cache>/validation, chosen by a seeded hash of "
+                  "each document's text: the same whatever the file order or worker count, and editing one shard "
+                  "moves only its own documents. Default: no held-out split."},
+    )
+    validation_split_seed: int = field(
+        default=42, metadata={"help": "Seed of the held-out split's hash (--validation_split_percentage)."}
+    )
+
     def __post_init__(self) -> None:
         super().__post_init__()
+        p = self.validation_split_percentage
+        if p is not None:
+            if not (math.isfinite(p) and 0 < p < 100):
+                raise UserError(f"--validation_split_percentage {p}: must be between 0 and 100 (exclusive)")
+            if self.eval_dir:
+                raise UserError("--validation_split_percentage holds out part of --train_dir, but --eval_dir is "
+                                "given too: keep one of them")
         format_of(self.ext)  # refuses what no reader takes (parquet.gz)
         if not self.text_column:
             raise UserError("--text_column is empty; give the field or column holding the text, e.g. text")
@@ -63,6 +81,20 @@ class PreprocessConfig(CacheArguments):
                             f"(this machine has {available_cores()} cores)")
         if not (math.isfinite(self.task_size_mb) and 0 < self.task_size_mb <= 1 << 20):
             raise UserError(f"--task_size_mb {self.task_size_mb}: must be a positive number of MB")
+
+    def splits(self) -> list[tuple[str, str]]:
+        """(split name, input dir) pairs to build, train first; a held-out split reads --train_dir."""
+        out = super().splits()
+        if self.validation_split_percentage is not None:
+            out.append(("validation", out[0][1]))
+        return out
+
+    def select(self, split: str) -> tuple[float, int, bool] | None:
+        """How ``split`` takes its documents from --train_dir with a held-out split: (fraction, seed,
+        held-out side); None without one."""
+        if self.validation_split_percentage is None:
+            return None
+        return self.validation_split_percentage / 100, self.validation_split_seed, split == "validation"
 
     @property
     def task_bytes(self) -> int:

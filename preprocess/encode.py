@@ -214,6 +214,29 @@ def clean_segments(text: str, space_token: str | None, starts_open: bool, ends_o
     return out
 
 
+def held_out(text: str, fraction: float, seed: int) -> bool:
+    """Whether a document (its cleaned lines, joined by newlines) is in the held-out split: a seeded
+    hash of its content, so no file order, worker or node count can move it."""
+    return xxhash.xxh64_intdigest(text.encode("utf-8", errors="surrogatepass"), seed) < fraction * 2.0**64
+
+
+def select_segments(lines: list[str], starts_open: bool, ends_open: bool,
+                    select: tuple[float, int, bool] | None) -> tuple[list[str], bool, bool]:
+    """The lines of a text task in one side of a held-out split (``select``: fraction, seed, whether
+    this is the held-out side), with its open flags. A ``.txt`` line is a document; a segment of a
+    line cut across tasks (a giant line) cannot be hashed whole, so such lines stay in training."""
+    if select is None:
+        return lines, starts_open, ends_open
+    fraction, seed, side = select
+    last = len(lines) - 1
+    keep = []
+    for i, line in enumerate(lines):
+        spans = (i == 0 and starts_open) or (i == last and ends_open)
+        if (not side) if spans else held_out(line, fraction, seed) == side:
+            keep.append(line)
+    return keep, starts_open and not side, ends_open and not side
+
+
 def decode_bytes(raw: bytes) -> tuple[str, int]:
     """UTF-8 text and how many invalid byte sequences were replaced with U+FFFD."""
     try:
@@ -329,10 +352,17 @@ class _Docs:
         self.examples: list[str] = []
 
     def add(self, text: str) -> None:
-        self.lines += clean_lines(text, _STATE["space_token"])
         self.chars += len(text)
+        lines = clean_lines(text, _STATE["space_token"])
+        if self.task.select is not None:
+            fraction, seed, side = self.task.select
+            if held_out("\n".join(lines), fraction, seed) != side:
+                return
+        self.lines += lines
 
     def reject(self, where: str, why: str, count: int = 1) -> None:
+        if self.task.select is not None and self.task.select[2]:
+            return  # counted once, by the training side
         self.bad += count
         if len(self.examples) < BAD_EXAMPLES:
             self.examples.append(f"{self.task.path}{where}: {why}")
@@ -494,7 +524,7 @@ def _stream_text(task: Task, stream: Any, chunks: _Chunks) -> str | None:
         text, invalid = decode_bytes(bytes(buf))
         buf.clear()
         lines = clean_segments(text, _STATE["space_token"], state["open"], is_open)
-        chunks.add(encode_lines(task, lines, state["open"], is_open, invalid=invalid))
+        chunks.add(encode_lines(task, *select_segments(lines, state["open"], is_open, task.select), invalid=invalid))
         state["open"] = is_open
 
     damaged = None
@@ -593,7 +623,7 @@ def encode_task(task: Task) -> TaskResult:
     del raw
     lines = clean_segments(text, _STATE["space_token"], task.starts_open, task.ends_open)
     del text
-    return encode_lines(task, lines, task.starts_open, task.ends_open, nbytes, invalid)
+    return encode_lines(task, *select_segments(lines, task.starts_open, task.ends_open, task.select), nbytes, invalid)
 
 
 def sample_lines(path: str | Path, fmt: Format, column: str, nbytes: int) -> list[str]:

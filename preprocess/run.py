@@ -128,9 +128,12 @@ def _task_map(cfg: PreprocessConfig, loaded: LoadedTokenizer, encoder: str,
             build.remove_spills(plan.out_dir)
 
 
-def parameters(cfg: PreprocessConfig) -> Parameters:
+def parameters(cfg: PreprocessConfig, split: str) -> Parameters:
+    held_out = None
+    if cfg.validation_split_percentage is not None:
+        held_out = {"percentage": cfg.validation_split_percentage, "seed": cfg.validation_split_seed, "side": split}
     return Parameters(cfg.ext, cfg.max_seq_length, cfg.datasets_type, cfg.add_space_token, CLEANING, PACKING,
-                      cfg.recursive, cfg.text_column if format_of(cfg.ext).records else None)
+                      cfg.recursive, cfg.text_column if format_of(cfg.ext).records else None, held_out)
 
 
 def run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
@@ -156,9 +159,11 @@ def _run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
     flags = {"train": "--train_dir", "validation": "--eval_dir"}
     cache = Path(cfg.datasets_cache_dir)
     check_layout(cache, [(flags[split], d) for split, d in cfg.splits()])
-    inputs = []
+    inputs, listings = [], {}
     for split, d in cfg.splits():
-        listed = list_shards(d, cfg.ext, flags[split], cfg.recursive, cfg.text_column)
+        if d not in listings:  # a held-out split reads the training dir: listed and checked once
+            listings[d] = list_shards(d, cfg.ext, flags[split], cfg.recursive, cfg.text_column)
+        listed = listings[d]
         where = ",".join(str(x.resolve()) for x in input_dirs(d))
         inputs.append((split, where, [name for name, _ in listed], [p.resolve() for _, p in listed]))
     try:
@@ -167,13 +172,14 @@ def _run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
         raise UserError(str(e)) from None
     with cache_lock(cache) as writable:
         start = time.perf_counter()
-        plans = []
+        plans, scanned = [], {}
         for split, input_dir, names, shards in inputs:
-            scans = _scan_shards(split, shards, cfg)
-            plans.append(build.plan_split(split, input_dir, cache / split, names, shards, scans, source.digest,
-                                          cfg.max_seq_length, cfg.overwrite_cache, cfg.verify_outputs,
-                                          piece_bytes=cfg.task_bytes, fmt=format_of(cfg.ext),
-                                          column=cfg.text_column))
+            if input_dir not in scanned:  # hashed once for both sides of a held-out split
+                scanned[input_dir] = _scan_shards(split, shards, cfg)
+            plans.append(build.plan_split(split, input_dir, cache / split, names, shards, scanned[input_dir],
+                                          source.digest, cfg.max_seq_length, cfg.overwrite_cache,
+                                          cfg.verify_outputs, piece_bytes=cfg.task_bytes, fmt=format_of(cfg.ext),
+                                          column=cfg.text_column, select=cfg.select(split)))
         olds = [build.old_manifest(p.out_dir) for p in plans]
         described = [o.tokenizer for o in olds if o is not None and o.tokenizer.digest == source.digest]
         needs_load = any(p.to_tokenize or p.to_pack for p in plans) or len(described) < len(plans)
@@ -195,7 +201,7 @@ def _run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
                 examples = (build.tokenize_split(plan, loaded.identity.dtype, task_map, cfg.strict) if n_tok
                             else build.Examples())
                 build.pack_split(plan, cfg.max_seq_length)
-                manifest = build.make_manifest(plan, tokenizer, parameters(cfg), command)
+                manifest = build.make_manifest(plan, tokenizer, parameters(cfg, plan.split), command)
                 _check_bad(plan.split, manifest, examples, cfg.strict)
                 if n_tok:
                     _warn_unknown(plan.split, manifest, examples.unk)

@@ -46,6 +46,7 @@ class Task:
     line_start: int = 0  # JSON Lines: lines of the file before ``start``; Parquet: rows before row group ``start``
     stamp: tuple[int, int] | None = None  # Parquet: the (size, mtime_ns) the run planned with
     task_bytes: int = 4 << 20  # the chunk size of a task read as a stream (cut_stream)
+    select: tuple[float, int, bool] | None = None  # a held-out split: (fraction, seed, this is the held-out side)
     spill_dir: str = ""  # where a task whose output comes in several chunks keeps them (its split's pieces dir)
 
 
