@@ -11,6 +11,7 @@ TOKENIZER_TYPE ?= auto
 CACHE_DIR ?= cache
 MAX_SEQ_LENGTH ?= 512
 EXT ?= txt
+TEXT_COLUMN ?=
 NUM_WORKERS ?=
 BENCH_MB ?= 50
 OUTPUT_DIR ?= output
@@ -42,9 +43,12 @@ tokenizer: $(INSTALLED)
 	$(BIN)/mlm-train-tokenizer --type $(TOKENIZER_KIND) --train_dir "$(TRAIN_DIR)" --ext "$(EXT)" \
 		--vocab_size $(VOCAB_SIZE) --output_dir "$(TOKENIZER)" $(ARGS)
 
+# EXT names the shards' format (txt, txt.gz, jsonl.zst, parquet ...); TEXT_COLUMN the records' text field.
+# Several dirs: TRAIN_DIR=a,b. Any other flag goes in ARGS, e.g. ARGS="--validation_split_percentage 1".
 preprocess: $(INSTALLED)
 	$(BIN)/mlm-preprocess --tokenizer_name_or_path "$(TOKENIZER)" --tokenizer_type "$(TOKENIZER_TYPE)" \
 		--train_dir "$(TRAIN_DIR)" $(if $(EVAL_DIR),--eval_dir "$(EVAL_DIR)") --ext "$(EXT)" \
+		$(if $(TEXT_COLUMN),--text_column "$(TEXT_COLUMN)") \
 		--datasets_cache_dir "$(CACHE_DIR)" --max_seq_length $(MAX_SEQ_LENGTH) \
 		$(if $(NUM_WORKERS),--num_workers $(NUM_WORKERS)) $(ARGS)
 
