@@ -97,6 +97,32 @@ def open_stream(path: str | Path, codec: str, raw: Any = None) -> Any:
     return pa.CompressedInputStream(source, codec)
 
 
+SNIFF_BYTES = 4096
+MAGIC = ((b"\x1f\x8b", "gzip-compressed"), (b"\x28\xb5\x2f\xfd", "zstd-compressed"), (b"PAR1", "a Parquet file"),
+         (b"BZh", "bzip2-compressed"), (b"\xfd7zXZ\x00", "xz-compressed"), (b"PK\x03\x04", "a zip archive"),
+         (b"\xff\xfe", "UTF-16 text"), (b"\xfe\xff", "UTF-16 text"))
+
+
+def not_text(head: bytes) -> str | None:
+    """What the first bytes of a file say it is, if not text. Text that decodes as UTF-8 (a character
+    cut by the sniff's end aside) and has no NUL is text, whatever it starts with ("BZh...", "PAR1 ...");
+    otherwise a magic number names the format, and NUL bytes (text has none) mark binary. Invalid
+    UTF-8 in what is otherwise text is left to the run (replaced and counted)."""
+    if b"\0" not in head:
+        try:
+            head.decode("utf-8")
+            return None
+        except UnicodeDecodeError as e:
+            if e.start >= len(head) - 3:  # a character cut by the end of the sniff
+                return None
+    for magic, what in MAGIC:
+        if head.startswith(magic):
+            return what
+    if head.count(0) > len(head) // 100:
+        return "binary data (NUL bytes)"
+    return None
+
+
 class RecordError(ValueError):
     """A record that holds no usable text: counted, named in a warning, never a crash."""
 
@@ -163,6 +189,8 @@ def sniff(path: Path, fmt: Format, column: str) -> tuple[str | None, bool | None
             head = f.read(SNIFF_RECORDS)
     if fmt.kind == "jsonl":
         return _sniff_jsonl(head, column)
+    if fmt.codec and (what := not_text(head[:SNIFF_BYTES])):
+        return f"{what} once decompressed, not text", None
     return None, None
 
 

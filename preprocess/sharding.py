@@ -28,7 +28,7 @@ import xxhash
 from common.check import input_dirs, list_inputs
 from common.errors import UserError
 from common.hashing import CHUNK_BYTES, file_digest, map_files
-from preprocess.formats import CODECS, SNIFF_RECORDS, TEXT, Format, format_of, sniff
+from preprocess.formats import CODECS, SNIFF_BYTES, SNIFF_RECORDS, TEXT, Format, format_of, not_text, sniff
 
 
 @dataclass(frozen=True)
@@ -178,32 +178,6 @@ def _reader_hint(p: Path, what: str) -> str:
     if what.startswith("not gzip") or what.startswith("not zstd"):
         return f"If it is not compressed, name it *.{base} and read it with --ext {base}; "
     return "Convert it to UTF-8 text "
-
-
-SNIFF_BYTES = 4096
-MAGIC = ((b"\x1f\x8b", "gzip-compressed"), (b"\x28\xb5\x2f\xfd", "zstd-compressed"), (b"PAR1", "a Parquet file"),
-         (b"BZh", "bzip2-compressed"), (b"\xfd7zXZ\x00", "xz-compressed"), (b"PK\x03\x04", "a zip archive"),
-         (b"\xff\xfe", "UTF-16 text"), (b"\xfe\xff", "UTF-16 text"))
-
-
-def not_text(head: bytes) -> str | None:
-    """What the first bytes of a file say it is, if not text. Text that decodes as UTF-8 (a character
-    cut by the sniff's end aside) and has no NUL is text, whatever it starts with ("BZh...", "PAR1 ...");
-    otherwise a magic number names the format, and NUL bytes (text has none) mark binary. Invalid
-    UTF-8 in what is otherwise text is left to the run (replaced and counted)."""
-    if b"\0" not in head:
-        try:
-            head.decode("utf-8")
-            return None
-        except UnicodeDecodeError as e:
-            if e.start >= len(head) - 3:  # a character cut by the end of the sniff
-                return None
-    for magic, what in MAGIC:
-        if head.startswith(magic):
-            return what
-    if head.count(0) > len(head) // 100:
-        return "binary data (NUL bytes)"
-    return None
 
 
 LINE_ENDS = (0x0A, 0x0D)  # \n, and \r, which the cleaning also reads as a line end (old Mac files)
