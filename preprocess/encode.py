@@ -33,9 +33,9 @@ from common.hashing import CHUNK_BYTES
 from common.tokenizer import LoadedTokenizer, preprocess_space_token
 from preprocess.formats import (
     BAD_EXAMPLES,
+    Decompressed,
     Format,
     RecordError,
-    open_stream,
     parquet_column,
     parquet_texts,
     record_text,
@@ -457,7 +457,7 @@ def chunks_of(r: TaskResult) -> Iterator[TaskResult]:
         Path(len_path).unlink(missing_ok=True)
 
 
-STREAM_READ = 64 << 10  # decompressed bytes a read: a read that meets damaged data loses what it held
+STREAM_READ = 1 << 20  # decompressed bytes a read
 SPILL_PREFIX = ".spill-"  # <pieces dir>/.spill-<pid>-<n>.tokens|.lengths: deleted once appended, or by cleanup
 _SPILLS = 0
 
@@ -491,11 +491,9 @@ def _stream_task(task: Task) -> TaskResult:
     try:
         with open(task.path, "rb") as f:
             raw = _HashingReader(f)
-            try:
-                stream = open_stream(task.path, task.fmt.codec, raw=raw)
-                damaged = (_stream_text if task.fmt.kind == "text" else _stream_jsonl)(task, stream, chunks)
-            except OSError as e:  # a bad header: the check before the run should have caught it
-                damaged = str(e)
+            stream = Decompressed(raw, task.fmt.codec)
+            (_stream_text if task.fmt.kind == "text" else _stream_jsonl)(task, stream, chunks)
+            damaged = stream.damage
             while raw.read(CHUNK_BYTES):  # past the last frame: hashed too, the digest is of the whole file
                 pass
         if raw.n != task.end - task.start or raw.h.hexdigest() != task.digest:
@@ -503,7 +501,7 @@ def _stream_task(task: Task) -> TaskResult:
             return _unchanged(task, raw.n)
         if damaged:
             extra = _Docs(task)
-            extra.reject("", f"damaged or truncated compressed data ({damaged}); what came before was kept")
+            extra.reject("", f"{damaged}; what came before was kept")
             chunks.add(extra.result())
         return chunks.result(raw.n)
     except BaseException:
@@ -511,9 +509,9 @@ def _stream_task(task: Task) -> TaskResult:
         raise
 
 
-def _stream_text(task: Task, stream: Any, chunks: _Chunks) -> str | None:
+def _stream_text(task: Task, stream: Decompressed, chunks: _Chunks) -> None:
     """Cut the decompressed text as a ``.txt`` file of it is cut (sharding.cut_stream), and encode
-    each range: the same ranges give the same ids. Returns why the stream ended early, if it did."""
+    each range: the same ranges give the same ids."""
     buf = bytearray()
     state = {"open": False}
 
@@ -527,24 +525,16 @@ def _stream_text(task: Task, stream: Any, chunks: _Chunks) -> str | None:
         chunks.add(encode_lines(task, *select_segments(lines, state["open"], is_open, task.select), invalid=invalid))
         state["open"] = is_open
 
-    damaged = None
-    try:
-        cut_stream(stream.readinto, task.task_bytes, lambda v: None, on_part, on_cut, read_bytes=STREAM_READ)
-    except OSError as e:
-        damaged = str(e)
+    cut_stream(stream.readinto, task.task_bytes, lambda v: None, on_part, on_cut, read_bytes=STREAM_READ)
     if buf or state["open"]:
         on_cut(0, 0, False)
-    return damaged
 
 
-def _stream_jsonl(task: Task, stream: Any, chunks: _Chunks) -> str | None:
+def _stream_jsonl(task: Task, stream: Decompressed, chunks: _Chunks) -> None:
     """Decompressed JSON Lines, encoded in chunks of whole records of about the task size."""
-    buf, line, damaged = bytearray(), 0, None
+    buf, line = bytearray(), 0
     while True:
-        try:
-            data = stream.read(STREAM_READ)
-        except OSError as e:
-            damaged, data = str(e), b""
+        data = stream.read(STREAM_READ)
         buf += data
         if len(buf) >= task.task_bytes or not data:
             cut = len(buf) if not data else buf.rfind(b"\n") + 1
@@ -554,7 +544,7 @@ def _stream_jsonl(task: Task, stream: Any, chunks: _Chunks) -> str | None:
                 chunks.add(docs.result())
                 del buf[:cut]
         if not data:
-            return damaged
+            return
 
 
 def _parquet_task(task: Task) -> TaskResult:
@@ -636,7 +626,7 @@ def sample_lines(path: str | Path, fmt: Format, column: str, nbytes: int) -> lis
                 docs = [v for v in next(parquet_texts(pf, column, [0]), []) if isinstance(v, str)]
         else:
             with open(path, "rb") as f:
-                head = open_stream(path, fmt.codec, raw=f).read(nbytes) if fmt.codec else f.read(nbytes)
+                head = Decompressed(f, fmt.codec).read(nbytes) if fmt.codec else f.read(nbytes)
             text = head.decode("utf-8", errors="replace")
             if fmt.kind == "text":
                 docs = [text]

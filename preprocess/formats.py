@@ -12,14 +12,15 @@ text gives the same token arrays whichever format holds it.
 
 Uncompressed text and JSON Lines are cut into newline-aligned byte ranges,
 Parquet into runs of row groups; a compressed file cannot be cut, so it is
-one task that streams (decompressed through pyarrow's codecs: gzip members
-and zstd frames, concatenated or not). pyarrow is imported only when a
-shard needs it: a ``.txt`` run never pays for it.
+one task that streams (``Decompressed``: zlib for gzip, zstandard for zstd,
+members or frames concatenated or not). pyarrow is imported only for a
+Parquet shard: a ``.txt`` run never pays for it.
 """
 
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,12 +90,73 @@ def read_key(fmt: Format, text_column: str, task_bytes: int) -> dict[str, Any] |
     return key
 
 
-def open_stream(path: str | Path, codec: str, raw: Any = None) -> Any:
-    """A decompressing stream (``read``, ``readinto``) over ``raw`` (a binary file object) or ``path``."""
-    import pyarrow as pa
+class Decompressed:
+    """The decompressed bytes of a gzip or zstd file (members or frames one after another), read as
+    a stream in bounded steps. A truncated or damaged file yields every byte decoded before the
+    damage, then ends, with ``damage`` saying why (the caller counts it); ``garbage``: the damage
+    was met before any byte decoded, and was not a truncation (not a compressed file at all)."""
 
-    source = pa.PythonFile(raw, mode="r") if raw is not None else pa.OSFile(str(path))
-    return pa.CompressedInputStream(source, codec)
+    IN_BYTES = 64 << 10  # compressed bytes fed at a time: bounds each step's output for real text
+
+    def __init__(self, raw: Any, codec: str):
+        self.raw, self.codec = raw, codec
+        self.pending = bytearray()
+        self.out = 0  # decompressed bytes handed out
+        self.damage: str | None = None
+        self.garbage = False
+        self.ended = False
+        self.dec, self.fed = self._new(), False
+
+    def _new(self) -> Any:
+        if self.codec == "gzip":
+            return zlib.decompressobj(16 + zlib.MAX_WBITS)
+        import zstandard
+
+        return zstandard.ZstdDecompressor().decompressobj()
+
+    def _fill(self, n: int) -> None:
+        while len(self.pending) < n and not self.ended:
+            data = self.raw.read(self.IN_BYTES)
+            if not data:
+                self.ended = True
+                if self.fed:  # a member or frame began and never ended
+                    self._damaged("truncated: the file ends inside compressed data", garbage=False)
+                return
+            self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
+        import zstandard
+
+        while data and not self.ended:
+            try:
+                self.pending += self.dec.decompress(data)
+            except (zlib.error, zstandard.ZstdError) as e:
+                self._damaged(f"damaged compressed data ({e})")
+                return
+            self.fed = True
+            if not self.dec.eof:
+                return
+            data = self.dec.unused_data
+            self.dec, self.fed = self._new(), False
+            if data and not any(data.startswith(m) for m in CODEC_MAGIC[self.codec]):
+                self._damaged(f"{len(data)}+ bytes after the last complete {self.codec} member that are not "
+                              f"{self.codec} data")
+
+    def _damaged(self, why: str, garbage: bool = True) -> None:
+        self.damage, self.ended = why, True
+        self.garbage = garbage and self.out + len(self.pending) == 0
+
+    def read(self, n: int) -> bytes:
+        self._fill(n)
+        out = bytes(self.pending[:n])
+        del self.pending[:n]
+        self.out += len(out)
+        return out
+
+    def readinto(self, buf: bytearray) -> int:
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
 
 
 SNIFF_BYTES = 4096
@@ -175,17 +237,16 @@ def sniff(path: Path, fmt: Format, column: str) -> tuple[str | None, bool | None
     if fmt.kind == "parquet":
         return _sniff_parquet(path, column)
     with open(path, "rb") as f:
-        head = f.read(8)
-    if fmt.codec:
-        if not any(head.startswith(m) for m in CODEC_MAGIC[fmt.codec]):
-            return f"not {fmt.codec}-compressed, as --ext says", None
-        try:
-            stream = open_stream(path, fmt.codec)
+        if fmt.codec:
+            magic = f.read(8)
+            if magic and not any(magic.startswith(m) for m in CODEC_MAGIC[fmt.codec]):
+                return f"not {fmt.codec}-compressed, as --ext says", None
+            f.seek(0)
+            stream = Decompressed(f, fmt.codec)
             head = stream.read(SNIFF_RECORDS)
-        except OSError as e:
-            return f"cannot be decompressed ({e})", None
-    else:
-        with open(path, "rb") as f:
+            if stream.garbage:  # damage met later is the run's to count, with what came before kept
+                return f"cannot be decompressed: {stream.damage}", None
+        else:
             head = f.read(SNIFF_RECORDS)
     if fmt.kind == "jsonl":
         return _sniff_jsonl(head, column)

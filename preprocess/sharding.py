@@ -119,9 +119,10 @@ def _fields(p: Path, fmt: Format) -> str:
         from preprocess.formats import parquet_column
 
         return "columns " + ", ".join(parquet_column(p, "")[0].schema_arrow.names[:8])
-    from preprocess.formats import open_stream
+    from preprocess.formats import Decompressed
 
-    head = (open_stream(p, fmt.codec).read(SNIFF_RECORDS) if fmt.codec else p.read_bytes()[:SNIFF_RECORDS])
+    with open(p, "rb") as f:
+        head = Decompressed(f, fmt.codec).read(SNIFF_RECORDS) if fmt.codec else f.read(SNIFF_RECORDS)
     first = next(x for x in head.split(b"\n") if x.strip())
     return "fields " + ", ".join(list(json.loads(first))[:8])
 

@@ -42,3 +42,11 @@ def test_train_cpu_bench_runs_small(tmp_path):
 def test_small_files_bench_runs_small():
     out = run_bench("small_files.py", "--smoke")
     assert "| 1 file |" in out and "one piece per file" in out and "no-op rerun" in out
+
+
+@pytest.mark.slow
+def test_formats_bench_runs_small(tmp_path):
+    out = run_bench("formats_bench.py", "--smoke", "--out", tmp_path / "f")
+    assert "| .txt |" in out and "| .parquet |" in out and "| .jsonl.zst |" in out
+    assert "identical token arrays to .txt in every format: yes" in out
+    assert "peak PSS" in out
