@@ -138,13 +138,14 @@ def input_dirs(value: str | Path) -> list[Path]:
 def list_inputs(dirs: list[Path], ext: str, recursive: bool) -> list[tuple[str, Path]]:
     """(name, path) of every ``*.<ext>`` file of ``dirs``, sorted by name. A name is the file's path
     under its dir; with several dirs, under their common parent (``a/x.txt``, ``b/x.txt``), so the
-    same corpus mounted elsewhere gives the same names. UserError for a dir given twice or inside another."""
+    same corpus mounted elsewhere gives the same names. UserError for a dir given twice, or inside another
+    with ``recursive``."""
     if len(dirs) == 1:
         return [(p.relative_to(dirs[0]).as_posix(), p) for p in list_text_files(dirs[0], ext, recursive)]
     real = [d.resolve() for d in dirs]
     for i, a in enumerate(real):
         for j, b in enumerate(real):
-            if i != j and (a == b or a in b.parents):
+            if i != j and (a == b or (recursive and a in b.parents)):  # files listed twice
                 raise UserError(f"input dirs {dirs[i]} and {dirs[j]}: "
                                 f"{'the same dir' if a == b else 'the second is inside the first'}; give each once")
     root = Path(os.path.commonpath(real))

@@ -378,6 +378,8 @@ def jsonl_docs(task: Task, data: bytes, first_line: int, docs: _Docs) -> int:
     returns how many lines it held."""
     text, invalid = decode_bytes(data)
     docs.invalid += invalid
+    if first_line == 0:
+        text = text.removeprefix("\ufeff")  # a byte-order mark before the first record is not JSON
     lines = text.split("\n")
     for i, line in enumerate(lines):
         if line.strip():

@@ -204,6 +204,10 @@ def record_text(line: bytes | str, column: str) -> str:
     text = record[column]
     if not isinstance(text, str):
         raise RecordError(f"{column!r} is {'null' if text is None else type(text).__name__}, not a string")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate escape ("\ud800"): not a character; replaced like invalid UTF-8
+        text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
     return text
 
 
@@ -217,19 +221,30 @@ def parquet_column(path: str | Path, column: str) -> tuple[Any, str | None]:
     if column not in schema.names:
         return pf, f"no column {column!r} (columns: {', '.join(schema.names[:8])})"
     t = schema.field(column).type
+    if pa.types.is_dictionary(t):  # dictionary-encoded strings read as strings
+        t = t.value_type
     if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)):
         return pf, f"column {column!r} is {t}, not a string"
     return pf, None
 
 
 def parquet_texts(pf: Any, column: str, row_groups: list[int], batch_rows: int = 1024) -> Iterator[list[str | None]]:
-    """The ``column`` values of these row groups, in batches; no other column is read."""
+    """The ``column`` values of these row groups, in batches; no other column is read. Values that are
+    not valid UTF-8 (Parquet does not check) are decoded with U+FFFD, as in a ``.txt`` file."""
+    import pyarrow as pa
+
     for batch in pf.iter_batches(batch_size=batch_rows, row_groups=row_groups, columns=[column], use_threads=False):
-        yield batch.column(0).to_pylist()
+        col = batch.column(0)
+        try:
+            yield col.to_pylist()
+        except UnicodeDecodeError:
+            raw = col.dictionary_decode() if pa.types.is_dictionary(col.type) else col
+            yield [None if b is None else b.decode("utf-8", "replace") for b in raw.cast(pa.binary()).to_pylist()]
 
 
-def sniff(path: Path, fmt: Format, column: str) -> tuple[str | None, bool | None]:
-    """(what is wrong with the whole file, whether its first record has ``column``), from its head.
+def sniff(path: Path, fmt: Format, column: str) -> tuple[str | None, str | None]:
+    """(what is wrong with the whole file, why its head holds no ``column`` text: "" if it does, None
+    if there is no record to tell), from its head.
 
     Called before any work, so a shard that is not what ``--ext`` says is a
     one-line error, not a run of garbage or of bad records.
@@ -255,27 +270,34 @@ def sniff(path: Path, fmt: Format, column: str) -> tuple[str | None, bool | None
     return None, None
 
 
-def _sniff_parquet(path: Path, column: str) -> tuple[str | None, bool | None]:
+def _sniff_parquet(path: Path, column: str) -> tuple[str | None, str | None]:
     try:
         _, why = parquet_column(path, column)
     except Exception as e:  # noqa: BLE001 - pyarrow raises ArrowInvalid, OSError ...: the file cannot be opened
         return f"cannot be opened as Parquet ({' '.join(str(e).split())[:120]})", None
-    return None, why is None
+    return None, why or ""
 
 
-def _sniff_jsonl(head: bytes, column: str) -> tuple[str | None, bool | None]:
-    lines = head.split(b"\n")
+def _sniff_jsonl(head: bytes, column: str) -> tuple[str | None, str | None]:
+    lines = [x.strip() for x in head.removeprefix(b"\xef\xbb\xbf").split(b"\n")]
     if len(lines) > 1:
         lines = lines[:-1]  # the last may be cut by the sniff's end
-    first = next((x.strip() for x in lines if x.strip()), None)
-    if first is None:
+    lines = [x for x in lines if x]
+    if not lines:
         return None, None
-    if first in (b"[", b"{"):
+    if lines[0] in (b"[", b"{"):
         return "not JSON Lines (one object a line): it looks like pretty-printed JSON", None
-    try:
-        record = json.loads(first)
-    except (ValueError, RecursionError):
-        return None, None  # a bad record: counted when read
-    if not isinstance(record, dict):
-        return f"not JSON Lines of objects: its first record is a JSON {type(record).__name__}", None
-    return None, column in record
+    fields: list[str] = []
+    for k, line in enumerate(lines):
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError):
+            continue  # a bad record: counted when read
+        if not isinstance(record, dict):
+            if k == 0:
+                return f"not JSON Lines of objects: its first record is a JSON {type(record).__name__}", None
+            continue
+        if column in record:
+            return None, ""
+        fields = fields or list(record)
+    return None, f"no {column!r} field in its first records (fields: {', '.join(fields[:8])})" if fields else None

@@ -203,6 +203,10 @@ def _run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
                 build.pack_split(plan, cfg.max_seq_length)
                 manifest = build.make_manifest(plan, tokenizer, parameters(cfg, plan.split), command)
                 _check_bad(plan.split, manifest, examples, cfg.strict)
+                if plan.reading["select"] is not None and manifest.totals()["lines"] == 0:
+                    build.warn(f"{plan.split}: no document of --train_dir went into this split with "
+                               f"--validation_split_percentage {cfg.validation_split_percentage}; the train stage "
+                               "refuses an empty split: change the percentage")
                 if n_tok:
                     _warn_unknown(plan.split, manifest, examples.unk)
                 force = bool(cfg.overwrite_cache or n_tok or n_pack)

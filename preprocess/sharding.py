@@ -28,7 +28,7 @@ import xxhash
 from common.check import input_dirs, list_inputs
 from common.errors import UserError
 from common.hashing import CHUNK_BYTES, file_digest, map_files
-from preprocess.formats import CODECS, SNIFF_BYTES, SNIFF_RECORDS, TEXT, Format, format_of, not_text, sniff
+from preprocess.formats import CODECS, SNIFF_BYTES, TEXT, Format, format_of, not_text, sniff
 
 
 @dataclass(frozen=True)
@@ -83,15 +83,14 @@ def list_shards(input_dir: str, ext: str, flag: str = "--train_dir", recursive: 
         if not any(p.is_relative_to(d) for _, p in shards):
             raise UserError(f"{flag} {d}: no *.{ext} files{_empty_hint(d)}")
     fmt = format_of(ext)
-    has_column = []
+    column_states = []
     for _, p in shards:
         base = next(d for d in dirs if p.is_relative_to(d))
-        has_column.append(check_shard(p, str(base), base, fmt, column))
-    if fmt.records and not any(h for h in has_column if h is not None) and any(h is False for h in has_column):
-        example = shards[has_column.index(False)][1]
-        raise UserError(f"{flag} {input_dir}: no *.{ext} file has a {column!r} field in its first record "
-                        f"(e.g. {example}: {_fields(example, fmt)}); pass the field that holds the text with "
-                        "--text_column")
+        column_states.append(check_shard(p, str(base), base, fmt, column))
+    if fmt.records and "" not in column_states and any(column_states):
+        k = next(i for i, why in enumerate(column_states) if why)
+        raise UserError(f"{flag} {input_dir}: no *.{ext} file has its text in {column!r} (e.g. {shards[k][1]}: "
+                        f"{column_states[k]}); pass the field or column that holds the text with --text_column")
     return shards
 
 
@@ -111,22 +110,6 @@ def _extension(p: Path) -> str:
     return "".join(tail) or p.name
 
 
-def _fields(p: Path, fmt: Format) -> str:
-    """The fields of a file's first record or its columns, for the error that asks for --text_column."""
-    import json
-
-    if fmt.kind == "parquet":
-        from preprocess.formats import parquet_column
-
-        return "columns " + ", ".join(parquet_column(p, "")[0].schema_arrow.names[:8])
-    from preprocess.formats import Decompressed
-
-    with open(p, "rb") as f:
-        head = Decompressed(f, fmt.codec).read(SNIFF_RECORDS) if fmt.codec else f.read(SNIFF_RECORDS)
-    first = next(x for x in head.split(b"\n") if x.strip())
-    return "fields " + ", ".join(list(json.loads(first))[:8])
-
-
 def _kind(mode: int) -> str:
     for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
                        (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
@@ -135,9 +118,9 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def check_shard(p: Path, input_dir: str, base: Path, fmt: Format = TEXT, column: str = "text") -> bool | None:
+def check_shard(p: Path, input_dir: str, base: Path, fmt: Format = TEXT, column: str = "text") -> str | None:
     """UserError unless ``p`` is a readable regular file with a UTF-8 name, of the format ``fmt``;
-    for records, whether the first has ``column`` (None: no record to tell).
+    for records, why its head holds no ``column`` text ("" if it does; None: no record to tell).
 
     A FIFO or a device would hang the run or feed it endless bytes; a name
     that is not UTF-8 cannot be written to the manifest (JSON is UTF-8).
@@ -161,10 +144,10 @@ def check_shard(p: Path, input_dir: str, base: Path, fmt: Format = TEXT, column:
         if what:
             raise UserError(f"{p}: {what}, not text: it would be tokenized as garbage. "
                             f"{_reader_hint(p, what)}or move it out of {input_dir}")
-    what, has_column = sniff(p, fmt, column)
+    what, column_state = sniff(p, fmt, column)
     if what:
         raise UserError(f"{p}: {what}. {_reader_hint(p, what)}or move it out of {input_dir}")
-    return has_column
+    return column_state
 
 
 def _reader_hint(p: Path, what: str) -> str:
@@ -178,6 +161,10 @@ def _reader_hint(p: Path, what: str) -> str:
         return "Name it *.parquet and read it with --ext parquet; "
     if what.startswith("not gzip") or what.startswith("not zstd"):
         return f"If it is not compressed, name it *.{base} and read it with --ext {base}; "
+    if what.startswith("not JSON Lines"):
+        return "Convert it to JSON Lines, one object a line (e.g. jq -c '.[]' in.json > out.jsonl), "
+    if what.startswith("cannot be"):
+        return "Replace it with an intact copy "
     return "Convert it to UTF-8 text "
 
 

@@ -22,8 +22,27 @@ class WorkerDied(Exception):
     """A worker process ended without being asked to (killed, out of memory)."""
 
 
-def _serve(conn: Any, fn: Callable[[Any], Any]) -> None:
+def die_with_parent(parent: int) -> None:
+    """Have the kernel SIGKILL this process when its parent dies (Linux), and die now if it already has.
+
+    A worker inherits the parent's cache-lock descriptor and its siblings'
+    pipe ends: after a SIGKILL of the parent, an orphan would hold the lock
+    (every rerun refused) and never see its pipe close.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the pipe's EOF still ends an idle worker
+        pass
+    if os.getppid() != parent:  # the parent died before the prctl
+        os._exit(1)
+
+
+def _serve(conn: Any, fn: Callable[[Any], Any], parent: int) -> None:
     """A worker's life: run ``fn`` on each ``(index, task)`` received; None ends it."""
+    die_with_parent(parent)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # die on SIGTERM: the parent cleans up
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     while True:
@@ -50,7 +69,7 @@ class Workers:
         self.procs, self.conns = [], []
         for _ in range(n):
             parent, child = ctx.Pipe(duplex=True)
-            p = ctx.Process(target=_serve, args=(child, fn), daemon=True)
+            p = ctx.Process(target=_serve, args=(child, fn, os.getpid()), daemon=True)
             p.start()
             child.close()
             self.procs.append(p)

@@ -162,7 +162,7 @@ def test_parquet_without_the_text_column(capsys, tmp_path, wordpiece_dir):
     # a column no file has is a typo: an error before any work, naming the columns there are
     rc, out, err = run_cli(capsys, *base_args(wordpiece_dir, tmp_path / "t", tmp_path / "d", "--ext", "parquet",
                                               "--text_column", "txt"))
-    assert rc == 2 and "--text_column" in err and "columns id, text, url" in err
+    assert rc == 2 and "--text_column" in err and "columns: id, text, url" in err
     assert not (tmp_path / "d" / "train").exists()
 
 
@@ -192,3 +192,24 @@ def test_a_parquet_file_named_txt_points_at_ext_parquet(capsys, tmp_path, wordpi
     (tmp_path / "t" / "a.parquet").rename(tmp_path / "t" / "a.txt")
     rc, out, err = run_cli(capsys, *base_args(wordpiece_dir, tmp_path / "t", tmp_path / "c"))
     assert rc == 2 and "a Parquet file" in err and "--ext parquet" in err
+
+
+def test_awkward_but_valid_records_are_read(capsys, tmp_path, wordpiece_dir):
+    """A lone surrogate escape, a byte-order mark, a header record without text, dictionary-encoded and
+    int Parquet columns: read, counted or named, never a traceback."""
+    t = tmp_path / "t"
+    t.mkdir()
+    (t / "a.jsonl").write_bytes(b'\xef\xbb\xbf{"meta": 1}\n{"text": "lone \\ud800 surrogate"}\n{"text": "ok"}\n')
+    rc, out, err = run_cli(capsys, *base_args(wordpiece_dir, t, tmp_path / "c", "--ext", "jsonl"))
+    assert rc == 0, err
+    m = manifest(tmp_path / "c")
+    assert m["totals"]["lines"] == 2 and m["totals"]["bad_records"] == 1  # the header record, by its line
+    assert "a.jsonl line 1: no 'text' field" in err and "Traceback" not in err
+    p = tmp_path / "p"
+    p.mkdir()
+    pq.write_table(pa.table({"text": pa.array(make_lines(20)).dictionary_encode()}), p / "a.parquet")
+    rc, out, err = run_cli(capsys, *base_args(wordpiece_dir, p, tmp_path / "d", "--ext", "parquet"))
+    assert rc == 0 and manifest(tmp_path / "d")["totals"]["lines"] == 20, err
+    pq.write_table(pa.table({"text": list(range(5))}), p / "a.parquet")
+    rc, out, err = run_cli(capsys, *base_args(wordpiece_dir, p, tmp_path / "e", "--ext", "parquet"))
+    assert rc == 2 and "column 'text' is int64, not a string" in err

@@ -632,3 +632,20 @@ def test_text_that_starts_like_a_magic_number_is_still_text(capsys, tmp_path, wo
     rc, _, err = run_cli(capsys, *base_args(wordpiece_dir, train, tmp_path / "cache"))
     assert rc == 0, err
     assert manifest(tmp_path / "cache")["totals"]["lines"] == 2
+
+
+def test_sigkill_of_the_parent_alone_takes_its_workers_and_frees_the_cache(tmp_path, wordpiece_dir):
+    import signal
+    import time
+
+    p, children = _start_with_workers(tmp_path, wordpiece_dir)
+    os.kill(p.pid, signal.SIGKILL)  # the parent only: no cleanup, the workers are not told
+    p.communicate(timeout=60)
+    deadline = time.time() + 10
+    while time.time() < deadline and any(c.is_running() and c.status() != "zombie" for c in children):
+        time.sleep(0.05)
+    assert not any(c.is_running() and c.status() != "zombie" for c in children)  # orphans held the lock
+    args = base_args(wordpiece_dir, tmp_path / "train", tmp_path / "cache", "--task_size_mb", "100")
+    r = _subprocess([sys.executable, "-m", "preprocess", *args])
+    assert r.returncode == 0, r.stderr
+    assert not _temp_files(tmp_path / "cache")
