@@ -25,6 +25,8 @@ FLAG_OWNERS = {
     "strict": "mlm-preprocess",
     "validation_split_percentage": "mlm-preprocess",
     "validation_split_seed": "mlm-preprocess",
+    "num_slices": "mlm-preprocess",
+    "slice": "mlm-preprocess",
     "build_dataset_only": "run_mlm.py",
 }
 

@@ -43,6 +43,9 @@ from __future__ import annotations
 
 import ast
 import os
+import re
+import secrets
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -53,16 +56,46 @@ LOCK_NAME = ".lock"
 PIECES_DIR = "pieces"
 LEGACY_DIRS = ("shards",)  # format 1 kept its arrays there: cleanup removes them
 BLOCKS_DIR = "blocks"
-TMP_MARK = ".tmp-"  # a file being written is <final name>.tmp-<pid> (dotted for JSON); never read, deleted by cleanup
+TMP_MARK = ".tmp-"  # a file being written is <final name>.tmp-<writer>.<nonce> (dotted for JSON); never read
+STALE_TEMP_S = 3600  # another host's temp file untouched this long belongs to a dead writer: cleanup may delete it
 SPACE_TOKEN = "<_>"  # the users' explicit space token: --add_space_token writes it for every space
 OFFSET_DTYPE = np.dtype("<i8")  # offsets and counts: int64, no 2**32 ceiling
 NPY_HEADER_BYTES = 128  # magic(6) + version(2) + len(2) + dict padded with spaces, ends in "\n"
 _NPY_MAGIC = b"\x93NUMPY\x01\x00"
 
 
+def writer_id() -> str:
+    """``<host>.<pid>``: who writes a temp file, unique across the hosts sharing a cache dir (slices and
+    Ray workers on other nodes have the same pids), and enough for cleanup to tell a live writer."""
+    host = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "host"
+    return f"{host}.{os.getpid()}"
+
+
 def tmp_name(final: str, dotted: bool = False) -> str:
-    """The temp name a writer uses until ``os.replace`` moves the complete file to ``final``."""
-    return f"{'.' if dotted else ''}{final}{TMP_MARK}{os.getpid()}"
+    """The temp name a writer uses until ``os.replace`` moves the complete file to ``final``: the
+    writer and a random nonce, so no two writers anywhere share one."""
+    return f"{'.' if dotted else ''}{final}{TMP_MARK}{writer_id()}.{secrets.token_hex(4)}"
+
+
+def temp_is_stale(path: Path, writer: str, now: float) -> bool:
+    """Whether cleanup may delete the temp file ``path`` written by ``writer`` (``<host>.<pid>``): its
+    process is gone (this host), or it has not been written for STALE_TEMP_S (another host: a live
+    writer there keeps its file's mtime fresh)."""
+    host, _, pid = writer.rpartition(".")
+    if host == writer_id().rpartition(".")[0] and pid.isdigit():
+        if int(pid) == os.getpid():
+            return False
+        try:
+            os.kill(int(pid), 0)
+            return False  # alive (or another user's: not ours to judge)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+    try:
+        return now - path.stat().st_mtime > STALE_TEMP_S
+    except FileNotFoundError:
+        return False
 
 
 class FormatError(Exception):

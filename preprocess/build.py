@@ -15,6 +15,7 @@ deleted after it.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import time
@@ -43,7 +44,9 @@ from common.format import (
     length_histogram,
     lines_name,
     piece_record_name,
+    temp_is_stale,
     tokens_name,
+    writer_id,
 )
 from common.hashing import file_digest, fingerprint
 from common.manifest import (
@@ -193,16 +196,25 @@ def _valid_record(out_dir: Path, name: str, key: str, files_of: Callable[[Any, s
     return record
 
 
-def plan_split(
-    split: str, input_dir: str, out_dir: Path, names: list[str], shards: list[Path], scans: list[Scan],
-    tokenizer_digest: str, max_seq_length: int, overwrite: bool, verify: bool = False,
-    piece_bytes: int = 4 << 20, fmt: Format = TEXT, column: str = "text",
-    select: tuple[float, int, bool] | None = None,
-) -> SplitPlan:
+def piece_groups(names: list[str], sizes: list[int], piece_bytes: int) -> list[list[int]]:
+    """The shard indices of each piece (sharding.group_shards), consecutive."""
     groups, first = [], 0
-    for n in group_shards(names, [s.size for s in scans], piece_bytes):
+    for n in group_shards(names, sizes, piece_bytes):
         groups.append(list(range(first, first + n)))
         first += n
+    return groups
+
+
+def plan_split(
+    split: str, input_dir: str, out_dir: Path, names: list[str], shards: list[Path], scans: list[Scan | None],
+    tokenizer_digest: str, max_seq_length: int, overwrite: bool, verify: bool = False,
+    piece_bytes: int = 4 << 20, fmt: Format = TEXT, column: str = "text",
+    select: tuple[float, int, bool] | None = None, groups: list[list[int]] | None = None,
+) -> SplitPlan:
+    """What the split needs. ``groups``: plan only these pieces (a slice's share; ``scans`` then needs
+    only their shards), else every piece, grouped from the scans' sizes."""
+    if groups is None:
+        groups = piece_groups(names, [s.size for s in scans], piece_bytes)
     digests = [[scans[i].digest for i in g] for g in groups]
     read = read_key(fmt, column, piece_bytes)
     if select is not None:  # which documents this side of a held-out split takes
@@ -400,51 +412,78 @@ def commit_split(plan: SplitPlan, manifest: Manifest, old: Manifest | None, forc
 
 
 # The names this tool writes in a split dir (common/format.py), with the temp
-# names of writer.py and write_json_atomic: the only files cleanup may delete.
+# names of writer.py and write_json_atomic and the chunk files of encode.py:
+# the only files cleanup may delete.
 _KEY = r"[0-9a-f]{32}"
-_PIECE_FILE = re.compile(rf"\.?{_KEY}\.(tokens\.npy|lines\.npy|json)({re.escape(TMP_MARK)}\d+)?")
-_SPILL_FILE = re.compile(rf"{re.escape(SPILL_PREFIX)}\d+-\d+\.(tokens|lengths)")
-_OURS = {
-    PIECES_DIR: re.compile(f"{_PIECE_FILE.pattern}|{_SPILL_FILE.pattern}"),
-    **{d: _PIECE_FILE for d in LEGACY_DIRS},  # a format-1 cache's arrays, replaced by pieces
-    BLOCKS_DIR: re.compile(rf"\.?{_KEY}\.(blocks\.npy|json)({re.escape(TMP_MARK)}\d+)?"),
-    ".": re.compile(rf"\.{re.escape(MANIFEST_NAME)}{re.escape(TMP_MARK)}\d+"),
+_WRITER = r"(?P<writer>[A-Za-z0-9_-]+\.\d+)"  # <host>.<pid>: common.format.writer_id
+_TEMP = rf"{re.escape(TMP_MARK)}(?:{_WRITER}\.[0-9a-f]+|(?P<pid>\d+))"  # (<pid> alone: written by version 0.1)
+_NAMES = {
+    PIECES_DIR: rf"\.?{_KEY}\.(tokens\.npy|lines\.npy|json)",
+    **{d: rf"\.?{_KEY}\.(tokens\.npy|lines\.npy|json)" for d in LEGACY_DIRS},  # format 1's, replaced by pieces
+    BLOCKS_DIR: rf"\.?{_KEY}\.(blocks\.npy|json)",
+    ".": rf"\.{re.escape(MANIFEST_NAME)}",
 }
+_FINAL = {sub: re.compile(name) for sub, name in _NAMES.items() if sub != "."}
+_TEMPS = {sub: re.compile(name + _TEMP) for sub, name in _NAMES.items()}
+_SPILL = re.compile(rf"{re.escape(SPILL_PREFIX)}{_WRITER}-\d+\.(tokens|lengths)")
+
+
+def _writer(m: re.Match) -> str:
+    return m.group("writer") or f"{writer_id().rpartition('.')[0]}.{m.group('pid')}"
+
+
+def _safe_files(d: Path) -> list[Path]:
+    """The regular files of ``d``, never through a symlink: whatever a link points at is not ours."""
+    if d.is_symlink() or not d.is_dir():
+        return []
+    return [p for p in d.iterdir() if not p.is_symlink() and p.is_file()]
 
 
 def remove_spills(out_dir: Path) -> None:
-    """Delete the chunk files of tasks read in chunks (encode.py) that a stopped run left; under the
-    cache lock no other run's can be live."""
-    d = out_dir / PIECES_DIR
-    if d.is_dir() and not d.is_symlink():
-        for p in d.glob(f"{SPILL_PREFIX}*"):
-            if _SPILL_FILE.fullmatch(p.name) and p.is_file() and not p.is_symlink():
+    """Delete the chunk files of tasks read in chunks (encode.py) that this run or a dead writer
+    left; another live writer's (a slice on another node) are not touched."""
+    now = time.time()
+    for p in _safe_files(out_dir / PIECES_DIR):
+        m = _SPILL.fullmatch(p.name)
+        if m and (_writer(m).rpartition(".")[2] == str(os.getpid()) or temp_is_stale(p, _writer(m), now)):
+            p.unlink(missing_ok=True)
+
+
+def remove_stale_temps(out_dir: Path) -> int:
+    """Delete temp and chunk files whose writer is gone (common/format.py: ``temp_is_stale``); how many."""
+    now, removed = time.time(), 0
+    for sub, pattern in _TEMPS.items():
+        for p in _safe_files(out_dir / sub):
+            m = pattern.fullmatch(p.name) or (_SPILL.fullmatch(p.name) if sub == PIECES_DIR else None)
+            if m and temp_is_stale(p, _writer(m), now):
                 p.unlink(missing_ok=True)
+                removed += 1
+    return removed
 
 
 def remove_unreferenced(out_dir: Path, manifest: Manifest) -> int:
-    """Delete pieces the manifest does not name, and temp files of killed runs; how many went.
+    """Delete pieces the manifest does not name, and temp files of dead writers; how many went.
 
     Only files with this tool's own names, only in the split's own dirs, and
     never through a symlink: whatever else a user put there stays. Runs
-    under the cache lock, so no other writer's temp file can be live.
+    under the cache's exclusive lock, so no slice of this cache is running;
+    a temp file is still deleted only once its writer is gone, in case the
+    lock does not hold across hosts (see README: shared file systems).
     """
     keep: set[str] = set()
     for p in manifest.pieces:
         keep |= {f.path for f in p.arrays()} | {piece_record_name(p.key)}
         if p.blocks:
             keep.add(blocks_record_name(p.blocks.key))
-    removed = 0
     if out_dir.is_symlink():
         return 0
-    for sub, pattern in _OURS.items():
+    removed = remove_stale_temps(out_dir)
+    for sub, pattern in _FINAL.items():
         d = out_dir / sub
-        if d.is_symlink() or not d.is_dir():
-            continue
-        for p in d.iterdir():
-            if pattern.fullmatch(p.name) and f"{sub}/{p.name}" not in keep and not p.is_symlink() and p.is_file():
+        for p in _safe_files(d):
+            if pattern.fullmatch(p.name) and f"{sub}/{p.name}" not in keep:
                 p.unlink()
                 removed += 1
-        if sub in LEGACY_DIRS and not any(d.iterdir()):
+        if sub in LEGACY_DIRS and d.is_dir() and not d.is_symlink() and not any(d.iterdir()):
             d.rmdir()  # a format-1 cache's dir, now empty
     return removed

@@ -64,6 +64,15 @@ class PreprocessConfig(CacheArguments):
         default=42, metadata={"help": "Seed of the held-out split's hash (--validation_split_percentage)."}
     )
 
+    num_slices: int | None = field(
+        default=None,
+        metadata={"help": "Split the work between this many runs (Slurm array tasks, nodes) sharing the cache dir: "
+                  "each tokenizes its share (--slice) and writes no manifest; then one plain run with the same "
+                  "flags commits in seconds. In a Slurm array, SLURM_ARRAY_TASK_ID/COUNT fill both in "
+                  "(--num_slices 1: a whole, plain run)."},
+    )
+    slice: int | None = field(default=None, metadata={"help": "Which slice this run builds, 0 .. --num_slices - 1."})
+
     def __post_init__(self) -> None:
         super().__post_init__()
         p = self.validation_split_percentage

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import xxhash
 
-from common.format import OFFSET_DTYPE, SPACE_TOKEN
+from common.format import OFFSET_DTYPE, SPACE_TOKEN, writer_id
 from common.hashing import CHUNK_BYTES
 from common.tokenizer import LoadedTokenizer, preprocess_space_token
 from preprocess.formats import (
@@ -418,7 +418,7 @@ class _Chunks:
     def _open(self) -> None:
         global _SPILLS
         _SPILLS += 1
-        base = Path(self.task.spill_dir) / f"{SPILL_PREFIX}{os.getpid()}-{_SPILLS}"
+        base = Path(self.task.spill_dir) / f"{SPILL_PREFIX}{writer_id()}-{_SPILLS}"
         base.parent.mkdir(parents=True, exist_ok=True)
         self.files = [open(f"{base}.tokens", "wb"), open(f"{base}.lengths", "wb")]
 
@@ -460,7 +460,7 @@ def chunks_of(r: TaskResult) -> Iterator[TaskResult]:
 
 
 STREAM_READ = 1 << 20  # decompressed bytes a read
-SPILL_PREFIX = ".spill-"  # <pieces dir>/.spill-<pid>-<n>.tokens|.lengths: deleted once appended, or by cleanup
+SPILL_PREFIX = ".spill-"  # <pieces dir>/.spill-<host>.<pid>-<n>.tokens|.lengths: deleted once appended, or by cleanup
 _SPILLS = 0
 
 

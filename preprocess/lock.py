@@ -1,4 +1,10 @@
-"""One writer per cache dir: an flock()ed file, released by the kernel even on SIGKILL."""
+"""One committing writer per cache dir: an flock()ed file, released by the kernel even on SIGKILL.
+
+A plain run (which commits manifests and deletes what they no longer name)
+holds it exclusively; slices of one sliced build (``--slice``) hold it shared,
+so they run together but never beside a commit, and a commit never deletes
+what a running slice is writing.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +16,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from common.errors import UserError
-from common.format import LOCK_NAME
+from common.format import LOCK_NAME, writer_id
 
 _READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 @contextmanager
-def cache_lock(cache_dir: Path) -> Iterator[bool]:
-    """Hold the cache's lock, or fail at once naming the process that holds it.
+def cache_lock(cache_dir: Path, shared: bool = False) -> Iterator[bool]:
+    """Hold the cache's lock (``shared``: as one of several slices), or fail at once saying who holds it.
 
     Yields True, or False when the cache dir exists but cannot be written
     (a read-only mount, no permission): a fresh cache is then still usable,
@@ -37,15 +43,37 @@ def cache_lock(cache_dir: Path) -> Iterator[bool]:
         raise UserError(f"--datasets_cache_dir {cache_dir}: cannot be used as a cache dir ({e.strerror})") from None
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-            raise UserError(
-                f"{cache_dir} is being written by another preprocess run (pid {holder}); "
-                "wait for it to finish, or use another --datasets_cache_dir"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            raise UserError(_held_message(cache_dir, fd, shared)) from None
+        if not shared:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{writer_id()}\n".encode(), 0)
         yield True
     finally:
         os.close(fd)  # closing releases the lock
+
+
+def _holder(fd: int) -> str:
+    """``pid N on HOST``, from the ``<host>.<pid>`` the exclusive holder wrote."""
+    text = os.pread(fd, 256, 0).decode(errors="replace").strip()
+    host, _, pid = text.rpartition(".")
+    return f"pid {pid} on {host}" if pid.isdigit() and host else f"pid {text or 'unknown'}"
+
+
+def _held_message(cache_dir: Path, fd: int, shared: bool) -> str:
+    """Who holds the lock we could not take: a committing run (exclusive, it wrote its host.pid) or
+    slices (shared: then a shared lock would be granted)."""
+    if shared:
+        holder = _holder(fd)
+        return (f"{cache_dir} is being committed by a plain preprocess run ({holder}); slices cannot run beside "
+                "it: wait for it to finish")
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return (f"{cache_dir} is being written by slices of a sliced build (--slice); wait for every slice to "
+                "finish, then rerun this to commit")
+    except BlockingIOError:
+        holder = _holder(fd)
+        return (f"{cache_dir} is being written by another preprocess run ({holder}); wait for it to finish, or "
+                "use another --datasets_cache_dir")

@@ -7,7 +7,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tqdm import tqdm
@@ -15,7 +15,8 @@ from tqdm import tqdm
 from common.check import input_dirs
 from common.errors import UserError
 from common.format import BLOCKS_DIR, PIECES_DIR, SPACE_TOKEN
-from common.manifest import Manifest, Parameters, unk_share
+from common.manifest import Manifest, Parameters, ShapeError, TokenizerIdentity, TokenizerSource, to_json, unk_share
+from common.manifest import build as build_dataclass
 from common.packing import PACKING
 from common.tokenizer import (
     LoadedTokenizer,
@@ -24,7 +25,7 @@ from common.tokenizer import (
     preprocess_space_token,
     tokenizer_source,
 )
-from preprocess import build
+from preprocess import build, slices
 from preprocess.config import PreprocessConfig
 from preprocess.encode import CLEANING, choose_encoder, encode_task, sample_lines, set_worker_state
 from preprocess.formats import format_of
@@ -170,7 +171,13 @@ def _run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
         source = tokenizer_source(cfg.tokenizer_name_or_path, cfg.tokenizer_type, cfg.tokenizer_settings)
     except TokenizerError as e:
         raise UserError(str(e)) from None
-    with cache_lock(cache) as writable:
+    sliced = slices.slice_of(cfg.num_slices, cfg.slice)
+    with cache_lock(cache, shared=sliced is not None) as writable:
+        if sliced is not None:
+            if not writable:
+                raise UserError(f"--datasets_cache_dir {cache} cannot be written (read-only or no permission): "
+                                "a slice writes pieces there")
+            return _run_slice(cfg, inputs, source, sliced, cache)
         start = time.perf_counter()
         plans, scanned = [], {}
         for split, input_dir, names, shards in inputs:
@@ -181,7 +188,12 @@ def _run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
                                           cfg.verify_outputs, piece_bytes=cfg.task_bytes, fmt=format_of(cfg.ext),
                                           column=cfg.text_column, select=cfg.select(split)))
         olds = [build.old_manifest(p.out_dir) for p in plans]
+        markers = [slices.read_markers(p.out_dir) for p in plans]
+        for plan, found in zip(plans, markers):
+            _slice_note(plan, found)
         described = [o.tokenizer for o in olds if o is not None and o.tokenizer.digest == source.digest]
+        described += [t for t in (_marker_tokenizer(m) for found in markers for m in found[:1])
+                      if t is not None and t.digest == source.digest][: len(plans) - len(described)]
         needs_load = any(p.to_tokenize or p.to_pack for p in plans) or len(described) < len(plans)
         loaded = encoder = None
         if needs_load:
@@ -217,11 +229,91 @@ def _run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
                 else:
                     written = build.commit_split(plan, manifest, old, force=force)
                     build.remove_unreferenced(plan.out_dir, manifest)
+                    slices.clear_markers(plan.out_dir)
                 reports.append(build.SplitReport(plan.split, len(plan.shards), n_tok, n_pack, not written,
                                                  manifest.totals(), time.perf_counter() - t0))
         if any(read_only_reasons):
             raise UserError(_read_only_message(cache, read_only_reasons))
         return reports
+
+
+def _marker_tokenizer(marker: dict) -> TokenizerIdentity | None:
+    try:
+        return build_dataclass(TokenizerIdentity, marker.get("tokenizer"), "marker.tokenizer")
+    except (ShapeError, TypeError):
+        return None
+
+
+def _slice_note(plan: build.SplitPlan, markers: list[dict]) -> None:
+    """What the slices of a sliced build left, for the run that commits it: the pieces found and,
+    if any are missing, the slice that should have built them (this run tokenizes them)."""
+    if not markers:
+        return
+    n = markers[-1]["num_slices"]
+    built = {k for m in markers for k in m["pieces"] if isinstance(k, str)}
+    found = sum(1 for i, key in enumerate(plan.keys) if key in built and plan.records[i] is not None)
+    finished = sorted({m.get("slice") for m in markers if m["num_slices"] == n})
+    line = (f"note: {plan.split}: {found} of {len(plan.keys)} pieces were built by slices ({len(finished)} of {n} "
+            "slices left their marker)")
+    if plan.to_tokenize:
+        owner = slices.assign([sum(plan.scans[i].size for i in g) for g in plan.groups], n)
+        missing: dict[int, list[str]] = {}
+        for i in plan.to_tokenize:
+            missing.setdefault(owner[i], []).extend(plan.names[j] for j in plan.groups[i])
+        line += "; missing, so tokenized now: " + "; ".join(
+            f"{', '.join(names[:3])}{f' and {len(names) - 3} more' if len(names) > 3 else ''} (slice {k} of {n} "
+            "should have built them: did it fail, or did the text change?)" for k, names in sorted(missing.items()))
+    print(line, file=sys.stderr)
+
+
+@dataclass
+class SliceReport:
+    split: str
+    line_text: str
+
+    def line(self) -> str:
+        return self.line_text
+
+
+def _run_slice(cfg: PreprocessConfig, inputs: list, source: TokenizerSource, sliced: tuple[int, int],
+               cache: Path) -> list[SliceReport]:
+    """Build this slice's share of every split (slices.py): its pieces and their blocks, then a marker;
+    no manifest, no cleanup (other slices are writing)."""
+    k, n = sliced
+    plans, scanned = [], {}
+    for split, input_dir, names, shards in inputs:
+        sizes = [p.stat().st_size for p in shards]
+        groups = build.piece_groups(names, sizes, cfg.task_bytes)
+        owner = slices.assign([sum(sizes[i] for i in g) for g in groups], n)
+        mine = [g for g, o in zip(groups, owner) if o == k]
+        if input_dir not in scanned:  # both sides of a held-out split read the same shards
+            own = sorted(i for g in mine for i in g)
+            full: list[Scan | None] = [None] * len(shards)
+            for i, scan in zip(own, _scan_shards(split, [shards[i] for i in own], cfg)):
+                full[i] = scan
+            scanned[input_dir] = full
+        plans.append(build.plan_split(split, input_dir, cache / split, names, shards, scanned[input_dir],
+                                      source.digest, cfg.max_seq_length, cfg.overwrite_cache, cfg.verify_outputs,
+                                      piece_bytes=cfg.task_bytes, fmt=format_of(cfg.ext), column=cfg.text_column,
+                                      select=cfg.select(split), groups=mine))
+    sample = next((p.shards[g[0]] for p in plans for g in p.groups), inputs[0][3][0])
+    loaded, encoder = _load(cfg, _sample_lines([sample], cfg), source.digest)
+    identity = replace(loaded.identity, encoder=encoder)
+    reports = []
+    work = [p for p in plans if p.to_tokenize]
+    with _task_map(cfg, loaded, encoder, plans) if work else nullcontext() as task_map:
+        for plan in plans:
+            t0 = time.perf_counter()
+            n_tok, n_pack = plan.shards_of(plan.to_tokenize), plan.shards_of(plan.to_pack)
+            if n_tok:
+                build.tokenize_split(plan, loaded.identity.dtype, task_map, cfg.strict)
+            build.pack_split(plan, cfg.max_seq_length)
+            slices.write_marker(plan.out_dir, k, n, plan.keys, to_json(identity))
+            reports.append(SliceReport(plan.split, (
+                f"{plan.split}: slice {k} of {n}: {len(plan.keys)} pieces ({plan.shards_of(list(range(len(plan.keys))))} "
+                f"shards), {n_tok} shards tokenized, {n_pack} packed, {time.perf_counter() - t0:.1f} s; once every "
+                "slice is done, run the same command without --num_slices/--slice to commit")))
+    return reports
 
 
 def _check_bad(split: str, manifest: Manifest, examples: build.Examples, strict: bool) -> None:
