@@ -27,6 +27,8 @@ FLAG_OWNERS = {
     "validation_split_seed": "mlm-preprocess",
     "num_slices": "mlm-preprocess",
     "slice": "mlm-preprocess",
+    "executor": "mlm-preprocess",
+    "ray_address": "mlm-preprocess",
     "build_dataset_only": "run_mlm.py",
 }
 

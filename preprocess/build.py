@@ -63,7 +63,7 @@ from common.manifest import (
     write_manifest,
 )
 from common.packing import PACKING, pack_blocks
-from preprocess.encode import CLEANING, SPILL_PREFIX, UNK_EXAMPLES, TaskResult, chunks_of
+from preprocess.encode import CLEANING, SPILL_PREFIX, UNK_EXAMPLES, TaskResult, chunks_of, remove_spill
 from preprocess.formats import BAD_EXAMPLES, TEXT, Format, read_key
 from preprocess.sharding import Scan, Task, group_shards, plan_tasks
 from preprocess.writer import NpyStreamWriter, write_array
@@ -306,6 +306,20 @@ class Examples:
         self.bad += r.bad_examples[: BAD_EXAMPLES - len(self.bad)]
 
 
+def checked_chunks(r: TaskResult, path: Path, strict: bool, keep: bool = False) -> Iterator[TaskResult]:
+    """``chunks_of(r)``, or a UserError: the shard changed while it was read, or (``strict``) a chunk
+    holds records without text."""
+    if r.changed:
+        remove_spill(r)
+        raise UserError(f"{path}: changed while this run read it (its bytes differ from those hashed when the "
+                        "run started); nothing was stored for it. Rerun once nothing writes to it.")
+    for chunk in chunks_of(r, keep):
+        if strict and chunk.bad_records:
+            raise UserError(f"{chunk.bad_examples[0]}; --strict refuses records without text "
+                            "(drop --strict to count and skip them)")
+        yield chunk
+
+
 def tokenize_split(plan: SplitPlan, dtype: np.dtype, task_map: TaskMap, strict: bool = False) -> Examples:
     """Tokenize every piece that has no reusable record, committing each as soon as it is whole.
 
@@ -324,18 +338,10 @@ def tokenize_split(plan: SplitPlan, dtype: np.dtype, task_map: TaskMap, strict: 
     current: _PieceAssembler | None = None
     try:
         for r in task_map(tasks):
-            if r.changed:
-                raise UserError(
-                    f"{plan.shards[r.shard]}: changed while this run read it (its bytes differ from those hashed "
-                    "when the run started); nothing was stored for it. Rerun once nothing writes to it."
-                )
             piece = piece_of[r.shard]
             if current is None:
                 current = _PieceAssembler(plan, piece, dtype)
-            for chunk in chunks_of(r):
-                if strict and chunk.bad_records:
-                    raise UserError(f"{chunk.bad_examples[0]}; --strict refuses records without text "
-                                    "(drop --strict to count and skip them)")
+            for chunk in checked_chunks(r, plan.shards[r.shard], strict):
                 current.add(chunk)
                 examples.add(chunk)
                 n_tokens += len(chunk.tokens)
@@ -356,20 +362,24 @@ def pack_split(plan: SplitPlan, max_seq_length: int) -> None:
     for i in plan.to_pack:
         record = plan.records[i]
         assert record is not None, "pack_split runs after tokenize_split"
-        offsets = np.load(plan.out_dir / record["files"]["lines"]["path"], mmap_mode="r")
-        blocks, split = pack_blocks(offsets, max_seq_length)
-        bkey = plan.block_keys[i]
-        info = write_array(plan.out_dir / blocks_name(bkey), blocks, plan.out_dir)
-        blk = {
-            "key": bkey,
-            "max_seq_length": max_seq_length,
-            "blocks": len(blocks),
-            "lines_split": split,
-            "block_hist": length_histogram(blocks[:, 1] - blocks[:, 0] + 2),
-            "file": vars(info),
-        }
-        write_json_atomic(plan.out_dir / blocks_record_name(bkey), blk)
-        plan.blocks[i] = blk
+        plan.blocks[i] = pack_piece(plan.out_dir, record, plan.block_keys[i], max_seq_length)
+
+
+def pack_piece(out_dir: Path, record: dict[str, Any], bkey: str, max_seq_length: int) -> dict[str, Any]:
+    """Pack one tokenized piece into blocks and commit the block index with its record."""
+    offsets = np.load(out_dir / record["files"]["lines"]["path"], mmap_mode="r")
+    blocks, split = pack_blocks(offsets, max_seq_length)
+    info = write_array(out_dir / blocks_name(bkey), blocks, out_dir)
+    blk = {
+        "key": bkey,
+        "max_seq_length": max_seq_length,
+        "blocks": len(blocks),
+        "lines_split": split,
+        "block_hist": length_histogram(blocks[:, 1] - blocks[:, 0] + 2),
+        "file": vars(info),
+    }
+    write_json_atomic(out_dir / blocks_record_name(bkey), blk)
+    return blk
 
 
 def make_manifest(plan: SplitPlan, tokenizer: TokenizerIdentity, parameters: Parameters, command: list[str]) -> Manifest:

@@ -72,9 +72,23 @@ class PreprocessConfig(CacheArguments):
                   "(--num_slices 1: a whole, plain run)."},
     )
     slice: int | None = field(default=None, metadata={"help": "Which slice this run builds, 0 .. --num_slices - 1."})
+    executor: str = field(
+        default="local",
+        metadata={"help": "local: --num_workers processes here; ray: the tasks on a Ray cluster whose nodes share "
+                  "the cache dir (pip install .[ray]), local Ray of --num_workers CPUs without --ray_address."},
+    )
+    ray_address: str | None = field(
+        default=None, metadata={"help": "With --executor ray: the cluster to join, auto or HOST:PORT."}
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.executor not in ("local", "ray"):
+            raise UserError(f"--executor {self.executor!r}: local or ray")
+        if self.ray_address and self.executor != "ray":
+            raise UserError("--ray_address is for --executor ray; add it, or drop --ray_address")
+        if self.executor == "ray" and self.num_slices not in (None, 1):
+            raise UserError("--executor ray and --num_slices are two ways to use many nodes: pick one")
         p = self.validation_split_percentage
         if p is not None:
             if not (math.isfinite(p) and 0 < p < 100):

@@ -403,7 +403,7 @@ class _Chunks:
         self.files: list[Any] = []
 
     def add(self, r: TaskResult) -> None:
-        if self.first is None and not self.parts:
+        if self.first is None and not self.parts and not self.files:
             self.first = r
             return
         if not self.files:
@@ -439,9 +439,21 @@ class _Chunks:
             Path(f.name).unlink(missing_ok=True)
 
 
-def chunks_of(r: TaskResult) -> Iterator[TaskResult]:
+def spilled(r: TaskResult, task: Task) -> TaskResult:
+    """``r`` with its arrays in chunk files beside the pieces (as a task read in chunks leaves them),
+    so only a small record travels: a Ray task's result goes through the object store."""
+    if r.spill is not None or r.changed:
+        return r
+    chunks = _Chunks(task)
+    chunks._open()
+    chunks.add(r)
+    return chunks.result(r.nbytes)
+
+
+def chunks_of(r: TaskResult, keep: bool = False) -> Iterator[TaskResult]:
     """The results a task's result stands for, in order, arrays in memory: itself, or each of its
-    parts with its arrays read back from the spill files (deleted after the last)."""
+    parts with its arrays read back from the spill files (deleted after the last, unless ``keep``:
+    a retried assembly must find them again)."""
     if r.spill is None or r.parts is None:
         yield r
         return
@@ -455,8 +467,13 @@ def chunks_of(r: TaskResult) -> Iterator[TaskResult]:
             t, n = t + part.n_tokens, n + part.n_lines
             yield replace(part.result, tokens=tokens, line_lengths=lengths)
     finally:
-        Path(tok_path).unlink(missing_ok=True)
-        Path(len_path).unlink(missing_ok=True)
+        if not keep:
+            remove_spill(r)
+
+
+def remove_spill(r: TaskResult) -> None:
+    for path in r.spill or ():
+        Path(path).unlink(missing_ok=True)
 
 
 STREAM_READ = 1 << 20  # decompressed bytes a read

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from common.check import input_dirs
@@ -129,6 +130,28 @@ def _task_map(cfg: PreprocessConfig, loaded: LoadedTokenizer, encoder: str,
             build.remove_spills(plan.out_dir)
 
 
+@contextmanager
+def _executor(cfg: PreprocessConfig, loaded: LoadedTokenizer, encoder: str, source: TokenizerSource,
+              plans: list[build.SplitPlan]) -> Iterator[Callable[[build.SplitPlan], build.Examples]]:
+    """A function that tokenizes (and, on Ray, packs) the pieces a plan needs: on --num_workers local
+    processes, or on a Ray cluster (ray_executor.py)."""
+    dtype = np.dtype(loaded.identity.dtype)
+    if cfg.executor == "ray":
+        from preprocess import ray_executor
+
+        spec = ray_executor.TokenizerSpec(cfg.tokenizer_name_or_path, cfg.tokenizer_type, cfg.tokenizer_settings,
+                                          source.digest, encoder)
+        try:
+            with ray_executor.session(cfg.ray_address, cfg.num_workers) as ray:
+                yield lambda plan: ray_executor.tokenize_split(ray, plan, dtype, spec, cfg.max_seq_length, cfg.strict)
+        finally:
+            for plan in plans:
+                build.remove_spills(plan.out_dir)
+        return
+    with _task_map(cfg, loaded, encoder, plans) as task_map:
+        yield lambda plan: build.tokenize_split(plan, dtype, task_map, cfg.strict)
+
+
 def parameters(cfg: PreprocessConfig, split: str) -> Parameters:
     held_out = None
     if cfg.validation_split_percentage is not None:
@@ -206,12 +229,11 @@ def _run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
             tokenizer = replace(described[0], name_or_path=source.name_or_path)
         reports, read_only_reasons = [], []
         work = [p for p in plans if p.to_tokenize]
-        with _task_map(cfg, loaded, encoder, plans) if work else nullcontext() as task_map:
+        with _executor(cfg, loaded, encoder, source, plans) if work else nullcontext() as tokenize:
             for plan, old in zip(plans, olds):
                 t0 = time.perf_counter() if plan is not plans[0] else start
                 n_tok, n_pack = plan.shards_of(plan.to_tokenize), plan.shards_of(plan.to_pack)
-                examples = (build.tokenize_split(plan, loaded.identity.dtype, task_map, cfg.strict) if n_tok
-                            else build.Examples())
+                examples = tokenize(plan) if n_tok else build.Examples()
                 build.pack_split(plan, cfg.max_seq_length)
                 manifest = build.make_manifest(plan, tokenizer, parameters(cfg, plan.split), command)
                 _check_bad(plan.split, manifest, examples, cfg.strict)
