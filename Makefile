@@ -14,6 +14,8 @@ EXT ?= txt
 TEXT_COLUMN ?=
 NUM_SLICES ?=
 SLICE ?=
+EXECUTOR ?=
+RAY_ADDRESS ?=
 NUM_WORKERS ?=
 BENCH_MB ?= 50
 OUTPUT_DIR ?= output
@@ -46,13 +48,15 @@ tokenizer: $(INSTALLED)
 		--vocab_size $(VOCAB_SIZE) --output_dir "$(TOKENIZER)" $(ARGS)
 
 # EXT names the shards' format (txt, txt.gz, jsonl.zst, parquet ...); TEXT_COLUMN the records' text field.
-# Several dirs: TRAIN_DIR=a,b. NUM_SLICES=N SLICE=K: one slice of a sliced build (README: Many CPU nodes).
+# Several dirs: TRAIN_DIR=a,b. NUM_SLICES=N SLICE=K: one slice of a sliced build; EXECUTOR=ray
+# [RAY_ADDRESS=auto]: on a Ray cluster (README: Many CPU nodes).
 # Any other flag goes in ARGS, e.g. ARGS="--validation_split_percentage 1".
 preprocess: $(INSTALLED)
 	$(BIN)/mlm-preprocess --tokenizer_name_or_path "$(TOKENIZER)" --tokenizer_type "$(TOKENIZER_TYPE)" \
 		--train_dir "$(TRAIN_DIR)" $(if $(EVAL_DIR),--eval_dir "$(EVAL_DIR)") --ext "$(EXT)" \
 		$(if $(TEXT_COLUMN),--text_column "$(TEXT_COLUMN)") \
 		$(if $(NUM_SLICES),--num_slices $(NUM_SLICES) --slice $(SLICE)) \
+		$(if $(EXECUTOR),--executor $(EXECUTOR)) $(if $(RAY_ADDRESS),--ray_address $(RAY_ADDRESS)) \
 		--datasets_cache_dir "$(CACHE_DIR)" --max_seq_length $(MAX_SEQ_LENGTH) \
 		$(if $(NUM_WORKERS),--num_workers $(NUM_WORKERS)) $(ARGS)
 
