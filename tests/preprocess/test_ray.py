@@ -72,3 +72,31 @@ def test_ray_reads_compressed_shards_in_chunks_like_a_local_run(tmp_path, wordpi
     from tests.preprocess.helpers import arrays
 
     assert arrays(tmp_path / "ray") == arrays(tmp_path / "local")
+
+
+def test_a_ray_worker_killed_mid_run_is_retried_and_the_cache_is_the_same(tmp_path, wordpiece_dir, cluster):
+    import re
+    import signal
+    import time
+
+    train = _corpus(tmp_path / "train")
+    local = _run(_args(wordpiece_dir, train, tmp_path / "local"))
+    assert local.returncode == 0, local.stderr
+    cache = tmp_path / "ray"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    p = subprocess.Popen([sys.executable, "-m", "preprocess", *_args(wordpiece_dir, train, cache), "--executor", "ray",
+                          "--ray_address", cluster.address], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=env)
+    victim, deadline = None, time.time() + 120
+    while victim is None and time.time() < deadline and p.poll() is None:
+        for f in cache.rglob(".spill-*"):
+            m = re.search(r"\.(\d+)-\d+\.tokens$", f.name)
+            if m and int(m.group(1)) != p.pid:
+                victim = int(m.group(1))
+                break
+        time.sleep(0.01)
+    assert victim is not None, "no Ray worker wrote a chunk file before the run ended"
+    os.kill(victim, signal.SIGKILL)  # a worker lost mid-run, as on a node failure
+    _, err = p.communicate(timeout=600)
+    assert p.returncode == 0, err[-3000:]
+    assert _identity(cache) == _identity(tmp_path / "local")
