@@ -303,11 +303,32 @@ _STATE: dict[str, Any] = {}
 
 def set_worker_state(loaded: LoadedTokenizer, encoder: str) -> None:
     """Pick the backend once; ``encode_task`` then only reads this module's state."""
+    _STATE.update(worker_state(loaded, encoder))
     _STATE["encode"] = candidate_encoders(loaded.tokenizer)[encoder]
-    _STATE["separator"] = loaded.separator_id
-    _STATE["dtype"] = np.dtype(loaded.identity.dtype)
-    _STATE["space_token"] = SPACE_TOKEN if preprocess_space_token(loaded.identity) else None
-    _STATE["unk"] = loaded.identity.special_ids.unk
+
+
+def worker_state(loaded: LoadedTokenizer, encoder: str) -> dict[str, Any]:
+    """What encoding needs besides the encoder, picklable; with the ``tokenizers`` backend also that
+    backend as JSON, from which a process on another node rebuilds the very same encoder in
+    milliseconds, without importing transformers (``set_state``)."""
+    state: dict[str, Any] = {
+        "separator": loaded.separator_id,
+        "dtype": np.dtype(loaded.identity.dtype),
+        "space_token": SPACE_TOKEN if preprocess_space_token(loaded.identity) else None,
+        "unk": loaded.identity.special_ids.unk,
+    }
+    if encoder == "tokenizers":
+        state["backend_json"] = loaded.tokenizer.backend_tokenizer.to_str()
+    return state
+
+
+def set_state(state: dict[str, Any]) -> None:
+    """``set_worker_state`` from ``worker_state``'s picklable result (``backend_json`` required)."""
+    from tokenizers import Tokenizer
+
+    backend = Tokenizer.from_str(state["backend_json"])
+    _STATE.update({k: v for k, v in state.items() if k != "backend_json"})
+    _STATE["encode"] = lambda lines: [e.ids for e in backend.encode_batch_fast(lines, add_special_tokens=False)]
 
 
 def _unchanged(task: Task, nbytes: int) -> TaskResult:

@@ -46,6 +46,7 @@ class TokenizerSpec:
     settings: dict[str, Any]
     digest: str
     encoder: str
+    state: dict[str, Any] | None = None  # encode.worker_state, when it rebuilds the encoder without loading
 
 
 @dataclass(frozen=True)
@@ -67,9 +68,14 @@ _LOADED: dict[str, Any] = {}
 
 def _ensure_tokenizer(spec: TokenizerSpec) -> None:
     """Load the tokenizer once per Ray worker process and set the encoder state tasks read."""
-    if _LOADED.get("spec") == spec:
+    if _LOADED.get("spec") is spec or _LOADED.get("digest") == (spec.digest, spec.encoder):
         return
-    sys.modules.setdefault("torch", None)  # type: ignore[arg-type]  # tokenizing needs no torch (1 s a worker)
+    if spec.state is not None and "backend_json" in spec.state:
+        from preprocess.encode import set_state
+
+        set_state(spec.state)  # the driver's own backend, verified there: no transformers, no file reads
+        _LOADED["digest"] = (spec.digest, spec.encoder)
+        return
     from common.tokenizer import load_tokenizer
     from preprocess.encode import set_worker_state
 
@@ -78,10 +84,18 @@ def _ensure_tokenizer(spec: TokenizerSpec) -> None:
         raise UserError(f"--tokenizer_name_or_path {spec.name_or_path}: the files a Ray worker loaded differ from "
                         "those the run planned with (changed meanwhile, or another copy on this node)")
     set_worker_state(loaded, spec.encoder)
-    _LOADED["spec"] = spec
+    _LOADED["digest"] = (spec.digest, spec.encoder)
+
+
+def _no_torch() -> None:
+    """Tokenizing needs no torch, which transformers imports whenever it is installed (1 s and 300 MB a
+    worker): as in the CLI (preprocess/__main__.py), before anything imports transformers."""
+    if "transformers" not in sys.modules:
+        sys.modules.setdefault("torch", None)  # type: ignore[arg-type]
 
 
 def _encode(task: Any, spec: TokenizerSpec) -> Any:
+    _no_torch()
     from preprocess.encode import encode_task, spilled
 
     _ensure_tokenizer(spec)
@@ -89,6 +103,7 @@ def _encode(task: Any, spec: TokenizerSpec) -> Any:
 
 
 def _assemble(job: PieceJob, *results: Any) -> tuple[dict, dict, build.Examples]:
+    _no_torch()
     out_dir = Path(job.out_dir)
     plan = SimpleNamespace(out_dir=out_dir, keys={0: job.key}, scans=job.scans)
     assembler = build._PieceAssembler(plan, 0, np.dtype(job.dtype))  # type: ignore[arg-type]

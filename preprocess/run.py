@@ -28,7 +28,7 @@ from common.tokenizer import (
 )
 from preprocess import build, slices
 from preprocess.config import PreprocessConfig
-from preprocess.encode import CLEANING, choose_encoder, encode_task, sample_lines, set_worker_state
+from preprocess.encode import CLEANING, choose_encoder, encode_task, sample_lines, set_worker_state, worker_state
 from preprocess.formats import format_of
 from preprocess.lock import cache_lock
 from preprocess.sharding import Scan, list_shards, scan_shards
@@ -140,7 +140,7 @@ def _executor(cfg: PreprocessConfig, loaded: LoadedTokenizer, encoder: str, sour
         from preprocess import ray_executor
 
         spec = ray_executor.TokenizerSpec(cfg.tokenizer_name_or_path, cfg.tokenizer_type, cfg.tokenizer_settings,
-                                          source.digest, encoder)
+                                          source.digest, encoder, worker_state(loaded, encoder))
         try:
             with ray_executor.session(cfg.ray_address, cfg.num_workers) as ray:
                 yield lambda plan: ray_executor.tokenize_split(ray, plan, dtype, spec, cfg.max_seq_length, cfg.strict)
