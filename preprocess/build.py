@@ -210,9 +210,11 @@ def plan_split(
     tokenizer_digest: str, max_seq_length: int, overwrite: bool, verify: bool = False,
     piece_bytes: int = 4 << 20, fmt: Format = TEXT, column: str = "text",
     select: tuple[float, int, bool] | None = None, groups: list[list[int]] | None = None,
+    fresh: frozenset[str] = frozenset(),
 ) -> SplitPlan:
     """What the split needs. ``groups``: plan only these pieces (a slice's share; ``scans`` then needs
-    only their shards), else every piece, grouped from the scans' sizes."""
+    only their shards), else every piece, grouped from the scans' sizes. ``fresh``: keys of pieces
+    built by this build's slices, reused even with ``overwrite`` (the slices overwrote them)."""
     if groups is None:
         groups = piece_groups(names, [s.size for s in scans], piece_bytes)
     digests = [[scans[i].digest for i in g] for g in groups]
@@ -224,8 +226,9 @@ def plan_split(
     records: list[dict | None] = []
     blocks: list[dict | None] = []
     for key, bkey, d in zip(keys, bkeys, digests):
-        rec = None if overwrite else _valid_record(out_dir, piece_record_name(key), key, _piece_record(d), verify)
-        blk = None if overwrite or rec is None else _valid_record(out_dir, blocks_record_name(bkey), bkey,
+        stale = overwrite and key not in fresh
+        rec = None if stale else _valid_record(out_dir, piece_record_name(key), key, _piece_record(d), verify)
+        blk = None if stale or rec is None else _valid_record(out_dir, blocks_record_name(bkey), bkey,
                                                                    _blocks_record, verify)
         records.append(rec)
         blocks.append(blk)

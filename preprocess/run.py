@@ -203,15 +203,16 @@ def _run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
             return _run_slice(cfg, inputs, source, sliced, cache)
         start = time.perf_counter()
         plans, scanned = [], {}
-        for split, input_dir, names, shards in inputs:
+        markers = [slices.read_markers(cache / split) for split, *_ in inputs]
+        for (split, input_dir, names, shards), found in zip(inputs, markers):
             if input_dir not in scanned:  # hashed once for both sides of a held-out split
                 scanned[input_dir] = _scan_shards(split, shards, cfg)
+            built = frozenset(k for m in found for k in m["pieces"] if isinstance(k, str))
             plans.append(build.plan_split(split, input_dir, cache / split, names, shards, scanned[input_dir],
                                           source.digest, cfg.max_seq_length, cfg.overwrite_cache,
                                           cfg.verify_outputs, piece_bytes=cfg.task_bytes, fmt=format_of(cfg.ext),
-                                          column=cfg.text_column, select=cfg.select(split)))
+                                          column=cfg.text_column, select=cfg.select(split), fresh=built))
         olds = [build.old_manifest(p.out_dir) for p in plans]
-        markers = [slices.read_markers(p.out_dir) for p in plans]
         for plan, found in zip(plans, markers):
             _slice_note(plan, found)
         described = [o.tokenizer for o in olds if o is not None and o.tokenizer.digest == source.digest]

@@ -147,3 +147,15 @@ def test_cleanup_keeps_a_live_writers_temp_files_from_other_hosts(capsys, tmp_pa
     (corpus / "shard_000.txt").write_text("changed\n")  # a run with work, then cleanup
     assert run_cli(capsys, *base_args(wordpiece_dir, corpus, cache))[0] == 0
     assert live_remote.exists() and not dead_remote.exists() and not dead_here.exists()
+
+
+def test_overwrite_cache_in_slices_and_commit_tokenizes_once(capsys, tmp_path, wordpiece_dir):
+    train = _corpus(tmp_path / "train")
+    cache = tmp_path / "cache"
+    assert run_cli(capsys, *_args(wordpiece_dir, train, cache))[0] == 0  # an old build to overwrite
+    for k in range(2):
+        rc, out, err = run_cli(capsys, *_args(wordpiece_dir, train, cache, "--overwrite_cache", "--num_slices", "2",
+                                              "--slice", str(k)))
+        assert rc == 0 and "shards tokenized" in out, err
+    rc, out, err = run_cli(capsys, *_args(wordpiece_dir, train, cache, "--overwrite_cache"))
+    assert rc == 0 and "0 tokenized" in out, (out, err)  # the slices' pieces are this build's: kept
