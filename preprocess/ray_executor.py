@@ -127,6 +127,7 @@ def _assemble(job: PieceJob, *results: Any) -> tuple[dict, dict, build.Examples]
 def session(address: str | None, num_cpus: int) -> Iterator[Any]:
     """Ray, connected to the cluster at ``address`` (``auto``: the one ``ray start`` made here), or a
     local instance of ``num_cpus`` workers; shut down after, unless the caller had it running."""
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # no GPUs here: silences a FutureWarning
     try:
         import ray
     except ImportError:
@@ -165,10 +166,12 @@ def tokenize_split(ray: Any, plan: build.SplitPlan, dtype: np.dtype, spec: Token
     encode = ray.remote(max_retries=RETRIES)(_encode)
     assemble = ray.remote(max_retries=RETRIES)(_assemble)
     pieces: dict[Any, int] = {}
+    out_dir = plan.out_dir.resolve()  # a worker's working dir is not the driver's: every path absolute
+    reading = {**plan.reading, "spill_dir": str(Path(plan.reading["spill_dir"]).resolve())}
     for p in todo:
         group = plan.groups[p]
-        tasks = plan_tasks([(i, plan.shards[i], plan.scans[i]) for i in group], **plan.reading)
-        job = PieceJob(str(plan.out_dir), plan.keys[p], plan.block_keys[p], {i: plan.scans[i] for i in group},
+        tasks = plan_tasks([(i, plan.shards[i].resolve(), plan.scans[i]) for i in group], **reading)
+        job = PieceJob(str(out_dir), plan.keys[p], plan.block_keys[p], {i: plan.scans[i] for i in group},
                        dtype.name, max_seq_length, strict, {i: str(plan.shards[i]) for i in group})
         pieces[assemble.remote(job, *[encode.remote(t, spec) for t in tasks])] = p
     bar = tqdm(total=plan.bytes_to_tokenize, unit="B", unit_scale=True, unit_divisor=1024,

@@ -139,7 +139,9 @@ def _executor(cfg: PreprocessConfig, loaded: LoadedTokenizer, encoder: str, sour
     if cfg.executor == "ray":
         from preprocess import ray_executor
 
-        spec = ray_executor.TokenizerSpec(cfg.tokenizer_name_or_path, cfg.tokenizer_type, cfg.tokenizer_settings,
+        where = Path(cfg.tokenizer_name_or_path)
+        spec = ray_executor.TokenizerSpec(str(where.resolve()) if where.exists() else cfg.tokenizer_name_or_path,
+                                          cfg.tokenizer_type, cfg.tokenizer_settings,
                                           source.digest, encoder, worker_state(loaded, encoder))
         try:
             with ray_executor.session(cfg.ray_address, cfg.num_workers) as ray:

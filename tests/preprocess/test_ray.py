@@ -25,10 +25,10 @@ def _ray():
     return pytest.importorskip("ray")
 
 
-def _run(args: list[str]) -> subprocess.CompletedProcess:
+def _run(args: list[str], cwd: Path = ROOT) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     return subprocess.run([sys.executable, "-m", "preprocess", *args], capture_output=True, text=True, env=env,
-                          timeout=600)
+                          timeout=600, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +66,9 @@ def test_ray_reads_compressed_shards_in_chunks_like_a_local_run(tmp_path, wordpi
 
     local = _run([*base_args(wordpiece_dir, text, tmp_path / "local"), *args])
     assert local.returncode == 0, local.stderr
-    r = _run([*base_args(wordpiece_dir, text, tmp_path / "ray"), *args, "--executor", "ray",
-              "--ray_address", cluster.address])
+    # relative paths, as a user types them: a Ray worker's working dir is not the driver's
+    r = _run([*base_args(os.path.relpath(wordpiece_dir, tmp_path), "text", "ray"), *args, "--executor", "ray",
+              "--ray_address", cluster.address], cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     from tests.preprocess.helpers import arrays
 
