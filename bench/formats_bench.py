@@ -292,8 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mb", type=float, default=50, help="MB of text of the throughput table (default 50)")
     ap.add_argument("--formats", default=",".join(FORMATS), help=f"--ext values, .txt first (default {','.join(FORMATS)})")
     ap.add_argument("--repeats", type=int, default=2, help="runs per format, interleaved; the best counts (default 2)")
-    ap.add_argument("--rss_mb", type=float, nargs="+", default=[50, 200],
-                    help="MB of text of the single .jsonl.zst files of the memory table (default 50 200)")
+    ap.add_argument("--rss_mb", type=float, nargs="*", default=[50, 200],
+                    help="MB of text of the single .jsonl.zst files of the memory table (default 50 200; none: no table)")
     ap.add_argument("--workers", type=int, default=2, help="--num_workers (default 2)")
     ap.add_argument("--task_size_mb", type=float, default=1.0,
                     help="--task_size_mb (default 1: shards of ~4 MB are cut into several tasks in every format that "
@@ -390,18 +390,22 @@ def main(argv: list[str] | None = None) -> int:
             "(manifest totals, the concatenated tokens of all pieces, every line's length; blocks can differ "
             "only where files were grouped into other pieces, as files of other sizes are)"]
 
-    out += ["", f"## Memory: ONE .jsonl.zst file (one task, one zstd frame), {a.workers} workers", "",
-            "| text in the file | bytes on disk | tokens | wall s | MB/s of text | peak PSS, tree (MiB) | "
-            "peak sum of RSS, tree (MiB) | largest process RSS (MiB) | other cores |",
-            "|---|---|---|---|---|---|---|---|---|"]
-    for _, text_bytes, on_disk, r, tokens in rss_rows:
-        out.append(f"| {text_bytes / MB:.1f} MB | {on_disk:,} | {tokens:,} | {r.seconds:.1f} | "
-                   f"{text_bytes / MB / r.seconds:.2f} | {r.pss / MIB:,.0f} | {r.rss_sum / MIB:,.0f} | "
-                   f"{r.rss_one / MIB:,.0f} | {r.others:.2f} |")
+    if rss_rows:
+        out += ["", f"## Memory: ONE .jsonl.zst file (one task, one zstd frame), {a.workers} workers", "",
+                "| text in the file | bytes on disk | tokens | wall s | MB/s of text | peak PSS, tree (MiB) | "
+                "peak sum of RSS, tree (MiB) | largest process RSS (MiB) | other cores |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        for _, text_bytes, on_disk, r, tokens in rss_rows:
+            out.append(f"| {text_bytes / MB:.1f} MB | {on_disk:,} | {tokens:,} | {r.seconds:.1f} | "
+                       f"{text_bytes / MB / r.seconds:.2f} | {r.pss / MIB:,.0f} | {r.rss_sum / MIB:,.0f} | "
+                       f"{r.rss_one / MIB:,.0f} | {r.others:.2f} |")
     if len(rss_rows) >= 2:
-        (m0, _, _, r0, _), (m1, _, _, r1, _) = rss_rows[0], rss_rows[-1]
+        (m0, b0, _, r0, _), (m1, b1, _, r1, _) = rss_rows[0], rss_rows[-1]
+        grow = (r1.rss_one - r0.rss_one) / MIB / ((b1 - b0) / MB)
         out += ["", f"- {m1:g} MB vs {m0:g} MB: peak PSS {r1.pss / r0.pss:.2f}x, peak sum of RSS "
-                f"{r1.rss_sum / r0.rss_sum:.2f}x (target: flat, about 1.0x); sampled every 50 ms (PSS every 250 ms)"]
+                f"{r1.rss_sum / r0.rss_sum:.2f}x, largest process {r1.rss_one / r0.rss_one:.2f}x "
+                f"({grow:+.2f} MiB per MB of text) (target: flat, about 1.0x); sampled every 50 ms "
+                "(PSS every 250 ms); one file is one task: one worker works, the other waits"]
     out += [f"- bench wall time: {time.perf_counter() - t_start:.0f} s; machine: {os.cpu_count()} cores"]
     print("\n".join(out))
     return 0

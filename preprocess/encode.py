@@ -432,7 +432,9 @@ class _Chunks:
         for r0 in ([self.first] if self.first is not None else []) + [r]:
             self.files[0].write(np.ascontiguousarray(r0.tokens).data)
             self.files[1].write(np.ascontiguousarray(r0.line_lengths, OFFSET_DTYPE).data)
-            self.parts.append(Part(replace(r0, tokens=r0.tokens[:0], line_lengths=r0.line_lengths[:0]),
+            # fresh empty arrays: a [:0] view would keep every chunk's arrays alive until the task ends
+            self.parts.append(Part(replace(r0, tokens=np.empty(0, r0.tokens.dtype),
+                                           line_lengths=np.empty(0, OFFSET_DTYPE)),
                                    len(r0.tokens), len(r0.line_lengths)))
         self.first = None
 
