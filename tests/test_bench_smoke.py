@@ -50,3 +50,15 @@ def test_formats_bench_runs_small(tmp_path):
     assert "| .txt |" in out and "| .parquet |" in out and "| .jsonl.zst |" in out
     assert "identical token arrays to .txt in every format: yes" in out
     assert "peak PSS" in out
+
+
+@pytest.mark.slow
+def test_nodes_bench_runs_small(tmp_path):
+    import os
+
+    if not os.environ.get("CI"):  # CI installs the ray extra: there a missing Ray fails
+        pytest.importorskip("ray")
+    out = run_bench("nodes_bench.py", "--smoke", "--out", tmp_path / "n")
+    assert "byte-identical caches from all three executors: yes" in out
+    for row in ("| local 2 workers |", "| Ray 2 nodes x 1 CPU |", "| 2 slices + commit |"):
+        assert row in out
