@@ -48,12 +48,6 @@ class Format:
         """Documents come from a column of records, not from lines of text."""
         return self.kind != "text"
 
-    def ext_for(self, stem: str) -> str:
-        """The ``--ext`` that reads this format, for a file whose own extension is ``stem``."""
-        base = {"text": stem if stem not in JSONL_NAMES and stem != "parquet" else "txt",
-                "jsonl": stem if stem in JSONL_NAMES else "jsonl", "parquet": "parquet"}[self.kind]
-        return base + {"gzip": ".gz", "zstd": ".zst", None: ""}[self.codec]
-
 
 TEXT = Format("text")
 
