@@ -115,14 +115,22 @@ def _membership(split_dir: Path, key: str, members: list, holds: str) -> list[st
     return []
 
 
+def listed_ext(name: str, ext: str) -> str | None:
+    """The extension of ``ext`` (one, or several separated by commas: ``txt,jsonl.zst,parquet``) that the
+    file name ``name`` ends with (``.<ext>``); the longest where several do, so with ``zst,jsonl.zst`` a
+    ``*.jsonl.zst`` file is JSON Lines and is listed once. None: the file is not an input."""
+    return max((e for e in ext.split(",") if name.endswith(f".{e}")), key=len, default=None)
+
+
 def list_text_files(d: Path, ext: str, recursive: bool) -> list[Path]:
-    """Every ``*.<ext>`` file directly in ``d`` or, with ``recursive``, anywhere below it, sorted by its
-    path under ``d``. Links to dirs are not entered (a link loop would never end); links to files are
-    listed like files."""
+    """Every file directly in ``d`` or, with ``recursive``, anywhere below it, whose name ends with
+    ``.<ext>`` (with several extensions, comma-separated: any of them; see ``listed_ext``), sorted by
+    its path under ``d``. Links to dirs are not entered (a link loop would never end); links to files
+    are listed like files."""
     if recursive:
-        found = [Path(root) / f for root, _, files in os.walk(d) for f in files if f.endswith(f".{ext}")]
+        found = [Path(root) / f for root, _, files in os.walk(d) for f in files if listed_ext(f, ext)]
     else:
-        found = [p for p in d.glob(f"*.{ext}") if not p.is_dir()]
+        found = [p for p in d.iterdir() if listed_ext(p.name, ext) and not p.is_dir()]
     return sorted(found, key=lambda p: p.relative_to(d).as_posix())
 
 
@@ -136,7 +144,8 @@ def input_dirs(value: str | Path) -> list[Path]:
 
 
 def list_inputs(dirs: list[Path], ext: str, recursive: bool) -> list[tuple[str, Path]]:
-    """(name, path) of every ``*.<ext>`` file of ``dirs``, sorted by name. A name is the file's path
+    """(name, path) of every ``*.<ext>`` file of ``dirs`` (``ext``: one extension, or several separated
+    by commas, as ``list_text_files`` takes), sorted by name. A name is the file's path
     under its dir; with several dirs, under their common parent (``a/x.txt``, ``b/x.txt``), so the
     same corpus mounted elsewhere gives the same names. UserError for a dir given twice, or inside another
     with ``recursive``."""
