@@ -101,6 +101,7 @@ class TokenizerType:
 
     name: str
     class_name: str
+    needs: tuple[str, ...]  # a dir of this type holds at least one file matching one of these
     trainable: bool = False  # mlm-train-tokenizer --type can make one
     takes_space_flag: bool = False  # the class itself turns spaces into <_> (add_space_token=...)
 
@@ -119,12 +120,17 @@ class TokenizerType:
 
 
 # The one table every command goes through: aliases, trainable types and segmenters derive from it.
+# ``needs``: transformers' AutoTokenizer loads a dir without any of these (a model dir holding only
+# config.json and weights) as an empty tokenizer of a few special ids, which tokenizes every line to
+# nothing; our classes read their model or vocabulary file (tokenizer_types.load_from_dir). A
+# byte-level tokenizer (ByT5, CANINE) has only tokenizer_config.json, hence that name in auto's list.
+_AUTO_NEEDS = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "merges.txt", "*.model")
 TOKENIZER_TYPES: dict[str, TokenizerType] = {t.name: t for t in (
-    TokenizerType("auto", "AutoTokenizer"),
-    TokenizerType("spm", "ThaiRobertaTokenizer", trainable=True, takes_space_flag=True),
-    TokenizerType("newmm", "ThaiWordsNewmmTokenizer", trainable=True),
-    TokenizerType("syllable", "ThaiWordsSyllableTokenizer", trainable=True),
-    TokenizerType("fake_sefr_cut", "FakeSefrCutTokenizer"),
+    TokenizerType("auto", "AutoTokenizer", _AUTO_NEEDS),
+    TokenizerType("spm", "ThaiRobertaTokenizer", ("*.model",), trainable=True, takes_space_flag=True),
+    TokenizerType("newmm", "ThaiWordsNewmmTokenizer", ("vocab.json",), trainable=True),
+    TokenizerType("syllable", "ThaiWordsSyllableTokenizer", ("vocab.json",), trainable=True),
+    TokenizerType("fake_sefr_cut", "FakeSefrCutTokenizer", ("vocab.json",)),
 )}
 TOKENIZER_ALIASES: dict[str, str] = {t.class_name: t.name for t in TOKENIZER_TYPES.values()}
 TRAINABLE_TYPES = tuple(t.name for t in TOKENIZER_TYPES.values() if t.trainable)
@@ -162,6 +168,34 @@ def tokenizer_files(path: Path) -> dict[str, str]:
     return {p.name: file_digest(p) for p in files}
 
 
+def check_tokenizer_dir(path: Path, kind: str, flag_value: str) -> None:
+    """TokenizerError unless the dir ``path`` holds a file that a tokenizer of type ``kind`` is read from.
+
+    A model dir saved without its tokenizer otherwise loads (``auto``) as a tokenizer of a few
+    special ids, and preprocessing "succeeds" with no tokens at all. A ``module.path:ClassName``
+    type reads files we do not know: not checked here (an empty tokenizer is still refused by the
+    preprocess stage's probe, preprocess/encode.py: ``ids_problem``).
+    """
+    if ":" in kind or not path.is_dir():
+        return
+    needs = TOKENIZER_TYPES[kind].needs
+    if any(next(path.glob(pattern), None) is not None for pattern in needs):
+        return
+    held = sorted(p.name for p in path.iterdir())
+    found = ", ".join(held[:6]) + (f" and {len(held) - 6} more" if len(held) > 6 else "") if held else "nothing"
+    fits = [t.name for t in TOKENIZER_TYPES.values()
+            if t.name != kind and any(next(path.glob(p), None) is not None for p in t.needs)]
+    if fits:
+        fix = f"its files suit --tokenizer_type {' or '.join(fits)}: is that the type meant?"
+    elif any(n == "config.json" or n.endswith((".safetensors", ".bin")) for n in held):
+        fix = ("it looks like a model dir saved without its tokenizer: pass the dir the tokenizer was saved to, "
+               "or save it into this one (tok.save_pretrained(dir))")
+    else:
+        fix = "pass the dir a tokenizer was saved to (tok.save_pretrained(dir), or mlm-train-tokenizer)"
+    raise TokenizerError(f"--tokenizer_name_or_path {flag_value}: no tokenizer files for --tokenizer_type {kind} "
+                         f"(looked for {', '.join(needs)}; the dir holds {found}); {fix}")
+
+
 def _separator(tok: Any, eos: int) -> Separator:
     vocab = tok.get_vocab()
     for token in SEPARATOR_CANDIDATES:
@@ -183,6 +217,7 @@ def tokenizer_source(name_or_path: str, tokenizer_type: str = "auto", settings: 
             f"--tokenizer_name_or_path {name_or_path!r}: no such file or directory "
             "(this tool never downloads; save the tokenizer locally with save_pretrained)"
         )
+    check_tokenizer_dir(path, kind, name_or_path)
     files, settings = tokenizer_files(path), dict(settings or {})
     # The path is where it lives, not what it is: a copied tokenizer keeps its digest.
     digest = fingerprint({"type": kind, "files": files, "settings": settings})

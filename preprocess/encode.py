@@ -153,6 +153,21 @@ def choose_encoder(tok: Any, sample: Sequence[str] = ()) -> tuple[str, list[str]
     raise AssertionError("unreachable: the transformers encoder is always a candidate")
 
 
+def ids_problem(tok: Any, lines: Sequence[str], unk: int | None) -> str | None:
+    """Why a tokenizer is useless on ``lines`` (probe text plus the corpus's first lines): none of them
+    encodes to an id other than the unknown one (an empty vocabulary, a model dir's stand-in
+    tokenizer, a vocabulary of other text). None if any line does."""
+    lines = [s for s in lines if s.strip()]
+    ids = reference_encoder(tok)(lines) if lines else []
+    if not lines or any(any(i != unk for i in x) for x in ids):
+        return None
+    but = "" if unk is None else f" other than the unknown token {tok.convert_ids_to_tokens(unk)!r} ({unk})"
+    first = next((i for i, x in enumerate(ids) if len(x)), 0)  # a line with ids shows which; else the first
+    line, got = lines[first], list(ids[first])
+    return (f"encodes none of {len(lines)} sample lines (the corpus's first lines and probe text) to any id{but}, "
+            f"e.g. {line[:80]!r} -> {got[:10]}{' ...' if len(got) > 10 else ''}")
+
+
 def clean_lines(text: str, space_token: str | None = None) -> list[str]:
     """The original builder's cleaning: universal newlines, ``str.strip``, drop empty lines."""
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")

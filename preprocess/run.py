@@ -28,7 +28,16 @@ from common.tokenizer import (
 )
 from preprocess import build, slices
 from preprocess.config import PreprocessConfig
-from preprocess.encode import CLEANING, choose_encoder, encode_task, sample_lines, set_worker_state, worker_state
+from preprocess.encode import (
+    CLEANING,
+    PROBE_LINES,
+    choose_encoder,
+    encode_task,
+    ids_problem,
+    sample_lines,
+    set_worker_state,
+    worker_state,
+)
 from preprocess.formats import format_of
 from preprocess.lock import cache_lock
 from preprocess.sharding import Scan, list_shards, scan_shards
@@ -99,6 +108,12 @@ def _load(cfg: PreprocessConfig, sample: list[str], planned: str) -> tuple[Loade
         )
     if preprocess_space_token(loaded.identity):
         sample = [s.replace(" ", SPACE_TOKEN) for s in sample]
+    problem = ids_problem(loaded.tokenizer, [*sample, *PROBE_LINES], loaded.identity.special_ids.unk)
+    if problem:  # else the run "succeeds" with a cache of no tokens, or of nothing but <unk>
+        t = loaded.identity
+        raise UserError(f"--tokenizer_name_or_path {cfg.tokenizer_name_or_path} (--tokenizer_type {t.type}, "
+                        f"{t.class_name}, {t.vocab_size:,} ids) {problem}; a cache of it would hold nothing to "
+                        "learn: pass the tokenizer made for this text")
     encoder, rejected = choose_encoder(loaded.tokenizer, sample)
     for r in rejected:
         print(f"note: encoder backend {r}; using a slower one that matches transformers", file=sys.stderr)

@@ -155,6 +155,22 @@ def test_identity_includes_settings_and_files(trained, tmp_path):
     assert a.class_name == "ThaiRobertaTokenizer" and a.type == "spm"
 
 
+@pytest.mark.parametrize("kind,looked_for", [("auto", "tokenizer.json, tokenizer_config.json, vocab.txt"),
+                                              ("spm", r"\*\.model"), ("newmm", "vocab.json"),
+                                              ("syllable", "vocab.json"), ("fake_sefr_cut", "vocab.json")])
+def test_a_dir_without_the_types_files_is_refused_by_name(tmp_path, kind, looked_for):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    with pytest.raises(TokenizerError, match=rf"model: no tokenizer files for --tokenizer_type {kind} \(looked for "
+                                             rf"{looked_for}.*; the dir holds config.json\); it looks like a model dir"):
+        load_tokenizer(str(model), kind)
+    if kind != "auto":  # auto reads every other type's files too
+        (model / "tokenizer.json").write_text("{}")
+        with pytest.raises(TokenizerError, match=r"its files suit --tokenizer_type auto: is that the type meant\?"):
+            load_tokenizer(str(model), kind)
+
+
 def test_a_users_own_class_by_module_path(trained, tmp_path):
     (tmp_path / "vocab.json").write_text(json.dumps({w: i for i, w in enumerate(
         ["<s>", "<pad>", "</s>", "<unk>", "<mask>", "<_>", "a", "b"])}))
@@ -170,8 +186,12 @@ def test_a_users_own_class_by_module_path(trained, tmp_path):
 @pytest.mark.parametrize("kind,extra", [("spm", ["--add_space_token"]), ("ThaiWordsNewmmTokenizer", []),
                                         ("syllable", []), ("FakeSefrCutTokenizer", [])])
 def test_preprocess_with_each_type_through_the_cli(capsys, tmp_path, trained, thai_dir, kind, extra):
-    path = trained[resolve_type(kind)]
-    args = base_args(path, thai_dir, tmp_path / "cache", "--tokenizer_type", kind, *extra)
+    path, text = trained[resolve_type(kind)], thai_dir
+    if resolve_type(kind) == "fake_sefr_cut":  # its vocabulary (กิน, ข้าว, eat) is of text split by <|>: on thai_dir
+        text = tmp_path / "presplit"           # every line is one unknown word, which preprocessing refuses
+        text.mkdir()
+        (text / "a.txt").write_text("กิน<|>ข้าว<|> <|>eat\neat<|>กิน\n" * 50, encoding="utf-8")
+    args = base_args(path, text, tmp_path / "cache", "--tokenizer_type", kind, *extra)
     args[args.index("--num_workers") + 1] = "2"
     rc, out, err = run_cli(capsys, *args)
     assert rc == 0, err

@@ -192,6 +192,13 @@ def test_long_lines_are_split_and_counted(capsys, tmp_path, wordpiece_dir):
     ("nan_task", r"--task_size_mb nan: must be a positive number of MB"),
     ("too_many_workers", r"--num_workers 100000: must be between 1 and 1024"),
     ("non_utf8_dir", r"--train_dir: the path .* is not valid UTF-8"),
+    ("model_dir_only", r"--tokenizer_name_or_path .*model: no tokenizer files for --tokenizer_type auto \(looked for "
+                       r"tokenizer\.json, .*; the dir holds config\.json, model\.safetensors\); it looks like a model "
+                       r"dir saved without its tokenizer"),
+    ("only_unknown_ids", r"encodes none of \d+ sample lines .* to any id other than the unknown token '\[UNK\]' \(1\), "
+                         r"e\.g\. '.+' -> \[1, 1"),
+    ("no_ids_at_all", r"encodes none of \d+ sample lines .* to any id other than the unknown token .*, e\.g\. '.+' -> "
+                      r"\[\]; a cache of it would hold nothing to learn"),
 ])
 def test_bad_input_is_one_clear_line_and_no_manifest(capsys, tmp_path, wordpiece_dir, case, pattern):
     train = tmp_path / "train"
@@ -235,6 +242,13 @@ def test_bad_input_is_one_clear_line_and_no_manifest(capsys, tmp_path, wordpiece
         extra = ["--num_workers", "100000"]
     elif case == "non_utf8_dir":
         train = Path(os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9"))
+    elif case == "model_dir_only":  # AutoTokenizer loads it as 5 special ids: a cache of 0 tokens, exit 0
+        tok = tmp_path / "model"
+        tok.mkdir()
+        (tok / "config.json").write_text('{"model_type": "roberta", "vocab_size": 50}')
+        (tok / "model.safetensors").write_bytes(b"\0" * 16)
+    elif case in ("only_unknown_ids", "no_ids_at_all"):
+        tok = _empty_tokenizer(tmp_path / "tok", unk=case == "only_unknown_ids")
     cache = tmp_path / "cache"
     if case == "cache_is_a_file":
         cache = tmp_path / "afile"
@@ -248,6 +262,21 @@ def test_bad_input_is_one_clear_line_and_no_manifest(capsys, tmp_path, wordpiece
     assert re.search(pattern, err), err
     assert err.startswith("error: ") and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not list(tmp_path.rglob("manifest.json"))
+
+
+def _empty_tokenizer(out: Path, unk: bool) -> Path:
+    """A tokenizer with files but no vocabulary beyond its special tokens: every word is [UNK] (word
+    level), or nothing at all (an empty BPE)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    model = models.WordLevel({t: i for i, t in enumerate(specials)}, unk_token="[UNK]") if unk else models.BPE({}, [])
+    tok = Tokenizer(model)
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                            sep_token="[SEP]", mask_token="[MASK]").save_pretrained(out)
+    return out
 
 
 def test_unreadable_file_even_as_root(capsys, tmp_path, wordpiece_dir):
