@@ -17,15 +17,18 @@ from dataclasses import dataclass, field
 
 @dataclass
 class FrontArguments:
+    """run_mlm.py's own."""
+
     build_dataset_only: bool = field(default=False, metadata={"help": "Preprocess, then stop before training."})
 
 
 def main(argv: list[str] | None = None) -> int:
     from common.cli import run_command
-    from train.__main__ import STOPPED, train_and_report
+    from train.__main__ import stopped_message, train_and_report
 
     argv = sys.argv[1:] if argv is None else argv
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    box: list = []
 
     def body() -> int:
         from preprocess.config import PreprocessConfig
@@ -33,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
         from train.config import announce, parse
 
         parsed = parse(argv, "run_mlm.py", cache_class=PreprocessConfig, extra=(FrontArguments,))
+        if parsed is None:  # --help
+            return 0
+        box.append(parsed)
         announce(parsed)
         (front,) = parsed.extra
         with parsed.training.main_process_first(desc="preprocessing"):  # rank 0 builds, the others find it fresh
@@ -42,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         return train_and_report(parsed, check_inputs=False)  # just preprocessed: fresh by construction
 
-    return run_command(body, STOPPED)
+    return run_command(body, stopped_message(box))
 
 
 if __name__ == "__main__":

@@ -151,6 +151,10 @@ def _json_as_flags(cls: type, path: str) -> list[str]:
     return argv
 
 
+def _said(after_stop: str | Callable[[], str]) -> str:
+    return after_stop() if callable(after_stop) else after_stop
+
+
 class Terminated(BaseException):
     """SIGTERM (what Slurm and Kubernetes send at a time limit or preemption), raised in the main
     thread so every ``finally`` runs: temp files removed, the cache lock released."""
@@ -161,9 +165,10 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated
 
 
-def run_command(body: Callable[[], int], after_stop: str) -> int:
+def run_command(body: Callable[[], int], after_stop: str | Callable[[], str]) -> int:
     """Run a command's body the way every command ends: a UserError is one ``error:`` line and
-    exit 2, Ctrl-C exit 130 and SIGTERM exit 143 (128 + signal number), each saying ``after_stop``;
+    exit 2, Ctrl-C exit 130 and SIGTERM exit 143 (128 + signal number), each saying ``after_stop``
+    (or what it returns when called then: where to resume depends on how far the run got);
     a closed pipe on stdout ends it quietly."""
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main else None
@@ -173,10 +178,10 @@ def run_command(body: Callable[[], int], after_stop: str) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"interrupted: {after_stop}", file=sys.stderr)
+        print(f"interrupted: {_said(after_stop)}", file=sys.stderr)
         return 130
     except Terminated:
-        print(f"terminated (SIGTERM): {after_stop}", file=sys.stderr)
+        print(f"terminated (SIGTERM): {_said(after_stop)}", file=sys.stderr)
         return 143
     except BrokenPipeError:  # `mlm-inspect show cache | head`: the reader left, say nothing
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes

@@ -4,17 +4,30 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 
-STOPPED = ("stopped; the cache keeps its last complete state, and the last checkpoint saved in --output_dir is "
-           "where to resume (--resume_from_checkpoint)")
+
+def stopped_message(parsed_box: list) -> Callable[[], str]:
+    """What the interrupt message says, worked out when the run stops: the checkpoint to resume from,
+    or that there is none (``parsed_box`` holds the parsed settings once parsing is done)."""
+
+    def say() -> str:
+        from train.checkpoints import resume_hint
+
+        out = parsed_box[0].training.output_dir if parsed_box else None
+        return f"stopped; the cache keeps its last complete state; {resume_hint(out)}"
+
+    return say
 
 
 def train_and_report(parsed, check_inputs: bool) -> int:
     """Train on the parsed settings and print the final metrics on one line."""
     from train.run import train
 
-    metrics, _ = train(parsed.cache, parsed.model, parsed.mlm, parsed.training, check_inputs=check_inputs)
-    print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(metrics.items())))
+    metrics, trainer = train(parsed.cache, parsed.model, parsed.mlm, parsed.training, parsed.run,
+                             check_inputs=check_inputs)
+    if trainer is not None:
+        print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(metrics.items())))
     return 0
 
 
@@ -23,15 +36,19 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = sys.argv[1:] if argv is None else argv
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    box: list = []
 
     def body() -> int:
         from train.config import announce, parse
 
         parsed = parse(argv, "mlm-train")
+        if parsed is None:  # --help
+            return 0
+        box.append(parsed)
         announce(parsed)
         return train_and_report(parsed, check_inputs=True)
 
-    return run_command(body, STOPPED)
+    return run_command(body, stopped_message(box))
 
 
 if __name__ == "__main__":

@@ -11,56 +11,24 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
-from typing import Any
-
-from transformers import HfArgumentParser, TrainingArguments
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from common.cli import CliError, merge_repeated, read_config
 from common.config import CacheArguments, refuse_other_commands_flags
 from common.errors import UserError
-from train.model import ARCHITECTURES
+from train.flags import (  # noqa: F401  (re-exported: the train stage's argument classes)
+    LEGACY_KEYS,
+    OWN_CLASSES,
+    LegacyArguments,
+    MlmArguments,
+    ModelArguments,
+    RunArguments,
+    precheck,
+)
 
-
-@dataclass
-class ModelArguments:
-    architecture: str = field(
-        default="roberta-base", metadata={"help": f"Shipped model config: {', '.join(ARCHITECTURES)}."}
-    )
-    config_name: str | None = field(default=None, metadata={"help": "A config.json of one's own (overrides --architecture)."})
-    model_name_or_path: str | None = field(
-        default=None, metadata={"help": "Local checkpoint to start from instead of random weights."}
-    )
-
-
-@dataclass
-class MlmArguments:
-    mlm_probability: float = field(default=0.15, metadata={"help": "Fraction of tokens masked per batch."})
-    max_eval_samples: int | None = field(
-        default=None, metadata={"help": "Evaluate on the first N validation blocks only (the same ones every time)."}
-    )
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.mlm_probability < 1.0:
-            raise UserError(f"--mlm_probability {self.mlm_probability}: must be between 0 and 1")
-        if self.max_eval_samples is not None and self.max_eval_samples < 1:
-            raise UserError(f"--max_eval_samples {self.max_eval_samples}: must be at least 1")
-
-
-@dataclass
-class LegacyArguments:
-    """The users' old flags: accepted, mapped onto today's by ``translate_legacy``, never read after."""
-
-    evaluation_strategy: str | None = field(default=None, metadata={"help": "Old name of --eval_strategy."})
-    model_dir: str | None = field(
-        default=None, metadata={"help": "Old name: resume from this checkpoint (now --resume_from_checkpoint)."}
-    )
-    logging_dir: str | None = field(
-        default=None, metadata={"help": "TensorBoard log dir; turns tensorboard reporting on."}
-    )
-
-
-LEGACY_KEYS = ("evaluation_strategy", "model_dir", "logging_dir")
+if TYPE_CHECKING:
+    from transformers import TrainingArguments
 
 
 @dataclass
@@ -70,6 +38,7 @@ class Parsed:
     cache: CacheArguments
     model: ModelArguments
     mlm: MlmArguments
+    run: RunArguments
     training: TrainingArguments
     extra: tuple[Any, ...]  # the front's own argument dataclasses, in the order given
     notes: list[str]
@@ -91,6 +60,11 @@ def translate_legacy(values: dict[str, Any], given: set[str], cuda: bool, world_
     if "model_dir" in given:
         out["resume_from_checkpoint"] = out["model_dir"]
         notes.append(f"note: --model_dir {out['model_dir']}: resuming from that checkpoint (--resume_from_checkpoint)")
+    if "mlm" in given:
+        notes.append("note: --mlm: this tool always trains a masked language model; the flag changes nothing")
+    if "no_cuda" in given and out.get("no_cuda"):
+        out["use_cpu"] = True
+        notes.append("note: --no_cuda is --use_cpu in transformers v5; mapped")
     if "logging_dir" in given:
         env["TENSORBOARD_LOGGING_DIR"] = str(out["logging_dir"])
         if "report_to" not in given:
@@ -148,11 +122,6 @@ def throughput_defaults(values: dict[str, Any], given: set[str], cuda: bool, bf1
     return out, notes
 
 
-class _Parser(HfArgumentParser):
-    def error(self, message: str):  # a bad value is one line, not argparse's usage block
-        raise UserError(f"{message}; see {self.prog} --help")
-
-
 def _resume_without_value(argv: list[str]) -> list[str]:
     """``--resume_from_checkpoint`` with no value means the last checkpoint of --output_dir."""
     out = list(argv)
@@ -167,14 +136,24 @@ def _given(argv: list[str]) -> set[str]:
     return {a[2:].split("=", 1)[0].replace("-", "_") for a in argv if a.startswith("--")}  # --report-to too
 
 
-def parse(argv: list[str], prog: str, cache_class: type = CacheArguments, extra: tuple[type, ...] = ()) -> Parsed:
-    """Strict parse (an unknown flag or key is an error) of flags or of one JSON file of the same keys.
+def parse(argv: list[str], prog: str, cache_class: type = CacheArguments, extra: tuple[type, ...] = ()
+          ) -> Parsed | None:
+    """Strict parse (an unknown flag or key is an error) of flags or of one JSON file of the same keys;
+    None when ``--help`` was asked for (and printed).
 
-    Both go through ``translate_legacy``, then the same dataclasses.
+    Both go through ``translate_legacy``, then the same dataclasses. Help and
+    unknown flags are answered before torch and transformers are imported.
     """
+    if precheck(_resume_without_value(argv), prog, (cache_class, *OWN_CLASSES, *extra)):
+        return None
     import torch
+    from transformers import HfArgumentParser, TrainingArguments
 
-    classes = (cache_class, ModelArguments, MlmArguments, TrainingArguments, *extra, LegacyArguments)
+    class _Parser(HfArgumentParser):
+        def error(self, message: str):  # a bad value is one line, not argparse's usage block
+            raise UserError(f"{message}; see {self.prog} --help")
+
+    classes = (cache_class, ModelArguments, MlmArguments, RunArguments, TrainingArguments, *extra, LegacyArguments)
     parser = _Parser(classes, prog=prog, allow_abbrev=False)  # strict: no prefix of a flag
     if len(argv) == 1 and argv[0].endswith(".json"):
         try:
@@ -200,8 +179,8 @@ def parse(argv: list[str], prog: str, cache_class: type = CacheArguments, extra:
         objs = parser.parse_dict(values, allow_extra_keys=False)
     except (ValueError, TypeError) as e:  # an unknown key, a missing or inconsistent setting
         raise UserError(f"{' '.join(str(e).split())}; see {prog} --help") from None
-    cache, model, mlm, training, *rest = objs
-    return Parsed(cache, model, mlm, training, tuple(rest[: len(extra)]), notes, env)
+    cache, model, mlm, run, training, *rest = objs
+    return Parsed(cache, model, mlm, run, training, tuple(rest[: len(extra)]), notes, env)
 
 
 def announce(parsed: Parsed) -> None:

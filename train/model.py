@@ -16,9 +16,7 @@ from transformers import AutoConfig, AutoModelForMaskedLM, PretrainedConfig, Pre
 from transformers.modeling_outputs import MaskedLMOutput
 
 from common.manifest import SpecialIds
-
-CONFIG_DIR = Path(__file__).parent / "configs"
-ARCHITECTURES = tuple(sorted(p.stem for p in CONFIG_DIR.glob("*.json")))
+from train.flags import ARCHITECTURES, CONFIG_DIR
 
 
 class ModelError(Exception):

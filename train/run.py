@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,62 +11,95 @@ import numpy as np
 import torch
 from torch.utils.data import SequentialSampler, Subset
 from transformers import Trainer, TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
-from common.check import SplitCheck, check_split, tokenizer_difference
+from common.check import check_split, input_dirs, refuse_overlap, tokenizer_difference
 from common.config import CacheArguments
 from common.errors import UserError
 from common.format import MANIFEST_NAME, FormatError
 from common.manifest import Manifest, TokenizerIdentity, read_json, write_json_atomic
+from common.rebuild import rebuild_command
 from common.tokenizer import LoadedTokenizer, TokenizerError, load_tokenizer
+from train.checkpoints import plan_start
 from train.collator import MlmCollator
-from train.config import MlmArguments, ModelArguments
+from train.config import MlmArguments, ModelArguments, RunArguments
 from train.dataset import DATASET_TYPES
 from train.model import ModelError, build_model
 from train.sampling import LengthGroupedSampler, pad_share
 
 
-def fix_command(cfg: CacheArguments, checks: dict[str, SplitCheck]) -> str:
-    """The make preprocess line that rebuilds both splits of this cache for these settings,
-    each from its own text dir (the flag if given, else the one its manifest names)."""
-    def input_dir(split: str, given: str | None) -> str | None:
-        m = checks[split].manifest if split in checks else None
-        return given or (m.input_dir if m else None)
-
-    parts = ["make", "preprocess", f"TRAIN_DIR={input_dir('train', cfg.train_dir) or '<dir of your training .txt shards>'}"]
-    if eval_dir := input_dir("validation", cfg.eval_dir):
-        parts.append(f"EVAL_DIR={eval_dir}")
-    parts += [f"TOKENIZER={cfg.tokenizer_name_or_path}", f"TOKENIZER_TYPE={cfg.tokenizer_type}",
-              f"CACHE_DIR={cfg.datasets_cache_dir}", f"MAX_SEQ_LENGTH={cfg.max_seq_length}"]
-    if cfg.add_space_token:
-        parts.append("ARGS=--add_space_token")
-    return shlex.join(parts)
+def text_dir(cfg: CacheArguments, split: str, manifest: Manifest) -> tuple[str, bool]:
+    """The text dir(s) a split is compared with, and whether the user named them (else the manifest
+    does): a held-out validation split reads the training dirs."""
+    held_out = split == "validation" and manifest.parameters.validation_split
+    given = cfg.train_dir if split == "train" or held_out else cfg.eval_dir
+    return (given, True) if given else (manifest.input_dir, False)
 
 
-def checked_datasets(cfg: CacheArguments, loaded: LoadedTokenizer, check_inputs: bool) -> tuple[dict[str, Any], str]:
+def input_check_note(split_dir: Path, dirs: str) -> str | None:
+    """Why the text of a split cannot be compared from here (a GPU node without the text mounted); None if it can."""
+    missing = [str(d) for d in input_dirs(dirs) if not d.is_dir()]
+    if not missing:
+        return None
+    return (f"note: {split_dir} was not compared with its text: {', '.join(missing)} (recorded in its manifest) "
+            "is not reachable from here; give --train_dir/--eval_dir where the text is, or --input_check off")
+
+
+def checked_datasets(cfg: CacheArguments, loaded: LoadedTokenizer, input_check: str) -> tuple[dict[str, Any], str]:
     """Each split's dataset, from one check of its manifest, and the command that rebuilds the cache;
     UserError with what is wrong and that command.
 
-    Always checked: the tokenizer, ``--max_seq_length`` and every array's size.
-    With ``check_inputs`` and --train_dir/--eval_dir given, also the text
-    (hashing it). A validation split without a manifest is simply absent.
+    Always checked: the tokenizer, ``--max_seq_length`` and every array's
+    size. Unless ``input_check`` is off, also the text: the dirs given, else
+    those the manifest records when they are reachable from here (``stat``:
+    files whose size and mtime are those recorded are not read). A
+    validation split without a manifest is simply absent.
     """
+    if cfg.train_dir and cfg.eval_dir:
+        refuse_overlap(cfg.train_dir, cfg.eval_dir, cfg.ext, cfg.recursive)
+    manifests: dict[str, Manifest | None] = {}
     checks = {}
-    for split, input_dir in (("train", cfg.train_dir), ("validation", cfg.eval_dir)):
+    for split in ("train", "validation"):
         split_dir = Path(cfg.datasets_cache_dir) / split
         if split == "validation" and not (split_dir / MANIFEST_NAME).exists():
             continue
-        checks[split] = check_split(split_dir, tokenizer=loaded.identity, max_seq_length=cfg.max_seq_length,
-                                    input_dir=input_dir if check_inputs else None)
+        first = check_split(split_dir, tokenizer=loaded.identity, max_seq_length=cfg.max_seq_length)
+        manifests[split] = first.manifest
+        if first.usable and input_check in ("stat", "hash"):
+            dirs, given = text_dir(cfg, split, first.manifest)
+            note = None if given else input_check_note(split_dir, dirs)
+            if note:
+                print(note, file=sys.stderr)
+            else:
+                first = check_split(split_dir, input_dir=dirs, sizes=False, manifest=first.manifest,
+                                    by_stat=input_check == "stat")
+        checks[split] = first
+    fix = rebuild_command(cfg, manifests.get("train"), manifests.get("validation"))
+    if input_check == "off":  # ("skip": run_mlm.py, which has just brought the cache up to date)
+        print("note: --input_check off: the cache was not compared with its text", file=sys.stderr)
     for c in checks.values():
         if c.changed or c.added or c.removed:
-            report = "\n".join([f"{c.split_dir} is stale against {c.input_dir}:", *c.shard_lines()])
-            raise UserError(f"{report}\nto rebuild the cache: {fix_command(cfg, checks)}")
+            raise UserError(f"{c.split_dir} is stale against {c.input_dir}: {c.changes()}; "
+                            f"rebuild it (from any directory): {fix}")
         if not c.usable:
-            raise UserError(f"{'; '.join(c.problems())}; to rebuild the cache: {fix_command(cfg, checks)}")
+            raise UserError(f"{'; '.join(c.problems())}; to rebuild the cache (from any directory): {fix}")
+    if "validation" in checks:
+        warn_shared_text(checks["train"].manifest, checks["validation"].manifest)
     datasets = {split: DATASET_TYPES[cfg.datasets_type](c.split_dir, cfg.max_seq_length, c.manifest)
                 for split, c in checks.items()}
-    return datasets, fix_command(cfg, checks)
+    return datasets, fix
+
+
+def warn_shared_text(train: Manifest, validation: Manifest) -> None:
+    """Warn when validation shards are byte-identical to training shards: the model would be evaluated on
+    text it trains on (a cache built before --eval_dir and --train_dir were checked for overlap)."""
+    if validation.parameters.validation_split:
+        return  # a held-out split lists the training files, each holding only its held-out documents
+    seen = {s.digest for s in train.shards if s.lines}
+    shared = [s.path for s in validation.shards if s.lines and s.digest in seen]
+    if shared:
+        print(f"warning: {len(shared)} of the {len(validation.shards)} validation shards are byte-identical to "
+              f"training shards (first: {shared[0]}): evaluation runs on text the model trains on; rebuild "
+              "the cache with an --eval_dir of other text, or --validation_split_percentage", file=sys.stderr)
 
 
 def refuse_empty(cfg: CacheArguments, split: str, dataset: Any, fix: str) -> None:
@@ -154,17 +186,20 @@ class MlmTrainer(Trainer):
 
 
 def train(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: TrainingArguments,
-          check_inputs: bool = True, callbacks: list[Any] | None = None) -> tuple[dict[str, Any], Trainer]:
-    """Train, evaluate and save; the final metrics and the trainer (its state and model).
+          run: RunArguments | None = None, check_inputs: bool = True, callbacks: list[Any] | None = None
+          ) -> tuple[dict[str, Any], Trainer]:
+    """Train, evaluate and save; the final metrics and the trainer (its state and model). Returns
+    ({}, None) without training when --output_dir holds a run that already reached this run's end.
 
-    ``check_inputs``: when --train_dir/--eval_dir are given, refuse a cache that
-    is stale against them (run_mlm.py skips it: it has just preprocessed).
+    ``check_inputs``: compare the cache with its text as ``run.input_check``
+    says (run_mlm.py skips it: it has just preprocessed).
     """
+    run = run or RunArguments()
     try:
         loaded = load_tokenizer(cfg.tokenizer_name_or_path, cfg.tokenizer_type, cfg.tokenizer_settings)
     except TokenizerError as e:
         raise UserError(str(e)) from None
-    datasets, fix = checked_datasets(cfg, loaded, check_inputs)
+    datasets, fix = checked_datasets(cfg, loaded, run.input_check if check_inputs else "skip")
     train_set, eval_set = datasets["train"], datasets.get("validation")
     refuse_empty(cfg, "train", train_set, fix)
     if eval_set is not None and len(eval_set) == 0:
@@ -176,7 +211,12 @@ def train(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: 
         raise UserError(f"--eval_strategy {getattr(targs.eval_strategy, 'value', targs.eval_strategy)} but {cfg.datasets_cache_dir}/validation has no "
                         "manifest; preprocess with --eval_dir, or drop --eval_strategy")
     identity = loaded.identity
-    resume = resume_point(targs)
+    start = plan_start(targs.output_dir, targs.resume_from_checkpoint, run.overwrite_output_dir,
+                       target_steps(targs, len(train_set)), may_delete=targs.process_index == 0)
+    if start.done:
+        print(f"note: {start.done}", file=sys.stderr)
+        return {}, None
+    resume = start.resume
     check_checkpoint_tokenizer(margs.model_name_or_path, identity)
     check_checkpoint_tokenizer(resume, identity)
     set_seed(targs.seed)  # the model's initial weights too, not only what the Trainer draws later
@@ -221,22 +261,13 @@ def padding_note(trainer: MlmTrainer) -> str:
     return f"pad positions: {random_share:.1%} of those computed (--train_sampling_strategy group_by_length cuts it)"
 
 
-def resume_point(targs: TrainingArguments) -> str | None:
-    """The checkpoint to resume from: the flag's, or the last in --output_dir for ``latest`` (also what
-    ``--resume_from_checkpoint`` with no value means). An output dir that holds checkpoints is never
-    trained into from scratch: its checkpoints would be overwritten one by one."""
-    out = Path(targs.output_dir)
-    last = get_last_checkpoint(str(out)) if out.is_dir() else None
-    chosen = targs.resume_from_checkpoint
-    if chosen == "latest":
-        if last is None:
-            raise UserError(f"--resume_from_checkpoint latest: --output_dir {out} holds no checkpoint-<step> dir")
-        return last
-    if chosen is None and last is not None:
-        raise UserError(f"--output_dir {out} holds checkpoints (the last: {Path(last).name}) that a new run would "
-                        "overwrite; resume with --resume_from_checkpoint (the last one), or train into another "
-                        "--output_dir")
-    return chosen
+def target_steps(targs: TrainingArguments, n_train: int) -> int:
+    """The optimizer step this run ends at: --max_steps, or the epochs' steps as the Trainer counts them."""
+    if targs.max_steps > 0:
+        return targs.max_steps
+    batches = math.ceil(n_train / (targs.per_device_train_batch_size * max(targs.world_size, 1)))
+    per_epoch = max(math.ceil(batches / targs.gradient_accumulation_steps), 1)
+    return math.ceil(targs.num_train_epochs * per_epoch)
 
 
 def last_evaluation(trainer: Trainer) -> dict[str, float] | None:

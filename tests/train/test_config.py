@@ -99,7 +99,9 @@ def test_the_flag_owner_table_is_exactly_the_commands_own_fields():
     shared = {f.name for f in dataclasses.fields(CacheArguments)}
     preprocess_only = {f.name for f in dataclasses.fields(PreprocessConfig)} - shared
     front_only = {f.name for f in dataclasses.fields(FrontArguments)}
-    assert FLAG_OWNERS == {**dict.fromkeys(preprocess_only, "mlm-preprocess"), **dict.fromkeys(front_only, "run_mlm.py")}
+    train_only = {"input_check"}  # run_mlm.py has just brought the cache up to date: nothing to check
+    assert FLAG_OWNERS == {**dict.fromkeys(preprocess_only, "mlm-preprocess"), **dict.fromkeys(front_only, "run_mlm.py"),
+                           **dict.fromkeys(train_only, "mlm-train")}
 
 
 def test_a_bad_json_config_is_one_line(capsys, tmp_path):

@@ -200,7 +200,8 @@ def test_a_cache_without_blocks_is_refused_in_one_line(capsys, tmp_path, wordpie
     assert train_main(args) == 2
     err = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("note:")]
     assert len(err) == 1 and err[0].startswith(f"error: {tmp_path / 'blank_train' / 'train'} holds no blocks")
-    assert "had no tokens" in err[0] and f"add text there and rebuild the cache: make preprocess TRAIN_DIR={blank}" in err[0]
+    assert "had no tokens" in err[0] and "add text there and rebuild the cache: " in err[0]
+    assert f"--train_dir {blank} --eval_dir {text} " in err[0]
     args = cache("empty_eval", text, nothing)
     capsys.readouterr()
     assert train_main([*args, "--eval_strategy", "steps", "--eval_steps", "1"]) == 2
@@ -224,7 +225,7 @@ def test_a_damaged_manifest_is_one_line_for_mlm_train_and_repaired_by_run_mlm(ca
     capsys.readouterr()
     assert train_main([a for a in args if a != "--fp16"]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith(("note:", "WARNING"))]
-    assert len(err) == 1 and err[0].startswith(f"error: {mpath}: ") and "to rebuild the cache: make preprocess" in err[0]
+    assert len(err) == 1 and err[0].startswith(f"error: {mpath}: ") and "to rebuild the cache (from any directory): " in err[0]
     # run_mlm.py preprocesses first: the manifest is rewritten from the valid pieces, nothing re-tokenized
     assert run_mlm_main([*args, "--build_dataset_only"]) == 0
     captured = capsys.readouterr()
@@ -259,7 +260,7 @@ def test_a_mismatched_or_damaged_cache_stops_training_with_the_fix(capsys, tmp_p
     err = capsys.readouterr().err
     assert "built with another tokenizer" in err and "files differ: tokenizer.json" in err
     # the fix rebuilds both splits from their own dirs
-    assert f"TRAIN_DIR={train}" in err and f"EVAL_DIR={ev}" in err and f"TOKENIZER={wordpiece_dir}" in err
+    assert f"--train_dir {train} --eval_dir {ev} " in err and f"--tokenizer_name_or_path {wordpiece_dir} " in err
     longer = [*args, "--max_seq_length", "64"]
     assert train_main(longer) == 2
     assert "packed for --max_seq_length 32" in capsys.readouterr().err
@@ -277,7 +278,7 @@ def test_a_mismatched_or_damaged_cache_stops_training_with_the_fix(capsys, tmp_p
     capsys.readouterr()
     assert train_main(args) == 2
     err = capsys.readouterr().err
-    assert "stale" in err and f"changed   {edited.name}" in err and "make preprocess" in err
+    assert "stale" in err and f"1 changed ({edited.name})" in err and "rebuild it (from any directory): " in err
 
 
 def test_start_from_a_local_checkpoint_and_refuse_a_foreign_one(capsys, tmp_path, bpe_dir, wordpiece_dir):

@@ -1,0 +1,111 @@
+"""What --output_dir holds, and what a run may do with it: resume, start, or stop before it overwrites.
+
+A run's dir holds ``checkpoint-<step>`` dirs while it trains and, once it has
+finished, the model with ``trainer_state.json`` beside it (written last by
+train/run.py, so it marks a finished run). Imports neither torch nor
+transformers: the interrupt message reads it too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from common.errors import UserError
+
+CHECKPOINT = re.compile(r"checkpoint-(\d+)")
+FINISHED_MARK = "trainer_state.json"  # at the top of --output_dir: written last by a finished run
+
+
+def checkpoints(output_dir: str | Path) -> list[Path]:
+    """The ``checkpoint-<step>`` dirs of ``output_dir``, oldest step first."""
+    out = Path(output_dir)
+    if not out.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in out.iterdir() if (m := CHECKPOINT.fullmatch(p.name)) and p.is_dir()]
+    return [p for _, p in sorted(found)]
+
+
+def last_checkpoint(output_dir: str | Path) -> Path | None:
+    found = checkpoints(output_dir)
+    return found[-1] if found else None
+
+
+def step_of(state_file: Path) -> int | None:
+    """``global_step`` of a trainer_state.json; None if it is missing or unreadable."""
+    try:
+        return int(json.loads(state_file.read_text(encoding="utf-8"))["global_step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def finished_step(output_dir: str | Path) -> int | None:
+    """The step at which a finished run in ``output_dir`` ended; None if it holds no finished run."""
+    return step_of(Path(output_dir) / FINISHED_MARK)
+
+
+def resume_hint(output_dir: str | Path | None) -> str:
+    """Where a stopped run can go on from, in words, for the interrupt message."""
+    last = last_checkpoint(output_dir) if output_dir else None
+    if last is None:
+        return (f"no checkpoint was saved in --output_dir {output_dir}, so a rerun starts from the beginning"
+                if output_dir else "no checkpoint was saved")
+    return (f"the newest checkpoint is {last}: rerun the same command with --resume_from_checkpoint latest "
+            "to continue from it")
+
+
+@dataclass(frozen=True)
+class Start:
+    """How a run begins: from a checkpoint (``resume``), from scratch, or not at all (``done``: a note why)."""
+
+    resume: str | None = None
+    done: str | None = None
+
+
+def plan_start(output_dir: str, resume: str | None, overwrite: bool, target_steps: int | None,
+               may_delete: bool = True) -> Start:
+    """Resume, start, or do nothing, never overwriting a run silently.
+
+    ``resume``: the flag's value (``latest``: the newest checkpoint);
+    ``target_steps``: the optimizer steps this run would end at, when known.
+    A finished run resumed with nothing left to do is a note, not a 5th step
+    over a 4-step run; a dir holding a finished model or checkpoints is refused
+    for a fresh start unless ``overwrite`` (which deletes its checkpoints: a
+    later ``latest`` must not pick the old run's; ``may_delete``: this process is
+    the one that deletes, rank 0 under torchrun).
+    """
+    out = Path(output_dir)
+    last, finished = last_checkpoint(out), finished_step(out)
+    if resume == "latest":
+        if last is None:
+            model = " (it holds a finished model, trained without checkpoints)" if finished is not None else ""
+            raise UserError(f"--resume_from_checkpoint latest: --output_dir {out} holds no checkpoint-<step> dir"
+                            f"{model}; drop the flag to start a new run (into another --output_dir)")
+        resume = str(last)
+    if resume is not None:
+        step = step_of(Path(resume) / FINISHED_MARK)
+        done = finished is not None and step is not None and target_steps is not None
+        if done and finished >= target_steps and step >= target_steps:
+            return Start(done=f"{out} holds a run that finished at step {finished} (this command's target: "
+                              f"{target_steps} steps); nothing to do. To train further, raise --max_steps")
+        return Start(resume=resume)
+    if overwrite:
+        old = checkpoints(out)
+        for path in old if may_delete else ():
+            shutil.rmtree(path)
+        if may_delete and (old or finished is not None):
+            print(f"note: --overwrite_output_dir: starting afresh in {out}"
+                  + (f"; deleted its {len(old)} checkpoint dirs" if old else ""), file=sys.stderr)
+        return Start()
+    if last is not None:
+        raise UserError(f"--output_dir {out} holds checkpoints (the last: {last.name}) that a new run would "
+                        "overwrite; resume with --resume_from_checkpoint latest, train into another --output_dir, "
+                        "or add --overwrite_output_dir to start afresh")
+    if finished is not None:
+        raise UserError(f"--output_dir {out} holds a finished model (step {finished}) that a new run would replace; "
+                        "train into another --output_dir, or add --overwrite_output_dir to replace it")
+    return Start()
