@@ -18,7 +18,7 @@ import numpy as np
 from common.errors import UserError
 from common.format import MANIFEST_NAME, FormatError, check_npy, piece_record_name
 from common.hashing import file_digest, file_digests
-from common.manifest import Manifest, TokenizerIdentity, TokenizerSource, load_manifest, read_json
+from common.manifest import Manifest, ShardInfo, TokenizerIdentity, TokenizerSource, load_manifest, read_json
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class SplitCheck:
     changed: tuple[str, ...] = ()
     added: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
+    hashed: int = 0  # text files read to compare them (the others were vouched for by their stat)
 
     @property
     def stale(self) -> bool:
@@ -45,6 +46,18 @@ class SplitCheck:
     @property
     def usable(self) -> bool:
         return self.unreadable is None and not self.damaged and not self.stale and self.max_seq_length is None
+
+    def changes(self, limit: int = 10) -> str:
+        """The text's changes on one line: per state its count and its first ``limit`` names."""
+        out = []
+        for state in ("changed", "added", "removed"):
+            names = getattr(self, state)
+            if names:
+                more = f" and {len(names) - limit:,} more" if len(names) > limit else ""
+                out.append(f"{len(names):,} {state} ({', '.join(names[:limit])}{more})")
+        if self.unchanged:
+            out.append(f"{len(self.unchanged):,} unchanged")
+        return ", ".join(out)
 
     def shard_lines(self) -> list[str]:
         """One ``  <state> <shard>`` line per shard of the manifest and the text dir, by name."""
@@ -163,32 +176,52 @@ def list_inputs(dirs: list[Path], ext: str, recursive: bool) -> list[tuple[str, 
     return sorted(found)
 
 
-def _text_states(m: Manifest, input_dir: str | Path) -> dict[str, tuple[str, ...]]:
-    """Shards of the manifest against the ``*.<ext>`` files of ``input_dir`` now, by content."""
+# A file whose recorded mtime lies this close to when the manifest was written is hashed even if its stat
+# matches: a write in the same clock tick as the scan (1-2 s on FAT, some NFS servers; a few ms on ext4)
+# leaves the mtime unchanged. Git's "racily clean" entries, the same way.
+RACY_NS = 2_000_000_000
+
+
+def _vouched(shard: ShardInfo, st: os.stat_result, racy_after: int) -> bool:
+    """True if ``st`` says the file is the one hashed when the manifest was made (same size, same
+    mtime, and that mtime not racily close to the manifest's writing)."""
+    return (shard.mtime_ns is not None and shard.mtime_ns < racy_after and st.st_size == shard.bytes
+            and st.st_mtime_ns == shard.mtime_ns)
+
+
+def _text_states(m: Manifest, input_dir: str | Path, by_stat: bool, written_ns: int) -> dict:
+    """Shards of the manifest against the ``*.<ext>`` files of ``input_dir`` now, by content: each file
+    is hashed, or with ``by_stat`` only those whose size or mtime is not the one recorded when the
+    manifest (written at ``written_ns``) was made."""
     dirs = input_dirs(input_dir)
     for d in dirs:
         if not d.is_dir():
             raise UserError(f"input dir {d} not found; give the dir where the shards are now")
     now = dict(list_inputs(dirs, m.parameters.ext, m.parameters.recursive))
-    before = {s.path: s.digest for s in m.shards}
+    before = {s.path: s for s in m.shards}
     both = sorted(set(now) & set(before))
-    digests = dict(zip(both, file_digests(now[name] for name in both)))  # the reads run in parallel
+    racy_after = written_ns - RACY_NS
+    to_hash = [n for n in both if not (by_stat and _vouched(before[n], os.stat(now[n]), racy_after))]
+    digests = dict(zip(to_hash, file_digests(now[name] for name in to_hash)))  # the reads run in parallel
+    changed = {n for n, d in digests.items() if d != before[n].digest}
     return {
-        "unchanged": tuple(n for n in both if digests[n] == before[n]),
-        "changed": tuple(n for n in both if digests[n] != before[n]),
+        "unchanged": tuple(n for n in both if n not in changed),
+        "changed": tuple(n for n in both if n in changed),
         "added": tuple(sorted(set(now) - set(before))),
         "removed": tuple(sorted(set(before) - set(now))),
+        "hashed": len(to_hash),
     }
 
 
 def check_split(split_dir: str | Path, *, tokenizer: TokenizerSource | None = None, max_seq_length: int | None = None,
                 input_dir: str | Path | None = None, sizes: bool = True, digests: bool = False,
-                manifest: Manifest | None = None) -> SplitCheck:
+                manifest: Manifest | None = None, by_stat: bool = False) -> SplitCheck:
     """Check one split against what this run has.
 
     ``tokenizer``: the tokenizer this run uses (its digest against the cache's);
     ``max_seq_length``: the block size it trains with; ``input_dir``: the text
-    (hashed: a read of every shard); ``sizes``: every array's shape and size
+    (hashed: a read of every shard; with ``by_stat``, only of those whose size
+    and mtime are not the ones recorded when they were hashed); ``sizes``: every array's shape and size
     (a stat and a header read each); ``digests``: every array's content (a
     read of the whole cache). ``manifest``: the split's manifest, when the caller has read it already.
     """
@@ -208,5 +241,32 @@ def check_split(split_dir: str | Path, *, tokenizer: TokenizerSource | None = No
     if sizes or digests:
         found["damaged"] = _damaged(split_dir, m, digests)
     if input_dir:
-        found.update(_text_states(m, input_dir))
+        try:
+            written_ns = (split_dir / MANIFEST_NAME).stat().st_mtime_ns
+        except OSError:  # a manifest handed in by the caller, not on disk: hash every file
+            written_ns, by_stat = 0, False
+        found.update(_text_states(m, input_dir, by_stat, written_ns))
     return SplitCheck(split_dir, m, **found)
+
+
+def refuse_overlap(train_dir: str, eval_dir: str, ext: str, recursive: bool) -> None:
+    """UserError when the validation text is (partly) the training text: the same dir, one dir inside the
+    other and read with ``recursive``, or any file listed under both (a link, say). A model evaluated on
+    its training data reports a loss that means nothing, with exit 0."""
+    train, evals = input_dirs(train_dir), input_dirs(eval_dir)
+    for e in evals:
+        for t in train:
+            a, b = e.resolve(), t.resolve()
+            if a == b or (recursive and (a in b.parents or b in a.parents)):
+                why = "is" if a == b else ("is inside" if b in a.parents else "holds")
+                raise UserError(f"--eval_dir {e} {why} --train_dir {t}: the model would be evaluated on text it "
+                                "trains on; give an --eval_dir of other text, or hold some out of the training "
+                                "dir with --validation_split_percentage instead of --eval_dir")
+    if not all(d.is_dir() for d in (*train, *evals)):
+        return  # a missing dir gets its own error where it is read
+    shared = ({p.resolve() for _, p in list_inputs(train, ext, recursive)}
+              & {p.resolve() for _, p in list_inputs(evals, ext, recursive)})
+    if shared:
+        raise UserError(f"{len(shared)} files are both in --train_dir and in --eval_dir (through links), e.g. "
+                        f"{min(shared)}: the model would be evaluated on text it trains on; give an --eval_dir of "
+                        "other text")

@@ -30,6 +30,7 @@ FLAG_OWNERS = {
     "executor": "mlm-preprocess",
     "ray_address": "mlm-preprocess",
     "build_dataset_only": "run_mlm.py",
+    "input_check": "mlm-train",  # run_mlm.py brings the cache up to date itself: nothing to check
 }
 
 
@@ -61,7 +62,9 @@ class CacheArguments:
     ext: str = field(
         default="txt",
         metadata={"help": "Extension of the shards, with or without the dot; it names their format: txt (or any "
-                  "other: text), txt.gz, txt.zst, jsonl, jsonl.gz, jsonl.zst (also json, ndjson), parquet."},
+                  "other: text), txt.gz, txt.zst, jsonl, jsonl.gz, jsonl.zst (also json, ndjson), parquet. "
+                  "Several, comma-separated (txt,jsonl.zst,parquet): every file with any of them is read, each "
+                  "by its own extension's reader (the longest listed one its name ends with)."},
     )
     recursive: bool = field(
         default=False,
@@ -87,7 +90,7 @@ class CacheArguments:
             except UnicodeEncodeError:  # the manifest records paths, and JSON is UTF-8
                 raise UserError(f"--{flag}: the path {os.fsencode(getattr(self, flag))!r} is not valid UTF-8; "
                                 "rename it or reach it through a UTF-8 path (a symlink)") from None
-        self.ext = self.ext.lstrip("*").lstrip(".")  # txt, .txt and *.txt all mean *.txt
+        self.ext = normalise_ext(self.ext)
         if not self.ext:
             raise UserError("--ext is empty; give the shards' extension, e.g. --ext txt")
         if not 3 <= self.max_seq_length <= MAX_SEQ_LENGTH_LIMIT:
@@ -111,10 +114,25 @@ class CacheArguments:
         return out
 
 
+def normalise_ext(value: str) -> str:
+    """An ``--ext`` value as the listing (common/check.py) and the manifest take it: ``txt``, ``.txt``
+    and ``*.txt`` all mean ``txt``; several extensions, comma-separated, each so, sorted and once each
+    (``parquet, .txt,parquet`` -> ``parquet,txt``), so the order they were given in changes no cache."""
+    if "," not in value:
+        return value.lstrip("*").lstrip(".")  # one extension: as every existing manifest records it
+    return ",".join(sorted({e for x in value.split(",") if (e := x.strip().lstrip("*").lstrip("."))}))
+
+
+WHAT_IT_DOES = {
+    "mlm-preprocess": "it builds the cache",
+    "run_mlm.py": "it preprocesses, then trains",
+    "mlm-train": "run_mlm.py brings the cache up to date before it trains, so there is nothing to check",
+}
+
+
 def refuse_other_commands_flags(keys: set[str], command: str) -> None:
     """UserError naming the command that takes a flag ``command`` would otherwise ignore."""
     for key in sorted(keys):
         owner = FLAG_OWNERS.get(key)
         if owner is not None and owner != command and not (command == "run_mlm.py" and owner == "mlm-preprocess"):
-            raise UserError(f"--{key} is a flag of {owner}, not of {command}; "
-                            f"{'it builds the cache' if owner == 'mlm-preprocess' else 'it preprocesses, then trains'}")
+            raise UserError(f"--{key} is a flag of {owner}, not of {command}; {WHAT_IT_DOES[owner]}")

@@ -14,10 +14,12 @@ Schema (``format_version`` 2), every field written by ``Manifest.to_dict``::
                       add_space_token, cleaning, packing, recursive,
                       text_column (JSON Lines and Parquet only),
                       validation_split ({percentage, seed, side}: only
-                      when a validation split is held out of the training dir)}
+                      when a validation split is held out of the training dir),
+                      task_size_mb}
     shards[]         one per input file, in sorted order:
                      {path (relative to input_dir; with several dirs, to
-                      their common parent), bytes, digest, lines,
+                      their common parent), bytes, digest, mtime_ns (the
+                      file's before it was hashed), lines,
                       tokens, invalid_utf8, lines_without_tokens (cleaned
                       lines that encoded to no id, dropped), unk_tokens (ids of
                       the unknown token), line_hist, bad_records (records with
@@ -125,6 +127,9 @@ class Parameters:
     text_column: str | None = field(default=None, metadata={"omit_none": True})  # JSON Lines, Parquet: the text's
     # A split held out of the training dir: {percentage, seed, side: train|validation}
     validation_split: dict[str, Any] | None = field(default=None, metadata={"omit_none": True})
+    # --task_size_mb: how shards were grouped into pieces and cut into tasks; a rebuild with the same value
+    # reuses every piece (common/rebuild.py). Absent from manifests of version 0.1 caches.
+    task_size_mb: float | None = field(default=None, metadata={"omit_none": True})
 
 
 @dataclass(frozen=True)
@@ -173,6 +178,9 @@ class ShardInfo:
     unk_tokens: int  # ids of the unknown token: text the vocabulary does not cover
     line_hist: list[int]
     bad_records: int = 0  # records with no usable text (JSON Lines, Parquet), damaged compressed data
+    # st_mtime_ns of the file just before it was hashed: with ``bytes``, what lets the train stage's
+    # check trust an unchanged file without reading it (common/check.py). Where the file is, not what.
+    mtime_ns: int | None = field(default=None, metadata={"omit_none": True})
 
     def validate(self, where: str) -> None:
         inside(self.path, f"{where}.path")
@@ -291,6 +299,8 @@ class Manifest:
         if not where:
             d.pop("input_dir")
             d["tokenizer"].pop("name_or_path")
+            for shard in d["shards"]:
+                shard.pop("mtime_ns", None)
         return fingerprint(d)
 
     @staticmethod
