@@ -461,8 +461,9 @@ def hash_rate(corpus: Corpus, task_size_mb: float) -> float:
     """MB/s preprocess's shard scan (what a commit and a driver do to all the text) reads and hashes this corpus
     at, page cache warm, in a child."""
     code = ("import sys, time; from pathlib import Path; sys.path.insert(0, sys.argv[1]); "
-            "from preprocess.sharding import scan_shards; ps = [Path(p) for p in sys.argv[3:]]; "
-            "t = time.perf_counter(); scan_shards(ps, int(float(sys.argv[2]) * (1 << 20))); "
+            "from preprocess.formats import TEXT; from preprocess.sharding import scan_shards; "
+            "ps = [Path(p) for p in sys.argv[3:]]; "
+            "t = time.perf_counter(); scan_shards(ps, [TEXT] * len(ps), int(float(sys.argv[2]) * (1 << 20))); "
             "print(time.perf_counter() - t)")
     best = float("inf")
     for _ in range(2):

@@ -64,7 +64,7 @@ from common.manifest import (
 )
 from common.packing import PACKING, pack_blocks
 from preprocess.encode import CLEANING, SPILL_PREFIX, UNK_EXAMPLES, TaskResult, chunks_of, remove_spill
-from preprocess.formats import BAD_EXAMPLES, TEXT, Format, read_key
+from preprocess.formats import BAD_EXAMPLES, Format, read_key
 from preprocess.sharding import Scan, Task, group_shards, plan_tasks
 from preprocess.writer import NpyStreamWriter, write_array
 
@@ -80,13 +80,14 @@ class SplitPlan:
     out_dir: Path
     names: list[str]  # of the shards, as the manifest lists them (common/check.py: list_inputs)
     shards: list[Path]
+    fmts: list[Format]  # each shard's format (formats.py: shard_format): a split may mix them
     scans: list[Scan]
     groups: list[list[int]]  # the shard indices of each piece, consecutive
     keys: list[str]
     block_keys: list[str]
     records: list[dict[str, Any] | None]  # reusable tokenization records, None = tokenize
     blocks: list[dict[str, Any] | None]  # reusable block records, None = pack
-    reading: dict[str, Any] = field(default_factory=dict)  # Task fields of every task: format, column, sizes
+    reading: dict[str, Any] = field(default_factory=dict)  # Task fields of every task: column, sizes
 
     @property
     def to_tokenize(self) -> list[int]:
@@ -129,11 +130,19 @@ class SplitReport:
 def piece_key(scans: list[Scan], tokenizer_digest: str, read: dict[str, Any] | None = None) -> str:
     """The key of a piece of these shards. Where a giant line was cut (sharding.py), the cut
     positions count too: they depend on --task_size_mb, and ids at a cut may differ. ``read``: how
-    the shards are read (formats.read_key), when not as plain text."""
+    the shards are read (``piece_read``), when not as plain text."""
     cuts = [list(s.open_ends) for s in scans]
     return fingerprint({"shards": [s.digest for s in scans], "tokenizer": tokenizer_digest, "cleaning": CLEANING,
                         "format": FORMAT_VERSION, **({"cuts": cuts} if any(cuts) else {}),
                         **({"read": read} if read else {})})
+
+
+def piece_read(fmts: list[Format], column: str, task_bytes: int) -> dict[str, Any] | None:
+    """How a piece's shards are read, for its key: ``formats.read_key`` of their format where they share
+    one (so a piece of one format has the key it has in a split of that format alone), else each
+    shard's, in order (a split of several formats, ``--ext txt,parquet``)."""
+    reads = [read_key(f, column, task_bytes) for f in fmts]
+    return reads[0] if all(r == reads[0] for r in reads) else {"shards": reads}
 
 
 def block_key(key: str, max_seq_length: int) -> str:
@@ -206,22 +215,23 @@ def piece_groups(names: list[str], sizes: list[int], piece_bytes: int) -> list[l
 
 
 def plan_split(
-    split: str, input_dir: str, out_dir: Path, names: list[str], shards: list[Path], scans: list[Scan | None],
-    tokenizer_digest: str, max_seq_length: int, overwrite: bool, verify: bool = False,
-    piece_bytes: int = 4 << 20, fmt: Format = TEXT, column: str = "text",
+    split: str, input_dir: str, out_dir: Path, names: list[str], shards: list[Path], fmts: list[Format],
+    scans: list[Scan | None], tokenizer_digest: str, max_seq_length: int, overwrite: bool, verify: bool = False,
+    piece_bytes: int = 4 << 20, column: str = "text",
     select: tuple[float, int, bool] | None = None, groups: list[list[int]] | None = None,
     fresh: frozenset[str] = frozenset(),
 ) -> SplitPlan:
-    """What the split needs. ``groups``: plan only these pieces (a slice's share; ``scans`` then needs
-    only their shards), else every piece, grouped from the scans' sizes. ``fresh``: keys of pieces
-    built by this build's slices, reused even with ``overwrite`` (the slices overwrote them)."""
+    """What the split needs; ``fmts``: each shard's format. ``groups``: plan only these pieces (a slice's
+    share; ``scans`` then needs only their shards), else every piece, grouped from the scans' sizes.
+    ``fresh``: keys of pieces built by this build's slices, reused even with ``overwrite`` (the slices
+    overwrote them)."""
     if groups is None:
         groups = piece_groups(names, [s.size for s in scans], piece_bytes)
     digests = [[scans[i].digest for i in g] for g in groups]
-    read = read_key(fmt, column, piece_bytes)
+    reads = [piece_read([fmts[i] for i in g], column, piece_bytes) for g in groups]
     if select is not None:  # which documents this side of a held-out split takes
-        read = {**(read or {}), "select": list(select)}
-    keys = [piece_key([scans[i] for i in g], tokenizer_digest, read) for g in groups]
+        reads = [{**(read or {}), "select": list(select)} for read in reads]
+    keys = [piece_key([scans[i] for i in g], tokenizer_digest, read) for g, read in zip(groups, reads)]
     bkeys = [block_key(k, max_seq_length) for k in keys]
     records: list[dict | None] = []
     blocks: list[dict | None] = []
@@ -232,9 +242,9 @@ def plan_split(
                                                                    _blocks_record, verify)
         records.append(rec)
         blocks.append(blk)
-    reading = {"fmt": fmt, "column": column, "task_bytes": piece_bytes, "spill_dir": str(out_dir / PIECES_DIR),
-               "select": select}
-    return SplitPlan(split, input_dir, out_dir, names, shards, scans, groups, keys, bkeys, records, blocks, reading)
+    reading = {"column": column, "task_bytes": piece_bytes, "spill_dir": str(out_dir / PIECES_DIR), "select": select}
+    return SplitPlan(split, input_dir, out_dir, names, shards, fmts, scans, groups, keys, bkeys, records, blocks,
+                     reading)
 
 
 class _PieceAssembler:
@@ -334,7 +344,8 @@ def tokenize_split(plan: SplitPlan, dtype: np.dtype, task_map: TaskMap, strict: 
     if not todo:
         return examples
     piece_of = {i: p for p in todo for i in plan.groups[p]}
-    tasks = plan_tasks([(i, plan.shards[i], plan.scans[i]) for p in todo for i in plan.groups[p]], **plan.reading)
+    tasks = plan_tasks([(i, plan.shards[i], plan.scans[i], plan.fmts[i]) for p in todo for i in plan.groups[p]],
+                       **plan.reading)
     bar = tqdm(total=plan.bytes_to_tokenize, unit="B", unit_scale=True, unit_divisor=1024,
                desc=f"{plan.split}: tokenizing {plan.shards_of(todo)} shards", dynamic_ncols=True)
     start, n_tokens = time.perf_counter(), 0

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from common.config import CacheArguments
 from common.errors import UserError
-from preprocess.formats import format_of
+from preprocess.formats import formats_of
 
 MAX_WORKERS = 1024  # a process each: past this a typo (100000) would spend minutes forking
 
@@ -96,7 +96,7 @@ class PreprocessConfig(CacheArguments):
             if self.eval_dir:
                 raise UserError("--validation_split_percentage holds out part of --train_dir, but --eval_dir is "
                                 "given too: keep one of them")
-        format_of(self.ext)  # refuses what no reader takes (parquet.gz)
+        formats_of(self.ext)  # refuses an extension no reader takes (parquet.gz), of one or several
         if not self.text_column:
             raise UserError("--text_column is empty; give the field or column holding the text, e.g. text")
         if not 1 <= self.num_workers <= MAX_WORKERS:

@@ -1,4 +1,4 @@
-"""The input formats, chosen by the shards' extension, and how each is read into documents.
+"""The input formats, chosen by each shard's extension, and how each is read into documents.
 
 Every format ends as *documents* (a ``.txt`` line, a JSON Lines record's
 text, a Parquet row's text) that go through the same cleaning as a
@@ -9,6 +9,10 @@ text gives the same token arrays whichever format holds it.
 * ``jsonl``/``json``/``ndjson``, each also ``.gz``/``.zst``: one JSON object a
   line, its text in ``--text_column``
 * ``parquet``: its text in ``--text_column``; no other column is read
+
+``--ext txt,jsonl.zst,parquet`` lists several: one split may mix formats,
+each file read by the longest listed extension its name ends with
+(``shard_format``).
 
 Uncompressed text and JSON Lines are cut into newline-aligned byte ranges,
 Parquet into runs of row groups; a compressed file cannot be cut, so it is
@@ -25,6 +29,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from common.check import listed_ext
 
 CODECS = {"gz": "gzip", "gzip": "gzip", "zst": "zstd", "zstd": "zstd"}
 JSONL_NAMES = ("jsonl", "json", "ndjson")
@@ -65,6 +71,20 @@ def format_of(ext: str) -> Format:
             raise UserError(f"--ext {ext}: Parquet compresses inside the file; name the shards *.parquet")
         return Format("parquet")
     return Format("jsonl" if base in JSONL_NAMES else "text", codec)
+
+
+def formats_of(ext: str) -> dict[str, Format]:
+    """The format of each extension of ``--ext`` (one, or several separated by commas); a UserError
+    naming the first that no reader takes (``parquet.gz``)."""
+    return {e: format_of(e) for e in ext.split(",")}
+
+
+def shard_format(path: str | Path, ext: str) -> Format:
+    """The format of one listed shard: that of the longest extension of ``ext`` its name ends with
+    (common/check.py: ``listed_ext``, the rule that listed it), so a split may mix formats."""
+    e = listed_ext(Path(path).name, ext)
+    assert e is not None, f"{path} is not a *.{ext} file: the listing only gives those"
+    return format_of(e)
 
 
 def read_key(fmt: Format, text_column: str, task_bytes: int) -> dict[str, Any] | None:

@@ -170,7 +170,7 @@ def tokenize_split(ray: Any, plan: build.SplitPlan, dtype: np.dtype, spec: Token
     reading = {**plan.reading, "spill_dir": str(Path(plan.reading["spill_dir"]).resolve())}
     for p in todo:
         group = plan.groups[p]
-        tasks = plan_tasks([(i, plan.shards[i].resolve(), plan.scans[i]) for i in group], **reading)
+        tasks = plan_tasks([(i, plan.shards[i].resolve(), plan.scans[i], plan.fmts[i]) for i in group], **reading)
         job = PieceJob(str(out_dir), plan.keys[p], plan.block_keys[p], {i: plan.scans[i] for i in group},
                        dtype.name, max_seq_length, strict, {i: str(plan.shards[i]) for i in group})
         pieces[assemble.remote(job, *[encode.remote(t, spec) for t in tasks])] = p

@@ -38,7 +38,7 @@ from preprocess.encode import (
     set_worker_state,
     worker_state,
 )
-from preprocess.formats import format_of
+from preprocess.formats import Format, formats_of
 from preprocess.lock import cache_lock
 from preprocess.sharding import Scan, list_shards, scan_shards
 from preprocess.workers import WorkerDied, Workers
@@ -47,11 +47,11 @@ SAMPLE_BYTES = 64 << 10
 UNK_WARN_SHARE = 0.05  # above it, the vocabulary misses the text: warn
 
 
-def _scan_shards(split: str, shards: list[Path], cfg: PreprocessConfig) -> list[Scan]:
+def _scan_shards(split: str, shards: list[Path], fmts: list[Format], cfg: PreprocessConfig) -> list[Scan]:
     total = sum(p.stat().st_size for p in shards)
     with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=f"{split}: hashing {len(shards)} shards",
               dynamic_ncols=True, disable=total < (256 << 20)) as bar:
-        return scan_shards(shards, cfg.task_bytes, progress=bar.update, fmt=format_of(cfg.ext), column=cfg.text_column)
+        return scan_shards(shards, fmts, cfg.task_bytes, progress=bar.update, column=cfg.text_column)
 
 
 def check_layout(cache: Path, inputs: list[tuple[str, str]]) -> None:
@@ -75,9 +75,9 @@ def check_layout(cache: Path, inputs: list[tuple[str, str]]) -> None:
                                 f"remove the link (rm {p}) and rerun")
 
 
-def _sample_lines(shards: list[Path], cfg: PreprocessConfig) -> list[str]:
-    """The first lines of the first shard: real text for the encoder check."""
-    return sample_lines(shards[0], format_of(cfg.ext), cfg.text_column, SAMPLE_BYTES)[:256]
+def _sample_lines(shard: Path, fmt: Format, cfg: PreprocessConfig) -> list[str]:
+    """The first lines of a shard: real text for the encoder check."""
+    return sample_lines(shard, fmt, cfg.text_column, SAMPLE_BYTES)[:256]
 
 
 def _load(cfg: PreprocessConfig, sample: list[str], planned: str) -> tuple[LoadedTokenizer, str]:
@@ -173,8 +173,9 @@ def parameters(cfg: PreprocessConfig, split: str) -> Parameters:
     held_out = None
     if cfg.validation_split_percentage is not None:
         held_out = {"percentage": cfg.validation_split_percentage, "seed": cfg.validation_split_seed, "side": split}
+    records = any(f.records for f in formats_of(cfg.ext).values())  # a JSON Lines or Parquet ext is listed
     return Parameters(cfg.ext, cfg.max_seq_length, cfg.datasets_type, cfg.add_space_token, CLEANING, PACKING,
-                      cfg.recursive, cfg.text_column if format_of(cfg.ext).records else None, held_out)
+                      cfg.recursive, cfg.text_column if records else None, held_out)
 
 
 def run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
@@ -203,10 +204,11 @@ def _run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
     inputs, listings = [], {}
     for split, d in cfg.splits():
         if d not in listings:  # a held-out split reads the training dir: listed and checked once
-            listings[d] = list_shards(d, cfg.ext, flags[split], cfg.recursive, cfg.text_column)
+            listings[d] = list_shards(d, cfg.ext, flags[split], cfg.recursive, cfg.text_column, has_recursive=True)
         listed = listings[d]
         where = ",".join(str(x.resolve()) for x in input_dirs(d))
-        inputs.append((split, where, [name for name, _ in listed], [p.resolve() for _, p in listed]))
+        inputs.append((split, where, [name for name, *_ in listed], [p.resolve() for _, p, _ in listed],
+                       [fmt for *_, fmt in listed]))
     try:
         source = tokenizer_source(cfg.tokenizer_name_or_path, cfg.tokenizer_type, cfg.tokenizer_settings)
     except TokenizerError as e:
@@ -221,14 +223,14 @@ def _run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
         start = time.perf_counter()
         plans, scanned = [], {}
         markers = [slices.read_markers(cache / split) for split, *_ in inputs]
-        for (split, input_dir, names, shards), found in zip(inputs, markers):
+        for (split, input_dir, names, shards, fmts), found in zip(inputs, markers):
             if input_dir not in scanned:  # hashed once for both sides of a held-out split
-                scanned[input_dir] = _scan_shards(split, shards, cfg)
+                scanned[input_dir] = _scan_shards(split, shards, fmts, cfg)
             built = frozenset(k for m in found for k in m["pieces"] if isinstance(k, str))
-            plans.append(build.plan_split(split, input_dir, cache / split, names, shards, scanned[input_dir],
+            plans.append(build.plan_split(split, input_dir, cache / split, names, shards, fmts, scanned[input_dir],
                                           source.digest, cfg.max_seq_length, cfg.overwrite_cache,
-                                          cfg.verify_outputs, piece_bytes=cfg.task_bytes, fmt=format_of(cfg.ext),
-                                          column=cfg.text_column, select=cfg.select(split), fresh=built))
+                                          cfg.verify_outputs, piece_bytes=cfg.task_bytes, column=cfg.text_column,
+                                          select=cfg.select(split), fresh=built))
         olds = [build.old_manifest(p.out_dir) for p in plans]
         for plan, found in zip(plans, markers):
             _slice_note(plan, found)
@@ -240,7 +242,7 @@ def _run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
         if needs_load:
             if not writable:
                 raise UserError(_read_only_message(cache, [_read_only_reason(p, o, None) for p, o in zip(plans, olds)]))
-            loaded, encoder = _load(cfg, _sample_lines(plans[0].shards, cfg), source.digest)
+            loaded, encoder = _load(cfg, _sample_lines(plans[0].shards[0], plans[0].fmts[0], cfg), source.digest)
             tokenizer = replace(loaded.identity, encoder=encoder)
         else:
             # Same digest => same tokenizer: its description need not be reloaded.
@@ -321,7 +323,7 @@ def _run_slice(cfg: PreprocessConfig, inputs: list, source: TokenizerSource, sli
     no manifest, no cleanup (other slices are writing)."""
     k, n = sliced
     plans, scanned = [], {}
-    for split, input_dir, names, shards in inputs:
+    for split, input_dir, names, shards, fmts in inputs:
         sizes = [p.stat().st_size for p in shards]
         groups = build.piece_groups(names, sizes, cfg.task_bytes)
         owner = slices.assign([sum(sizes[i] for i in g) for g in groups], n)
@@ -329,15 +331,16 @@ def _run_slice(cfg: PreprocessConfig, inputs: list, source: TokenizerSource, sli
         if input_dir not in scanned:  # both sides of a held-out split read the same shards
             own = sorted(i for g in mine for i in g)
             full: list[Scan | None] = [None] * len(shards)
-            for i, scan in zip(own, _scan_shards(split, [shards[i] for i in own], cfg)):
+            for i, scan in zip(own, _scan_shards(split, [shards[i] for i in own], [fmts[i] for i in own], cfg)):
                 full[i] = scan
             scanned[input_dir] = full
-        plans.append(build.plan_split(split, input_dir, cache / split, names, shards, scanned[input_dir],
+        plans.append(build.plan_split(split, input_dir, cache / split, names, shards, fmts, scanned[input_dir],
                                       source.digest, cfg.max_seq_length, cfg.overwrite_cache, cfg.verify_outputs,
-                                      piece_bytes=cfg.task_bytes, fmt=format_of(cfg.ext), column=cfg.text_column,
+                                      piece_bytes=cfg.task_bytes, column=cfg.text_column,
                                       select=cfg.select(split), groups=mine))
-    sample = next((p.shards[g[0]] for p in plans for g in p.groups), inputs[0][3][0])
-    loaded, encoder = _load(cfg, _sample_lines([sample], cfg), source.digest)
+    first = next(((p, g[0]) for p in plans for g in p.groups), None)
+    sample = (first[0].shards[first[1]], first[0].fmts[first[1]]) if first else (inputs[0][3][0], inputs[0][4][0])
+    loaded, encoder = _load(cfg, _sample_lines(*sample, cfg), source.digest)
     identity = replace(loaded.identity, encoder=encoder)
     reports = []
     work = [p for p in plans if p.to_tokenize]

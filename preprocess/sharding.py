@@ -18,6 +18,7 @@ import math
 import os
 import re
 import stat
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +26,10 @@ from typing import Any
 
 import xxhash
 
-from common.check import input_dirs, list_inputs
+from common.check import input_dirs, list_inputs, listed_ext
 from common.errors import UserError
 from common.hashing import CHUNK_BYTES, file_digest, map_files
-from preprocess.formats import CODECS, SNIFF_BYTES, TEXT, Format, format_of, not_text, sniff
+from preprocess.formats import CODECS, SNIFF_BYTES, Format, not_text, shard_format, sniff
 
 
 @dataclass(frozen=True)
@@ -39,9 +40,9 @@ class Task:
     end: int
     last: bool  # the shard's final task: its arrays can be committed after it
     digest: str  # of bytes [start, end) when the run started: the worker tokenizes only these bytes
+    fmt: Format  # how to read its shard (preprocess/formats.py: shard_format): a split may mix formats
     starts_open: bool = False  # the range starts in the middle of a line the previous range began
     ends_open: bool = False  # the range ends in the middle of a line the next range finishes
-    fmt: Format = TEXT  # how to read it (preprocess/formats.py)
     column: str = "text"  # the text's field or column, for records
     line_start: int = 0  # JSON Lines: lines of the file before ``start``; Parquet: rows before row group ``start``
     stamp: tuple[int, int] | None = None  # Parquet: the (size, mtime_ns) the run planned with
@@ -68,10 +69,11 @@ class Scan:
 
 
 def list_shards(input_dir: str, ext: str, flag: str = "--train_dir", recursive: bool = False,
-                column: str = "text") -> list[tuple[str, Path]]:
-    """(name, path) of every ``*.<ext>`` file directly in the dir or dirs of ``input_dir`` (or below
-    them, ``recursive``), sorted by name (common/check.py: ``list_inputs``), each checked readable and
-    of the format ``ext`` names (formats.py)."""
+                column: str = "text", *, has_recursive: bool) -> list[tuple[str, Path, Format]]:
+    """(name, path, format) of every ``*.<ext>`` file directly in the dir or dirs of ``input_dir`` (or
+    below them, ``recursive``), sorted by name (common/check.py: ``list_inputs``), each checked readable
+    and of the format its extension names (formats.py: ``shard_format``; ``ext`` may list several).
+    ``has_recursive``: the command has a ``--recursive`` flag, which the no-shard hint may suggest."""
     dirs = input_dirs(input_dir)
     for d in dirs:
         if not d.exists():
@@ -81,33 +83,69 @@ def list_shards(input_dir: str, ext: str, flag: str = "--train_dir", recursive: 
     shards = list_inputs(dirs, ext, recursive)
     for d in dirs:
         if not any(p.is_relative_to(d) for _, p in shards):
-            raise UserError(f"{flag} {d}: no *.{ext} files{_empty_hint(d)}")
-    fmt = format_of(ext)
+            raise UserError(f"{flag} {d}: no {_pattern(ext)} files{_empty_hint(d, ext, recursive, has_recursive)}")
+    fmts = [shard_format(p, ext) for _, p in shards]
     column_states = []
-    for _, p in shards:
+    for (_, p), fmt in zip(shards, fmts):
         base = next(d for d in dirs if p.is_relative_to(d))
         column_states.append(check_shard(p, str(base), base, fmt, column))
-    if fmt.records and "" not in column_states and any(column_states):
+    if any(f.records for f in fmts) and "" not in column_states and any(column_states):
         k = next(i for i, why in enumerate(column_states) if why)
-        raise UserError(f"{flag} {input_dir}: no *.{ext} file has its text in {column!r} (e.g. {shards[k][1]}: "
-                        f"{column_states[k]}); pass the field or column that holds the text with --text_column")
-    return shards
+        records = ",".join(e for e in ext.split(",") if shard_format(f"x.{e}", e).records)
+        raise UserError(f"{flag} {input_dir}: no {_pattern(records)} file has its text in {column!r} (e.g. "
+                        f"{shards[k][1]}: {column_states[k]}); pass the field or column that holds the text with "
+                        "--text_column")
+    return [(name, p, fmt) for (name, p), fmt in zip(shards, fmts)]
 
 
-def _empty_hint(d: Path) -> str:
-    others = sorted({_extension(p) for p in d.iterdir() if p.is_file()})
-    subdirs = [p.name for p in d.iterdir() if p.is_dir()]
-    if others:
-        return f" (it has {', '.join(others)} files: pass the shards' extension with --ext)"
-    if subdirs:
-        return f" (only subdirectories, e.g. {subdirs[0]}/: add --recursive to read them)"
-    return " (it is empty)"
+def _pattern(ext: str) -> str:
+    """``*.txt``, or ``*.{parquet,txt}`` for several extensions."""
+    return f"*.{ext}" if "," not in ext else f"*.{{{ext}}}"
+
+
+HINT_FILES = 10_000  # files the no-shard hint looks at: a --train_dir of / must not walk the whole disk
+
+
+def _empty_hint(d: Path, ext: str, recursive: bool, has_recursive: bool) -> str:
+    """Why ``d`` has no ``*.<ext>`` file, and what would read its files: ``--recursive`` only where
+    such files are in its subdirectories (and the command has the flag), else the extensions its files
+    have, with the ``--ext`` that reads them."""
+    top: list[Path] = []
+    below: list[Path] = []
+    for root, _, files in os.walk(d):  # links to dirs are not entered, as in the listing
+        (top if root == str(d) else below).extend(Path(root) / f for f in files)
+        if len(top) + len(below) >= HINT_FILES:
+            break
+    nested = None if recursive else next((p for p in below if listed_ext(p.name, ext)), None)
+    if nested is not None:
+        sub = nested.relative_to(d).parts[0]
+        fix = ("add --recursive to read them" if has_recursive
+               else "this command reads only the files directly in the dir: pass that subdirectory")
+        return f" (only in its subdirectories, e.g. {sub}/: {fix})"
+    seen = top + below if recursive else top
+    where = "it has"
+    if not seen and below:  # files only in subdirectories, none of them *.<ext>
+        seen, where = below, f"only its subdirectories have files, e.g. {below[0].relative_to(d).parts[0]}/,"
+    if not seen:
+        return " (it is empty)"
+    counts = Counter(e for p in seen if (e := _extension(p))).most_common(5)
+    if not counts:
+        return f" ({where} files without an extension, e.g. {seen[0].name}: name the shards *.txt or the like)"
+    named = [f"{n} *.{e}" for e, n in counts]
+    found = f"{', '.join(named[:-1])} and {named[-1]}" if len(named) > 1 else named[0]
+    one = len(seen) == 1
+    flags = f"--ext {','.join(sorted(e for e, _ in counts))}"
+    if seen is below:
+        flags = f"--recursive {flags}" if has_recursive else f"a subdirectory as the dir, with {flags}"
+    return (f" ({where} {found} file{'' if one else 's'}: to read {'it' if one else 'them'}, pass {flags}"
+            f"{', leaving out any that are not shards' if len(counts) > 1 else ''})")
 
 
 def _extension(p: Path) -> str:
-    """``.txt``, or ``.jsonl.gz`` where the last suffix names a codec: what --ext would take."""
+    """``txt``, or ``jsonl.gz`` where the last suffix names a codec: what --ext would take; "" for a
+    name without one (``README``, ``.DS_Store``)."""
     tail = p.suffixes[-2:] if len(p.suffixes) > 1 and p.suffix.lstrip(".").lower() in CODECS else p.suffixes[-1:]
-    return "".join(tail) or p.name
+    return "".join(tail).lstrip(".")
 
 
 def _kind(mode: int) -> str:
@@ -118,7 +156,7 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def check_shard(p: Path, input_dir: str, base: Path, fmt: Format = TEXT, column: str = "text") -> str | None:
+def check_shard(p: Path, input_dir: str, base: Path, fmt: Format, column: str = "text") -> str | None:
     """UserError unless ``p`` is a readable regular file with a UTF-8 name, of the format ``fmt``;
     for records, why its head holds no ``column`` text ("" if it does; None: no record to tell).
 
@@ -326,12 +364,14 @@ def scan_input(path: Path, fmt: Format, task_bytes: int, column: str) -> Scan:
     return scan_whole(path)
 
 
-def scan_shards(paths: list[Path], task_bytes: int, threads: int = 4,
-                progress: Callable[[int], object] | None = None, fmt: Format = TEXT, column: str = "text") -> list[Scan]:
-    """``scan_input`` of many files, read in parallel (reads and hashing release the GIL), in order."""
+def scan_shards(paths: list[Path], fmts: list[Format], task_bytes: int, threads: int = 4,
+                progress: Callable[[int], object] | None = None, column: str = "text") -> list[Scan]:
+    """``scan_input`` of many files, each in its format (``fmts``, by path), read in parallel (reads
+    and hashing release the GIL), in order."""
+    fmt_of = dict(zip(paths, fmts, strict=True))
 
     def one(p: Path) -> Scan:
-        scan = scan_input(p, fmt, task_bytes, column)
+        scan = scan_input(p, fmt_of[p], task_bytes, column)
         if progress is not None:
             progress(scan.size)
         return scan
@@ -339,14 +379,14 @@ def scan_shards(paths: list[Path], task_bytes: int, threads: int = 4,
     return map_files(one, paths, threads)
 
 
-def plan_tasks(shards: list[tuple[int, Path, Scan]], **common: Any) -> list[Task]:
-    """The tasks of each (index, path, scan) shard: its ranges, in order; ``common``: Task fields
-    every task shares (format, column, spill dir)."""
+def plan_tasks(shards: list[tuple[int, Path, Scan, Format]], **common: Any) -> list[Task]:
+    """The tasks of each (index, path, scan, format) shard: its ranges, in order; ``common``: Task
+    fields every task shares (column, spill dir)."""
     tasks = []
-    for index, path, scan in shards:
+    for index, path, scan, fmt in shards:
         opened = set(scan.open_ends)
         for k, (start, end, digest) in enumerate(scan.ranges):
-            tasks.append(Task(index, str(path), start, end, k == len(scan.ranges) - 1, digest,
+            tasks.append(Task(index, str(path), start, end, k == len(scan.ranges) - 1, digest, fmt,
                               starts_open=start in opened, ends_open=end in opened,
                               line_start=scan.line_starts[k] if scan.line_starts else 0, stamp=scan.stamp,
                               **common))

@@ -23,12 +23,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 from common.cli import parse_args, run_command
+from common.config import normalise_ext
 from common.errors import UserError
 from common.format import SPACE_TOKEN
 from common.tokenizer import TOKENIZER_TYPES, TRAINABLE_TYPES, TokenizerError, load_tokenizer
 from preprocess.config import available_cores
 from preprocess.encode import clean_lines, decode_bytes
-from preprocess.formats import TEXT, format_of
+from preprocess.formats import TEXT, formats_of
 from preprocess.sharding import Task, list_shards, plan_tasks, scan_shards
 from preprocess.workers import Workers
 
@@ -40,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--type", required=True, choices=TRAINABLE_TYPES, help="what to train")
     p.add_argument("--train_dir", required=True, help="dir of text shards; every *.<ext> file is read")
-    p.add_argument("--ext", default="txt", help="shard extension, with or without the dot")
+    p.add_argument("--ext", default="txt", help="shard extension, with or without the dot; several, comma-separated "
+                   "(txt,text): every file with any of them (uncompressed text only)")
     p.add_argument("--output_dir", required=True, help="where the tokenizer is saved")
     p.add_argument("--vocab_size", type=int, default=None,
                    help="vocabulary size ceiling (spm: required; word-level: cap after --min_frequency)")
@@ -147,7 +149,8 @@ def _count(task: Task) -> Counter:
 def count_words(args: argparse.Namespace, shards: list[Path]) -> Counter:
     """Word counts over every shard, one task per ~4 MB range, in ``--num_workers`` processes."""
     _COUNT_STATE["type"] = args.type
-    tasks = plan_tasks([(i, p, scan) for i, (p, scan) in enumerate(zip(shards, scan_shards(shards, 4 << 20)))])
+    scans = scan_shards(shards, [TEXT] * len(shards), 4 << 20)  # train() refuses every other format
+    tasks = plan_tasks([(i, p, scan, TEXT) for i, (p, scan) in enumerate(zip(shards, scans))])
     total: Counter = Counter()
     with tqdm(total=sum(p.stat().st_size for p in shards), unit="B", unit_scale=True,
               desc=f"{args.type}: counting words", dynamic_ncols=True) as bar:
@@ -165,11 +168,14 @@ def count_words(args: argparse.Namespace, shards: list[Path]) -> Counter:
 def train(args: argparse.Namespace) -> str:
     from common import tokenizer_types
 
-    ext = args.ext.lstrip("*").lstrip(".")
-    if format_of(ext) != TEXT:
-        raise UserError(f"--ext {ext}: mlm-train-tokenizer reads uncompressed text shards only; train the tokenizer "
-                        "on a text sample of the corpus (e.g. a few .txt files of its documents)")
-    shards = [p for _, p in list_shards(args.train_dir, ext)]
+    ext = normalise_ext(args.ext)
+    if not ext:
+        raise UserError("--ext is empty; give the shards' extension, e.g. --ext txt")
+    for e, fmt in formats_of(ext).items():
+        if fmt != TEXT:
+            raise UserError(f"--ext {e}: mlm-train-tokenizer reads uncompressed text shards only; train the tokenizer "
+                            "on a text sample of the corpus (e.g. a few .txt files of its documents)")
+    shards = [p for _, p, _ in list_shards(args.train_dir, ext, has_recursive=False)]
     out = Path(args.output_dir)
     if out.is_dir() and any(out.iterdir()):
         # Files of an earlier tokenizer (a tokenizer.json twin, say) would be loaded instead of the new one.

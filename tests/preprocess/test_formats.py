@@ -226,7 +226,7 @@ def test_a_task_read_in_chunks_keeps_no_chunk_arrays_alive(tmp_path, wordpiece_d
     path = write_docs(tmp_path / "a.jsonl.zst", documents(n=30_000), "jsonl.zst")  # ~4 MB: 1 MB reads
     fmt = format_of("jsonl.zst")
     set_worker_state(load_tokenizer(str(wordpiece_dir), "auto", {"add_space_token": False}), "tokenizers")
-    (task,) = plan_tasks([(0, path, scan_input(path, fmt, 10_000, "text"))], fmt=fmt, task_bytes=10_000,
+    (task,) = plan_tasks([(0, path, scan_input(path, fmt, 10_000, "text"), fmt)], task_bytes=10_000,
                          spill_dir=str(tmp_path))
     r = encode_task(task)
     try:
@@ -234,3 +234,118 @@ def test_a_task_read_in_chunks_keeps_no_chunk_arrays_alive(tmp_path, wordpiece_d
         assert all(p.result.tokens.base is None and p.result.line_lengths.base is None for p in r.parts)
     finally:
         remove_spill(r)
+
+
+MIXED = {"a": "txt", "b": "jsonl.zst", "c": "parquet", "d": "txt"}
+
+
+def test_one_split_mixes_formats_each_file_read_by_its_own_extension(capsys, tmp_path, wordpiece_dir):
+    """--ext txt,jsonl.zst,parquet: the arrays of the same documents as .txt files named in the same order;
+    the manifest records the list; a rerun is a no-op; an edit re-tokenizes only its own piece."""
+    from tests.preprocess.helpers import token_file_stats
+
+    small = ("--task_size_mb", "0.01")  # 10 KB: every file (~65 KB of text) is a piece of its own, in tasks
+    for k, (stem, ext) in enumerate(MIXED.items()):
+        write_docs(tmp_path / "mixed" / f"{stem}.{ext}", documents(seed=k, n=60), ext)
+        write_docs(tmp_path / "txt" / f"{stem}.txt", documents(seed=k, n=60), "txt")
+    (tmp_path / "mixed" / "notes.md").write_text("not a shard\n")
+    (tmp_path / "mixed" / "e.jsonl").write_text('{"text": "not listed"}\n')
+
+    def mixed(ext: str = "txt,jsonl.zst,parquet") -> tuple[int, str, str]:
+        return run_cli(capsys, *base_args(wordpiece_dir, tmp_path / "mixed", tmp_path / "c", "--ext", ext, *small))
+
+    assert run_cli(capsys, *base_args(wordpiece_dir, tmp_path / "txt", tmp_path / "c_txt", *small))[0] == 0
+    rc, out, err = mixed()
+    assert rc == 0, err
+    m = manifest(tmp_path / "c")
+    assert [s["path"] for s in m["shards"]] == ["a.txt", "b.jsonl.zst", "c.parquet", "d.txt"]
+    assert m["parameters"]["ext"] == "jsonl.zst,parquet,txt" and m["parameters"]["text_column"] == "text"
+    assert [p["shards"] for p in m["pieces"]] == [1, 1, 1, 1]  # so the arrays compare piece by piece
+    assert list(arrays(tmp_path / "c").values()) == list(arrays(tmp_path / "c_txt").values())
+    assert m["totals"]["bad_records"] == 0 and "warning" not in err
+    # a rerun, the list in another order and spelling: nothing to do
+    for ext in ("txt,jsonl.zst,parquet", "*.parquet, .txt,jsonl.zst"):
+        rc, out, err = mixed(ext)
+        assert rc == 0 and "cache is fresh" in out, err
+    # one file edited: only its piece is tokenized again
+    before = token_file_stats(tmp_path / "c")
+    write_docs(tmp_path / "mixed" / "c.parquet", documents(seed=9, n=60), "parquet")
+    rc, out, err = mixed()
+    assert rc == 0 and "3 shards reused, 1 tokenized" in out, err
+    after = token_file_stats(tmp_path / "c")
+    assert [s for s in before if before[s] != after[s]] == ["c.parquet"]
+
+
+def test_an_extension_listed_inside_another_reads_each_file_by_the_longest(capsys, tmp_path, wordpiece_dir):
+    """--ext zst,jsonl.zst: a.jsonl.zst is JSON Lines (once), b.txt.zst compressed text; --ext jsonl,jsonl.zst
+    lists a.jsonl.zst once."""
+    from tests.preprocess.helpers import lines_of
+
+    for k, (stem, ext) in enumerate({"a": "jsonl.zst", "b": "txt.zst", "c": "jsonl"}.items()):
+        write_docs(tmp_path / "mixed" / f"{stem}.{ext}", documents(seed=k, n=40), ext)
+        write_docs(tmp_path / "txt" / f"{stem}.txt", documents(seed=k, n=40), "txt")
+    assert run_cli(capsys, *base_args(wordpiece_dir, tmp_path / "txt", tmp_path / "c_txt"))[0] == 0
+    want = [x.tolist() for x in lines_of(tmp_path / "c_txt")]
+    n_a_b = sum(s["lines"] for s in manifest(tmp_path / "c_txt")["shards"][:2])
+    mixed = tmp_path / "mixed"
+    rc, out, err = run_cli(capsys, *base_args(wordpiece_dir, mixed, tmp_path / "c", "--ext", "zst,jsonl.zst"))
+    assert rc == 0, err
+    assert [s["path"] for s in manifest(tmp_path / "c")["shards"]] == ["a.jsonl.zst", "b.txt.zst"]
+    assert [x.tolist() for x in lines_of(tmp_path / "c")] == want[:n_a_b]
+    rc, out, err = run_cli(capsys, *base_args(wordpiece_dir, mixed, tmp_path / "d", "--ext", "jsonl,jsonl.zst"))
+    assert rc == 0, err
+    assert [s["path"] for s in manifest(tmp_path / "d")["shards"]] == ["a.jsonl.zst", "c.jsonl"]
+
+
+@pytest.mark.parametrize("ext, name, data, says", [
+    ("txt,parquet.gz", None, None, "--ext parquet.gz: Parquet compresses inside the file"),
+    ("txt,parquet", "b.parquet", b"PAR1 this is no parquet file", "b.parquet: cannot be opened as Parquet"),
+    ("txt,parquet", "b.txt", gzip.compress(b"hello world\n" * 50), "b.txt: gzip-compressed, not text"),
+    ("txt,jsonl", "b.jsonl", b"[1, 2]\n", "b.jsonl: not JSON Lines of objects"),
+])
+def test_a_list_of_extensions_keeps_every_check_one_error_line(capsys, tmp_path, wordpiece_dir, ext, name, data, says):
+    write_docs(tmp_path / "t" / "a.txt", make_lines(20), "txt")
+    if name:
+        (tmp_path / "t" / name).write_bytes(data)
+    rc, out, err = run_cli(capsys, *base_args(wordpiece_dir, tmp_path / "t", tmp_path / "c", "--ext", ext))
+    assert rc == 2 and says in err, err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error:")
+    assert not (tmp_path / "c" / "train").exists()
+
+
+def test_text_column_applies_to_the_records_of_a_list(capsys, tmp_path, wordpiece_dir):
+    t = tmp_path / "t"
+    write_docs(t / "a.txt", make_lines(10, seed=1), "txt")
+    _jsonl(t / "b.jsonl", [json.dumps({"body": x}) for x in make_lines(10, seed=2)])
+    pq.write_table(pa.table({"body": make_lines(10, seed=3)}), t / "c.parquet")
+    rc, out, err = run_cli(capsys, *base_args(wordpiece_dir, t, tmp_path / "c", "--ext", "txt,jsonl,parquet"))
+    assert rc == 2 and "no *.{jsonl,parquet} file has its text in 'text'" in err and "--text_column" in err, err
+    rc, out, err = run_cli(capsys, *base_args(wordpiece_dir, t, tmp_path / "c", "--ext", "txt,jsonl,parquet",
+                                              "--text_column", "body"))
+    assert rc == 0, err
+    m = manifest(tmp_path / "c")
+    assert [s["lines"] for s in m["shards"]] == [10, 10, 10] and m["parameters"]["text_column"] == "body"
+
+
+def test_no_shard_names_the_extensions_there_and_suggests_recursive_only_where_it_reads_them(capsys, tmp_path,
+                                                                                            wordpiece_dir):
+    p = tmp_path / "p"
+    for name in ("a.parquet", "b.parquet", "sub/c.parquet"):
+        write_docs(p / name, make_lines(5), "parquet")
+    rc, _, err = run_cli(capsys, *base_args(wordpiece_dir, p, tmp_path / "c"))
+    assert rc == 2 and "no *.txt files (it has 2 *.parquet files: to read them, pass --ext parquet)" in err, err
+    assert "--recursive" not in err
+    rc, _, err = run_cli(capsys, *base_args(wordpiece_dir, p, tmp_path / "c", "--recursive"))
+    assert rc == 2 and "(it has 3 *.parquet files: to read them, pass --ext parquet)" in err, err
+    (p / "notes.md").write_text("x\n")
+    rc, _, err = run_cli(capsys, *base_args(wordpiece_dir, p, tmp_path / "c", "--ext", "txt,jsonl"))
+    assert rc == 2 and ("no *.{jsonl,txt} files (it has 2 *.parquet and 1 *.md files: to read them, pass "
+                        "--ext md,parquet, leaving out any that are not shards)") in err, err
+    # only in subdirectories: --recursive where it reads them, with the --ext that does where it does not
+    q = tmp_path / "q"
+    write_docs(q / "sub" / "c.parquet", make_lines(5), "parquet")
+    rc, _, err = run_cli(capsys, *base_args(wordpiece_dir, q, tmp_path / "d", "--ext", "parquet"))
+    assert rc == 2 and "no *.parquet files (only in its subdirectories, e.g. sub/: add --recursive to read them)" in err
+    rc, _, err = run_cli(capsys, *base_args(wordpiece_dir, q, tmp_path / "d"))
+    assert rc == 2 and ("(only its subdirectories have files, e.g. sub/, 1 *.parquet file: to read it, pass "
+                        "--recursive --ext parquet)") in err, err
