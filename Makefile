@@ -48,6 +48,7 @@ tokenizer: $(INSTALLED)
 		--vocab_size $(VOCAB_SIZE) --output_dir "$(TOKENIZER)" $(ARGS)
 
 # EXT names the shards' format (txt, txt.gz, jsonl.zst, parquet ...); TEXT_COLUMN the records' text field.
+# Several formats in one split: EXT=txt,jsonl.zst,parquet (each file by its own extension).
 # Several dirs: TRAIN_DIR=a,b. NUM_SLICES=N SLICE=K: one slice of a sliced build; EXECUTOR=ray
 # [RAY_ADDRESS=auto]: on a Ray cluster (README: Many CPU nodes).
 # Any other flag goes in ARGS, e.g. ARGS="--validation_split_percentage 1".
