@@ -159,3 +159,34 @@ def test_overwrite_cache_in_slices_and_commit_tokenizes_once(capsys, tmp_path, w
         assert rc == 0 and "shards tokenized" in out, err
     rc, out, err = run_cli(capsys, *_args(wordpiece_dir, train, cache, "--overwrite_cache"))
     assert rc == 0 and "0 tokenized" in out, (out, err)  # the slices' pieces are this build's: kept
+
+
+def test_slices_of_a_split_of_several_formats_equal_a_single_run(capsys, tmp_path, wordpiece_dir):
+    """--ext txt,jsonl.zst,parquet: each slice reads each file by its own extension, pieces that mix
+    formats included, and the commit gives the single run's cache."""
+    from tests.corpus import make_lines
+    from tests.preprocess.test_formats import MIXED, documents, write_docs
+
+    text = tmp_path / "t"
+    for k, (stem, ext) in enumerate(MIXED.items()):
+        write_docs(text / f"{stem}.{ext}", documents(seed=k, n=60), ext)
+    for k, ext in enumerate(["txt", "jsonl.zst", "parquet"] * 3):  # small files: grouped, formats mixed
+        write_docs(text / f"small_{k}.{ext}", make_lines(20, seed=10 + k), ext)
+
+    def args(cache: Path, *more: str) -> list[str]:
+        return _args(wordpiece_dir, text, cache, "--ext", "txt,jsonl.zst,parquet", *more)
+
+    rc, _, err = run_cli(capsys, *args(tmp_path / "single"))
+    assert rc == 0, err
+    m = manifest(tmp_path / "single")
+    first, kinds = 0, []
+    for p in m["pieces"]:
+        kinds.append({s["path"].split(".", 1)[1] for s in m["shards"][first : first + p["shards"]]})
+        first += p["shards"]
+    assert any(len(k) > 1 for k in kinds)  # a piece holds files of several formats
+    for k in range(2):
+        rc, _, err = run_cli(capsys, *args(tmp_path / "c", "--num_slices", "2", "--slice", str(k)))
+        assert rc == 0, err
+    rc, out, err = run_cli(capsys, *args(tmp_path / "c"))
+    assert rc == 0 and "0 tokenized" in out, err
+    assert _identity(tmp_path / "c") == _identity(tmp_path / "single")
