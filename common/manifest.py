@@ -10,7 +10,8 @@ Schema (``format_version`` 2), every field written by ``Manifest.to_dict``::
                       settings, digest, class, vocab_size, dtype,
                       special_ids: {bos, eos, pad, unk, mask},
                       separator: {token, id}, encoder}
-    parameters       Parameters: {ext, max_seq_length, datasets_type,
+    parameters       Parameters: {ext (one extension, or several sorted and
+                      comma-separated: jsonl.zst,parquet,txt), max_seq_length, datasets_type,
                       add_space_token, cleaning, packing, recursive,
                       text_column (JSON Lines and Parquet only),
                       validation_split ({percentage, seed, side}: only
@@ -117,7 +118,7 @@ class TokenizerIdentity(TokenizerSource):
 class Parameters:
     """The settings, besides the tokenizer, that the arrays depend on."""
 
-    ext: str
+    ext: str  # --ext as normalised (common/config.py: normalise_ext): txt, or a list: jsonl.zst,parquet,txt
     max_seq_length: int
     datasets_type: str
     add_space_token: bool
