@@ -25,7 +25,10 @@ Schema (``format_version`` 2), every field written by ``Manifest.to_dict``::
                       lines that encoded to no id, dropped), unk_tokens (ids of
                       the unknown token), line_hist, bad_records (records with
                       no usable text: not JSON, no text field, null; damaged
-                      compressed data)}
+                      compressed data), text_bytes (UTF-8 bytes of the text
+                      this split took from the file: decompressed, of the text
+                      field of JSON Lines and Parquet; absent if built before
+                      it was recorded)}
     pieces[]         runs of consecutive shards stored as one stream, in order:
                      {key, shards (how many of shards[] it holds), lines, tokens,
                       files: {tokens: FILE, lines: FILE},
@@ -182,11 +185,14 @@ class ShardInfo:
     # st_mtime_ns of the file just before it was hashed: with ``bytes``, what lets the train stage's
     # check trust an unchanged file without reading it (common/check.py). Where the file is, not what.
     mtime_ns: int | None = field(default=None, metadata={"omit_none": True})
+    # Bytes of text read, as opposed to ``bytes`` as stored (preprocess/encode.py: text_lines, _Docs);
+    # None in records written before it was counted.
+    text_bytes: int | None = field(default=None, metadata={"omit_none": True})
 
     def validate(self, where: str) -> None:
         inside(self.path, f"{where}.path")
         if min(self.bytes, self.lines, self.tokens, self.invalid_utf8, self.lines_without_tokens,
-               self.unk_tokens, self.bad_records) < 0:
+               self.unk_tokens, self.bad_records, self.text_bytes or 0) < 0:
             raise ShapeError(f"{where}: negative count")
 
 

@@ -266,7 +266,7 @@ class _PieceAssembler:
             self._shard = r.shard
             self.members.append({"bytes": scan.size,  # what was hashed and tokenized, not what the file holds now
                                  "digest": scan.digest, "lines": 0, "tokens": 0, "invalid_utf8": 0,
-                                 "lines_without_tokens": 0, "unk_tokens": 0, "bad_records": 0,
+                                 "lines_without_tokens": 0, "unk_tokens": 0, "bad_records": 0, "text_bytes": 0,
                                  "line_hist": np.zeros(len(length_histogram(np.empty(0))), np.int64)})
         m = self.members[-1]
         self.tokens.append(r.tokens)
@@ -285,6 +285,7 @@ class _PieceAssembler:
         m["lines_without_tokens"] += r.lines_without_tokens
         m["unk_tokens"] += r.unk
         m["bad_records"] += r.bad_records
+        m["text_bytes"] += r.text_bytes
 
     def commit(self) -> dict[str, Any]:
         out = self.plan.out_dir

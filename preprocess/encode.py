@@ -235,21 +235,34 @@ def held_out(text: str, fraction: float, seed: int) -> bool:
     return xxhash.xxh64_intdigest(text.encode("utf-8", errors="surrogatepass"), seed) < fraction * 2.0**64
 
 
-def select_segments(lines: list[str], starts_open: bool, ends_open: bool,
-                    select: tuple[float, int, bool] | None) -> tuple[list[str], bool, bool]:
-    """The lines of a text task in one side of a held-out split (``select``: fraction, seed, whether
-    this is the held-out side), with its open flags. A ``.txt`` line is a document; a segment of a
-    line cut across tasks (a giant line) cannot be hashed whole, so such lines stay in training."""
-    if select is None:
-        return lines, starts_open, ends_open
+def _taken(lines: list[str], starts_open: bool, ends_open: bool, select: tuple[float, int, bool]) -> list[bool]:
+    """Whether each line of a text task is in the side of the held-out split ``select`` names."""
     fraction, seed, side = select
     last = len(lines) - 1
-    keep = []
-    for i, line in enumerate(lines):
-        spans = (i == 0 and starts_open) or (i == last and ends_open)
-        if (not side) if spans else held_out(line, fraction, seed) == side:
-            keep.append(line)
-    return keep, starts_open and not side, ends_open and not side
+    spans = [(i == 0 and starts_open) or (i == last and ends_open) for i in range(len(lines))]
+    return [(not side) if span else held_out(line, fraction, seed) == side for line, span in zip(lines, spans)]
+
+
+def text_lines(text: str, starts_open: bool, ends_open: bool, select: tuple[float, int, bool] | None,
+               read_bytes: int) -> tuple[list[str], bool, bool, int]:
+    """A text task's lines for encoding (``clean_segments``) in one side of a held-out split
+    (``select``: fraction, seed, whether this is the held-out side), their open flags, and the bytes
+    of text they stand for (the manifest's ``text_bytes``).
+
+    A ``.txt`` line is a document; a segment of a line cut across tasks (a giant line) cannot be
+    hashed whole, so such lines stay in training. Text bytes: ``read_bytes`` (all the text read)
+    without a held-out split; with one, the UTF-8 bytes of each line this side took, as cleaned
+    (before spaces become the space token), plus its newline.
+    """
+    space = _STATE["space_token"]
+    if select is None:
+        return clean_segments(text, space, starts_open, ends_open), starts_open, ends_open, read_bytes
+    plain = clean_segments(text, None, starts_open, ends_open)
+    lines = [s.replace(" ", space) for s in plain] if space else plain  # = clean_segments(text, space, ...)
+    taken = _taken(lines, starts_open, ends_open, select)
+    n = sum(len(p.encode("utf-8")) + 1 for p, t in zip(plain, taken) if t)
+    side = select[2]
+    return [x for x, t in zip(lines, taken) if t], starts_open and not side, ends_open and not side, n
 
 
 def decode_bytes(raw: bytes) -> tuple[str, int]:
@@ -299,6 +312,7 @@ class TaskResult:
     open_end: bool = False  # the last line continues in the next task's result: it has no separator yet
     bad_records: int = 0  # records with no usable text (JSON Lines, Parquet) or damaged compressed data
     bad_examples: list[str] = field(default_factory=list)  # the first few, named by file and line or row
+    text_bytes: int = 0  # UTF-8 bytes of the text these lines came from (text_lines, _Docs): the manifest's text_bytes
     parts: list[Part] | None = None  # a task read in chunks: each chunk's result, its arrays in ``spill``
     spill: tuple[str, str] | None = None  # (tokens, line lengths) files holding the parts' arrays, in order
 
@@ -353,9 +367,10 @@ def _unchanged(task: Task, nbytes: int) -> TaskResult:
 
 
 def encode_lines(task: Task, lines: list[str], starts_open: bool = False, ends_open: bool = False,
-                 nbytes: int = 0, invalid: int = 0) -> TaskResult:
+                 nbytes: int = 0, invalid: int = 0, text_bytes: int = 0) -> TaskResult:
     """Encode cleaned lines in batches into one result; ``starts_open``/``ends_open`` as in
-    ``clean_segments`` (the first line closes an open one, the last stays open)."""
+    ``clean_segments`` (the first line closes an open one, the last stays open); ``text_bytes``: the
+    bytes of text they came from."""
     encode, sep, dtype = _STATE["encode"], _STATE["separator"], _STATE["dtype"]
     cut_before = (" ", "\t", *([_STATE["space_token"]] if _STATE["space_token"] else []))
     streams, lengths, dropped, unk, examples = [], [], 0, 0, []
@@ -375,7 +390,7 @@ def encode_lines(task: Task, lines: list[str], starts_open: bool = False, ends_o
     tokens = np.concatenate(streams) if streams else np.empty(0, dtype)
     line_lengths = np.concatenate(lengths) if lengths else np.empty(0, OFFSET_DTYPE)
     return TaskResult(task.shard, task.last, nbytes, tokens, line_lengths, dropped, invalid,
-                      unk=unk, unk_examples=examples, open_end=ends_open)
+                      unk=unk, unk_examples=examples, open_end=ends_open, text_bytes=text_bytes)
 
 
 class _Docs:
@@ -384,7 +399,7 @@ class _Docs:
     def __init__(self, task: Task):
         self.task = task
         self.lines: list[str] = []
-        self.chars = self.invalid = self.bad = 0
+        self.chars = self.invalid = self.bad = self.text_bytes = 0
         self.examples: list[str] = []
 
     def add(self, text: str) -> None:
@@ -395,6 +410,7 @@ class _Docs:
             if held_out("\n".join(lines), fraction, seed) != side:
                 return
         self.lines += lines
+        self.text_bytes += len(text.encode("utf-8", errors="surrogatepass"))  # the document's text as read
 
     def reject(self, where: str, why: str, count: int = 1) -> None:
         if self.task.select is not None and self.task.select[2]:
@@ -404,7 +420,7 @@ class _Docs:
             self.examples.append(f"{self.task.path}{where}: {why}")
 
     def result(self, nbytes: int = 0) -> TaskResult:
-        r = encode_lines(self.task, self.lines, nbytes=nbytes, invalid=self.invalid)
+        r = encode_lines(self.task, self.lines, nbytes=nbytes, invalid=self.invalid, text_bytes=self.text_bytes)
         r.bad_records, r.bad_examples = self.bad, self.examples
         return r
 
@@ -577,9 +593,9 @@ def _stream_text(task: Task, stream: Decompressed, chunks: _Chunks) -> None:
 
     def on_cut(start: int, end: int, is_open: bool) -> None:
         text, invalid = decode_bytes(bytes(buf))
+        lines, starts_open, ends_open, n = text_lines(text, state["open"], is_open, task.select, len(buf))
         buf.clear()
-        lines = clean_segments(text, _STATE["space_token"], state["open"], is_open)
-        chunks.add(encode_lines(task, *select_segments(lines, state["open"], is_open, task.select), invalid=invalid))
+        chunks.add(encode_lines(task, lines, starts_open, ends_open, invalid=invalid, text_bytes=n))
         state["open"] = is_open
 
     cut_stream(stream.readinto, task.task_bytes, lambda v: None, on_part, on_cut, read_bytes=STREAM_READ)
@@ -668,9 +684,9 @@ def encode_task(task: Task) -> TaskResult:
         return docs.result(nbytes)
     text, invalid = decode_bytes(raw)
     del raw
-    lines = clean_segments(text, _STATE["space_token"], task.starts_open, task.ends_open)
+    lines, starts_open, ends_open, n = text_lines(text, task.starts_open, task.ends_open, task.select, nbytes)
     del text
-    return encode_lines(task, *select_segments(lines, task.starts_open, task.ends_open, task.select), nbytes, invalid)
+    return encode_lines(task, lines, starts_open, ends_open, nbytes, invalid, text_bytes=n)
 
 
 def sample_lines(path: str | Path, fmt: Format, column: str, nbytes: int) -> list[str]:
