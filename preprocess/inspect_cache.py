@@ -4,7 +4,7 @@ Works on any node, without torch and, except for ``status``, without the
 text: everything it reports comes from the manifest and the arrays.
 
     mlm-inspect show    CACHE_OR_SPLIT [--json]
-    mlm-inspect status  CACHE_OR_SPLIT [--input_dir DIR] [--tokenizer PATH]
+    mlm-inspect status  CACHE_OR_SPLIT [--input_dir DIR] [--tokenizer PATH] [-v]
     mlm-inspect verify  CACHE_OR_SPLIT
     mlm-inspect samples CACHE_OR_SPLIT [-n N]
     mlm-inspect diff    SPLIT_A SPLIT_B
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from common.check import check_split, input_dirs
+from common.check import SplitCheck, check_split, input_dirs
 from common.cli import parse_args, run_command
 from common.errors import UserError
 from common.format import MANIFEST_NAME, FormatError, length_bins
@@ -30,6 +30,7 @@ from common.manifest import Manifest, to_json, unk_share
 from common.tokenizer import TokenizerError, load_tokenizer, tokenizer_source
 
 REBUILD_HINT = "rerun preprocessing with the same flags to rewrite it (valid pieces are reused)"
+STATUS_NAMES = 10  # shard names listed per changed, added or removed state by ``status`` without -v
 
 
 def read_manifest(split: Path) -> Manifest:
@@ -61,8 +62,14 @@ def _size(n: float) -> str:
     return str(n)
 
 
-def histogram_lines(counts: list[int], width: int = 40) -> list[str]:
-    """A text histogram over the power-of-two length bins; empty edge bins left out."""
+def _n(count: int, noun: str, plural: str | None = None) -> str:
+    """``count`` and ``noun``, plural unless the count is 1: "1 piece", "2 pieces", "0 pieces"."""
+    return f"{count:,} {noun if count == 1 else plural or noun + 's'}"
+
+
+def histogram_lines(counts: list[int], width: int = 40, top_length: int | None = None) -> list[str]:
+    """A text histogram over the power-of-two length bins; empty edge bins left out. ``top_length``:
+    the longest length there can be (a block's max_seq_length), so no bin is labelled past it."""
     edges = length_bins()
     nz = [i for i, c in enumerate(counts) if c]
     if not nz:
@@ -70,7 +77,11 @@ def histogram_lines(counts: list[int], width: int = 40) -> list[str]:
     top = max(counts)
     out = []
     for i in range(nz[0], nz[-1] + 1):
-        label = f"{edges[i]}-{edges[i + 1] - 1}" if i + 1 < len(edges) - 1 else f">={edges[i]}"
+        lo = int(edges[i])
+        hi = int(edges[i + 1]) - 1 if i + 1 < len(edges) - 1 else None  # None: the last bin, unbounded
+        if top_length is not None:
+            hi = top_length if hi is None else min(hi, top_length)
+        label = f">={lo}" if hi is None else str(lo) if hi == lo else f"{lo}-{hi}"
         bar = "#" * max(1 if counts[i] else 0, round(width * counts[i] / top))
         out.append(f"    {label:>13} {counts[i]:>12,} {bar}")
     return out
@@ -79,6 +90,39 @@ def histogram_lines(counts: list[int], width: int = 40) -> list[str]:
 def _worst_bad(m: Manifest) -> str:
     worst = max(m.shards, key=lambda s: s.bad_records, default=None)
     return f"; most in {worst.path} ({worst.bad_records:,})" if worst is not None and worst.bad_records else ""
+
+
+def _text_size(m: Manifest) -> str:
+    """The bytes of text the split's shards gave it, or why they are not known (text_bytes is recorded
+    since it was counted: a cache built before lacks it until rebuilt)."""
+    known = [s.text_bytes for s in m.shards if s.text_bytes is not None]
+    if len(known) == len(m.shards):
+        return f"{_size(sum(known))} of text"
+    if not known:
+        return "text size not recorded: built before it was counted, --overwrite_cache records it"
+    return (f"{_size(sum(known))} of text in {_n(len(known), 'shard')}, not recorded for the other "
+            f"{len(m.shards) - len(known):,} (built before it was counted)")
+
+
+def _contents(m: Manifest, t: dict[str, int]) -> list[str]:
+    """What the split holds: its shards, or, for a side of a split held out of the training dir, its
+    own documents (every shard of the dir is listed, but gave it only some of its documents)."""
+    stored = f"{_size(t['bytes'])} stored"
+    held = m.parameters.validation_split
+    if held is None:
+        return [f"shards     {_n(t['shards'], 'shard')} ({stored}, {_text_size(m)}) in {_n(t['pieces'], 'piece')}, "
+                f"{_n(t['lines'], 'line')}, {_n(t['tokens'], 'token')}"]
+    pct = held.get("percentage")
+    share = f"{pct:g}" if isinstance(pct, (int, float)) else str(pct)
+    share += f"% of the documents of the train dir (seed {held.get('seed')})"
+    if held.get("side") == "validation":
+        what = f"held out   {share}: this split holds only those"
+    else:
+        what = f"held out   {share} went to the validation split; this split holds the rest"
+    gave = sum(1 for s in m.shards if s.lines)
+    return [what,
+            f"holds      {_n(t['lines'], 'line')}, {_n(t['tokens'], 'token')}, {_text_size(m)}, in "
+            f"{_n(t['pieces'], 'piece')}; from {gave:,} of the train dir's {_n(t['shards'], 'shard')} ({stored})"]
 
 
 def show(split: Path, m: Manifest) -> str:
@@ -95,26 +139,41 @@ def show(split: Path, m: Manifest) -> str:
         f"parameters max_seq_length {p.max_seq_length}, datasets_type {p.datasets_type}, "
         f"add_space_token {p.add_space_token}, ext {p.ext}"
         + (f", text_column {p.text_column}" if p.text_column else ""),
-        f"shards     {t['shards']:,} ({_size(t['bytes'])} of text) in {t['pieces']:,} pieces, {t['lines']:,} lines, "
-        f"{t['tokens']:,} tokens",
-        f"blocks     {t['blocks']:,} of at most {p.max_seq_length} tokens; "
-        f"{t['lines_split']:,} long lines split into pieces",
-        f"cleaning   {t['invalid_utf8']:,} invalid UTF-8 sequences replaced, "
-        f"{t['lines_without_tokens']:,} lines without tokens dropped",
-        f"records    {t['bad_records']:,} bad records skipped (not JSON, no text field, null text, damaged "
+        *_contents(m, t),
+        f"blocks     {_n(t['blocks'], 'block')} of at most {p.max_seq_length} tokens; "
+        f"{_n(t['lines_split'], 'long line')} split into pieces",
+        f"cleaning   {_n(t['invalid_utf8'], 'invalid UTF-8 sequence')} replaced, "
+        f"{_n(t['lines_without_tokens'], 'line')} without tokens dropped",
+        f"records    {_n(t['bad_records'], 'bad record')} skipped (not JSON, no text field, null text, damaged "
         f"compressed data){_worst_bad(m)}",
-        f"unknown    {t['unk_tokens']:,} ids of the unknown token "
+        f"unknown    {_n(t['unk_tokens'], 'id')} of the unknown token "
         f"({unk_share(t['unk_tokens'], t['tokens'], t['lines']):.2%} of the ids)",
-        f"disk       {_size(t['disk_bytes'])} ({t['disk_bytes'] / max(t['tokens'], 1):.2f} bytes/token)",
+        f"disk       {_size(t['disk_bytes'])} of arrays ({t['disk_bytes'] / max(t['tokens'], 1):.2f} bytes/token)",
         "line lengths (tokens):",
         *histogram_lines(stats["line_hist"]),
         "block lengths (tokens):",
-        *histogram_lines(stats["block_hist"]),
+        *histogram_lines(stats["block_hist"], top_length=p.max_seq_length),
     ]
     return "\n".join(lines)
 
 
-def status(split: Path, m: Manifest, input_dir: str | None, tokenizer: str | None) -> tuple[bool, str]:
+def state_lines(c: SplitCheck, verbose: bool) -> list[str]:
+    """The shards' states: a count per state, then the names of the changed, added and removed ones,
+    the first STATUS_NAMES of each (``verbose``: every shard's name and state, unchanged ones too)."""
+    states = ("unchanged", "changed", "added", "removed")
+    out = ["  shards    " + ", ".join(f"{len(getattr(c, s)):,} {s}" for s in states)]
+    if verbose:
+        return out + c.shard_lines()
+    for state in states[1:]:
+        names = getattr(c, state)
+        out += [f"  {state:<9} {name}" for name in names[:STATUS_NAMES]]
+        if len(names) > STATUS_NAMES:
+            out.append(f"  {state:<9} ... and {len(names) - STATUS_NAMES:,} more (-v lists every shard)")
+    return out
+
+
+def status(split: Path, m: Manifest, input_dir: str | None, tokenizer: str | None,
+           verbose: bool = False) -> tuple[bool, str]:
     """(fresh?, report) comparing the manifest with the text and tokenizer as they are now."""
     src_dir = input_dir or m.input_dir
     for d in input_dirs(src_dir):
@@ -128,7 +187,7 @@ def status(split: Path, m: Manifest, input_dir: str | None, tokenizer: str | Non
         source = None
     c = check_split(split, tokenizer=source, input_dir=src_dir, sizes=False, manifest=m)
     out = [f"== {split} against {src_dir}"]
-    out += c.shard_lines()
+    out += state_lines(c, verbose)
     tok_state = "missing" if source is None else "changed" if c.tokenizer else "unchanged"
     out.append(f"  tokenizer {tok_state}: {tok_path}")
     fresh = source is not None and not c.stale
@@ -214,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input_dir", help="where the shards are now, several dirs comma-separated (default: the "
                    "dir or dirs the manifest names)")
     p.add_argument("--tokenizer", help="tokenizer path to compare (default: the one the manifest names)")
+    p.add_argument("-v", "--verbose", action="store_true", help=f"list every shard and its state (default: a count "
+                   f"per state and the first {STATUS_NAMES} changed, added and removed)")
     p = sub.add_parser("verify", help="re-hash every array against the manifest (exit 1 if damaged)")
     p.add_argument("path")
     p = sub.add_parser("samples", help="decode blocks back to text, special tokens visible")
@@ -270,7 +331,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.command == "show":
             print(show(split, m))
         elif args.command == "status":
-            ok, report = status(split, m, args.input_dir, args.tokenizer)
+            ok, report = status(split, m, args.input_dir, args.tokenizer, args.verbose)
             good &= ok
             print(report)
         elif args.command == "verify":
