@@ -11,15 +11,17 @@ the training dirs themselves.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from common.check import input_dirs
 from common.config import CacheArguments
-from common.manifest import Manifest
+from common.format import MANIFEST_NAME
 
 PLACEHOLDER = "<dir of your training text>"
 
@@ -27,6 +29,10 @@ PLACEHOLDER = "<dir of your training text>"
 def _absolute(dirs: str) -> str:
     """``a,b`` with each dir made absolute (a dir whose own name holds a comma taken whole)."""
     return ",".join(os.path.abspath(d) for d in input_dirs(dirs))
+
+
+def _number(x: Any) -> str:
+    return f"{x:g}" if isinstance(x, (int, float)) else str(x)
 
 
 def preprocess_program() -> list[str]:
@@ -41,7 +47,18 @@ def preprocess_program() -> list[str]:
     return [sys.executable, "-m", "preprocess"]
 
 
-def rebuild_command(cfg: CacheArguments, train: Manifest | None, validation: Manifest | None) -> str:
+def recorded(split_dir: Path) -> dict[str, Any] | None:
+    """What a split's manifest records about its inputs (``input_dir``, ``parameters``), read as plain JSON:
+    also from a manifest too damaged or too old to load, so its fix still names the text. None if unreadable."""
+    try:
+        d = json.loads((Path(split_dir) / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(d, dict) and isinstance(d.get("input_dir"), str) and isinstance(d.get("parameters", {}), dict)
+    return d if ok else None
+
+
+def rebuild_command(cfg: CacheArguments) -> str:
     """The ``mlm-preprocess`` command that rebuilds ``cfg.datasets_cache_dir`` for this run.
 
     The text dirs: the run's --train_dir/--eval_dir when given, else those
@@ -50,32 +67,31 @@ def rebuild_command(cfg: CacheArguments, train: Manifest | None, validation: Man
     tokenizer and the block size from the run. Without a manifest or a
     --train_dir the training dir is a placeholder the message names.
     """
-    params = (train or validation).parameters if (train or validation) else None
-    train_dir = cfg.train_dir or (train.input_dir if train else None)
-    if train_dir is None and validation is not None and validation.parameters.validation_split:
-        train_dir = validation.input_dir  # a held-out split reads the training dir
+    cache = Path(cfg.datasets_cache_dir)
+    train, validation = recorded(cache / "train"), recorded(cache / "validation")
+    params = (train or validation or {}).get("parameters", {})
+    held_out = (validation or {}).get("parameters", {}).get("validation_split")
+    train_dir = cfg.train_dir or (train or {}).get("input_dir") or (validation["input_dir"] if held_out else None)
     args = [*preprocess_program(), "--tokenizer_name_or_path", os.path.abspath(cfg.tokenizer_name_or_path),
             "--tokenizer_type", cfg.tokenizer_type,
             "--train_dir", _absolute(train_dir) if train_dir else PLACEHOLDER]
-    held_out = validation.parameters.validation_split if validation else None
     if cfg.eval_dir:
         args += ["--eval_dir", _absolute(cfg.eval_dir)]
-    elif held_out:
-        args += ["--validation_split_percentage", f"{held_out['percentage']:g}",
-                 "--validation_split_seed", str(held_out["seed"])]
+    elif isinstance(held_out, dict):
+        args += ["--validation_split_percentage", _number(held_out.get("percentage")),
+                 "--validation_split_seed", str(held_out.get("seed"))]
     elif validation is not None:
-        args += ["--eval_dir", _absolute(validation.input_dir)]
-    args += ["--ext", params.ext if params else cfg.ext]
-    if params is not None and params.text_column:
-        args += ["--text_column", params.text_column]
-    if params.recursive if params else cfg.recursive:
+        args += ["--eval_dir", _absolute(validation["input_dir"])]
+    args += ["--ext", str(params.get("ext") or cfg.ext)]
+    if params.get("text_column"):
+        args += ["--text_column", str(params["text_column"])]
+    if params.get("recursive", cfg.recursive):
         args.append("--recursive")
-    if params is not None and params.task_size_mb is not None:
-        args += ["--task_size_mb", f"{params.task_size_mb:g}"]
+    if params.get("task_size_mb") is not None:
+        args += ["--task_size_mb", _number(params["task_size_mb"])]
     if cfg.add_space_token:
         args.append("--add_space_token")
     if cfg.datasets_type != CacheArguments.datasets_type:
         args += ["--datasets_type", cfg.datasets_type]
-    args += ["--datasets_cache_dir", os.path.abspath(cfg.datasets_cache_dir), "--max_seq_length",
-             str(cfg.max_seq_length)]
+    args += ["--datasets_cache_dir", os.path.abspath(cache), "--max_seq_length", str(cfg.max_seq_length)]
     return shlex.join(args)

@@ -26,7 +26,7 @@ def train_and_report(parsed, check_inputs: bool) -> int:
 
     metrics, trainer = train(parsed.cache, parsed.model, parsed.mlm, parsed.training, parsed.run,
                              check_inputs=check_inputs)
-    if trainer is not None:
+    if trainer is not None and metrics:
         print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(metrics.items())))
     return 0
 

@@ -60,10 +60,17 @@ def resume_hint(output_dir: str | Path | None) -> str:
 
 @dataclass(frozen=True)
 class Start:
-    """How a run begins: from a checkpoint (``resume``), from scratch, or not at all (``done``: a note why)."""
+    """How a run begins: from a checkpoint (``resume``), from scratch, or not at all (``done``: a note why).
+
+    ``reached``: the checkpoint is at the run's last step already, but the run
+    did not finish (killed while saving the final model): its model is the
+    final one, and no step is trained (the Trainer, resumed at its last step,
+    would train one more).
+    """
 
     resume: str | None = None
     done: str | None = None
+    reached: bool = False
 
 
 def plan_start(output_dir: str, resume: str | None, overwrite: bool, target_steps: int | None,
@@ -88,11 +95,11 @@ def plan_start(output_dir: str, resume: str | None, overwrite: bool, target_step
         resume = str(last)
     if resume is not None:
         step = step_of(Path(resume) / FINISHED_MARK)
-        done = finished is not None and step is not None and target_steps is not None
-        if done and finished >= target_steps and step >= target_steps:
+        reached = step is not None and target_steps is not None and step >= target_steps
+        if reached and finished is not None and finished >= step:
             return Start(done=f"{out} holds a run that finished at step {finished} (this command's target: "
                               f"{target_steps} steps); nothing to do. To train further, raise --max_steps")
-        return Start(resume=resume)
+        return Start(resume=resume, reached=reached)
     if overwrite:
         old = checkpoints(out)
         for path in old if may_delete else ():
