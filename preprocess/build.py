@@ -404,7 +404,7 @@ def make_manifest(plan: SplitPlan, tokenizer: TokenizerIdentity, parameters: Par
     for group, rec, blk in zip(plan.groups, plan.records, plan.blocks):
         assert rec is not None and blk is not None
         for i, member in zip(group, rec["shards"]):  # checked when the record was read or written by this run
-            shards.append(ShardInfo(path=plan.names[i], **member))
+            shards.append(ShardInfo(path=plan.names[i], **member, mtime_ns=plan.scans[i].mtime_ns))
         pieces.append(PieceInfo.from_dict({**rec, "shards": len(group), "blocks": blk}))
     return Manifest(
         input_dir=plan.input_dir,

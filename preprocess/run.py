@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from common.check import input_dirs
+from common.check import input_dirs, refuse_overlap
 from common.errors import UserError
 from common.format import BLOCKS_DIR, PIECES_DIR, SPACE_TOKEN
 from common.manifest import Manifest, Parameters, ShapeError, TokenizerIdentity, TokenizerSource, to_json, unk_share
@@ -175,7 +175,8 @@ def parameters(cfg: PreprocessConfig, split: str) -> Parameters:
         held_out = {"percentage": cfg.validation_split_percentage, "seed": cfg.validation_split_seed, "side": split}
     records = any(f.records for f in formats_of(cfg.ext).values())  # a JSON Lines or Parquet ext is listed
     return Parameters(cfg.ext, cfg.max_seq_length, cfg.datasets_type, cfg.add_space_token, CLEANING, PACKING,
-                      cfg.recursive, cfg.text_column if records else None, held_out)
+                      cfg.recursive, cfg.text_column if records else None, held_out,
+                      task_size_mb=cfg.task_size_mb)
 
 
 def run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
@@ -201,6 +202,8 @@ def _run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
     flags = {"train": "--train_dir", "validation": "--eval_dir"}
     cache = Path(cfg.datasets_cache_dir)
     check_layout(cache, [(flags[split], d) for split, d in cfg.splits()])
+    if cfg.eval_dir:
+        refuse_overlap(cfg.train_dir, cfg.eval_dir, cfg.ext, cfg.recursive)
     inputs, listings = [], {}
     for split, d in cfg.splits():
         if d not in listings:  # a held-out split reads the training dir: listed and checked once

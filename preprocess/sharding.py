@@ -14,6 +14,7 @@ its last line (preprocess/encode.py).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -66,6 +67,7 @@ class Scan:
     open_ends: tuple[int, ...] = ()  # the ends of ranges cut mid-line (a giant line), in order
     line_starts: tuple[int, ...] = ()  # JSON Lines: lines before each range, to name a bad record's line
     stamp: tuple[int, int] | None = None  # (size, mtime_ns) of a shard read whole by its tasks, not by ranges
+    mtime_ns: int | None = None  # st_mtime_ns before the read: the train stage's stat check (common/check.py)
 
 
 def list_shards(input_dir: str, ext: str, flag: str = "--train_dir", recursive: bool = False,
@@ -356,12 +358,17 @@ def row_group_runs(path: Path, column: str, task_bytes: int) -> tuple[tuple[int,
 
 
 def scan_input(path: Path, fmt: Format, task_bytes: int, column: str) -> Scan:
-    """The scan of one shard in its format: byte ranges, one whole compressed file, or row-group runs."""
+    """The scan of one shard in its format: byte ranges, one whole compressed file, or row-group runs;
+    with the file's mtime as it was before the read (a write during it leaves another, so a check by
+    stat never vouches for bytes other than those hashed)."""
+    mtime_ns = os.stat(path).st_mtime_ns
     if fmt.ranges:
-        return scan_shard(path, task_bytes, lines_only=fmt.kind == "jsonl")
-    if fmt.kind == "parquet":
-        return scan_whole(path, row_group_runs(path, column, task_bytes))
-    return scan_whole(path)
+        scan = scan_shard(path, task_bytes, lines_only=fmt.kind == "jsonl")
+    elif fmt.kind == "parquet":
+        scan = scan_whole(path, row_group_runs(path, column, task_bytes))
+    else:
+        scan = scan_whole(path)
+    return dataclasses.replace(scan, mtime_ns=mtime_ns)
 
 
 def scan_shards(paths: list[Path], fmts: list[Format], task_bytes: int, threads: int = 4,
