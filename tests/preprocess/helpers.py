@@ -25,6 +25,11 @@ def manifest(cache: Path, split: str = "train") -> dict:
     return json.loads((cache / split / "manifest.json").read_text())
 
 
+def shard_records(cache: Path, split: str = "train") -> list[dict]:
+    """The manifest's shard records less ``mtime_ns``: when a file was last written, not what it holds."""
+    return [{k: v for k, v in s.items() if k != "mtime_ns"} for s in manifest(cache, split)["shards"]]
+
+
 def arrays(cache: Path, split: str = "train") -> dict[str, bytes]:
     """Every array the manifest names, by the shards its piece holds and kind: what 'byte-identical' compares."""
     m = manifest(cache, split)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 
 import pytest
 
@@ -20,7 +21,8 @@ def built(capsys, tmp_path, bpe_dir):
     paths = write_shards(train, n_shards=3)
     (train / "bad.txt").write_bytes(b"caf\xe9 line\n" + " ".join(["token"] * 80).encode() + b"\n")
     cache = tmp_path / "cache"
-    assert run_cli(capsys, *base_args(bpe_dir, train, cache, "--eval_dir", str(train)))[0] == 0
+    shutil.copytree(train, tmp_path / "eval")  # the same text as a split of its own (one dir twice is refused)
+    assert run_cli(capsys, *base_args(bpe_dir, train, cache, "--eval_dir", str(tmp_path / "eval")))[0] == 0
     return cache, [*paths, train / "bad.txt"]
 
 
@@ -94,8 +96,8 @@ def test_samples_decode_blocks_with_special_tokens_visible(capsys, built):
 
 def test_diff_reports_what_changed(capsys, built, tmp_path, bpe_dir):
     cache, paths = built
-    rc, out = _inspect(capsys, "diff", cache / "train", cache / "validation")
-    assert rc == 0 and "no differences" in out
+    rc, out = _inspect(capsys, "diff", cache / "train", cache / "validation")  # the same text in another dir
+    assert rc == 1 and [x for x in out.splitlines() if x.strip()][-1].strip().startswith("input_dir:")
     paths[0].write_text("changed text\n")
     other = tmp_path / "cache2"
     assert run_cli(capsys, *base_args(bpe_dir, paths[0].parent, other, "--max_seq_length", "64"))[0] == 0
@@ -214,5 +216,6 @@ def test_a_cache_built_before_text_bytes_loads_stays_fresh_and_says_so(capsys, b
         f.write_text(json.dumps(doc))
     out = _inspect(capsys, "show", cache / "train")[1]
     assert "text size not recorded: built before it was counted, --overwrite_cache records it" in out
-    rc, out, _ = run_cli(capsys, *base_args(bpe_dir, paths[0].parent, cache, "--eval_dir", str(paths[0].parent)))
+    eval_dir = paths[0].parent.parent / "eval"
+    rc, out, _ = run_cli(capsys, *base_args(bpe_dir, paths[0].parent, cache, "--eval_dir", str(eval_dir)))
     assert rc == 0 and "train: cache is fresh" in out

@@ -22,7 +22,7 @@ import preprocess.run as run_module
 from preprocess.inspect_cache import main as inspect_main
 from preprocess.writer import NpyStreamWriter
 from tests.corpus import write_shards
-from tests.preprocess.helpers import arrays, manifest, run_cli
+from tests.preprocess.helpers import arrays, manifest, run_cli, shard_records
 from tests.preprocess.helpers import base_args as _base_args
 
 ROOT = Path(__file__).parents[2]
@@ -162,7 +162,7 @@ def test_a_shard_edited_while_read_is_never_stored_under_its_old_digest(capsys, 
     monkeypatch.undo()
     rc, out, err = run_cli(capsys, *args)
     assert rc == 0 and "1 shards reused, 2 tokenized" in out, err  # shard_000 was committed before the error
-    assert arrays(cache) == arrays(clean) and manifest(cache)["shards"] == manifest(clean)["shards"]
+    assert arrays(cache) == arrays(clean) and shard_records(cache) == shard_records(clean)
 
 
 def test_recorded_bytes_are_the_bytes_hashed(capsys, tmp_path, wordpiece_dir):
