@@ -157,7 +157,12 @@ def _said(after_stop: str | Callable[[], str]) -> str:
 
 class Terminated(BaseException):
     """SIGTERM (what Slurm and Kubernetes send at a time limit or preemption), raised in the main
-    thread so every ``finally`` runs: temp files removed, the cache lock released."""
+    thread so every ``finally`` runs: temp files removed, the cache lock released. ``signum``: the
+    signal that ended the run (the train stage also stops on SIGUSR1, Slurm's ``--signal``)."""
+
+    def __init__(self, signum: int = signal.SIGTERM):
+        super().__init__(signum)
+        self.signum = int(signum)
 
 
 def _raise_terminated(signum: int, frame: object) -> None:
@@ -180,9 +185,9 @@ def run_command(body: Callable[[], int], after_stop: str | Callable[[], str]) ->
     except KeyboardInterrupt:
         print(f"interrupted: {_said(after_stop)}", file=sys.stderr)
         return 130
-    except Terminated:
-        print(f"terminated (SIGTERM): {_said(after_stop)}", file=sys.stderr)
-        return 143
+    except Terminated as e:
+        print(f"terminated ({signal.Signals(e.signum).name}): {_said(after_stop)}", file=sys.stderr)
+        return 128 + e.signum
     except BrokenPipeError:  # `mlm-inspect show cache | head`: the reader left, say nothing
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
         return 141  # 128 + SIGPIPE, as a shell reports a process the pipe ended

@@ -2,13 +2,24 @@
 
 A run's dir holds ``checkpoint-<step>`` dirs while it trains and, once it has
 finished, the model with ``trainer_state.json`` beside it (written last by
-train/run.py, so it marks a finished run). Imports neither torch nor
+train/run.py, so it marks a finished run).
+
+A checkpoint is a commit, like the cache's manifest: the Trainer writes it
+into ``.partial-checkpoint-<step>/`` and it is renamed to
+``checkpoint-<step>`` once every rank has written its part, so a visible
+checkpoint is complete (its ``trainer_state.json``, the Trainer's last file,
+is there). Rotation renames a checkpoint to ``.deleting-...`` before removing
+it, and only after the next one is committed. Whatever a SIGKILL leaves
+(a partial dir, a half-deleted one, a checkpoint of an older version
+without its state) is never taken for a checkpoint, and the next run that
+resumes removes it, naming it in one line. Imports neither torch nor
 transformers: the interrupt message reads it too.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import sys
@@ -19,15 +30,83 @@ from common.errors import UserError
 
 CHECKPOINT = re.compile(r"checkpoint-(\d+)")
 FINISHED_MARK = "trainer_state.json"  # at the top of --output_dir: written last by a finished run
+PARTIAL = ".partial-"  # a checkpoint being written: .partial-checkpoint-<step>
+DELETING = ".deleting-"  # a checkpoint being rotated away
+WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
-def checkpoints(output_dir: str | Path) -> list[Path]:
-    """The ``checkpoint-<step>`` dirs of ``output_dir``, oldest step first."""
+def _all_checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
     out = Path(output_dir)
     if not out.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in out.iterdir() if (m := CHECKPOINT.fullmatch(p.name)) and p.is_dir()]
-    return [p for _, p in sorted(found)]
+    return sorted((int(m.group(1)), p) for p in out.iterdir() if (m := CHECKPOINT.fullmatch(p.name)) and p.is_dir())
+
+
+def checkpoints(output_dir: str | Path) -> list[Path]:
+    """The complete ``checkpoint-<step>`` dirs of ``output_dir``, oldest step first."""
+    return [p for _, p in _all_checkpoints(output_dir) if step_of(p / FINISHED_MARK) is not None]
+
+
+def incomplete(output_dir: str | Path) -> list[Path]:
+    """What a killed save or rotation left: partial and half-deleted dirs, checkpoints without their state."""
+    out = Path(output_dir)
+    if not out.is_dir():
+        return []
+    leftovers = [p for p in out.iterdir() if p.name.startswith((PARTIAL, DELETING)) and p.is_dir()]
+    return sorted(leftovers) + [p for _, p in _all_checkpoints(out) if step_of(p / FINISHED_MARK) is None]
+
+
+def remove_incomplete(output_dir: str | Path) -> list[str]:
+    """Delete what ``incomplete`` finds (it can never be resumed from); the names deleted."""
+    gone = []
+    for p in incomplete(output_dir):
+        shutil.rmtree(p, ignore_errors=True)
+        gone.append(p.name)
+    return gone
+
+
+def unusable(checkpoint: Path) -> str | None:
+    """Why ``checkpoint`` cannot be resumed from, in words; None if it can (its state and weights are there)."""
+    if not checkpoint.is_dir():
+        return "not a directory"
+    if step_of(checkpoint / FINISHED_MARK) is None:
+        return f"no readable {FINISHED_MARK} (a save that did not finish)"
+    if not any((checkpoint / w).is_file() and (checkpoint / w).stat().st_size > 0 for w in WEIGHTS):
+        return f"no model weights ({' or '.join(WEIGHTS[::2])})"
+    return None
+
+
+def commit(staging: Path, final: Path) -> None:
+    """Make the checkpoint written in ``staging`` visible as ``final``, at once (a rename, then the dir's fsync).
+    A ``final`` already there (a step saved twice) is moved aside first and deleted after."""
+    old = final.with_name(f"{DELETING}{final.name}")
+    if final.exists():
+        final.rename(old)
+    staging.rename(final)
+    _fsync_dir(final.parent)
+    if old.exists():
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def rotate(output_dir: Path, limit: int | None, keep: str | None = None) -> None:
+    """Delete the oldest complete checkpoints beyond ``limit`` (``keep``: the best one, never deleted),
+    each renamed away first, so a kill mid-delete leaves no half checkpoint under a checkpoint's name."""
+    if not limit or limit <= 0:
+        return
+    found = checkpoints(output_dir)
+    doomed = [p for p in found[: max(len(found) - limit, 0)] if keep is None or Path(keep).name != p.name]
+    for p in doomed:
+        aside = p.with_name(f"{DELETING}{p.name}")
+        p.rename(aside)
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def last_checkpoint(output_dir: str | Path) -> Path | None:
@@ -86,6 +165,9 @@ def plan_start(output_dir: str, resume: str | None, overwrite: bool, target_step
     the one that deletes, rank 0 under torchrun).
     """
     out = Path(output_dir)
+    if may_delete and (gone := remove_incomplete(out)):
+        print(f"note: removed {', '.join(gone)} from {out}: incomplete (a save or rotation that was killed), "
+              "never resumable", file=sys.stderr)
     last, finished = last_checkpoint(out), finished_step(out)
     if resume == "latest":
         if last is None:
@@ -93,6 +175,9 @@ def plan_start(output_dir: str, resume: str | None, overwrite: bool, target_step
             raise UserError(f"--resume_from_checkpoint latest: --output_dir {out} holds no checkpoint-<step> dir"
                             f"{model}; drop the flag to start a new run (into another --output_dir)")
         resume = str(last)
+    elif resume is not None and (why := unusable(Path(resume))):
+        raise UserError(f"--resume_from_checkpoint {resume}: cannot resume from it: {why}; give a complete "
+                        f"checkpoint-<step> dir, or latest for the newest complete one in --output_dir")
     if resume is not None:
         step = step_of(Path(resume) / FINISHED_MARK)
         reached = step is not None and target_steps is not None and step >= target_steps

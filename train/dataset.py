@@ -8,6 +8,7 @@ Python loop over tokens, memmaps opened lazily in whichever process reads
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,20 @@ from torch.utils.data import Dataset
 from common.format import FormatError
 from common.manifest import Manifest
 from common.reader import SplitReader
+
+_SETTLED_PID = 0  # the process whose signal handling was settled (a forked worker starts with its parent's)
+
+
+def _settle_process() -> None:
+    """Once per process: a DataLoader worker leaves SIGTERM/SIGUSR1 to the main process, which saves a
+    checkpoint on them (train/preemption.py); a worker killed by Slurm's signal would fail that last step."""
+    global _SETTLED_PID
+    if _SETTLED_PID != os.getpid():
+        _SETTLED_PID = os.getpid()
+        if torch.utils.data.get_worker_info() is not None:
+            from train.preemption import ignore_in_worker
+
+            ignore_in_worker()
 
 
 def _reader(split_dir: str | Path, max_seq_length: int, manifest: Manifest | None) -> SplitReader:
@@ -40,6 +55,7 @@ class MemmapConcatFullSentenceTextDataset(Dataset):
         return self.reader.n_blocks
 
     def __getitem__(self, i: int) -> torch.Tensor:
+        _settle_process()
         return torch.from_numpy(self.reader.block(i))
 
     def lengths(self) -> np.ndarray:
@@ -61,6 +77,7 @@ class MemmapLineByLineTextDataset(Dataset):
         return len(self.start)
 
     def __getitem__(self, i: int) -> torch.Tensor:
+        _settle_process()
         return torch.from_numpy(self.reader.framed(int(self.shard[i]), int(self.start[i]), int(self.end[i])))
 
     def lengths(self) -> np.ndarray:

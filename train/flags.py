@@ -94,6 +94,19 @@ class RunArguments:
                   "--resume_from_checkpoint)."},
     )
 
+    save_on_signal: bool = field(
+        default=True,
+        metadata={"help": "On SIGTERM or SIGUSR1 (Slurm's notice before a preemption or time limit: sbatch "
+                  "--signal=USR1@120), finish the optimizer step, save a checkpoint and exit 128 + the signal "
+                  "(143 for SIGTERM); a second signal exits at once. --save_on_signal false: exit at once."},
+    )
+    allow_data_change: bool = field(
+        default=False,
+        metadata={"help": "Resume from a checkpoint although the cache now holds other data than it was trained "
+                  "on (shards added, changed, removed; other packing): refused without it. The model's "
+                  "provenance.json then lists both and the step the data changed at."},
+    )
+
     def __post_init__(self) -> None:
         if self.input_check not in INPUT_CHECKS:
             raise UserError(f"--input_check {self.input_check!r}: one of {', '.join(INPUT_CHECKS)}")

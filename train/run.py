@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 from pathlib import Path
@@ -13,17 +14,20 @@ from torch.utils.data import SequentialSampler, Subset
 from transformers import Trainer, TrainerState, TrainingArguments, set_seed
 
 from common.check import check_split, input_dirs, refuse_overlap, tokenizer_difference
+from common.cli import Terminated
 from common.config import CacheArguments
 from common.errors import UserError
 from common.format import MANIFEST_NAME, FormatError
 from common.manifest import Manifest, TokenizerIdentity, read_json, write_json_atomic
 from common.rebuild import rebuild_command
 from common.tokenizer import LoadedTokenizer, TokenizerError, load_tokenizer
+from train import checkpoints, provenance
 from train.checkpoints import plan_start
 from train.collator import MlmCollator
 from train.config import MlmArguments, ModelArguments, RunArguments
 from train.dataset import DATASET_TYPES
 from train.model import ModelError, build_model
+from train.preemption import SaveOnSignal
 from train.sampling import LengthGroupedSampler, pad_share
 
 
@@ -138,6 +142,8 @@ class MlmTrainer(Trainer):
         self.collator = collator
         self._generator = torch.Generator()  # CPU: the same masks on any device
         self._micro_step, self._micro, self._eval_batch = -1, 0, 0
+        self._staging: Path | None = None
+        self.data_record: Any = None  # (checkpoint dir, step): writes what it trained on (train/provenance.py)
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         """Batches of similar length (train/sampling.py) for ``--train_sampling_strategy group_by_length``,
@@ -176,6 +182,30 @@ class MlmTrainer(Trainer):
         inputs = self._mask(inputs, EVAL_STREAM, self._eval_batch)
         self._eval_batch += 1
         return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+
+    def _get_output_dir(self, trial: Any) -> str:
+        """Where the Trainer writes a checkpoint: the staging dir while one is saved (``_save_checkpoint``)."""
+        return str(self._staging) if self._staging is not None else super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model: torch.nn.Module, trial: Any) -> None:
+        """The Trainer's save, made a commit (train/checkpoints.py): every rank writes into
+        ``.partial-checkpoint-<step>/<name>``, then rank 0 renames it into place and rotates.
+        A kill at any moment leaves the last complete checkpoint and no half one under a checkpoint's name."""
+        run_dir = Path(super()._get_output_dir(trial))
+        name = f"checkpoint-{self.state.global_step}"
+        self._staging = run_dir / f"{checkpoints.PARTIAL}{name}"
+        try:
+            super()._save_checkpoint(model, trial)  # its own rotation runs inside the staging dir: nothing there
+            if self.args.should_save and self.data_record is not None:
+                self.data_record(self._staging / name, self.state.global_step)
+        finally:
+            self._staging = None
+        self.accelerator.wait_for_everyone()  # every rank's RNG state is in
+        if self.args.should_save:
+            checkpoints.commit(run_dir / f"{checkpoints.PARTIAL}{name}" / name, run_dir / name)
+            (run_dir / f"{checkpoints.PARTIAL}{name}").rmdir()
+            checkpoints.rotate(run_dir, self.args.save_total_limit, self.state.best_model_checkpoint)
+        self.accelerator.wait_for_everyone()
 
     def _issue_warnings_after_load(self, load_result: Any) -> None:
         """The Trainer's warning about keys missing from a resumed checkpoint, less the tied ones.
@@ -232,6 +262,12 @@ def train(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: 
         print(f"note: {start.done}", file=sys.stderr)
         return {}, None
     resume = start.resume
+    manifests = {name: ds.reader.manifest for name, ds in (("train", train_set), ("validation", eval_set)) if ds}
+    global_batch = targs.per_device_train_batch_size * max(targs.world_size, 1) * targs.gradient_accumulation_steps
+    order = {"sampling": str(getattr(targs.train_sampling_strategy, "value", targs.train_sampling_strategy)),
+             "seed": targs.seed, "data_seed": targs.data_seed, "global_batch": global_batch}
+    data = provenance.identity(manifests, cfg.max_seq_length, cfg.datasets_type, order)
+    history = provenance.check_resume(Path(resume), data, manifests, run.allow_data_change) if resume else []
     check_checkpoint_tokenizer(margs.model_name_or_path, identity)
     check_checkpoint_tokenizer(resume, identity)
     set_seed(targs.seed)  # the model's initial weights too, not only what the Trainer draws later
@@ -248,8 +284,12 @@ def train(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: 
     evaluated = eval_set
     if eval_set is not None and mlm.max_eval_samples is not None:
         evaluated = Subset(eval_set, range(min(mlm.max_eval_samples, len(eval_set))))  # the first N: the same each time
+    stopper = SaveOnSignal() if run.save_on_signal else None
     trainer = MlmTrainer(model=model, args=targs, collator=collator, train_dataset=train_set,
-                         eval_dataset=evaluated, processing_class=loaded.tokenizer, callbacks=callbacks)
+                         eval_dataset=evaluated, processing_class=loaded.tokenizer,
+                         callbacks=[*(callbacks or []), *([stopper] if stopper else [])])
+    trainer.data_record = lambda checkpoint, step: provenance.write_record(checkpoint, data, history, manifests, step,
+                                                                          global_batch)
     if trainer.is_world_process_zero():
         print(f"note: {padding_note(trainer)}", file=sys.stderr)
     if start.reached:  # killed after its last checkpoint, before the final save: that checkpoint is the end
@@ -258,12 +298,16 @@ def train(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: 
         trainer.state = trainer_state(resume)
         metrics: dict[str, Any] = {}
     else:
-        metrics = dict(trainer.train(resume_from_checkpoint=resume).metrics)
+        with stopper or contextlib.nullcontext():
+            metrics = dict(trainer.train(resume_from_checkpoint=resume).metrics)
+        if stopper is not None and stopper.received:  # saved at the step the signal came: exit as the signal asks
+            raise Terminated(stopper.received)
     if eval_set is not None:
         metrics.update(last_evaluation(trainer) or trainer.evaluate())
     trainer.save_model(targs.output_dir)
     if trainer.is_world_process_zero():
         save_manifests([s.reader.manifest for s in (train_set, eval_set) if s is not None], Path(targs.output_dir))
+        provenance.write_provenance(Path(targs.output_dir), data, history, trainer.state.global_step)
         trainer.save_metrics("all", metrics)
         trainer.save_state()  # trainer_state.json: the loss history beside the model
     return metrics, trainer

@@ -1,0 +1,78 @@
+"""Save on the preemption notice: finish the optimizer step, write a checkpoint, exit with the signal's status.
+
+Slurm sends SIGTERM some time before it kills a job (or SIGUSR1 with
+``--signal=USR1@120``); Kubernetes sends SIGTERM. While the Trainer runs, the
+first such signal only sets a flag; at the end of the current optimizer step
+every rank learns of it (one all-reduce of an int on a CPU process group, so
+a rank the signal reached first and one it reached later stop at the same
+step), the Trainer saves a checkpoint (an atomic commit, train/checkpoints.py)
+and training stops; ``train`` then raises ``Terminated`` and the command
+exits 128 + the signal's number (143 for SIGTERM). A second signal exits at
+once: the checkpoint being written stays invisible, the last complete one is
+kept. DataLoader workers ignore these signals (Slurm signals every process of
+the job; a worker killed by it would fail the step that has to finish).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from transformers import TrainerCallback
+
+from common.cli import Terminated
+
+SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+def ignore_in_worker() -> None:
+    """In a DataLoader worker: leave the preemption signals to the main process."""
+    for s in SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
+
+
+class SaveOnSignal(TrainerCallback):
+    """While installed (``with``): the first SIGTERM/SIGUSR1 becomes a save and a stop at the end of the
+    optimizer step, agreed by every rank; ``received`` names it after training."""
+
+    def __init__(self) -> None:
+        self.pending = 0  # the signal this process got, 0: none
+        self.received = 0  # the signal training stopped for, agreed across ranks
+        self._previous: dict[int, Any] = {}
+        self._group: Any = None
+
+    def __enter__(self) -> SaveOnSignal:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._on_signal) for s in SIGNALS}
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            # a CPU group: agreeing on the flag must not make a GPU step wait
+            self._group = None if dist.get_backend() == "gloo" else dist.new_group(backend="gloo")
+            self._distributed = True
+        else:
+            self._distributed = False
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous = {}
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if self.pending:  # the second: at once (a checkpoint being written stays invisible)
+            raise Terminated(signum)
+        self.pending = signum
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        flag = self.pending
+        if self._distributed:
+            t = torch.tensor([flag], dtype=torch.int64)
+            dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self._group)
+            flag = int(t.item())
+        if flag:
+            self.received = flag
+            control.should_save = True
+            control.should_training_stop = True
+        return control

@@ -1,0 +1,112 @@
+"""What a run trains on, recorded in every checkpoint and checked when the run resumes.
+
+A checkpoint holds ``data.json``: the identity of each split it trained on
+(the manifest's fingerprint, less where the text and tokenizer live), the
+block size, the data order's parameters, the step and the samples seen, and
+the history of earlier data when the run was continued on other data; and
+``manifests/<split>.json``, the manifests themselves, to say what changed.
+Resuming on a cache whose data differs is refused in one line unless
+``--allow_data_change``; the final model's ``provenance.json`` then lists
+every data the run trained on and the step each one started at.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from common.errors import UserError
+from common.format import FormatError
+from common.manifest import Manifest, read_json, write_json_atomic
+
+DATA_RECORD = "data.json"
+PROVENANCE = "provenance.json"
+
+
+def identity(manifests: dict[str, Manifest], max_seq_length: int, datasets_type: str, order: dict[str, Any]
+             ) -> dict[str, Any]:
+    """The data a run trains on, as a JSON object equal for equal data."""
+    splits = {}
+    for name, m in manifests.items():
+        t = m.totals()
+        splits[name] = {"fingerprint": m.fingerprint(where=False), "input_dir": m.input_dir, "shards": t["shards"],
+                        "tokens": t["tokens"], "blocks": t["blocks"]}
+    return {"splits": splits, "max_seq_length": max_seq_length, "datasets_type": datasets_type, "order": order}
+
+
+def write_record(checkpoint: Path, data: dict[str, Any], history: list[dict[str, Any]], manifests: dict[str, Manifest],
+                 step: int, global_batch: int) -> None:
+    """``data.json`` and ``manifests/`` into a checkpoint being written."""
+    (checkpoint / "manifests").mkdir(exist_ok=True)
+    for name, m in manifests.items():
+        write_json_atomic(checkpoint / "manifests" / f"{name}.json", m.to_dict())
+    write_json_atomic(checkpoint / DATA_RECORD, {"step": step, "samples_seen": step * global_batch, "data": data,
+                                                 "history": history})
+
+
+def _shard_changes(before: Manifest | None, now: Manifest) -> str:
+    if before is None:
+        return "other data (the checkpoint keeps no copy of its manifest to say which)"
+    old = {s.path: s.digest for s in before.shards}
+    new = {s.path: s.digest for s in now.shards}
+    parts = []
+    for what, names in (("added", sorted(set(new) - set(old))), ("removed", sorted(set(old) - set(new))),
+                        ("changed", sorted(n for n in set(old) & set(new) if old[n] != new[n]))):
+        if names:
+            parts.append(f"{len(names)} shard{'s' if len(names) > 1 else ''} {what} ({', '.join(names[:5])}"
+                         f"{' ...' if len(names) > 5 else ''})")
+    return ", ".join(parts) or "the same shards, tokenized or packed otherwise (tokenizer or parameters)"
+
+
+def _old_manifest(checkpoint: Path, split: str) -> Manifest | None:
+    path = checkpoint / "manifests" / f"{split}.json"
+    try:
+        return Manifest.from_dict(read_json(path), source=str(path))
+    except FormatError:
+        return None
+
+
+def check_resume(checkpoint: Path, now: dict[str, Any], manifests: dict[str, Manifest], allow: bool
+                 ) -> list[dict[str, Any]]:
+    """The data history to carry on from ``checkpoint``; UserError, one line, if its data differs from
+    ``now`` and not ``allow`` (a note if allowed). Changes of the data order alone are a note."""
+    try:
+        rec = read_json(checkpoint / DATA_RECORD)
+        before, history, step = rec["data"], list(rec.get("history", [])), int(rec["step"])
+    except (FormatError, KeyError, TypeError, ValueError):
+        print(f"note: {checkpoint} has no readable {DATA_RECORD} (saved by an older version): the data it "
+              "trained on cannot be compared with this cache", file=sys.stderr)
+        return []
+    changed = []
+    for split in sorted(set(before.get("splits", {})) | set(now["splits"])):
+        was, is_ = before.get("splits", {}).get(split), now["splits"].get(split)
+        if was is None or is_ is None:
+            changed.append(f"{split}: {'added' if was is None else 'gone'}")
+        elif was.get("fingerprint") != is_["fingerprint"]:
+            changed.append(f"{split}: {_shard_changes(_old_manifest(checkpoint, split), manifests[split])}")
+    for key in ("max_seq_length", "datasets_type"):
+        if before.get(key) != now[key]:
+            changed.append(f"--{key} {before.get(key)} -> {now[key]}")
+    order = [f"{k} {before.get('order', {}).get(k)} -> {v}" for k, v in now["order"].items()
+             if before.get("order", {}).get(k) != v]
+    if order:
+        print(f"note: the data order differs from {checkpoint.name}'s ({', '.join(order)}): the samples after step "
+              f"{step} follow the new order", file=sys.stderr)
+    if not changed:
+        return history
+    what = "; ".join(changed)
+    if not allow:
+        raise UserError(f"{checkpoint} was trained on other data than the cache holds now ({what}); resuming would "
+                        "go on over other blocks in another order: rebuild the cache as it was, or add "
+                        "--allow_data_change to continue on this data (recorded in the model's provenance.json)")
+    print(f"note: --allow_data_change: continuing from step {step} on other data ({what}); provenance.json "
+          "will list both", file=sys.stderr)
+    return [*history, {"until_step": step, "data": before}]
+
+
+def write_provenance(output_dir: Path, data: dict[str, Any], history: list[dict[str, Any]], step: int) -> None:
+    """Beside the final model: every data the run trained on, the earlier ones with the step they ended at."""
+    start = history[-1]["until_step"] if history else 0
+    write_json_atomic(output_dir / PROVENANCE, {"data": [*history, {"from_step": start, "until_step": step,
+                                                                     "data": data}]})
