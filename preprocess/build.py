@@ -486,8 +486,9 @@ def remove_stale_temps(out_dir: Path) -> int:
     return removed
 
 
-def remove_unreferenced(out_dir: Path, manifest: Manifest) -> int:
+def remove_unreferenced(out_dir: Path, manifest: Manifest, leased: set[str] = frozenset()) -> int:
     """Delete pieces the manifest does not name, and temp files of dead writers; how many went.
+    ``leased``: files a running training job reads (common/leases.py), kept too.
 
     Only files with this tool's own names, only in the split's own dirs, and
     never through a symlink: whatever else a user put there stays. Runs
@@ -495,7 +496,7 @@ def remove_unreferenced(out_dir: Path, manifest: Manifest) -> int:
     a temp file is still deleted only once its writer is gone, in case the
     lock does not hold across hosts (see README: shared file systems).
     """
-    keep: set[str] = set()
+    keep: set[str] = set(leased)
     for p in manifest.pieces:
         keep |= {f.path for f in p.arrays()} | {piece_record_name(p.key)}
         if p.blocks:

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from common import leases
 from common.check import SplitCheck, check_split, input_dirs
 from common.cli import parse_args, run_command
 from common.errors import UserError
@@ -149,12 +150,22 @@ def show(split: Path, m: Manifest) -> str:
         f"unknown    {_n(t['unk_tokens'], 'id')} of the unknown token "
         f"({unk_share(t['unk_tokens'], t['tokens'], t['lines']):.2%} of the ids)",
         f"disk       {_size(t['disk_bytes'])} of arrays ({t['disk_bytes'] / max(t['tokens'], 1):.2f} bytes/token)",
+        f"readers    {_readers(split)}",
         "line lengths (tokens):",
         *histogram_lines(stats["line_hist"]),
         "block lengths (tokens):",
         *histogram_lines(stats["block_hist"], top_length=p.max_seq_length),
     ]
     return "\n".join(lines)
+
+
+def _readers(split: Path) -> str:
+    """The training jobs that read this split now (their leases, common/leases.py)."""
+    live = [x for x in leases.read_leases(split.parent) if split.name in x.files]
+    if not live:
+        return "no training job reads this split now"
+    return "training jobs reading it (a preprocess rerun keeps their pieces): " + ", ".join(
+        f"{x.who} since {x.started}" for x in live)
 
 
 def state_lines(c: SplitCheck, verbose: bool) -> list[str]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from common import leases
 from common.check import input_dirs, refuse_overlap
 from common.errors import UserError
 from common.format import BLOCKS_DIR, PIECES_DIR, SPACE_TOKEN
@@ -273,13 +274,24 @@ def _run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
                     written = False
                 else:
                     written = build.commit_split(plan, manifest, old, force=force)
-                    build.remove_unreferenced(plan.out_dir, manifest)
+                    _remove_unreferenced(cache, plan, manifest)
                     slices.clear_markers(plan.out_dir)
                 reports.append(build.SplitReport(plan.split, len(plan.shards), n_tok, n_pack, not written,
                                                  manifest.totals(), time.perf_counter() - t0))
         if any(read_only_reasons):
             raise UserError(_read_only_message(cache, read_only_reasons))
         return reports
+
+
+def _remove_unreferenced(cache: Path, plan: build.SplitPlan, manifest: Manifest) -> None:
+    """Delete what the new manifest no longer names, except what a running training job reads (its lease)."""
+    files, holders = leases.leased(cache, plan.split)
+    named = {f.path for p in manifest.pieces for f in p.arrays()}
+    kept = [f for f in files - named if f.endswith(".tokens.npy") and (plan.out_dir / f).is_file()]
+    build.remove_unreferenced(plan.out_dir, manifest, files)
+    if kept:
+        print(f"note: {plan.split}: kept {len(kept)} pieces the new manifest no longer names: a training job reads "
+              f"them ({', '.join(holders)}); a run after it ends removes them", file=sys.stderr)
 
 
 def _marker_tokenizer(marker: dict) -> TokenizerIdentity | None:

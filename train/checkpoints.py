@@ -165,6 +165,9 @@ def plan_start(output_dir: str, resume: str | None, overwrite: bool, target_step
     the one that deletes, rank 0 under torchrun).
     """
     out = Path(output_dir)
+    if resume not in (None, "latest") and (why := unusable(Path(resume))):  # named: an error, nothing deleted
+        raise UserError(f"--resume_from_checkpoint {resume}: cannot resume from it: {why}; give a complete "
+                        f"checkpoint-<step> dir, or latest for the newest complete one in --output_dir")
     if may_delete and (gone := remove_incomplete(out)):
         print(f"note: removed {', '.join(gone)} from {out}: incomplete (a save or rotation that was killed), "
               "never resumable", file=sys.stderr)
@@ -175,9 +178,6 @@ def plan_start(output_dir: str, resume: str | None, overwrite: bool, target_step
             raise UserError(f"--resume_from_checkpoint latest: --output_dir {out} holds no checkpoint-<step> dir"
                             f"{model}; drop the flag to start a new run (into another --output_dir)")
         resume = str(last)
-    elif resume is not None and (why := unusable(Path(resume))):
-        raise UserError(f"--resume_from_checkpoint {resume}: cannot resume from it: {why}; give a complete "
-                        f"checkpoint-<step> dir, or latest for the newest complete one in --output_dir")
     if resume is not None:
         step = step_of(Path(resume) / FINISHED_MARK)
         reached = step is not None and target_steps is not None and step >= target_steps

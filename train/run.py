@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import SequentialSampler, Subset
 from transformers import Trainer, TrainerState, TrainingArguments, set_seed
 
+from common import leases
 from common.check import check_split, input_dirs, refuse_overlap, tokenizer_difference
 from common.cli import Terminated
 from common.config import CacheArguments
@@ -255,14 +256,22 @@ def train(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: 
     if targs.eval_strategy != "no" and eval_set is None:
         raise UserError(f"--eval_strategy {getattr(targs.eval_strategy, 'value', targs.eval_strategy)} but {cfg.datasets_cache_dir}/validation has no "
                         "manifest; preprocess with --eval_dir, or drop --eval_strategy")
-    identity = loaded.identity
     start = plan_start(targs.output_dir, targs.resume_from_checkpoint, run.overwrite_output_dir,
                        target_steps(targs, len(train_set)), may_delete=targs.process_index == 0)
     if start.done:
         print(f"note: {start.done}", file=sys.stderr)
         return {}, None
-    resume = start.resume
     manifests = {name: ds.reader.manifest for name, ds in (("train", train_set), ("validation", eval_set)) if ds}
+    with leases.hold(Path(cfg.datasets_cache_dir), manifests):  # a preprocess rerun keeps what this job reads
+        return _fit(cfg, margs, mlm, targs, run, loaded, train_set, eval_set, start, manifests, callbacks)
+
+
+def _fit(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: TrainingArguments, run: RunArguments,
+         loaded: LoadedTokenizer, train_set: Any, eval_set: Any, start: Any, manifests: dict[str, Manifest],
+         callbacks: list[Any] | None) -> tuple[dict[str, Any], Trainer]:
+    """Build the model and the Trainer, train (or resume), evaluate and save: ``train`` past its checks."""
+    identity = loaded.identity
+    resume = start.resume
     global_batch = targs.per_device_train_batch_size * max(targs.world_size, 1) * targs.gradient_accumulation_steps
     order = {"sampling": str(getattr(targs.train_sampling_strategy, "value", targs.train_sampling_strategy)),
              "seed": targs.seed, "data_seed": targs.data_seed, "global_batch": global_batch}

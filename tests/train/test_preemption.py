@@ -1,0 +1,225 @@
+"""A long run survives what clusters do to it: kills mid-save, a preemption notice, a cache rebuilt under
+it, a resume on other data (issue 19). Each through mlm-train in a process of its own, signalled as
+Slurm signals: the whole process group (DataLoader workers included)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from preprocess.__main__ import main as preprocess_main
+from tests.corpus import write_shards
+from train.__main__ import main as train_main
+from train.checkpoints import PARTIAL, checkpoints, unusable
+
+ROOT = Path(__file__).parents[2]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def build(tmp_path: Path, tok: Path, n_shards: int = 4, lines: int = 40, *flags: str) -> Path:
+    text, cache = tmp_path / "text", tmp_path / "cache"
+    write_shards(text, n_shards=n_shards, lines_per_shard=lines)
+    assert preprocess_main(["--tokenizer_name_or_path", str(tok), "--train_dir", str(text), "--datasets_cache_dir",
+                            str(cache), "--max_seq_length", "32", "--num_workers", "1", *flags]) == 0
+    return cache
+
+
+def train_args(tok: Path, cache: Path, out: Path, *extra: str) -> list[str]:
+    return ["--tokenizer_name_or_path", str(tok), "--datasets_cache_dir", str(cache), "--max_seq_length", "32",
+            "--architecture", "roberta-tiny", "--output_dir", str(out), "--per_device_train_batch_size", "4",
+            "--report_to", "none", "--disable_tqdm", "true", "--logging_steps", "1", "--seed", "3", *extra]
+
+
+def start(args: list[str]) -> subprocess.Popen:
+    """mlm-train in a session of its own, so a signal can go to its whole process group, as Slurm's does."""
+    return subprocess.Popen([sys.executable, "-m", "train", *args], cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def run(args: list[str]) -> subprocess.CompletedProcess:
+    """mlm-train to its end in a process like ``start``'s (same threads: the same floats)."""
+    r = subprocess.run([sys.executable, "-m", "train", *args], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                       timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+def wait_for(cond, timeout: float = 120.0, every: float = 0.01) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError("timed out waiting")
+        time.sleep(every)
+
+
+def losses(out: Path) -> dict[int, float]:
+    """Every logged training loss of a run, by step, from its newest trainer_state.json."""
+    states = [out / "trainer_state.json", *[c / "trainer_state.json" for c in reversed(checkpoints(out))]]
+    state = json.loads(next(p for p in states if p.is_file()).read_text())
+    return {h["step"]: h["loss"] for h in state["log_history"] if "loss" in h}
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    x, y = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
+def test_a_preemption_signal_saves_at_the_current_step_and_the_resume_is_exact(tmp_path, bpe_dir, sig):
+    cache = build(tmp_path, bpe_dir)
+    full = tmp_path / "full"
+    run(train_args(bpe_dir, cache, full, "--max_steps", "40", "--save_strategy", "no"))
+    cut = tmp_path / "cut"
+    args = train_args(bpe_dir, cache, cut, "--max_steps", "40", "--save_steps", "1000",
+                      "--dataloader_num_workers", "2")
+    p = start(args)
+    seen = []
+    for line in p.stdout:  # the Trainer prints each logged step
+        seen.append(line)
+        if "'loss'" in line and len([x for x in seen if "'loss'" in x]) >= 5:
+            os.killpg(p.pid, sig)  # every process of the job, as Slurm signals it
+            break
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 128 + sig, err[-2000:]
+    assert f"terminated ({signal.Signals(sig).name})" in err and "--resume_from_checkpoint latest" in err
+    (saved,) = checkpoints(cut)  # one checkpoint, complete, at the step the signal came
+    step = int(saved.name.split("-")[1])
+    assert 5 <= step < 40 and unusable(saved) is None
+    assert not list(cut.glob(f"{PARTIAL}*"))
+    run([*train_args(bpe_dir, cache, cut, "--max_steps", "40", "--save_steps", "1000"), "--resume_from_checkpoint",
+         "latest"])
+    before, after = losses(full), losses(cut)
+    assert {k: v for k, v in after.items() if k > step} == {k: v for k, v in before.items() if k > step}
+    assert same_weights(full, cut)
+
+
+def test_a_second_signal_exits_at_once_leaving_only_complete_checkpoints(tmp_path, bpe_dir):
+    cache = build(tmp_path, bpe_dir)
+    out = tmp_path / "out"
+    p = start(train_args(bpe_dir, cache, out, "--max_steps", "100000", "--save_steps", "3"))
+    wait_for(lambda: len(checkpoints(out)) >= 1)
+    os.killpg(p.pid, signal.SIGTERM)
+    os.killpg(p.pid, signal.SIGTERM)
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 143 and "terminated (SIGTERM)" in err
+    assert checkpoints(out) and all(unusable(c) is None for c in checkpoints(out))
+
+
+def test_resume_on_changed_data_is_refused_in_one_line_and_allowed_with_the_flag(capsys, tmp_path, bpe_dir):
+    cache = build(tmp_path, bpe_dir)
+    out = tmp_path / "out"
+    args = train_args(bpe_dir, cache, out, "--max_steps", "4", "--save_steps", "2")
+    assert train_main(args) == 0
+    edited = tmp_path / "text" / "shard_001.txt"
+    edited.write_text(edited.read_text() + "an added line\n")
+    (tmp_path / "text" / "shard_009.txt").write_text("a new shard\n")
+    assert preprocess_main(["--tokenizer_name_or_path", str(bpe_dir), "--train_dir", str(tmp_path / "text"),
+                            "--datasets_cache_dir", str(cache), "--max_seq_length", "32"]) == 0
+    longer = [a if a != "4" else "6" for a in args]
+    capsys.readouterr()
+    assert train_main([*longer, "--resume_from_checkpoint", "latest"]) == 2
+    err = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
+    assert len(err) == 1 and "checkpoint-4 was trained on other data" in err[0]
+    assert "1 shard added (shard_009.txt), 1 shard changed (shard_001.txt)" in err[0] and "--allow_data_change" in err[0]
+    assert train_main([*longer, "--resume_from_checkpoint", "latest", "--allow_data_change"]) == 0
+    assert "--allow_data_change: continuing from step 4 on other data" in capsys.readouterr().err
+    history = json.loads((out / "provenance.json").read_text())["data"]
+    assert [(h.get("from_step"), h["until_step"]) for h in history] == [(None, 4), (4, 6)]
+    assert history[0]["data"]["splits"]["train"]["shards"] == 4 and history[1]["data"]["splits"]["train"]["shards"] == 5
+    assert history[0]["data"]["splits"]["train"]["fingerprint"] != history[1]["data"]["splits"]["train"]["fingerprint"]
+
+
+def test_a_damaged_checkpoint_named_explicitly_is_one_line_and_latest_skips_an_incomplete_one(capsys, tmp_path,
+                                                                                             bpe_dir):
+    cache = build(tmp_path, bpe_dir)
+    out = tmp_path / "out"
+    args = train_args(bpe_dir, cache, out, "--max_steps", "4", "--save_steps", "2")
+    assert train_main(args) == 0
+    # what a kill leaves: a partial save, and a checkpoint of an older version without its state
+    (out / f"{PARTIAL}checkpoint-6" / "checkpoint-6").mkdir(parents=True)
+    (out / "checkpoint-8").mkdir()
+    (out / "checkpoint-8" / "config.json").write_text("{}")
+    capsys.readouterr()
+    assert train_main([*args, "--resume_from_checkpoint", str(out / "checkpoint-8")]) == 2
+    err = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
+    assert len(err) == 1 and "cannot resume from it: no readable trainer_state.json" in err[0]
+    longer = [a if a != "4" else "6" for a in args]
+    assert train_main([*longer, "--resume_from_checkpoint", "latest"]) == 0
+    err = capsys.readouterr().err
+    assert f"removed {PARTIAL}checkpoint-6, checkpoint-8 from {out}: incomplete" in err
+    assert [c.name for c in checkpoints(out)] == ["checkpoint-2", "checkpoint-4", "checkpoint-6"]
+
+
+def test_a_cache_rebuilt_under_a_running_job_keeps_its_pieces_until_the_job_ends(tmp_path, bpe_dir):
+    cache = build(tmp_path, bpe_dir, 12, 14, "--task_size_mb", "0.002")  # 12 pieces
+    base = ["--max_steps", "150", "--save_strategy", "no", "--dataloader_num_workers", "2",
+            "--per_device_train_batch_size", "16"]
+    quiet = tmp_path / "quiet"
+    run(train_args(bpe_dir, cache, quiet, *base))
+    busy = tmp_path / "busy"
+    p = start(train_args(bpe_dir, cache, busy, *base))
+    wait_for(lambda: list((cache / "readers").glob("*.json")))
+    time.sleep(1.0)
+    for shard in sorted((tmp_path / "text").glob("*.txt")):  # every piece changes
+        shard.write_text(shard.read_text() + "one more line\n")
+    r = subprocess.run([sys.executable, "-m", "preprocess", "--tokenizer_name_or_path", str(bpe_dir), "--train_dir",
+                        str(tmp_path / "text"), "--datasets_cache_dir", str(cache), "--max_seq_length", "32",
+                        "--num_workers", "1", "--task_size_mb", "0.002"], cwd=ROOT, env=ENV, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert p.poll() is None, "the job must still be training when the cache is rebuilt"
+    assert f"kept 12 pieces the new manifest no longer names: a training job reads them (pid {p.pid} on" in r.stderr
+    _, err = p.communicate(timeout=600)
+    assert p.returncode == 0, err[-2000:]
+    assert losses(busy) == losses(quiet)  # the job trained on the data it started with, undisturbed
+    pieces = cache / "train" / "pieces"
+    assert len(list(pieces.glob("*.tokens.npy"))) == 24  # the job's 12 and the new 12
+    assert preprocess_main(["--tokenizer_name_or_path", str(bpe_dir), "--train_dir", str(tmp_path / "text"),
+                            "--datasets_cache_dir", str(cache), "--max_seq_length", "32", "--num_workers", "1",
+                            "--task_size_mb", "0.002"]) == 0
+    assert len(list(pieces.glob("*.tokens.npy"))) == 12 and not list((cache / "readers").glob("*.json"))
+
+
+@pytest.mark.slow
+def test_ten_kills_at_random_moments_some_inside_saves_and_the_run_still_ends_exactly(tmp_path, bpe_dir):
+    """SIGKILL of the whole process tree, 10 times, half of them as a checkpoint is being written; each
+    followed by --resume_from_checkpoint latest. The weights at the end equal an uninterrupted run's."""
+    cfg = json.loads((ROOT / "train" / "configs" / "roberta-tiny.json").read_text())
+    cfg.update(hidden_size=256, intermediate_size=1024, num_hidden_layers=4)  # a save of ~30 MB: it takes a while
+    (tmp_path / "mid.json").write_text(json.dumps(cfg))
+    cache = build(tmp_path, bpe_dir, 4, 60)
+    base = ["--max_steps", "40", "--save_steps", "2", "--save_total_limit", "2", "--config_name",
+            str(tmp_path / "mid.json")]
+    full = tmp_path / "full"
+    run(train_args(bpe_dir, cache, full, *base))
+    out = tmp_path / "out"
+    rng = random.Random(7)
+    inside = 0
+    for k in range(10):
+        resume = ["--resume_from_checkpoint", "latest"] if checkpoints(out) else []
+        p = start(train_args(bpe_dir, cache, out, *base, *resume))
+        if k % 2:  # at the moment a save begins
+            wait_for(lambda: p.poll() is not None or list(out.glob(f"{PARTIAL}*")), every=0.001)
+            inside += p.poll() is None
+        else:
+            time.sleep(rng.uniform(3.0, 9.0))
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+        p.communicate(timeout=120)
+        assert all(unusable(c) is None for c in checkpoints(out)), "a visible checkpoint must be complete"
+    assert inside >= 3
+    resume = ["--resume_from_checkpoint", "latest"] if checkpoints(out) else []
+    p = start(train_args(bpe_dir, cache, out, *base, *resume))
+    _, err = p.communicate(timeout=900)
+    assert p.returncode == 0, err[-3000:]
+    assert same_weights(full, out)
