@@ -209,7 +209,7 @@ def test_ten_kills_at_random_moments_some_inside_saves_and_the_run_still_ends_ex
         resume = ["--resume_from_checkpoint", "latest"] if checkpoints(out) else []
         p = start(train_args(bpe_dir, cache, out, *base, *resume))
         if k % 2:  # at the moment a save begins
-            wait_for(lambda: p.poll() is not None or list(out.glob(f"{PARTIAL}*")), every=0.001)
+            wait_for(lambda p=p: p.poll() is not None or list(out.glob(f"{PARTIAL}*")), every=0.001)
             inside += p.poll() is None
         else:
             time.sleep(rng.uniform(3.0, 9.0))
