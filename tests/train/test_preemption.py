@@ -223,3 +223,40 @@ def test_ten_kills_at_random_moments_some_inside_saves_and_the_run_still_ends_ex
     _, err = p.communicate(timeout=900)
     assert p.returncode == 0, err[-3000:]
     assert same_weights(full, out)
+
+
+@pytest.mark.slow
+def test_under_torchrun_a_signal_to_one_rank_stops_both_at_the_same_step(tmp_path, bpe_dir):
+    """Slurm's notice may reach one rank first: the other learns of it at the end of the same optimizer
+    step (without agreement it would wait forever in the next step's gradient all-reduce)."""
+    import psutil
+
+    cache = build(tmp_path, bpe_dir)
+    out = tmp_path / "out"
+    args = train_args(bpe_dir, cache, out, "--max_steps", "100000", "--save_steps", "100000")
+    p = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "train",
+                          *args], cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    logged = 0
+    for line in p.stdout:
+        logged += "'loss'" in line
+        if logged >= 3:
+            break
+    ranks = {int(c.environ().get("RANK", -1)): c for c in psutil.Process(p.pid).children(recursive=True)
+             if c.environ().get("RANK") is not None and c.environ().get("LOCAL_RANK") is not None}
+    ranks[1].send_signal(signal.SIGUSR1)  # rank 1 only
+    try:
+        _, err = p.communicate(timeout=180)
+    finally:
+        if p.poll() is None:  # ranks that disagree hang in the next step's all-reduce
+            os.killpg(p.pid, signal.SIGKILL)
+    (saved,) = checkpoints(out)
+    assert unusable(saved) is None, err[-3000:]
+    assert (saved / "rng_state_0.pth").is_file() and (saved / "rng_state_1.pth").is_file()
+    assert "terminated (SIGUSR1)" in err
+    step = json.loads((saved / "trainer_state.json").read_text())["global_step"]
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "train",
+                        *[a if a != "100000" else str(step + 3) for a in args], "--resume_from_checkpoint",
+                        "latest"], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == step + 3
