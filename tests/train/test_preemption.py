@@ -178,6 +178,9 @@ def test_a_cache_rebuilt_under_a_running_job_keeps_its_pieces_until_the_job_ends
                        text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert p.poll() is None, "the job must still be training when the cache is rebuilt"
+    shown = subprocess.run([sys.executable, "-m", "preprocess.inspect_cache", "show", str(cache / "train")], cwd=ROOT,
+                           env=ENV, capture_output=True, text=True, timeout=120).stdout
+    assert f"readers    training jobs reading it (a preprocess rerun keeps their pieces): pid {p.pid} on" in shown
     assert f"kept 12 pieces the new manifest no longer names: a training job reads them (pid {p.pid} on" in r.stderr
     _, err = p.communicate(timeout=600)
     assert p.returncode == 0, err[-2000:]
@@ -260,3 +263,10 @@ def test_under_torchrun_a_signal_to_one_rank_stops_both_at_the_same_step(tmp_pat
                         "latest"], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == step + 3
+
+
+def test_a_cache_where_no_lease_can_be_written_still_trains_with_a_note(capsys, tmp_path, bpe_dir):
+    cache = build(tmp_path, bpe_dir)
+    (cache / "readers").write_text("not a dir")  # stands for a read-only mount (root writes anywhere)
+    assert train_main(train_args(bpe_dir, cache, tmp_path / "out", "--max_steps", "1")) == 0
+    assert "so this job holds no lease on the pieces it reads" in capsys.readouterr().err
