@@ -113,6 +113,8 @@ def test_a_second_signal_exits_at_once_leaving_only_complete_checkpoints(tmp_pat
     _, err = p.communicate(timeout=300)
     assert p.returncode == 143 and "terminated (SIGTERM)" in err
     assert checkpoints(out) and all(unusable(c) is None for c in checkpoints(out))
+    # no save at the step the signals came: the newest checkpoint is one of --save_steps 3's
+    assert all(int(c.name.split("-")[1]) % 3 == 0 for c in checkpoints(out))
 
 
 def test_resume_on_changed_data_is_refused_in_one_line_and_allowed_with_the_flag(capsys, tmp_path, bpe_dir):
