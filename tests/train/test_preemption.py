@@ -109,9 +109,9 @@ def test_a_second_signal_exits_at_once_leaving_only_complete_checkpoints(tmp_pat
     p = start(train_args(bpe_dir, cache, out, "--max_steps", "100000", "--save_steps", "3"))
     wait_for(lambda: len(checkpoints(out)) >= 1)
     os.killpg(p.pid, signal.SIGTERM)
-    os.killpg(p.pid, signal.SIGTERM)
+    os.killpg(p.pid, signal.SIGUSR1)  # another signal: two of one kind may reach the process as one
     _, err = p.communicate(timeout=300)
-    assert p.returncode == 143 and "terminated (SIGTERM)" in err
+    assert p.returncode in (138, 143) and "terminated (SIG" in err
     assert checkpoints(out) and all(unusable(c) is None for c in checkpoints(out))
     # no save at the step the signals came: the newest checkpoint is one of --save_steps 3's
     assert all(int(c.name.split("-")[1]) % 3 == 0 for c in checkpoints(out))
