@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         return train_and_report(parsed, check_inputs=False)  # just preprocessed: fresh by construction
 
-    return run_command(body, stopped_message(box))
+    return run_command(body, stopped_message(box, builds_cache=True))
 
 
 if __name__ == "__main__":

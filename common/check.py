@@ -282,9 +282,16 @@ def refuse_overlap(train_dir: str, eval_dir: str, ext: str, recursive: bool) -> 
                                 "dir with --validation_split_percentage instead of --eval_dir")
     if not all(d.is_dir() for d in (*train, *evals)):
         return  # a missing dir gets its own error where it is read
-    shared = ({p.resolve() for _, p in list_inputs(train, ext, recursive)}
-              & {p.resolve() for _, p in list_inputs(evals, ext, recursive)})
+    def files(dirs: list[Path]) -> dict[tuple[int, int], Path]:  # by (device, inode): links of any kind
+        out = {}
+        for _, p in list_inputs(dirs, ext, recursive):
+            st = os.stat(p)
+            out[(st.st_dev, st.st_ino)] = p
+        return out
+
+    in_train, in_eval = files(train), files(evals)
+    shared = sorted(str(in_eval[k]) for k in set(in_train) & set(in_eval))
     if shared:
-        raise UserError(f"{len(shared)} files are both in --train_dir and in --eval_dir (through links), e.g. "
-                        f"{min(shared)}: the model would be evaluated on text it trains on; give an --eval_dir of "
+        raise UserError(f"{len(shared)} files are both in --train_dir and in --eval_dir (links to one file), e.g. "
+                        f"{shared[0]}: the model would be evaluated on text it trains on; give an --eval_dir of "
                         "other text")

@@ -24,6 +24,7 @@ from common.config import CacheArguments
 from common.format import MANIFEST_NAME
 
 PLACEHOLDER = "<dir of your training text>"
+EVAL_PLACEHOLDER = "<dir of your validation text>"
 
 
 def _absolute(dirs: str) -> str:
@@ -32,7 +33,11 @@ def _absolute(dirs: str) -> str:
 
 
 def _number(x: Any) -> str:
-    return f"{x:g}" if isinstance(x, (int, float)) else str(x)
+    """A recorded number as a flag's value that parses back to exactly it (``{:g}`` alone rounds 3.14159265)."""
+    if isinstance(x, (int, float)) and not isinstance(x, bool):
+        short = f"{x:g}"
+        return short if float(short) == x else repr(x)
+    return str(x)
 
 
 def preprocess_program() -> list[str]:
@@ -82,6 +87,8 @@ def rebuild_command(cfg: CacheArguments) -> str:
                  "--validation_split_seed", str(held_out.get("seed"))]
     elif validation is not None:
         args += ["--eval_dir", _absolute(validation["input_dir"])]
+    elif (cache / "validation" / MANIFEST_NAME).exists():  # there, but unreadable: its text dir is unknown
+        args += ["--eval_dir", EVAL_PLACEHOLDER]
     args += ["--ext", str(params.get("ext") or cfg.ext)]
     if params.get("text_column"):
         args += ["--text_column", str(params["text_column"])]

@@ -7,15 +7,17 @@ import sys
 from collections.abc import Callable
 
 
-def stopped_message(parsed_box: list) -> Callable[[], str]:
+def stopped_message(parsed_box: list, builds_cache: bool = False) -> Callable[[], str]:
     """What the interrupt message says, worked out when the run stops: the checkpoint to resume from,
-    or that there is none (``parsed_box`` holds the parsed settings once parsing is done)."""
+    or that there is none (``parsed_box`` holds the parsed settings once parsing is done);
+    ``builds_cache``: the command also preprocesses (run_mlm.py), so the cache's state is worth a word."""
 
     def say() -> str:
         from train.checkpoints import resume_hint
 
         out = parsed_box[0].training.output_dir if parsed_box else None
-        return f"stopped; the cache keeps its last complete state; {resume_hint(out)}"
+        cache = "the cache keeps its last complete state; " if builds_cache else ""
+        return f"stopped; {cache}{resume_hint(out)}"
 
     return say
 

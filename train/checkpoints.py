@@ -19,7 +19,6 @@ transformers: the interrupt message reads it too.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import sys
@@ -27,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.errors import UserError
+from common.manifest import fsync_dir
 
 CHECKPOINT = re.compile(r"checkpoint-(\d+)")
 FINISHED_MARK = "trainer_state.json"  # at the top of --output_dir: written last by a finished run
@@ -83,7 +83,7 @@ def commit(staging: Path, final: Path) -> None:
     if final.exists():
         final.rename(old)
     staging.rename(final)
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
     if old.exists():
         shutil.rmtree(old, ignore_errors=True)
 
@@ -99,14 +99,6 @@ def rotate(output_dir: Path, limit: int | None, keep: str | None = None) -> None
         aside = p.with_name(f"{DELETING}{p.name}")
         p.rename(aside)
         shutil.rmtree(aside, ignore_errors=True)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def last_checkpoint(output_dir: str | Path) -> Path | None:
@@ -178,17 +170,27 @@ def plan_start(output_dir: str, resume: str | None, overwrite: bool, target_step
             raise UserError(f"--resume_from_checkpoint latest: --output_dir {out} holds no checkpoint-<step> dir"
                             f"{model}; drop the flag to start a new run (into another --output_dir)")
         resume = str(last)
+    if resume is not None and not overwrite and (last is not None or finished is not None) \
+            and Path(resume).resolve().parent != out.resolve():
+        raise UserError(f"--output_dir {out} holds another run ({f'its last checkpoint: {last.name}' if last else ''}"
+                        f"{'; ' if last and finished is not None else ''}"
+                        f"{f'a finished model, step {finished}' if finished is not None else ''}) that resuming "
+                        f"{resume} there would overwrite; resume into another --output_dir, or add "
+                        "--overwrite_output_dir to replace that run")
     if resume is not None:
         step = step_of(Path(resume) / FINISHED_MARK)
         reached = step is not None and target_steps is not None and step >= target_steps
         if reached and finished is not None and finished >= step:
             return Start(done=f"{out} holds a run that finished at step {finished} (this command's target: "
-                              f"{target_steps} steps); nothing to do. To train further, raise --max_steps")
+                              f"{target_steps} steps); nothing to do. To train further, raise --max_steps "
+                              "(or --num_train_epochs)")
         return Start(resume=resume, reached=reached)
     if overwrite:
         old = checkpoints(out)
         for path in old if may_delete else ():
-            shutil.rmtree(path)
+            path.unlink() if path.is_symlink() else shutil.rmtree(path)
+        if may_delete:  # an interrupted fresh run must not leave the old run looking finished
+            (out / FINISHED_MARK).unlink(missing_ok=True)
         if may_delete and (old or finished is not None):
             print(f"note: --overwrite_output_dir: starting afresh in {out}"
                   + (f"; deleted its {len(old)} checkpoint dirs" if old else ""), file=sys.stderr)

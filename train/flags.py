@@ -248,7 +248,10 @@ def precheck(argv: list[str], prog: str, own: tuple[type, ...]) -> bool:
     parser = fast_parser(prog, own)
     if not trainer_fields():  # transformers' source not where we look: the full parse decides alone
         return False
-    if len(argv) == 1 and argv[0].endswith(".json"):
+    if argv and argv[0].endswith(".json"):
+        if len(argv) > 1:
+            raise UserError(f"{argv[0]} is a config file, which replaces every flag: give it alone (put "
+                            f"{' '.join(argv[1:])} into it as keys), or give flags only")
         return False  # a config file: the full parse checks its keys
     # --per-device-train-batch-size: HfArgumentParser takes the dashed spelling of every flag too
     argv = [_underscored(a) if a.startswith("--") else a for a in argv]
@@ -260,4 +263,9 @@ def precheck(argv: list[str], prog: str, own: tuple[type, ...]) -> bool:
     refuse_other_commands_flags({a[2:].split("=", 1)[0] for a in flags}, prog)
     if flags:
         raise UserError(f"unrecognized arguments: {' '.join(flags)}; see {prog} --help")
+    missing = [f"--{f.name}" for cls in own for f in dataclasses.fields(cls)
+               if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+               and getattr(namespace, f.name, None) is None]
+    if missing:
+        raise UserError(f"the following arguments are required: {', '.join(missing)}; see {prog} --help")
     return False

@@ -14,7 +14,7 @@ from torch.utils.data import SequentialSampler, Subset
 from transformers import Trainer, TrainerState, TrainingArguments, set_seed
 
 from common import leases
-from common.check import check_split, input_dirs, refuse_overlap, tokenizer_difference
+from common.check import SplitCheck, check_split, input_dirs, refuse_overlap, tokenizer_difference
 from common.cli import Terminated
 from common.config import CacheArguments
 from common.errors import UserError
@@ -46,7 +46,24 @@ def input_check_note(split_dir: Path, dirs: str) -> str | None:
     if not missing:
         return None
     return (f"note: {split_dir} was not compared with its text: {', '.join(missing)} (recorded in its manifest) "
-            "is not reachable from here; give --train_dir/--eval_dir where the text is, or --input_check off")
+            f"{'is' if len(missing) == 1 else 'are'} not reachable from here; give --train_dir/--eval_dir where the "
+            "text is, or --input_check off")
+
+
+def compared(cfg: CacheArguments, split: str, split_dir: Path, first: SplitCheck, by_stat: bool) -> SplitCheck:
+    """``first`` with the split's text compared, or unchanged after a note where the text is out of reach:
+    a dir missing, or present but holding none of the shards (an unmounted file system's mount point)."""
+    dirs, given = text_dir(cfg, split, first.manifest)
+    note = None if given else input_check_note(split_dir, dirs)
+    if note is None:
+        c = check_split(split_dir, input_dir=dirs, sizes=False, manifest=first.manifest, by_stat=by_stat)
+        if given or c.unchanged or c.changed or c.added or not c.removed:
+            return c
+        note = (f"note: {split_dir} was not compared with its text: {dirs} holds none of its "
+                f"{len(c.removed):,} shards (a file system not mounted here?); give --train_dir/--eval_dir where "
+                "the text is, or --input_check off")
+    print(note, file=sys.stderr)
+    return first
 
 
 def checked_datasets(cfg: CacheArguments, loaded: LoadedTokenizer, input_check: str) -> tuple[dict[str, Any], str]:
@@ -65,23 +82,25 @@ def checked_datasets(cfg: CacheArguments, loaded: LoadedTokenizer, input_check: 
     for split in ("train", "validation"):
         split_dir = Path(cfg.datasets_cache_dir) / split
         if split == "validation" and not (split_dir / MANIFEST_NAME).exists():
+            if split_dir.is_dir() and any(split_dir.iterdir()):
+                print(f"note: {split_dir} has no manifest (its preprocessing never finished): no evaluation; "
+                      "rerun preprocessing to build it", file=sys.stderr)
             continue
         first = check_split(split_dir, tokenizer=loaded.identity, max_seq_length=cfg.max_seq_length)
+        if split == "train" and first.manifest is not None and cfg.eval_dir and not cfg.train_dir:
+            p = first.manifest.parameters  # the eval dir against the text the cache trains on
+            refuse_overlap(first.manifest.input_dir, cfg.eval_dir, p.ext, p.recursive)
         if first.usable and input_check in ("stat", "hash"):
-            dirs, given = text_dir(cfg, split, first.manifest)
-            note = None if given else input_check_note(split_dir, dirs)
-            if note:
-                print(note, file=sys.stderr)
-            else:
-                first = check_split(split_dir, input_dir=dirs, sizes=False, manifest=first.manifest,
-                                    by_stat=input_check == "stat")
+            first = compared(cfg, split, split_dir, first, by_stat=input_check == "stat")
         checks[split] = first
     fix = rebuild_command(cfg)
     if input_check == "off":  # ("skip": run_mlm.py, which has just brought the cache up to date)
         print("note: --input_check off: the cache was not compared with its text", file=sys.stderr)
     for c in checks.values():
         if c.changed or c.added or c.removed:
-            raise UserError(f"{c.split_dir} is stale against {c.input_dir}: {c.changes()}; "
+            more = any(len(getattr(c, k)) > 10 for k in ("changed", "added", "removed"))
+            listed = f" (mlm-inspect status {c.split_dir} -v lists every shard)" if more else ""
+            raise UserError(f"{c.split_dir} is stale against {c.input_dir}: {c.changes()}{listed}; "
                             f"rebuild it (from any directory): {fix}")
         if not c.usable:
             raise UserError(f"{'; '.join(c.problems())}; to rebuild the cache (from any directory): {fix}")

@@ -223,8 +223,12 @@ def test_eval_dir_that_is_or_shares_the_train_dir_is_refused(capsys, tmp_path, b
     linked = tmp_path / "linked"
     linked.mkdir()
     (linked / "a.txt").symlink_to(text / "shard_000.txt")
+    hard = tmp_path / "hard"
+    hard.mkdir()
+    os.link(text / "shard_001.txt", hard / "b.txt")
     cases = [([str(text), str(text)], "is --train_dir"), ([str(text), str(text / "held"), "--recursive"], "is inside"),
-             ([str(text), str(linked)], "files are both in --train_dir and in --eval_dir")]
+             ([str(text), str(linked)], "files are both in --train_dir and in --eval_dir"),
+             ([str(text), str(hard), "--strict"], "files are both in --train_dir and in --eval_dir")]
     for (train, ev, *more), said in cases:
         cache = tmp_path / f"cache{len(more)}{said[:3]}"
         capsys.readouterr()
@@ -236,6 +240,12 @@ def test_eval_dir_that_is_or_shares_the_train_dir_is_refused(capsys, tmp_path, b
     # mlm-train given both flags refuses as well, before any check of the cache
     assert train_main([*train_args(bpe_dir, tmp_path / "none", tmp_path / "out"), "--train_dir", str(text),
                        "--eval_dir", str(text)]) == 2
+    assert "is --train_dir" in errors(capsys)[0]
+    # and given --eval_dir alone, against the text its cache was built from
+    cache = tmp_path / "built"
+    preprocess(bpe_dir, cache, "--train_dir", str(text))
+    capsys.readouterr()
+    assert train_main([*train_args(bpe_dir, cache, tmp_path / "out"), "--eval_dir", str(text)]) == 2
     assert "is --train_dir" in errors(capsys)[0]
 
 
@@ -325,7 +335,7 @@ def test_the_interrupt_message_names_the_checkpoint_or_says_there_is_none(tmp_pa
                       "--disable_tqdm", "false")
     err = _interrupt(tmp_path, args, "checkpoint")
     last = sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))[-1]
-    assert f"interrupted: stopped; the cache keeps its last complete state; the newest checkpoint is {last}" in err
+    assert f"interrupted: stopped; the newest checkpoint is {last}" in err
     assert "--resume_from_checkpoint latest" in err
     err = _interrupt(tmp_path, train_args(bpe_dir, cache, tmp_path / "none", "--max_steps", "100000",
                                           "--save_strategy", "no"), "pad positions")
@@ -391,3 +401,47 @@ def test_the_flags_read_from_source_are_the_trainers_own():
 
     fields = {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
     assert {f.name for f in trainer_fields()} == fields
+
+
+def test_resuming_another_runs_checkpoint_into_a_dir_holding_a_run_is_refused(capsys, tmp_path, bpe_dir):
+    text, cache = tmp_path / "text", tmp_path / "cache"
+    write_shards(text, n_shards=2, lines_per_shard=60)
+    preprocess(bpe_dir, cache, "--train_dir", str(text))
+    done, other = tmp_path / "done", tmp_path / "other"
+    assert train_main(train_args(bpe_dir, cache, done, "--save_strategy", "no")) == 0
+    assert train_main(train_args(bpe_dir, cache, other, "--save_steps", "1")) == 0
+    model = (done / "model.safetensors").read_bytes()
+    capsys.readouterr()
+    args = [a if a != "1" else "3" for a in train_args(bpe_dir, cache, done)]
+    assert train_main([*args, "--resume_from_checkpoint", str(other / "checkpoint-1")]) == 2
+    err = errors(capsys)
+    assert len(err) == 1 and "holds another run (a finished model, step 1)" in err[0]
+    assert (done / "model.safetensors").read_bytes() == model
+    assert train_main([*args, "--resume_from_checkpoint", str(other / "checkpoint-1"), "--overwrite_output_dir"]) == 0
+
+
+def test_the_rebuild_keeps_every_digit_and_an_unmounted_text_dir_is_a_note(capsys, tmp_path, bpe_dir):
+    text, cache = tmp_path / "text", tmp_path / "cache"
+    write_shards(text, n_shards=3, lines_per_shard=60)
+    preprocess(bpe_dir, cache, "--train_dir", str(text), "--validation_split_percentage", "3.14159265",
+               "--task_size_mb", "0.0123456789")
+    edited = text / "shard_000.txt"
+    edited.write_text(edited.read_text() + "edited\n")
+    capsys.readouterr()
+    assert train_main(train_args(bpe_dir, cache, tmp_path / "out")) == 2
+    err = errors(capsys)[0]
+    assert "--validation_split_percentage 3.14159265 " in err and "--task_size_mb 0.0123456789 " in err
+    # the recorded dir is there but empty: a mount point with nothing mounted, not a corpus whose files all went
+    for p in text.iterdir():
+        p.rename(tmp_path / p.name)
+    assert train_main(train_args(bpe_dir, cache, tmp_path / "out")) == 0
+    assert f"{text} holds none of its 3 shards (a file system not mounted here?)" in capsys.readouterr().err
+
+
+def test_a_config_file_with_flags_and_a_missing_flag_are_one_line_at_once():
+    r = _without_heavy_imports("from train.__main__ import main; rc = main(['cfg.json', '--max_steps', '3']); "
+                               "assert rc == 2")
+    assert "HEAVY []" in r.stdout and "error: cfg.json is a config file, which replaces every flag" in r.stderr
+    r = _without_heavy_imports("from train.__main__ import main; rc = main(['--max_steps', '3']); assert rc == 2")
+    assert "HEAVY []" in r.stdout
+    assert "required: --tokenizer_name_or_path, --datasets_cache_dir" in r.stderr
