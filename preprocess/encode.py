@@ -154,7 +154,7 @@ def choose_encoder(tok: Any, sample: Sequence[str] = ()) -> tuple[str, list[str]
 
 
 def ids_problem(tok: Any, lines: Sequence[str], unk: int | None) -> str | None:
-    """Why a tokenizer is useless on ``lines`` (probe text plus the corpus's first lines): none of them
+    """Why a tokenizer is useless on ``lines`` (the corpus's first lines; probe text for an empty one): none of them
     encodes to an id other than the unknown one (an empty vocabulary, a model dir's stand-in
     tokenizer, a vocabulary of other text). None if any line does."""
     lines = [s for s in lines if s.strip()]
@@ -164,7 +164,7 @@ def ids_problem(tok: Any, lines: Sequence[str], unk: int | None) -> str | None:
     but = "" if unk is None else f" other than the unknown token {tok.convert_ids_to_tokens(unk)!r} ({unk})"
     first = next((i for i, x in enumerate(ids) if len(x)), 0)  # a line with ids shows which; else the first
     line, got = lines[first], list(ids[first])
-    return (f"encodes none of {len(lines)} sample lines (the corpus's first lines and probe text) to any id{but}, "
+    return (f"encodes none of {len(lines)} sample lines (the corpus's first lines) to any id{but}, "
             f"e.g. {line[:80]!r} -> {got[:10]}{' ...' if len(got) > 10 else ''}")
 
 

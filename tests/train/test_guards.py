@@ -445,3 +445,15 @@ def test_a_config_file_with_flags_and_a_missing_flag_are_one_line_at_once():
     r = _without_heavy_imports("from train.__main__ import main; rc = main(['--max_steps', '3']); assert rc == 2")
     assert "HEAVY []" in r.stdout
     assert "required: --tokenizer_name_or_path, --datasets_cache_dir" in r.stderr
+
+
+def test_a_tokenizer_of_other_text_is_refused_before_any_work(capsys, tmp_path, wordpiece_dir):
+    thai = tmp_path / "georgian"  # a script the fixture's vocabulary (English and Thai) has never seen
+    thai.mkdir()
+    (thai / "a.txt").write_text("\n".join(["გამარჯობა მსოფლიო ენა"] * 200) + "\n", encoding="utf-8")
+    cache = tmp_path / "cache"
+    assert preprocess_main(["--tokenizer_name_or_path", str(wordpiece_dir), "--train_dir", str(thai),
+                            "--datasets_cache_dir", str(cache), "--max_seq_length", "32"]) == 2
+    err = errors(capsys)
+    assert len(err) == 1 and "encodes none of 200 sample lines (the corpus's first lines)" in err[0]
+    assert not (cache / "train" / "manifest.json").exists()
