@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import types
 import typing
 from collections.abc import Callable
@@ -166,8 +167,67 @@ class Terminated(BaseException):
 
 
 def _raise_terminated(signum: int, frame: object) -> None:
+    mark_handled(signum)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a second TERM must not interrupt the cleanup
     raise Terminated
+
+
+# A signal's Python handler runs only when the main thread runs Python: blocked in C (a rendezvous
+# waiting for a rank that never comes, a collective whose peer died) it would never run, and the
+# process would ignore SIGTERM until SIGKILL. The kernel still writes the signal to the wakeup fd,
+# which a thread watches: a signal no handler took within STUCK_S ends the process.
+STUCK_S = 30.0
+WATCHED = (signal.SIGTERM, signal.SIGUSR1)
+_handled: dict[int, float] = {}
+
+
+def mark_handled(signum: int) -> None:
+    """Called by each Python handler of a WATCHED signal: the process is responsive."""
+    _handled[signum] = time.monotonic()
+
+
+def _watch(fd: int) -> None:
+    while True:
+        try:
+            data = os.read(fd, 64)
+        except OSError:
+            return  # closed: the command ended
+        if not data:
+            return
+        for signum in {b for b in data if b in WATCHED}:
+            arrived = time.monotonic()
+            threading.Timer(STUCK_S, _unless_handled, (signum, arrived)).start()
+
+
+_exiting = threading.Lock()
+
+
+def _unless_handled(signum: int, arrived: float) -> None:
+    if _handled.get(signum, 0.0) < arrived and _exiting.acquire(blocking=False):
+        name = signal.Signals(signum).name
+        print(f"terminated ({name}): no response for {STUCK_S:.0f} s (blocked, e.g. waiting for another rank "
+              "that is gone); exiting without cleanup", file=sys.stderr, flush=True)
+        os._exit(128 + signum)
+
+
+def _watchdog() -> Callable[[], None]:
+    """Start watching for signals the main thread cannot take; the function that stops it."""
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    try:
+        previous = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+    except ValueError:  # not the main thread
+        os.close(r)
+        os.close(w)
+        return lambda: None
+    threading.Thread(target=_watch, args=(r,), name="signal-watchdog", daemon=True).start()
+
+    def stop() -> None:
+        signal.set_wakeup_fd(previous)
+        os.close(w)
+        os.close(r)
+
+    return stop
 
 
 def run_command(body: Callable[[], int], after_stop: str | Callable[[], str]) -> int:
@@ -177,6 +237,7 @@ def run_command(body: Callable[[], int], after_stop: str | Callable[[], str]) ->
     a closed pipe on stdout ends it quietly."""
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main else None
+    stop_watching = _watchdog() if in_main else (lambda: None)
     try:
         return body()
     except UserError as e:
@@ -192,5 +253,6 @@ def run_command(body: Callable[[], int], after_stop: str | Callable[[], str]) ->
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
         return 141  # 128 + SIGPIPE, as a shell reports a process the pipe ended
     finally:
+        stop_watching()
         if in_main:
             signal.signal(signal.SIGTERM, previous)

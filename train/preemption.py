@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from transformers import TrainerCallback
 
-from common.cli import Terminated
+from common.cli import Terminated, mark_handled
 
 SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
@@ -61,6 +61,7 @@ class SaveOnSignal(TrainerCallback):
         self._previous = {}
 
     def _on_signal(self, signum: int, frame: object) -> None:
+        mark_handled(signum)
         if self.pending:  # the second: at once (a checkpoint being written stays invisible)
             raise Terminated(signum)
         self.pending = signum

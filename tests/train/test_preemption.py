@@ -272,3 +272,31 @@ def test_a_cache_where_no_lease_can_be_written_still_trains_with_a_note(capsys, 
     (cache / "readers").write_text("not a dir")  # stands for a read-only mount (root writes anywhere)
     assert train_main(train_args(bpe_dir, cache, tmp_path / "out", "--max_steps", "1")) == 0
     assert "so this job holds no lease on the pieces it reads" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_sigterm_ends_a_rank_blocked_waiting_for_a_peer_that_never_comes(tmp_path, bpe_dir):
+    """Blocked in C (the rendezvous of a 2-rank job whose other rank never starts), the main thread never
+    runs the Python handler: the watchdog sees the signal and ends the process after STUCK_S."""
+    import socket
+
+    from common.cli import STUCK_S
+
+    cache = build(tmp_path, bpe_dir)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**ENV, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0", "LOCAL_RANK": "0",
+           "WORLD_SIZE": "2"}
+    p = subprocess.Popen([sys.executable, "-m", "train", *train_args(bpe_dir, cache, tmp_path / "out",
+                                                                        "--max_steps", "2")],
+                         cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    time.sleep(8)
+    assert p.poll() is None, "the rank must be waiting for its peer"
+    p.send_signal(signal.SIGTERM)
+    try:
+        _, err = p.communicate(timeout=STUCK_S + 60)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    assert p.returncode == 143 and err.count("terminated (SIGTERM): no response for") == 1
