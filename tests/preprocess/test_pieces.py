@@ -129,7 +129,7 @@ def test_30000_small_files_preprocess_rerun_fresh_and_train(capsys, tmp_path, wo
     text = tmp_path / "text"
     _small_files(text, make_lines(30000, seed=11, max_words=30), per_file=1)
     cache = tmp_path / "cache"
-    args = base_args(wordpiece_dir, text, cache, "--eval_dir", str(text))
+    args = base_args(wordpiece_dir, text, cache, "--validation_split_percentage", "10")  # two splits of the files
     args[args.index("--num_workers") + 1] = "2"
     assert run_cli(capsys, *args)[0] == 0
     m = manifest(cache)
