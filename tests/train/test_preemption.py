@@ -74,7 +74,7 @@ def same_weights(a: Path, b: Path) -> bool:
     return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, pytest.param(signal.SIGUSR1, marks=pytest.mark.slow)])
 def test_a_preemption_signal_saves_at_the_current_step_and_the_resume_is_exact(tmp_path, bpe_dir, sig):
     cache = build(tmp_path, bpe_dir)
     full = tmp_path / "full"
@@ -162,6 +162,7 @@ def test_a_damaged_checkpoint_named_explicitly_is_one_line_and_latest_skips_an_i
     assert [c.name for c in checkpoints(out)] == ["checkpoint-2", "checkpoint-4", "checkpoint-6"]
 
 
+@pytest.mark.slow  # 20 s: a job long enough to be running when the cache is rebuilt
 def test_a_cache_rebuilt_under_a_running_job_keeps_its_pieces_until_the_job_ends(tmp_path, bpe_dir):
     cache = build(tmp_path, bpe_dir, 12, 14, "--task_size_mb", "0.002")  # 12 pieces
     base = ["--max_steps", "150", "--save_strategy", "no", "--dataloader_num_workers", "2",
