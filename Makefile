@@ -88,6 +88,7 @@ style: setup
 # From nothing to a trained tiny model on 2 CPU cores in a few minutes; everything under demo_out/.
 DEMO := demo_out
 demo: setup
+	rm -rf $(DEMO)  # the demo's own dir: every run starts from nothing
 	@echo "== 1/6 corpus (Thai + English, deterministic)"
 	$(BIN)/python scripts/make_corpus.py --out $(DEMO)/text
 	@echo "== 2/6 tokenizer (Thai word-level: PyThaiNLP newmm, the users' ThaiWordsNewmmTokenizer)"
