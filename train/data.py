@@ -1,0 +1,128 @@
+"""The cache a training run reads, checked before any model is built: one place that turns the
+cache dir into datasets or into one error line with the command that rebuilds it.
+
+Always checked: the tokenizer, ``--max_seq_length`` and every array's size;
+by default also the text the manifests record (``--input_check``), the
+validation text against the training text, and that a split has blocks.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from common.check import SplitCheck, check_split, input_dirs, refuse_overlap
+from common.config import CacheArguments
+from common.errors import UserError
+from common.format import MANIFEST_NAME
+from common.manifest import Manifest
+from common.rebuild import rebuild_command
+from common.tokenizer import LoadedTokenizer
+from train.dataset import DATASET_TYPES
+
+
+def text_dir(cfg: CacheArguments, split: str, manifest: Manifest) -> tuple[str, bool]:
+    """The text dir(s) a split is compared with, and whether the user named them (else the manifest
+    does): a held-out validation split reads the training dirs."""
+    held_out = split == "validation" and manifest.parameters.validation_split
+    given = cfg.train_dir if split == "train" or held_out else cfg.eval_dir
+    return (given, True) if given else (manifest.input_dir, False)
+
+
+def input_check_note(split_dir: Path, dirs: str) -> str | None:
+    """Why the text of a split cannot be compared from here (a GPU node without the text mounted); None if it can."""
+    missing = [str(d) for d in input_dirs(dirs) if not d.is_dir()]
+    if not missing:
+        return None
+    return (f"note: {split_dir} was not compared with its text: {', '.join(missing)} (recorded in its manifest) "
+            f"{'is' if len(missing) == 1 else 'are'} not reachable from here; give --train_dir/--eval_dir where the "
+            "text is, or --input_check off")
+
+
+def compared(cfg: CacheArguments, split: str, split_dir: Path, first: SplitCheck, by_stat: bool) -> SplitCheck:
+    """``first`` with the split's text compared, or unchanged after a note where the text is out of reach:
+    a dir missing, or present but holding none of the shards (an unmounted file system's mount point)."""
+    dirs, given = text_dir(cfg, split, first.manifest)
+    note = None if given else input_check_note(split_dir, dirs)
+    if note is None:
+        c = check_split(split_dir, input_dir=dirs, sizes=False, manifest=first.manifest, by_stat=by_stat)
+        if given or c.unchanged or c.changed or c.added or not c.removed:
+            return c
+        note = (f"note: {split_dir} was not compared with its text: {dirs} holds none of its "
+                f"{len(c.removed):,} shards (a file system not mounted here?); give --train_dir/--eval_dir where "
+                "the text is, or --input_check off")
+    print(note, file=sys.stderr)
+    return first
+
+
+def checked_datasets(cfg: CacheArguments, loaded: LoadedTokenizer, input_check: str) -> tuple[dict[str, Any], str]:
+    """Each split's dataset, from one check of its manifest, and the command that rebuilds the cache;
+    UserError with what is wrong and that command.
+
+    Always checked: the tokenizer, ``--max_seq_length`` and every array's
+    size. Unless ``input_check`` is off, also the text: the dirs given, else
+    those the manifest records when they are reachable from here (``stat``:
+    files whose size and mtime are those recorded are not read). A
+    validation split without a manifest is simply absent.
+    """
+    if cfg.train_dir and cfg.eval_dir:
+        refuse_overlap(cfg.train_dir, cfg.eval_dir, cfg.ext, cfg.recursive)
+    checks = {}
+    for split in ("train", "validation"):
+        split_dir = Path(cfg.datasets_cache_dir) / split
+        if split == "validation" and not (split_dir / MANIFEST_NAME).exists():
+            if split_dir.is_dir() and any(split_dir.iterdir()):
+                print(f"note: {split_dir} has no manifest (its preprocessing never finished): no evaluation; "
+                      "rerun preprocessing to build it", file=sys.stderr)
+            continue
+        first = check_split(split_dir, tokenizer=loaded.identity, max_seq_length=cfg.max_seq_length)
+        if split == "train" and first.manifest is not None and cfg.eval_dir and not cfg.train_dir:
+            p = first.manifest.parameters  # the eval dir against the text the cache trains on
+            refuse_overlap(first.manifest.input_dir, cfg.eval_dir, p.ext, p.recursive)
+        if first.usable and input_check in ("stat", "hash"):
+            first = compared(cfg, split, split_dir, first, by_stat=input_check == "stat")
+        checks[split] = first
+    fix = rebuild_command(cfg)
+    if input_check == "off":  # ("skip": run_mlm.py, which has just brought the cache up to date)
+        print("note: --input_check off: the cache was not compared with its text", file=sys.stderr)
+    for c in checks.values():
+        if c.changed or c.added or c.removed:
+            more = any(len(getattr(c, k)) > 10 for k in ("changed", "added", "removed"))
+            listed = f" (mlm-inspect status {c.split_dir} -v lists every shard)" if more else ""
+            raise UserError(f"{c.split_dir} is stale against {c.input_dir}: {c.changes()}{listed}; "
+                            f"rebuild it (from any directory): {fix}")
+        if not c.usable:
+            raise UserError(f"{'; '.join(c.problems())}; to rebuild the cache (from any directory): {fix}")
+    if "validation" in checks:
+        warn_shared_text(checks["train"].manifest, checks["validation"].manifest)
+    datasets = {split: DATASET_TYPES[cfg.datasets_type](c.split_dir, cfg.max_seq_length, c.manifest)
+                for split, c in checks.items()}
+    return datasets, fix
+
+
+def warn_shared_text(train: Manifest, validation: Manifest) -> None:
+    """Warn when validation shards are byte-identical to training shards: the model would be evaluated on
+    text it trains on (a cache built before --eval_dir and --train_dir were checked for overlap)."""
+    if validation.parameters.validation_split:
+        return  # a held-out split lists the training files, each holding only its held-out documents
+    seen = {s.digest for s in train.shards if s.lines}
+    shared = [s.path for s in validation.shards if s.lines and s.digest in seen]
+    if shared:
+        print(f"warning: {len(shared)} of the {len(validation.shards)} validation shards are byte-identical to "
+              f"training shards (first: {shared[0]}): evaluation runs on text the model trains on; rebuild "
+              "the cache with an --eval_dir of other text, or --validation_split_percentage", file=sys.stderr)
+
+
+def refuse_empty(cfg: CacheArguments, split: str, dataset: Any, fix: str) -> None:
+    """UserError, on one line, when a split has no examples (the Trainer would fail deep in its sampler)."""
+    if len(dataset) > 0:
+        return
+    manifest = dataset.reader.manifest
+    t = manifest.totals()
+    instead = "" if split == "train" else "train without --eval_strategy/--do_eval, or "
+    raise UserError(
+        f"{Path(cfg.datasets_cache_dir) / split} holds no blocks: its text had no tokens ({manifest.input_dir}: "
+        f"{t['shards']} files, {t['bytes']} bytes, {t['lines']} lines with tokens, {t['lines_without_tokens']} that "
+        f"encode to none, blank lines dropped); {instead}add text there and rebuild the cache: {fix}"
+    )
