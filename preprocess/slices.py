@@ -33,13 +33,19 @@ def slice_of(num_slices: int | None, slice_: int | None, env: dict[str, str] | N
     (its id less the array's first, over its step) and count. ``--num_slices 1`` is a plain run."""
     env = os.environ if env is None else env
     if num_slices is None and slice_ is None and all(v in env for v in SLURM_VARS):
-        try:
-            step = int(env.get("SLURM_ARRAY_TASK_STEP", "1")) or 1
-            k = (int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", "0"))) // step
-            n = int(env["SLURM_ARRAY_TASK_COUNT"])
-        except ValueError:
-            raise UserError(f"{', '.join(SLURM_VARS)}: not integers ({[env[v] for v in SLURM_VARS]}); pass "
-                            "--num_slices and --slice") from None
+        values = {v: env.get(v, default) for v, default in (("SLURM_ARRAY_TASK_ID", None), ("SLURM_ARRAY_TASK_MIN", "0"),
+                                                           ("SLURM_ARRAY_TASK_STEP", "1"),
+                                                           ("SLURM_ARRAY_TASK_COUNT", None))}
+        bad = [f"{v}={x!r}" for v, x in values.items() if not str(x).strip().lstrip("-").isdigit()]
+        if bad:
+            raise UserError(f"{', '.join(bad)}: not {'an integer' if len(bad) == 1 else 'integers'}; pass "
+                            "--num_slices and --slice")
+        step = int(values["SLURM_ARRAY_TASK_STEP"]) or 1
+        k = (int(values["SLURM_ARRAY_TASK_ID"]) - int(values["SLURM_ARRAY_TASK_MIN"])) // step
+        n = int(values["SLURM_ARRAY_TASK_COUNT"])
+        if n < 1 or not 0 <= k < n:
+            raise UserError(f"the Slurm array gives slice {k} of {n} (SLURM_ARRAY_TASK_ID, _MIN, _STEP, _COUNT): "
+                            "not a slice of it; pass --num_slices and --slice")
         print(f"note: slice {k} of {n} from the Slurm array ({SLURM_VARS[0]}); this run builds its share "
               "and writes no manifest. The commit step is a plain run (or --num_slices 1)", file=sys.stderr)
         num_slices, slice_ = n, k
@@ -53,7 +59,10 @@ def slice_of(num_slices: int | None, slice_: int | None, env: dict[str, str] | N
         if slice_ not in (None, 0):
             raise UserError(f"--slice {slice_} with --num_slices 1: the only slice is 0")
         return None
-    if slice_ is None or not 0 <= slice_ < num_slices:
+    if slice_ is None:
+        raise UserError(f"--num_slices {num_slices} needs --slice K: the slice this run builds, from 0 to "
+                        f"{num_slices - 1} (or, for the commit step, neither flag)")
+    if not 0 <= slice_ < num_slices:
         raise UserError(f"--slice {slice_}: give the slice this run builds, from 0 to {num_slices - 1}")
     return slice_, num_slices
 

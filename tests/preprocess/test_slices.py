@@ -111,6 +111,22 @@ def test_a_slurm_array_task_fills_in_its_slice(capsys, monkeypatch, tmp_path, wo
     assert rc == 0 and (tmp_path / "c" / "train" / "manifest.json").is_file()  # --num_slices 1: the commit
 
 
+@pytest.mark.parametrize("env,said", [
+    ({"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "2", "SLURM_ARRAY_TASK_STEP": "two"},
+     "SLURM_ARRAY_TASK_STEP='two': not an integer"),
+    ({"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_COUNT": "0"}, "the Slurm array gives slice 0 of 0"),
+    ({}, "--num_slices 3 needs --slice K: the slice this run builds, from 0 to 2"),
+])
+def test_slice_settings_that_cannot_be_are_named_exactly(capsys, monkeypatch, tmp_path, wordpiece_dir, env, said):
+    write_shards(tmp_path / "train", n_shards=2, lines_per_shard=20)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    more = [] if env else ["--num_slices", "3"]
+    rc, _, err = run_cli(capsys, *base_args(wordpiece_dir, tmp_path / "train", tmp_path / "c", *more))
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert rc == 2 and len(lines) == 1 and said in lines[0], err  # no "note: slice 0 of 0" before it
+
+
 def test_a_commit_beside_running_slices_and_a_slice_beside_a_commit_are_refused(capsys, tmp_path, wordpiece_dir):
     train = _corpus(tmp_path / "train")
     cache = tmp_path / "cache"
