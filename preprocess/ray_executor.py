@@ -17,6 +17,8 @@ with ``--executor ray``.
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -29,6 +31,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from common.cli import Terminated
 from common.errors import UserError
 from preprocess import build
 from preprocess.sharding import Scan, plan_tasks
@@ -123,6 +126,24 @@ def _assemble(job: PieceJob, *results: Any) -> tuple[dict, dict, build.Examples]
     return record, blocks, examples
 
 
+CONNECT_TIMEOUT_S = 5.0
+
+
+def refuse_unreachable(address: str) -> None:
+    """UserError at once when nothing answers at a HOST:PORT address: ``ray.init`` would retry every 30 s,
+    for ever. ``auto`` and other forms are Ray's to resolve."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as e:
+        why = "no answer" if isinstance(e, TimeoutError) else (e.strerror or str(e))
+        raise UserError(f"--ray_address {address}: nothing answers there ({why} within {CONNECT_TIMEOUT_S:.0f} s); "
+                        "start the head node with `ray start --head` and give the address it prints, or "
+                        "--ray_address auto on a node of the cluster") from None
+
+
 @contextmanager
 def session(address: str | None, num_cpus: int) -> Iterator[Any]:
     """Ray, connected to the cluster at ``address`` (``auto``: the one ``ray start`` made here), or a
@@ -139,6 +160,9 @@ def session(address: str | None, num_cpus: int) -> Iterator[Any]:
     env = {"env_vars": {**_WORKER_ENV, "PYTHONPATH": os.pathsep.join(
         [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}}
     kwargs: dict[str, Any] = {"logging_level": "ERROR", "log_to_driver": False, "runtime_env": env}
+    if address:
+        refuse_unreachable(address)
+    ours = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         if address:
             if address.split(":")[0] in ("127.0.0.1", "localhost"):
@@ -149,6 +173,9 @@ def session(address: str | None, num_cpus: int) -> Iterator[Any]:
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise UserError(f"--ray_address {address}: cannot connect to a Ray cluster ({' '.join(str(e).split())[:200]})"
                         if address else f"cannot start a local Ray instance ({e})") from None
+    for s, handler in ours.items():  # Ray's own SIGTERM handler dies with a stack dump and status 15
+        if handler is not None:
+            signal.signal(s, handler)
     try:
         yield ray
     finally:
@@ -193,6 +220,12 @@ def tokenize_split(ray: Any, plan: build.SplitPlan, dtype: np.dtype, spec: Token
             n_tokens += record["tokens"]
             bar.update(sum(plan.scans[i].size for i in plan.groups[p]))
             bar.set_postfix_str(f"{n_tokens / max(time.perf_counter() - start, 1e-9):,.0f} tok/s", refresh=False)
+    except SystemError as e:  # a signal's exception raised inside Ray's Cython wait comes out wrapped
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        if isinstance(e.__cause__, (Terminated, KeyboardInterrupt)):
+            raise e.__cause__ from None
+        raise
     except BaseException:
         for ref in pending:
             ray.cancel(ref, force=True)

@@ -164,9 +164,10 @@ def _executor(cfg: PreprocessConfig, loaded: LoadedTokenizer, encoder: str, sour
         try:
             with ray_executor.session(cfg.ray_address, cfg.num_workers) as ray:
                 yield lambda plan: ray_executor.tokenize_split(ray, plan, dtype, spec, cfg.max_seq_length, cfg.strict)
-        finally:
+        finally:  # Ray is shut down: temp files of this host's workers it killed mid-write go too
             for plan in plans:
                 build.remove_spills(plan.out_dir)
+                build.remove_stale_temps(plan.out_dir)
         return
     with _task_map(cfg, loaded, encoder, plans) as task_map:
         yield lambda plan: build.tokenize_split(plan, dtype, task_map, cfg.strict)

@@ -101,3 +101,19 @@ def test_a_ray_worker_killed_mid_run_is_retried_and_the_cache_is_the_same(tmp_pa
     _, err = p.communicate(timeout=600)
     assert p.returncode == 0, err[-3000:]
     assert _identity(cache) == _identity(tmp_path / "local")
+
+
+def test_an_unreachable_ray_address_is_one_line_at_once(tmp_path, wordpiece_dir):
+    _ray()
+    import time
+
+    from tests.corpus import write_shards
+
+    write_shards(tmp_path / "t", n_shards=1, lines_per_shard=10)
+    t = time.monotonic()
+    r = _run(["--tokenizer_name_or_path", str(wordpiece_dir), "--train_dir", str(tmp_path / "t"), "--datasets_cache_dir",
+              str(tmp_path / "c"), "--executor", "ray", "--ray_address", "127.0.0.1:1"])
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert r.returncode == 2 and len(lines) == 1, r.stderr  # Ray itself retried every 30 s, for ever
+    assert lines[0].startswith("error: --ray_address 127.0.0.1:1: nothing answers there")
+    assert time.monotonic() - t < 10
