@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -264,6 +265,7 @@ def _run(cfg: PreprocessConfig, command: list[str]) -> list[build.SplitReport]:
                 build.pack_split(plan, cfg.max_seq_length)
                 manifest = build.make_manifest(plan, tokenizer, parameters(cfg, plan.split), command)
                 _check_bad(plan.split, manifest, examples, cfg.strict)
+                _check_encoding(plan, manifest, cfg.strict, tokenized=bool(n_tok))
                 if plan.reading["select"] is not None and manifest.totals()["lines"] == 0:
                     build.warn(f"{plan.split}: no document of --train_dir went into this split with "
                                f"--validation_split_percentage {cfg.validation_split_percentage}; the train stage "
@@ -391,6 +393,52 @@ def _check_bad(split: str, manifest: Manifest, examples: build.Examples, strict:
     if examples.bad:  # named once, by the run that read them; mlm-inspect show keeps the counts
         build.warn(f"{split}: {total:,} records without usable text skipped, in {len(bad)} shards "
                    f"(counted in the manifest, see mlm-inspect show): {named}")
+
+
+ENCODING_SHARE = 0.01  # invalid UTF-8 sequences per stored byte above which a shard is likely in another encoding
+SNIFF_BYTES = 1 << 16
+TIS620_THAI = set(range(0xA1, 0xDB)) | set(range(0xDF, 0xFC))  # TIS-620's Thai letters, vowels, digits
+
+
+def guess_encoding(path: Path, fmt: Format) -> str | None:
+    """A guess, from the bytes that are not UTF-8 in the first 64 KB, of the 8-bit encoding a shard is in:
+    TIS-620 when nearly all of them lie in its Thai range, else CP1252; None for a compressed or
+    Parquet shard (its stored bytes say nothing) or a head that is valid UTF-8."""
+    if not fmt.ranges:
+        return None
+    try:
+        with open(path, "rb") as f:
+            head = f.read(SNIFF_BYTES)
+    except OSError:
+        return None
+    bad = [ord(c) - 0xDC00 for c in head.decode("utf-8", errors="surrogateescape") if "\udc80" <= c <= "\udcff"]
+    if not bad:
+        return None
+    return "TIS-620" if sum(b in TIS620_THAI for b in bad) >= 0.9 * len(bad) else "CP1252"
+
+
+def _check_encoding(plan: build.SplitPlan, manifest: Manifest, strict: bool, tokenized: bool) -> None:
+    """Shards that are mostly not UTF-8 (a legacy encoding: TIS-620 Thai, CP1252): named with their share
+    of replaced sequences and a labelled guess of the encoding and the iconv line; an error with ``strict``."""
+    index = {name: k for k, name in enumerate(plan.names)}
+    found = []
+    for s in manifest.shards:
+        share = s.invalid_utf8 / max(s.bytes, 1)
+        if s.invalid_utf8 and share > ENCODING_SHARE:
+            k = index[s.path]
+            enc = guess_encoding(plan.shards[k], plan.fmts[k])
+            fix = (f"guessing from its bytes, it is {enc}: iconv -f {enc} -t UTF-8 {shlex.quote(str(plan.shards[k]))}"
+                   " > converted, then put that in its place" if enc else "convert it to UTF-8 (iconv -f ... -t UTF-8)")
+            found.append(f"{s.path}: {s.invalid_utf8:,} invalid UTF-8 sequences replaced with U+FFFD "
+                         f"({share:.1%} of its bytes); {fix}")
+    if not found:
+        return
+    more = f" (and {len(found) - 3} more shards)" if len(found) > 3 else ""
+    said = f"{plan.split}: text that is likely not UTF-8: {'; '.join(found[:3])}{more}"
+    if strict:
+        raise UserError(f"{said}; --strict refuses such shards (over {ENCODING_SHARE:.0%} of their bytes)")
+    if tokenized:
+        build.warn(said)
 
 
 def _warn_unknown(split: str, manifest: Manifest, examples: list[str]) -> None:
