@@ -180,6 +180,14 @@ def session(address: str | None, num_cpus: int) -> Iterator[Any]:
         yield ray
     finally:
         ray.shutdown()
+        for s, handler in ours.items():  # shutdown resets them too
+            if handler is not None:
+                signal.signal(s, handler)
+
+
+def _cancel(ray: Any, refs: list[Any]) -> None:
+    for ref in refs:
+        ray.cancel(ref, force=True)
 
 
 def tokenize_split(ray: Any, plan: build.SplitPlan, dtype: np.dtype, spec: TokenizerSpec, max_seq_length: int,
@@ -221,14 +229,14 @@ def tokenize_split(ray: Any, plan: build.SplitPlan, dtype: np.dtype, spec: Token
             bar.update(sum(plan.scans[i].size for i in plan.groups[p]))
             bar.set_postfix_str(f"{n_tokens / max(time.perf_counter() - start, 1e-9):,.0f} tok/s", refresh=False)
     except SystemError as e:  # a signal's exception raised inside Ray's Cython wait comes out wrapped
-        for ref in pending:
-            ray.cancel(ref, force=True)
         if isinstance(e.__cause__, (Terminated, KeyboardInterrupt)):
-            raise e.__cause__ from None
+            raise e.__cause__ from None  # the session's shutdown stops the tasks (cancelling them races Ray)
+        _cancel(ray, pending)
         raise
+    except (Terminated, KeyboardInterrupt):
+        raise  # as above
     except BaseException:
-        for ref in pending:
-            ray.cancel(ref, force=True)
+        _cancel(ray, pending)
         raise
     finally:
         bar.close()

@@ -117,3 +117,28 @@ def test_an_unreachable_ray_address_is_one_line_at_once(tmp_path, wordpiece_dir)
     assert r.returncode == 2 and len(lines) == 1, r.stderr  # Ray itself retried every 30 s, for ever
     assert lines[0].startswith("error: --ray_address 127.0.0.1:1: nothing answers there")
     assert time.monotonic() - t < 10
+
+
+def test_sigterm_during_a_ray_run_is_our_line_and_status_and_leaves_no_temp_file(tmp_path, wordpiece_dir):
+    _ray()
+    import signal
+    import time
+
+    from tests.corpus import write_shards
+
+    write_shards(tmp_path / "t", n_shards=2, lines_per_shard=30_000)
+    cache = tmp_path / "c"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    p = subprocess.Popen([sys.executable, "-m", "preprocess", "--tokenizer_name_or_path", str(wordpiece_dir),
+                          "--train_dir", str(tmp_path / "t"), "--datasets_cache_dir", str(cache), "--executor", "ray",
+                          "--num_workers", "2", "--task_size_mb", "0.01"], stderr=subprocess.PIPE, text=True, env=env,
+                         cwd=ROOT)
+    seen = ""
+    while "on Ray" not in seen and p.poll() is None:  # the tasks are running
+        seen += p.stderr.read(1)
+    time.sleep(1.0)
+    p.send_signal(signal.SIGTERM)
+    err = seen + p.communicate(timeout=120)[1]
+    assert p.returncode == 143 and "terminated (SIGTERM)" in err, err[-3000:]  # not Ray's stack dump, status 15
+    assert "StackTrace" not in err and "Traceback" not in err
+    assert not [f for f in cache.rglob("*") if ".tmp-" in f.name or ".spill-" in f.name]
