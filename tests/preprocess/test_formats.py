@@ -349,3 +349,30 @@ def test_no_shard_names_the_extensions_there_and_suggests_recursive_only_where_i
     rc, _, err = run_cli(capsys, *base_args(wordpiece_dir, q, tmp_path / "d"))
     assert rc == 2 and ("(only its subdirectories have files, e.g. sub/, 1 *.parquet file: to read it, pass "
                         "--recursive --ext parquet)") in err, err
+
+
+@pytest.mark.slow
+def test_at_the_default_task_size_formats_give_one_stream_and_pieces_by_stored_size(capsys, tmp_path, wordpiece_dir):
+    """What the README says holds at the default --task_size_mb: the token stream and line offsets are the
+    same in every format; pieces follow the stored sizes, so .txt.gz groups two files .txt keeps apart."""
+    import numpy as np
+
+    from common.reader import SplitReader
+
+    sizes = {"a": 7_000, "b": 30_000}  # lines: about 0.85 and 3.7 MB of text
+    streams, pieces = {}, {}
+    for ext in ("txt", "txt.gz", "jsonl.zst"):
+        d = tmp_path / ext
+        for name, n in sizes.items():
+            write_docs(d / f"{name}.{ext}", make_lines(n, seed=len(name) + n), ext)
+        cache = tmp_path / f"c-{ext}"
+        rc, _, err = run_cli(capsys, "--tokenizer_name_or_path", str(wordpiece_dir), "--train_dir", str(d),
+                             "--datasets_cache_dir", str(cache), "--max_seq_length", "64", "--ext", ext,
+                             "--num_workers", "2")
+        assert rc == 0, err
+        r = SplitReader(cache / "train")
+        tokens = np.concatenate([np.asarray(r.maps[k][0]) for k in range(len(r.manifest.pieces))])
+        lengths = np.concatenate([np.diff(np.asarray(r.offsets(k))) for k in range(len(r.manifest.pieces))])
+        streams[ext], pieces[ext] = (tokens.tobytes(), lengths.tobytes()), len(r.manifest.pieces)
+    assert streams["txt.gz"] == streams["txt"] and streams["jsonl.zst"] == streams["txt"]
+    assert pieces["txt"] == 2 and pieces["txt.gz"] == 1  # grouped by stored size, as documented
