@@ -168,8 +168,9 @@ class Terminated(BaseException):
 
 def _raise_terminated(signum: int, frame: object) -> None:
     mark_handled(signum)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a second TERM must not interrupt the cleanup
-    raise Terminated
+    for s in WATCHED:  # once: a second signal must not interrupt the cleanup
+        signal.signal(s, signal.SIG_IGN)
+    raise Terminated(signum)
 
 
 # A signal's Python handler runs only when the main thread runs Python: blocked in C (a rendezvous
@@ -203,7 +204,9 @@ _exiting = threading.Lock()
 
 
 def _unless_handled(signum: int, arrived: float) -> None:
-    if _handled.get(signum, 0.0) < arrived and _exiting.acquire(blocking=False):
+    # a handler run shortly before the watchdog read the signal counts: the main thread may take it
+    # before this thread gets to run (a save then taking longer than STUCK_S is no reason to exit)
+    if _handled.get(signum, -STUCK_S) < arrived - STUCK_S and _exiting.acquire(blocking=False):
         name = signal.Signals(signum).name
         print(f"terminated ({name}): no response for {STUCK_S:.0f} s (blocked, e.g. waiting for another rank "
               "that is gone); exiting without cleanup", file=sys.stderr, flush=True)
@@ -236,7 +239,7 @@ def run_command(body: Callable[[], int], after_stop: str | Callable[[], str]) ->
     (or what it returns when called then: where to resume depends on how far the run got);
     a closed pipe on stdout ends it quietly."""
     in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main else None
+    previous = {s: signal.signal(s, _raise_terminated) for s in WATCHED} if in_main else {}
     stop_watching = _watchdog() if in_main else (lambda: None)
     try:
         return body()
@@ -254,5 +257,5 @@ def run_command(body: Callable[[], int], after_stop: str | Callable[[], str]) ->
         return 141  # 128 + SIGPIPE, as a shell reports a process the pipe ended
     finally:
         stop_watching()
-        if in_main:
-            signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)

@@ -18,14 +18,19 @@ transformers: the interrupt message reads it too.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import re
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from common.errors import UserError
+from common.format import writer_id
 from common.manifest import fsync_dir
 
 CHECKPOINT = re.compile(r"checkpoint-(\d+)")
@@ -121,12 +126,41 @@ def finished_step(output_dir: str | Path) -> int | None:
 
 def resume_hint(output_dir: str | Path | None) -> str:
     """Where a stopped run can go on from, in words, for the interrupt message."""
-    last = last_checkpoint(output_dir) if output_dir else None
+    if not output_dir:
+        return "it stopped before its settings were read: nothing was trained"
+    last = last_checkpoint(output_dir)
     if last is None:
-        return (f"no checkpoint was saved in --output_dir {output_dir}, so a rerun starts from the beginning"
-                if output_dir else "no checkpoint was saved")
+        return f"no checkpoint was saved in --output_dir {output_dir}, so a rerun starts from the beginning"
     return (f"the newest checkpoint is {last}: rerun the same command with --resume_from_checkpoint latest "
             "to continue from it")
+
+
+LOCK = ".train.lock"
+
+
+@contextmanager
+def output_lock(output_dir: str | Path, hold: bool) -> Iterator[None]:
+    """One training job per --output_dir: an flock()ed file naming its holder (``hold``: this process is
+    rank 0; the kernel releases it even on SIGKILL). A second job (a requeue overlapping the old one, a
+    duplicate launch) would delete the first one's checkpoint being saved: refused in one line."""
+    if not hold:
+        yield
+        return
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            host, _, pid = os.pread(fd, 256, 0).decode(errors="replace").strip().rpartition(".")
+            raise UserError(f"--output_dir {out} is being trained into by another job (pid {pid} on {host}); wait "
+                            "for it to end, or train into another --output_dir") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{writer_id()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -177,6 +211,10 @@ def plan_start(output_dir: str, resume: str | None, overwrite: bool, target_step
                         f"{f'a finished model, step {finished}' if finished is not None else ''}) that resuming "
                         f"{resume} there would overwrite; resume into another --output_dir, or add "
                         "--overwrite_output_dir to replace that run")
+    if resume is not None and not (Path(resume) / "optimizer.pt").is_file():
+        raise UserError(f"--resume_from_checkpoint {resume}: it holds the model only (saved with --save_only_model), "
+                        "not the optimizer and learning-rate schedule: resuming would restart both. Start a new run "
+                        f"from its weights with --model_name_or_path {resume} instead")
     if resume is not None:
         step = step_of(Path(resume) / FINISHED_MARK)
         reached = step is not None and target_steps is not None and step >= target_steps

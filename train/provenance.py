@@ -36,13 +36,25 @@ def identity(manifests: dict[str, Manifest], max_seq_length: int, datasets_type:
 
 
 def write_record(checkpoint: Path, data: dict[str, Any], history: list[dict[str, Any]], manifests: dict[str, Manifest],
-                 step: int, global_batch: int) -> None:
-    """``data.json`` and ``manifests/`` into a checkpoint being written."""
+                 step: int, global_batch: int, base: tuple[int, int] = (0, 0)) -> None:
+    """``data.json`` and ``manifests/`` into a checkpoint being written. ``base``: (step, samples seen) where
+    this run resumed, so the count stays true when the global batch changed on the way."""
     (checkpoint / "manifests").mkdir(exist_ok=True)
     for name, m in manifests.items():
         write_json_atomic(checkpoint / "manifests" / f"{name}.json", m.to_dict())
-    write_json_atomic(checkpoint / DATA_RECORD, {"step": step, "samples_seen": step * global_batch, "data": data,
+    samples = base[1] + (step - base[0]) * global_batch
+    write_json_atomic(checkpoint / DATA_RECORD, {"step": step, "samples_seen": samples, "data": data,
                                                  "history": history})
+
+
+def resumed_at(checkpoint: Path) -> tuple[int, int]:
+    """(step, samples seen) a checkpoint records; for one without a record, its step at the run's batch is unknown:
+    (0, 0), and the count starts over."""
+    try:
+        rec = read_json(checkpoint / DATA_RECORD)
+        return int(rec["step"]), int(rec["samples_seen"])
+    except (FormatError, KeyError, TypeError, ValueError):
+        return 0, 0
 
 
 def _shard_changes(before: Manifest | None, now: Manifest) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,11 @@ class MlmTrainer(Trainer):
         self._staging = run_dir / f"{checkpoints.PARTIAL}{name}"
         try:
             super()._save_checkpoint(model, trial)  # its own rotation runs inside the staging dir: nothing there
+            best = self.state.best_model_checkpoint
+            if best and best.startswith(f"{self._staging}{os.sep}"):  # it names the checkpoint where it will be
+                self.state.best_model_checkpoint = str(run_dir / best[len(str(self._staging)) + 1:])
+                if self.args.should_save:
+                    self.state.save_to_json(str(self._staging / name / "trainer_state.json"))
             if self.args.should_save and self.data_record is not None:
                 self.data_record(self._staging / name, self.state.global_step)
         finally:
@@ -167,6 +173,14 @@ def train(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: 
     if targs.eval_strategy != "no" and eval_set is None:
         raise UserError(f"--eval_strategy {getattr(targs.eval_strategy, 'value', targs.eval_strategy)} but {cfg.datasets_cache_dir}/validation has no "
                         "manifest; preprocess with --eval_dir, or drop --eval_strategy")
+    with checkpoints.output_lock(targs.output_dir, hold=targs.process_index == 0):
+        return _start(cfg, margs, mlm, targs, run, loaded, train_set, eval_set, callbacks)
+
+
+def _start(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: TrainingArguments,
+           run: RunArguments, loaded: LoadedTokenizer, train_set: Any, eval_set: Any, callbacks: list[Any] | None
+           ) -> tuple[dict[str, Any], Trainer]:
+    """Resume, start or do nothing (train/checkpoints.py), holding the output dir's lock, then fit."""
     start = plan_start(targs.output_dir, targs.resume_from_checkpoint, run.overwrite_output_dir,
                        target_steps(targs, len(train_set)), may_delete=targs.process_index == 0)
     if start.done:
@@ -208,8 +222,9 @@ def _fit(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: T
     trainer = MlmTrainer(model=model, args=targs, collator=collator, train_dataset=train_set,
                          eval_dataset=evaluated, processing_class=loaded.tokenizer,
                          callbacks=[*(callbacks or []), *([stopper] if stopper else [])])
+    base = provenance.resumed_at(Path(resume)) if resume else (0, 0)
     trainer.data_record = lambda checkpoint, step: provenance.write_record(checkpoint, data, history, manifests, step,
-                                                                          global_batch)
+                                                                          global_batch, base)
     if trainer.is_world_process_zero():
         print(f"note: {padding_note(trainer)}", file=sys.stderr)
     if start.reached:  # killed after its last checkpoint, before the final save: that checkpoint is the end

@@ -301,3 +301,56 @@ def test_sigterm_ends_a_rank_blocked_waiting_for_a_peer_that_never_comes(tmp_pat
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGKILL)
     assert p.returncode == 143 and err.count("terminated (SIGTERM): no response for") == 1
+
+
+def test_a_signal_the_main_thread_took_never_ends_a_long_save(tmp_path):
+    """The watchdog ends only a process whose handlers do not run: a handled signal followed by a save longer
+    than STUCK_S (a big model, a slow disk) must go on (the thread read the signal after the handler ran)."""
+    script = tmp_path / "busy.py"
+    script.write_text(
+        "import os, signal, sys, time\n"
+        "from common import cli\n"
+        "cli.STUCK_S = 1.0\n"
+        "def body():\n"
+        "    signal.signal(signal.SIGUSR1, lambda s, f: cli.mark_handled(s))\n"
+        "    os.kill(os.getpid(), signal.SIGUSR1)\n"
+        "    end = time.monotonic() + 4\n"
+        "    while time.monotonic() < end:  # Python keeps running: a save in progress\n"
+        "        sum(range(1000))\n"
+        "    return 0\n"
+        "sys.exit(cli.run_command(body, 'stopped'))\n")
+    r = subprocess.run([sys.executable, str(script)], env=ENV, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "no response" not in r.stderr, r.stderr
+
+
+def test_best_model_at_end_names_a_real_checkpoint_and_model_only_checkpoints_are_not_resumed(capsys, tmp_path,
+                                                                                              bpe_dir):
+    text, ev, cache = tmp_path / "text", tmp_path / "ev", tmp_path / "cache"
+    write_shards(text, n_shards=2, lines_per_shard=40)
+    write_shards(ev, n_shards=1, lines_per_shard=20, seed=4)
+    assert preprocess_main(["--tokenizer_name_or_path", str(bpe_dir), "--train_dir", str(text), "--eval_dir", str(ev),
+                            "--datasets_cache_dir", str(cache), "--max_seq_length", "32"]) == 0
+    out = tmp_path / "best"
+    assert train_main(train_args(bpe_dir, cache, out, "--max_steps", "4", "--save_steps", "2", "--eval_strategy",
+                                 "steps", "--eval_steps", "2", "--load_best_model_at_end", "true",
+                                 "--metric_for_best_model", "eval_loss", "--save_total_limit", "1")) == 0
+    best = json.loads((out / "trainer_state.json").read_text())["best_model_checkpoint"]
+    assert Path(best).parent == out and Path(best).name.startswith("checkpoint-") and Path(best).is_dir()
+    only = tmp_path / "only"
+    args = train_args(bpe_dir, cache, only, "--max_steps", "2", "--save_steps", "2", "--save_only_model", "true")
+    assert train_main(args) == 0
+    capsys.readouterr()
+    assert train_main([*[a if a != "2" else "4" for a in args], "--resume_from_checkpoint", "latest"]) == 2
+    assert "holds the model only (saved with --save_only_model)" in capsys.readouterr().err
+
+
+def test_a_second_job_into_the_same_output_dir_is_refused(capsys, tmp_path, bpe_dir):
+    from train.checkpoints import output_lock
+
+    cache = build(tmp_path, bpe_dir)
+    out = tmp_path / "out"
+    with output_lock(out, hold=True):  # a job training into it (the kernel's flock: another process's alike)
+        r = subprocess.run([sys.executable, "-m", "train", *train_args(bpe_dir, cache, out, "--max_steps", "1")],
+                           cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and f"--output_dir {out} is being trained into by another job (pid {os.getpid()}" in r.stderr
+    assert train_main(train_args(bpe_dir, cache, out, "--max_steps", "1")) == 0  # once it ended
