@@ -169,7 +169,9 @@ def session(address: str | None, num_cpus: int) -> Iterator[Any]:
                 kwargs["_node_ip_address"] = "127.0.0.1"  # a cluster on loopback stays there
             ray.init(address=address, **kwargs)
         else:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, **kwargs)
+            # "local": a new instance even where a cluster runs here (ray.init() would join it, then refuse
+            # num_cpus: "When connecting to an existing cluster, num_cpus ... must not be provided")
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise UserError(f"--ray_address {address}: cannot connect to a Ray cluster ({' '.join(str(e).split())[:200]})"
                         if address else f"cannot start a local Ray instance ({e})") from None
