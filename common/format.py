@@ -71,6 +71,12 @@ def writer_id() -> str:
     return f"{host}.{os.getpid()}"
 
 
+def writer_words(writer: str) -> str:
+    """``pid N on HOST`` for a ``<host>.<pid>`` that ``writer_id`` made (a lock's holder, a lease's job)."""
+    host, _, pid = writer.strip().rpartition(".")
+    return f"pid {pid} on {host}" if pid.isdigit() and host else f"pid {writer.strip() or 'unknown'}"
+
+
 def tmp_name(final: str, dotted: bool = False) -> str:
     """The temp name a writer uses until ``os.replace`` moves the complete file to ``final``: the
     writer and a random nonce, so no two writers anywhere share one."""

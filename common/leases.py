@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.errors import UserError
-from common.format import temp_is_stale, writer_id
+from common.format import temp_is_stale, writer_id, writer_words
 from common.manifest import FormatError, Manifest, read_json, write_json_atomic
 
 READERS_DIR = "readers"
@@ -44,8 +44,7 @@ class Lease:
 
     @property
     def who(self) -> str:
-        host, _, pid = self.writer.rpartition(".")
-        return f"pid {pid} on {host}"
+        return writer_words(self.writer)
 
 
 def _files(manifest: Manifest) -> list[str]:

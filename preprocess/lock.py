@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from common.errors import UserError
-from common.format import LOCK_NAME, writer_id
+from common.format import LOCK_NAME, writer_id, writer_words
 
 _READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
 
@@ -56,9 +56,7 @@ def cache_lock(cache_dir: Path, shared: bool = False) -> Iterator[bool]:
 
 def _holder(fd: int) -> str:
     """``pid N on HOST``, from the ``<host>.<pid>`` the exclusive holder wrote."""
-    text = os.pread(fd, 256, 0).decode(errors="replace").strip()
-    host, _, pid = text.rpartition(".")
-    return f"pid {pid} on {host}" if pid.isdigit() and host else f"pid {text or 'unknown'}"
+    return writer_words(os.pread(fd, 256, 0).decode(errors="replace"))
 
 
 def _held_message(cache_dir: Path, fd: int, shared: bool) -> str:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.errors import UserError
-from common.format import writer_id
+from common.format import writer_id, writer_words
 from common.manifest import fsync_dir
 
 CHECKPOINT = re.compile(r"checkpoint-(\d+)")
@@ -153,8 +153,8 @@ def output_lock(output_dir: str | Path, hold: bool) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            host, _, pid = os.pread(fd, 256, 0).decode(errors="replace").strip().rpartition(".")
-            raise UserError(f"--output_dir {out} is being trained into by another job (pid {pid} on {host}); wait "
+            holder = writer_words(os.pread(fd, 256, 0).decode(errors="replace"))
+            raise UserError(f"--output_dir {out} is being trained into by another job ({holder}); wait "
                             "for it to end, or train into another --output_dir") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{writer_id()}\n".encode(), 0)

@@ -39,12 +39,18 @@ def write_record(checkpoint: Path, data: dict[str, Any], history: list[dict[str,
                  step: int, global_batch: int, base: tuple[int, int] = (0, 0)) -> None:
     """``data.json`` and ``manifests/`` into a checkpoint being written. ``base``: (step, samples seen) where
     this run resumed, so the count stays true when the global batch changed on the way."""
-    (checkpoint / "manifests").mkdir(exist_ok=True)
-    for name, m in manifests.items():
-        write_json_atomic(checkpoint / "manifests" / f"{name}.json", m.to_dict())
+    write_manifests(checkpoint, manifests)
     samples = base[1] + (step - base[0]) * global_batch
     write_json_atomic(checkpoint / DATA_RECORD, {"step": step, "samples_seen": samples, "data": data,
                                                  "history": history})
+
+
+def write_manifests(where: Path, manifests: dict[str, Manifest]) -> None:
+    """``<where>/manifests/<split>.json``: the manifests as read when training started (the cache may have been
+    rebuilt since), beside a checkpoint or the final model."""
+    (where / "manifests").mkdir(parents=True, exist_ok=True)
+    for name, m in manifests.items():
+        write_json_atomic(where / "manifests" / f"{name}.json", m.to_dict())
 
 
 def resumed_at(checkpoint: Path) -> tuple[int, int]:

@@ -20,7 +20,7 @@ from common.cli import Terminated
 from common.config import CacheArguments
 from common.errors import UserError
 from common.format import FormatError
-from common.manifest import Manifest, TokenizerIdentity, read_json, write_json_atomic
+from common.manifest import Manifest, TokenizerIdentity, read_json
 from common.tokenizer import LoadedTokenizer, TokenizerError, load_tokenizer
 from train import checkpoints, provenance
 from train.checkpoints import plan_start
@@ -241,7 +241,7 @@ def _fit(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: T
         metrics.update(last_evaluation(trainer) or trainer.evaluate())
     trainer.save_model(targs.output_dir)
     if trainer.is_world_process_zero():
-        save_manifests([s.reader.manifest for s in (train_set, eval_set) if s is not None], Path(targs.output_dir))
+        provenance.write_manifests(Path(targs.output_dir), manifests)
         provenance.write_provenance(Path(targs.output_dir), data, history, trainer.state.global_step)
         trainer.save_metrics("all", metrics)
         trainer.save_state()  # trainer_state.json: the loss history beside the model
@@ -280,15 +280,6 @@ def last_evaluation(trainer: Trainer) -> dict[str, float] | None:
         if "eval_loss" in entry and entry.get("step") == step:
             return {k: v for k, v in entry.items() if k.startswith("eval_")}
     return None
-
-
-def save_manifests(manifests: list[Manifest], output_dir: Path) -> None:
-    """Keep, beside the model, the identity of the data it was trained on: the manifests as read
-    when training started (the cache may have been rebuilt since)."""
-    dest = output_dir / "manifests"
-    dest.mkdir(parents=True, exist_ok=True)
-    for name, manifest in zip(("train", "validation"), manifests):
-        write_json_atomic(dest / f"{name}.json", manifest.to_dict())
 
 
 def check_checkpoint_tokenizer(checkpoint: str | None, identity: TokenizerIdentity) -> None:
