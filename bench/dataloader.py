@@ -255,7 +255,7 @@ def write_original_files(ours: MemmapConcatFullSentenceTextDataset, out: Path) -
         raise SystemExit("corpus too big for the original's uint32 offsets; lower --mb")
     np.concatenate(blocks).astype("<u4").tofile(out / "arr.dat")
     offsets.astype("<u4").tofile(out / "idx_arr.dat")
-    ours.reader.close()  # reopened lazily; DataLoader workers map the files themselves
+    ours.reader.close()  # reopened lazily; DataLoader workers open the files themselves
     return out
 
 
@@ -457,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.getloadavg()[0]:.2f} at end (above ~0.5 means other processes shared the cores: rates are noisy)",
         f"data: {args.mb:g} MB English-like corpus -> {n:,} blocks of <= {MAX_SEQ_LENGTH} ids "
         f"(mean {lengths.mean():.0f}), byte-level BPE {loaded.identity.vocab_size:,} ids; "
-        f"ours reads {ours.reader.maps[0][0].dtype} .npy, original uint32 .dat",
+        f"ours reads {ours.reader.tokens(0).dtype} .npy, original uint32 .dat",
         f"same blocks, sampler (seed {args.seed}), MlmCollator(pad_to_multiple_of=8, p=0.15), batch {args.batch_size}; "
         f"identical first masked batch from both: {'yes' if identical else 'NO'}",
         f"rates are the median of {args.repeats} runs (ours and original interleaved) of {args.batches} batches after {args.warmup} warm-up batches; "

@@ -21,7 +21,7 @@ import typing
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from common.errors import UserError
+from common.errors import UserError, words
 
 T = TypeVar("T")
 
@@ -244,7 +244,7 @@ def run_command(body: Callable[[], int], after_stop: str | Callable[[], str]) ->
     try:
         return body()
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {words(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"interrupted: {_said(after_stop)}", file=sys.stderr)

@@ -1,36 +1,70 @@
 """Read a preprocessed split: the one place that turns the files into blocks and lines.
 
-Memmaps are opened on first access, not in ``__init__``, so an object built
-in one process and pickled into DataLoader workers opens its own maps there.
+Nothing is memory-mapped: a block is two ``pread`` calls (its row of the block
+index, then its tokens) on descriptors from this process's bounded pool
+(common/open_files.py), so a split of any number of pieces reads within the
+process's open-file limit and no map count applies. Each file's header and
+size are checked once per process, when it is first opened there.
 """
 
 from __future__ import annotations
 
 import bisect
+import os
+import struct
 from pathlib import Path
 
 import numpy as np
 
-from common.format import OFFSET_DTYPE, FormatError, check_npy
+from common.format import NPY_HEADER_BYTES, OFFSET_DTYPE, FormatError, check_npy, npy_header, read_npy_header
 from common.manifest import FileInfo, Manifest, load_manifest
+from common.open_files import OpenFiles, pool
 from common.packing import line_examples
 
+_ROW = struct.Struct("<qq")  # one block index row: (start, end) as little-endian int64
 
-def _open(split_dir: Path, info: FileInfo) -> np.ndarray:
-    path = split_dir / info.path
-    check_npy(path, np.dtype(info.dtype), tuple(info.shape))
-    # A plain ndarray view of the map: np.memmap's subclass hooks cost more
-    # than the copy itself on every small slice (measured 7.8 -> 4.2 us a block).
-    return np.load(path, mmap_mode="r").view(np.ndarray)
+
+def _data_offset(fd: int, path: str, info: FileInfo) -> int:
+    """Where the data of an open cache file starts, after checking its header and size against the
+    manifest (a damaged or swapped file is a FormatError, never wrong ids)."""
+    dtype, shape = np.dtype(info.dtype), tuple(info.shape)
+    if os.pread(fd, NPY_HEADER_BYTES, 0) == npy_header(dtype, shape):  # our writer's fixed header: no parse
+        offset = NPY_HEADER_BYTES
+    else:
+        check_npy(Path(path), dtype, shape)
+        offset = read_npy_header(Path(path))[2]
+    size = os.fstat(fd).st_size
+    if size != offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize:
+        raise FormatError(f"{path}: {size} bytes, not the {tuple(shape)} x {dtype} its manifest records "
+                          "(truncated or altered); rebuild the cache with --overwrite_cache")
+    return offset
+
+
+def _read_all(path: Path, info: FileInfo) -> np.ndarray:
+    """A whole (small) array of the cache, read into memory and checked: offsets and block indexes
+    at start-up, without keeping a descriptor."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        offset = _data_offset(fd, str(path), info)
+        return _pread_array(fd, str(path), np.dtype(info.dtype), int(np.prod(info.shape, dtype=np.int64)),
+                            offset).reshape(info.shape)
+    finally:
+        os.close(fd)
+
+
+def _pread_array(fd: int, path: str, dtype: np.dtype, count: int, offset: int) -> np.ndarray:
+    out = np.empty(count, dtype=dtype)
+    if count and os.preadv(fd, [out], offset) != out.nbytes:
+        raise FormatError(f"{path}: shorter than its manifest records (truncated after it was checked?); "
+                          "rebuild the cache with --overwrite_cache")
+    return out
 
 
 class SplitReader:
     """Blocks and lines of one split, checked against its manifest when opened.
 
-    Indexed by piece (common/format.py): a piece's tokens and blocks are
-    mapped on first use in each process; its lines array only when lines are
-    asked for (LINE-BY-LINE, inspection), so FULL-SENTENCES training holds
-    two maps a piece.
+    Indexed by piece (common/format.py). Picklable: a DataLoader worker,
+    forked or spawned, opens what it reads itself.
     """
 
     def __init__(self, split_dir: str | Path, manifest: Manifest | None = None):
@@ -44,53 +78,80 @@ class SplitReader:
         self._starts = self.block_starts.tolist()  # bisect on a list beats searchsorted on one scalar
         ids = self.manifest.tokenizer.special_ids
         self.bos, self.eos = ids.bos, ids.eos
-        self._maps: list[tuple[np.ndarray, np.ndarray]] | None = None
-        self._lines: dict[int, np.ndarray] = {}
+        root = str(self.split_dir) + os.sep
+        # per piece: (tokens path, its FileInfo, token dtype, blocks path, its FileInfo)
+        self._files = [(root + p.files["tokens"].path, p.files["tokens"], np.dtype(p.files["tokens"].dtype),
+                        root + p.blocks.file.path, p.blocks.file) for p in self.manifest.pieces]
+        self._checked: dict[str, int] = {}  # path -> data offset, for files checked (a forked worker inherits it)
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_maps": None, "_lines": {}}  # each process maps the files itself
+        return {**self.__dict__, "_checked": {}}  # a spawned process checks the files it opens itself
 
-    @property
-    def maps(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(tokens, blocks) memmaps per piece, opened and size-checked once per process."""
-        if self._maps is None:
-            self._maps = [(_open(self.split_dir, p.files["tokens"]), _open(self.split_dir, p.blocks.file))
-                          for p in self.manifest.pieces]
-        return self._maps
-
-    def offsets(self, piece: int) -> np.ndarray:
-        """The line offsets of one piece (its lines array), mapped on first use."""
-        if piece not in self._lines:
-            self._lines[piece] = _open(self.split_dir, self.manifest.pieces[piece].files["lines"])
-        return self._lines[piece]
+    def _fd(self, files: OpenFiles, path: str, info: FileInfo) -> tuple[int, int]:
+        """(descriptor, data offset) of one of this split's files, checked the first time in this process."""
+        fd = files.fd(path)
+        offset = self._checked.get(path)
+        if offset is None:
+            offset = self._checked[path] = _data_offset(fd, path, info)
+        return fd, offset
 
     def close(self) -> None:
-        """Drop this process's maps; the next access reopens them."""
-        self._maps = None
-        self._lines = {}
+        """Close this split's descriptors in this process (before DataLoader workers fork: they open their own)."""
+        pool().close(str(self.split_dir) + os.sep)
 
     @property
     def n_blocks(self) -> int:
         return int(self.block_starts[-1])
 
     def block(self, i: int) -> np.ndarray:
-        """Block ``i`` of the split as int64 ids: ``[bos] + tokens[s:e] + [eos]``."""
+        """Block ``i`` of the split as int64 ids: ``[bos] + tokens[s:e] + [eos]``: its row of the block
+        index, then its tokens, one pread each."""
         if not 0 <= i < self.n_blocks:
             raise IndexError(f"block {i} out of range 0..{self.n_blocks - 1}")
         piece = bisect.bisect_right(self._starts, i) - 1
-        s, e = self.maps[piece][1][i - self._starts[piece]].tolist()
-        return self.framed(piece, s, e)
+        files = pool()
+        _, _, _, path, info = self._files[piece]
+        fd, offset = self._fd(files, path, info)
+        row = os.pread(fd, _ROW.size, offset + (i - self._starts[piece]) * _ROW.size)
+        if len(row) != _ROW.size:
+            raise FormatError(f"{path}: shorter than its manifest records; rebuild the cache with --overwrite_cache")
+        s, e = _ROW.unpack(row)
+        return self._framed(files, piece, s, e)
 
     def framed(self, piece: int, s: int, e: int) -> np.ndarray:
         """``[bos] + tokens[s:e] + [eos]`` of one piece as int64 ids: one example as training sees it."""
+        return self._framed(pool(), piece, s, e)
+
+    def _framed(self, files: OpenFiles, piece: int, s: int, e: int) -> np.ndarray:
+        path, info, dtype, _, _ = self._files[piece]
+        fd, offset = self._fd(files, path, info)
+        data = os.pread(fd, (e - s) * dtype.itemsize, offset + s * dtype.itemsize)
+        if len(data) != (e - s) * dtype.itemsize:
+            raise FormatError(f"{path}: shorter than its manifest records; rebuild the cache with --overwrite_cache")
         out = np.empty(e - s + 2, dtype=np.int64)
         out[0], out[-1] = self.bos, self.eos
-        out[1:-1] = self.maps[piece][0][s:e]
+        out[1:-1] = np.frombuffer(data, dtype)
         return out
 
+    def tokens(self, piece: int) -> np.ndarray:
+        """The whole token stream of one piece, read into memory (for tests and inspection)."""
+        return _read_all(self.split_dir / self.manifest.pieces[piece].files["tokens"].path,
+                         self.manifest.pieces[piece].files["tokens"])
+
+    def offsets(self, piece: int) -> np.ndarray:
+        """The line offsets of one piece (its lines array), read into memory."""
+        info = self.manifest.pieces[piece].files["lines"]
+        return _read_all(self.split_dir / info.path, info)
+
+    def block_index(self, piece: int) -> np.ndarray:
+        """The (n_blocks, 2) block index of one piece, read into memory."""
+        info = self.manifest.pieces[piece].blocks.file
+        return _read_all(self.split_dir / info.path, info)
+
     def block_lengths(self) -> np.ndarray:
-        """Every FULL-SENTENCES block's length in ids, bos and eos included, read from the block index."""
-        spans = [np.asarray(blocks) for _, blocks in self.maps]
+        """Every FULL-SENTENCES block's length in ids, bos and eos included, read from the block index
+        (one read of each index file; none is left open)."""
+        spans = [self.block_index(k) for k in range(len(self._files))]
         return np.concatenate([b[:, 1] - b[:, 0] + 2 for b in spans]) if spans else np.empty(0, OFFSET_DTYPE)
 
     def line_examples(self, max_seq_length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -109,5 +170,5 @@ class SplitReader:
 
     def lines(self, piece: int) -> list[np.ndarray]:
         """Every line of one piece as ids without its separator (for tests and inspection)."""
-        tokens, offsets = self.maps[piece][0], self.offsets(piece)
-        return [np.asarray(tokens[a : b - 1]) for a, b in zip(offsets[:-1], offsets[1:])]
+        tokens, offsets = self.tokens(piece), self.offsets(piece)
+        return [tokens[a : b - 1] for a, b in zip(offsets[:-1], offsets[1:])]

@@ -1,8 +1,8 @@
 """Map-style datasets over a preprocessed split, for the Hugging Face Trainer.
 
 Both are thin views over ``common.reader.SplitReader``: no tokenization, no
-Python loop over tokens, memmaps opened lazily in whichever process reads
-(so each DataLoader worker, forked or spawned, maps the files itself), and
+Python loop over tokens, files opened lazily in whichever process reads
+(within its open-file limit, however many pieces the split has), and
 ``len()`` known up front so a resumed run's sampler skips without reading.
 """
 
@@ -50,6 +50,7 @@ class MemmapConcatFullSentenceTextDataset(Dataset):
 
     def __init__(self, split_dir: str | Path, max_seq_length: int, manifest: Manifest | None = None):
         self.reader = _reader(split_dir, max_seq_length, manifest)
+        self._lengths: np.ndarray | None = None
 
     def __len__(self) -> int:
         return self.reader.n_blocks
@@ -59,10 +60,13 @@ class MemmapConcatFullSentenceTextDataset(Dataset):
         return torch.from_numpy(self.reader.block(i))
 
     def lengths(self) -> np.ndarray:
-        """Every example's length in ids, bos and eos included, read from the block index."""
-        out = self.reader.block_lengths()
-        self.reader.close()  # reopened lazily by whichever process reads
-        return out
+        """Every example's length in ids, bos and eos included, read from the block index once."""
+        if self._lengths is None:
+            self._lengths = self.reader.block_lengths()
+        return self._lengths
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_lengths": None}  # a spawned worker reads blocks, not lengths
 
 
 class MemmapLineByLineTextDataset(Dataset):
@@ -71,7 +75,6 @@ class MemmapLineByLineTextDataset(Dataset):
     def __init__(self, split_dir: str | Path, max_seq_length: int, manifest: Manifest | None = None):
         self.reader = _reader(split_dir, max_seq_length, manifest)
         self.shard, self.start, self.end = self.reader.line_examples(max_seq_length)
-        self.reader.close()  # reopened lazily by whichever process reads
 
     def __len__(self) -> int:
         return len(self.start)

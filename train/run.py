@@ -14,11 +14,11 @@ import torch
 from torch.utils.data import SequentialSampler, Subset
 from transformers import Trainer, TrainerState, TrainingArguments, set_seed
 
-from common import leases
+from common import leases, open_files
 from common.check import tokenizer_difference
 from common.cli import Terminated
 from common.config import CacheArguments
-from common.errors import UserError
+from common.errors import UserError, words
 from common.format import FormatError
 from common.manifest import Manifest, TokenizerIdentity, read_json
 from common.tokenizer import LoadedTokenizer, TokenizerError, load_tokenizer
@@ -158,6 +158,9 @@ def train(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: 
     says (run_mlm.py skips it: it has just preprocessed).
     """
     run = run or RunArguments()
+    raised = open_files.raise_soft_limit()  # only a help: the cache is read within any limit
+    if raised and targs.process_index == 0:
+        print(raised, file=sys.stderr)
     try:
         loaded = load_tokenizer(cfg.tokenizer_name_or_path, cfg.tokenizer_type, cfg.tokenizer_settings)
     except TokenizerError as e:
@@ -174,7 +177,10 @@ def train(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: 
         raise UserError(f"--eval_strategy {getattr(targs.eval_strategy, 'value', targs.eval_strategy)} but {cfg.datasets_cache_dir}/validation has no "
                         "manifest; preprocess with --eval_dir, or drop --eval_strategy")
     with checkpoints.output_lock(targs.output_dir, hold=targs.process_index == 0):
-        return _start(cfg, margs, mlm, targs, run, loaded, train_set, eval_set, callbacks)
+        try:
+            return _start(cfg, margs, mlm, targs, run, loaded, train_set, eval_set, callbacks)
+        except FormatError as e:  # a cache file damaged after the start-up check (a DataLoader worker's, raised again here)
+            raise UserError(words(e)) from None
 
 
 def _start(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: TrainingArguments,

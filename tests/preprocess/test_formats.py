@@ -371,7 +371,7 @@ def test_at_the_default_task_size_formats_give_one_stream_and_pieces_by_stored_s
                              "--num_workers", "2")
         assert rc == 0, err
         r = SplitReader(cache / "train")
-        tokens = np.concatenate([np.asarray(r.maps[k][0]) for k in range(len(r.manifest.pieces))])
+        tokens = np.concatenate([r.tokens(k) for k in range(len(r.manifest.pieces))])
         lengths = np.concatenate([np.diff(np.asarray(r.offsets(k))) for k in range(len(r.manifest.pieces))])
         streams[ext], pieces[ext] = (tokens.tobytes(), lengths.tobytes()), len(r.manifest.pieces)
     assert streams["txt.gz"] == streams["txt"] and streams["jsonl.zst"] == streams["txt"]

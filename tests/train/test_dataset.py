@@ -45,8 +45,8 @@ def test_line_by_line_serves_every_line_and_splits_long_ones(bpe_cache, bpe_dir)
 @pytest.mark.parametrize("ctx", ["fork", "spawn"])
 def test_pickles_into_dataloader_workers(bpe_cache, ctx):
     ds = MemmapConcatFullSentenceTextDataset(bpe_cache / "train", 32)
-    _ = ds[0]  # maps opened in this process must not travel
-    assert pickle.loads(pickle.dumps(ds)).reader._maps is None
+    _ = ds[0]  # files checked in this process: a spawned worker checks what it opens itself
+    assert ds.reader._checked and pickle.loads(pickle.dumps(ds)).reader._checked == {}
     loader = DataLoader(ds, batch_size=4, num_workers=2, multiprocessing_context=ctx, collate_fn=list)
     got = [x.tolist() for batch in loader for x in batch]
     assert got == [ds[i].tolist() for i in range(len(ds))]

@@ -1,0 +1,153 @@
+"""A cache of any number of pieces is read within the process's open-file limit (issue 20): a bounded
+pool of descriptors, least recently used closed first, and one error line where nothing can be opened."""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from common import open_files
+from common.cli import run_command
+from common.errors import UserError, words
+from common.reader import SplitReader
+from preprocess.__main__ import main as preprocess_main
+from tests.corpus import write_shards
+from tests.train.test_preemption import ENV, ROOT, losses, train_args
+
+
+def build_pieces(tmp_path, tok, n_shards: int, lines: int = 12):
+    """A cache where every shard is a piece of its own (``--task_size_mb 0.002``: shards over 1 KB)."""
+    text, cache = tmp_path / "text", tmp_path / "cache"
+    write_shards(text, n_shards=n_shards, lines_per_shard=lines)
+    assert preprocess_main(["--tokenizer_name_or_path", str(tok), "--train_dir", str(text), "--datasets_cache_dir",
+                            str(cache), "--max_seq_length", "32", "--num_workers", "2", "--task_size_mb", "0.002"]) == 0
+    return cache
+
+
+def expected_blocks(r: SplitReader) -> list[list[int]]:
+    """Every block assembled from whole arrays read into memory: what block(i) must return."""
+    out = []
+    for k in range(len(r.manifest.pieces)):
+        tokens = r.tokens(k)
+        out += [[r.bos, *tokens[s:e].tolist(), r.eos] for s, e in r.block_index(k).tolist()]
+    return out
+
+
+@pytest.fixture
+def small_pool(monkeypatch):
+    """This process's pool replaced by one of 3 descriptors; the old one back afterwards."""
+    pool = open_files.OpenFiles()
+    pool.limit = 3
+    monkeypatch.setattr(open_files, "_POOL", pool)
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def nofile(request):
+    """Set the soft RLIMIT_NOFILE for one test, restored after it."""
+    before = resource.getrlimit(resource.RLIMIT_NOFILE)
+    yield lambda soft: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, before[1]))
+    resource.setrlimit(resource.RLIMIT_NOFILE, before)
+
+
+def test_random_reads_over_many_pieces_stay_within_the_pool_and_return_the_right_blocks(tmp_path, bpe_dir,
+                                                                                       small_pool):
+    r = SplitReader(build_pieces(tmp_path, bpe_dir, 30) / "train")
+    assert len(r.manifest.pieces) == 30
+    want = expected_blocks(r)
+    fds_before = open_files.open_count()
+    for i in np.random.default_rng(0).integers(0, r.n_blocks, 2000).tolist():
+        assert r.block(i).tolist() == want[i]
+        assert len(small_pool) <= 3
+    assert open_files.open_count() <= fds_before + 3
+    r.close()
+    assert len(small_pool) == 0
+
+
+def test_out_of_descriptors_the_pool_shrinks_and_reading_goes_on(tmp_path, bpe_dir, monkeypatch, nofile):
+    r = SplitReader(build_pieces(tmp_path, bpe_dir, 30) / "train")
+    want = expected_blocks(r)
+    pool = open_files.OpenFiles()
+    pool.limit = 10_000  # a budget set before something else took the descriptors
+    monkeypatch.setattr(open_files, "_POOL", pool)
+    try:
+        nofile(open_files.open_count() + 8)
+        for i in range(r.n_blocks):
+            assert r.block(i).tolist() == want[i]
+        assert 1 <= pool.limit < 8
+    finally:
+        pool.close()
+
+
+def test_with_no_descriptor_left_the_error_names_the_limit_to_raise(tmp_path, bpe_dir, monkeypatch, nofile):
+    r = SplitReader(build_pieces(tmp_path, bpe_dir, 2) / "train")
+    monkeypatch.setattr(open_files, "_POOL", open_files.OpenFiles())
+    nofile(open_files.open_count() + 16)
+    taken = []  # every descriptor left, holes below the limit included, taken by "something else"
+    try:
+        while True:
+            taken.append(os.open(os.devnull, os.O_RDONLY))
+    except OSError:
+        pass
+    try:
+        with pytest.raises(UserError) as e:
+            r.block(0)
+    finally:
+        for fd in taken:
+            os.close(fd)
+    assert "open-file limit (ulimit -n" in str(e.value) and "used up" in str(e.value)
+    assert "ulimit -n 65536" in str(e.value)
+
+
+def test_the_budget_leaves_a_quarter_of_the_limit_to_the_rest_of_the_process(nofile):
+    nofile(1024)
+    assert open_files.budget() == 1024 - open_files.open_count() - 256
+
+
+class _Failing(Dataset):
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        raise UserError("the cache file x is damaged; rebuild it")
+
+
+def test_an_error_in_a_dataloader_worker_is_one_line_without_its_traceback(capsys):
+    def body() -> int:
+        for _ in DataLoader(_Failing(), num_workers=1):
+            pass
+        return 0
+
+    assert run_command(body, "") == 2
+    err = capsys.readouterr().err
+    assert err == "error: the cache file x is damaged; rebuild it\n"
+    with pytest.raises(UserError) as e:
+        body()
+    assert "Traceback" in str(e.value) and words(e.value) == "the cache file x is damaged; rebuild it"
+
+
+@pytest.mark.slow
+def test_a_cache_of_1200_pieces_trains_under_ulimit_n_1024_with_the_same_losses(tmp_path, bpe_dir):
+    cache = build_pieces(tmp_path, bpe_dir, 1200, lines=10)
+    n_pieces = len(SplitReader(cache / "train").manifest.pieces)
+    assert n_pieces > 1100  # 2 files a piece: past the limit if each stayed open
+    got = {}
+    for name, limit in (("free", None), ("limited", 1024)):
+        out = tmp_path / name
+        cmd = [sys.executable, "-m", "train", *train_args(bpe_dir, cache, out, "--max_steps", "6",
+                                                            "--dataloader_num_workers", "2")]
+        if limit:
+            cmd = ["bash", "-c", f'ulimit -n {limit} && exec "$@"', "bash", *cmd]
+        r = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=900)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert "Too many open files" not in r.stderr and "Traceback" not in r.stderr
+        got[name] = losses(out)
+    assert len(got["free"]) == 6 and got["limited"] == got["free"]
