@@ -22,7 +22,7 @@ from collections import OrderedDict
 from common.errors import UserError
 
 MAX_OPEN = 1 << 15  # a cap where the limit is huge: enough for every file of a 16,000-piece split
-MIN_RESERVE = 64  # descriptors always left to the rest of the process (pipes, checkpoint writes, logs)
+MIN_RESERVE, MAX_RESERVE = 64, 1024  # descriptors left to the rest of the process (pipes, checkpoints, logs)
 
 
 def open_count() -> int:
@@ -43,10 +43,11 @@ def nofile_limit() -> int:
 
 def budget() -> int:
     """How many cache files this process may hold open: its soft limit less what is open now, less a
-    quarter of the limit (at least MIN_RESERVE) for the Trainer, DataLoader pipes and checkpoints; at
-    least 1, at most MAX_OPEN."""
+    quarter of the limit (between MIN_RESERVE and MAX_RESERVE) for the Trainer, DataLoader pipes and
+    checkpoints; at least 1, at most MAX_OPEN."""
     soft = nofile_limit()
-    return max(1, min(MAX_OPEN, soft - open_count() - max(MIN_RESERVE, soft // 4)))
+    reserve = min(max(MIN_RESERVE, soft // 4), MAX_RESERVE)
+    return max(1, min(MAX_OPEN, soft - open_count() - reserve))
 
 
 def raise_soft_limit() -> str | None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.format import NPY_HEADER_BYTES, OFFSET_DTYPE, FormatError, check_npy, npy_header, read_npy_header
+from common.format import OFFSET_DTYPE, FormatError, check_npy
 from common.manifest import FileInfo, Manifest, load_manifest
 from common.open_files import OpenFiles, pool
 from common.packing import line_examples
@@ -24,28 +24,12 @@ from common.packing import line_examples
 _ROW = struct.Struct("<qq")  # one block index row: (start, end) as little-endian int64
 
 
-def _data_offset(fd: int, path: str, info: FileInfo) -> int:
-    """Where the data of an open cache file starts, after checking its header and size against the
-    manifest (a damaged or swapped file is a FormatError, never wrong ids)."""
-    dtype, shape = np.dtype(info.dtype), tuple(info.shape)
-    if os.pread(fd, NPY_HEADER_BYTES, 0) == npy_header(dtype, shape):  # our writer's fixed header: no parse
-        offset = NPY_HEADER_BYTES
-    else:
-        check_npy(Path(path), dtype, shape)
-        offset = read_npy_header(Path(path))[2]
-    size = os.fstat(fd).st_size
-    if size != offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize:
-        raise FormatError(f"{path}: {size} bytes, not the {tuple(shape)} x {dtype} its manifest records "
-                          "(truncated or altered); rebuild the cache with --overwrite_cache")
-    return offset
-
-
 def _read_all(path: Path, info: FileInfo) -> np.ndarray:
     """A whole (small) array of the cache, read into memory and checked: offsets and block indexes
     at start-up, without keeping a descriptor."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     try:
-        offset = _data_offset(fd, str(path), info)
+        offset = check_npy(path, np.dtype(info.dtype), tuple(info.shape), fd)
         return _pread_array(fd, str(path), np.dtype(info.dtype), int(np.prod(info.shape, dtype=np.int64)),
                             offset).reshape(info.shape)
     finally:
@@ -92,7 +76,7 @@ class SplitReader:
         fd = files.fd(path)
         offset = self._checked.get(path)
         if offset is None:
-            offset = self._checked[path] = _data_offset(fd, path, info)
+            offset = self._checked[path] = check_npy(Path(path), np.dtype(info.dtype), tuple(info.shape), fd)
         return fd, offset
 
     def close(self) -> None:
@@ -108,7 +92,7 @@ class SplitReader:
         index, then its tokens, one pread each."""
         if not 0 <= i < self.n_blocks:
             raise IndexError(f"block {i} out of range 0..{self.n_blocks - 1}")
-        piece = bisect.bisect_right(self._starts, i) - 1
+        piece = self.piece_of(i)
         files = pool()
         _, _, _, path, info = self._files[piece]
         fd, offset = self._fd(files, path, info)
@@ -148,11 +132,23 @@ class SplitReader:
         info = self.manifest.pieces[piece].blocks.file
         return _read_all(self.split_dir / info.path, info)
 
-    def block_lengths(self) -> np.ndarray:
-        """Every FULL-SENTENCES block's length in ids, bos and eos included, read from the block index
-        (one read of each index file; none is left open)."""
+    def block_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every FULL-SENTENCES block as (start in its piece's tokens, length in ids with bos and eos),
+        read from the block index files once (none is left open): 16 bytes a block in memory, so a
+        block is then one read, and a piece one open file, not two."""
         spans = [self.block_index(k) for k in range(len(self._files))]
-        return np.concatenate([b[:, 1] - b[:, 0] + 2 for b in spans]) if spans else np.empty(0, OFFSET_DTYPE)
+        if not spans:
+            return np.empty(0, OFFSET_DTYPE), np.empty(0, OFFSET_DTYPE)
+        rows = np.concatenate(spans)
+        return np.ascontiguousarray(rows[:, 0]), rows[:, 1] - rows[:, 0] + 2
+
+    def block_lengths(self) -> np.ndarray:
+        """Every FULL-SENTENCES block's length in ids, bos and eos included, read from the block index."""
+        return self.block_table()[1]
+
+    def piece_of(self, block: int) -> int:
+        """The piece holding block ``block`` of the split."""
+        return bisect.bisect_right(self._starts, block) - 1
 
     def line_examples(self, max_seq_length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """LINE-BY-LINE examples of the split as (piece, start, end) arrays: example k is

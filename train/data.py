@@ -56,9 +56,9 @@ def compared(cfg: CacheArguments, split: str, split_dir: Path, first: SplitCheck
     return first
 
 
-def checked_datasets(cfg: CacheArguments, loaded: LoadedTokenizer, input_check: str) -> tuple[dict[str, Any], str]:
-    """Each split's dataset, from one check of its manifest, and the command that rebuilds the cache;
-    UserError with what is wrong and that command.
+def checked_datasets(cfg: CacheArguments, loaded: LoadedTokenizer, input_check: str) -> dict[str, Any]:
+    """Each split's dataset, from one check of its manifest; UserError with what is wrong and the
+    command that rebuilds the cache (worked out only then: it reads the manifests again).
 
     Always checked: the tokenizer, ``--max_seq_length`` and every array's
     size. Unless ``input_check`` is off, also the text: the dirs given, else
@@ -83,7 +83,6 @@ def checked_datasets(cfg: CacheArguments, loaded: LoadedTokenizer, input_check: 
         if first.usable and input_check in ("stat", "hash"):
             first = compared(cfg, split, split_dir, first, by_stat=input_check == "stat")
         checks[split] = first
-    fix = rebuild_command(cfg)
     if input_check == "off":  # ("skip": run_mlm.py, which has just brought the cache up to date)
         print("note: --input_check off: the cache was not compared with its text", file=sys.stderr)
     for c in checks.values():
@@ -91,14 +90,15 @@ def checked_datasets(cfg: CacheArguments, loaded: LoadedTokenizer, input_check: 
             more = any(len(getattr(c, k)) > 10 for k in ("changed", "added", "removed"))
             listed = f" (mlm-inspect status {c.split_dir} -v lists every shard)" if more else ""
             raise UserError(f"{c.split_dir} is stale against {c.input_dir}: {c.changes()}{listed}; "
-                            f"rebuild it (from any directory): {fix}")
+                            f"rebuild it (from any directory): {rebuild_command(cfg)}")
         if not c.usable:
-            raise UserError(f"{'; '.join(c.problems())}; to rebuild the cache (from any directory): {fix}")
+            raise UserError(f"{'; '.join(c.problems())}; to rebuild the cache (from any directory): "
+                            f"{rebuild_command(cfg)}")
     if "validation" in checks:
         warn_shared_text(checks["train"].manifest, checks["validation"].manifest)
     datasets = {split: DATASET_TYPES[cfg.datasets_type](c.split_dir, cfg.max_seq_length, c.manifest)
                 for split, c in checks.items()}
-    return datasets, fix
+    return datasets
 
 
 def warn_shared_text(train: Manifest, validation: Manifest) -> None:
@@ -114,7 +114,7 @@ def warn_shared_text(train: Manifest, validation: Manifest) -> None:
               "the cache with an --eval_dir of other text, or --validation_split_percentage", file=sys.stderr)
 
 
-def refuse_empty(cfg: CacheArguments, split: str, dataset: Any, fix: str) -> None:
+def refuse_empty(cfg: CacheArguments, split: str, dataset: Any) -> None:
     """UserError, on one line, when a split has no examples (the Trainer would fail deep in its sampler)."""
     if len(dataset) > 0:
         return
@@ -124,5 +124,5 @@ def refuse_empty(cfg: CacheArguments, split: str, dataset: Any, fix: str) -> Non
     raise UserError(
         f"{Path(cfg.datasets_cache_dir) / split} holds no blocks: its text had no tokens ({manifest.input_dir}: "
         f"{t['shards']} files, {t['bytes']} bytes, {t['lines']} lines with tokens, {t['lines_without_tokens']} that "
-        f"encode to none, blank lines dropped); {instead}add text there and rebuild the cache: {fix}"
+        f"encode to none, blank lines dropped); {instead}add text there and rebuild the cache: {rebuild_command(cfg)}"
     )

@@ -46,27 +46,35 @@ def _reader(split_dir: str | Path, max_seq_length: int, manifest: Manifest | Non
 
 
 class MemmapConcatFullSentenceTextDataset(Dataset):
-    """FULL-SENTENCES blocks: consecutive whole lines, ``<s> ... </s>``, at most max_seq_length ids."""
+    """FULL-SENTENCES blocks: consecutive whole lines, ``<s> ... </s>``, at most max_seq_length ids.
+
+    The block index is read into memory on first use (``SplitReader.block_table``: 16 bytes a block,
+    inherited by forked DataLoader workers), so each block is one read of its tokens.
+    """
 
     def __init__(self, split_dir: str | Path, max_seq_length: int, manifest: Manifest | None = None):
         self.reader = _reader(split_dir, max_seq_length, manifest)
-        self._lengths: np.ndarray | None = None
+        self._table: tuple[np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return self.reader.n_blocks
 
+    def _blocks(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._table is None:
+            self._table = self.reader.block_table()
+        return self._table
+
     def __getitem__(self, i: int) -> torch.Tensor:
         _settle_process()
-        return torch.from_numpy(self.reader.block(i))
+        if not 0 <= i < len(self):
+            raise IndexError(f"block {i} out of range 0..{len(self) - 1}")
+        starts, lengths = self._blocks()
+        s = int(starts[i])
+        return torch.from_numpy(self.reader.framed(self.reader.piece_of(i), s, s + int(lengths[i]) - 2))
 
     def lengths(self) -> np.ndarray:
         """Every example's length in ids, bos and eos included, read from the block index once."""
-        if self._lengths is None:
-            self._lengths = self.reader.block_lengths()
-        return self._lengths
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_lengths": None}  # a spawned worker reads blocks, not lengths
+        return self._blocks()[1]
 
 
 class MemmapLineByLineTextDataset(Dataset):

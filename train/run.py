@@ -165,12 +165,12 @@ def train(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: 
         loaded = load_tokenizer(cfg.tokenizer_name_or_path, cfg.tokenizer_type, cfg.tokenizer_settings)
     except TokenizerError as e:
         raise UserError(str(e)) from None
-    datasets, fix = checked_datasets(cfg, loaded, run.input_check if check_inputs else "skip")
+    datasets = checked_datasets(cfg, loaded, run.input_check if check_inputs else "skip")
     train_set, eval_set = datasets["train"], datasets.get("validation")
-    refuse_empty(cfg, "train", train_set, fix)
+    refuse_empty(cfg, "train", train_set)
     if eval_set is not None and len(eval_set) == 0:
         if targs.do_eval:  # --do_eval, or set by any --eval_strategy but "no"
-            refuse_empty(cfg, "validation", eval_set, fix)
+            refuse_empty(cfg, "validation", eval_set)
         print(f"note: {cfg.datasets_cache_dir}/validation holds no blocks; no evaluation", file=sys.stderr)
         eval_set = None
     if targs.eval_strategy != "no" and eval_set is None:
