@@ -230,7 +230,7 @@ def _cut_point(buf: bytearray, lo: int, hi: int, prev: int) -> int:
 
 def cut_stream(readinto: Callable[[bytearray], int], task_bytes: int, on_read: Callable[[memoryview], object],
                on_part: Callable[[bytearray, int, int], object], on_cut: Callable[[int, int, bool], object],
-               lines_only: bool = False, read_bytes: int = CHUNK_BYTES) -> int:
+               lines_only: bool = False, read_bytes: int | None = None) -> int:
     """Read a byte stream to its end and cut it into task ranges; returns how many bytes it had.
 
     ``on_read(view)`` sees every read; ``on_part(buf, lo, hi)`` every byte of
@@ -248,8 +248,9 @@ def cut_stream(readinto: Callable[[bytearray], int], task_bytes: int, on_read: C
     character boundary. No range, and no worker's memory, then grows with a
     line's length; every search runs forward, so the reads' size cannot move a cut.
     ``lines_only`` (JSON Lines, whose records cannot be cut): only after a ``\n``, however far.
+    ``read_bytes``: the size of each read, CHUNK_BYTES as it is when called (tests shrink it).
     """
-    buf = bytearray(read_bytes)
+    buf = bytearray(read_bytes or CHUNK_BYTES)
     view = memoryview(buf)
     start = offset = 0
     last_byte = 0x0A

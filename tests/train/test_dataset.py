@@ -55,7 +55,7 @@ def test_pickles_into_dataloader_workers(bpe_cache, ctx):
 def test_collator_pads_to_8_with_an_exact_attention_mask(bpe_dir):
     tok = AutoTokenizer.from_pretrained(bpe_dir)
     pad = tok.pad_token_id
-    special = [tok.bos_token_id, tok.eos_token_id, pad]
+    special = [tok.bos_token_id, tok.eos_token_id]  # pad left out: only the attention mask keeps padding unmasked
     coll = MlmCollator(tok, special, pad, mlm_probability=0.5)
     examples = [torch.tensor([0, 10, 11, 12, 2]), torch.tensor([0] + [20] * 9 + [2])]
     torch.manual_seed(0)
