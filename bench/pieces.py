@@ -163,9 +163,9 @@ def rate(m: dict, key: str, base: dict | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pieces", type=int, nargs="+", default=[100, 10_000, 36_000])
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--reads", type=int, default=30_000, help="timed dataset[i] reads per run")
-    ap.add_argument("--batches", type=int, default=100, help="timed DataLoader batches per run")
+    ap.add_argument("--batches", type=int, default=300, help="timed DataLoader batches per run")
     ap.add_argument("--before", default="8a2e2e4", help="git revision to compare with (default: the memory-mapped reader)")
     ap.add_argument("--out", type=Path, default=REPO / "bench_out" / "pieces")
     ap.add_argument("--smoke", action="store_true", help="100 and 1,200 pieces, one short run each")

@@ -62,3 +62,10 @@ def test_nodes_bench_runs_small(tmp_path):
     assert "byte-identical caches from all three executors: yes" in out
     for row in ("| local 2 workers |", "| Ray 2 nodes x 1 CPU |", "| 2 slices + commit |"):
         assert row in out
+
+
+@pytest.mark.slow
+def test_pieces_bench_runs_small(tmp_path):
+    out = run_bench("pieces.py", "--smoke", "--before", "HEAD", "--out", tmp_path / "p")
+    rows = [line for line in out.splitlines() if line.startswith("| 1,200 (")]
+    assert len(rows) == 2 and not any("fails" in r for r in rows)  # 1,200 pieces read under ulimit -n 1024
