@@ -15,6 +15,8 @@ the job; a worker killed by it would fail the step that has to finish).
 
 from __future__ import annotations
 
+import atexit
+import multiprocessing
 import signal
 import threading
 from typing import Any
@@ -32,6 +34,29 @@ def ignore_in_worker() -> None:
     """In a DataLoader worker: leave the preemption signals to the main process."""
     for s in SIGNALS:
         signal.signal(s, signal.SIG_IGN)
+
+
+_REAPING = False
+
+
+def reap_workers_at_exit() -> None:
+    """In the main process, once: at exit, kill the DataLoader workers still alive. They ignore SIGTERM
+    (``ignore_in_worker``) and multiprocessing ends daemonic children at exit with SIGTERM, then waits for
+    them without a timeout: a run that stopped on an error while its workers ran never exited. Registered
+    after multiprocessing's own exit function, so it runs before it."""
+    global _REAPING
+    if not _REAPING:
+        _REAPING = True
+        atexit.register(_kill_daemonic_children)
+
+
+def _kill_daemonic_children() -> None:
+    children = [c for c in multiprocessing.active_children() if c.daemon]
+    if children:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # torch's handler would report each one "killed by signal"
+        for child in children:
+            child.kill()
+            child.join()
 
 
 class SaveOnSignal(TrainerCallback):

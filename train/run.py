@@ -28,7 +28,7 @@ from train.collator import MlmCollator
 from train.config import MlmArguments, ModelArguments, RunArguments
 from train.data import checked_datasets, refuse_empty
 from train.model import ModelError, build_model
-from train.preemption import SaveOnSignal
+from train.preemption import SaveOnSignal, reap_workers_at_exit
 from train.sampling import LengthGroupedSampler, pad_share
 
 TRAIN_STREAM, EVAL_STREAM = 0, 1
@@ -158,6 +158,7 @@ def train(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: 
     says (run_mlm.py skips it: it has just preprocessed).
     """
     run = run or RunArguments()
+    reap_workers_at_exit()
     raised = open_files.raise_soft_limit()  # only a help: the cache is read within any limit
     if raised and targs.process_index == 0:
         print(raised, file=sys.stderr)

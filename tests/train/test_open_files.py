@@ -153,3 +153,21 @@ def test_a_cache_of_1200_pieces_trains_under_ulimit_n_1024_with_the_same_losses(
         got[name], notes[name] = losses(out), "note: open-file limit raised from 1,024" in r.stderr
     assert len(got["free"]) == 6 and got["limited"] == got["free"] == got["soft only"]
     assert not notes["limited"] and notes["soft only"]  # ("free": whatever this machine's limits are)
+
+
+def test_a_header_damaged_in_place_is_one_error_line_from_a_worker_and_the_run_exits(tmp_path, bpe_dir):
+    """The start-up check compares sizes; a header altered without a change of size is found where a
+    DataLoader worker first opens the file: one line, and the process ends (workers ignore SIGTERM, so
+    multiprocessing's exit, which sends SIGTERM and waits, hung it before)."""
+    cache = build_pieces(tmp_path, bpe_dir, 4)
+    for tokens in (cache / "train" / "pieces").glob("*.tokens.npy"):
+        data = tokens.read_bytes()
+        assert b"'<u2'" in data[:128]
+        tokens.write_bytes(data.replace(b"'<u2'", b"'<i2'", 1))
+    cmd = [sys.executable, "-m", "train", *train_args(bpe_dir, cache, tmp_path / "out", "--max_steps", "2",
+                                                        "--dataloader_num_workers", "2")]
+    r = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr[-2000:]
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "tokens.npy: expected" in errors[0] and "int16" in errors[0]
+    assert "Traceback" not in r.stderr
