@@ -20,7 +20,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -428,9 +428,15 @@ def old_manifest(out_dir: Path) -> Manifest | None:
     return c.manifest
 
 
+def same_content(a: Manifest, b: Manifest) -> bool:
+    """Whether two manifests record the same dataset: every field but who wrote them and when (what
+    ``fingerprint`` hashes), compared as dataclasses, not serialised twice (15 s at 36,000 pieces)."""
+    return all(getattr(a, f.name) == getattr(b, f.name) for f in fields(Manifest) if f.name != "created_by")
+
+
 def commit_split(plan: SplitPlan, manifest: Manifest, old: Manifest | None, force: bool) -> bool:
     """Write the manifest if work was done (``force``) or it differs from ``old``; True if it was written."""
-    if not force and old is not None and old.fingerprint() == manifest.fingerprint():
+    if not force and old is not None and same_content(old, manifest):
         return False
     write_manifest(plan.out_dir, manifest)
     return True
@@ -461,7 +467,8 @@ def _safe_files(d: Path) -> list[Path]:
     """The regular files of ``d``, never through a symlink: whatever a link points at is not ours."""
     if d.is_symlink() or not d.is_dir():
         return []
-    return [p for p in d.iterdir() if not p.is_symlink() and p.is_file()]
+    with os.scandir(d) as entries:  # the type from the listing itself: no stat per file (142,000 in a big split)
+        return [Path(e.path) for e in entries if e.is_file(follow_symlinks=False)]
 
 
 def remove_spills(out_dir: Path) -> None:
