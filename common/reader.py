@@ -1,10 +1,13 @@
 """Read a preprocessed split: the one place that turns the files into blocks and lines.
 
-Nothing is memory-mapped: a block is two ``pread`` calls (its row of the block
-index, then its tokens) on descriptors from this process's bounded pool
-(common/open_files.py), so a split of any number of pieces reads within the
-process's open-file limit and no map count applies. Each file's header and
-size are checked once per process, when it is first opened there.
+Nothing is memory-mapped: a block is read with ``pread`` on descriptors from
+this process's bounded pool (common/open_files.py), so a split of any number
+of pieces reads within the process's open-file limit and no map count
+applies. ``block(i)`` reads its row of the block index, then its tokens;
+training holds the block index in memory (``block_table``) and reads only
+the tokens (``framed``). Each file's header and size are checked once per
+process, when it is first opened there; a read that comes back short is a
+FormatError.
 """
 
 from __future__ import annotations
@@ -39,9 +42,13 @@ def _read_all(path: Path, info: FileInfo) -> np.ndarray:
 def _pread_array(fd: int, path: str, dtype: np.dtype, count: int, offset: int) -> np.ndarray:
     out = np.empty(count, dtype=dtype)
     if count and os.preadv(fd, [out], offset) != out.nbytes:
-        raise FormatError(f"{path}: shorter than its manifest records (truncated after it was checked?); "
-                          "rebuild the cache with --overwrite_cache")
+        raise _short(path)
     return out
+
+
+def _short(path: str) -> FormatError:
+    return FormatError(f"{path}: shorter than its manifest records (truncated after it was checked?); "
+                       "rebuild the cache with --overwrite_cache")
 
 
 class SplitReader:
@@ -98,7 +105,7 @@ class SplitReader:
         fd, offset = self._fd(files, path, info)
         row = os.pread(fd, _ROW.size, offset + (i - self._starts[piece]) * _ROW.size)
         if len(row) != _ROW.size:
-            raise FormatError(f"{path}: shorter than its manifest records; rebuild the cache with --overwrite_cache")
+            raise _short(path)
         s, e = _ROW.unpack(row)
         return self._framed(files, piece, s, e)
 
@@ -111,7 +118,7 @@ class SplitReader:
         fd, offset = self._fd(files, path, info)
         data = os.pread(fd, (e - s) * dtype.itemsize, offset + s * dtype.itemsize)
         if len(data) != (e - s) * dtype.itemsize:
-            raise FormatError(f"{path}: shorter than its manifest records; rebuild the cache with --overwrite_cache")
+            raise _short(path)
         out = np.empty(e - s + 2, dtype=np.int64)
         out[0], out[-1] = self.bos, self.eos
         out[1:-1] = np.frombuffer(data, dtype)

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 from common import open_files
 from common.cli import run_command
 from common.errors import UserError, words
+from common.format import FormatError
 from common.reader import SplitReader
 from preprocess.__main__ import main as preprocess_main
 from tests.corpus import write_shards
@@ -171,3 +172,14 @@ def test_a_header_damaged_in_place_is_one_error_line_from_a_worker_and_the_run_e
     errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "tokens.npy: expected" in errors[0] and "int16" in errors[0]
     assert "Traceback" not in r.stderr
+
+
+def test_a_file_truncated_after_it_was_opened_is_a_format_error_not_wrong_ids(tmp_path, bpe_dir):
+    r = SplitReader(build_pieces(tmp_path, bpe_dir, 2) / "train")
+    last = r.n_blocks - 1
+    assert len(r.block(last)) > 2  # opened and checked
+    tokens = r.split_dir / r.manifest.pieces[r.piece_of(last)].files["tokens"].path
+    os.truncate(tokens, tokens.stat().st_size - 4)
+    with pytest.raises(FormatError, match="shorter than its manifest records.*--overwrite_cache"):
+        r.block(last)
+    r.close()
