@@ -259,8 +259,10 @@ def check_split(split_dir: str | Path, *, tokenizer: TokenizerSource | None = No
     ``tokenizer``: the tokenizer this run uses (its digest against the cache's);
     ``max_seq_length``: the block size it trains with; ``input_dir``: the text
     (hashed: a read of every shard; with ``by_stat``, only of those whose size
-    and mtime are not the ones recorded when they were hashed); ``sizes``: every array's shape and size
-    (a stat and a header read each); ``digests``: every array's content (a
+    and mtime are not the ones recorded when they were hashed); ``sizes``: every array's size (a stat
+    each; its header is read where the size differs, and by the train stage's reader when it first opens
+    the file, so a header altered in place is found there, or by ``digests``); ``digests``: every array's
+    header and content (a
     read of the whole cache). ``manifest``: the split's manifest, when the caller has read it already.
     """
     split_dir = Path(split_dir)

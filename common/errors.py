@@ -12,9 +12,10 @@ def words(e: BaseException) -> str:
     text = str(e)
     if "Original Traceback" not in text:
         return text
-    last = text.rstrip().splitlines()[-1]
+    lines = text.rstrip().splitlines()
     name = type(e).__name__
-    for prefix in (f"{type(e).__module__}.{name}: ", f"{name}: "):
-        if last.startswith(prefix):
-            return last[len(prefix):]
-    return last
+    for k in range(len(lines) - 1, -1, -1):  # the last line naming the error starts its message (which may run on)
+        for prefix in (f"{type(e).__module__}.{name}: ", f"{name}: "):
+            if lines[k].startswith(prefix):
+                return "\n".join([lines[k][len(prefix):], *lines[k + 1:]])
+    return lines[-1]

@@ -188,12 +188,14 @@ def check_npy(path: Path, dtype: np.dtype, shape: tuple[int, ...], fd: int | Non
     """
     own = fd is None
     try:
-        if own:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        if own:  # O_NONBLOCK: a FIFO opens at once (and is no regular file) instead of waiting for a writer
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
         st = os.fstat(fd)
         head = os.pread(fd, NPY_HEADER_BYTES, 0) if stat.S_ISREG(st.st_mode) else None
     except (FileNotFoundError, NotADirectoryError):
         head = None
+    except OSError as e:  # a symlink loop, no permission: one line, not a traceback
+        raise FormatError(f"{path}: cannot be read ({e.strerror}); rerun preprocessing to rebuild it") from None
     finally:
         if own and fd is not None:
             os.close(fd)

@@ -22,6 +22,8 @@ from collections import OrderedDict
 from common.errors import UserError
 
 MAX_OPEN = 1 << 15  # a cap where the limit is huge: enough for every file of a 16,000-piece split
+# O_NONBLOCK: a FIFO where a cache file should be opens at once (and fails the regular-file check)
+READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
 MIN_RESERVE, MAX_RESERVE = 64, 1024  # descriptors left to the rest of the process (pipes, checkpoints, logs)
 
 
@@ -90,7 +92,7 @@ class OpenFiles:
         budget was set), close half of ours and retry, and only with none left say which limit to raise."""
         while True:
             try:
-                return os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+                return os.open(path, READ_FLAGS)
             except OSError as e:
                 if e.errno not in (errno.EMFILE, errno.ENFILE):
                     raise
@@ -99,9 +101,9 @@ class OpenFiles:
                              f"{nofile_limit():,})" if e.errno == errno.EMFILE else "the system's open-file limit")
                     raise UserError(f"cannot open {path}: {which} is used up by other files; raise it (e.g. "
                                     "`ulimit -n 65536` in the job script) and rerun") from None
-                self.limit = max(1, len(self._fds) // 2)
-                while len(self._fds) > self.limit:
+                for _ in range(max(1, len(self._fds) // 2)):  # at least one each time: the loop ends
                     self._close_oldest()
+                self.limit = max(1, len(self._fds))
 
     def _close_oldest(self) -> None:
         _, fd = self._fds.popitem(last=False)

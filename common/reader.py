@@ -21,7 +21,7 @@ import numpy as np
 
 from common.format import OFFSET_DTYPE, FormatError, check_npy
 from common.manifest import FileInfo, Manifest, load_manifest
-from common.open_files import OpenFiles, pool
+from common.open_files import READ_FLAGS, OpenFiles, pool
 from common.packing import line_examples
 
 _ROW = struct.Struct("<qq")  # one block index row: (start, end) as little-endian int64
@@ -30,7 +30,11 @@ _ROW = struct.Struct("<qq")  # one block index row: (start, end) as little-endia
 def _read_all(path: Path, info: FileInfo) -> np.ndarray:
     """A whole (small) array of the cache, read into memory and checked: offsets and block indexes
     at start-up, without keeping a descriptor."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        fd = os.open(path, READ_FLAGS)
+    except OSError:
+        check_npy(path, np.dtype(info.dtype), tuple(info.shape))  # says why in one line
+        raise
     try:
         offset = check_npy(path, np.dtype(info.dtype), tuple(info.shape), fd)
         return _pread_array(fd, str(path), np.dtype(info.dtype), int(np.prod(info.shape, dtype=np.int64)),
@@ -41,8 +45,12 @@ def _read_all(path: Path, info: FileInfo) -> np.ndarray:
 
 def _pread_array(fd: int, path: str, dtype: np.dtype, count: int, offset: int) -> np.ndarray:
     out = np.empty(count, dtype=dtype)
-    if count and os.preadv(fd, [out], offset) != out.nbytes:
-        raise _short(path)
+    view, done = memoryview(out).cast("B"), 0
+    while done < len(view):  # Linux returns at most 2 GiB a call: read on until done or the file ends
+        n = os.preadv(fd, [view[done:]], offset + done)
+        if n == 0:
+            raise _short(path)
+        done += n
     return out
 
 
@@ -74,13 +82,19 @@ class SplitReader:
         self._files = [(root + p.files["tokens"].path, p.files["tokens"], np.dtype(p.files["tokens"].dtype),
                         root + p.blocks.file.path, p.blocks.file) for p in self.manifest.pieces]
         self._checked: dict[str, int] = {}  # path -> data offset, for files checked (a forked worker inherits it)
+        pool().close(root)  # a descriptor an earlier reader of this split left open may be of a file since replaced
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_checked": {}}  # a spawned process checks the files it opens itself
 
     def _fd(self, files: OpenFiles, path: str, info: FileInfo) -> tuple[int, int]:
         """(descriptor, data offset) of one of this split's files, checked the first time in this process."""
-        fd = files.fd(path)
+        try:
+            fd = files.fd(path)
+        except (FileNotFoundError, NotADirectoryError):
+            raise FormatError(f"{path}: missing; rerun preprocessing to rebuild it") from None
+        except OSError as e:
+            raise FormatError(f"{path}: cannot be read ({e.strerror}); rerun preprocessing to rebuild it") from None
         offset = self._checked.get(path)
         if offset is None:
             offset = self._checked[path] = check_npy(Path(path), np.dtype(info.dtype), tuple(info.shape), fd)

@@ -183,3 +183,35 @@ def test_a_file_truncated_after_it_was_opened_is_a_format_error_not_wrong_ids(tm
     with pytest.raises(FormatError, match="shorter than its manifest records.*--overwrite_cache"):
         r.block(last)
     r.close()
+
+
+def test_a_file_deleted_after_start_up_is_a_format_error_naming_it(tmp_path, bpe_dir):
+    r = SplitReader(build_pieces(tmp_path, bpe_dir, 2) / "train")
+    tokens = r.split_dir / r.manifest.pieces[0].files["tokens"].path
+    tokens.unlink()
+    with pytest.raises(FormatError, match=f"{tokens.name}: missing; rerun preprocessing"):
+        r.block(0)
+
+
+def test_out_of_descriptors_with_one_file_in_the_pool_it_closes_that_one_and_opens(tmp_path, nofile, monkeypatch):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_bytes(b"a")
+    b.write_bytes(b"b")
+    pool = open_files.OpenFiles()
+    pool.limit = 100
+    monkeypatch.setattr(open_files, "_POOL", pool)
+    pool.fd(str(a))
+    nofile(open_files.open_count() + 16)
+    taken = []
+    try:
+        while True:
+            taken.append(os.open(os.devnull, os.O_RDONLY))
+    except OSError:
+        pass
+    try:
+        assert os.pread(pool.fd(str(b)), 1, 0) == b"b"  # it looped forever once
+    finally:
+        for fd in taken:
+            os.close(fd)
+        pool.close()
+    assert pool.limit == 1
