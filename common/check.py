@@ -10,7 +10,6 @@ the preprocess planner rebuilds).
 from __future__ import annotations
 
 import functools
-import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from common.errors import UserError
-from common.format import MANIFEST_NAME, NPY_HEADER_BYTES, FormatError, check_npy, piece_record_name
+from common.format import MANIFEST_NAME, FormatError, check_npy, npy_bytes, piece_record_name
 from common.hashing import file_digest, file_digests
 from common.manifest import FileInfo, Manifest, ShardInfo, TokenizerIdentity, TokenizerSource, load_manifest, read_json
 
@@ -103,10 +102,10 @@ def _damaged(split_dir: Path, m: Manifest, digests: bool) -> tuple[str, ...]:
     found = []
     root = f"{split_dir}{os.sep}"
     for piece, members in zip(m.pieces, m.piece_shards()):
+        holds = members[0].path + (f" and {len(members) - 1} more shards" if len(members) > 1 else "")
         for f in piece.arrays():
             if not digests and _size_is_right(root + f.path, f):
                 continue  # the header is checked where the file is read (common/reader.py)
-            holds = members[0].path + (f" and {len(members) - 1} more shards" if len(members) > 1 else "")
             path = split_dir / f.path
             try:
                 check_npy(path, np.dtype(f.dtype), tuple(f.shape))
@@ -117,7 +116,6 @@ def _damaged(split_dir: Path, m: Manifest, digests: bool) -> tuple[str, ...]:
             except TypeError:  # a dtype numpy does not know
                 found.append(f"{holds}: {path}: dtype {f.dtype!r} is not an array dtype")
         if digests:
-            holds = members[0].path + (f" and {len(members) - 1} more shards" if len(members) > 1 else "")
             found += _membership(split_dir, piece.key, members, holds)
     return tuple(found)
 
@@ -126,7 +124,7 @@ def _size_is_right(path: str, f: FileInfo) -> bool:
     """Whether ``path`` has the size our writer gives ``f`` (fixed header + data): a stat, where a full
     check_npy opens and reads each file (the reader checks each header when it first opens the file)."""
     try:
-        return os.stat(path).st_size == NPY_HEADER_BYTES + math.prod(f.shape) * _itemsize(f.dtype)
+        return os.stat(path).st_size == npy_bytes(_itemsize(f.dtype), f.shape)
     except (OSError, TypeError):
         return False
 

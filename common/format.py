@@ -42,6 +42,7 @@ Our writer streams the data first and writes the header last, so every
 from __future__ import annotations
 
 import ast
+import math
 import os
 import re
 import secrets
@@ -61,6 +62,9 @@ TMP_MARK = ".tmp-"  # a file being written is <final name>.tmp-<writer>.<nonce> 
 STALE_TEMP_S = 3600  # another host's temp file untouched this long belongs to a dead writer: cleanup may delete it
 SPACE_TOKEN = "<_>"  # the users' explicit space token: --add_space_token writes it for every space
 OFFSET_DTYPE = np.dtype("<i8")  # offsets and counts: int64, no 2**32 ceiling
+# How every cache file is opened for reading. O_NONBLOCK: a FIFO where a cache file should be opens at once
+# (and fails the regular-file check) instead of waiting for a writer; it changes nothing for a regular file.
+READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
 NPY_HEADER_BYTES = 128  # magic(6) + version(2) + len(2) + dict padded with spaces, ends in "\n"
 _NPY_MAGIC = b"\x93NUMPY\x01\x00"
 
@@ -177,6 +181,20 @@ def read_npy_header(path: Path) -> tuple[np.dtype, tuple[int, ...], int]:
     return dtype, shape, 8 + size_bytes + hlen
 
 
+def npy_bytes(itemsize: int, shape: tuple[int, ...] | list[int], offset: int = NPY_HEADER_BYTES) -> int:
+    """The size of a .npy file of ``shape`` x ``itemsize`` whose data starts at ``offset`` (our writer's
+    fixed header by default)."""
+    return offset + math.prod(shape) * itemsize
+
+
+def unreadable(path: Path | str, e: OSError | None = None) -> FormatError:
+    """The one line for a cache file that cannot be opened: missing (absent, or not a regular file:
+    ``e`` None), or why not (a symlink loop, no permission)."""
+    if e is None or isinstance(e, (FileNotFoundError, NotADirectoryError)):
+        return FormatError(f"{path}: missing; rerun preprocessing to rebuild it")
+    return FormatError(f"{path}: cannot be read ({e.strerror}); rerun preprocessing to rebuild it")
+
+
 def check_npy(path: Path, dtype: np.dtype, shape: tuple[int, ...], fd: int | None = None) -> int:
     """Where the data of ``path`` starts; FormatError unless it holds exactly ``shape`` x ``dtype``.
 
@@ -188,19 +206,17 @@ def check_npy(path: Path, dtype: np.dtype, shape: tuple[int, ...], fd: int | Non
     """
     own = fd is None
     try:
-        if own:  # O_NONBLOCK: a FIFO opens at once (and is no regular file) instead of waiting for a writer
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
+        if own:
+            fd = os.open(path, READ_FLAGS)
         st = os.fstat(fd)
         head = os.pread(fd, NPY_HEADER_BYTES, 0) if stat.S_ISREG(st.st_mode) else None
-    except (FileNotFoundError, NotADirectoryError):
-        head = None
-    except OSError as e:  # a symlink loop, no permission: one line, not a traceback
-        raise FormatError(f"{path}: cannot be read ({e.strerror}); rerun preprocessing to rebuild it") from None
+    except OSError as e:
+        raise unreadable(path, e) from None
     finally:
         if own and fd is not None:
             os.close(fd)
     if head is None:
-        raise FormatError(f"{path}: missing; rerun preprocessing to rebuild it")
+        raise unreadable(path)
     dtype, shape = np.dtype(dtype), tuple(shape)
     if head == npy_header(dtype, shape):
         offset = NPY_HEADER_BYTES
@@ -208,7 +224,7 @@ def check_npy(path: Path, dtype: np.dtype, shape: tuple[int, ...], fd: int | Non
         found_dtype, found_shape, offset = read_npy_header(Path(path))
         if found_dtype != dtype or found_shape != shape:
             raise FormatError(f"{path}: expected {shape} x {dtype}, found {found_shape} x {found_dtype}")
-    expected = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = npy_bytes(dtype.itemsize, shape, offset)
     if st.st_size != expected:
         raise FormatError(f"{path}: expected {expected} bytes, found {st.st_size} (truncated or altered)")
     return offset

@@ -20,10 +20,9 @@ import resource
 from collections import OrderedDict
 
 from common.errors import UserError
+from common.format import READ_FLAGS
 
 MAX_OPEN = 1 << 15  # a cap where the limit is huge: enough for every file of a 16,000-piece split
-# O_NONBLOCK: a FIFO where a cache file should be opens at once (and fails the regular-file check)
-READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
 MIN_RESERVE, MAX_RESERVE = 64, 1024  # descriptors left to the rest of the process (pipes, checkpoints, logs)
 
 

@@ -13,15 +13,16 @@ FormatError.
 from __future__ import annotations
 
 import bisect
+import math
 import os
 import struct
 from pathlib import Path
 
 import numpy as np
 
-from common.format import OFFSET_DTYPE, FormatError, check_npy
+from common.format import OFFSET_DTYPE, READ_FLAGS, FormatError, check_npy, unreadable
 from common.manifest import FileInfo, Manifest, load_manifest
-from common.open_files import READ_FLAGS, OpenFiles, pool
+from common.open_files import OpenFiles, pool
 from common.packing import line_examples
 
 _ROW = struct.Struct("<qq")  # one block index row: (start, end) as little-endian int64
@@ -32,13 +33,12 @@ def _read_all(path: Path, info: FileInfo) -> np.ndarray:
     at start-up, without keeping a descriptor."""
     try:
         fd = os.open(path, READ_FLAGS)
-    except OSError:
-        check_npy(path, np.dtype(info.dtype), tuple(info.shape))  # says why in one line
-        raise
+    except OSError as e:
+        raise unreadable(path, e) from None
     try:
-        offset = check_npy(path, np.dtype(info.dtype), tuple(info.shape), fd)
-        return _pread_array(fd, str(path), np.dtype(info.dtype), int(np.prod(info.shape, dtype=np.int64)),
-                            offset).reshape(info.shape)
+        dtype = np.dtype(info.dtype)
+        offset = check_npy(path, dtype, tuple(info.shape), fd)
+        return _pread_array(fd, str(path), dtype, math.prod(info.shape), offset).reshape(info.shape)
     finally:
         os.close(fd)
 
@@ -91,10 +91,8 @@ class SplitReader:
         """(descriptor, data offset) of one of this split's files, checked the first time in this process."""
         try:
             fd = files.fd(path)
-        except (FileNotFoundError, NotADirectoryError):
-            raise FormatError(f"{path}: missing; rerun preprocessing to rebuild it") from None
         except OSError as e:
-            raise FormatError(f"{path}: cannot be read ({e.strerror}); rerun preprocessing to rebuild it") from None
+            raise unreadable(path, e) from None
         offset = self._checked.get(path)
         if offset is None:
             offset = self._checked[path] = check_npy(Path(path), np.dtype(info.dtype), tuple(info.shape), fd)

@@ -3,6 +3,7 @@ pool of descriptors, least recently used closed first, and one error line where 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import subprocess
@@ -30,6 +31,23 @@ def build_pieces(tmp_path, tok, n_shards: int, lines: int = 12):
     assert preprocess_main(["--tokenizer_name_or_path", str(tok), "--train_dir", str(text), "--datasets_cache_dir",
                             str(cache), "--max_seq_length", "32", "--num_workers", "2", "--task_size_mb", "0.002"]) == 0
     return cache
+
+
+@contextlib.contextmanager
+def every_descriptor_taken():
+    """Every descriptor the process has left, holes below the limit included, taken by "something else"
+    while the block runs; given back after it."""
+    taken = []
+    try:
+        while True:
+            taken.append(os.open(os.devnull, os.O_RDONLY))
+    except OSError:
+        pass
+    try:
+        yield
+    finally:
+        for fd in taken:
+            os.close(fd)
 
 
 def expected_blocks(r: SplitReader) -> list[list[int]]:
@@ -92,18 +110,8 @@ def test_with_no_descriptor_left_the_error_names_the_limit_to_raise(tmp_path, bp
     r = SplitReader(build_pieces(tmp_path, bpe_dir, 2) / "train")
     monkeypatch.setattr(open_files, "_POOL", open_files.OpenFiles())
     nofile(open_files.open_count() + 16)
-    taken = []  # every descriptor left, holes below the limit included, taken by "something else"
-    try:
-        while True:
-            taken.append(os.open(os.devnull, os.O_RDONLY))
-    except OSError:
-        pass
-    try:
-        with pytest.raises(UserError) as e:
-            r.block(0)
-    finally:
-        for fd in taken:
-            os.close(fd)
+    with every_descriptor_taken(), pytest.raises(UserError) as e:
+        r.block(0)
     assert "open-file limit (ulimit -n" in str(e.value) and "used up" in str(e.value)
     assert "ulimit -n 65536" in str(e.value)
 
@@ -202,16 +210,9 @@ def test_out_of_descriptors_with_one_file_in_the_pool_it_closes_that_one_and_ope
     monkeypatch.setattr(open_files, "_POOL", pool)
     pool.fd(str(a))
     nofile(open_files.open_count() + 16)
-    taken = []
     try:
-        while True:
-            taken.append(os.open(os.devnull, os.O_RDONLY))
-    except OSError:
-        pass
-    try:
-        assert os.pread(pool.fd(str(b)), 1, 0) == b"b"  # it looped forever once
+        with every_descriptor_taken():
+            assert os.pread(pool.fd(str(b)), 1, 0) == b"b"  # it looped forever once
     finally:
-        for fd in taken:
-            os.close(fd)
         pool.close()
     assert pool.limit == 1
