@@ -53,9 +53,9 @@ import json
 import os
 import types
 import typing
+from collections.abc import Callable, Iterator
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from collections.abc import Callable, Iterator
 from typing import Any
 
 from common.format import FORMAT_VERSION, MANIFEST_NAME, FormatError, length_bins, tmp_name
