@@ -81,7 +81,7 @@ WORKERS = 2
 NEWMM_MIN_FREQUENCY = 2
 EMPTY_TASKS = 200
 SERIAL_TASKS = 50
-HASH_THREADS = 4  # preprocess.sharding.scan_shards' default: what a commit (and any driver) hashes with
+HASH_THREADS = 4  # preprocess.scan.scan_shards' default: what a commit (and any driver) hashes with
 
 # The worked estimate.
 EST_BYTES = 100e9
@@ -461,9 +461,9 @@ def hash_rate(corpus: Corpus, task_size_mb: float) -> float:
     """MB/s preprocess's shard scan (what a commit and a driver do to all the text) reads and hashes this corpus
     at, page cache warm, in a child."""
     code = ("import sys, time; from pathlib import Path; sys.path.insert(0, sys.argv[1]); "
-            "from preprocess.formats import TEXT; from preprocess.sharding import scan_shards; "
+            "from preprocess.formats import TEXT; from preprocess.scan import scan_shards; "
             "ps = [Path(p) for p in sys.argv[3:]]; "
-            "t = time.perf_counter(); scan_shards(ps, [TEXT] * len(ps), int(float(sys.argv[2]) * (1 << 20))); "
+            "t = time.perf_counter(); scan_shards(ps, [TEXT] * len(ps), int(float(sys.argv[2]) * (1 << 20)), column='text'); "
             "print(time.perf_counter() - t)")
     best = float("inf")
     for _ in range(2):

@@ -59,7 +59,7 @@ from bench.tree_rss import TreeRss  # noqa: E402
 MB = 1_000_000  # every MB and MB/s in the table is 10**6 bytes
 MIB = 1 << 20
 MAX_SEQ_LENGTH = 512
-BATCH_LINES = 1024  # lines per encode call in the pool harness, as preprocess/encode.py
+BATCH_LINES = 1024  # lines per encode call in the pool harness, as preprocess/encode.py does
 ORIGINAL_CHUNK = 2500  # thai2transformers' tokenize_chunksize default
 NOISE_CORES = 0.3  # other processes used more CPU than this during a measurement: it is taken again
 NOISE_TRIES = 3

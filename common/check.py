@@ -21,7 +21,8 @@ import numpy as np
 from common.errors import UserError
 from common.format import MANIFEST_NAME, FormatError, check_npy, npy_bytes, piece_record_name
 from common.hashing import file_digest, file_digests
-from common.manifest import FileInfo, Manifest, ShardInfo, TokenizerIdentity, TokenizerSource, load_manifest, read_json
+from common.json_files import read_json
+from common.manifest import FileInfo, Manifest, ShardInfo, TokenizerIdentity, TokenizerSource, load_manifest
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ A cache dir holds one folder per split (``train``, ``validation``)::
 A *piece* is a run of consecutive input files (shards, in sorted order)
 tokenized into one stream, as if they were one file: a file of at least
 half ``--task_size_mb`` is a piece of its own, small files are grouped
-(preprocess/sharding.py: ``group_shards``), so the number of files here and
+(preprocess/plan.py: ``group_shards``), so the number of files here and
 of memory maps in training grows with the bytes of text, not the number of
 input files. ``K`` is the piece key: a hash of its files' digests in order,
 the tokenizer identity, the cleaning/encoding parameters and

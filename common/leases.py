@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.errors import UserError
-from common.format import temp_is_stale, writer_id, writer_words
-from common.manifest import FormatError, Manifest, read_json, write_json_atomic
+from common.format import FormatError, temp_is_stale, writer_id, writer_words
+from common.json_files import read_json, write_json_atomic
+from common.manifest import Manifest
 
 READERS_DIR = "readers"
 REFRESH_S = 60.0

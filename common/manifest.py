@@ -46,20 +46,15 @@ Written last and atomically: if it exists, the run that wrote it finished.
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import gc
-import json
-import os
-import types
 import typing
-from collections.abc import Callable, Iterator
-from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common.format import FORMAT_VERSION, MANIFEST_NAME, FormatError, length_bins, tmp_name
+from common.format import FORMAT_VERSION, MANIFEST_NAME, FormatError, length_bins
 from common.hashing import fingerprint
+from common.json_files import read_json, write_json_atomic
+from common.typed_json import ShapeError, from_json, gc_paused, to_json
 
 
 @dataclass(frozen=True)
@@ -188,7 +183,7 @@ class ShardInfo:
     # st_mtime_ns of the file just before it was hashed: with ``bytes``, what lets the train stage's
     # check trust an unchanged file without reading it (common/check.py). Where the file is, not what.
     mtime_ns: int | None = field(default=None, metadata={"omit_none": True})
-    # Bytes of text read, as opposed to ``bytes`` as stored (preprocess/encode.py: text_lines, _Docs);
+    # Bytes of text read, as opposed to ``bytes`` as stored (preprocess/cleaning.py: text_lines; formats.py: Docs);
     # None in records written before it was counted.
     text_bytes: int | None = field(default=None, metadata={"omit_none": True})
 
@@ -230,7 +225,7 @@ class PieceInfo:
 
     @staticmethod
     def from_dict(d: Any, where: str = "piece") -> PieceInfo:
-        return build(PieceInfo, d, where)
+        return from_json(PieceInfo, d, where)
 
 
 @dataclass(frozen=True)
@@ -327,7 +322,7 @@ class Manifest:
                 f"{source}: format_version {version}, this version reads {FORMAT_VERSION}"
             )
         try:
-            m = build(Manifest, d, "manifest")
+            m = from_json(Manifest, d, "manifest")
         except ShapeError as e:
             raise FormatError(f"{source}: malformed manifest ({e})") from None
         return m
@@ -338,130 +333,6 @@ def unk_share(unk_tokens: int, tokens: int, lines: int) -> float:
     return unk_tokens / max(tokens - lines, 1)
 
 
-class ShapeError(ValueError):
-    """A JSON value does not have the shape a dataclass of this module needs; says where."""
-
-
-def _is_union(hint: Any) -> bool:
-    return isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
-
-
-Converter = Callable[[Any, str], Any]
-
-
-def _convert(value: Any, hint: Any, where: str) -> Any:
-    """``value`` checked against the type ``hint`` (and turned into dataclasses), or ShapeError."""
-    return _converter(hint)(value, where)
-
-
-@functools.cache
-def _converter(hint: Any) -> Converter:
-    """The checker of values of type ``hint``, worked out once per type: a manifest holds two dataclasses
-    per piece and one per shard, and asking ``typing`` what a hint is for each value cost most of a load."""
-    if hint is Any:
-        return lambda value, where: value
-    if _is_union(hint):
-        (inner,) = [a for a in typing.get_args(hint) if a is not type(None)]
-        convert = _converter(inner)
-        return lambda value, where: None if value is None else convert(value, where)
-    origin = typing.get_origin(hint)
-    if origin is list:
-        (item,) = typing.get_args(hint)
-        return _list_of(item)
-    if origin is dict:
-        _, item = typing.get_args(hint)
-        return _dict_of(item)
-    if is_dataclass(hint):
-        return lambda value, where: build(hint, value, where)
-    if hint is int:
-        def integer(value: Any, where: str) -> Any:
-            if type(value) is not int and (isinstance(value, bool) or not isinstance(value, int)):
-                raise ShapeError(f"{where}: expected an integer, found {value!r:.40}")
-            return value
-        return integer
-
-    def plain(value: Any, where: str) -> Any:
-        if not isinstance(value, hint):
-            raise ShapeError(f"{where}: expected {hint.__name__}, found {value!r:.40}")
-        return value
-    return plain
-
-
-def _list_of(item: Any) -> Converter:
-    convert = _converter(item)
-
-    def checked(value: Any, where: str) -> list[Any]:
-        if not isinstance(value, list):
-            raise ShapeError(f"{where}: expected a list, found {type(value).__name__}")
-        if item is int and all(type(v) is int for v in value):  # histograms, shapes: the common case, fast
-            return list(value)
-        return [convert(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    return checked
-
-
-def _dict_of(item: Any) -> Converter:
-    convert = _converter(item)
-
-    def checked(value: Any, where: str) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise ShapeError(f"{where}: expected an object, found {type(value).__name__}")
-        return {k: convert(v, f"{where}.{k}") for k, v in value.items()}
-    return checked
-
-
-@functools.cache
-def _fields_of(cls: type) -> tuple[tuple[tuple[str, str, Converter, bool], ...], frozenset[str]]:
-    """(name, JSON key, converter, required) of each field, and the keys a JSON object may hold: worked
-    out once per class (``get_type_hints`` is slow, and a manifest holds a dataclass per shard)."""
-    hints = typing.get_type_hints(cls)
-    spec = tuple((f.name, _json_name(f), _converter(hints[f.name]),
-                  f.default is MISSING and f.default_factory is MISSING) for f in fields(cls))
-    return spec, frozenset(k for _, k, _, _ in spec) | frozenset(getattr(cls, "DERIVED", ()))
-
-
-
-def build(cls: type, d: Any, where: str) -> Any:
-    """An instance of the dataclass ``cls`` from the JSON object ``d``, every field type-checked."""
-    if not isinstance(d, dict):
-        raise ShapeError(f"{where}: expected an object, found {type(d).__name__}")
-    spec, allowed = _fields_of(cls)
-    values = {}
-    for name, key, convert, required in spec:
-        if key in d:
-            values[name] = convert(d[key], f"{where}.{key}")
-        elif required:
-            raise ShapeError(f"{where}: no {key!r}")
-    if not allowed.issuperset(d):
-        raise ShapeError(f"{where}: unexpected {sorted(set(d) - allowed)[0]!r}")
-    obj = cls(**values)
-    if hasattr(obj, "validate"):
-        obj.validate(where)
-    return obj
-
-
-def _json_name(f: Any) -> str:
-    return f.metadata.get("json", f.name)
-
-
-@functools.cache
-def _json_fields(cls: type) -> tuple[tuple[str, str, bool], ...]:
-    return tuple((f.name, _json_name(f), bool(f.metadata.get("omit_none"))) for f in fields(cls))
-
-
-def to_json(obj: Any) -> Any:
-    """A dataclass of this module as the JSON object ``build`` reads back, fields in their order."""
-    if is_dataclass(obj):
-        return {key: to_json(getattr(obj, name)) for name, key, omit_none in _json_fields(type(obj))
-                if not (omit_none and getattr(obj, name) is None)}
-    if isinstance(obj, list):
-        if all(type(v) is int for v in obj):  # histograms and shapes, thousands of them
-            return list(obj)
-        return [to_json(v) for v in obj]
-    if isinstance(obj, dict):
-        return {k: to_json(v) for k, v in obj.items()}
-    return obj
-
-
 def inside(path: str, where: str) -> str:
     """``path`` if it is relative and stays inside its base dir: a file named by the
     manifest or a record must never lead a reader (or the cleanup) elsewhere."""
@@ -470,46 +341,6 @@ def inside(path: str, where: str) -> str:
         raise ShapeError(f"{where}: path {path!r} leaves its dir")
     return path
 
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON so that ``path`` holds either the old content or the new, never a torn file.
-
-    Temp file in the same dir, fsync, ``os.replace``, then fsync the dir so the
-    rename itself survives a power cut.
-    """
-    path = Path(path)
-    tmp = path.with_name(tmp_name(path.name, dotted=True))
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=1, ensure_ascii=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:  # a full disk, a signal: leave no temp file behind
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def read_json(path: Path) -> Any:
-    """The JSON in ``path``; FormatError (one line, naming the file) for anything unreadable."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        reason = "not UTF-8" if isinstance(e, UnicodeDecodeError) else f"not valid JSON: {' '.join(str(e).split())[:80]}"
-        raise FormatError(f"{path}: {reason}") from None
-    except OSError as e:
-        raise FormatError(f"{path}: cannot be read ({e.strerror})") from None
 
 
 def load_manifest(split_dir: str | Path) -> Manifest:
@@ -524,17 +355,6 @@ def load_manifest(split_dir: str | Path) -> Manifest:
         return Manifest.from_dict(read_json(path), source=str(path))
 
 
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection while a manifest's records are built: they hold no cycles, and the
-    collector, woken by every 700 new objects, walked all of them again and again (a third of a load)."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def write_manifest(split_dir: str | Path, manifest: Manifest) -> None:

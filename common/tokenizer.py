@@ -174,7 +174,7 @@ def check_tokenizer_dir(path: Path, kind: str, flag_value: str) -> None:
     A model dir saved without its tokenizer otherwise loads (``auto``) as a tokenizer of a few
     special ids, and preprocessing "succeeds" with no tokens at all. A ``module.path:ClassName``
     type reads files we do not know: not checked here (an empty tokenizer is still refused by the
-    preprocess stage's probe, preprocess/encode.py: ``ids_problem``).
+    preprocess stage's probe, preprocess/encoder.py: ``ids_problem``).
     """
     if ":" in kind or not path.is_dir():
         return

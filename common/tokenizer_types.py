@@ -13,7 +13,7 @@ So these classes derive from ``PreTrainedTokenizer`` and own their model:
 
 Each also offers ``encode_batch_native(lines)``: the same ids as
 ``tokenizer(line, add_special_tokens=False)`` without the per-call overhead
-of transformers (checked at every preprocess run, see preprocess/encode.py).
+of transformers (checked at every preprocess run, see preprocess/encoder.py).
 """
 
 from __future__ import annotations

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from common.config import CacheArguments
 from common.errors import UserError
-from preprocess.formats import formats_of
+from preprocess.formats import Format, formats_of
 
 MAX_WORKERS = 1024  # a process each: past this a typo (100000) would spend minutes forking
 
@@ -96,7 +98,7 @@ class PreprocessConfig(CacheArguments):
             if self.eval_dir:
                 raise UserError("--validation_split_percentage holds out part of --train_dir, but --eval_dir is "
                                 "given too: keep one of them")
-        formats_of(self.ext)  # refuses an extension no reader takes (parquet.gz), of one or several
+        _ = self.formats  # refuses an extension no reader takes (parquet.gz), of one or several
         if not self.text_column:
             raise UserError("--text_column is empty; give the field or column holding the text, e.g. text")
         if not 1 <= self.num_workers <= MAX_WORKERS:
@@ -119,6 +121,64 @@ class PreprocessConfig(CacheArguments):
             return None
         return self.validation_split_percentage / 100, self.validation_split_seed, split == "validation"
 
+    @cached_property
+    def formats(self) -> dict[str, Format]:
+        """The format of each extension of --ext, resolved here once; the pipeline only reads it."""
+        return formats_of(self.ext)
+
+    @cached_property
+    def records(self) -> bool:
+        """A JSON Lines or Parquet extension is listed: --text_column applies."""
+        return any(f.records for f in self.formats.values())
+
+    @cached_property
+    def sliced(self) -> tuple[int, int] | None:
+        """(K, N): this run builds slice K of N of a sliced build (--slice/--num_slices, or a Slurm array
+        task's position); None: a plain run, which commits."""
+        return slice_of(self.num_slices, self.slice)
+
     @property
     def task_bytes(self) -> int:
         return max(1, int(self.task_size_mb * (1 << 20)))
+
+
+SLURM_VARS = ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT")
+
+
+def slice_of(num_slices: int | None, slice_: int | None, env: dict[str, str] | None = None) -> tuple[int, int] | None:
+    """(K, N) of this run, or None for a plain run. The flags win; else a Slurm array task's position
+    (its id less the array's first, over its step) and count. ``--num_slices 1`` is a plain run."""
+    env = os.environ if env is None else env
+    if num_slices is None and slice_ is None and all(v in env for v in SLURM_VARS):
+        values = {v: env.get(v, default) for v, default in (("SLURM_ARRAY_TASK_ID", None), ("SLURM_ARRAY_TASK_MIN", "0"),
+                                                           ("SLURM_ARRAY_TASK_STEP", "1"),
+                                                           ("SLURM_ARRAY_TASK_COUNT", None))}
+        bad = [f"{v}={x!r}" for v, x in values.items() if not str(x).strip().lstrip("-").isdigit()]
+        if bad:
+            raise UserError(f"{', '.join(bad)}: not {'an integer' if len(bad) == 1 else 'integers'}; pass "
+                            "--num_slices and --slice")
+        step = int(values["SLURM_ARRAY_TASK_STEP"]) or 1
+        k = (int(values["SLURM_ARRAY_TASK_ID"]) - int(values["SLURM_ARRAY_TASK_MIN"])) // step
+        n = int(values["SLURM_ARRAY_TASK_COUNT"])
+        if n < 1 or not 0 <= k < n:
+            raise UserError(f"the Slurm array gives slice {k} of {n} (SLURM_ARRAY_TASK_ID, _MIN, _STEP, _COUNT): "
+                            "not a slice of it; pass --num_slices and --slice")
+        print(f"note: slice {k} of {n} from the Slurm array ({SLURM_VARS[0]}); this run builds its share "
+              "and writes no manifest. The commit step is a plain run (or --num_slices 1)", file=sys.stderr)
+        num_slices, slice_ = n, k
+    if num_slices is None:
+        if slice_ is not None:
+            raise UserError("--slice needs --num_slices (how many slices share the work)")
+        return None
+    if num_slices < 1:
+        raise UserError(f"--num_slices {num_slices}: must be at least 1")
+    if num_slices == 1:
+        if slice_ not in (None, 0):
+            raise UserError(f"--slice {slice_} with --num_slices 1: the only slice is 0")
+        return None
+    if slice_ is None:
+        raise UserError(f"--num_slices {num_slices} needs --slice K: the slice this run builds, from 0 to "
+                        f"{num_slices - 1} (or, for the commit step, neither flag)")
+    if not 0 <= slice_ < num_slices:
+        raise UserError(f"--slice {slice_}: give the slice this run builds, from 0 to {num_slices - 1}")
+    return slice_, num_slices

@@ -27,8 +27,9 @@ from common.check import SplitCheck, check_split, input_dirs
 from common.cli import parse_args, run_command
 from common.errors import UserError
 from common.format import MANIFEST_NAME, FormatError, length_bins
-from common.manifest import Manifest, to_json, unk_share
+from common.manifest import Manifest, unk_share
 from common.tokenizer import TokenizerError, load_tokenizer, tokenizer_source
+from common.typed_json import to_json
 
 REBUILD_HINT = "rerun preprocessing with the same flags to rewrite it (valid pieces are reused)"
 STATUS_NAMES = 10  # shard names listed per changed, added or removed state by ``status`` without -v

@@ -1,12 +1,11 @@
 """``--executor ray``: the tokenizing tasks on a Ray cluster whose nodes share the cache dir.
 
-For each piece to tokenize, one Ray task per sharding.Task reads, encodes
-and leaves its arrays in chunk files beside the pieces (encode.spilled),
-returning a small record; one more task, once those are done, appends the
-chunks in order into the piece's arrays, commits its record and packs its
-blocks (the same _PieceAssembler and pack_piece a local run uses, so the
-bytes are the same). The driver only submits, shows progress and receives
-records: no token array travels through it or through Ray's object store.
+For each piece job, one Ray task per task of the job reads, encodes and
+leaves its arrays in chunk files beside the pieces (spill.spilled),
+returning a small record; one more task, once those are done, runs the job
+(piece.run_piece, as a local run does, so the bytes are the same). The
+driver only submits, shows progress and receives records: no token array
+travels through it or through Ray's object store.
 A task whose worker or node died is retried by Ray; chunk files are deleted
 only once their piece is committed, so a retried assembly finds them.
 
@@ -20,21 +19,18 @@ import os
 import signal
 import socket
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from common.cli import Terminated
 from common.errors import UserError
-from preprocess import build
-from preprocess.sharding import Scan, plan_tasks
+from preprocess.piece import PieceDone, run_piece
+from preprocess.plan import PieceJob
 
 RETRIES = 3  # per task, when its worker or node dies
 _WORKER_ENV = {"TOKENIZERS_PARALLELISM": "false", "TRANSFORMERS_VERBOSITY": "error"}
@@ -52,20 +48,6 @@ class TokenizerSpec:
     state: dict[str, Any] | None = None  # encode.worker_state, when it rebuilds the encoder without loading
 
 
-@dataclass(frozen=True)
-class PieceJob:
-    """What assembling one piece needs, without the whole plan."""
-
-    out_dir: str
-    key: str
-    block_key: str
-    scans: dict[int, Scan]
-    dtype: str
-    max_seq_length: int
-    strict: bool
-    paths: dict[int, str]
-
-
 _LOADED: dict[str, Any] = {}
 
 
@@ -74,13 +56,13 @@ def _ensure_tokenizer(spec: TokenizerSpec) -> None:
     if _LOADED.get("spec") is spec or _LOADED.get("digest") == (spec.digest, spec.encoder):
         return
     if spec.state is not None and "backend_json" in spec.state:
-        from preprocess.encode import set_state
+        from preprocess.encoder import set_state
 
         set_state(spec.state)  # the driver's own backend, verified there: no transformers, no file reads
         _LOADED["digest"] = (spec.digest, spec.encoder)
         return
     from common.tokenizer import load_tokenizer
-    from preprocess.encode import set_worker_state
+    from preprocess.encoder import set_worker_state
 
     loaded = load_tokenizer(spec.name_or_path, spec.type, spec.settings)
     if loaded.identity.digest != spec.digest:
@@ -99,31 +81,16 @@ def _no_torch() -> None:
 
 def _encode(task: Any, spec: TokenizerSpec) -> Any:
     _no_torch()
-    from preprocess.encode import encode_task, spilled
+    from preprocess.encode import encode_task
+    from preprocess.spill import spilled
 
     _ensure_tokenizer(spec)
     return spilled(encode_task(task), task)
 
 
-def _assemble(job: PieceJob, *results: Any) -> tuple[dict, dict, build.Examples]:
+def _run_piece(job: PieceJob, dtype: np.dtype, strict: bool, *results: Any) -> PieceDone:
     _no_torch()
-    out_dir = Path(job.out_dir)
-    plan = SimpleNamespace(out_dir=out_dir, keys={0: job.key}, scans=job.scans)
-    assembler = build._PieceAssembler(plan, 0, np.dtype(job.dtype))  # type: ignore[arg-type]
-    examples = build.Examples()
-    try:
-        for r in results:
-            for chunk in build.checked_chunks(r, Path(job.paths[r.shard]), job.strict, keep=True):
-                assembler.add(chunk)
-                examples.add(chunk)
-        record = assembler.commit()
-    except BaseException:
-        assembler.abort()
-        raise
-    for r in results:
-        build.remove_spill(r)
-    blocks = build.pack_piece(out_dir, record, job.block_key, job.max_seq_length)
-    return record, blocks, examples
+    return run_piece(job, results, dtype, strict)
 
 
 CONNECT_TIMEOUT_S = 5.0
@@ -192,44 +159,27 @@ def _cancel(ray: Any, refs: list[Any]) -> None:
         ray.cancel(ref, force=True)
 
 
-def tokenize_split(ray: Any, plan: build.SplitPlan, dtype: np.dtype, spec: TokenizerSpec, max_seq_length: int,
-                   strict: bool) -> build.Examples:
-    """Tokenize and pack every piece ``plan`` needs on the cluster; records land in ``plan`` as the
-    local executor leaves them. A UserError a task raised (a shard changed, --strict) is raised here."""
-    todo = plan.to_tokenize
-    examples = build.Examples()
-    if not todo:
-        return examples
+def map_pieces(ray: Any, jobs: list[PieceJob], spec: TokenizerSpec, dtype: np.dtype, strict: bool,
+               progress: Callable[[int], object]) -> Iterator[tuple[int, PieceDone]]:
+    """Run every job on the cluster; each finished piece as it comes. A UserError a task raised (a shard
+    changed, --strict) is raised here."""
     encode = ray.remote(max_retries=RETRIES)(_encode)
-    assemble = ray.remote(max_retries=RETRIES)(_assemble)
-    pieces: dict[Any, int] = {}
-    out_dir = plan.out_dir.resolve()  # a worker's working dir is not the driver's: every path absolute
-    reading = {**plan.reading, "spill_dir": str(Path(plan.reading["spill_dir"]).resolve())}
-    for p in todo:
-        group = plan.groups[p]
-        tasks = plan_tasks([(i, plan.shards[i].resolve(), plan.scans[i], plan.fmts[i]) for i in group], **reading)
-        job = PieceJob(str(out_dir), plan.keys[p], plan.block_keys[p], {i: plan.scans[i] for i in group},
-                       dtype.name, max_seq_length, strict, {i: str(plan.shards[i]) for i in group})
-        pieces[assemble.remote(job, *[encode.remote(t, spec) for t in tasks])] = p
-    bar = tqdm(total=plan.bytes_to_tokenize, unit="B", unit_scale=True, unit_divisor=1024,
-               desc=f"{plan.split}: tokenizing {plan.shards_of(todo)} shards on Ray", dynamic_ncols=True)
-    start, n_tokens, pending = time.perf_counter(), 0, list(pieces)
+    run = ray.remote(max_retries=RETRIES)(_run_piece)
+    index = {run.remote(job, dtype, strict, *[encode.remote(t, spec) for t in job.tasks()]): i
+             for i, job in enumerate(jobs)}
+    pending = list(index)
     try:
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             try:
-                record, blocks, found = ray.get(done[0])
+                piece = ray.get(done[0])
             except ray.exceptions.RayTaskError as e:
                 if isinstance(e.cause, UserError):
                     raise UserError(str(e.cause)) from None
                 raise
-            p = pieces[done[0]]
-            plan.records[p], plan.blocks[p] = record, blocks
-            examples.unk += found.unk[: build.UNK_EXAMPLES - len(examples.unk)]
-            examples.bad += found.bad[: build.BAD_EXAMPLES - len(examples.bad)]
-            n_tokens += record["tokens"]
-            bar.update(sum(plan.scans[i].size for i in plan.groups[p]))
-            bar.set_postfix_str(f"{n_tokens / max(time.perf_counter() - start, 1e-9):,.0f} tok/s", refresh=False)
+            i = index[done[0]]
+            progress(jobs[i].bytes)
+            yield i, piece
     except SystemError as e:  # a signal's exception raised inside Ray's Cython wait comes out wrapped
         if isinstance(e.__cause__, (Terminated, KeyboardInterrupt)):
             raise e.__cause__ from None  # the session's shutdown stops the tasks (cancelling them races Ray)
@@ -240,6 +190,3 @@ def tokenize_split(ray: Any, plan: build.SplitPlan, dtype: np.dtype, spec: Token
     except BaseException:
         _cancel(ray, pending)
         raise
-    finally:
-        bar.close()
-    return examples

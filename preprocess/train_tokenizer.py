@@ -27,13 +27,17 @@ from common.config import normalise_ext
 from common.errors import UserError
 from common.format import SPACE_TOKEN
 from common.tokenizer import TOKENIZER_TYPES, TRAINABLE_TYPES, TokenizerError, load_tokenizer
+from preprocess.cleaning import clean_lines, decode_bytes
 from preprocess.config import available_cores
-from preprocess.encode import clean_lines, decode_bytes
 from preprocess.formats import TEXT, formats_of
-from preprocess.sharding import Task, list_shards, plan_tasks, scan_shards
+from preprocess.inputs import list_shards
+from preprocess.plan import tasks_of
+from preprocess.scan import scan_shards
+from preprocess.tasks import Reading, Task
 from preprocess.workers import Workers
 
 _COUNT_STATE: dict[str, str] = {}  # set before the pool forks, read by the workers
+COUNT_BYTES = 4 << 20  # a word-count task reads about this much
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,8 +153,9 @@ def _count(task: Task) -> Counter:
 def count_words(args: argparse.Namespace, shards: list[Path]) -> Counter:
     """Word counts over every shard, one task per ~4 MB range, in ``--num_workers`` processes."""
     _COUNT_STATE["type"] = args.type
-    scans = scan_shards(shards, [TEXT] * len(shards), 4 << 20)  # train() refuses every other format
-    tasks = plan_tasks([(i, p, scan, TEXT) for i, (p, scan) in enumerate(zip(shards, scans))])
+    scans = scan_shards(shards, [TEXT] * len(shards), COUNT_BYTES, column="text")  # train() takes text only
+    reading = Reading(column="text", task_bytes=COUNT_BYTES, select=None, spill_dir="")
+    tasks = [t for i, (p, scan) in enumerate(zip(shards, scans)) for t in tasks_of(i, p, scan, TEXT, reading)]
     total: Counter = Counter()
     with tqdm(total=sum(p.stat().st_size for p in shards), unit="B", unit_scale=True,
               desc=f"{args.type}: counting words", dynamic_ncols=True) as bar:
@@ -171,11 +176,12 @@ def train(args: argparse.Namespace) -> str:
     ext = normalise_ext(args.ext)
     if not ext:
         raise UserError("--ext is empty; give the shards' extension, e.g. --ext txt")
-    for e, fmt in formats_of(ext).items():
+    formats = formats_of(ext)
+    for e, fmt in formats.items():
         if fmt != TEXT:
             raise UserError(f"--ext {e}: mlm-train-tokenizer reads uncompressed text shards only; train the tokenizer "
                             "on a text sample of the corpus (e.g. a few .txt files of its documents)")
-    shards = [p for _, p, _ in list_shards(args.train_dir, ext, has_recursive=False)]
+    shards = [p for _, p, _ in list_shards(args.train_dir, formats, "--train_dir", False, "text", has_recursive=False)]
     out = Path(args.output_dir)
     if out.is_dir() and any(out.iterdir()):
         # Files of an earlier tokenizer (a tokenizer.json twin, say) would be loaded instead of the new one.

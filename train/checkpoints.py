@@ -31,7 +31,7 @@ from pathlib import Path
 
 from common.errors import UserError
 from common.format import writer_id, writer_words
-from common.manifest import fsync_dir
+from common.json_files import fsync_dir
 
 CHECKPOINT = re.compile(r"checkpoint-(\d+)")
 FINISHED_MARK = "trainer_state.json"  # at the top of --output_dir: written last by a finished run

@@ -18,7 +18,8 @@ from typing import Any
 
 from common.errors import UserError
 from common.format import FormatError
-from common.manifest import Manifest, read_json, write_json_atomic
+from common.json_files import read_json, write_json_atomic
+from common.manifest import Manifest
 
 DATA_RECORD = "data.json"
 PROVENANCE = "provenance.json"

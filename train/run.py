@@ -20,7 +20,8 @@ from common.cli import Terminated
 from common.config import CacheArguments
 from common.errors import UserError, words
 from common.format import FormatError
-from common.manifest import Manifest, TokenizerIdentity, read_json
+from common.json_files import read_json
+from common.manifest import Manifest, TokenizerIdentity
 from common.tokenizer import LoadedTokenizer, TokenizerError, load_tokenizer
 from train import checkpoints, provenance
 from train.checkpoints import plan_start

@@ -12,7 +12,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from common.tokenizer import TokenizerError, load_tokenizer, resolve_type
-from preprocess.encode import candidate_encoders, check_encoder, choose_encoder
+from preprocess.encoder import candidate_encoders, check_encoder, choose_encoder
 from preprocess.train_tokenizer import main as train_tokenizer
 from tests.corpus import make_lines
 from tests.preprocess.helpers import base_args, manifest, run_cli

@@ -3,7 +3,8 @@
 import pytest
 from transformers import AutoTokenizer
 
-from preprocess.encode import candidate_encoders, check_encoder, choose_encoder, clean_lines, decode_bytes
+from preprocess.cleaning import clean_lines, decode_bytes
+from preprocess.encoder import candidate_encoders, check_encoder, choose_encoder
 from tests.corpus import make_lines
 
 VARIED = [
@@ -30,7 +31,7 @@ def test_fastest_backend_matches_transformers(request, fixture, expected):
 
 def test_a_backend_that_differs_is_rejected(wordpiece_dir, monkeypatch):
     tok = AutoTokenizer.from_pretrained(wordpiece_dir)
-    import preprocess.encode as enc
+    import preprocess.encoder as enc
 
     real = enc.candidate_encoders
 

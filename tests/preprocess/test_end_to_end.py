@@ -289,7 +289,7 @@ def test_unreadable_file_even_as_root(capsys, tmp_path, wordpiece_dir):
 
 
 def test_a_second_run_on_a_locked_cache_says_who_holds_it(capsys, tmp_path, wordpiece_dir):
-    from preprocess.lock import cache_lock
+    from preprocess.cache_dir import cache_lock
 
     train = tmp_path / "train"
     write_shards(train, n_shards=1)

@@ -219,15 +219,19 @@ def test_a_task_read_in_chunks_keeps_no_chunk_arrays_alive(tmp_path, wordpiece_d
     """A worker's memory is bounded by a chunk: the parts of a streamed task hold no view of a chunk's
     arrays (a [:0] slice kept them all, +0.22 MiB a MB of text in a 200 MB .jsonl.zst)."""
     from common.tokenizer import load_tokenizer
-    from preprocess.encode import encode_task, remove_spill, set_worker_state
+    from preprocess.encode import encode_task
+    from preprocess.encoder import set_worker_state
     from preprocess.formats import format_of
-    from preprocess.sharding import plan_tasks, scan_input
+    from preprocess.plan import tasks_of
+    from preprocess.scan import scan_input
+    from preprocess.spill import remove_spill
+    from preprocess.tasks import Reading
 
     path = write_docs(tmp_path / "a.jsonl.zst", documents(n=30_000), "jsonl.zst")  # ~4 MB: 1 MB reads
     fmt = format_of("jsonl.zst")
     set_worker_state(load_tokenizer(str(wordpiece_dir), "auto", {"add_space_token": False}), "tokenizers")
-    (task,) = plan_tasks([(0, path, scan_input(path, fmt, 10_000, "text"), fmt)], task_bytes=10_000,
-                         spill_dir=str(tmp_path))
+    (task,) = tasks_of(0, path, scan_input(path, fmt, 10_000, "text"), fmt,
+                       Reading(column="text", task_bytes=10_000, select=None, spill_dir=str(tmp_path)))
     r = encode_task(task)
     try:
         assert r.parts and len(r.parts) > 2

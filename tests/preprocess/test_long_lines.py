@@ -69,7 +69,7 @@ def test_a_50_mb_single_line_stays_under_1_gb_of_rss(tmp_path, wordpiece_dir):
 def test_a_line_encoded_in_pieces_has_the_ids_of_the_whole_line(request, tok):
     from transformers import AutoTokenizer
 
-    from preprocess.encode import ENCODE_CHARS, encode_bounded, reference_encoder
+    from preprocess.encoder import ENCODE_CHARS, encode_bounded, reference_encoder
 
     encode = reference_encoder(AutoTokenizer.from_pretrained(request.getfixturevalue(tok)))
     line = " ".join(make_lines(3000, seed=5, max_words=40))

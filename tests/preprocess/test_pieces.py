@@ -12,7 +12,7 @@ import pytest
 
 from common.format import PIECES_DIR
 from common.reader import SplitReader
-from preprocess.sharding import group_shards
+from preprocess.plan import group_shards
 from tests.corpus import make_lines, write_shards
 from tests.preprocess.helpers import arrays, base_args, manifest, run_cli
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-import preprocess.encode as encode_module
-import preprocess.run as run_module
+import preprocess.encoder as encoder_module
+import preprocess.executors as executors_module
 from preprocess.inspect_cache import main as inspect_main
 from preprocess.writer import NpyStreamWriter
 from tests.corpus import write_shards
@@ -113,12 +113,12 @@ def test_cleanup_keeps_foreign_files_and_never_follows_a_symlink(capsys, tmp_pat
 def _hook_mid_run(monkeypatch, action) -> None:
     """Run ``action`` once, while the encoder is on the line 'PAUSE here' (the run has hashed every
     shard and is reading them): a tokenizer that waits on a line while someone edits the file."""
-    original = run_module.set_worker_state
+    original = executors_module.set_worker_state
     done: list[bool] = []
 
     def set_state(*a, **kw):
         original(*a, **kw)
-        encode = encode_module._STATE["encode"]
+        encode = encoder_module.STATE["encode"]
 
         def paused(lines):
             if not done and any("PAUSE here" in s for s in lines):
@@ -126,9 +126,9 @@ def _hook_mid_run(monkeypatch, action) -> None:
                 action()
             return encode(lines)
 
-        encode_module._STATE["encode"] = paused
+        encoder_module.STATE["encode"] = paused
 
-    monkeypatch.setattr(run_module, "set_worker_state", set_state)
+    monkeypatch.setattr(executors_module, "set_worker_state", set_state)
 
 
 def _paused_corpus(train: Path) -> tuple[list[Path], bytes]:
@@ -502,14 +502,14 @@ def test_a_tokenizer_edited_while_the_run_hashes_is_never_stored_under_its_old_d
     shutil.copytree(wordpiece_dir, tok)
     train = tmp_path / "train"
     write_shards(train, n_shards=2)
-    original = run_module.load_tokenizer
+    original = encoder_module.load_tokenizer
 
     def edited_then_loaded(*args, **kwargs):  # the run has hashed the tokenizer and every shard by now
         cfg = tok / "tokenizer_config.json"
         cfg.write_text(cfg.read_text().replace("{", '{\n  "model_max_length": 77,', 1))
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(run_module, "load_tokenizer", edited_then_loaded)
+    monkeypatch.setattr(encoder_module, "load_tokenizer", edited_then_loaded)
     cache = tmp_path / "cache"
     rc, _, err = run_cli(capsys, *base_args(tok, train, cache))
     assert rc == 2 and "its files changed while this run read them" in err

@@ -7,7 +7,8 @@ import random
 import pytest
 import xxhash
 
-import preprocess.sharding as sharding
+import preprocess.ranges as ranges
+import preprocess.scan as scan_module
 from common.hashing import file_digest
 
 
@@ -17,9 +18,9 @@ def test_ranges_do_not_depend_on_the_read_buffer_and_hash_what_they_cover(tmp_pa
     text = b"".join(b"x" * rng.choice([0, 1, 3, 40, 300]) + rng.choice([b"\n", b"\r\n", b"\r"]) for _ in range(300))
     path = tmp_path / "a.txt"
     path.write_bytes(text + b"no newline at the end")
-    big = sharding.scan_shard(path, task_bytes)
-    monkeypatch.setattr(sharding, "CHUNK_BYTES", 7)  # lines and boundaries now cross many reads
-    small = sharding.scan_shard(path, task_bytes)
+    big = scan_module.scan_shard(path, task_bytes)
+    monkeypatch.setattr(ranges, "CHUNK_BYTES", 7)  # lines and boundaries now cross many reads
+    small = scan_module.scan_shard(path, task_bytes)
     assert small == big and big.digest == file_digest(path) and big.size == path.stat().st_size
     data = path.read_bytes()
     assert big.ranges[0][0] == 0 and big.ranges[-1][1] == len(data)
@@ -37,7 +38,7 @@ def test_ranges_do_not_depend_on_the_read_buffer_and_hash_what_they_cover(tmp_pa
 
 def test_an_empty_file_is_one_empty_task(tmp_path):
     (tmp_path / "e.txt").write_bytes(b"")
-    scan = sharding.scan_shard(tmp_path / "e.txt", 10)
+    scan = scan_module.scan_shard(tmp_path / "e.txt", 10)
     assert scan.size == 0 and len(scan.ranges) == 1 and scan.ranges[0][:2] == (0, 0)
 
 
@@ -45,16 +46,16 @@ def test_a_giant_line_is_cut_open_where_a_space_is_whatever_the_read_size(tmp_pa
     words = b" ".join(b"w%d" % (i % 97) for i in range(20000))  # one line of ~90 KB, no newline
     path = tmp_path / "giant.txt"
     path.write_bytes(words + b"\nshort\n")
-    big = sharding.scan_shard(path, 4096)
-    monkeypatch.setattr(sharding, "CHUNK_BYTES", 1000)
-    assert sharding.scan_shard(path, 4096) == big
+    big = scan_module.scan_shard(path, 4096)
+    monkeypatch.setattr(ranges, "CHUNK_BYTES", 1000)
+    assert scan_module.scan_shard(path, 4096) == big
     assert len(big.open_ends) > 8 and big.ranges[-1][0] > len(words)  # the line in open ranges, "short" after
     for s, e, _ in big.ranges:
         if e in big.open_ends:
             assert 2 * 4096 <= e - s <= 3 * 4096 and words[e : e + 1] == b" "
     thai = ("ภาษาไทย" * 3000).encode()  # no space at all: cut at character boundaries
     path.write_bytes(thai)
-    scan = sharding.scan_shard(path, 1000)
+    scan = scan_module.scan_shard(path, 1000)
     assert len(scan.open_ends) > 5
     for e in scan.open_ends:
         thai[:e].decode("utf-8")  # whole characters on each side

@@ -1,0 +1,159 @@
+"""Dataclasses to and from JSON, every field type-checked against its type hint.
+
+A manifest or a record is user-reachable input (a hand edit, a bad disk): it
+must turn into typed dataclasses or into one ``ShapeError`` naming the first
+field that is wrong, never a traceback deep inside a reader. A field's JSON
+key is its name unless ``metadata={"json": ...}`` says otherwise;
+``metadata={"omit_none": True}`` leaves a None out; a class's ``DERIVED``
+names keys written for readers and ignored on load; a ``validate(where)``
+method, if any, runs after a class is built.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import gc
+import types
+import typing
+from collections.abc import Callable, Iterator
+from dataclasses import MISSING, fields, is_dataclass
+from typing import Any
+
+
+class ShapeError(ValueError):
+    """A JSON value does not have the shape a dataclass needs; says where."""
+
+
+def _is_union(hint: Any) -> bool:
+    return isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
+
+
+Converter = Callable[[Any, str], Any]
+
+
+def _convert(value: Any, hint: Any, where: str) -> Any:
+    """``value`` checked against the type ``hint`` (and turned into dataclasses), or ShapeError."""
+    return _converter(hint)(value, where)
+
+
+@functools.cache
+def _converter(hint: Any) -> Converter:
+    """The checker of values of type ``hint``, worked out once per type: a manifest holds two dataclasses
+    per piece and one per shard, and asking ``typing`` what a hint is for each value cost most of a load."""
+    if hint is Any:
+        return lambda value, where: value
+    if _is_union(hint):
+        (inner,) = [a for a in typing.get_args(hint) if a is not type(None)]
+        convert = _converter(inner)
+        return lambda value, where: None if value is None else convert(value, where)
+    origin = typing.get_origin(hint)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        return _list_of(item)
+    if origin is dict:
+        _, item = typing.get_args(hint)
+        return _dict_of(item)
+    if is_dataclass(hint):
+        return lambda value, where: from_json(hint, value, where)
+    if hint is int:
+        def integer(value: Any, where: str) -> Any:
+            if type(value) is not int and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ShapeError(f"{where}: expected an integer, found {value!r:.40}")
+            return value
+        return integer
+
+    def plain(value: Any, where: str) -> Any:
+        if not isinstance(value, hint):
+            raise ShapeError(f"{where}: expected {hint.__name__}, found {value!r:.40}")
+        return value
+    return plain
+
+
+def _list_of(item: Any) -> Converter:
+    convert = _converter(item)
+
+    def checked(value: Any, where: str) -> list[Any]:
+        if not isinstance(value, list):
+            raise ShapeError(f"{where}: expected a list, found {type(value).__name__}")
+        if item is int and all(type(v) is int for v in value):  # histograms, shapes: the common case, fast
+            return list(value)
+        return [convert(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    return checked
+
+
+def _dict_of(item: Any) -> Converter:
+    convert = _converter(item)
+
+    def checked(value: Any, where: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise ShapeError(f"{where}: expected an object, found {type(value).__name__}")
+        return {k: convert(v, f"{where}.{k}") for k, v in value.items()}
+    return checked
+
+
+@functools.cache
+def _fields_of(cls: type) -> tuple[tuple[tuple[str, str, Converter, bool], ...], frozenset[str]]:
+    """(name, JSON key, converter, required) of each field, and the keys a JSON object may hold: worked
+    out once per class (``get_type_hints`` is slow, and a manifest holds a dataclass per shard)."""
+    hints = typing.get_type_hints(cls)
+    spec = tuple((f.name, _json_name(f), _converter(hints[f.name]),
+                  f.default is MISSING and f.default_factory is MISSING) for f in fields(cls))
+    return spec, frozenset(k for _, k, _, _ in spec) | frozenset(getattr(cls, "DERIVED", ()))
+
+
+
+def from_json(cls: type, d: Any, where: str) -> Any:
+    """An instance of the dataclass ``cls`` from the JSON object ``d``, every field type-checked."""
+    if not isinstance(d, dict):
+        raise ShapeError(f"{where}: expected an object, found {type(d).__name__}")
+    spec, allowed = _fields_of(cls)
+    values = {}
+    for name, key, convert, required in spec:
+        if key in d:
+            values[name] = convert(d[key], f"{where}.{key}")
+        elif required:
+            raise ShapeError(f"{where}: no {key!r}")
+    if not allowed.issuperset(d):
+        raise ShapeError(f"{where}: unexpected {sorted(set(d) - allowed)[0]!r}")
+    obj = cls(**values)
+    if hasattr(obj, "validate"):
+        obj.validate(where)
+    return obj
+
+
+def _json_name(f: Any) -> str:
+    return f.metadata.get("json", f.name)
+
+
+@functools.cache
+def _json_fields(cls: type) -> tuple[tuple[str, str, bool], ...]:
+    return tuple((f.name, _json_name(f), bool(f.metadata.get("omit_none"))) for f in fields(cls))
+
+
+def to_json(obj: Any) -> Any:
+    """A dataclass as the JSON object ``from_json`` reads back, fields in their order."""
+    if is_dataclass(obj):
+        return {key: to_json(getattr(obj, name)) for name, key, omit_none in _json_fields(type(obj))
+                if not (omit_none and getattr(obj, name) is None)}
+    if isinstance(obj, list):
+        if all(type(v) is int for v in obj):  # histograms and shapes, thousands of them
+            return list(obj)
+        return [to_json(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_json(v) for k, v in obj.items()}
+    return obj
+
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while many records are built: they hold no cycles, and the
+    collector, woken by every 700 new objects, walked all of them again and again (a third of a load)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()

@@ -1,0 +1,240 @@
+"""The plan: from the text dirs and the cache, every piece job of this run, worked out once.
+
+list the shards (inputs.py) -> group them into pieces by names and sizes
+(``group_shards``) -> a slice keeps its own pieces (``assign``) -> scan
+their shards (scan.py: digests and task ranges) -> each piece's keys ->
+which parts the cache already holds (records.py).
+
+Each piece job carries everything its work needs, typed: its shards with
+their resolved formats and scans, its keys, its tasks, and the records it
+can reuse. Executors (executors.py, ray_executor.py) only decide where the
+jobs run; piece.py says what running one is.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import xxhash
+from tqdm import tqdm
+
+from common.check import input_dirs
+from common.format import FORMAT_VERSION, PIECES_DIR
+from common.hashing import fingerprint
+from common.packing import PACKING
+from preprocess import records
+from preprocess.cleaning import CLEANING
+from preprocess.config import PreprocessConfig
+from preprocess.formats import Format, read_key
+from preprocess.inputs import list_shards
+from preprocess.scan import Scan, scan_shards
+from preprocess.tasks import Reading, Task
+
+FLAGS = {"train": "--train_dir", "validation": "--eval_dir"}
+
+
+@dataclass
+class PieceJob:
+    """One piece: consecutive shards tokenized as one stream, and what of it the cache already holds."""
+
+    split: str
+    out_dir: Path  # the split's dir, absolute: a Ray worker's working dir is not the driver's
+    key: str
+    block_key: str
+    max_seq_length: int
+    shards: list[int]  # indices into the split's shard list
+    paths: list[Path]  # of those shards, absolute
+    fmts: list[Format]
+    scans: list[Scan]
+    reading: Reading
+    record: dict[str, Any] | None = None  # the tokens record; None: tokenize
+    blocks: dict[str, Any] | None = None  # the blocks record; None: pack
+
+    def tasks(self) -> list[Task]:
+        """Its shards' ranges, in order: what the workers tokenize."""
+        return [t for i, path, scan, fmt in zip(self.shards, self.paths, self.scans, self.fmts)
+                for t in tasks_of(i, path, scan, fmt, self.reading)]
+
+    def path_of(self, shard: int) -> Path:
+        return self.paths[self.shards.index(shard)]
+
+    @property
+    def bytes(self) -> int:
+        return sum(s.size for s in self.scans)
+
+
+@dataclass
+class SplitPlan:
+    """A split's shards and the piece jobs of this run: all of them, or a slice's share."""
+
+    split: str
+    input_dir: str  # the text dir, or dirs separated by commas, absolute
+    out_dir: Path
+    names: list[str]  # of the shards, as the manifest lists them (common/check.py: list_inputs)
+    paths: list[Path]
+    fmts: list[Format]  # each shard's format: a split may mix them
+    sizes: list[int]  # bytes of each shard when listed: what pieces are grouped and slices assigned by
+    groups: list[list[int]]  # the shard indices of every piece, consecutive (a slice's plan too)
+    scans: list[Scan | None]  # None: a shard of another slice's piece, not read
+    pieces: list[PieceJob]
+
+    @property
+    def to_tokenize(self) -> list[PieceJob]:
+        return [p for p in self.pieces if p.record is None]
+
+    @property
+    def to_pack(self) -> list[PieceJob]:
+        return [p for p in self.pieces if p.blocks is None]
+
+    @staticmethod
+    def shards_of(jobs: list[PieceJob]) -> int:
+        return sum(len(p.shards) for p in jobs)
+
+
+def plan_splits(cfg: PreprocessConfig, cache: Path, tokenizer_digest: str, sliced: tuple[int, int] | None,
+                fresh: list[frozenset[str]]) -> list[SplitPlan]:
+    """Every split's plan, train first. ``sliced``: (K, N), plan only slice K's pieces. ``fresh``, by
+    split: keys of pieces this build's slices wrote, reused even with --overwrite_cache (they did it)."""
+    listed: dict[str, list[tuple[str, Path, Format]]] = {}
+    scanned: dict[str, list[Scan | None]] = {}
+    plans = []
+    for (split, d), built in zip(cfg.splits(), fresh):
+        if d not in listed:  # a held-out split reads the training dir: listed and checked once
+            listed[d] = list_shards(d, cfg.formats, FLAGS[split], cfg.recursive, cfg.text_column, has_recursive=True)
+        names = [name for name, _, _ in listed[d]]
+        paths = [p.resolve() for _, p, _ in listed[d]]
+        fmts = [fmt for _, _, fmt in listed[d]]
+        input_dir = ",".join(str(x.resolve()) for x in input_dirs(d))
+        sizes = [p.stat().st_size for p in paths]
+        groups = piece_groups(names, sizes, cfg.task_bytes)
+        mine = list(range(len(groups)))
+        if sliced is not None:
+            k, n = sliced
+            owner = assign([sum(sizes[i] for i in g) for g in groups], n)
+            mine = [g for g in mine if owner[g] == k]
+        scans = scanned.setdefault(input_dir, [None] * len(paths))  # both sides of a held-out split: hashed once
+        need = [i for g in mine for i in groups[g] if scans[i] is None]
+        for i, scan in zip(need, _scan(split, [paths[i] for i in need], [fmts[i] for i in need], cfg)):
+            scans[i] = scan
+        out_dir = cache / split
+        reading = Reading(cfg.text_column, cfg.task_bytes, cfg.select(split), str((out_dir / PIECES_DIR).resolve()))
+        pieces = [_piece(split, out_dir.resolve(), groups[g], paths, fmts, scans, reading, tokenizer_digest, cfg,
+                         built) for g in mine]
+        plans.append(SplitPlan(split, input_dir, out_dir, names, paths, fmts, sizes, groups, scans, pieces))
+    return plans
+
+
+def _scan(split: str, paths: list[Path], fmts: list[Format], cfg: PreprocessConfig) -> list[Scan]:
+    total = sum(p.stat().st_size for p in paths)
+    with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=f"{split}: hashing {len(paths)} shards",
+              dynamic_ncols=True, disable=total < (256 << 20)) as bar:
+        return scan_shards(paths, fmts, cfg.task_bytes, progress=bar.update, column=cfg.text_column)
+
+
+def _piece(split: str, out_dir: Path, group: list[int], paths: list[Path], fmts: list[Format],
+           scans: list[Scan | None], reading: Reading, tokenizer_digest: str, cfg: PreprocessConfig,
+           fresh: frozenset[str]) -> PieceJob:
+    """The job of the piece of shards ``group``: its keys, and the records of it the cache holds."""
+    own = [scans[i] for i in group]
+    assert all(s is not None for s in own), "a piece's shards are scanned before it is planned"
+    read = piece_read([fmts[i] for i in group], reading.column, reading.task_bytes)
+    if reading.select is not None:  # which documents this side of a held-out split takes
+        read = {**(read or {}), "select": list(reading.select)}
+    key = piece_key(own, tokenizer_digest, read)  # type: ignore[arg-type]
+    job = PieceJob(split, out_dir, key, block_key(key, cfg.max_seq_length), cfg.max_seq_length, group,
+                   [paths[i] for i in group], [fmts[i] for i in group], own, reading)  # type: ignore[arg-type]
+    if cfg.overwrite_cache and key not in fresh:
+        return job
+    job.record = records.tokens_record(out_dir, key, [s.digest for s in own], cfg.verify_outputs)
+    if job.record is not None:
+        job.blocks = records.blocks_record(out_dir, job.block_key, cfg.verify_outputs)
+    return job
+
+
+def tasks_of(index: int, path: Path, scan: Scan, fmt: Format, reading: Reading) -> list[Task]:
+    """The tasks of shard ``index``: its scan's ranges, in order."""
+    opened = set(scan.open_ends)
+    return [Task(index, str(path), start, end, k == len(scan.ranges) - 1, digest, fmt, reading,
+                 starts_open=start in opened, ends_open=end in opened,
+                 line_start=scan.line_starts[k] if scan.line_starts else 0, stamp=scan.stamp)
+            for k, (start, end, digest) in enumerate(scan.ranges)]
+
+
+def piece_key(scans: list[Scan], tokenizer_digest: str, read: dict[str, Any] | None = None) -> str:
+    """The key of a piece of these shards. Where a giant line was cut (ranges.py), the cut
+    positions count too: they depend on --task_size_mb, and ids at a cut may differ. ``read``: how
+    the shards are read (``piece_read``), when not as plain text."""
+    cuts = [list(s.open_ends) for s in scans]
+    return fingerprint({"shards": [s.digest for s in scans], "tokenizer": tokenizer_digest, "cleaning": CLEANING,
+                        "format": FORMAT_VERSION, **({"cuts": cuts} if any(cuts) else {}),
+                        **({"read": read} if read else {})})
+
+
+def piece_read(fmts: list[Format], column: str, task_bytes: int) -> dict[str, Any] | None:
+    """How a piece's shards are read, for its key: ``formats.read_key`` of their format where they share
+    one (so a piece of one format has the key it has in a split of that format alone), else each
+    shard's, in order (a split of several formats, ``--ext txt,parquet``)."""
+    reads = [read_key(f, column, task_bytes) for f in fmts]
+    return reads[0] if all(r == reads[0] for r in reads) else {"shards": reads}
+
+
+def block_key(key: str, max_seq_length: int) -> str:
+    return fingerprint({"tokens": key, "max_seq_length": max_seq_length, "packing": PACKING})
+
+
+def piece_groups(names: list[str], sizes: list[int], piece_bytes: int) -> list[list[int]]:
+    """The shard indices of each piece (``group_shards``), consecutive."""
+    groups, first = [], 0
+    for n in group_shards(names, sizes, piece_bytes):
+        groups.append(list(range(first, first + n)))
+        first += n
+    return groups
+
+
+PIECE_CAP = 4  # a piece of small files closes at this many times --task_size_mb, hash or not
+
+
+def group_shards(names: list[str], sizes: list[int], target: int) -> list[int]:
+    """How many consecutive shards each piece holds (common/format.py), from names and sizes alone.
+
+    A shard of at least ``target / 2`` bytes is a piece of its own. Small
+    shards are grouped, and a group ends after a shard whose *name* hashes
+    to 0 modulo ``m``, ``m`` the power of two nearest to how many typical
+    (median) small shards make ``target``: boundaries depend on names, not
+    on sizes, so editing one small file changes its own piece only, and
+    adding or removing one changes the piece it joins or leaves. A group
+    also ends at ``PIECE_CAP x target`` bytes, so a run of unlucky names
+    cannot grow one piece without bound. Never on worker or node counts.
+    """
+    small = sorted(size for size in sizes if 2 * size < target)
+    typical = max(1, small[len(small) // 2]) if small else target
+    m = 1 << max(0, round(math.log2(max(1.0, target / typical))))
+    counts: list[int] = []
+    n = acc = 0
+    for name, size in zip(names, sizes):
+        big = 2 * size >= target
+        if big and n:  # a big shard stands alone: close the group before it
+            counts.append(n)
+            n = acc = 0
+        n, acc = n + 1, acc + size
+        if big or xxhash.xxh64_intdigest(name.encode("utf-8")) % m == 0 or acc >= PIECE_CAP * target:
+            counts.append(n)
+            n = acc = 0
+    if n:
+        counts.append(n)
+    return counts
+
+
+def assign(piece_bytes: list[int], n: int) -> list[int]:
+    """The slice of each piece: biggest pieces first, each to the slice with the fewest bytes so far
+    (ties: the lower index). Depends only on the sizes and ``n``, so every slice agrees."""
+    owner = [0] * len(piece_bytes)
+    load = [0] * n
+    for i in sorted(range(len(piece_bytes)), key=lambda i: (-piece_bytes[i], i)):
+        k = min(range(n), key=lambda s: (load[s], s))
+        owner[i] = k
+        load[k] += piece_bytes[i]
+    return owner
