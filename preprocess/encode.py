@@ -1,4 +1,4 @@
-"""One task: its text read (formats.py), encoded batch by batch with the worker's encoder (encoder.py).
+"""One task: its text read (readers.py), encoded batch by batch with the worker's encoder (encoder.py).
 
 The unit every executor runs, in a forked worker or a Ray task: it reads
 only its own bytes, and returns its tokens as one stream with a separator
@@ -13,7 +13,7 @@ import numpy as np
 
 from common.format import OFFSET_DTYPE
 from preprocess.encoder import STATE, encode_bounded
-from preprocess.formats import Batch, read_task
+from preprocess.readers import Batch, read_task
 from preprocess.spill import Chunks
 from preprocess.tasks import Task, TaskResult, empty_result
 

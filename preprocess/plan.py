@@ -31,7 +31,7 @@ from preprocess.config import PreprocessConfig
 from preprocess.formats import Format, read_key
 from preprocess.inputs import list_shards
 from preprocess.scan import Scan, scan_shards
-from preprocess.tasks import Reading, Task
+from preprocess.tasks import Reading, Task, tasks_of
 
 FLAGS = {"train": "--train_dir", "validation": "--eval_dir"}
 
@@ -152,15 +152,6 @@ def _piece(split: str, out_dir: Path, group: list[int], paths: list[Path], fmts:
     if job.record is not None:
         job.blocks = records.blocks_record(out_dir, job.block_key, cfg.verify_outputs)
     return job
-
-
-def tasks_of(index: int, path: Path, scan: Scan, fmt: Format, reading: Reading) -> list[Task]:
-    """The tasks of shard ``index``: its scan's ranges, in order."""
-    opened = set(scan.open_ends)
-    return [Task(index, str(path), start, end, k == len(scan.ranges) - 1, digest, fmt, reading,
-                 starts_open=start in opened, ends_open=end in opened,
-                 line_start=scan.line_starts[k] if scan.line_starts else 0, stamp=scan.stamp)
-            for k, (start, end, digest) in enumerate(scan.ranges)]
 
 
 def piece_key(scans: list[Scan], tokenizer_digest: str, read: dict[str, Any] | None = None) -> str:

@@ -36,9 +36,9 @@ from preprocess.commit import (
 from preprocess.config import PreprocessConfig
 from preprocess.encoder import load_encoder
 from preprocess.executors import MapPieces, executor
-from preprocess.formats import sample_lines
 from preprocess.piece import Examples, pack_piece
 from preprocess.plan import FLAGS, SplitPlan, plan_splits
+from preprocess.readers import sample_lines
 from preprocess.records import warn
 from preprocess.workers import WorkerDied
 

@@ -7,11 +7,13 @@ worker's pipe, Ray's object store), so they hold no open file or tokenizer.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from common.format import OFFSET_DTYPE
 from preprocess.formats import Format
+from preprocess.scan import Scan
 
 
 @dataclass(frozen=True)
@@ -73,3 +75,12 @@ def empty_result(task: Task, dtype: np.dtype, nbytes: int = 0, changed: bool = F
     """A result with no lines: a task of no text, or (``changed``) one whose bytes were not those planned."""
     return TaskResult(task.shard, task.last, nbytes, np.empty(0, dtype), np.empty(0, OFFSET_DTYPE), 0, 0,
                       changed=changed)
+
+
+def tasks_of(index: int, path: Path, scan: Scan, fmt: Format, reading: Reading) -> list[Task]:
+    """The tasks of shard ``index``: its scan's ranges, in order."""
+    opened = set(scan.open_ends)
+    return [Task(index, str(path), start, end, k == len(scan.ranges) - 1, digest, fmt, reading,
+                 starts_open=start in opened, ends_open=end in opened,
+                 line_start=scan.line_starts[k] if scan.line_starts else 0, stamp=scan.stamp)
+            for k, (start, end, digest) in enumerate(scan.ranges)]

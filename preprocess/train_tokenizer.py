@@ -31,9 +31,8 @@ from preprocess.cleaning import clean_lines, decode_bytes
 from preprocess.config import available_cores
 from preprocess.formats import TEXT, formats_of
 from preprocess.inputs import list_shards
-from preprocess.plan import tasks_of
 from preprocess.scan import scan_shards
-from preprocess.tasks import Reading, Task
+from preprocess.tasks import Reading, Task, tasks_of
 from preprocess.workers import Workers
 
 _COUNT_STATE: dict[str, str] = {}  # set before the pool forks, read by the workers

@@ -41,25 +41,60 @@ def test_the_stages_never_import_each_other():
     assert {"preprocess.run", "train.config"} <= front  # the one place both stages meet
 
 
-def test_common_has_no_import_cycle():
-    found = modules("common")
-    graph = {m: {i for i in imps if i in found} - {m} for m, imps in found.items()}
-    graph = {m: {d.removesuffix(".__init__") for d in deps} for m, deps in graph.items()}
+def _graph(package: str) -> dict[str, set[str]]:
+    """Which modules of ``package`` each of its modules imports, at any depth of its code."""
+    found = modules(package)
+    graph = {m: {i.removesuffix(".__init__") for i in imps if i in found} - {m} for m, imps in found.items()}
+    return {m.removesuffix(".__init__"): deps for m, deps in graph.items()}
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """An import cycle of ``graph`` as the path that closes it, or None."""
     state: dict[str, int] = {}
 
-    def visit(m: str, path: list[str]) -> None:
+    def visit(m: str, path: list[str]) -> list[str] | None:
         if state.get(m) == 1:
-            raise AssertionError(f"import cycle: {' -> '.join([*path, m])}")
+            return [*path, m]
         if state.get(m) == 2:
-            return
+            return None
         state[m] = 1
         for d in sorted(graph.get(m, ())):
-            visit(d, [*path, m])
+            if (cycle := visit(d, [*path, m])) is not None:
+                return cycle
         state[m] = 2
+        return None
 
-    for m in sorted(graph):
-        visit(m, [])
+    return next((c for m in sorted(graph) if (c := visit(m, [])) is not None), None)
+
+
+def test_common_has_no_import_cycle():
+    graph = _graph("common")
+    assert _cycle(graph) is None, f"import cycle: {' -> '.join(_cycle(graph) or [])}"
     assert "common.tokenizer_types" in graph["common.tokenizer"]  # the direction that remains, lazily
+
+
+def test_a_cycle_is_found():
+    """The checker itself: a graph with a cycle is reported, one without is not."""
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_preprocess_has_no_import_cycle_and_control_flows_one_way():
+    """plan -> piece job -> executor -> commit -> run: no module imports one further along, so each
+    reads without the ones after it (the executors only schedule; the plan knows nothing of running)."""
+    graph = _graph("preprocess")
+    assert _cycle(graph) is None, f"import cycle: {' -> '.join(_cycle(graph) or [])}"
+    tiers = [["plan"], ["piece"], ["executors", "ray_executor"], ["commit"], ["run"]]
+    tiers = [{f"preprocess.{m}" for m in tier} for tier in tiers]
+    pipeline = set().union(*tiers)
+    for k, tier in enumerate(tiers):
+        later = set().union(*tiers[k + 1:])
+        for m in tier:
+            assert not graph[m] & later, f"{m} imports {sorted(graph[m] & later)}, which run after it"
+    for m in set(graph) - pipeline - {"preprocess.__main__"}:  # the parts (formats, readers, scan, encode ...)
+        assert not graph[m] & pipeline, f"{m} imports {sorted(graph[m] & pipeline)}: a part reaches into the pipeline"
+    assert graph["preprocess.executors"] >= {"preprocess.piece"}  # the executors run piece jobs, nothing else
+    assert "preprocess.piece" in graph["preprocess.ray_executor"] and "preprocess.build" not in graph
 
 
 def test_the_preprocess_stage_runs_without_torch_and_train_without_the_preprocess_package():

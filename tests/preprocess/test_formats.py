@@ -222,10 +222,9 @@ def test_a_task_read_in_chunks_keeps_no_chunk_arrays_alive(tmp_path, wordpiece_d
     from preprocess.encode import encode_task
     from preprocess.encoder import set_worker_state
     from preprocess.formats import format_of
-    from preprocess.plan import tasks_of
     from preprocess.scan import scan_input
     from preprocess.spill import remove_spill
-    from preprocess.tasks import Reading
+    from preprocess.tasks import Reading, tasks_of
 
     path = write_docs(tmp_path / "a.jsonl.zst", documents(n=30_000), "jsonl.zst")  # ~4 MB: 1 MB reads
     fmt = format_of("jsonl.zst")
