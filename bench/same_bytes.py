@@ -12,7 +12,9 @@ and compares every file:
   train + eval, ``--max_seq_length 128``) on the demo corpus;
 * ``sliced``: the same text in small pieces, built by 2 slices, then committed;
 * ``ray``: the same, on a local Ray instance of 2 CPUs (skipped without Ray);
-* ``formats``: the text as Parquet + ``.jsonl.zst`` shards, with a held-out split.
+* ``formats``: the text as Parquet + ``.jsonl.zst`` shards, with a held-out split;
+* ``edited``: the ``sliced`` text in small pieces, then rebuilt after one shard was edited, one
+  removed and one added (most pieces reused, as their manifest lists them).
 
     python bench/same_bytes.py --before fe56d8f
 
@@ -69,6 +71,11 @@ def make_inputs(d: Path) -> Path:
         else:
             pq.write_table(pa.table({"content": docs, "n": list(range(len(docs)))}), mixed / f"{p.stem}.parquet",
                            row_group_size=200)
+    edited = d / "edited"
+    shutil.copytree(d / "text/train", edited)
+    shards = sorted(edited.glob("*.txt"))
+    shards[0].write_text(shards[0].read_text(encoding="utf-8") + "one more line at the end\n", encoding="utf-8")
+    shards[1].rename(edited / "zz_added.txt")  # one removed, one added
     (d / "done").write_text("")
     return d
 
@@ -86,6 +93,8 @@ def builds(inputs: Path, cache: Path, ray: bool) -> dict[str, list[list[str]]]:
                      "content", "--validation_split_percentage", "10", "--datasets_cache_dir",
                      str(cache / "formats"), "--max_seq_length", "64", *small]],
     }
+    out["edited"] = [[*base, "--train_dir", str(inputs / train), "--datasets_cache_dir", str(cache / "edited"),
+                      "--max_seq_length", "64", *small] for train in ("text/train", "edited")]
     if ray:
         out["ray"] = [[*base, *text, "--datasets_cache_dir", str(cache / "ray"), "--max_seq_length", "64", *small,
                        "--executor", "ray"]]

@@ -239,7 +239,8 @@ def _text_states(m: Manifest, input_dir: str | Path, by_stat: bool, written_ns: 
     both = sorted(set(now) & set(before))
     racy_after = written_ns - RACY_NS
     to_hash = [n for n in both if not (by_stat and _vouched(before[n], os.stat(now[n]), racy_after))]
-    digests = dict(zip(to_hash, file_digests(now[name] for name in to_hash)))  # the reads run in parallel
+    digests = dict(zip(to_hash, file_digests([now[name] for name in to_hash],
+                                             total_bytes=sum(before[n].bytes for n in to_hash))))
     changed = {n for n, d in digests.items() if d != before[n].digest}
     return {
         "unchanged": tuple(n for n in both if n not in changed),

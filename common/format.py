@@ -42,6 +42,7 @@ Our writer streams the data first and writes the header last, so every
 from __future__ import annotations
 
 import ast
+import functools
 import math
 import os
 import re
@@ -147,13 +148,18 @@ def blocks_record_name(key: str) -> str:
     return f"{BLOCKS_DIR}/{key}.json"
 
 
+@functools.cache
+def _descr(dtype: np.dtype) -> str:
+    return np.lib.format.dtype_to_descr(dtype)
+
+
 def npy_header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
     """A .npy v1.0 header padded to exactly NPY_HEADER_BYTES.
 
     Fixed size so a writer can stream the data first (count unknown) and fill
     the header in at the end without moving the data.
     """
-    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": tuple(shape)}
+    header = {"descr": _descr(np.dtype(dtype)), "fortran_order": False, "shape": tuple(shape)}
     text = repr(header).encode("latin1")
     body_len = NPY_HEADER_BYTES - len(_NPY_MAGIC) - 2
     if len(text) + 1 > body_len:

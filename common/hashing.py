@@ -18,6 +18,7 @@ from typing import TypeVar
 import xxhash
 
 CHUNK_BYTES = 1 << 20
+SMALL_FILE = 64 << 10  # a file shorter than this is read whole
 T = TypeVar("T")
 
 
@@ -28,26 +29,40 @@ def file_digest(path: str | Path) -> str:
     pages: hashing raised the parent's RSS with shard size (30 -> 78 MiB for
     4 -> 37 MB shards), and forked workers inherited it.
     """
-    h = xxhash.xxh3_128()
-    buf = bytearray(CHUNK_BYTES)
-    view = memoryview(buf)
     with open(path, "rb", buffering=0) as f:
+        head = f.read(SMALL_FILE)  # most files of a corpus of many: one read, no 1 MiB buffer to zero
+        if len(head) < SMALL_FILE:
+            return xxhash.xxh3_128_hexdigest(head)
+        h = xxhash.xxh3_128(head)
+        buf = bytearray(CHUNK_BYTES)
+        view = memoryview(buf)
         while n := f.readinto(buf):
             h.update(view[:n])
     return h.hexdigest()
 
 
-def map_files(fn: Callable[[Path], T], paths: Iterable[Path], threads: int = 4) -> list[T]:
-    """``fn`` of each file, read in parallel threads (reads and xxhash release the GIL), in input order."""
+def map_files(fn: Callable[[Path], T], paths: Iterable[Path], threads: int = 4,
+              total_bytes: int | None = None) -> list[T]:
+    """``fn`` of each file, read in parallel threads (reads and xxhash release the GIL), in input order.
+
+    ``total_bytes``: what the files hold, if known. Files of under 1 MiB on average are read in this
+    thread: the Python around each read then costs more than the read, and threads only contend
+    for the GIL (36,000 files of 1.3 KB: 0.8 s in one thread, 1.9 s in four).
+    """
     paths = list(paths)
-    if len(paths) <= 1:
+    if len(paths) <= 1 or (total_bytes is not None and total_bytes < len(paths) * CHUNK_BYTES):
         return [fn(p) for p in paths]
-    with ThreadPoolExecutor(max_workers=min(threads, len(paths))) as pool:
-        return list(pool.map(fn, paths))
+    # In batches, not a future per file: for 36,000 small files the pool's locking cost more than the reads.
+    size = max(1, -(-len(paths) // (threads * 16)))
+    batches = [paths[i : i + size] for i in range(0, len(paths), size)]
+    with ThreadPoolExecutor(max_workers=min(threads, len(batches))) as pool:
+        return [r for batch in pool.map(lambda b: [fn(p) for p in b], batches) for r in batch]
 
 
-def file_digests(paths: Iterable[Path], threads: int = 4, progress: Callable[[int], object] | None = None) -> list[str]:
-    """Digests of many files, in input order; ``progress`` is called with each file's size as it finishes."""
+def file_digests(paths: Iterable[Path], threads: int = 4, progress: Callable[[int], object] | None = None,
+                 total_bytes: int | None = None) -> list[str]:
+    """Digests of many files, in input order; ``progress`` is called with each file's size as it finishes;
+    ``total_bytes`` as ``map_files`` takes it."""
 
     def one(p: Path) -> str:
         d = file_digest(p)
@@ -55,7 +70,7 @@ def file_digests(paths: Iterable[Path], threads: int = 4, progress: Callable[[in
             progress(os.path.getsize(p))
         return d
 
-    return map_files(one, paths, threads)
+    return map_files(one, paths, threads, total_bytes)
 
 
 def fingerprint(obj: object) -> str:

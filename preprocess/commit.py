@@ -8,7 +8,7 @@ from __future__ import annotations
 import shlex
 import sys
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from common import leases
@@ -72,6 +72,12 @@ def make_manifest(plan: SplitPlan, tokenizer: TokenizerIdentity, parameters: Par
 
     shards, pieces = [], []
     for job in plan.pieces:
+        if job.listed is not None:  # as the old manifest lists it: only where its text is may have changed
+            info, members = job.listed
+            shards += [replace(m, path=plan.names[i], mtime_ns=scan.mtime_ns)
+                       for i, scan, m in zip(job.shards, job.scans, members)]
+            pieces.append(info)
+            continue
         rec, blk = job.record, job.blocks
         assert rec is not None and blk is not None
         for i, scan, member in zip(job.shards, job.scans, rec["shards"]):  # checked when read or written
@@ -138,7 +144,7 @@ def slice_note(plan: SplitPlan, markers: list[dict]) -> None:
         return
     n = markers[-1]["num_slices"]
     built = {k for m in markers for k in m["pieces"] if isinstance(k, str)}
-    found = sum(1 for p in plan.pieces if p.key in built and p.record is not None)
+    found = sum(1 for p in plan.pieces if p.key in built and not p.needs_tokens)
     finished = sorted({m.get("slice") for m in markers if m["num_slices"] == n})
     line = (f"note: {plan.split}: {found} of {len(plan.pieces)} pieces were built by slices ({len(finished)} of {n} "
             "slices left their marker)")
@@ -146,7 +152,7 @@ def slice_note(plan: SplitPlan, markers: list[dict]) -> None:
         owner = assign([sum(plan.sizes[i] for i in g) for g in plan.groups], n)
         missing: dict[int, list[str]] = {}
         for g, job in enumerate(plan.pieces):  # a plain run plans every piece, in order
-            if job.record is None:
+            if job.needs_tokens:
                 missing.setdefault(owner[g], []).extend(plan.names[j] for j in job.shards)
         line += "; missing, so tokenized now: " + "; ".join(
             f"{', '.join(names[:3])}{f' and {len(names) - 3} more' if len(names) > 3 else ''} (slice {k} of {n} "

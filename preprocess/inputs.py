@@ -36,14 +36,13 @@ def list_shards(input_dir: str, formats: dict[str, Format], flag: str, recursive
         if not d.is_dir():
             raise UserError(f"{flag} {d}: not a directory")
     shards = list_inputs(dirs, ext, recursive)
+    bases = [dirs[0]] * len(shards) if len(dirs) == 1 else [next(d for d in dirs if p.is_relative_to(d))
+                                                              for _, p in shards]
     for d in dirs:
-        if not any(p.is_relative_to(d) for _, p in shards):
+        if d not in bases:
             raise UserError(f"{flag} {d}: no {_pattern(ext)} files{_empty_hint(d, ext, recursive, has_recursive)}")
     fmts = [formats[listed_ext(p.name, ext)] for _, p in shards]
-    column_states = []
-    for (_, p), fmt in zip(shards, fmts):
-        base = next(d for d in dirs if p.is_relative_to(d))
-        column_states.append(check_shard(p, str(base), base, fmt, column))
+    column_states = [check_shard(p, str(base), base, fmt, column) for (_, p), base, fmt in zip(shards, bases, fmts)]
     if any(f.records for f in fmts) and "" not in column_states and any(column_states):
         k = next(i for i, why in enumerate(column_states) if why)
         records = ",".join(e for e, f in formats.items() if f.records)
@@ -118,18 +117,24 @@ def check_shard(p: Path, input_dir: str, base: Path, fmt: Format, column: str = 
     A FIFO or a device would hang the run or feed it endless bytes; a name
     that is not UTF-8 cannot be written to the manifest (JSON is UTF-8).
     """
-    name = str(p.relative_to(base))
     try:
-        name.encode("utf-8")
+        str(p).encode("utf-8")
     except UnicodeEncodeError:
-        raise UserError(f"{input_dir}: the file name {os.fsencode(name)!r} is not valid UTF-8; rename it "
-                        "(e.g. convmv -f latin1 -t utf8 --notest) or move it out of the dir") from None
+        name = str(p.relative_to(base))
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UserError(f"{input_dir}: the file name {os.fsencode(name)!r} is not valid UTF-8; rename it "
+                            "(e.g. convmv -f latin1 -t utf8 --notest) or move it out of the dir") from None
     try:
-        mode = p.stat().st_mode  # follows symlinks: a link to a regular file is a shard
+        mode = os.stat(p).st_mode  # follows symlinks: a link to a regular file is a shard
         if not stat.S_ISREG(mode):
             raise UserError(f"{p}: {_kind(mode)}, not a regular file; move it out of {input_dir}")
-        with open(p, "rb") as f:
-            head = f.read(SNIFF_BYTES)
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            head = os.read(fd, SNIFF_BYTES)
+        finally:
+            os.close(fd)
     except OSError as e:
         raise UserError(f"{p}: not readable ({e.strerror}); fix it or move it out of {input_dir}") from None
     if fmt.ranges:
@@ -196,6 +201,8 @@ def sniff(path: Path, fmt: Format, column: str) -> tuple[str | None, str | None]
     """
     if fmt.kind == "parquet":
         return _sniff_parquet(path, column)
+    if fmt.kind == "text" and not fmt.codec:  # its head was checked by check_shard: nothing more to read
+        return None, None
     with open(path, "rb") as f:
         if fmt.codec:
             magic = f.read(8)

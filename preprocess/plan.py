@@ -13,7 +13,9 @@ jobs run; piece.py says what running one is.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,8 +24,9 @@ import xxhash
 from tqdm import tqdm
 
 from common.check import input_dirs
-from common.format import FORMAT_VERSION, PIECES_DIR
+from common.format import BLOCKS_DIR, FORMAT_VERSION, PIECES_DIR, blocks_record_name, piece_record_name
 from common.hashing import fingerprint
+from common.manifest import Manifest, PieceInfo, ShardInfo
 from common.packing import PACKING
 from preprocess import records
 from preprocess.cleaning import CLEANING
@@ -34,6 +37,7 @@ from preprocess.scan import Scan, scan_shards
 from preprocess.tasks import Reading, Task, tasks_of
 
 FLAGS = {"train": "--train_dir", "validation": "--eval_dir"}
+Listed = tuple[PieceInfo, list[ShardInfo]]  # a piece of a manifest, and its shards
 
 
 @dataclass
@@ -50,8 +54,17 @@ class PieceJob:
     fmts: list[Format]
     scans: list[Scan]
     reading: Reading
-    record: dict[str, Any] | None = None  # the tokens record; None: tokenize
-    blocks: dict[str, Any] | None = None  # the blocks record; None: pack
+    record: dict[str, Any] | None = None  # the tokens record, read or written by this run
+    blocks: dict[str, Any] | None = None  # the blocks record, read or written by this run
+    listed: Listed | None = None  # the piece as the split's manifest lists it, still intact: no record read
+
+    @property
+    def needs_tokens(self) -> bool:
+        return self.record is None and self.listed is None
+
+    @property
+    def needs_blocks(self) -> bool:
+        return self.blocks is None and self.listed is None
 
     def tasks(self) -> list[Task]:
         """Its shards' ranges, in order: what the workers tokenize."""
@@ -83,11 +96,11 @@ class SplitPlan:
 
     @property
     def to_tokenize(self) -> list[PieceJob]:
-        return [p for p in self.pieces if p.record is None]
+        return [p for p in self.pieces if p.needs_tokens]
 
     @property
     def to_pack(self) -> list[PieceJob]:
-        return [p for p in self.pieces if p.blocks is None]
+        return [p for p in self.pieces if p.needs_blocks]
 
     @staticmethod
     def shards_of(jobs: list[PieceJob]) -> int:
@@ -95,18 +108,20 @@ class SplitPlan:
 
 
 def plan_splits(cfg: PreprocessConfig, cache: Path, tokenizer_digest: str, sliced: tuple[int, int] | None,
-                fresh: list[frozenset[str]]) -> list[SplitPlan]:
+                fresh: list[frozenset[str]], olds: list[Manifest | None]) -> list[SplitPlan]:
     """Every split's plan, train first. ``sliced``: (K, N), plan only slice K's pieces. ``fresh``, by
-    split: keys of pieces this build's slices wrote, reused even with --overwrite_cache (they did it)."""
-    listed: dict[str, list[tuple[str, Path, Format]]] = {}
+    split: keys of pieces this build's slices wrote, reused even with --overwrite_cache (they did it).
+    ``olds``, by split: its manifest, if readable; a piece it lists intact is reused without its records."""
+    listings: dict[str, list[tuple[str, Path, Format]]] = {}
     scanned: dict[str, list[Scan | None]] = {}
     plans = []
-    for (split, d), built in zip(cfg.splits(), fresh):
-        if d not in listed:  # a held-out split reads the training dir: listed and checked once
-            listed[d] = list_shards(d, cfg.formats, FLAGS[split], cfg.recursive, cfg.text_column, has_recursive=True)
-        names = [name for name, _, _ in listed[d]]
-        paths = [p.resolve() for _, p, _ in listed[d]]
-        fmts = [fmt for _, _, fmt in listed[d]]
+    for (split, d), built, old in zip(cfg.splits(), fresh, olds):
+        if d not in listings:  # a held-out split reads the training dir: listed and checked once
+            listings[d] = list_shards(d, cfg.formats, FLAGS[split], cfg.recursive, cfg.text_column,
+                                      has_recursive=True)
+        names = [name for name, _, _ in listings[d]]
+        paths = [Path(os.path.abspath(p)) for _, p, _ in listings[d]]  # a Ray worker's working dir is not ours
+        fmts = [fmt for _, _, fmt in listings[d]]
         input_dir = ",".join(str(x.resolve()) for x in input_dirs(d))
         sizes = [p.stat().st_size for p in paths]
         groups = piece_groups(names, sizes, cfg.task_bytes)
@@ -120,9 +135,11 @@ def plan_splits(cfg: PreprocessConfig, cache: Path, tokenizer_digest: str, slice
         for i, scan in zip(need, _scan(split, [paths[i] for i in need], [fmts[i] for i in need], cfg)):
             scans[i] = scan
         out_dir = cache / split
-        reading = Reading(cfg.text_column, cfg.task_bytes, cfg.select(split), str((out_dir / PIECES_DIR).resolve()))
-        pieces = [_piece(split, out_dir.resolve(), groups[g], paths, fmts, scans, reading, tokenizer_digest, cfg,
-                         built) for g in mine]
+        where = out_dir.resolve()
+        reading = Reading(cfg.text_column, cfg.task_bytes, cfg.select(split), str(where / PIECES_DIR))
+        reuse = Reuse(where, built, _listed(old, where), cfg.overwrite_cache, cfg.verify_outputs)
+        pieces = [_piece(split, groups[g], paths, fmts, scans, reading, tokenizer_digest, cfg.max_seq_length, reuse)
+                  for g in mine]
         plans.append(SplitPlan(split, input_dir, out_dir, names, paths, fmts, sizes, groups, scans, pieces))
     return plans
 
@@ -131,26 +148,62 @@ def _scan(split: str, paths: list[Path], fmts: list[Format], cfg: PreprocessConf
     total = sum(p.stat().st_size for p in paths)
     with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=f"{split}: hashing {len(paths)} shards",
               dynamic_ncols=True, disable=total < (256 << 20)) as bar:
-        return scan_shards(paths, fmts, cfg.task_bytes, progress=bar.update, column=cfg.text_column)
+        return scan_shards(paths, fmts, cfg.task_bytes, cfg.text_column, progress=bar.update, total_bytes=total)
 
 
-def _piece(split: str, out_dir: Path, group: list[int], paths: list[Path], fmts: list[Format],
-           scans: list[Scan | None], reading: Reading, tokenizer_digest: str, cfg: PreprocessConfig,
-           fresh: frozenset[str]) -> PieceJob:
-    """The job of the piece of shards ``group``: its keys, and the records of it the cache holds."""
+@dataclass
+class Reuse:
+    """What the reuse check of a split's pieces goes by."""
+
+    out_dir: Path
+    fresh: frozenset[str]  # keys this build's slices wrote
+    listed: dict[str, Listed]  # pieces of the split's manifest whose records and arrays are there
+    overwrite: bool
+    verify: bool
+
+
+def _listed(old: Manifest | None, out_dir: Path) -> dict[str, Listed]:
+    """The pieces ``old`` lists whose two records are present, by key (one listing of each dir)."""
+    if old is None:
+        return {}
+    present = set()  # the names alone (one listing of each dir): a record here is read only if the check fails
+    for sub in (PIECES_DIR, BLOCKS_DIR):
+        with contextlib.suppress(OSError):
+            present.update(f"{sub}/{name}" for name in os.listdir(out_dir / sub) if name.endswith(".json"))
+    return {p.key: (p, members) for p, members in zip(old.pieces, old.piece_shards())
+            if p.blocks is not None and piece_record_name(p.key) in present
+            and blocks_record_name(p.blocks.key) in present}
+
+
+def _piece(split: str, group: list[int], paths: list[Path], fmts: list[Format], scans: list[Scan | None],
+           reading: Reading, tokenizer_digest: str, max_seq_length: int, reuse: Reuse) -> PieceJob:
+    """The job of the piece of shards ``group``: its keys, and what of it the cache holds.
+
+    A piece the split's manifest lists, with the same keys, shards and files
+    (each array's header and size checked), is taken from the manifest; any
+    other is checked by its records (records.py), as after a crash. Both say
+    the same, since the manifest is made from the records; the manifest is one
+    read instead of 70,000 at 36,000 pieces.
+    """
     own = [scans[i] for i in group]
     assert all(s is not None for s in own), "a piece's shards are scanned before it is planned"
     read = piece_read([fmts[i] for i in group], reading.column, reading.task_bytes)
     if reading.select is not None:  # which documents this side of a held-out split takes
         read = {**(read or {}), "select": list(reading.select)}
     key = piece_key(own, tokenizer_digest, read)  # type: ignore[arg-type]
-    job = PieceJob(split, out_dir, key, block_key(key, cfg.max_seq_length), cfg.max_seq_length, group,
+    job = PieceJob(split, reuse.out_dir, key, block_key(key, max_seq_length), max_seq_length, group,
                    [paths[i] for i in group], [fmts[i] for i in group], own, reading)  # type: ignore[arg-type]
-    if cfg.overwrite_cache and key not in fresh:
+    if reuse.overwrite and key not in reuse.fresh:
         return job
-    job.record = records.tokens_record(out_dir, key, [s.digest for s in own], cfg.verify_outputs)
+    digests = [s.digest for s in own]  # type: ignore[union-attr]
+    listed = reuse.listed.get(key)
+    if listed is not None and not reuse.verify and records.listed_intact(reuse.out_dir, listed, job.block_key,
+                                                                         digests):
+        job.listed = listed
+        return job
+    job.record = records.tokens_record(reuse.out_dir, key, digests, reuse.verify)
     if job.record is not None:
-        job.blocks = records.blocks_record(out_dir, job.block_key, cfg.verify_outputs)
+        job.blocks = records.blocks_record(reuse.out_dir, job.block_key, reuse.verify)
     return job
 
 

@@ -10,6 +10,8 @@ array) means: build that part again.
 
 from __future__ import annotations
 
+import functools
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -46,6 +48,30 @@ def tokens_record(out_dir: Path, key: str, digests: list[str], verify: bool) -> 
 def blocks_record(out_dir: Path, key: str, verify: bool) -> dict | None:
     """The blocks record of block key ``key`` (``blocks/<K>.json``), if intact."""
     return _valid_record(out_dir, blocks_record_name(key), key, _blocks_record, verify)
+
+
+@functools.cache
+def _dtype(name: str) -> np.dtype:
+    return np.dtype(name)
+
+
+def listed_intact(out_dir: Path, listed: tuple[PieceInfo, list[ShardInfo]], block_key: str,
+                  digests: list[str]) -> bool:
+    """Whether a piece as the split's manifest lists it is what the plan needs, and its arrays are
+    intact (shape and size, as a record's are checked): then its records need not be read. Shards
+    without ``text_bytes`` were listed by an older writer: their records may say more."""
+    info, members = listed
+    if info.blocks is None or info.blocks.key != block_key or [m.digest for m in members] != digests:
+        return False
+    if any(m.text_bytes is None for m in members):
+        return False
+    base = str(out_dir)
+    try:
+        for f in info.arrays():  # strings, not Paths: 108,000 arrays at 36,000 pieces
+            check_npy(os.path.join(base, f.path), _dtype(f.dtype), tuple(f.shape))
+    except FormatError:
+        return False  # the records' check says what is wrong, and the piece is rebuilt
+    return True
 
 
 def _piece_record(digests: list[str]) -> Checker:

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from contextlib import nullcontext
@@ -16,7 +17,7 @@ from common.check import refuse_overlap
 from common.errors import UserError
 from common.manifest import Manifest, TokenizerIdentity, TokenizerSource
 from common.tokenizer import LoadedTokenizer, TokenizerError, tokenizer_source
-from common.typed_json import to_json
+from common.typed_json import gc_paused, to_json
 from preprocess.cache_dir import cache_lock, check_layout, clear_markers, read_markers, write_marker
 from preprocess.commit import (
     SplitReport,
@@ -82,8 +83,10 @@ def _run(cfg: PreprocessConfig, command: list[str]) -> list[SplitReport]:
         markers = [read_markers(cache / split) if sliced is None else [] for split in splits]
         built = [frozenset(k for m in found for k in m["pieces"] if isinstance(k, str)) for found in markers]
         start = time.perf_counter()
-        plans = plan_splits(cfg, cache, source.digest, sliced, built)
-        olds = [old_manifest(p.out_dir) if sliced is None else None for p in plans]
+        with gc_paused():  # a plan of 36,000 pieces is 500,000 objects with no cycle: no collector passes
+            olds = [old_manifest(cache / split) if sliced is None else None for split in splits]
+            plans = plan_splits(cfg, cache, source.digest, sliced, built, olds)
+        gc.freeze()  # and none later over what lives to the end
         for plan, found in zip(plans, markers):
             slice_note(plan, found)
         loaded, encoder, tokenizer = _tokenizer(cfg, plans, olds, markers, source, writable, cache)

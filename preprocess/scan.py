@@ -18,6 +18,7 @@ from pathlib import Path
 import xxhash
 
 from common.hashing import file_digest, map_files
+from preprocess import ranges as ranges_module
 from preprocess.formats import Format, parquet_column
 from preprocess.ranges import cut_stream
 
@@ -63,13 +64,27 @@ def scan_shard(path: Path, task_bytes: int, lines_only: bool = False) -> Scan:
         part.reset()
 
     with open(path, "rb", buffering=0) as f:
-        size = cut_stream(f.readinto, task_bytes, whole.update, on_part, on_cut, lines_only)
+        # a buffer no bigger than the file: 36,000 small files must not zero 1 MiB each
+        read_bytes = max(1, min(ranges_module.CHUNK_BYTES, os.fstat(f.fileno()).st_size + 1))
+        size = cut_stream(f.readinto, task_bytes, whole.update, on_part, on_cut, lines_only, read_bytes)
     start = ranges[-1][1] if ranges else 0
     if start < size or not ranges:
         ranges.append((start, size, part.hexdigest()))
         line_starts.append(newlines)
     return Scan(size, whole.hexdigest(), tuple(ranges), tuple(open_ends),
                 tuple(line_starts[: len(ranges)]) if lines_only else ())
+
+
+def _small(path: Path, task_bytes: int, lines_only: bool, mtime_ns: int) -> Scan | None:
+    """``scan_shard`` of a file shorter than ``task_bytes`` (one range, no cut to look for: a range ends
+    at or after ``start + task_bytes - 1``), in one read; None for a longer one. Most files of a corpus
+    of many small files: 36,000 of them hash in a fraction of the time."""
+    with open(path, "rb") as f:
+        data = f.read(task_bytes)
+    if len(data) >= task_bytes:
+        return None
+    digest = xxhash.xxh3_128_hexdigest(data)
+    return Scan(len(data), digest, ((0, len(data), digest),), (), (0,) if lines_only else (), mtime_ns=mtime_ns)
 
 
 def scan_whole(path: Path, units: tuple[tuple[int, int], ...] = ()) -> Scan:
@@ -109,7 +124,10 @@ def scan_input(path: Path, fmt: Format, task_bytes: int, column: str) -> Scan:
     stat never vouches for bytes other than those hashed)."""
     mtime_ns = os.stat(path).st_mtime_ns
     if fmt.ranges:
-        scan = scan_shard(path, task_bytes, lines_only=fmt.kind == "jsonl")
+        small = _small(path, task_bytes, fmt.kind == "jsonl", mtime_ns)
+        if small is not None:
+            return small
+        scan = scan_shard(path, task_bytes, fmt.kind == "jsonl")
     elif fmt.kind == "parquet":
         scan = scan_whole(path, row_group_runs(path, column, task_bytes))
     else:
@@ -117,8 +135,8 @@ def scan_input(path: Path, fmt: Format, task_bytes: int, column: str) -> Scan:
     return dataclasses.replace(scan, mtime_ns=mtime_ns)
 
 
-def scan_shards(paths: list[Path], fmts: list[Format], task_bytes: int, threads: int = 4,
-                progress: Callable[[int], object] | None = None, column: str = "text") -> list[Scan]:
+def scan_shards(paths: list[Path], fmts: list[Format], task_bytes: int, column: str, threads: int = 4,
+                progress: Callable[[int], object] | None = None, total_bytes: int | None = None) -> list[Scan]:
     """``scan_input`` of many files, each in its format (``fmts``, by path), read in parallel (reads
     and hashing release the GIL), in order."""
     fmt_of = dict(zip(paths, fmts, strict=True))
@@ -129,4 +147,4 @@ def scan_shards(paths: list[Path], fmts: list[Format], task_bytes: int, threads:
             progress(scan.size)
         return scan
 
-    return map_files(one, paths, threads)
+    return map_files(one, paths, threads, total_bytes)
