@@ -6,6 +6,10 @@
   pieces (the default) against one piece per file (format 1's layout);
 * ``--many`` one-line files: first build, cache files, and a rerun with
   nothing changed (no-op), each layout in its own fresh cache;
+* ``--pieces`` files of about 1.3 KB at ``--task_size_mb 0.002``, so nearly
+  every file is a piece of its own (the worst case for the metadata path):
+  first build, a no-op rerun, ``mlm-inspect show`` and ``status``, each a
+  fresh process timed from outside (start-up included);
 * ``--giant_mb`` single-line files (no newline at all): peak RSS of the
   whole preprocess process tree (2 workers), sampled every 50 ms.
 
@@ -90,6 +94,31 @@ def giant_line_rss(tok: Path, root: Path, mb: int, seq_len: int) -> tuple[float,
     return rss.peak_sum / 2**20, time.perf_counter() - t
 
 
+def timed(*args: str) -> float:
+    """Seconds a command of this repo takes as a fresh process (what a user waits for)."""
+    t = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(REPO)})
+    if r.returncode != 0:
+        raise SystemExit(f"{' '.join(args[:2])} failed: {r.stderr[-500:]}")
+    return time.perf_counter() - t
+
+
+def many_pieces(tok: Path, root: Path, n: int) -> tuple[int, float, float, float, float]:
+    """(pieces, first build s, no-op rerun s, mlm-inspect show s, status s) of ``n`` files of ~1.3 KB."""
+    from common.manifest import load_manifest
+
+    text, cache = root / "pieces_text", root / "pieces_cache"
+    write_files(text, lines_of(n * 20, seed=3), 20)
+    flags = ["--tokenizer_name_or_path", str(tok), "--train_dir", str(text), "--datasets_cache_dir", str(cache),
+             "--max_seq_length", "512", "--task_size_mb", "0.002", "--num_workers", "2"]
+    first = timed("preprocess", *flags)
+    noop = timed("preprocess", *flags)
+    show = timed("preprocess.inspect_cache", "show", str(cache))
+    status = timed("preprocess.inspect_cache", "status", str(cache))
+    return len(load_manifest(cache / "train").pieces), first, noop, show, status
+
+
 def cache_files(cache: Path) -> int:
     return sum(1 for p in (cache / "train").rglob("*") if p.is_file())
 
@@ -99,12 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lines", type=int, default=6000, help="lines of the blocks comparison (default 6000)")
     ap.add_argument("--files", type=int, default=3000, help="files those lines are split into (default 3000)")
     ap.add_argument("--many", type=int, default=30000, help="one-line files of the file-count rows (default 30000)")
+    ap.add_argument("--pieces", type=int, default=36000, help="~1.3 KB files of the many-pieces row (default 36000)")
     ap.add_argument("--giant_mb", default="50,200", help="sizes of the single-line files, MB (default 50,200)")
     ap.add_argument("--max_seq_length", type=int, default=128)
     ap.add_argument("--smoke", action="store_true", help="a few hundred files: proves the script, in seconds")
     a = ap.parse_args(argv)
     if a.smoke:
-        a.lines, a.files, a.many, a.giant_mb = 600, 300, 500, "1"
+        a.lines, a.files, a.many, a.pieces, a.giant_mb = 600, 300, 500, 300, "1"
     from train_cpu import make_tokenizer
 
     from common.reader import SplitReader
@@ -132,12 +162,17 @@ def main(argv: list[str] | None = None) -> int:
         first = preprocess(tok, many, cache, a.max_seq_length, task)
         noop = preprocess(tok, many, cache, a.max_seq_length, task)
         reruns.append((name, first, noop, cache_files(cache)))
+    pieces = many_pieces(tok, root, a.pieces)
     giants = [(mb, *giant_line_rss(tok, root, mb, a.max_seq_length)) for mb in map(int, a.giant_mb.split(","))]
 
     out = [f"| same {a.lines:,} lines as | blocks | mean block fill | pieces | cache files |", "|---|---|---|---|---|"]
     out += [f"| {n} | {b:,} | {f:.0%} | {p:,} | {c:,} |" for n, b, f, p, c in rows]
     out += ["", f"| {a.many:,} one-line files | first build s | no-op rerun s | cache files |", "|---|---|---|---|"]
     out += [f"| {n} | {f:.1f} | {z:.2f} | {c:,} |" for n, f, z, c in reruns]
+    out += ["", f"| {a.pieces:,} files of ~1.3 KB, --task_size_mb 0.002 | pieces | first build s | no-op rerun s | "
+            "mlm-inspect show s | mlm-inspect status s |", "|---|---|---|---|---|---|"]
+    n, first, noop, show, status = pieces
+    out += [f"| every file its own piece (nearly) | {n:,} | {first:.1f} | {noop:.2f} | {show:.2f} | {status:.2f} |"]
     out += ["", "| one line of | peak RSS, preprocess tree (MiB) | seconds |", "|---|---|---|"]
     out += [f"| {mb} MB | {rss:,.0f} | {sec:.0f} |" for mb, rss, sec in giants]
     base = reruns[1]
