@@ -67,6 +67,23 @@ def parameters(cfg: PreprocessConfig, split: str) -> Parameters:
                       task_size_mb=cfg.task_size_mb)
 
 
+def checked_manifest(cfg: PreprocessConfig, plan: SplitPlan, tokenizer: TokenizerIdentity, examples: Examples,
+                     command: list[str], tokenized: bool) -> Manifest:
+    """The split's new manifest, once what it records passed the checks (an error with --strict) and
+    what deserves a warning was said: records without text, text likely not UTF-8, an empty held-out
+    side, a vocabulary that misses the text. ``tokenized``: this run read text (it names examples)."""
+    manifest = make_manifest(plan, tokenizer, parameters(cfg, plan.split), command)
+    check_bad(plan.split, manifest, examples, cfg.strict)
+    check_encoding(plan, manifest, cfg.strict, tokenized)
+    if cfg.select(plan.split) is not None and manifest.totals()["lines"] == 0:
+        warn(f"{plan.split}: no document of --train_dir went into this split with "
+             f"--validation_split_percentage {cfg.validation_split_percentage}; the train stage "
+             "refuses an empty split: change the percentage")
+    if tokenized:
+        warn_unknown(plan.split, manifest, examples.unk)
+    return manifest
+
+
 def make_manifest(plan: SplitPlan, tokenizer: TokenizerIdentity, parameters: Parameters, command: list[str]) -> Manifest:
     from common import __version__
 

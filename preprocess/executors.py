@@ -86,7 +86,7 @@ def local_pieces(jobs: list[PieceJob], encode: Encode, dtype: np.dtype, strict: 
     """Every job's tasks in one ordered stream through ``encode``; each piece assembled from its share."""
     stream = encode(t for job in jobs for t in job.tasks())
     for i, job in enumerate(jobs):
-        yield i, run_piece(job, _counted(itertools.islice(stream, len(job.tasks())), progress), dtype, strict)
+        yield i, run_piece(job, _counted(itertools.islice(stream, job.n_tasks), progress), dtype, strict)
 
 
 def _counted(results: Iterable[TaskResult], progress: Progress) -> Iterator[TaskResult]:

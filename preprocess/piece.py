@@ -68,20 +68,22 @@ def run_piece(job: PieceJob, results: Iterable[TaskResult], dtype: np.dtype, str
     """
     assembler = PieceAssembler(job, dtype)
     examples = Examples()
-    seen: list[TaskResult] = []
+    n, spilled = 0, []  # results whose arrays are in chunk files (no arrays kept: a piece can be GBs)
     try:
         for r in results:
-            seen.append(r)
-            for chunk in checked_chunks(r, job.path_of(r.shard), strict):
+            n += 1
+            if r.spill is not None:
+                spilled.append(r)
+            for chunk in checked_chunks(r, job.paths[job.position(r.shard)], strict):
                 assembler.add(chunk)
                 examples.add(chunk.unk_examples, chunk.bad_examples)
-        if len(seen) != sum(len(s.ranges) for s in job.scans):  # one result a task, or the piece is wrong
-            raise AssertionError(f"piece {job.key}: {len(seen)} results for its {len(job.tasks())} tasks")
+        if n != job.n_tasks:  # one result a task, or the piece is wrong
+            raise AssertionError(f"piece {job.key}: {n} results for its {job.n_tasks} tasks")
         record = assembler.commit()
     except BaseException:
         assembler.abort()
         raise
-    for r in seen:
+    for r in spilled:
         remove_spill(r)
     blocks = pack_piece(job.out_dir, record, job.block_key, job.max_seq_length)
     return PieceDone(job.key, record, blocks, examples)
@@ -101,7 +103,7 @@ class PieceAssembler:
 
     def add(self, r: TaskResult) -> None:
         if r.shard != self._shard:  # the first task of the next shard
-            scan = self.job.scans[self.job.shards.index(r.shard)]
+            scan = self.job.scans[self.job.position(r.shard)]
             self._shard = r.shard
             self.members.append({"bytes": scan.size,  # what was hashed and tokenized, not what the file holds now
                                  "digest": scan.digest, "lines": 0, "tokens": 0, "invalid_utf8": 0,

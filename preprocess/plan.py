@@ -71,8 +71,13 @@ class PieceJob:
         return [t for i, path, scan, fmt in zip(self.shards, self.paths, self.scans, self.fmts)
                 for t in tasks_of(i, path, scan, fmt, self.reading)]
 
-    def path_of(self, shard: int) -> Path:
-        return self.paths[self.shards.index(shard)]
+    def position(self, shard: int) -> int:
+        """Where shard ``shard`` of the split is in this piece (its shards are consecutive)."""
+        return shard - self.shards[0]
+
+    @property
+    def n_tasks(self) -> int:
+        return sum(len(s.ranges) for s in self.scans)
 
     @property
     def bytes(self) -> int:

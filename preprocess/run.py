@@ -21,18 +21,14 @@ from common.typed_json import gc_paused, to_json
 from preprocess.cache_dir import cache_lock, check_layout, clear_markers, read_markers, write_marker
 from preprocess.commit import (
     SplitReport,
-    check_bad,
-    check_encoding,
+    checked_manifest,
     clean_up,
     commit_split,
-    make_manifest,
     marker_tokenizer,
     old_manifest,
-    parameters,
     read_only_message,
     read_only_reason,
     slice_note,
-    warn_unknown,
 )
 from preprocess.config import PreprocessConfig
 from preprocess.encoder import load_encoder
@@ -40,7 +36,6 @@ from preprocess.executors import MapPieces, executor
 from preprocess.piece import Examples, pack_piece
 from preprocess.plan import FLAGS, SplitPlan, plan_splits
 from preprocess.readers import sample_lines
-from preprocess.records import warn
 from preprocess.workers import WorkerDied
 
 SAMPLE_BYTES = 64 << 10
@@ -86,46 +81,49 @@ def _run(cfg: PreprocessConfig, command: list[str]) -> list[SplitReport]:
         with gc_paused():  # a plan of 36,000 pieces is 500,000 objects with no cycle: no collector passes
             olds = [old_manifest(cache / split) if sliced is None else None for split in splits]
             plans = plan_splits(cfg, cache, source.digest, sliced, built, olds)
-        gc.freeze()  # and none later over what lives to the end
-        for plan, found in zip(plans, markers):
-            slice_note(plan, found)
-        loaded, encoder, tokenizer = _tokenizer(cfg, plans, olds, markers, source, writable, cache)
-        reports, read_only_reasons = [], []
-        work = loaded is not None and any(p.to_tokenize for p in plans)
-        with executor(cfg, loaded, encoder, source, [p.out_dir for p in plans]) if work else nullcontext() as map_pieces:
-            for plan, old in zip(plans, olds):
-                t0 = time.perf_counter() if plan is not plans[0] else start
-                n_tok, n_pack = plan.shards_of(plan.to_tokenize), plan.shards_of(plan.to_pack)
-                examples = build_pieces(plan, map_pieces, " on Ray" if cfg.executor == "ray" else "")
-                if sliced is not None:
-                    write_marker(plan.out_dir, *sliced, [p.key for p in plan.pieces], to_json(tokenizer))
-                    reports.append(SplitReport(plan.split, plan.shards_of(plan.pieces), n_tok, n_pack, False,
-                                               seconds=time.perf_counter() - t0, sliced=sliced,
-                                               pieces=len(plan.pieces)))
-                    continue
-                manifest = make_manifest(plan, tokenizer, parameters(cfg, plan.split), command)
-                check_bad(plan.split, manifest, examples, cfg.strict)
-                check_encoding(plan, manifest, cfg.strict, tokenized=bool(n_tok))
-                if cfg.select(plan.split) is not None and manifest.totals()["lines"] == 0:
-                    warn(f"{plan.split}: no document of --train_dir went into this split with "
-                         f"--validation_split_percentage {cfg.validation_split_percentage}; the train stage "
-                         "refuses an empty split: change the percentage")
-                if n_tok:
-                    warn_unknown(plan.split, manifest, examples.unk)
-                force = bool(cfg.overwrite_cache or n_tok or n_pack)
-                if not writable:
-                    reason = "--overwrite_cache asks to rebuild it" if cfg.overwrite_cache else None
-                    read_only_reasons.append(reason or read_only_reason(plan, old, manifest))
-                    written = False
-                else:
-                    written = commit_split(plan, manifest, old, force=force)
-                    clean_up(cache, plan, manifest)
-                    clear_markers(plan.out_dir)
-                reports.append(SplitReport(plan.split, len(plan.names), n_tok, n_pack, not written,
-                                           manifest.totals(), time.perf_counter() - t0))
-        if any(read_only_reasons):
-            raise UserError(read_only_message(cache, read_only_reasons))
-        return reports
+        gc.freeze()  # and none later over what lives to the run's end (unfrozen then: run_mlm.py goes on to train)
+        try:
+            return _build_and_commit(cfg, command, cache, plans, olds, markers, source, writable, start)
+        finally:
+            gc.unfreeze()
+
+
+def _build_and_commit(cfg: PreprocessConfig, command: list[str], cache: Path, plans: list[SplitPlan],
+                      olds: list[Manifest | None], markers: list[list[dict]], source: TokenizerSource,
+                      writable: bool, start: float) -> list[SplitReport]:
+    """Run the piece jobs of every split, then commit each (or write a slice's markers)."""
+    sliced = cfg.sliced
+    for plan, found in zip(plans, markers):
+        slice_note(plan, found)
+    loaded, encoder, tokenizer = _tokenizer(cfg, plans, olds, markers, source, writable, cache)
+    reports, read_only_reasons = [], []
+    work = loaded is not None and any(p.to_tokenize for p in plans)
+    with executor(cfg, loaded, encoder, source, [p.out_dir for p in plans]) if work else nullcontext() as map_pieces:
+        for plan, old in zip(plans, olds):
+            t0 = time.perf_counter() if plan is not plans[0] else start
+            n_tok, n_pack = plan.shards_of(plan.to_tokenize), plan.shards_of(plan.to_pack)
+            examples = build_pieces(plan, map_pieces, " on Ray" if cfg.executor == "ray" else "")
+            if sliced is not None:
+                write_marker(plan.out_dir, *sliced, [p.key for p in plan.pieces], to_json(tokenizer))
+                reports.append(SplitReport(plan.split, plan.shards_of(plan.pieces), n_tok, n_pack, False,
+                                           seconds=time.perf_counter() - t0, sliced=sliced,
+                                           pieces=len(plan.pieces)))
+                continue
+            manifest = checked_manifest(cfg, plan, tokenizer, examples, command, tokenized=bool(n_tok))
+            force = bool(cfg.overwrite_cache or n_tok or n_pack)
+            if not writable:
+                reason = "--overwrite_cache asks to rebuild it" if cfg.overwrite_cache else None
+                read_only_reasons.append(reason or read_only_reason(plan, old, manifest))
+                written = False
+            else:
+                written = commit_split(plan, manifest, old, force=force)
+                clean_up(cache, plan, manifest)
+                clear_markers(plan.out_dir)
+            reports.append(SplitReport(plan.split, len(plan.names), n_tok, n_pack, not written,
+                                       manifest.totals(), time.perf_counter() - t0))
+    if any(read_only_reasons):
+        raise UserError(read_only_message(cache, read_only_reasons))
+    return reports
 
 
 def _tokenizer(cfg: PreprocessConfig, plans: list[SplitPlan], olds: list[Manifest | None], markers: list[list[dict]],

@@ -256,6 +256,32 @@ def test_a_damaged_piece_record_is_rebuilt_with_a_warning(capsys, tmp_path, word
     assert arrays(cache) == good
 
 
+@pytest.mark.parametrize("damage", ["truncated", "header", "deleted"])
+def test_a_damaged_array_of_a_piece_the_manifest_lists_is_found_and_rebuilt(capsys, tmp_path, wordpiece_dir, damage):
+    """A rerun takes the pieces its manifest lists without reading their records, but not without checking
+    each array's header and size: a damaged one sends its piece back to the records' check, which
+    rebuilds it, and the cache ends as it was."""
+    args, cache, _ = _built(capsys, tmp_path, wordpiece_dir)
+    good = arrays(cache)
+    piece = manifest(cache)["pieces"][1]
+    target = cache / "train" / (piece["blocks"]["file"] if damage == "header" else piece["files"]["tokens"])["path"]
+    if damage == "truncated":
+        target.write_bytes(target.read_bytes()[:-2])
+    elif damage == "header":  # the same size, another shape in the header
+        data = bytearray(target.read_bytes())
+        at = data.index(b"'shape': (") + len(b"'shape': (")
+        data[at] = ord("9") if data[at] != ord("9") else ord("8")
+        target.write_bytes(bytes(data))
+    else:
+        target.unlink()
+    rc, out, err = run_cli(capsys, *args)
+    rebuilt = "0 tokenized, 1 repacked" if damage == "header" else "1 tokenized"
+    assert rc == 0 and rebuilt in out and f"warning: {cache / 'train'}" in err, (out, err)
+    assert arrays(cache) == good and "Traceback" not in err
+    rc, out, _ = run_cli(capsys, *args)
+    assert rc == 0 and "cache is fresh" in out
+
+
 def test_inspect_never_imports_a_module_only_the_manifest_names(capsys, tmp_path, wordpiece_dir):
     """A manifest is data: a type 'module:Class' in it must not run that module's code."""
     train = tmp_path / "train"
