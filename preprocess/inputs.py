@@ -110,7 +110,7 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def check_shard(p: Path, input_dir: str, base: Path, fmt: Format, column: str = "text") -> str | None:
+def check_shard(p: Path, input_dir: str, base: Path, fmt: Format, column: str) -> str | None:
     """UserError unless ``p`` is a readable regular file with a UTF-8 name, of the format ``fmt``;
     for records, why its head holds no ``column`` text ("" if it does; None: no record to tell).
 
