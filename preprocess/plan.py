@@ -13,7 +13,6 @@ jobs run; piece.py says what running one is.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ import xxhash
 from tqdm import tqdm
 
 from common.check import input_dirs
-from common.format import BLOCKS_DIR, FORMAT_VERSION, PIECES_DIR, blocks_record_name, piece_record_name
+from common.format import FORMAT_VERSION, MANIFEST_NAME, PIECES_DIR, blocks_record_name, piece_record_name
 from common.hashing import fingerprint
 from common.manifest import Manifest, PieceInfo, ShardInfo
 from common.packing import PACKING
@@ -112,20 +111,31 @@ class SplitPlan:
         return sum(len(p.shards) for p in jobs)
 
 
-def plan_splits(cfg: PreprocessConfig, cache: Path, tokenizer_digest: str, sliced: tuple[int, int] | None,
-                fresh: list[frozenset[str]], olds: list[Manifest | None]) -> list[SplitPlan]:
+Listing = list[tuple[str, Path, Format]]  # (name, path, format) of each shard of a text dir, sorted
+
+
+def list_splits(cfg: PreprocessConfig) -> dict[str, Listing]:
+    """Each text dir's shards, listed and checked (inputs.py) before the cache is locked or anything read:
+    a wrong --train_dir is one line whatever else is wrong. A held-out split reads the training dir:
+    listed once."""
+    out: dict[str, Listing] = {}
+    for split, d in cfg.splits():
+        if d not in out:
+            out[d] = list_shards(d, cfg.formats, FLAGS[split], cfg.recursive, cfg.text_column, has_recursive=True)
+    return out
+
+
+def plan_splits(cfg: PreprocessConfig, listings: dict[str, Listing], cache: Path, tokenizer_digest: str,
+                sliced: tuple[int, int] | None, fresh: list[frozenset[str]],
+                olds: list[Manifest | None]) -> list[SplitPlan]:
     """Every split's plan, train first. ``sliced``: (K, N), plan only slice K's pieces. ``fresh``, by
     split: keys of pieces this build's slices wrote, reused even with --overwrite_cache (they did it).
     ``olds``, by split: its manifest, if readable; a piece it lists intact is reused without its records."""
-    listings: dict[str, list[tuple[str, Path, Format]]] = {}
     scanned: dict[str, list[Scan | None]] = {}
     plans = []
     for (split, d), built, old in zip(cfg.splits(), fresh, olds):
-        if d not in listings:  # a held-out split reads the training dir: listed and checked once
-            listings[d] = list_shards(d, cfg.formats, FLAGS[split], cfg.recursive, cfg.text_column,
-                                      has_recursive=True)
         names = [name for name, _, _ in listings[d]]
-        paths = [Path(os.path.abspath(p)) for _, p, _ in listings[d]]  # a Ray worker's working dir is not ours
+        paths = resolved(d, names)
         fmts = [fmt for _, _, fmt in listings[d]]
         input_dir = ",".join(str(x.resolve()) for x in input_dirs(d))
         sizes = [p.stat().st_size for p in paths]
@@ -140,13 +150,22 @@ def plan_splits(cfg: PreprocessConfig, cache: Path, tokenizer_digest: str, slice
         for i, scan in zip(need, _scan(split, [paths[i] for i in need], [fmts[i] for i in need], cfg)):
             scans[i] = scan
         out_dir = cache / split
-        where = out_dir.resolve()
+        where = out_dir.resolve()  # a Ray worker's working dir is not ours: what jobs carry is absolute
         reading = Reading(cfg.text_column, cfg.task_bytes, cfg.select(split), str(where / PIECES_DIR))
-        reuse = Reuse(where, built, _listed(old, where), cfg.overwrite_cache, cfg.verify_outputs)
-        pieces = [_piece(split, groups[g], paths, fmts, scans, reading, tokenizer_digest, cfg.max_seq_length, reuse)
-                  for g in mine]
+        reuse = Reuse(out_dir, built, _listed(old, out_dir), cfg.overwrite_cache, cfg.verify_outputs)
+        pieces = [_piece(split, where, groups[g], paths, fmts, scans, reading, tokenizer_digest, cfg.max_seq_length,
+                         reuse) for g in mine]
         plans.append(SplitPlan(split, input_dir, out_dir, names, paths, fmts, sizes, groups, scans, pieces))
     return plans
+
+
+def resolved(input_dir: str, names: list[str]) -> list[Path]:
+    """The shards ``names`` (common/check.py: ``list_inputs``) under their dirs resolved once (links
+    followed): absolute paths a worker on any node that mounts the dirs can read, made without a
+    syscall per file (36,000 files)."""
+    real = [os.path.realpath(d) for d in input_dirs(input_dir)]
+    root = real[0] if len(real) == 1 else os.path.commonpath(real)  # what names are relative to
+    return [Path(root, name) for name in names]
 
 
 def _scan(split: str, paths: list[Path], fmts: list[Format], cfg: PreprocessConfig) -> list[Scan]:
@@ -160,7 +179,7 @@ def _scan(split: str, paths: list[Path], fmts: list[Format], cfg: PreprocessConf
 class Reuse:
     """What the reuse check of a split's pieces goes by."""
 
-    out_dir: Path
+    out_dir: Path  # as given: warnings name it so
     fresh: frozenset[str]  # keys this build's slices wrote
     listed: dict[str, Listed]  # pieces of the split's manifest whose records and arrays are there
     overwrite: bool
@@ -168,20 +187,29 @@ class Reuse:
 
 
 def _listed(old: Manifest | None, out_dir: Path) -> dict[str, Listed]:
-    """The pieces ``old`` lists whose two records are present, by key (one listing of each dir)."""
+    """The pieces ``old`` lists whose two records are as they were when it was written (present, and not
+    written since: a record rewritten or edited after the manifest is read, not trusted), by key."""
     if old is None:
         return {}
-    present = set()  # the names alone (one listing of each dir): a record here is read only if the check fails
-    for sub in (PIECES_DIR, BLOCKS_DIR):
-        with contextlib.suppress(OSError):
-            present.update(f"{sub}/{name}" for name in os.listdir(out_dir / sub) if name.endswith(".json"))
+    try:
+        written = os.stat(out_dir / MANIFEST_NAME).st_mtime_ns
+    except OSError:
+        return {}
+
+    def unchanged(name: str) -> bool:
+        try:
+            return os.stat(out_dir / name).st_mtime_ns <= written
+        except OSError:
+            return False
+
     return {p.key: (p, members) for p, members in zip(old.pieces, old.piece_shards())
-            if p.blocks is not None and piece_record_name(p.key) in present
-            and blocks_record_name(p.blocks.key) in present}
+            if p.blocks is not None and unchanged(piece_record_name(p.key))
+            and unchanged(blocks_record_name(p.blocks.key))}
 
 
-def _piece(split: str, group: list[int], paths: list[Path], fmts: list[Format], scans: list[Scan | None],
-           reading: Reading, tokenizer_digest: str, max_seq_length: int, reuse: Reuse) -> PieceJob:
+def _piece(split: str, where: Path, group: list[int], paths: list[Path], fmts: list[Format],
+           scans: list[Scan | None], reading: Reading, tokenizer_digest: str, max_seq_length: int,
+           reuse: Reuse) -> PieceJob:
     """The job of the piece of shards ``group``: its keys, and what of it the cache holds.
 
     A piece the split's manifest lists, with the same keys, shards and files
@@ -196,14 +224,13 @@ def _piece(split: str, group: list[int], paths: list[Path], fmts: list[Format], 
     if reading.select is not None:  # which documents this side of a held-out split takes
         read = {**(read or {}), "select": list(reading.select)}
     key = piece_key(own, tokenizer_digest, read)  # type: ignore[arg-type]
-    job = PieceJob(split, reuse.out_dir, key, block_key(key, max_seq_length), max_seq_length, group,
+    job = PieceJob(split, where, key, block_key(key, max_seq_length), max_seq_length, group,
                    [paths[i] for i in group], [fmts[i] for i in group], own, reading)  # type: ignore[arg-type]
     if reuse.overwrite and key not in reuse.fresh:
         return job
     digests = [s.digest for s in own]  # type: ignore[union-attr]
-    listed = reuse.listed.get(key)
-    if listed is not None and not reuse.verify and records.listed_intact(reuse.out_dir, listed, job.block_key,
-                                                                         digests):
+    listed = None if reuse.overwrite or reuse.verify or key in reuse.fresh else reuse.listed.get(key)
+    if listed is not None and records.listed_intact(reuse.out_dir, listed, job.block_key, digests):
         job.listed = listed
         return job
     job.record = records.tokens_record(reuse.out_dir, key, digests, reuse.verify)

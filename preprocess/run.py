@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import gc
 import os
 import time
 from contextlib import nullcontext
@@ -34,7 +33,7 @@ from preprocess.config import PreprocessConfig
 from preprocess.encoder import load_encoder
 from preprocess.executors import MapPieces, executor
 from preprocess.piece import Examples, pack_piece
-from preprocess.plan import FLAGS, SplitPlan, plan_splits
+from preprocess.plan import FLAGS, SplitPlan, list_splits, plan_splits
 from preprocess.readers import sample_lines
 from preprocess.workers import WorkerDied
 
@@ -65,6 +64,7 @@ def _run(cfg: PreprocessConfig, command: list[str]) -> list[SplitReport]:
     check_layout(cache, [(FLAGS[split], d) for split, d in cfg.splits()])
     if cfg.eval_dir:
         refuse_overlap(cfg.train_dir, cfg.eval_dir, cfg.ext, cfg.recursive)
+    listings = list_splits(cfg)
     try:
         source = tokenizer_source(cfg.tokenizer_name_or_path, cfg.tokenizer_type, cfg.tokenizer_settings)
     except TokenizerError as e:
@@ -80,12 +80,8 @@ def _run(cfg: PreprocessConfig, command: list[str]) -> list[SplitReport]:
         start = time.perf_counter()
         with gc_paused():  # a plan of 36,000 pieces is 500,000 objects with no cycle: no collector passes
             olds = [old_manifest(cache / split) if sliced is None else None for split in splits]
-            plans = plan_splits(cfg, cache, source.digest, sliced, built, olds)
-        gc.freeze()  # and none later over what lives to the run's end (unfrozen then: run_mlm.py goes on to train)
-        try:
-            return _build_and_commit(cfg, command, cache, plans, olds, markers, source, writable, start)
-        finally:
-            gc.unfreeze()
+            plans = plan_splits(cfg, listings, cache, source.digest, sliced, built, olds)
+        return _build_and_commit(cfg, command, cache, plans, olds, markers, source, writable, start)
 
 
 def _build_and_commit(cfg: PreprocessConfig, command: list[str], cache: Path, plans: list[SplitPlan],
@@ -102,23 +98,24 @@ def _build_and_commit(cfg: PreprocessConfig, command: list[str], cache: Path, pl
         for plan, old in zip(plans, olds):
             t0 = time.perf_counter() if plan is not plans[0] else start
             n_tok, n_pack = plan.shards_of(plan.to_tokenize), plan.shards_of(plan.to_pack)
-            examples = build_pieces(plan, map_pieces, " on Ray" if cfg.executor == "ray" else "")
+            examples = build_pieces(plan, map_pieces, " on Ray" if cfg.executor == "ray" and sliced is None else "")
             if sliced is not None:
                 write_marker(plan.out_dir, *sliced, [p.key for p in plan.pieces], to_json(tokenizer))
                 reports.append(SplitReport(plan.split, plan.shards_of(plan.pieces), n_tok, n_pack, False,
                                            seconds=time.perf_counter() - t0, sliced=sliced,
                                            pieces=len(plan.pieces)))
                 continue
-            manifest = checked_manifest(cfg, plan, tokenizer, examples, command, tokenized=bool(n_tok))
-            force = bool(cfg.overwrite_cache or n_tok or n_pack)
-            if not writable:
-                reason = "--overwrite_cache asks to rebuild it" if cfg.overwrite_cache else None
-                read_only_reasons.append(reason or read_only_reason(plan, old, manifest))
-                written = False
-            else:
-                written = commit_split(plan, manifest, old, force=force)
-                clean_up(cache, plan, manifest)
-                clear_markers(plan.out_dir)
+            with gc_paused():  # as while planning: the manifest's records hold no cycle
+                manifest = checked_manifest(cfg, plan, tokenizer, examples, command, tokenized=bool(n_tok))
+                force = bool(cfg.overwrite_cache or n_tok or n_pack)
+                if not writable:
+                    reason = "--overwrite_cache asks to rebuild it" if cfg.overwrite_cache else None
+                    read_only_reasons.append(reason or read_only_reason(plan, old, manifest))
+                    written = False
+                else:
+                    written = commit_split(plan, manifest, old, force=force)
+                    clean_up(cache, plan, manifest)
+                    clear_markers(plan.out_dir)
             reports.append(SplitReport(plan.split, len(plan.names), n_tok, n_pack, not written,
                                        manifest.totals(), time.perf_counter() - t0))
     if any(read_only_reasons):

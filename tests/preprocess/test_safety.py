@@ -282,6 +282,20 @@ def test_a_damaged_array_of_a_piece_the_manifest_lists_is_found_and_rebuilt(caps
     assert rc == 0 and "cache is fresh" in out
 
 
+def test_a_record_damaged_after_its_manifest_was_written_is_read_and_rebuilt(capsys, tmp_path, wordpiece_dir):
+    """The manifest vouches for a piece's records only as they were when it was written: a record edited
+    since (its mtime says so) is read again, found damaged, and its piece rebuilt, manifest or not."""
+    args, cache, _ = _built(capsys, tmp_path, wordpiece_dir)
+    good = arrays(cache)
+    record = cache / "train" / "pieces" / f"{manifest(cache)['pieces'][1]['key']}.json"
+    record.write_text("[]")
+    later = (cache / "train" / "manifest.json").stat().st_mtime_ns + 1_000_000_000
+    os.utime(record, ns=(later, later))
+    rc, out, err = run_cli(capsys, *args)
+    assert rc == 0 and "1 shards reused, 1 tokenized" in out and f"warning: {record}" in err, (out, err)
+    assert arrays(cache) == good and json.loads(record.read_text())["key"] == record.stem
+
+
 def test_inspect_never_imports_a_module_only_the_manifest_names(capsys, tmp_path, wordpiece_dir):
     """A manifest is data: a type 'module:Class' in it must not run that module's code."""
     train = tmp_path / "train"
