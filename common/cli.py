@@ -233,13 +233,33 @@ def _watchdog() -> Callable[[], None]:
     return stop
 
 
+_interrupted = False
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    global _interrupted
+    _interrupted = True
+    raise KeyboardInterrupt
+
+
+def interrupted() -> bool:
+    """Whether Ctrl-C reached this command. Its KeyboardInterrupt can be lost: raised while the main
+    thread runs a finalizer (the garbage collector's), Python prints it and goes on. A long loop asks
+    this at each step (train/preemption.py) so that a Ctrl-C always stops it."""
+    return _interrupted
+
+
 def run_command(body: Callable[[], int], after_stop: str | Callable[[], str]) -> int:
     """Run a command's body the way every command ends: a UserError is one ``error:`` line and
     exit 2, Ctrl-C exit 130 and SIGTERM exit 143 (128 + signal number), each saying ``after_stop``
     (or what it returns when called then: where to resume depends on how far the run got);
     a closed pipe on stdout ends it quietly."""
+    global _interrupted
+    _interrupted = False
     in_main = threading.current_thread() is threading.main_thread()
     previous = {s: signal.signal(s, _raise_terminated) for s in WATCHED} if in_main else {}
+    if in_main and signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where Ctrl-C is ignored
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, _interrupt)
     stop_watching = _watchdog() if in_main else (lambda: None)
     try:
         return body()

@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 from transformers import TrainerCallback
 
-from common.cli import Terminated, mark_handled
+from common.cli import Terminated, interrupted, mark_handled
 
 SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
@@ -92,6 +92,8 @@ class SaveOnSignal(TrainerCallback):
         self.pending = signum
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if interrupted():  # a Ctrl-C whose KeyboardInterrupt was lost (common/cli.py): stop now, as it asked
+            raise KeyboardInterrupt
         flag = self.pending
         if self._distributed:
             t = torch.tensor([flag], dtype=torch.int64)

@@ -359,3 +359,34 @@ def test_a_second_job_into_the_same_output_dir_is_refused(capsys, tmp_path, bpe_
                            cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and f"--output_dir {out} is being trained into by another job (pid {os.getpid()}" in r.stderr
     assert train_main(train_args(bpe_dir, cache, out, "--max_steps", "1")) == 0  # once it ended
+
+
+def test_a_ctrl_c_lost_in_a_finalizer_still_stops_training(capsys, monkeypatch, tmp_path, bpe_dir):
+    """Python drops an exception raised while the main thread runs a finalizer (it prints "Exception
+    ignored in ..."): a Ctrl-C that lands there lost its KeyboardInterrupt and training went on. The
+    step after it now stops: exit 130, with the interrupted line, long before --max_steps."""
+    from train.run import MlmTrainer
+
+    cache = build(tmp_path, bpe_dir)
+    original = MlmTrainer.compute_loss
+    steps: list[int] = []
+
+    class Finalized:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signal.SIGINT)  # its handler runs in this frame: the interrupt is dropped
+            for _ in range(1000):  # bytecode, so the handler runs here, inside the finalizer
+                pass
+
+    def compute_loss(self, *a, **kw):
+        steps.append(self.state.global_step)
+        if len(steps) == 3:
+            Finalized()  # collected at once
+        return original(self, *a, **kw)
+
+    dropped: list[type] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: dropped.append(u.exc_type))  # where Python drops it
+    monkeypatch.setattr(MlmTrainer, "compute_loss", compute_loss)
+    rc = train_main(train_args(bpe_dir, cache, tmp_path / "out", "--max_steps", "40", "--save_strategy", "no"))
+    err = capsys.readouterr().err
+    assert KeyboardInterrupt in dropped  # it was lost where it was raised
+    assert rc == 130 and "interrupted:" in err and len(steps) <= 4, (rc, len(steps), err[-2000:])
