@@ -80,11 +80,16 @@ def _list_of(item: Any) -> Converter:
     return checked
 
 
+def _all_ints(value: list) -> bool:
+    """Every item an int (not a bool), checked in C."""
+    return not value or set(map(type, value)) == _INT
+
+
 def _ints(value: Any, where: str) -> list[int]:
     """A list of integers (histograms, shapes: most lists of a manifest), checked in C where it can be."""
     if not isinstance(value, list):
         raise ShapeError(f"{where}: expected a list, found {type(value).__name__}")
-    if not value or set(map(type, value)) == _INT:
+    if _all_ints(value):
         return value
     convert = _converter(int)
     return [convert(v, f"{where}[{i}]") for i, v in enumerate(value)]
@@ -152,8 +157,8 @@ def _builder(cls: type) -> Converter:
                     raise ShapeError(f"{where}: no {key!r}")
             elif exact is not None and type(v) in exact:  # bool is not int here: type(), not isinstance()
                 values[name] = v
-            elif convert is _ints and type(v) is list and (not v or set(map(type, v)) == _INT):
-                values[name] = v  # a histogram or a shape, checked in C
+            elif convert is _ints and type(v) is list and _all_ints(v):
+                values[name] = v  # a histogram or a shape, taken without a call
             else:
                 values[name] = convert(v, f"{where}.{key}")
         if not allowed.issuperset(d):

@@ -138,6 +138,11 @@ class PreprocessConfig(CacheArguments):
         return slice_of(self.num_slices, self.slice)
 
     @property
+    def on_ray(self) -> bool:
+        """The tasks run on Ray: --executor ray, except in a slice (a Slurm array task runs its share here)."""
+        return self.executor == "ray" and self.sliced is None
+
+    @property
     def task_bytes(self) -> int:
         return max(1, int(self.task_size_mb * (1 << 20)))
 

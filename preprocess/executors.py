@@ -39,7 +39,7 @@ def executor(cfg: PreprocessConfig, loaded: LoadedTokenizer, encoder: str, sourc
     left unread in ``out_dirs`` are deleted on the way out."""
     dtype = np.dtype(loaded.identity.dtype)
     try:
-        if cfg.executor == "ray" and cfg.sliced is None:  # a slice (a Slurm array task) runs its share here
+        if cfg.on_ray:
             from preprocess import ray_executor
 
             where = Path(cfg.tokenizer_name_or_path)
@@ -54,7 +54,7 @@ def executor(cfg: PreprocessConfig, loaded: LoadedTokenizer, encoder: str, sourc
     finally:
         for d in out_dirs:
             remove_spills(d)
-            if cfg.executor == "ray" and cfg.sliced is None:  # temp files of this host's Ray workers killed mid-write
+            if cfg.on_ray:  # temp files of this host's Ray workers killed mid-write
                 remove_stale_temps(d)
 
 

@@ -135,9 +135,10 @@ def plan_splits(cfg: PreprocessConfig, listings: dict[str, Listing], cache: Path
     plans = []
     for (split, d), built, old in zip(cfg.splits(), fresh, olds):
         names = [name for name, _, _ in listings[d]]
-        paths = resolved(d, names)
+        real = [os.path.realpath(x) for x in input_dirs(d)]
+        input_dir = ",".join(real)
+        paths = resolved(real, names)
         fmts = [fmt for _, _, fmt in listings[d]]
-        input_dir = ",".join(str(x.resolve()) for x in input_dirs(d))
         sizes = [p.stat().st_size for p in paths]
         groups = piece_groups(names, sizes, cfg.task_bytes)
         mine = list(range(len(groups)))
@@ -147,7 +148,8 @@ def plan_splits(cfg: PreprocessConfig, listings: dict[str, Listing], cache: Path
             mine = [g for g in mine if owner[g] == k]
         scans = scanned.setdefault(input_dir, [None] * len(paths))  # both sides of a held-out split: hashed once
         need = [i for g in mine for i in groups[g] if scans[i] is None]
-        for i, scan in zip(need, _scan(split, [paths[i] for i in need], [fmts[i] for i in need], cfg)):
+        for i, scan in zip(need, _scan(split, [paths[i] for i in need], [fmts[i] for i in need],
+                                       sum(sizes[i] for i in need), cfg)):
             scans[i] = scan
         out_dir = cache / split
         where = out_dir.resolve()  # a Ray worker's working dir is not ours: what jobs carry is absolute
@@ -159,17 +161,16 @@ def plan_splits(cfg: PreprocessConfig, listings: dict[str, Listing], cache: Path
     return plans
 
 
-def resolved(input_dir: str, names: list[str]) -> list[Path]:
-    """The shards ``names`` (common/check.py: ``list_inputs``) under their dirs resolved once (links
-    followed): absolute paths a worker on any node that mounts the dirs can read, made without a
+def resolved(real: list[str], names: list[str]) -> list[Path]:
+    """The shards ``names`` (common/check.py: ``list_inputs``) under their dirs ``real``, resolved once
+    (links followed): absolute paths a worker on any node that mounts the dirs can read, made without a
     syscall per file (36,000 files)."""
-    real = [os.path.realpath(d) for d in input_dirs(input_dir)]
     root = real[0] if len(real) == 1 else os.path.commonpath(real)  # what names are relative to
     return [Path(root, name) for name in names]
 
 
-def _scan(split: str, paths: list[Path], fmts: list[Format], cfg: PreprocessConfig) -> list[Scan]:
-    total = sum(p.stat().st_size for p in paths)
+def _scan(split: str, paths: list[Path], fmts: list[Format], total: int, cfg: PreprocessConfig) -> list[Scan]:
+    """The scans of ``paths`` (``total`` bytes when listed), with a progress bar where it is worth one."""
     with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=f"{split}: hashing {len(paths)} shards",
               dynamic_ncols=True, disable=total < (256 << 20)) as bar:
         return scan_shards(paths, fmts, cfg.task_bytes, cfg.text_column, progress=bar.update, total_bytes=total)

@@ -98,7 +98,7 @@ def _build_and_commit(cfg: PreprocessConfig, command: list[str], cache: Path, pl
         for plan, old in zip(plans, olds):
             t0 = time.perf_counter() if plan is not plans[0] else start
             n_tok, n_pack = plan.shards_of(plan.to_tokenize), plan.shards_of(plan.to_pack)
-            examples = build_pieces(plan, map_pieces, " on Ray" if cfg.executor == "ray" and sliced is None else "")
+            examples = build_pieces(plan, map_pieces, " on Ray" if cfg.on_ray else "")
             if sliced is not None:
                 write_marker(plan.out_dir, *sliced, [p.key for p in plan.pieces], to_json(tokenizer))
                 reports.append(SplitReport(plan.split, plan.shards_of(plan.pieces), n_tok, n_pack, False,
