@@ -52,8 +52,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # runs from a checkout too (a GPU node), not only where the project is installed
 
 from common.tokenizer import load_tokenizer  # noqa: E402
-from train.collator import MlmCollator  # noqa: E402
+from train.collator import TRAIN_STREAM, MlmCollator  # noqa: E402
 from train.dataset import MemmapConcatFullSentenceTextDataset  # noqa: E402
+from train.sampling import Keyed  # noqa: E402
 
 MAX_SEQ_LENGTH = 512
 CORPUS_VERSION = 1  # bump when the generator changes: the cached corpus is then rebuilt
@@ -413,8 +414,9 @@ def main(argv: list[str] | None = None) -> int:
 
     loaded = load_tokenizer(str(tok_dir))
     ids = loaded.identity.special_ids
-    collate = MlmCollator(loaded.tokenizer, [ids.bos, ids.eos, ids.pad], ids.pad, 0.15)
-    identical = same_batches(ours, orig, collate, args.batch_size, args.seed)
+    collate = MlmCollator(loaded.tokenizer, [ids.bos, ids.eos, ids.pad], ids.pad, 0.15, max_width=MAX_SEQ_LENGTH)
+    ours_keyed, orig_keyed = Keyed(ours, TRAIN_STREAM), Keyed(orig, TRAIN_STREAM)  # (stream, key, ids): the collator's input
+    identical = same_batches(ours_keyed, orig_keyed, collate, args.batch_size, args.seed)
     need = gpu_need(args.batch_size, args.mfu, args.peak_tflops)
     item_order = order[: min(n, ITEM_WARMUP + args.batches * args.batch_size)]
 
@@ -425,8 +427,8 @@ def main(argv: list[str] | None = None) -> int:
     bs = args.batch_size
     for w in args.workers:
         log(f"DataLoader + MlmCollator, num_workers={w}")
-        o, r = paired_rates(lambda w=w: loader_rate(ours, collate, bs, w, args.batches, args.warmup, args.seed),
-                            lambda w=w: loader_rate(orig, collate, bs, w, args.batches, args.warmup, args.seed),
+        o, r = paired_rates(lambda w=w: loader_rate(ours_keyed, collate, bs, w, args.batches, args.warmup, args.seed),
+                            lambda w=w: loader_rate(orig_keyed, collate, bs, w, args.batches, args.warmup, args.seed),
                             args.repeats)
         rows.append((f"DataLoader + MlmCollator, num_workers={w}", "batches/s", fmt(o), fmt(r), f"**{o / r:.2f}x**",
                      f"{o / need.batches_per_s:.1f}x"))
@@ -435,13 +437,13 @@ def main(argv: list[str] | None = None) -> int:
     # The old run_mlm.py gave DataCollatorForLanguageModeling no special-tokens mask, so
     # the collator asks the tokenizer for one per row, a Python loop over every token.
     hf = DataCollatorForLanguageModeling(loaded.tokenizer, mlm_probability=0.15)
-    o, r = paired_rates(lambda: loader_rate(ours, collate, bs, 0, args.batches, args.warmup, args.seed),
+    o, r = paired_rates(lambda: loader_rate(ours_keyed, collate, bs, 0, args.batches, args.warmup, args.seed),
                         lambda: loader_rate(orig, hf, bs, 0, args.batches, args.warmup, args.seed), args.repeats)
     rows.append(("pipeline as each tool builds it: ours + MlmCollator vs original + transformers' default MLM "
                  "collator (old run_mlm.py), num_workers=0", "blocks/s", fmt(o * bs), fmt(r * bs),
                  f"**{o / r:.1f}x**", f"{o / need.batches_per_s:.1f}x"))
     log("collator alone")
-    c = median_rate(lambda: collator_rate(ours, collate, args.batch_size, args.batches, order), args.repeats)
+    c = median_rate(lambda: collator_rate(ours_keyed, collate, args.batch_size, args.batches, order), args.repeats)
     rows.append(("MlmCollator alone on prefetched blocks (ceiling for both)", "batches/s", fmt(c), fmt(c), "1x",
                  f"{c / need.batches_per_s:.1f}x"))
     rows.append(("GPU need: roberta-base, 1 GPU (assumption above)", "batches/s", fmt(need.batches_per_s),
@@ -458,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
         f"data: {args.mb:g} MB English-like corpus -> {n:,} blocks of <= {MAX_SEQ_LENGTH} ids "
         f"(mean {lengths.mean():.0f}), byte-level BPE {loaded.identity.vocab_size:,} ids; "
         f"ours reads {ours.reader.tokens(0).dtype} .npy, original uint32 .dat",
-        f"same blocks, sampler (seed {args.seed}), MlmCollator(pad_to_multiple_of=8, p=0.15), batch {args.batch_size}; "
+        f"same blocks, sampler (seed {args.seed}), MlmCollator(widths of 64, p=0.15), batch {args.batch_size}; "
         f"identical first masked batch from both: {'yes' if identical else 'NO'}",
         f"rates are the median of {args.repeats} runs (ours and original interleaved) of {args.batches} batches after {args.warmup} warm-up batches; "
         f"item access: {len(item_order) - ITEM_WARMUP:,} `dataset[i]` after {ITEM_WARMUP}",

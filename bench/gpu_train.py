@@ -264,7 +264,6 @@ def run_ours(a: argparse.Namespace, out: str, callbacks: list[Any], compile_: bo
     """mlm-train as its command line sets it up: (trainer, train result, the order its sampler deals)."""
     from train.config import announce, parse
     from train.run import train
-    from train.sampling import LengthGroupedSampler
 
     flags = ["--tokenizer_name_or_path", a.tok, "--datasets_cache_dir", a.cache, "--max_seq_length", str(a.seq_len),
              "--architecture", a.architecture, "--output_dir", out, "--max_steps", str(a.steps),
@@ -277,8 +276,7 @@ def run_ours(a: argparse.Namespace, out: str, callbacks: list[Any], compile_: bo
     parsed = parse(flags, "mlm-train")
     announce(parsed)
     metrics, trainer = train(parsed.cache, parsed.model, parsed.mlm, parsed.training, callbacks=callbacks)
-    sampler = trainer._get_train_sampler()
-    order = sampler.order() if isinstance(sampler, LengthGroupedSampler) else np.arange(len(trainer.train_dataset))
+    order = trainer._get_train_sampler().order()
     return trainer, types.SimpleNamespace(training_loss=metrics.get("train_loss", float("nan"))), order
 
 
@@ -310,7 +308,9 @@ def run_variant(variant: str, a: argparse.Namespace) -> dict[str, Any]:
     model = trainer.model
     params = model.num_parameters()
     step_s = (timer.t_end - timer.t_warm) / (a.steps - a.warmup_steps)
-    pad = pad_share(lengths, order, a.batch_size)
+    # the plain collator pads to the longest block of a batch; ours to a multiple of 64 (train/collator.py)
+    pad = (pad_share(lengths, order, a.batch_size, multiple=1) if variant == "defaults" else
+           pad_share(lengths, order, a.batch_size, trainer.collator.multiple, trainer.collator.max_width))
     real_per_s = a.batch_size * float(lengths.mean()) / step_s
     return {
         "variant": variant,

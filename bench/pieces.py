@@ -79,7 +79,7 @@ def measure(cache: Path, repeats: int, reads: int, batches: int) -> dict[str, fl
     from common.tokenizer import load_tokenizer
     from train.collator import MlmCollator
     from train.data import checked_datasets
-    from train.sampling import LengthGroupedSampler
+    from train.sampling import Keyed, SampleSampler
 
     t = time.perf_counter()
     cfg = CacheArguments(tokenizer_name_or_path=str(cache.parent / "tokenizer"), datasets_cache_dir=str(cache),
@@ -88,7 +88,7 @@ def measure(cache: Path, repeats: int, reads: int, batches: int) -> dict[str, fl
     datasets = checked_datasets(cfg, loaded, "stat")
     datasets = datasets[0] if isinstance(datasets, tuple) else datasets  # (datasets, fix) before
     ds = datasets["train"]
-    LengthGroupedSampler(ds.lengths(), BATCH, 0).order()
+    SampleSampler(ds.lengths(), "random", BATCH, 0).order()
     out: dict[str, float | int | str] = {"startup_s": time.perf_counter() - t, "pieces": len(ds.reader.manifest.pieces),
                                          "blocks": len(ds)}
     if hasattr(ds.reader, "close"):
@@ -106,12 +106,12 @@ def measure(cache: Path, repeats: int, reads: int, batches: int) -> dict[str, fl
         return reads / (time.perf_counter() - t)
 
     ids = loaded.identity.special_ids
-    collate = MlmCollator(loaded.tokenizer, [ids.bos, ids.eos, ids.pad], ids.pad, 0.15)
+    collate = MlmCollator(loaded.tokenizer, [ids.bos, ids.eos, ids.pad], ids.pad, 0.15, max_width=SEQ)
 
     def loader() -> float:
         sampler = RandomSampler(ds, replacement=True, num_samples=(batches + 10) * BATCH,
                                 generator=torch.Generator().manual_seed(0))
-        it = iter(DataLoader(ds, batch_size=BATCH, sampler=sampler, collate_fn=collate, num_workers=2))
+        it = iter(DataLoader(Keyed(ds, 0), batch_size=BATCH, sampler=sampler, collate_fn=collate, num_workers=2))
         for _ in range(10):
             next(it)
         t = time.perf_counter()

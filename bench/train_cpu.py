@@ -14,10 +14,14 @@
      plain ``Trainer`` + ``RobertaForMaskedLM`` + ``DataCollatorForLanguageModeling``
      over our ``MemmapConcatFullSentenceTextDataset``: same cache, config,
      batch, seed, steps;
-  2. seconds per optimizer step of roberta-base at 512 ids with the dense
+  2. the host cost of a step: ms/step of the same two with roberta-tiny at
+     ``--host_seq_len`` (128), where the model is so small that the step is
+     mostly data loading, collation, masking and Trainer bookkeeping (what
+     decides whether one CPU thread can feed a fast GPU);
+  3. seconds per optimizer step of roberta-base at 512 ids with the dense
      prediction head vs the masked-positions-only head, on the same masked
      batches (vocabulary ``--head_vocab``, RoBERTa's 50,265);
-  3. the share of pad positions in the batches built from the 512-id blocks:
+  4. the share of pad positions in the batches built from the 512-id blocks:
      random batches vs batches grouped by length.
 
 Steady state: the first ``--warmup`` steps are not timed.
@@ -113,7 +117,8 @@ def run_ours(a: argparse.Namespace, tok: Path, cache: Path, out: Path) -> float:
     parsed = parse(["--tokenizer_name_or_path", str(tok), "--datasets_cache_dir", str(cache),
                     "--max_seq_length", str(a.seq_len), "--architecture", a.architecture, "--output_dir", str(out),
                     "--max_steps", str(a.steps), "--per_device_train_batch_size", str(a.batch_size),
-                    "--save_strategy", "no", "--report_to", "none", "--disable_tqdm", "true", "--seed", str(a.seed)],
+                    "--save_strategy", "no", "--report_to", "none", "--disable_tqdm", "true", "--seed", str(a.seed),
+                    "--input_check", "off"],
                    "mlm-train")
     timer = make_timer(a.warmup)
     train(parsed.cache, parsed.model, parsed.mlm, parsed.training, callbacks=[timer])
@@ -155,12 +160,24 @@ def run_plain(a: argparse.Namespace, tok_dir: Path, cache: Path, out: Path) -> f
     return (timer.t_end - timer.t_warm) / (a.steps - a.warmup)
 
 
+def fastest_steps(a: argparse.Namespace, tok: Path, cache: Path, work: Path, tag: str) -> dict[str, float]:
+    """Seconds per step of mlm-train and of the plain recipe, alternating, the fastest run of each."""
+    best: dict[str, float] = {}
+    for rep in range(a.repeats):
+        for name in (("ours", "plain") if rep % 2 == 0 else ("plain", "ours")):
+            run = run_ours if name == "ours" else run_plain
+            step_s = run(a, tok, cache, work / f"out_{tag}_{name}_{rep}")
+            best[name] = min(best.get(name, float("inf")), step_s)
+            log(f"{tag} {name}: {step_s * 1e3:.1f} ms/step")
+    return best
+
+
 def head_step_times(a: argparse.Namespace, cache: Path) -> dict[str, float]:
     """Seconds per optimizer step at 512 ids, dense head vs masked-positions-only, same masked batches."""
     from transformers import AutoConfig, AutoModelForMaskedLM, RobertaForMaskedLM
 
     from common.manifest import SpecialIds
-    from train.collator import MlmCollator
+    from train.collator import TRAIN_STREAM, MlmCollator
     from train.dataset import MemmapConcatFullSentenceTextDataset
     from train.model import head_at_masked_positions_only
 
@@ -170,11 +187,12 @@ def head_step_times(a: argparse.Namespace, cache: Path) -> dict[str, float]:
     tok = AutoTokenizer.from_pretrained(tok)
     ids = SpecialIds(0, 2, 1, 3, a.head_vocab - 1)
     data = MemmapConcatFullSentenceTextDataset(cache / "train", a.head_seq_len)
-    coll = MlmCollator(tok, [ids.bos, ids.eos, ids.pad], ids.pad)
-    g = torch.Generator().manual_seed(a.seed)
+    coll = MlmCollator(tok, [ids.bos, ids.eos, ids.pad], ids.pad, max_width=a.head_seq_len, seed=a.seed,
+                       head_positions=True)
     order = np.random.default_rng(a.seed).permutation(len(data))
-    batches = [coll([data[int(i)] for i in order[k * a.head_batch : (k + 1) * a.head_batch]], g)
+    batches = [coll([(TRAIN_STREAM, int(i), data[int(i)]) for i in order[k * a.head_batch : (k + 1) * a.head_batch]])
                for k in range(a.head_steps)]
+    dense_batches = [{k: v for k, v in b.items() if k != "head_positions"} for b in batches]
     config = AutoConfig.from_pretrained(REPO / "train" / "configs" / f"{a.architecture}.json")
     config.vocab_size = a.head_vocab
     best: dict[str, float] = {}
@@ -186,9 +204,9 @@ def head_step_times(a: argparse.Namespace, cache: Path) -> dict[str, float]:
                 head_at_masked_positions_only(model)
             opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
             times = []
-            for k, b in enumerate(batches):
+            for k, (b, d) in enumerate(zip(batches, dense_batches)):
                 t = time.perf_counter()
-                loss = (model(**b) if name == "masked_only" else RobertaForMaskedLM.forward(model, **b)).loss
+                loss = (model(**b) if name == "masked_only" else RobertaForMaskedLM.forward(model, **d)).loss
                 loss.backward()
                 opt.step()
                 opt.zero_grad()
@@ -213,6 +231,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--head_seq_len", type=int, default=512)
     p.add_argument("--head_batch", type=int, default=4)
     p.add_argument("--head_steps", type=int, default=4)
+    p.add_argument("--host_seq_len", type=int, default=128)
+    p.add_argument("--host_batch", type=int, default=16)
+    p.add_argument("--host_steps", type=int, default=60)
+    p.add_argument("--host_warmup", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="bench_out/train_cpu")
     p.add_argument("--smoke", action="store_true", help="roberta-tiny, tiny sizes: proves the script only")
@@ -221,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         a.architecture, a.vocab_size, a.seq_len, a.batch_size, a.steps, a.warmup, a.repeats = (
             "roberta-tiny", 500, 64, 4, 4, 1, 1)
         a.lines, a.head_vocab, a.head_seq_len, a.head_batch, a.head_steps = 600, 500, 128, 2, 2
+        a.host_seq_len, a.host_batch, a.host_steps, a.host_warmup = 64, 4, 4, 1
     torch.set_num_threads(os.cpu_count() or 1)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -231,35 +254,36 @@ def main(argv: list[str] | None = None) -> int:
         preprocess(tok, text, work / "cache", a.seq_len)
         preprocess(tok, text, work / "cache512", a.head_seq_len)
         log("corpus and caches ready")
-        speed: dict[str, float] = {}
-        for rep in range(a.repeats):
-            for name in (("ours", "plain") if rep % 2 == 0 else ("plain", "ours")):
-                run = run_ours if name == "ours" else run_plain
-                step_s = run(a, tok, work / "cache", work / f"out_{name}_{rep}")
-                speed[name] = max(speed.get(name, 0.0), a.batch_size / step_s)
-                log(f"{name}: {a.batch_size / step_s:.2f} samples/s")
+        speed = fastest_steps(a, tok, work / "cache", work, "main")
+        host_args = argparse.Namespace(**{**vars(a), "architecture": "roberta-tiny", "seq_len": a.host_seq_len,
+                                          "batch_size": a.host_batch, "steps": a.host_steps, "warmup": a.host_warmup})
+        preprocess(tok, text, work / "cache_host", a.host_seq_len)
+        host = fastest_steps(host_args, tok, work / "cache_host", work, "host")
         head = head_step_times(a, work / "cache512")
         from train.dataset import MemmapConcatFullSentenceTextDataset
-        from train.sampling import LengthGroupedSampler, pad_share
+        from train.sampling import epoch_order, pad_share
 
         lengths = MemmapConcatFullSentenceTextDataset(work / "cache512" / "train", a.head_seq_len).lengths()
-        pad_random = pad_share(lengths, np.random.default_rng(a.seed).permutation(len(lengths)), a.batch_size)
-        pad_grouped = pad_share(lengths, LengthGroupedSampler(lengths, a.batch_size, a.seed).order(), a.batch_size)
+        pad = {strategy: pad_share(lengths, epoch_order(lengths, strategy, a.batch_size, a.seed, 0), a.batch_size,
+                                   64, a.head_seq_len) for strategy in ("random", "group_by_length")}
     rows = [
         ("train samples/s, mlm-train vs plain Trainer + DataCollatorForLanguageModeling "
          f"({a.architecture}, {a.seq_len} ids, vocab {a.vocab_size:,}, batch {a.batch_size})",
-         f"{speed['ours']:.2f}", f"{speed['plain']:.2f}", speed["ours"] / speed["plain"], 1.25),
+         f"{a.batch_size / speed['ours']:.2f}", f"{a.batch_size / speed['plain']:.2f}",
+         speed["plain"] / speed["ours"], 1.25),
+        ("host cost: ms/step, mlm-train vs plain Trainer + DataCollatorForLanguageModeling (roberta-tiny, "
+         f"{a.host_seq_len} ids, batch {a.host_batch}: the step is mostly data, masking and Trainer bookkeeping)",
+         f"{host['ours'] * 1e3:.1f}", f"{host['plain'] * 1e3:.1f}", host["plain"] / host["ours"], 1.0),
         (f"s/step at {a.head_seq_len} ids, masked-only head vs dense head (vocab {a.head_vocab:,}, batch {a.head_batch})",
          f"{head['masked_only']:.2f}", f"{head['dense']:.2f}", head["dense"] / head["masked_only"], 1.25),
-        (f"pad share of the positions computed, grouped vs random batches of {a.batch_size} "
-         f"({len(lengths):,} blocks of <= {a.head_seq_len}, mean {lengths.mean():.0f})",
-         f"{pad_grouped:.1%}", f"{pad_random:.1%}", None, None),
+        (f"pad share of the positions computed, random vs grouped batches of {a.batch_size}, widths a multiple "
+         f"of 64 ({len(lengths):,} blocks of <= {a.head_seq_len}, mean {lengths.mean():.0f})",
+         f"{pad['random']:.1%}", f"{pad['group_by_length']:.1%}", None, None),
     ]
     table = ["| measurement | ours | baseline | ratio | target |", "|---|---|---|---|---|"]
     for what, ours, base, ratio, target in rows:
         ratio_s = f"**{ratio:.2f}x**" if ratio is not None else ""
-        target_s = (f">= {target}x {'met' if ratio >= target else 'MISSED'}" if target is not None else
-                    f"< 3% {'met' if pad_grouped < 0.03 else 'MISSED'}")
+        target_s = f">= {target}x {'met' if ratio >= target else 'MISSED'}" if target is not None else ""
         table.append(f"| {what} | {ours} | {base} | {ratio_s} | {target_s} |")
     table.append("")
     table.append(f"- command: `python bench/train_cpu.py {shlex.join(sys.argv[1:] if argv is None else argv)}`; "

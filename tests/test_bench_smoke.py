@@ -35,7 +35,13 @@ def test_dataloader_bench_runs_small(tmp_path):
 @pytest.mark.slow
 def test_train_cpu_bench_runs_small(tmp_path):
     out = run_bench("train_cpu.py", "--smoke", "--out", tmp_path / "t")
-    assert "masked-only head vs dense head" in out and "pad share" in out
+    assert "masked-only head vs dense head" in out and "pad share" in out and "host cost" in out
+
+
+@pytest.mark.slow
+def test_train_quality_bench_runs_small(tmp_path):
+    out = run_bench("train_quality.py", "--smoke", "--out", tmp_path / "q")
+    assert "a. plain transformers recipe" in out and "c. mlm-train defaults" in out and "± " in out
 
 
 @pytest.mark.slow

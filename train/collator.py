@@ -1,96 +1,163 @@
-"""Batch blocks with an exact attention mask; mask tokens (BERT's 80/10/10) from a generator the caller seeds.
+"""Batch blocks into few shapes and mask them (BERT's 80/10/10), each block's masks a function of its sample key.
 
-In training the two happen at different times. ``pad`` runs in the DataLoader;
-``mask`` runs when the Trainer is about to use the batch (``train.run.MlmTrainer``),
-with a generator seeded from where the batch is in training. Masking inside
-the DataLoader drew from the global torch RNG, and accelerate's DataLoaderShard
-collates one batch ahead: when the Trainer saved its RNG state at checkpoint-k,
-batch k+1's masks were already drawn, so a resumed run drew them (and every
-later mask and dropout draw) from other states: resumed from step 4 of 8, the
-resume test in tests/train/test_train.py logged losses up to 0.03 apart and
-ended with weights up to 1.1e-3 apart.
+Both happen in the DataLoader (its workers, when there are any), in numpy,
+so the training step only computes: nothing the step runs asks the GPU for a
+value, and no host work is left to the main process between steps.
 
-Padding is known from each example's length before masking, so the attention
-mask is exact even when random replacement happens to draw the pad id.
+**Keys, not RNG state.** Every example arrives as ``(stream, key, ids)``: a training
+sample's global index (train/sampling.py: epoch x blocks + position, the same
+on any number of processes), an evaluation block's index. Every random
+number is a counter-based hash of (``seed``, stream, key, position), so a
+block's masks do not depend on the batch it lands in, on read-ahead, on the
+number of workers or processes, or on the global RNG (which dropout alone
+draws from, and a checkpoint restores exactly). Every evaluation masks its
+blocks the same way, so eval losses at different steps differ only by the
+weights.
+
+**Few shapes.** A batch is padded to a multiple of ``pad_to_multiple_of`` ids
+(64: at most 8 widths at 512), never past ``max_width``, and the
+masked-positions-only head (train/model.py) runs on a number of rows fixed
+by the batch's shape: ``rows x ceil(p x width)`` rounded up to 8, the
+positions past the masked ones pointing at an unlabelled position (the loss
+ignores them). Every new shape costs a kernel autotune, a cuDNN attention
+graph, a ``torch.compile`` recompilation; with random batches at 512 almost
+every batch is 512 wide.
+
+**How many masked.** Each block's maskable positions (not bos/eos/pad/other
+special ids) get exactly ``p x m`` masks, rounded up or down at random
+(``E = p x m``): the original BERT's fixed count per sequence, unbiased,
+where transformers' collator draws a Bernoulli per token. A block's masks
+are its ``k`` maskable positions with the smallest hash values.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 MASK_SHARE, RANDOM_SHARE = 0.8, 0.1  # of the chosen tokens; the other 10% are kept as they are (BERT)
+TRAIN_STREAM, EVAL_STREAM = 0, 1
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_SALT_COUNT, _SALT_ORDER, _SALT_HOW, _SALT_ID = 0, 1, 2, 3  # how many, which positions, how each, the random id
+
+
+def mix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser: a bijection of uint64 whose outputs pass statistical tests even for
+    consecutive inputs (uint64 arithmetic wraps, as it should here)."""
+    x = (x ^ (x >> np.uint64(30))) * _M1
+    x = (x ^ (x >> np.uint64(27))) * _M2
+    return x ^ (x >> np.uint64(31))
+
+
+def sample_hashes(seed: int, streams: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """One 64-bit hash per (seed, stream, key): the root of every draw made for that sample."""
+    root = mix64(np.array([seed % 2**64], dtype=np.uint64) * np.uint64(2) + np.asarray(streams, dtype=np.uint64))
+    return mix64(root ^ mix64(np.asarray(keys, dtype=np.uint64) * _GOLDEN))
+
+
+def draws(roots: np.ndarray, positions: np.ndarray, salt: int) -> np.ndarray:
+    """The 64-bit draw for each (sample root, position) pair (broadcast), for one purpose (``salt``)."""
+    return mix64(roots + (np.asarray(positions, dtype=np.uint64) * np.uint64(4) + np.uint64(salt)) * _GOLDEN)
+
+
+def unit(bits: np.ndarray) -> np.ndarray:
+    """64-bit draws as floats in [0, 1) (their top 53 bits)."""
+    return (bits >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+def padded_width(longest: int, multiple: int, max_width: int | None) -> int:
+    """The batch's width: ``longest`` rounded up to ``multiple``, capped at ``max_width`` (never below ``longest``)."""
+    width = -(-longest // multiple) * multiple
+    return max(longest, min(width, max_width)) if max_width else width
+
+
+def head_rows(rows: int, width: int, p: float) -> int:
+    """How many rows the masked-positions head runs on for a batch of this shape: room for every block's
+    masks (at most ``ceil(p x width)`` each), rounded up to 8."""
+    return -(-rows * int(np.ceil(p * width)) // 8) * 8
 
 
 class MlmCollator:
-    """``pad`` + ``mask``; calling it does both, masking from the global RNG unless given a generator."""
+    """``(stream, key, ids)`` examples -> ``input_ids``, ``attention_mask``, ``labels`` (and ``head_positions``).
+
+    Picklable: a DataLoader worker collates with its own copy.
+    """
 
     def __init__(self, tokenizer: Any, special_ids: list[int], pad_id: int, mlm_probability: float = 0.15,
-                 pad_to_multiple_of: int | None = 8):
+                 pad_to_multiple_of: int = 64, max_width: int | None = None, seed: int = 0,
+                 head_positions: bool = False):
         if tokenizer.mask_token_id is None:
             raise ValueError(f"{type(tokenizer).__name__} has no mask token; masked-LM training needs one")
-        self.special = torch.tensor(sorted(set(special_ids)), dtype=torch.long)
+        if not 0.0 < mlm_probability <= 1.0:
+            raise ValueError(f"--mlm_probability {mlm_probability}: must be in (0, 1]")
+        self.special = np.array(sorted(set(special_ids) | {pad_id}), dtype=np.int64)
         self.pad_id = pad_id
         self.mask_id = int(tokenizer.mask_token_id)
         self.vocab_size = len(tokenizer)  # random replacement draws from every id, as transformers' collator does
         self.mlm_probability = mlm_probability
-        self.multiple = pad_to_multiple_of or 1
+        self.multiple = max(int(pad_to_multiple_of or 1), 1)
+        self.max_width = max_width
+        self.seed, self.head_positions = seed, head_positions
 
-    def pad(self, examples: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        """``input_ids`` (batch x width, width a multiple of ``pad_to_multiple_of``) and ``attention_mask``."""
-        lengths = torch.tensor([len(x) for x in examples])
-        width = int(-(-int(lengths.max()) // self.multiple) * self.multiple)  # tensor cores like multiples of 8
-        input_ids = torch.full((len(examples), width), self.pad_id, dtype=torch.long)
-        for row, x in zip(input_ids, examples):
+    def pad(self, examples: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+        """``input_ids`` (batch x width) and each example's length."""
+        arrays = [np.asarray(x, dtype=np.int64) for x in examples]
+        lengths = np.array([len(x) for x in arrays], dtype=np.int64)
+        width = padded_width(int(lengths.max()), self.multiple, self.max_width)
+        ids = np.full((len(arrays), width), self.pad_id, dtype=np.int64)
+        for row, x in zip(ids, arrays):
             row[: len(x)] = x
-        attention_mask = (torch.arange(width)[None, :] < lengths[:, None]).long()
-        return {"input_ids": input_ids, "attention_mask": attention_mask}
+        return ids, lengths
 
-    def mask(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None,
-             head_positions: bool = False) -> dict[str, torch.Tensor]:
-        """A new batch: each non-special, non-pad token is chosen with ``mlm_probability``; a chosen token
-        becomes ``<mask>`` (80%), a random id (10%) or stays (10%), and ``labels`` holds its original id
-        (-100 at every other position). With ``head_positions``, also the flat indices of the positions
-        drawn (a superset of the labelled ones) for the masked-positions-only head (train/model.py).
-
-        One uniform draw per position decides both whether and how a token is masked. The draws are
-        made on the generator's device (the global RNG's: the CPU, when none is given), so a generator
-        gives the same masks whatever device the batch is on. On a GPU nothing here waits for it:
-        which positions are drawn is decided on the CPU (its count known there), only that plan is
-        copied over (pinned, asynchronously), and the batch is edited at those positions with index
-        ops whose sizes the host already knows. A boolean-mask edit or selection would need the GPU's
-        answer first; each such wait empties the GPU's queue, and the Trainer step on an H100 was
-        then bound by how fast one CPU thread launches kernels (bench/gpu_train.py).
-        """
-        ids, attention = batch["input_ids"], batch["attention_mask"]
-        device = generator.device if generator is not None else torch.device("cpu")
-        u = torch.rand(ids.shape, generator=generator, device=device).view(-1)
-        random_ids = torch.randint(self.vocab_size, ids.shape, generator=generator, device=device).view(-1)
+    def mask(self, ids: np.ndarray, lengths: np.ndarray, streams: np.ndarray, keys: np.ndarray
+             ) -> dict[str, np.ndarray]:
+        """``ids`` with each block's masks applied, ``labels`` (the original id where masked, else -100) and,
+        when asked, the flat positions (into batch x width) the head runs on: a fixed number for the shape."""
+        rows, width = ids.shape
         p = self.mlm_probability
-        drawn = (u < p).nonzero().squeeze(1)
-        u_drawn = u[drawn]
-        replace = torch.where(u_drawn < p * MASK_SHARE, self.mask_id,  # -1: keep the token as it is
-                              torch.where(u_drawn < p * (MASK_SHARE + RANDOM_SHARE), random_ids[drawn], -1))
-        plan = torch.stack([drawn, replace])
-        if ids.is_cuda:
-            plan = plan.pin_memory()
-        drawn, replace = plan.to(ids.device, non_blocking=True)
-        flat = ids.reshape(-1)
-        original = flat[drawn]
-        chosen = (attention.reshape(-1)[drawn] != 0) & ~torch.isin(original, self._special_on(ids.device))
-        new = torch.where(chosen & (replace >= 0), replace, original)
-        labels = torch.full_like(flat, -100).index_copy(0, drawn, torch.where(chosen, original, -100))
-        out = {**batch, "input_ids": flat.index_copy(0, drawn, new).view_as(ids), "labels": labels.view_as(ids)}
-        if head_positions:
-            out["head_positions"] = drawn
-        return out
+        roots = sample_hashes(self.seed, streams, keys)
+        maskable = (np.arange(width)[None, :] < lengths[:, None]) & ~np.isin(ids, self.special)
+        m = maskable.sum(axis=1)
+        k = np.floor(p * m + unit(draws(roots, 0, _SALT_COUNT))).astype(np.int64)  # rounded at random: E[k] = p x m
+        order = unit(draws(roots[:, None], np.arange(width)[None, :], _SALT_ORDER))
+        order[~maskable] = 2.0  # never before a maskable position
+        ranked = np.argsort(order, axis=1, kind="stable")
+        take = np.arange(width)[None, :] < k[:, None]
+        row_of = np.broadcast_to(np.arange(rows)[:, None], (rows, width))[take]
+        pos = ranked[take]
+        flat = row_of * width + pos
+        original = ids.reshape(-1)[flat]
+        how = unit(draws(roots[row_of], pos, _SALT_HOW))
+        random_ids = (draws(roots[row_of], pos, _SALT_ID) % np.uint64(self.vocab_size)).astype(np.int64)
+        new = np.where(how < MASK_SHARE, self.mask_id,
+                       np.where(how < MASK_SHARE + RANDOM_SHARE, random_ids, original))
+        out_ids = ids.copy().reshape(-1)
+        out_ids[flat] = new
+        labels = np.full(rows * width, -100, dtype=np.int64)
+        labels[flat] = original
+        batch = {"input_ids": out_ids.reshape(rows, width), "labels": labels.reshape(rows, width)}
+        if self.head_positions:
+            batch["head_positions"] = self._fill(np.sort(flat), labels, head_rows(rows, width, p))
+        return batch
 
-    def _special_on(self, device: torch.device) -> torch.Tensor:
-        """The special ids on ``device``, copied there once (a copy from pageable memory waits for the GPU)."""
-        if self.special.device != device:
-            self.special = self.special.to(device)
-        return self.special
+    @staticmethod
+    def _fill(flat: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
+        """``flat`` padded to ``n`` entries with an unlabelled position (every block's bos is one), which the
+        loss ignores; when no position is unlabelled (every id masked), ``flat`` as it is."""
+        spare = np.flatnonzero(labels == -100)
+        if len(flat) >= n or not len(spare):
+            return flat
+        return np.concatenate([flat, np.full(n - len(flat), spare[0], dtype=flat.dtype)])
 
-    def __call__(self, examples: list[torch.Tensor], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        return self.mask(self.pad(examples), generator)
+    def __call__(self, examples: list[tuple[int, int, Any]]) -> dict[str, torch.Tensor]:
+        """A batch of ``(stream, key, ids)`` examples (train/sampling.py: ``Keyed``)."""
+        streams = np.array([s for s, _, _ in examples], dtype=np.uint64)
+        keys = np.array([k for _, k, _ in examples], dtype=np.uint64)
+        ids, lengths = self.pad([x for _, _, x in examples])
+        batch = self.mask(ids, lengths, streams, keys)
+        batch["attention_mask"] = (np.arange(ids.shape[1])[None, :] < lengths[:, None]).astype(np.int64)
+        return {name: torch.from_numpy(np.ascontiguousarray(a)) for name, a in batch.items()}
+

@@ -88,8 +88,10 @@ def throughput_defaults(values: dict[str, Any], given: set[str], cuda: bool, bf1
                         ) -> tuple[dict[str, Any], list[str]]:
     """The train stage's defaults for speed, each only where the user chose nothing: (settings, a note naming them).
 
-    Everywhere: batches grouped by length (train/sampling.py: less padding)
-    and an evaluation that reports the loss without gathering every logit.
+    Everywhere: an evaluation that reports the loss without gathering every
+    logit. (The data order stays transformers' default, random batches:
+    grouping by length pads less but costs model quality, README: Training
+    quality.)
     On a GPU: bf16 where supported (unless --fp16 or --bf16 was given), TF32
     matmuls (Ampere+), fused AdamW, and 2 persistent DataLoader workers, so
     batching overlaps the GPU step. (Attention is already SDPA in transformers v5.)
@@ -107,7 +109,6 @@ def throughput_defaults(values: dict[str, Any], given: set[str], cuda: bool, bf1
             out[key] = value
             chosen.append(name)
 
-    default("train_sampling_strategy", "group_by_length", "batches grouped by length")
     default("prediction_loss_only", True, "evaluation without gathering logits")
     if cuda:
         default("bf16", True, "bf16", when=bf16_ok and not given & {"fp16", "bf16"})

@@ -93,9 +93,11 @@ def _masked_only_forward(self: Any, input_ids: torch.Tensor | None = None, atten
     FLOPs per token), and only the ~15% masked positions have a label. Same
     loss (the mean cross-entropy over labelled positions) and same gradients.
     ``head_positions`` (flat indices into batch x seq, from the collator's
-    masking) says where to run it without asking the GPU which labels are
-    set, a wait that stalls the step (train/collator.py); positions among
-    them without a label are ignored by the loss. Without it, the labelled
+    masking, a number fixed by the batch's shape) says where to run it
+    without asking the GPU which labels are set, a wait that stalls the
+    step (train/collator.py); positions among them without a label are
+    ignored by the loss. The padding mask is given to SDPA attention as
+    4D, for the same reason. Without it, the labelled
     positions are found from ``labels``. ``logits`` are then those
     positions' rows only, (n_positions, vocab). Without labels (inference,
     fill-mask) it is the class's own forward.
@@ -103,6 +105,9 @@ def _masked_only_forward(self: Any, input_ids: torch.Tensor | None = None, atten
     if labels is None:
         return type(self).forward(self, input_ids=input_ids, attention_mask=attention_mask, **kwargs)
     kwargs.pop("return_dict", None)
+    if attention_mask is not None and attention_mask.dim() == 2 and self.config._attn_implementation == "sdpa":
+        # already 4D: transformers would otherwise ask the GPU whether any position is padding (mask.all())
+        attention_mask = attention_mask[:, None, None, :].bool()
     hidden = self.roberta(input_ids, attention_mask=attention_mask, return_dict=True, **kwargs)[0]  # (batch, seq, h)
     flat_labels = labels.reshape(-1)
     if head_positions is None:

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import SequentialSampler, Subset
 from transformers import Trainer, TrainerState, TrainingArguments, set_seed
@@ -25,77 +24,49 @@ from common.manifest import Manifest, TokenizerIdentity
 from common.tokenizer import LoadedTokenizer, TokenizerError, load_tokenizer
 from train import checkpoints, provenance
 from train.checkpoints import plan_start
-from train.collator import MlmCollator
+from train.collator import EVAL_STREAM, TRAIN_STREAM, MlmCollator
 from train.config import MlmArguments, ModelArguments, RunArguments
 from train.data import checked_datasets, refuse_empty
 from train.model import ModelError, build_model
 from train.preemption import SaveOnSignal, reap_workers_at_exit
-from train.sampling import LengthGroupedSampler, pad_share
-
-TRAIN_STREAM, EVAL_STREAM = 0, 1
-
-
-def mask_seed(seed: int, *position: int) -> int:
-    """A 64-bit seed for one batch's masks: ``seed`` and the batch's position, mixed by numpy's SeedSequence."""
-    return int(np.random.SeedSequence(seed % 2**64, spawn_key=position).generate_state(1, np.uint64)[0])
+from train.sampling import Keyed, SampleSampler, pad_share
 
 
 class MlmTrainer(Trainer):
-    """The Trainer, masking each batch just before it is used, from where the batch is.
+    """The Trainer, fed ``(stream, key, ids)`` examples that the collator pads and masks in the DataLoader.
 
-    A training micro-batch is masked from (``--seed``, train, global step, its index within the
-    optimizer step, process index); an evaluation batch from (``--seed``, eval, its index within
-    the evaluation, process index). The masks are then a function of the batch's position, not of
-    how far the DataLoader has read ahead, of its workers, or of the global RNG, which dropout alone
-    draws from and a checkpoint restores exactly. Every evaluation masks its batches the same way,
-    so eval losses at different steps differ only by the weights.
+    Training reads ``(g, block)`` pairs from ``SampleSampler`` (train/sampling.py),
+    evaluation plain block indices; each block's masks are a function of
+    (``--seed``, stream, key) (train/collator.py), so nothing about masking
+    is left to the training step, the global RNG or the number of processes.
     """
 
-    def __init__(self, *args: Any, collator: MlmCollator, **kwargs: Any):
-        super().__init__(*args, data_collator=collator.pad, **kwargs)  # labels come from masking, not the collator
+    def __init__(self, *args: Any, collator: MlmCollator, train_dataset: Any = None, eval_dataset: Any = None,
+                 **kwargs: Any):
+        super().__init__(*args, data_collator=collator,
+                         train_dataset=Keyed(train_dataset, TRAIN_STREAM) if train_dataset is not None else None,
+                         eval_dataset=Keyed(eval_dataset, EVAL_STREAM) if eval_dataset is not None else None,
+                         **kwargs)
+        # nn.DataParallel (several GPUs, one process) would split the flat positions like a batch dimension
+        collator.head_positions = getattr(self.model, "head_at_masked_positions_only", False) and self.args.n_gpu <= 1
+        collator.seed = self.args.seed
         self.collator = collator
-        self._generator = torch.Generator()  # CPU: the same masks on any device
-        self._micro_step, self._micro, self._eval_batch = -1, 0, 0
         self._staging: Path | None = None
         self.data_record: Any = None  # (checkpoint dir, step): writes what it trained on (train/provenance.py)
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
-        """Batches of similar length (train/sampling.py) for ``--train_sampling_strategy group_by_length``,
-        the train stage's default, with the lengths read from the index."""
+        """``(g, block)`` pairs in the order of ``--train_sampling_strategy`` (train/sampling.py), lengths
+        read from the block index. A private hook of the Trainer (no public one sets the sampler):
+        tests/train/test_sampling.py fails if it stops being called."""
         dataset = train_dataset if train_dataset is not None else self.train_dataset
-        if self.args.train_sampling_strategy == "group_by_length" and hasattr(dataset, "lengths"):
-            return LengthGroupedSampler(dataset.lengths(), self.args.per_device_train_batch_size,
-                                        self.args.data_seed if self.args.data_seed is not None else self.args.seed)
-        return super()._get_train_sampler(train_dataset)
+        strategy = str(getattr(self.args.train_sampling_strategy, "value", self.args.train_sampling_strategy))
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return SampleSampler(dataset.lengths(), strategy, self.args.per_device_train_batch_size, seed)
 
     def _get_eval_sampler(self, eval_dataset: Any) -> Any:
-        """Evaluation in index order, as without grouping: its masks are keyed by batch index."""
-        if self.args.train_sampling_strategy == "group_by_length":
-            return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None  # None: accelerate shards
-        return super()._get_eval_sampler(eval_dataset)
-
-    def _mask(self, inputs: dict[str, torch.Tensor], *position: int) -> dict[str, torch.Tensor]:
-        self._generator.manual_seed(mask_seed(self.args.seed, *position, self.args.process_index))
-        # nn.DataParallel (several GPUs, one process) would split the flat positions like a batch dimension
-        positions = getattr(self.model, "head_at_masked_positions_only", False) and self.args.n_gpu <= 1
-        return self.collator.mask(inputs, self._generator, head_positions=positions)
-
-    def training_step(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor],
-                      num_items_in_batch: torch.Tensor | int | None = None) -> torch.Tensor:
-        step = self.state.global_step  # the optimizer steps done; the micro-batches of one share it
-        self._micro = self._micro + 1 if step == self._micro_step else 0
-        self._micro_step = step
-        return super().training_step(model, self._mask(inputs, TRAIN_STREAM, step, self._micro), num_items_in_batch)
-
-    def evaluation_loop(self, *args: Any, **kwargs: Any):
-        self._eval_batch = 0
-        return super().evaluation_loop(*args, **kwargs)
-
-    def prediction_step(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor], prediction_loss_only: bool,
-                        ignore_keys: list[str] | None = None):
-        inputs = self._mask(inputs, EVAL_STREAM, self._eval_batch)
-        self._eval_batch += 1
-        return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+        """Evaluation in index order whatever ``--train_sampling_strategy`` says (the Trainer would group
+        it by length too, reading lengths our dataset does not give it that way); None: accelerate shards."""
+        return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
 
     def _get_output_dir(self, trial: Any) -> str:
         """Where the Trainer writes a checkpoint: the staging dir while one is saved (``_save_checkpoint``)."""
@@ -220,7 +191,8 @@ def _fit(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: T
         raise UserError(f"model: {e}") from None
     ids = identity.special_ids
     try:
-        collator = MlmCollator(loaded.tokenizer, [ids.bos, ids.eos, ids.pad], ids.pad, mlm.mlm_probability)
+        collator = MlmCollator(loaded.tokenizer, [ids.bos, ids.eos, ids.pad], ids.pad, mlm.mlm_probability,
+                               max_width=cfg.max_seq_length)
     except ValueError as e:
         raise UserError(f"--tokenizer_name_or_path {cfg.tokenizer_name_or_path}: {e}") from None
     evaluated = eval_set
@@ -257,15 +229,14 @@ def _fit(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: T
 
 
 def padding_note(trainer: MlmTrainer) -> str:
-    """What share of the positions the first epoch computes is padding, with this run's batches and with random ones."""
-    batch = trainer.args.per_device_train_batch_size
+    """What share of the positions the first epoch computes is padding, in this run's order."""
     sampler = trainer._get_train_sampler()
-    lengths = sampler.lengths if isinstance(sampler, LengthGroupedSampler) else trainer.train_dataset.lengths()
-    random_share = pad_share(lengths, np.random.default_rng(trainer.args.seed).permutation(len(lengths)), batch)
-    if isinstance(sampler, LengthGroupedSampler):
-        return (f"pad positions: {pad_share(lengths, sampler.order(), batch):.1%} of those computed, with batches "
-                f"grouped by length ({random_share:.1%} with random batches; --train_sampling_strategy random for those)")
-    return f"pad positions: {random_share:.1%} of those computed (--train_sampling_strategy group_by_length cuts it)"
+    c = trainer.collator
+    share = pad_share(sampler.lengths, sampler.order(), sampler.batch_size, c.multiple, c.max_width)
+    if sampler.strategy == "group_by_length":
+        return (f"pad positions: {share:.1%} of those computed, with batches grouped by length (which costs model "
+                "quality: README, Training quality)")
+    return f"pad positions: {share:.1%} of those computed ({sampler.strategy} batches, widths a multiple of {c.multiple})"
 
 
 def trainer_state(checkpoint: str) -> TrainerState:

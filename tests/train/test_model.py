@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModelForMaskedLM, AutoTokenizer, RobertaForMaskedLM, TrainingArguments
 
 from common.manifest import SpecialIds
-from train.collator import MlmCollator
+from train.collator import TRAIN_STREAM, MlmCollator, head_rows
 from train.dataset import MemmapConcatFullSentenceTextDataset
 from train.model import build_model
 from train.run import MlmTrainer
@@ -22,10 +22,8 @@ def _model_and_batches(bpe_dir, bpe_cache, n_batches: int = 2, head_positions: b
     model = build_model("roberta-tiny", None, None, len(tok), ids, 32)
     model.eval()  # no dropout: the two heads must see the same activations
     data = MemmapConcatFullSentenceTextDataset(bpe_cache / "train", 32)
-    coll = MlmCollator(tok, [ids.bos, ids.eos, ids.pad], ids.pad)
-    g = torch.Generator().manual_seed(1)
-    batches = [coll.mask(coll.pad([data[i] for i in range(k * 8, k * 8 + 8)]), g, head_positions)
-               for k in range(n_batches)]
+    coll = MlmCollator(tok, [ids.bos, ids.eos, ids.pad], ids.pad, max_width=32, seed=1, head_positions=head_positions)
+    batches = [coll([(TRAIN_STREAM, i, data[i]) for i in range(k * 8, k * 8 + 8)]) for k in range(n_batches)]
     return model, tok, coll, batches
 
 
@@ -57,8 +55,8 @@ def test_the_masked_only_head_gives_the_dense_loss_and_gradients(bpe_dir, bpe_ca
         torch.testing.assert_close(sparse_grads[name], dense_grads[name], rtol=1e-5, atol=1e-7, msg=name)
     labelled = int((batches[0]["labels"] != -100).sum())
     rows = len(batches[0]["head_positions"]) if head_positions else labelled
-    if head_positions:  # a few drawn positions are special or padding
-        assert labelled < rows < 0.3 * batches[0]["labels"].numel()
+    if head_positions:  # a number fixed by the shape: the rows past the labelled ones are ignored by the loss
+        assert labelled < rows == head_rows(*batches[0]["labels"].shape, 0.15) < 0.3 * batches[0]["labels"].numel()
     assert model(**batches[0]).logits.shape == (rows, model.config.vocab_size)  # only those rows computed
     assert model(input_ids=batches[0]["input_ids"]).logits.shape[:2] == batches[0]["input_ids"].shape  # inference
 

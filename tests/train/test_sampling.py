@@ -1,22 +1,28 @@
-"""Length-grouped batches: every example once, an order a checkpoint reproduces, padding under 3%."""
+"""The data order: every block once an epoch, keyed by global sample index, an order a checkpoint reproduces."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
+import torch
 
 from train.config import throughput_defaults
 from train.dataset import MemmapConcatFullSentenceTextDataset
-from train.sampling import LengthGroupedSampler, pad_share
+from train.sampling import SampleSampler, epoch_order, pad_share
 
 
-def test_every_example_once_in_an_order_of_seed_and_epoch():
+@pytest.mark.parametrize("strategy", ["random", "group_by_length"])
+def test_every_example_once_an_epoch_keyed_by_global_sample_index(strategy):
     lengths = np.random.default_rng(0).integers(3, 513, size=5000)
-    s = LengthGroupedSampler(lengths, batch_size=8, seed=42)
+    s = SampleSampler(lengths, strategy, batch_size=8, seed=42)
     first = list(s)
-    assert sorted(first) == list(range(5000)) and list(s) == first  # a function of (seed, epoch) alone
-    assert list(LengthGroupedSampler(lengths, 8, 42)) == first  # a resumed run rebuilds the same order
+    assert [g for g, _ in first] == list(range(5000)) and sorted(b for _, b in first) == list(range(5000))
+    assert list(SampleSampler(lengths, strategy, 8, 42)) == first  # a function of (seed, epoch): a resume rebuilds it
     s.set_epoch(1)
-    assert list(s) != first and sorted(s) == list(range(5000))
+    second = list(s)
+    assert [g for g, _ in second] == list(range(5000, 10000)) and sorted(b for _, b in second) == list(range(5000))
+    assert [b for _, b in second] != [b for _, b in first]
+    assert [b for _, b in SampleSampler(lengths, "sequential", 8, 42)] == list(range(5000))
 
 
 def test_grouped_batches_cut_the_padding_of_real_blocks_below_3_percent(bpe_cache):
@@ -24,19 +30,20 @@ def test_grouped_batches_cut_the_padding_of_real_blocks_below_3_percent(bpe_cach
     assert len(lengths) > 400 and lengths.max() <= 32 and lengths.min() >= 3
     # multiple=1: at 32 ids the collator's rounding up to a multiple of 8 would dominate (at 512 it is < 1.4%)
     random = pad_share(lengths, np.random.default_rng(0).permutation(len(lengths)), 16, multiple=1)
-    grouped = pad_share(lengths, LengthGroupedSampler(lengths, 16, 0).order(), 16, multiple=1)
+    grouped = pad_share(lengths, epoch_order(lengths, "group_by_length", 16, 0, 0), 16, multiple=1)
     assert grouped < 0.03 < random, (grouped, random)
 
 
 def test_pad_share_counts_the_positions_a_batch_computes():
     lengths = np.array([8, 8, 3, 5])
-    assert pad_share(lengths, np.arange(4), 2) == 1 - (8 + 8 + 3 + 5) / (16 + 16)  # widths 8 and 8 (multiple of 8)
+    assert pad_share(lengths, np.arange(4), 2, multiple=8) == 1 - (8 + 8 + 3 + 5) / (16 + 16)  # widths 8 and 8
     assert pad_share(lengths, np.arange(4), 2, multiple=1) == 1 - 24 / (16 + 10)
+    assert pad_share(lengths, np.arange(4), 2, multiple=64, max_width=10) == 1 - 24 / (20 + 20)  # as the collator
 
 
 def test_throughput_defaults_apply_only_where_the_user_chose_nothing():
     values, notes = throughput_defaults({}, set(), cuda=True, bf16_ok=True, tf32_ok=True)
-    assert values == {"train_sampling_strategy": "group_by_length", "prediction_loss_only": True, "bf16": True,
+    assert values == {"prediction_loss_only": True, "bf16": True,
                       "tf32": True, "optim": "adamw_torch_fused", "dataloader_num_workers": 2,
                       "dataloader_persistent_workers": True, "accelerator_config": {"non_blocking": True},
                       "logging_nan_inf_filter": False}
@@ -47,4 +54,31 @@ def test_throughput_defaults_apply_only_where_the_user_chose_nothing():
     # the user's fp16 wins over bf16; no TF32 before Ampere; no asynchronous copy from unpinned memory
     assert values == {**mine, "prediction_loss_only": True}
     values, notes = throughput_defaults({}, set(), cuda=False, bf16_ok=False, tf32_ok=False)
-    assert set(values) == {"train_sampling_strategy", "prediction_loss_only"}
+    assert set(values) == {"prediction_loss_only"}  # the data order stays random: grouping costs quality
+
+
+@pytest.mark.parametrize("strategy", ["random", "group_by_length"])
+def test_the_trainer_reads_blocks_in_this_order(tmp_path, bpe_dir, bpe_cache, strategy):
+    """The Trainer's sampler hook is ours (a private hook: this fails if transformers stops calling it)."""
+    from transformers import AutoTokenizer, TrainingArguments
+
+    from common.manifest import SpecialIds
+    from train.collator import MlmCollator
+    from train.model import build_model
+    from train.run import MlmTrainer
+
+    tok = AutoTokenizer.from_pretrained(bpe_dir)
+    ids = SpecialIds(tok.bos_token_id, tok.eos_token_id, tok.pad_token_id, tok.unk_token_id, tok.mask_token_id)
+    data = MemmapConcatFullSentenceTextDataset(bpe_cache / "train", 32)
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, seed=5, report_to="none",
+                             use_cpu=True, train_sampling_strategy=strategy, dataloader_pin_memory=False)
+    trainer = MlmTrainer(model=build_model("roberta-tiny", None, None, len(tok), ids, 32), args=args,
+                         collator=MlmCollator(tok, [ids.bos, ids.eos], ids.pad, max_width=32), train_dataset=data)
+    loader = iter(trainer.get_train_dataloader())
+    order = epoch_order(data.lengths(), strategy, 4, 5, 0)
+    for first in range(0, 12, 4):
+        batch = next(loader)
+        restored = torch.where(batch["labels"] != -100, batch["labels"], batch["input_ids"])
+        for row, block in zip(restored, order[first : first + 4]):
+            want = data[int(block)]
+            assert torch.equal(row[: len(want)], want)
