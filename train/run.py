@@ -29,7 +29,7 @@ from train.config import MlmArguments, ModelArguments, RunArguments
 from train.data import checked_datasets, refuse_empty
 from train.model import ModelError, build_model
 from train.preemption import SaveOnSignal, reap_workers_at_exit
-from train.sampling import Keyed, SampleSampler, pad_share
+from train.sampling import ORDER_RULE, Keyed, SampleSampler, pad_share
 
 
 class MlmTrainer(Trainer):
@@ -178,7 +178,7 @@ def _fit(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: T
     resume = start.resume
     global_batch = targs.per_device_train_batch_size * max(targs.world_size, 1) * targs.gradient_accumulation_steps
     order = {"sampling": str(getattr(targs.train_sampling_strategy, "value", targs.train_sampling_strategy)),
-             "seed": targs.seed, "data_seed": targs.data_seed, "global_batch": global_batch}
+             "seed": targs.seed, "data_seed": targs.data_seed, "global_batch": global_batch, "rule": ORDER_RULE}
     data = provenance.identity(manifests, cfg.max_seq_length, cfg.datasets_type, order)
     history = provenance.check_resume(Path(resume), data, manifests, run.allow_data_change) if resume else []
     check_checkpoint_tokenizer(margs.model_name_or_path, identity)

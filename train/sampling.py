@@ -25,6 +25,8 @@ from collections.abc import Iterator
 import numpy as np
 from torch.utils.data import Sampler
 
+# Which block sample g is and how it is masked; recorded in checkpoints, so a resume across a change says so.
+ORDER_RULE = "sample-keyed-1"
 MEGA = 50  # batches per sorted group: more groups less padding, fewer keeps the order random
 STRATEGIES = ("random", "sequential", "group_by_length")
 
