@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         from preprocess.config import PreprocessConfig
-        from preprocess.run import run as preprocess
+        from preprocess.corpora import run_all
         from train.config import announce, parse
 
         parsed = parse(argv, "run_mlm.py", cache_class=PreprocessConfig, extra=(FrontArguments,))
@@ -42,8 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         announce(parsed)
         (front,) = parsed.extra
         with parsed.training.main_process_first(desc="preprocessing"):  # rank 0 builds, the others find it fresh
-            for report in preprocess(parsed.cache, ["run_mlm.py", *argv]):
-                print(report.line())
+            for name, report in run_all(parsed.cache, ["run_mlm.py", *argv]):
+                print(f"{name} {report.line()}" if name else report.line())
         if front.build_dataset_only:
             return 0
         return train_and_report(parsed, check_inputs=False)  # just preprocessed: fresh by construction

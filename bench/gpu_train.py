@@ -276,7 +276,8 @@ def run_ours(a: argparse.Namespace, out: str, callbacks: list[Any], compile_: bo
     parsed = parse(flags, "mlm-train")
     announce(parsed)
     metrics, trainer = train(parsed.cache, parsed.model, parsed.mlm, parsed.training, callbacks=callbacks)
-    order = trainer._get_train_sampler().order()
+    sampler = trainer._get_train_sampler()
+    order = sampler.order.blocks(0, sampler.per_epoch)
     return trainer, types.SimpleNamespace(training_loss=metrics.get("train_loss", float("nan"))), order
 
 

@@ -79,7 +79,8 @@ def measure(cache: Path, repeats: int, reads: int, batches: int) -> dict[str, fl
     from common.tokenizer import load_tokenizer
     from train.collator import MlmCollator
     from train.data import checked_datasets
-    from train.sampling import Keyed, SampleSampler
+    from train.order import Corpus, DataOrder
+    from train.sampling import Keyed
 
     t = time.perf_counter()
     cfg = CacheArguments(tokenizer_name_or_path=str(cache.parent / "tokenizer"), datasets_cache_dir=str(cache),
@@ -88,7 +89,7 @@ def measure(cache: Path, repeats: int, reads: int, batches: int) -> dict[str, fl
     datasets = checked_datasets(cfg, loaded, "stat")
     datasets = datasets[0] if isinstance(datasets, tuple) else datasets  # (datasets, fix) before
     ds = datasets["train"]
-    SampleSampler(ds.lengths(), "random", BATCH, 0).order()
+    DataOrder([Corpus("train", ds.lengths(), 0)], [1.0], "random", 0, BATCH).blocks(0, len(ds))
     out: dict[str, float | int | str] = {"startup_s": time.perf_counter() - t, "pieces": len(ds.reader.manifest.pieces),
                                          "blocks": len(ds)}
     if hasattr(ds.reader, "close"):

@@ -261,11 +261,13 @@ def main(argv: list[str] | None = None) -> int:
         host = fastest_steps(host_args, tok, work / "cache_host", work, "host")
         head = head_step_times(a, work / "cache512")
         from train.dataset import MemmapConcatFullSentenceTextDataset
-        from train.sampling import epoch_order, pad_share
+        from train.order import Corpus, DataOrder
+        from train.sampling import pad_share
 
         lengths = MemmapConcatFullSentenceTextDataset(work / "cache512" / "train", a.head_seq_len).lengths()
-        pad = {strategy: pad_share(lengths, epoch_order(lengths, strategy, a.batch_size, a.seed, 0), a.batch_size,
-                                   64, a.head_seq_len) for strategy in ("random", "group_by_length")}
+        orders = {s: DataOrder([Corpus("train", lengths, 0)], [1.0], s, a.seed, a.batch_size).blocks(0, len(lengths))
+                  for s in ("random", "group_by_length")}
+        pad = {s: pad_share(lengths, order, a.batch_size, 64, a.head_seq_len) for s, order in orders.items()}
     rows = [
         ("train samples/s, mlm-train vs plain Trainer + DataCollatorForLanguageModeling "
          f"({a.architecture}, {a.seq_len} ids, vocab {a.vocab_size:,}, batch {a.batch_size})",

@@ -30,10 +30,10 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         cfg = parse(argv)
-        from preprocess.run import run
+        from preprocess.corpora import run_all
 
-        for r in run(cfg, ["mlm-preprocess", *argv]):
-            print(r.line())
+        for name, r in run_all(cfg, ["mlm-preprocess", *argv]):
+            print(f"{name} {r.line()}" if name else r.line())
         return 0
 
     return run_command(body, "temp files removed, the cache keeps its last complete state; rerun to resume")

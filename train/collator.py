@@ -46,10 +46,14 @@ _SALT_COUNT, _SALT_ORDER, _SALT_HOW, _SALT_ID = 0, 1, 2, 3  # how many, which po
 
 def mix64(x: np.ndarray) -> np.ndarray:
     """SplitMix64's finaliser: a bijection of uint64 whose outputs pass statistical tests even for
-    consecutive inputs (uint64 arithmetic wraps, as it should here)."""
-    x = (x ^ (x >> np.uint64(30))) * _M1
-    x = (x ^ (x >> np.uint64(27))) * _M2
-    return x ^ (x >> np.uint64(31))
+    consecutive inputs (uint64 arithmetic wraps, as it should here). A new array; in place on it."""
+    x = np.array(x, dtype=np.uint64)
+    x ^= x >> np.uint64(30)
+    x *= _M1
+    x ^= x >> np.uint64(27)
+    x *= _M2
+    x ^= x >> np.uint64(31)
+    return x
 
 
 def sample_hashes(seed: int, streams: np.ndarray, keys: np.ndarray) -> np.ndarray:

@@ -9,17 +9,23 @@ validation text against the training text, and that a split has blocks.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from common.check import SplitCheck, check_split, input_dirs, refuse_overlap
 from common.config import CacheArguments
+from common.corpora import check_one_layout, corpus_dir, parse_named, read_corpora
 from common.errors import UserError
 from common.format import MANIFEST_NAME
 from common.manifest import Manifest
 from common.rebuild import rebuild_command
 from common.tokenizer import LoadedTokenizer
-from train.dataset import DATASET_TYPES
+from train.dataset import DATASET_TYPES, ConcatBlocks
+from train.mixture import table, weights
+from train.order import Corpus
 
 
 def text_dir(cfg: CacheArguments, split: str, manifest: Manifest) -> tuple[str, bool]:
@@ -126,3 +132,84 @@ def refuse_empty(cfg: CacheArguments, split: str, dataset: Any) -> None:
         f"{t['shards']} files, {t['bytes']} bytes, {t['lines']} lines with tokens, {t['lines_without_tokens']} that "
         f"encode to none, blank lines dropped); {instead}add text there and rebuild the cache: {rebuild_command(cfg)}"
     )
+
+
+@dataclass
+class RunData:
+    """What a run reads, checked: the training blocks (one corpus, or the named corpora one after the other)
+    with their corpora and weights for the order (train/order.py), the evaluation set (one, or one a corpus:
+    ``eval_<name>_loss``), the manifests (``train``, ``validation``, or ``<name>/<split>``) and each cache
+    dir with the manifests of its files (the leases a job holds there, common/leases.py)."""
+
+    train: Any
+    corpora: list[Corpus] | None
+    weights: list[float]
+    evaluation: Any
+    manifests: dict[str, Manifest]
+    homes: list[tuple[Path, dict[str, Manifest]]]
+    mixture: dict[str, float] = field(default_factory=dict)
+
+
+def run_data(cfg: CacheArguments, loaded: LoadedTokenizer, input_check: str, mixture: str | None,
+             alpha: float | None, targs: Any) -> RunData:
+    """The datasets of the cache: its one corpus, or its named corpora (common/corpora.py) and their weights."""
+    cache = Path(cfg.datasets_cache_dir)
+    names = read_corpora(cache)
+    if names is None:
+        if mixture or alpha is not None:
+            raise UserError(f"--mixture{'_alpha' if alpha is not None else ''}: {cache} holds one unnamed corpus; "
+                            "weights need named corpora (preprocess with --train_dir NAME=DIR entries)")
+        return _one_corpus(cfg, loaded, input_check, targs)
+    check_one_layout(cache, named=True)
+    given = {flag: parse_named(getattr(cfg, flag), f"--{flag}") for flag in ("train_dir", "eval_dir")}
+    for flag in ("train_dir", "eval_dir"):
+        if getattr(cfg, flag) and given[flag] is None:
+            raise UserError(f"--{flag} {getattr(cfg, flag)}: {cache} holds named corpora ({', '.join(names)}); "
+                            f"give --{flag} as NAME=DIR entries (where each corpus's text is), or not at all")
+    parts = {}
+    for name in names:
+        sub = replace(cfg, datasets_cache_dir=str(corpus_dir(cache, name)), train_dir=(given["train_dir"] or {}).get(name),
+                      eval_dir=(given["eval_dir"] or {}).get(name))
+        parts[name] = checked_datasets(sub, loaded, input_check)
+    blocks = {n: len(p["train"]) for n, p in parts.items()}
+    share = weights(names, blocks, mixture, alpha)
+    used = [n for n in names if share[n] > 0]
+    if not used:
+        raise UserError(f"{cache}: its corpora ({', '.join(names)}) hold no blocks; add text and rebuild them")
+    offsets = np.concatenate([[0], np.cumsum([blocks[n] for n in used])]).tolist()
+    corpora = [Corpus(n, parts[n]["train"].lengths(), int(offsets[k])) for k, n in enumerate(used)]
+    evaluation = {n: p["validation"] for n, p in parts.items() if p.get("validation") is not None
+                  and len(p["validation"]) > 0}
+    if targs.eval_strategy != "no" and not evaluation:
+        raise UserError(f"--eval_strategy/--do_eval but none of the corpora of {cache} has a validation split with "
+                        "blocks; preprocess with --eval_dir NAME=DIR or --validation_split_percentage")
+    manifests = {f"{n}/{split}": ds.reader.manifest for n, p in parts.items() for split, ds in p.items()}
+    homes = [(corpus_dir(cache, n), {split: ds.reader.manifest for split, ds in p.items()}) for n, p in parts.items()]
+    return RunData(ConcatBlocks([parts[n]["train"] for n in used]), corpora, [share[n] for n in used],
+                   evaluation or None, manifests, homes, share)
+
+
+def _one_corpus(cfg: CacheArguments, loaded: LoadedTokenizer, input_check: str, targs: Any) -> RunData:
+    datasets = checked_datasets(cfg, loaded, input_check)
+    train_set, eval_set = datasets["train"], datasets.get("validation")
+    refuse_empty(cfg, "train", train_set)
+    if eval_set is not None and len(eval_set) == 0:
+        if targs.do_eval:  # --do_eval, or set by any --eval_strategy but "no"
+            refuse_empty(cfg, "validation", eval_set)
+        print(f"note: {cfg.datasets_cache_dir}/validation holds no blocks; no evaluation", file=sys.stderr)
+        eval_set = None
+    if targs.eval_strategy != "no" and eval_set is None:
+        strategy = getattr(targs.eval_strategy, "value", targs.eval_strategy)
+        raise UserError(f"--eval_strategy {strategy} but {cfg.datasets_cache_dir}/validation has no manifest; "
+                        "preprocess with --eval_dir, or drop --eval_strategy")
+    manifests = {name: ds.reader.manifest for name, ds in (("train", train_set), ("validation", eval_set)) if ds}
+    return RunData(train_set, None, [1.0], eval_set, manifests, [(Path(cfg.datasets_cache_dir), manifests)])
+
+
+def corpora_table(data: RunData, samples: int) -> str:
+    """What the start of a run on named corpora shows: per corpus its tokens, blocks, weight and passes."""
+    names = list(data.mixture)
+    totals = {n: data.manifests[f"{n}/train"].totals() for n in names}
+    text, warnings = table(names, {n: t["tokens"] for n, t in totals.items()},
+                           {n: t["blocks"] for n, t in totals.items()}, data.mixture, samples)
+    return "\n".join([f"note: the mixture of {len(names)} corpora over this run's {samples:,} samples:", text, *warnings])

@@ -8,6 +8,7 @@ Python loop over tokens, files opened lazily in whichever process reads
 
 from __future__ import annotations
 
+import bisect
 import os
 from pathlib import Path
 
@@ -97,3 +98,25 @@ class MemmapLineByLineTextDataset(Dataset):
 
 
 DATASET_TYPES = {cls.__name__: cls for cls in (MemmapConcatFullSentenceTextDataset, MemmapLineByLineTextDataset)}
+
+
+class ConcatBlocks(Dataset):
+    """The blocks of several corpora one after the other: the run's block ``i`` is block ``i - offset`` of the
+    corpus whose range holds it (train/order.py deals out the global indices)."""
+
+    def __init__(self, parts: list[Dataset]):
+        self.parts = parts
+        self.offsets = np.concatenate([[0], np.cumsum([len(p) for p in parts])]).astype(np.int64)
+        self._starts = self.offsets.tolist()
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        k = bisect.bisect_right(self._starts, i) - 1
+        if not 0 <= i < len(self) or k >= len(self.parts):
+            raise IndexError(f"block {i} out of range 0..{len(self) - 1}")
+        return self.parts[k][i - self._starts[k]]
+
+    def lengths(self) -> np.ndarray:
+        return np.concatenate([p.lengths() for p in self.parts]) if self.parts else np.empty(0, np.int64)

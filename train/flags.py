@@ -60,7 +60,20 @@ class ModelArguments:
 class MlmArguments:
     """Masking and evaluation."""
 
-    mlm_probability: float = field(default=0.15, metadata={"help": "Fraction of tokens masked per batch."})
+    mlm_probability: float = field(
+        default=0.15, metadata={"help": "Share of each block's tokens masked (bos, eos and padding never are)."}
+    )
+    mixture: str | None = field(
+        default=None,
+        metadata={"help": "Weights of the cache's named corpora (preprocessed with --train_dir NAME=DIR), e.g. "
+                  "wiki=0.2,news=0.5,social=0.3: normalised; a corpus left out is not trained on. Without it (and "
+                  "without --mixture_alpha) each corpus weighs its size. Changing it never touches the cache."},
+    )
+    mixture_alpha: float | None = field(
+        default=None,
+        metadata={"help": "XLM-R's size smoothing instead of --mixture: corpus i weighs (its share of the blocks) "
+                  "** alpha; 1 is by size, 0 all alike, 0.3 upsamples small corpora as XLM-R did."},
+    )
     max_eval_samples: int | None = field(
         default=None, metadata={"help": "Evaluate on the first N validation blocks only (the same ones every time)."}
     )
@@ -70,6 +83,10 @@ class MlmArguments:
             raise UserError(f"--mlm_probability {self.mlm_probability}: must be between 0 and 1")
         if self.max_eval_samples is not None and self.max_eval_samples < 1:
             raise UserError(f"--max_eval_samples {self.max_eval_samples}: must be at least 1")
+        if self.mixture and self.mixture_alpha is not None:
+            raise UserError("--mixture and --mixture_alpha both given: weights or a smoothing, not both")
+        if self.mixture_alpha is not None and not 0.0 <= self.mixture_alpha <= 1.0:
+            raise UserError(f"--mixture_alpha {self.mixture_alpha}: must be between 0 and 1 (XLM-R: 0.3)")
 
 
 INPUT_CHECKS = ("stat", "hash", "off")

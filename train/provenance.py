@@ -49,9 +49,10 @@ def write_record(checkpoint: Path, data: dict[str, Any], history: list[dict[str,
 def write_manifests(where: Path, manifests: dict[str, Manifest]) -> None:
     """``<where>/manifests/<split>.json``: the manifests as read when training started (the cache may have been
     rebuilt since), beside a checkpoint or the final model."""
-    (where / "manifests").mkdir(parents=True, exist_ok=True)
-    for name, m in manifests.items():
-        write_json_atomic(where / "manifests" / f"{name}.json", m.to_dict())
+    for name, m in manifests.items():  # "train", or "<corpus>/train" for named corpora
+        path = where / "manifests" / f"{name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, m.to_dict())
 
 
 def resumed_at(checkpoint: Path) -> tuple[int, int]:
@@ -107,8 +108,13 @@ def check_resume(checkpoint: Path, now: dict[str, Any], manifests: dict[str, Man
     for key in ("max_seq_length", "datasets_type"):
         if before.get(key) != now[key]:
             changed.append(f"--{key} {before.get(key)} -> {now[key]}")
-    order = [f"{k} {before.get('order', {}).get(k)} -> {v}" for k, v in now["order"].items()
-             if before.get("order", {}).get(k) != v]
+    was_order = before.get("order", {})
+    if was_order.get("global_batch") not in (None, now["order"]["global_batch"]):
+        print(f"note: the global batch is now {now['order']['global_batch']} ({checkpoint.name}'s was "
+              f"{was_order['global_batch']}): training continues at sample {int(rec.get('samples_seen', 0)):,}, "
+              "the first one not trained on", file=sys.stderr)
+    order = [f"{k} {was_order.get(k)} -> {v}" for k, v in now["order"].items()
+             if k != "global_batch" and was_order.get(k) != v]
     if order:
         print(f"note: the data order differs from {checkpoint.name}'s ({', '.join(order)}): the samples after step "
               f"{step} follow the new order", file=sys.stderr)

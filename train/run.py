@@ -26,8 +26,9 @@ from train import checkpoints, provenance
 from train.checkpoints import plan_start
 from train.collator import EVAL_STREAM, TRAIN_STREAM, MlmCollator
 from train.config import MlmArguments, ModelArguments, RunArguments
-from train.data import checked_datasets, refuse_empty
+from train.data import RunData, corpora_table, run_data
 from train.model import ModelError, build_model
+from train.order import Corpus, DataOrder
 from train.preemption import SaveOnSignal, reap_workers_at_exit
 from train.sampling import ORDER_RULE, Keyed, SampleSampler, pad_share
 
@@ -43,25 +44,53 @@ class MlmTrainer(Trainer):
 
     def __init__(self, *args: Any, collator: MlmCollator, train_dataset: Any = None, eval_dataset: Any = None,
                  **kwargs: Any):
+        if isinstance(eval_dataset, dict):  # one per corpus, each its own masks: eval_<name>_loss
+            eval_dataset = {n: Keyed(ds, EVAL_STREAM + 2 * (k + 1)) for k, (n, ds) in enumerate(eval_dataset.items())}
+        elif eval_dataset is not None:
+            eval_dataset = Keyed(eval_dataset, EVAL_STREAM)
         super().__init__(*args, data_collator=collator,
                          train_dataset=Keyed(train_dataset, TRAIN_STREAM) if train_dataset is not None else None,
-                         eval_dataset=Keyed(eval_dataset, EVAL_STREAM) if eval_dataset is not None else None,
-                         **kwargs)
+                         eval_dataset=eval_dataset, **kwargs)
         # nn.DataParallel (several GPUs, one process) would split the flat positions like a batch dimension
         collator.head_positions = getattr(self.model, "head_at_masked_positions_only", False) and self.args.n_gpu <= 1
         collator.seed = self.args.seed
         self.collator = collator
         self._staging: Path | None = None
         self.data_record: Any = None  # (checkpoint dir, step): writes what it trained on (train/provenance.py)
+        self.corpora: list[Corpus] | None = None  # None: the train dataset is one corpus
+        self.weights: list[float] = [1.0]
+        self.sample_start = 0  # the first sample this run trains on: a resumed run's first unseen one
+        self.args.ignore_data_skip = True  # the sampler starts there itself; the Trainer's skip would walk the samples
 
-    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
-        """``(g, block)`` pairs in the order of ``--train_sampling_strategy`` (train/sampling.py), lengths
-        read from the block index. A private hook of the Trainer (no public one sets the sampler):
-        tests/train/test_sampling.py fails if it stops being called."""
-        dataset = train_dataset if train_dataset is not None else self.train_dataset
+    @property
+    def global_batch(self) -> int:
+        a = self.args
+        return a.per_device_train_batch_size * max(a.world_size, 1) * a.gradient_accumulation_steps
+
+    def data_order(self) -> DataOrder:
+        """The run's data order (train/order.py), from ``--train_sampling_strategy``, the seed and the corpora."""
+        corpora = self.corpora or [Corpus("train", self.train_dataset.lengths(), 0)]
         strategy = str(getattr(self.args.train_sampling_strategy, "value", self.args.train_sampling_strategy))
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-        return SampleSampler(dataset.lengths(), strategy, self.args.per_device_train_batch_size, seed)
+        return DataOrder(corpora, self.weights, strategy, seed, self.global_batch)
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        """``(g, block)`` pairs (train/sampling.py) from ``sample_start``. A private hook of the Trainer (no
+        public one sets the sampler): tests/train/test_sampling.py fails if it stops being called."""
+        return SampleSampler(self.data_order(), self.sample_start)
+
+    def _load_rng_state(self, checkpoint: Any) -> None:
+        """Deferred to the resumed epoch's first batch: the Trainer restores the RNG before it creates the
+        epoch's DataLoader iterator, which draws a seed from the global RNG, so dropout after a resume drew
+        from another state than the uninterrupted run's (tests/train/test_preemption.py: the exact resume)."""
+        self._rng_checkpoint = checkpoint
+
+    def get_batch_samples(self, epoch_iterator: Any, num_batches: int, device: Any) -> Any:
+        out = super().get_batch_samples(epoch_iterator, num_batches, device)
+        if getattr(self, "_rng_checkpoint", None) is not None:
+            super()._load_rng_state(self._rng_checkpoint)
+            self._rng_checkpoint = None
+        return out
 
     def _get_eval_sampler(self, eval_dataset: Any) -> Any:
         """Evaluation in index order whatever ``--train_sampling_strategy`` says (the Trainer would group
@@ -115,8 +144,8 @@ class MlmTrainer(Trainer):
         super()._issue_warnings_after_load(load_result)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if "eval_loss" in logs:
-            logs["eval_perplexity"] = math.exp(min(logs["eval_loss"], 50.0))
+        for key in [k for k in logs if k.startswith("eval_") and k.endswith("_loss")]:  # eval_loss, eval_<corpus>_loss
+            logs[f"{key[:-len('_loss')]}_perplexity"] = math.exp(min(logs[key], 50.0))
         super().log(logs, start_time)
 
 
@@ -138,49 +167,40 @@ def train(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: 
         loaded = load_tokenizer(cfg.tokenizer_name_or_path, cfg.tokenizer_type, cfg.tokenizer_settings)
     except TokenizerError as e:
         raise UserError(str(e)) from None
-    datasets = checked_datasets(cfg, loaded, run.input_check if check_inputs else "skip")
-    train_set, eval_set = datasets["train"], datasets.get("validation")
-    refuse_empty(cfg, "train", train_set)
-    if eval_set is not None and len(eval_set) == 0:
-        if targs.do_eval:  # --do_eval, or set by any --eval_strategy but "no"
-            refuse_empty(cfg, "validation", eval_set)
-        print(f"note: {cfg.datasets_cache_dir}/validation holds no blocks; no evaluation", file=sys.stderr)
-        eval_set = None
-    if targs.eval_strategy != "no" and eval_set is None:
-        raise UserError(f"--eval_strategy {getattr(targs.eval_strategy, 'value', targs.eval_strategy)} but {cfg.datasets_cache_dir}/validation has no "
-                        "manifest; preprocess with --eval_dir, or drop --eval_strategy")
+    data = run_data(cfg, loaded, run.input_check if check_inputs else "skip", mlm.mixture, mlm.mixture_alpha, targs)
     with checkpoints.output_lock(targs.output_dir, hold=targs.process_index == 0):
         try:
-            return _start(cfg, margs, mlm, targs, run, loaded, train_set, eval_set, callbacks)
+            return _start(cfg, margs, mlm, targs, run, loaded, data, callbacks)
         except FormatError as e:  # a cache file damaged after the start-up check (a DataLoader worker's, raised again here)
             raise UserError(words(e)) from None
 
 
 def _start(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: TrainingArguments,
-           run: RunArguments, loaded: LoadedTokenizer, train_set: Any, eval_set: Any, callbacks: list[Any] | None
+           run: RunArguments, loaded: LoadedTokenizer, data: RunData, callbacks: list[Any] | None
            ) -> tuple[dict[str, Any], Trainer]:
     """Resume, start or do nothing (train/checkpoints.py), holding the output dir's lock, then fit."""
     start = plan_start(targs.output_dir, targs.resume_from_checkpoint, run.overwrite_output_dir,
-                       target_steps(targs, len(train_set)), may_delete=targs.process_index == 0)
+                       target_steps(targs, len(data.train)), may_delete=targs.process_index == 0)
     if start.done:
         print(f"note: {start.done}", file=sys.stderr)
         return {}, None
-    manifests = {name: ds.reader.manifest for name, ds in (("train", train_set), ("validation", eval_set)) if ds}
-    with leases.hold(Path(cfg.datasets_cache_dir), manifests):  # a preprocess rerun keeps what this job reads
-        return _fit(cfg, margs, mlm, targs, run, loaded, train_set, eval_set, start, manifests, callbacks)
+    with contextlib.ExitStack() as held:
+        for home, manifests in data.homes:  # a preprocess rerun keeps what this job reads
+            held.enter_context(leases.hold(home, manifests))
+        return _fit(cfg, margs, mlm, targs, run, loaded, data, start, callbacks)
 
 
 def _fit(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: TrainingArguments, run: RunArguments,
-         loaded: LoadedTokenizer, train_set: Any, eval_set: Any, start: Any, manifests: dict[str, Manifest],
-         callbacks: list[Any] | None) -> tuple[dict[str, Any], Trainer]:
+         loaded: LoadedTokenizer, data: RunData, start: Any, callbacks: list[Any] | None) -> tuple[dict[str, Any], Trainer]:
     """Build the model and the Trainer, train (or resume), evaluate and save: ``train`` past its checks."""
-    identity = loaded.identity
+    identity, manifests, eval_set = loaded.identity, data.manifests, data.evaluation
     resume = start.resume
     global_batch = targs.per_device_train_batch_size * max(targs.world_size, 1) * targs.gradient_accumulation_steps
     order = {"sampling": str(getattr(targs.train_sampling_strategy, "value", targs.train_sampling_strategy)),
-             "seed": targs.seed, "data_seed": targs.data_seed, "global_batch": global_batch, "rule": ORDER_RULE}
-    data = provenance.identity(manifests, cfg.max_seq_length, cfg.datasets_type, order)
-    history = provenance.check_resume(Path(resume), data, manifests, run.allow_data_change) if resume else []
+             "seed": targs.seed, "data_seed": targs.data_seed, "global_batch": global_batch, "rule": ORDER_RULE,
+             **({"mixture": {n: round(w, 12) for n, w in data.mixture.items()}} if data.mixture else {})}
+    recorded = provenance.identity(manifests, cfg.max_seq_length, cfg.datasets_type, order)
+    history = provenance.check_resume(Path(resume), recorded, manifests, run.allow_data_change) if resume else []
     check_checkpoint_tokenizer(margs.model_name_or_path, identity)
     check_checkpoint_tokenizer(resume, identity)
     set_seed(targs.seed)  # the model's initial weights too, not only what the Trainer draws later
@@ -196,14 +216,25 @@ def _fit(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: T
     except ValueError as e:
         raise UserError(f"--tokenizer_name_or_path {cfg.tokenizer_name_or_path}: {e}") from None
     evaluated = eval_set
-    if eval_set is not None and mlm.max_eval_samples is not None:
-        evaluated = Subset(eval_set, range(min(mlm.max_eval_samples, len(eval_set))))  # the first N: the same each time
+    if eval_set is not None and mlm.max_eval_samples is not None:  # the first N: the same each time
+        first = lambda ds: Subset(ds, range(min(mlm.max_eval_samples, len(ds))))  # noqa: E731
+        evaluated = {n: first(ds) for n, ds in eval_set.items()} if isinstance(eval_set, dict) else first(eval_set)
     stopper = SaveOnSignal() if run.save_on_signal else None
-    trainer = MlmTrainer(model=model, args=targs, collator=collator, train_dataset=train_set,
+    starts_over = bool(targs.ignore_data_skip)  # the user's flag (the trainer below sets it for its own use)
+    trainer = MlmTrainer(model=model, args=targs, collator=collator, train_dataset=data.train,
                          eval_dataset=evaluated, processing_class=loaded.tokenizer,
                          callbacks=[*(callbacks or []), *([stopper] if stopper else [])])
     base = provenance.resumed_at(Path(resume)) if resume else (0, 0)
-    trainer.data_record = lambda checkpoint, step: provenance.write_record(checkpoint, data, history, manifests, step,
+    if resume and base == (0, 0):  # no record of the samples seen (an older checkpoint): its step at this batch
+        step = trainer_state(resume).global_step
+        base = (step, step * global_batch)
+    trainer.sample_start = 0 if starts_over else base[1]
+    trainer.corpora, trainer.weights = data.corpora, data.weights
+    if data.corpora and trainer.is_world_process_zero():
+        print(corpora_table(data, target_steps(targs, len(data.train)) * global_batch), file=sys.stderr)
+    if resume and starts_over:
+        print("note: --ignore_data_skip: the resumed run's data starts over at sample 0", file=sys.stderr)
+    trainer.data_record = lambda checkpoint, step: provenance.write_record(checkpoint, recorded, history, manifests, step,
                                                                           global_batch, base)
     if trainer.is_world_process_zero():
         print(f"note: {padding_note(trainer)}", file=sys.stderr)
@@ -222,7 +253,7 @@ def _fit(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: T
     trainer.save_model(targs.output_dir)
     if trainer.is_world_process_zero():
         provenance.write_manifests(Path(targs.output_dir), manifests)
-        provenance.write_provenance(Path(targs.output_dir), data, history, trainer.state.global_step)
+        provenance.write_provenance(Path(targs.output_dir), recorded, history, trainer.state.global_step)
         trainer.save_metrics("all", metrics)
         trainer.save_state()  # trainer_state.json: the loss history beside the model
     return metrics, trainer
@@ -231,12 +262,13 @@ def _fit(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: T
 def padding_note(trainer: MlmTrainer) -> str:
     """What share of the positions the first epoch computes is padding, in this run's order."""
     sampler = trainer._get_train_sampler()
-    c = trainer.collator
-    share = pad_share(sampler.lengths, sampler.order(), sampler.batch_size, c.multiple, c.max_width)
-    if sampler.strategy == "group_by_length":
+    c, strategy = trainer.collator, sampler.order.strategy
+    order = sampler.order.blocks(sampler.cursor, min(sampler.per_epoch, 1 << 20))  # a sample of the order is enough
+    share = pad_share(sampler.lengths, order, trainer.args.per_device_train_batch_size, c.multiple, c.max_width)
+    if strategy == "group_by_length":
         return (f"pad positions: {share:.1%} of those computed, with batches grouped by length (which costs model "
                 "quality: README, Training quality)")
-    return f"pad positions: {share:.1%} of those computed ({sampler.strategy} batches, widths a multiple of {c.multiple})"
+    return f"pad positions: {share:.1%} of those computed ({strategy} batches, widths a multiple of {c.multiple})"
 
 
 def trainer_state(checkpoint: str) -> TrainerState:
@@ -254,11 +286,11 @@ def target_steps(targs: TrainingArguments, n_train: int) -> int:
 
 def last_evaluation(trainer: Trainer) -> dict[str, float] | None:
     """The metrics of an evaluation the Trainer ran at the very last step, so it is not run twice."""
-    step = trainer.state.global_step
-    for entry in reversed(trainer.state.log_history):
-        if "eval_loss" in entry and entry.get("step") == step:
-            return {k: v for k, v in entry.items() if k.startswith("eval_")}
-    return None
+    step, found = trainer.state.global_step, {}
+    for entry in reversed(trainer.state.log_history):  # one entry per evaluated corpus
+        if entry.get("step") == step and any(k.startswith("eval_") and k.endswith("_loss") for k in entry):
+            found.update({k: v for k, v in entry.items() if k.startswith("eval_")})
+    return found or None
 
 
 def check_checkpoint_tokenizer(checkpoint: str | None, identity: TokenizerIdentity) -> None:
@@ -273,7 +305,8 @@ def check_checkpoint_tokenizer(checkpoint: str | None, identity: TokenizerIdenti
     if not path.is_dir():
         raise UserError(f"{checkpoint}: no such checkpoint directory (--model_name_or_path, --model_dir or "
                         "--resume_from_checkpoint)")
-    for candidate in (path / "manifests" / "train.json", path.parent / "manifests" / "train.json"):
+    for candidate in (path / "manifests" / "train.json", path.parent / "manifests" / "train.json",
+                      *sorted(path.glob("manifests/*/train.json")), *sorted(path.parent.glob("manifests/*/train.json"))):
         if candidate.is_file():
             try:
                 trained = Manifest.from_dict(read_json(candidate), source=str(candidate)).tokenizer

@@ -1,17 +1,14 @@
-"""The training data order: which block is global sample ``g``, the same on any number of processes.
+"""The sampler the Trainer reads: a stream of ``(g, block)`` pairs from train/order.py, cut into Trainer epochs.
 
-Epoch ``e`` visits every block once, in an order that is a function of
-(seed, e) alone: a seeded permutation (``random``, the default), the blocks
-in index order (``sequential``), or the permutation cut into megabatches of
-``MEGA`` batches, each sorted by length (``group_by_length``: consecutive
-batches hold similar lengths, so less padding, as transformers'
-LengthGroupedSampler, with the lengths read from the index).
-
-The sampler yields ``(g, block)`` pairs, ``g = e x n_blocks + position``:
-the Trainer and accelerate deal them out to processes and micro-batches
-as they like, and the collator keys each block's masks by ``g``
-(train/collator.py), so which block is sample ``g`` and how it is masked do
-not depend on who reads it.
+``g`` is the global sample index: the stream is the same on any number of
+processes (the Trainer and accelerate deal its batches out to processes and
+micro-batches), and the collator keys each block's masks by ``g``
+(train/collator.py). A Trainer epoch is a whole number of optimizer steps
+(the blocks of the run's corpora, rounded down to the global batch; the
+stream goes on across it, so nothing is dropped), and the sampler keeps its
+own place in the stream: a resumed run starts it at the first unseen sample,
+whatever the checkpoint's global batch, without walking the samples before
+it (the Trainer's own skip is turned off, train/run.py).
 
 Grouping by length costs model quality: batches of similar lengths are
 batches of similar text (a piece's last, short block with the other last
@@ -25,10 +22,11 @@ from collections.abc import Iterator
 import numpy as np
 from torch.utils.data import Sampler
 
+from train.order import DataOrder
+
 # Which block sample g is and how it is masked; recorded in checkpoints, so a resume across a change says so.
-ORDER_RULE = "sample-keyed-1"
-MEGA = 50  # batches per sorted group: more groups less padding, fewer keeps the order random
-STRATEGIES = ("random", "sequential", "group_by_length")
+ORDER_RULE = "computed-1"
+CHUNK = 1 << 14  # samples worked out at a time
 
 
 def batch_widths(lengths: np.ndarray, order: np.ndarray, batch_size: int, multiple: int = 64,
@@ -50,41 +48,31 @@ def pad_share(lengths: np.ndarray, order: np.ndarray, batch_size: int, multiple:
     return 1.0 - int(lengths[order[:n]].sum()) / computed
 
 
-def epoch_order(lengths: np.ndarray, strategy: str, batch_size: int, seed: int, epoch: int) -> np.ndarray:
-    """The blocks of one epoch, in the order they are trained on."""
-    n = len(lengths)
-    if strategy == "sequential":
-        return np.arange(n)
-    perm = np.random.default_rng([seed, epoch]).permutation(n)
-    if strategy == "random":
-        return perm
-    mega = MEGA * batch_size
-    groups = [perm[i : i + mega] for i in range(0, n, mega)]
-    # longest first inside a group (stable, so ties keep the random order)
-    return np.concatenate([g[np.argsort(-lengths[g], kind="stable")] for g in groups]) if groups else perm
-
-
 class SampleSampler(Sampler[tuple[int, int]]):
-    """``(g, block)`` for every block of the current epoch (``set_epoch``, which accelerate calls)."""
+    """``(g, block)`` for ``len(self)`` samples a Trainer epoch, from ``start`` on, continuing where it stopped."""
 
-    def __init__(self, lengths: np.ndarray, strategy: str, batch_size: int, seed: int):
-        if strategy not in STRATEGIES:
-            raise ValueError(f"--train_sampling_strategy {strategy}: one of {', '.join(STRATEGIES)}")
-        self.lengths = np.asarray(lengths)
-        self.strategy, self.batch_size, self.seed, self.epoch = strategy, batch_size, seed, 0
+    def __init__(self, order: DataOrder, start: int = 0):
+        self.order = order
+        g = order.global_batch
+        self.per_epoch = max(order.n_blocks // g, 1) * g
+        self.cursor = start
+
+    @property
+    def lengths(self) -> np.ndarray | None:
+        return self.order.lengths
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def order(self) -> np.ndarray:
-        return epoch_order(self.lengths, self.strategy, self.batch_size, self.seed, self.epoch)
+        """Ignored: the stream's place is the sampler's own (a resumed Trainer counts epochs from its step)."""
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        first = self.epoch * len(self.lengths)
-        return zip(range(first, first + len(self.lengths)), self.order().tolist())
+        first = self.cursor
+        self.cursor += self.per_epoch
+        for at in range(first, first + self.per_epoch, CHUNK):
+            n = min(CHUNK, first + self.per_epoch - at)
+            yield from zip(range(at, at + n), self.order.blocks(at, n).tolist())
 
     def __len__(self) -> int:
-        return len(self.lengths)
+        return self.per_epoch
 
 
 class Keyed:

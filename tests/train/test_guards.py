@@ -313,8 +313,11 @@ def test_a_finished_model_without_checkpoints_is_refused_unless_overwrite(capsys
 
 def _interrupt(tmp_path: Path, args: list[str], when: str) -> str:
     """mlm-train in a process of its own, Ctrl-C'd once ``when`` holds: its stderr."""
+    # A shell's background job ignores SIGINT, and so would the child (Python leaves an ignored SIGINT ignored):
+    # the child gets Ctrl-C's default, as in a terminal.
     proc = subprocess.Popen([sys.executable, "-m", "train", *args], cwd=tmp_path, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = []
     for line in proc.stderr:
         seen.append(line)

@@ -386,7 +386,11 @@ def test_a_ctrl_c_lost_in_a_finalizer_still_stops_training(capsys, monkeypatch, 
     dropped: list[type] = []
     monkeypatch.setattr(sys, "unraisablehook", lambda u: dropped.append(u.exc_type))  # where Python drops it
     monkeypatch.setattr(MlmTrainer, "compute_loss", compute_loss)
-    rc = train_main(train_args(bpe_dir, cache, tmp_path / "out", "--max_steps", "40", "--save_strategy", "no"))
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (a background job ignores it)
+    try:
+        rc = train_main(train_args(bpe_dir, cache, tmp_path / "out", "--max_steps", "40", "--save_strategy", "no"))
+    finally:
+        signal.signal(signal.SIGINT, previous)
     err = capsys.readouterr().err
     assert KeyboardInterrupt in dropped  # it was lost where it was raised
     assert rc == 130 and "interrupted:" in err and len(steps) <= 4, (rc, len(steps), err[-2000:])

@@ -8,21 +8,36 @@ import torch
 
 from train.config import throughput_defaults
 from train.dataset import MemmapConcatFullSentenceTextDataset
-from train.sampling import SampleSampler, epoch_order, pad_share
+from train.order import Corpus, DataOrder
+from train.sampling import SampleSampler, pad_share
+
+
+def _order(lengths, strategy: str, seed: int = 42, global_batch: int = 8) -> DataOrder:
+    return DataOrder([Corpus("train", np.asarray(lengths), 0)], [1.0], strategy, seed, global_batch)
 
 
 @pytest.mark.parametrize("strategy", ["random", "group_by_length"])
-def test_every_example_once_an_epoch_keyed_by_global_sample_index(strategy):
-    lengths = np.random.default_rng(0).integers(3, 513, size=5000)
-    s = SampleSampler(lengths, strategy, batch_size=8, seed=42)
+def test_every_block_once_a_pass_keyed_by_global_sample_index(strategy):
+    lengths = np.random.default_rng(0).integers(3, 513, size=4800)  # 12 groups of 50 batches of 8
+    s = SampleSampler(_order(lengths, strategy))
     first = list(s)
-    assert [g for g, _ in first] == list(range(5000)) and sorted(b for _, b in first) == list(range(5000))
-    assert list(SampleSampler(lengths, strategy, 8, 42)) == first  # a function of (seed, epoch): a resume rebuilds it
-    s.set_epoch(1)
-    second = list(s)
-    assert [g for g, _ in second] == list(range(5000, 10000)) and sorted(b for _, b in second) == list(range(5000))
+    assert [g for g, _ in first] == list(range(4800)) and sorted(b for _, b in first) == list(range(4800))
+    assert list(SampleSampler(_order(lengths, strategy))) == first  # a function of the seed: a resume rebuilds it
+    second = list(s)  # the stream goes on: the next pass, another order
+    assert [g for g, _ in second] == list(range(4800, 9600)) and sorted(b for _, b in second) == list(range(4800))
     assert [b for _, b in second] != [b for _, b in first]
-    assert [b for _, b in SampleSampler(lengths, "sequential", 8, 42)] == list(range(5000))
+    resumed = SampleSampler(_order(lengths, strategy), start=4000)
+    assert list(resumed)[:800] == first[4000:]  # starts at any sample without walking the ones before
+    assert [b for _, b in SampleSampler(_order(lengths, "sequential"))] == list(range(4800))
+
+
+def test_a_trainer_epoch_is_whole_global_batches_and_the_stream_goes_on():
+    lengths = np.full(1003, 10)
+    s = SampleSampler(_order(lengths, "random", global_batch=16))
+    assert len(s) == 1003 // 16 * 16 == 992
+    a, b = list(s), list(s)
+    assert [g for g, _ in a + b] == list(range(2 * 992))  # nothing dropped: the next epoch starts at 992
+    assert sorted(x for _, x in (a + b)[:1003]) == list(range(1003))  # the pass is the corpus, not the epoch
 
 
 def test_grouped_batches_cut_the_padding_of_real_blocks_below_3_percent(bpe_cache):
@@ -30,7 +45,7 @@ def test_grouped_batches_cut_the_padding_of_real_blocks_below_3_percent(bpe_cach
     assert len(lengths) > 400 and lengths.max() <= 32 and lengths.min() >= 3
     # multiple=1: at 32 ids the collator's rounding up to a multiple of 8 would dominate (at 512 it is < 1.4%)
     random = pad_share(lengths, np.random.default_rng(0).permutation(len(lengths)), 16, multiple=1)
-    grouped = pad_share(lengths, epoch_order(lengths, "group_by_length", 16, 0, 0), 16, multiple=1)
+    grouped = pad_share(lengths, _order(lengths, "group_by_length", 0, 16).blocks(0, len(lengths)), 16, multiple=1)
     assert grouped < 0.03 < random, (grouped, random)
 
 
@@ -75,7 +90,8 @@ def test_the_trainer_reads_blocks_in_this_order(tmp_path, bpe_dir, bpe_cache, st
     trainer = MlmTrainer(model=build_model("roberta-tiny", None, None, len(tok), ids, 32), args=args,
                          collator=MlmCollator(tok, [ids.bos, ids.eos], ids.pad, max_width=32), train_dataset=data)
     loader = iter(trainer.get_train_dataloader())
-    order = epoch_order(data.lengths(), strategy, 4, 5, 0)
+    order = trainer.data_order().blocks(0, 12)
+    assert trainer.data_order().strategy == strategy
     for first in range(0, 12, 4):
         batch = next(loader)
         restored = torch.where(batch["labels"] != -100, batch["labels"], batch["input_ids"])

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import sys
 
-import numpy as np
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -17,7 +16,7 @@ from tests.train.conftest import build_cache
 from train.collator import TRAIN_STREAM, MlmCollator, head_rows
 from train.config import throughput_defaults
 from train.dataset import MemmapConcatFullSentenceTextDataset, MemmapLineByLineTextDataset
-from train.sampling import SampleSampler
+from train.order import Corpus, DataOrder
 
 aten = torch.ops.aten
 # The operations that make the host wait for a GPU: a value read back (.item(), bool(), float()), a result
@@ -135,16 +134,13 @@ def test_an_epoch_at_512_takes_at_most_8_shapes(bpe_dir, cache_512, strategy):
     lengths = data.lengths()
     assert len(data) > 100 and lengths.min() < 256 < 448 < lengths.max() and len(set(lengths.tolist())) > 50
     coll = MlmCollator(tok, [tok.bos_token_id, tok.eos_token_id], tok.pad_token_id, max_width=512, head_positions=True)
-    order = [b for _, b in SampleSampler(lengths, strategy, 8, seed=0)]
+    order = DataOrder([Corpus("train", lengths, 0)], [1.0], strategy, 0, 8).blocks(0, len(lengths)).tolist()
     shapes = set()
     for first in range(0, len(order), 8):  # the last batch partial, as the Trainer reads it
         batch = coll([(TRAIN_STREAM, g, data[b]) for g, b in enumerate(order[first : first + 8], start=first)])
         shapes.add((tuple(batch["input_ids"].shape), tuple(batch["head_positions"].shape)))
         assert batch["head_positions"].shape[0] == head_rows(*batch["input_ids"].shape, 0.15)
     assert len(shapes) <= 8, sorted(shapes)
-    # with 8 ids a batch, what padding every batch to its longest block (rounded to 8) would have given
-    exact = {(-(-int(lengths[order[i : i + 8]].max()) // 8) * 8) for i in range(0, len(order), 8)}
-    assert len(exact) > len(shapes)
 
 
 def test_torch_compile_has_no_graph_break_and_compiles_once_per_shape(tmp_path, bpe_dir):
@@ -154,7 +150,7 @@ def test_torch_compile_has_no_graph_break_and_compiles_once_per_shape(tmp_path, 
 
     cache = build_cache(tmp_path / "c", bpe_dir, 128)
     lengths = MemmapLineByLineTextDataset(cache / "train", 128).lengths()  # lines: 64 or 128 wide
-    order = np.array([b for _, b in SampleSampler(lengths, "random", 4, seed=42)])[:4 * 2 * 6]
+    order = DataOrder([Corpus("train", lengths, 0)], [1.0], "random", 42, 8).blocks(0, 4 * 2 * 6)
     widths = {min(-(-int(lengths[order[i : i + 4]].max()) // 64) * 64, 128) for i in range(0, len(order), 4)}
     assert len(widths) == 2  # the batches of these 6 steps take two shapes
     torch._dynamo.reset()

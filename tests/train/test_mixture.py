@@ -1,0 +1,142 @@
+"""Named corpora and their mixture: each corpus its own part of the cache, weights at train time only,
+an order computed from (seed, global sample index)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from preprocess.__main__ import main as preprocess_main
+from tests.corpus import write_shards
+from tests.train import record
+from train.__main__ import main as train_main
+from train.order import PERIOD, Blend, Corpus, DataOrder, Permutation
+from train.sampling import SampleSampler
+
+WEIGHTS = {"wiki": 0.5, "news": 0.3, "social": 0.2}
+
+
+def _texts(root: Path) -> dict[str, Path]:
+    dirs = {"wiki": root / "wiki", "news": root / "news", "social": root / "social"}
+    write_shards(dirs["wiki"], n_shards=2, lines_per_shard=400, seed=1)
+    write_shards(dirs["news"], n_shards=2, lines_per_shard=400, seed=2)
+    write_shards(dirs["social"], n_shards=1, lines_per_shard=80, seed=3)  # 10x smaller than the others
+    return dirs
+
+
+def _preprocess(capsys, tok: Path, dirs: dict[str, Path], cache: Path) -> str:
+    spec = ",".join(f"{n}={d}" for n, d in dirs.items())
+    assert preprocess_main(["--tokenizer_name_or_path", str(tok), "--train_dir", spec, "--datasets_cache_dir",
+                            str(cache), "--max_seq_length", "32", "--validation_split_percentage", "10"]) == 0
+    return capsys.readouterr().out
+
+
+def _snapshot(cache: Path) -> dict[str, tuple[int, int]]:
+    """Every cache file but the leases training writes, with its size and mtime."""
+    return {str(p.relative_to(cache)): (p.stat().st_size, p.stat().st_mtime_ns) for p in cache.rglob("*")
+            if p.is_file() and "readers" not in p.parts}
+
+
+def _train(tok: Path, cache: Path, out: Path, *flags: str) -> None:
+    assert train_main(["--tokenizer_name_or_path", str(tok), "--datasets_cache_dir", str(cache), "--max_seq_length",
+                       "32", "--architecture", "roberta-tiny", "--output_dir", str(out), "--max_steps", "3",
+                       "--per_device_train_batch_size", "8", "--save_strategy", "no", "--report_to", "none",
+                       "--seed", "3", *flags]) == 0
+
+
+def test_three_corpora_mixed_by_weight_through_the_cli(capsys, monkeypatch, tmp_path, bpe_dir):
+    dirs, cache = _texts(tmp_path / "text"), tmp_path / "cache"
+    out = _preprocess(capsys, bpe_dir, dirs, cache)
+    assert json.loads((cache / "corpora.json").read_text()) == {"corpora": ["wiki", "news", "social"]}
+    for name in dirs:
+        assert (cache / "corpora" / name / "train" / "manifest.json").is_file()
+        assert f"{name} train: 0 shards reused" in out and f"{name} validation:" in out
+    before = _snapshot(cache)
+
+    monkeypatch.setattr(record, "TRAINERS", [])
+    record.install(monkeypatch.setattr)
+    _train(bpe_dir, cache, tmp_path / "out", "--mixture", ",".join(f"{n}={w}" for n, w in WEIGHTS.items()))
+    err = capsys.readouterr().err
+    assert "the mixture of 3 corpora" in err and "social" in err and "passes over it" in err
+    trainer = record.TRAINERS[-1]
+    order = trainer.data_order()
+    offsets = {c.name: (c.offset, c.offset + c.blocks) for c in order.corpora}
+    assert offsets["social"][1] - offsets["social"][0] < (offsets["wiki"][1] - offsets["wiki"][0]) / 5
+    blocks = order.blocks(0, 10_000)
+    for name, w in WEIGHTS.items():
+        lo, hi = offsets[name]
+        mine = blocks[(blocks >= lo) & (blocks < hi)]
+        assert abs(len(mine) / 10_000 - w) < 0.01, (name, len(mine))
+        n = hi - lo  # the first pass over a corpus is all of it, each block once; repeats only after
+        assert len(set(mine[:n].tolist())) == min(n, len(mine)) and (len(mine) <= n or mine[n] in set(mine[:n]))
+    metrics = json.loads((tmp_path / "out" / "all_results.json").read_text())
+    assert {f"eval_{n}_loss" for n in WEIGHTS} <= set(metrics)  # a loss per corpus
+
+    _train(bpe_dir, cache, tmp_path / "out2", "--mixture", "wiki=1,social=3")  # other weights, a corpus left out
+    err = capsys.readouterr().err
+    assert "news" in err and "0.0%" in err.split("news", 1)[1].splitlines()[0]
+    assert _snapshot(cache) == before  # weights never touch the cache
+    assert "cache is fresh" in _preprocess(capsys, bpe_dir, dirs, cache)
+
+    (dirs["news"] / "shard_000.txt").write_text("a line of news that was edited\n" * 50)
+    out = _preprocess(capsys, bpe_dir, dirs, cache)
+    assert "news train: cache is fresh" not in out and "tokenized" in out.split("news train:", 1)[1].splitlines()[0]
+    assert "wiki train: cache is fresh" in out and "social train: cache is fresh" in out
+
+
+def test_named_and_unnamed_layouts_never_mix_and_bad_weights_are_one_line(capsys, tmp_path, bpe_dir):
+    dirs, cache = _texts(tmp_path / "text"), tmp_path / "cache"
+    _preprocess(capsys, bpe_dir, dirs, cache)
+    rc = preprocess_main(["--tokenizer_name_or_path", str(bpe_dir), "--train_dir", str(dirs["wiki"]),
+                          "--datasets_cache_dir", str(cache), "--max_seq_length", "32"])
+    assert rc == 2 and "holds named corpora" in capsys.readouterr().err
+    for flags, says in ((["--mixture", "wiki=1,blogs=2"], "no corpus 'blogs'"),
+                        (["--mixture", "wiki=0"], "every weight is 0"),
+                        (["--mixture", "wiki=1", "--mixture_alpha", "0.3"], "not both"),
+                        (["--train_dir", str(dirs["wiki"])], "give --train_dir as NAME=DIR")):
+        assert train_main(["--tokenizer_name_or_path", str(bpe_dir), "--datasets_cache_dir", str(cache),
+                           "--max_seq_length", "32", "--output_dir", str(tmp_path / "o"), *flags]) == 2
+        err = capsys.readouterr().err
+        assert says in err and "Traceback" not in err, err
+
+
+def test_the_blend_keeps_every_prefix_within_about_one_sample_of_its_share():
+    w = np.array([0.5, 0.3, 0.15, 0.05])
+    corpus, j = Blend(list(w))(np.arange(3 * PERIOD // 2))  # across a period's end
+    t = np.arange(1, len(corpus) + 1)
+    for c in range(len(w)):
+        mine = corpus == c
+        # within one sample, plus the weights' rounding to whole samples a period (at most one a period)
+        assert (np.abs(np.cumsum(mine) - w[c] * t) <= 1.0 + t / PERIOD).all()
+        assert np.array_equal(j[mine], np.arange(mine.sum()))  # each corpus's samples in turn, none skipped
+
+
+def test_the_order_is_a_permutation_each_pass_and_computed_at_any_index():
+    for n in (1, 2, 3, 5, 1000, 1024, 1025):
+        assert sorted(Permutation(n, 9, 1)(np.arange(n)).tolist()) == list(range(n))
+    assert Permutation(1000, 9, 1)(np.arange(1000)).tolist() != Permutation(1000, 9, 2)(np.arange(1000)).tolist()
+    order = DataOrder([Corpus("a", None, 0, 700), Corpus("b", None, 700, 300)], [0.5, 0.5], "random", 1, 16)
+    assert np.array_equal(order.blocks(500, 100), order.blocks(0, 1000)[500:600])  # a function of the index alone
+
+
+def test_the_sampler_answers_at_sample_a_billion_in_under_a_second():
+    """Resume is O(1) in the steps done: nothing before the start is walked or materialised."""
+    corpora = [Corpus(f"c{i}", None, i * 200_000_000, 200_000_000) for i in range(3)]
+    order = DataOrder(corpora, [0.6, 0.3, 0.1], "random", 5, 256)
+    t = time.perf_counter()
+    it = iter(SampleSampler(order, start=10**9))
+    first = [next(it) for _ in range(256)]
+    assert time.perf_counter() - t < 1.0
+    assert [g for g, _ in first] == list(range(10**9, 10**9 + 256))
+    assert np.array_equal([b for _, b in first], order.blocks(10**9, 256))
+
+
+@pytest.mark.parametrize("spec, says", [("wiki=a,b,news=c", {"wiki": "a,b", "news": "c"}), ("a,b", None)])
+def test_name_dir_entries(spec, says):
+    from common.corpora import parse_named
+
+    assert parse_named(spec, "--train_dir") == says
