@@ -25,6 +25,7 @@ import numpy as np
 from common import leases
 from common.check import SplitCheck, check_split, input_dirs
 from common.cli import parse_args, run_command
+from common.corpora import CORPORA_FILE, corpus_dir, read_corpora
 from common.errors import UserError
 from common.format import MANIFEST_NAME, FormatError, length_bins
 from common.manifest import Manifest, unk_share
@@ -50,10 +51,27 @@ def split_dirs(path: str) -> list[Path]:
         return [p.parent]
     if (p / MANIFEST_NAME).is_file():
         return [p]
+    names = read_corpora(p)
+    if names is not None:  # named corpora (common/corpora.py): each one's splits, in the order named
+        return [d for n in names for d in [corpus_dir(p, n) / "train", *sorted(
+            x.parent for x in corpus_dir(p, n).glob(f"*/{MANIFEST_NAME}") if x.parent.name != "train")]]
     found = sorted(d.parent for d in p.glob(f"*/{MANIFEST_NAME}"))
     if not found:
         raise UserError(f"{path}: no {MANIFEST_NAME} here or in its subdirs; is it a cache dir or a split dir?")
     return found
+
+
+def corpora_table(cache: Path) -> str:
+    """The named corpora of a cache: each one's training tokens and blocks, and its share by size (what a run
+    without --mixture gives it; weights are chosen at train time and never change the cache)."""
+    names = read_corpora(cache) or []
+    totals = {n: read_manifest(corpus_dir(cache, n) / "train").totals() for n in names}
+    blocks = sum(t["blocks"] for t in totals.values()) or 1
+    lines = [f"{cache}: {len(names)} named corpora ({cache / CORPORA_FILE}); a run weighs them by size unless "
+             "mlm-train --mixture NAME=W,... or --mixture_alpha says otherwise",
+             f"  {'corpus':<14} {'tokens':>14} {'blocks':>12} {'share by size':>14}"]
+    lines += [f"  {n:<14} {t['tokens']:>14,} {t['blocks']:>12,} {t['blocks'] / blocks:>14.1%}" for n, t in totals.items()]
+    return "\n".join(lines) + "\n"
 
 
 def _size(n: float) -> str:
@@ -333,11 +351,15 @@ def _run(args: argparse.Namespace) -> int:
         return 0 if all_same else 1
     if args.command == "show" and args.json:
         dirs = split_dirs(args.path)
-        docs = {d.name: read_manifest(d).to_dict() for d in dirs}
+        named = read_corpora(args.path) is not None
+        docs = {(str(d.relative_to(corpus_dir(args.path, ""))) if named else d.name): read_manifest(d).to_dict()
+                for d in dirs}
         one = len(dirs) == 1 and (Path(args.path) / MANIFEST_NAME).is_file()
-        print(json.dumps(docs[dirs[0].name] if one else docs, indent=1, ensure_ascii=False))
+        print(json.dumps(next(iter(docs.values())) if one else docs, indent=1, ensure_ascii=False))
         return 0
     good = True
+    if args.command == "show" and read_corpora(args.path) is not None:
+        print(corpora_table(Path(args.path)))
     for split in split_dirs(args.path):
         m = read_manifest(split)
         if args.command == "show":

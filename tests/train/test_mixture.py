@@ -56,6 +56,15 @@ def test_three_corpora_mixed_by_weight_through_the_cli(capsys, monkeypatch, tmp_
         assert (cache / "corpora" / name / "train" / "manifest.json").is_file()
         assert f"{name} train: 0 shards reused" in out and f"{name} validation:" in out
     before = _snapshot(cache)
+    from preprocess.inspect_cache import main as inspect_main
+
+    assert inspect_main(["show", str(cache)]) == 0
+    shown = capsys.readouterr().out
+    assert "3 named corpora" in shown and all(f"corpora/{n}/train" in shown for n in dirs)
+    assert inspect_main(["status", str(cache)]) == 0
+    capsys.readouterr()
+    assert inspect_main(["show", "--json", str(cache)]) == 0
+    assert list(json.loads(capsys.readouterr().out)) == [f"{n}/{s}" for n in dirs for s in ("train", "validation")]
 
     monkeypatch.setattr(record, "TRAINERS", [])
     record.install(monkeypatch.setattr)

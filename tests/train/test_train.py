@@ -431,3 +431,59 @@ def test_max_eval_samples_evaluates_the_first_n_blocks(tmp_path, bpe_dir, monkey
 
     first = MemmapConcatFullSentenceTextDataset(tmp_path / "cache" / "validation", 32)[0]
     assert evals[0]["attention_mask"][0].sum() == len(first)  # the first block, in order
+
+
+def _rows(batches: list[dict[str, torch.Tensor]]) -> list[tuple]:
+    """A step's samples as they were trained on: each row's masked ids and labels (padding dropped)."""
+    out = []
+    for b in batches:
+        for ids, labels, mask in zip(b["input_ids"], b["labels"], b["attention_mask"]):
+            n = int(mask.sum())
+            out.append((tuple(ids[:n].tolist()), tuple(labels[:n].tolist())))
+    return sorted(out)
+
+
+def test_a_run_resumed_on_fewer_processes_trains_the_same_samples_with_the_same_masks(tmp_path, bpe_dir):
+    """Checkpointed on 2 processes, resumed on 1 with twice the accumulation (the same global batch): every
+    later optimizer step trains on exactly the samples, and masks, of the uninterrupted 2-process run."""
+    train, ev = _texts(tmp_path)
+    cfg = json.loads((ROOT / "train" / "configs" / "roberta-tiny.json").read_text())
+    cfg.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (tmp_path / "nodrop.json").write_text(json.dumps(cfg))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    script = str(ROOT / "tests" / "train" / "record.py")
+
+    def command(out: Path, grad_acc: int) -> list[str]:
+        args = seed_command(bpe_dir, train, ev, tmp_path / "cache", out, max_steps=6, batch=2, grad_acc=grad_acc,
+                            save_steps=3, eval_steps=100)
+        args.remove("--add_space_token")
+        return [*args, "--config_name", str(tmp_path / "nodrop.json"), "--logging_steps", "1"]
+
+    two = tmp_path / "two"
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", script,
+                        str(tmp_path / "a"), *command(two, 1)], capture_output=True, text=True, env=env, timeout=900,
+                       cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-4000:]
+    one = tmp_path / "one"
+    r = subprocess.run([sys.executable, script, str(tmp_path / "b"), *command(one, 2), "--resume_from_checkpoint",
+                        str(two / "checkpoint-3")], capture_output=True, text=True, env=env, timeout=900,
+                       cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-4000:]
+    ranks = [[b for training, b in torch.load(f"{tmp_path / 'a'}.rank{k}.pt") if training] for k in (0, 1)]
+    resumed = [b for training, b in torch.load(f"{tmp_path / 'b'}.rank0.pt") if training]
+    assert len(resumed) == 6 and all(len(r) == 6 for r in ranks)
+    for step in (4, 5, 6):
+        uninterrupted = _rows([ranks[0][step - 1], ranks[1][step - 1]])  # one micro-batch a rank a step
+        assert _rows(resumed[2 * (step - 4) : 2 * (step - 3)]) == uninterrupted, f"step {step}"
+    logged = [{h["step"]: h["loss"] for h in json.loads((d / "trainer_state.json").read_text())["log_history"]
+               if "loss" in h} for d in (two, one)]
+    for step in (4, 5, 6):
+        assert logged[1][step] == pytest.approx(logged[0][step], rel=1e-3)
+    # a resume with another global batch (2, the checkpoint's 4) goes on at the first sample not trained on
+    r = subprocess.run([sys.executable, script, str(tmp_path / "c"), *command(tmp_path / "half", 1),
+                        "--resume_from_checkpoint", str(two / "checkpoint-3")], capture_output=True, text=True,
+                       env=env, timeout=900, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert "the global batch is now 2 (checkpoint-3's was 4): training continues at sample 12," in r.stderr
+    smaller = [b for training, b in torch.load(f"{tmp_path / 'c'}.rank0.pt") if training]
+    assert _rows(smaller[:1]) == _rows([ranks[0][3]])  # samples 12, 13: the first half of step 4 above
