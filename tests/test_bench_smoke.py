@@ -39,6 +39,12 @@ def test_train_cpu_bench_runs_small(tmp_path):
 
 
 @pytest.mark.slow
+def test_mixture_bench_runs_small(tmp_path):
+    out = run_bench("mixture.py", "--smoke", "--out", tmp_path / "m")
+    assert "| 600,000 |" in out and "datasets.interleave_datasets" in out and "fails" not in out
+
+
+@pytest.mark.slow
 def test_train_quality_bench_runs_small(tmp_path):
     out = run_bench("train_quality.py", "--smoke", "--out", tmp_path / "q")
     assert "a. plain transformers recipe" in out and "c. mlm-train defaults" in out and "± " in out

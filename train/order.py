@@ -97,6 +97,8 @@ class Blend:
 
     def __init__(self, weights: list[float]):
         self.counts = apportion(np.asarray(weights, dtype=np.float64), PERIOD)  # per corpus, per period
+        if len(self.counts) == 1:
+            return  # one corpus: sample g is its g-th
         corpus = np.repeat(np.arange(len(self.counts)), self.counts)
         within = np.concatenate([np.arange(q) for q in self.counts])
         time = (2 * within + 1) / (2.0 * self.counts[corpus])  # Webster: exact for denominators <= 2^21
@@ -144,7 +146,8 @@ class DataOrder:
         self._perms: dict[tuple[int, int], Permutation] = {}
         self.n_blocks = sum(c.blocks for c in corpora)
         have = corpora and all(c.lengths is not None for c in corpora)
-        self.lengths = np.concatenate([c.lengths for c in corpora]) if have else None
+        self.lengths = (corpora[0].lengths if len(corpora) == 1 else np.concatenate([c.lengths for c in corpora])
+                        ) if have else None
 
     def _perm(self, c: int, p: int) -> Permutation:
         key = (c, p)
