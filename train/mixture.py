@@ -60,9 +60,10 @@ def weights(names: list[str], blocks: dict[str, int], mixture: str | None, alpha
 def table(names: list[str], tokens: dict[str, int], blocks: dict[str, int], share: dict[str, float],
           samples: int) -> tuple[str, list[str]]:
     """The start-up table (one line a corpus) and a warning per corpus the run passes over too often."""
-    rows = ["corpus        tokens        blocks   weight   passes over it in this run",
-            *[f"{n:<12} {tokens[n]:>12,} {blocks[n]:>12,} {share[n]:>7.1%}   "
-              f"{share[n] * samples / blocks[n] if blocks[n] else 0:,.2f}" for n in names]]
+    width = max(12, *(len(n) for n in names))
+    rows = [f"  {'corpus':<{width}} {'tokens':>14} {'blocks':>12} {'weight':>7} {'passes in this run':>19}",
+            *[f"  {n:<{width}} {tokens[n]:>14,} {blocks[n]:>12,} {share[n]:>7.1%} "
+              f"{share[n] * samples / blocks[n] if blocks[n] else 0:>19,.2f}" for n in names]]
     warnings = [f"warning: {n} is seen {share[n] * samples / blocks[n]:,.0f} times in this run ({share[n]:.1%} of "
                 f"{samples:,} samples over {blocks[n]:,} blocks): a model overfits text it sees this often; lower "
                 "its weight or add text" for n in names

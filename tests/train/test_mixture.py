@@ -70,7 +70,7 @@ def test_three_corpora_mixed_by_weight_through_the_cli(capsys, monkeypatch, tmp_
     record.install(monkeypatch.setattr)
     _train(bpe_dir, cache, tmp_path / "out", "--mixture", ",".join(f"{n}={w}" for n, w in WEIGHTS.items()))
     err = capsys.readouterr().err
-    assert "the mixture of 3 corpora" in err and "social" in err and "passes over it" in err
+    assert "the mixture of 3 corpora" in err and "social" in err and "passes in this run" in err
     trainer = record.TRAINERS[-1]
     order = trainer.data_order()
     offsets = {c.name: (c.offset, c.offset + c.blocks) for c in order.corpora}
