@@ -180,6 +180,36 @@ def make_timer(warmup_steps: int) -> Any:
     return StepTimer()
 
 
+def make_sync_check(warmup_steps: int) -> Any:
+    """A TrainerCallback that runs every timed step under torch.cuda.set_sync_debug_mode("warn") and counts
+    the host-device waits it reports inside steps (logging, between steps, may wait: it reads the loss)."""
+    import warnings
+
+    from transformers import TrainerCallback
+
+    class SyncCheck(TrainerCallback):
+        def __init__(self) -> None:
+            self.waits: list[str] = []
+            self._caught: Any = None
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            if torch.cuda.is_available() and state.global_step >= warmup_steps:
+                self._caught = warnings.catch_warnings(record=True)
+                self._records = self._caught.__enter__()
+                warnings.simplefilter("always")
+                torch.cuda.set_sync_debug_mode("warn")
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self._caught is not None:
+                torch.cuda.set_sync_debug_mode("default")
+                self.waits += [str(w.message).splitlines()[0][:120] for w in self._records
+                               if "synchroniz" in str(w.message)]
+                self._caught.__exit__(None, None, None)
+                self._caught = None
+
+    return SyncCheck()
+
+
 def make_profiler(a: argparse.Namespace, variant: str) -> Any:
     """A TrainerCallback profiling steps (warmup - N, warmup]; it stops before the timer's clock starts."""
     from transformers import TrainerCallback
@@ -300,6 +330,8 @@ def run_variant(variant: str, a: argparse.Namespace) -> dict[str, Any]:
                 "train_loss": b["loss"], "attn": b["attn"], "head": b["head"], "settings": {"loop": "bare, full blocks"}}
     timer = make_timer(a.warmup_steps)
     callbacks = [make_profiler(a, variant), timer] if a.profile else [timer]  # profiler stops before the clock
+    sync_check = make_sync_check(a.warmup_steps) if variant.startswith("ours") else None
+    callbacks += [sync_check] if sync_check else []
     with tempfile.TemporaryDirectory() as out:
         if variant == "defaults":
             trainer, result, order = run_defaults(a, out, callbacks)
@@ -329,6 +361,8 @@ def run_variant(variant: str, a: argparse.Namespace) -> dict[str, Any]:
         "train_loss": result.training_loss,
         "attn": getattr(model.config, "_attn_implementation", "?"),
         "head": "masked positions only" if getattr(model, "head_at_masked_positions_only", False) else "dense",
+        "waits_in_steps": None if sync_check is None or not cuda else len(sync_check.waits),
+        "first_wait": sync_check.waits[0] if sync_check and sync_check.waits else None,
         "settings": {k: v for k, v in trainer.args.to_dict().items()
                      if k in ("bf16", "tf32", "optim", "dataloader_num_workers", "train_sampling_strategy",
                               "torch_compile")},
@@ -402,6 +436,9 @@ def table(results: list[dict[str, Any]], a: argparse.Namespace, cmd: str) -> str
         "MFU = 6 x params x real (non-pad) tokens/s / peak (attention-score FLOPs not counted)",
     ]
     notes += [f"{r['variant']}: head {r['head']}, TrainingArguments {json.dumps(r['settings'])}" for r in ok]
+    notes += [f"{r['variant']}: host-device waits inside the timed steps (torch.cuda.set_sync_debug_mode): "
+              f"{r['waits_in_steps']}" + (f", first: {r['first_wait']}" if r.get("first_wait") else "")
+              for r in ok if r.get("waits_in_steps") is not None]
     if a.smoke:
         notes.append("--smoke: CPU, tiny model, a few steps; proves the script runs end to end, not a speed number")
     return "\n".join(lines + [""] + [f"- {n}" for n in notes]) + "\n"
