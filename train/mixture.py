@@ -54,6 +54,8 @@ def weights(names: list[str], blocks: dict[str, int], mixture: str | None, alpha
         raise UserError(f"--mixture gives {empty[0]} a weight but its cache holds no blocks; add text there and "
                         "rebuild it, or leave it out of --mixture")
     total = sum(raw.values())
+    if total == 0:
+        raise UserError(f"the corpora ({', '.join(names)}) hold no blocks; add text and rebuild them")
     return {n: w / total for n, w in raw.items()}
 
 

@@ -35,9 +35,11 @@ import numpy as np
 
 from train.collator import mix64
 
+_GOLDEN_PASS = np.uint64(0x9E3779B97F4A7C15)
 PERIOD = 1 << 20  # samples over which the weights are apportioned: shares exact to about 1e-6
 ROUNDS = 4
-MEGA = 50  # group_by_length: global batches per sorted group (more: less padding; fewer: a more random order)
+MEGA = 1 << 14  # group_by_length: samples per sorted group, whatever the batch (a resume with another batch
+# finds the same groups)
 STRATEGIES = ("random", "sequential", "group_by_length")
 
 
@@ -47,7 +49,7 @@ def name_key(name: str) -> int:
 
 
 class Permutation:
-    """A seeded bijection of ``[0, n)``, evaluated on arrays of positions."""
+    """Seeded bijections of ``[0, n)``, one per pass, evaluated on arrays of (position, pass)."""
 
     def __init__(self, n: int, *key: int):
         if n < 1:
@@ -58,9 +60,9 @@ class Permutation:
         self.mask = np.uint64((1 << self.half) - 1)
         self.keys = np.random.SeedSequence([k % 2**64 for k in key]).generate_state(ROUNDS, np.uint64)
 
-    def _round_trip(self, x: np.ndarray) -> np.ndarray:
+    def _round_trip(self, x: np.ndarray, keys: np.ndarray) -> np.ndarray:
         left, right = x >> np.uint64(self.half), x & self.mask
-        for k in self.keys:
+        for k in keys:  # one round key per round, per element (its pass's)
             f = mix64(right ^ k)
             f &= self.mask
             f ^= left
@@ -69,11 +71,17 @@ class Permutation:
         left |= right
         return left
 
-    def __call__(self, positions: np.ndarray) -> np.ndarray:
-        out = self._round_trip(np.array(positions, dtype=np.uint64))
+    def __call__(self, positions: np.ndarray, passes: np.ndarray | int = 0) -> np.ndarray:
+        """Position ``positions[i]`` of pass ``passes[i]`` (a different permutation each pass)."""
+        x = np.array(positions, dtype=np.uint64)
+        passes = np.asarray(passes, dtype=np.uint64)
+        one = passes.ndim == 0 or len(passes) == 0 or passes.min() == passes.max()  # the usual case: one pass
+        salt = mix64((passes.reshape(-1)[:1] if one else passes) * _GOLDEN_PASS)
+        keys = self.keys[:, None] ^ salt[None, :]  # (rounds, 1) or (rounds, len(x))
+        out = self._round_trip(x, keys)
         outside = np.flatnonzero(out >= self.n)
         while len(outside):  # cycle-walking: the domain is < 4n, so a few more rounds at most, on a few values
-            out[outside] = self._round_trip(out[outside])
+            out[outside] = self._round_trip(out[outside], keys if one else keys[:, outside])
             outside = outside[out[outside] >= self.n]
         return out.view(np.int64)
 
@@ -143,19 +151,11 @@ class DataOrder:
         if strategy == "group_by_length" and any(c.lengths is None for c in corpora):
             raise ValueError("grouping by length needs the blocks' lengths")
         self.blend = Blend(weights)
-        self._perms: dict[tuple[int, int], Permutation] = {}
+        self._perms = [Permutation(c.blocks, seed, name_key(c.name)) if c.blocks else None for c in corpora]
         self.n_blocks = sum(c.blocks for c in corpora)
         have = corpora and all(c.lengths is not None for c in corpora)
         self.lengths = (corpora[0].lengths if len(corpora) == 1 else np.concatenate([c.lengths for c in corpora])
                         ) if have else None
-
-    def _perm(self, c: int, p: int) -> Permutation:
-        key = (c, p)
-        if key not in self._perms:
-            if len(self._perms) > 64:
-                self._perms.clear()
-            self._perms[key] = Permutation(self.corpora[c].blocks, self.seed, name_key(self.corpora[c].name), p)
-        return self._perms[key]
 
     def _blocks(self, g: np.ndarray) -> np.ndarray:
         corpus, j = self.blend(g)
@@ -173,21 +173,13 @@ class DataOrder:
         passes, pos = np.divmod(j, corpus.blocks)
         if self.strategy == "sequential":
             return pos + corpus.offset
-        first, last = int(passes[0]), int(passes[-1])  # j ascends within a chunk: passes do too
-        if first == last:
-            return self._perm(c, first)(pos) + corpus.offset
-        out = np.empty(len(j), dtype=np.int64)
-        for p in range(first, last + 1):
-            here = passes == p
-            if here.any():
-                out[here] = self._perm(c, p)(pos[here]) + corpus.offset
-        return out
+        return self._perms[c](pos, passes) + corpus.offset
 
     def blocks(self, first: int, count: int) -> np.ndarray:
         """The blocks of samples ``first .. first + count - 1``, in the order they are trained on."""
         if self.strategy != "group_by_length":
             return self._blocks(np.arange(first, first + count, dtype=np.int64))
-        mega = MEGA * self.global_batch
+        mega = MEGA
         lo, hi = first // mega * mega, -(-(first + count) // mega) * mega
         out = []
         for start in range(lo, hi, mega):

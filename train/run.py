@@ -80,10 +80,17 @@ class MlmTrainer(Trainer):
         return SampleSampler(self.data_order(), self.sample_start)
 
     def _load_rng_state(self, checkpoint: Any) -> None:
-        """Deferred to the resumed epoch's first batch: the Trainer restores the RNG before it creates the
-        epoch's DataLoader iterator, which draws a seed from the global RNG, so dropout after a resume drew
-        from another state than the uninterrupted run's (tests/train/test_preemption.py: the exact resume)."""
-        self._rng_checkpoint = checkpoint
+        """Deferred to the resumed epoch's first batch when the run stopped inside an epoch: the Trainer
+        restores the RNG before it creates the epoch's DataLoader iterator, which draws a seed from the
+        global RNG, a draw the uninterrupted run made at the epoch's start, long before the checkpoint
+        (tests/train/test_preemption.py: the exact resume). At an epoch's end the uninterrupted run makes
+        that draw after the checkpoint too (unless its workers persist): restored at once, as the Trainer does."""
+        per_epoch = max(self._get_train_sampler().per_epoch // self.global_batch, 1)
+        persistent = self.args.dataloader_persistent_workers and self.args.dataloader_num_workers > 0
+        if self.state.global_step % per_epoch == 0 and not persistent:
+            super()._load_rng_state(checkpoint)
+        else:
+            self._rng_checkpoint = checkpoint
 
     def get_batch_samples(self, epoch_iterator: Any, num_batches: int, device: Any) -> Any:
         out = super().get_batch_samples(epoch_iterator, num_batches, device)
@@ -142,6 +149,20 @@ class MlmTrainer(Trainer):
             self.model.tie_weights()
             load_result = load_result._replace(missing_keys=missing)
         super()._issue_warnings_after_load(load_result)
+
+    def evaluate(self, eval_dataset: Any = None, ignore_keys: list[str] | None = None,
+                 metric_key_prefix: str = "eval") -> dict[str, float]:
+        """Each corpus's evaluation (``eval_<name>_loss``), and ``eval_loss``: their mean weighted by blocks,
+        so --load_best_model_at_end and --metric_for_best_model loss work with named corpora too."""
+        sets = eval_dataset if eval_dataset is not None else self.eval_dataset
+        metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        if isinstance(sets, dict) and f"{metric_key_prefix}_loss" not in metrics:
+            sizes = {n: len(ds) for n, ds in sets.items() if f"{metric_key_prefix}_{n}_loss" in metrics}
+            if sizes:
+                loss = sum(metrics[f"{metric_key_prefix}_{n}_loss"] * k for n, k in sizes.items()) / sum(sizes.values())
+                metrics[f"{metric_key_prefix}_loss"] = loss
+                metrics[f"{metric_key_prefix}_perplexity"] = math.exp(min(loss, 50.0))
+        return metrics
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         for key in [k for k in logs if k.startswith("eval_") and k.endswith("_loss")]:  # eval_loss, eval_<corpus>_loss
@@ -228,7 +249,9 @@ def _fit(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: T
     if resume and base == (0, 0):  # no record of the samples seen (an older checkpoint): its step at this batch
         step = trainer_state(resume).global_step
         base = (step, step * global_batch)
-    trainer.sample_start = 0 if starts_over else base[1]
+    if resume and starts_over:
+        base = (base[0], 0)  # the stream starts over: samples are counted from here
+    trainer.sample_start = base[1]
     trainer.corpora, trainer.weights = data.corpora, data.weights
     if data.corpora and trainer.is_world_process_zero():
         print(corpora_table(data, target_steps(targs, len(data.train)) * global_batch), file=sys.stderr)
@@ -279,8 +302,8 @@ def target_steps(targs: TrainingArguments, n_train: int) -> int:
     """The optimizer step this run ends at: --max_steps, or the epochs' steps as the Trainer counts them."""
     if targs.max_steps > 0:
         return targs.max_steps
-    batches = math.ceil(n_train / (targs.per_device_train_batch_size * max(targs.world_size, 1)))
-    per_epoch = max(math.ceil(batches / targs.gradient_accumulation_steps), 1)
+    global_batch = targs.per_device_train_batch_size * max(targs.world_size, 1) * targs.gradient_accumulation_steps
+    per_epoch = max(n_train // global_batch, 1)  # a Trainer epoch is whole global batches (train/sampling.py)
     return math.ceil(targs.num_train_epochs * per_epoch)
 
 

@@ -83,7 +83,7 @@ def test_three_corpora_mixed_by_weight_through_the_cli(capsys, monkeypatch, tmp_
         n = hi - lo  # the first pass over a corpus is all of it, each block once; repeats only after
         assert len(set(mine[:n].tolist())) == min(n, len(mine)) and (len(mine) <= n or mine[n] in set(mine[:n]))
     metrics = json.loads((tmp_path / "out" / "all_results.json").read_text())
-    assert {f"eval_{n}_loss" for n in WEIGHTS} <= set(metrics)  # a loss per corpus
+    assert {f"eval_{n}_loss" for n in WEIGHTS} | {"eval_loss"} <= set(metrics)  # a loss per corpus, and their mean
 
     _train(bpe_dir, cache, tmp_path / "out2", "--mixture", "wiki=1,social=3")  # other weights, a corpus left out
     err = capsys.readouterr().err
@@ -142,6 +142,29 @@ def test_the_sampler_answers_at_sample_a_billion_in_under_a_second():
     assert time.perf_counter() - t < 1.0
     assert [g for g, _ in first] == list(range(10**9, 10**9 + 256))
     assert np.array_equal([b for _, b in first], order.blocks(10**9, 256))
+
+
+def test_weights_of_corpora_without_blocks_are_one_line():
+    from common.errors import UserError
+    from train.mixture import weights
+
+    assert weights(["a", "b"], {"a": 3, "b": 1}, None, None) == {"a": 0.75, "b": 0.25}
+    assert weights(["a", "b"], {"a": 3, "b": 0}, "a=1,b=0", None) == {"a": 1.0, "b": 0.0}
+    for mixture, alpha in ((None, None), (None, 0.3)):
+        with pytest.raises(UserError, match="hold no blocks"):
+            weights(["a", "b"], {"a": 0, "b": 0}, mixture, alpha)
+
+
+def test_a_tiny_upsampled_corpus_is_a_fresh_permutation_every_pass():
+    """A corpus of 3 blocks at half the weight: 2^19 samples from it, each pass all 3 blocks (vectorised over
+    passes: it once cost a Python loop per pass)."""
+    order = DataOrder([Corpus("big", None, 0, 4_000_000), Corpus("tiny", None, 4_000_000, 3)], [0.5, 0.5],
+                      "random", 2, 32)
+    blocks = order.blocks(0, 1 << 20)
+    tiny = blocks[blocks >= 4_000_000] - 4_000_000
+    assert len(tiny) == 1 << 19
+    passes = tiny[: len(tiny) // 3 * 3].reshape(-1, 3)
+    assert (np.sort(passes, axis=1) == [0, 1, 2]).all() and len({tuple(p) for p in passes.tolist()}) == 6
 
 
 @pytest.mark.parametrize("spec, says", [("wiki=a,b,news=c", {"wiki": "a,b", "news": "c"}), ("a,b", None)])

@@ -8,7 +8,7 @@ import torch
 
 from train.config import throughput_defaults
 from train.dataset import MemmapConcatFullSentenceTextDataset
-from train.order import Corpus, DataOrder
+from train.order import MEGA, Corpus, DataOrder
 from train.sampling import SampleSampler, pad_share
 
 
@@ -18,17 +18,18 @@ def _order(lengths, strategy: str, seed: int = 42, global_batch: int = 8) -> Dat
 
 @pytest.mark.parametrize("strategy", ["random", "group_by_length"])
 def test_every_block_once_a_pass_keyed_by_global_sample_index(strategy):
-    lengths = np.random.default_rng(0).integers(3, 513, size=4800)  # 12 groups of 50 batches of 8
+    n = 2 * MEGA  # two sorted groups when grouped by length
+    lengths = np.random.default_rng(0).integers(3, 513, size=n)
     s = SampleSampler(_order(lengths, strategy))
     first = list(s)
-    assert [g for g, _ in first] == list(range(4800)) and sorted(b for _, b in first) == list(range(4800))
+    assert [g for g, _ in first] == list(range(n)) and sorted(b for _, b in first) == list(range(n))
     assert list(SampleSampler(_order(lengths, strategy))) == first  # a function of the seed: a resume rebuilds it
     second = list(s)  # the stream goes on: the next pass, another order
-    assert [g for g, _ in second] == list(range(4800, 9600)) and sorted(b for _, b in second) == list(range(4800))
+    assert [g for g, _ in second] == list(range(n, 2 * n)) and sorted(b for _, b in second) == list(range(n))
     assert [b for _, b in second] != [b for _, b in first]
-    resumed = SampleSampler(_order(lengths, strategy), start=4000)
-    assert list(resumed)[:800] == first[4000:]  # starts at any sample without walking the ones before
-    assert [b for _, b in SampleSampler(_order(lengths, "sequential"))] == list(range(4800))
+    resumed = SampleSampler(_order(lengths, strategy), start=n - 800)
+    assert list(resumed)[:800] == first[n - 800:]  # starts at any sample without walking the ones before
+    assert [b for _, b in SampleSampler(_order(lengths, "sequential"))] == list(range(n))
 
 
 def test_a_trainer_epoch_is_whole_global_batches_and_the_stream_goes_on():
