@@ -23,7 +23,8 @@ Three pieces, each O(1) memory in the number of samples:
 
 Nothing here depends on the number of processes, the per-device batch or
 gradient accumulation: only on the seed, the corpora's block counts, their
-names and weights (and, for ``group_by_length``, the global batch).
+names and weights. ``group_by_length`` sorts each run of ``MEGA`` samples by
+length, longest first.
 """
 
 from __future__ import annotations
