@@ -48,10 +48,12 @@ class CacheArguments:
         default=None,
         metadata={"help": "Directory of training shards: every *.<ext> file in it is used (required to preprocess). "
                   "Several dirs: comma-separated, or the flag repeated; shards are then named by their path under "
-                  "the dirs' common parent."},
+                  "the dirs' common parent. Named corpora, each its own part of the cache, mixed by mlm-train "
+                  "--mixture: NAME=DIR entries (wiki=data/wiki,news=data/news; NAME=a,b for several dirs)."},
     )
     eval_dir: str | None = field(
-        default=None, metadata={"help": "Directory of validation shards (optional; several as for --train_dir)."}
+        default=None, metadata={"help": "Directory of validation shards (optional; several as for --train_dir; "
+                                     "NAME=DIR for a named corpus)."}
     )
     tokenizer_type: str = field(
         default="auto",
