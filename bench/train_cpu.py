@@ -128,7 +128,8 @@ def run_ours(a: argparse.Namespace, tok: Path, cache: Path, out: Path) -> float:
 def plain_trainer(architecture: str, tok_dir: Path | str, cache: Path | str, seq_len: int, seed: int,
                   training: dict[str, Any], callbacks: list[Any]) -> Any:
     """A Trainer as a plain transformers user builds it, over our dataset: RobertaForMaskedLM as
-    from_config makes it, DataCollatorForLanguageModeling, random batches."""
+    from_config makes it (the tokenizer's vocabulary and special ids; seeded as mlm-train seeds its model,
+    so both start from the same weights), DataCollatorForLanguageModeling, random batches."""
     from transformers import (
         AutoConfig,
         AutoModelForMaskedLM,
@@ -136,14 +137,16 @@ def plain_trainer(architecture: str, tok_dir: Path | str, cache: Path | str, seq
         DataCollatorForLanguageModeling,
         Trainer,
         TrainingArguments,
+        set_seed,
     )
 
     from train.dataset import MemmapConcatFullSentenceTextDataset
 
     tok = AutoTokenizer.from_pretrained(tok_dir)
     config = AutoConfig.from_pretrained(REPO / "train" / "configs" / f"{architecture}.json")
-    config.vocab_size = len(tok)
-    torch.manual_seed(seed)
+    config.update({"vocab_size": len(tok), "pad_token_id": tok.pad_token_id, "bos_token_id": tok.bos_token_id,
+                   "eos_token_id": tok.eos_token_id})
+    set_seed(seed)
     model = AutoModelForMaskedLM.from_config(config)
     data = MemmapConcatFullSentenceTextDataset(Path(cache) / "train", seq_len)
     return Trainer(model=model, args=TrainingArguments(**training), train_dataset=data,

@@ -128,29 +128,12 @@ def training(a: argparse.Namespace, out: Path, seed: int) -> dict[str, Any]:
 
 
 def run_plain(a: argparse.Namespace, tok: Path, cache: Path, out: Path, seed: int) -> Any:
-    from transformers import (
-        AutoConfig,
-        AutoModelForMaskedLM,
-        AutoTokenizer,
-        DataCollatorForLanguageModeling,
-        Trainer,
-        TrainingArguments,
-        set_seed,
-    )
+    from train_cpu import plain_trainer  # the plain recipe, as bench/train_cpu.py and bench/gpu_train.py run it
 
-    from train.dataset import MemmapConcatFullSentenceTextDataset
-
-    tokenizer = AutoTokenizer.from_pretrained(tok)
-    config = AutoConfig.from_pretrained(REPO / "train" / "configs" / "roberta-tiny.json")
-    config.update({"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id,
-                   "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id})
-    set_seed(seed)  # as mlm-train does before building its model: the same initial weights
-    model = AutoModelForMaskedLM.from_config(config)
-    data = MemmapConcatFullSentenceTextDataset(cache / "train", a.seq_len)
-    args = TrainingArguments(**training(a, out, seed), use_cpu=True, dataloader_pin_memory=False)
-    Trainer(model=model, args=args, train_dataset=data, data_collator=DataCollatorForLanguageModeling(tokenizer),
-            processing_class=tokenizer).train()
-    return model
+    trainer = plain_trainer("roberta-tiny", tok, cache, a.seq_len, seed,
+                            {**training(a, out, seed), "use_cpu": True, "dataloader_pin_memory": False}, [])
+    trainer.train()
+    return trainer.model
 
 
 def run_ours(a: argparse.Namespace, tok: Path, cache: Path, out: Path, seed: int, *flags: str) -> Any:

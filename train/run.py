@@ -30,7 +30,7 @@ from train.data import RunData, corpora_table, run_data
 from train.model import ModelError, build_model
 from train.order import Corpus, DataOrder
 from train.preemption import SaveOnSignal, reap_workers_at_exit
-from train.sampling import ORDER_RULE, Keyed, SampleSampler, pad_share
+from train.sampling import ORDER_RULE, Keyed, SampleSampler, global_batch, pad_share, steps_per_epoch
 
 
 class MlmTrainer(Trainer):
@@ -62,17 +62,12 @@ class MlmTrainer(Trainer):
         self.sample_start = 0  # the first sample this run trains on: a resumed run's first unseen one
         self.args.ignore_data_skip = True  # the sampler starts there itself; the Trainer's skip would walk the samples
 
-    @property
-    def global_batch(self) -> int:
-        a = self.args
-        return a.per_device_train_batch_size * max(a.world_size, 1) * a.gradient_accumulation_steps
-
     def data_order(self) -> DataOrder:
         """The run's data order (train/order.py), from ``--train_sampling_strategy``, the seed and the corpora."""
         corpora = self.corpora or [Corpus("train", self.train_dataset.lengths(), 0)]
         strategy = str(getattr(self.args.train_sampling_strategy, "value", self.args.train_sampling_strategy))
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-        return DataOrder(corpora, self.weights, strategy, seed, self.global_batch)
+        return DataOrder(corpora, self.weights, strategy, seed, global_batch(self.args))
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         """``(g, block)`` pairs (train/sampling.py) from ``sample_start``. A private hook of the Trainer (no
@@ -85,7 +80,7 @@ class MlmTrainer(Trainer):
         global RNG, a draw the uninterrupted run made at the epoch's start, long before the checkpoint
         (tests/train/test_preemption.py: the exact resume). At an epoch's end the uninterrupted run makes
         that draw after the checkpoint too (unless its workers persist): restored at once, as the Trainer does."""
-        per_epoch = max(self._get_train_sampler().per_epoch // self.global_batch, 1)
+        per_epoch = steps_per_epoch(len(self.train_dataset), global_batch(self.args))
         persistent = self.args.dataloader_persistent_workers and self.args.dataloader_num_workers > 0
         if self.state.global_step % per_epoch == 0 and not persistent:
             super()._load_rng_state(checkpoint)
@@ -161,12 +156,12 @@ class MlmTrainer(Trainer):
             if sizes:
                 loss = sum(metrics[f"{metric_key_prefix}_{n}_loss"] * k for n, k in sizes.items()) / sum(sizes.values())
                 metrics[f"{metric_key_prefix}_loss"] = loss
-                metrics[f"{metric_key_prefix}_perplexity"] = math.exp(min(loss, 50.0))
+                metrics[f"{metric_key_prefix}_perplexity"] = perplexity(loss)
         return metrics
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         for key in [k for k in logs if k.startswith("eval_") and k.endswith("_loss")]:  # eval_loss, eval_<corpus>_loss
-            logs[f"{key[:-len('_loss')]}_perplexity"] = math.exp(min(logs[key], 50.0))
+            logs[f"{key[:-len('_loss')]}_perplexity"] = perplexity(logs[key])
         super().log(logs, start_time)
 
 
@@ -216,9 +211,9 @@ def _fit(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: T
     """Build the model and the Trainer, train (or resume), evaluate and save: ``train`` past its checks."""
     identity, manifests, eval_set = loaded.identity, data.manifests, data.evaluation
     resume = start.resume
-    global_batch = targs.per_device_train_batch_size * max(targs.world_size, 1) * targs.gradient_accumulation_steps
+    batch = global_batch(targs)
     order = {"sampling": str(getattr(targs.train_sampling_strategy, "value", targs.train_sampling_strategy)),
-             "seed": targs.seed, "data_seed": targs.data_seed, "global_batch": global_batch, "rule": ORDER_RULE,
+             "seed": targs.seed, "data_seed": targs.data_seed, "global_batch": batch, "rule": ORDER_RULE,
              **({"mixture": {n: round(w, 12) for n, w in data.mixture.items()}} if data.mixture else {})}
     recorded = provenance.identity(manifests, cfg.max_seq_length, cfg.datasets_type, order)
     history = provenance.check_resume(Path(resume), recorded, manifests, run.allow_data_change) if resume else []
@@ -248,17 +243,17 @@ def _fit(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: T
     base = provenance.resumed_at(Path(resume)) if resume else (0, 0)
     if resume and base == (0, 0):  # no record of the samples seen (an older checkpoint): its step at this batch
         step = trainer_state(resume).global_step
-        base = (step, step * global_batch)
+        base = (step, step * batch)
     if resume and starts_over:
         base = (base[0], 0)  # the stream starts over: samples are counted from here
     trainer.sample_start = base[1]
     trainer.corpora, trainer.weights = data.corpora, data.weights
     if data.corpora and trainer.is_world_process_zero():
-        print(corpora_table(data, target_steps(targs, len(data.train)) * global_batch), file=sys.stderr)
+        print(corpora_table(data, target_steps(targs, len(data.train)) * batch), file=sys.stderr)
     if resume and starts_over:
         print("note: --ignore_data_skip: the resumed run's data starts over at sample 0", file=sys.stderr)
     trainer.data_record = lambda checkpoint, step: provenance.write_record(checkpoint, recorded, history, manifests, step,
-                                                                          global_batch, base)
+                                                                          batch, base)
     if trainer.is_world_process_zero():
         print(f"note: {padding_note(trainer)}", file=sys.stderr)
     if start.reached:  # killed after its last checkpoint, before the final save: that checkpoint is the end
@@ -282,6 +277,10 @@ def _fit(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: T
     return metrics, trainer
 
 
+def perplexity(loss: float) -> float:
+    return math.exp(min(loss, 50.0))  # capped: a diverged run's loss would overflow
+
+
 def padding_note(trainer: MlmTrainer) -> str:
     """What share of the positions the first epoch computes is padding, in this run's order."""
     sampler = trainer._get_train_sampler()
@@ -302,9 +301,7 @@ def target_steps(targs: TrainingArguments, n_train: int) -> int:
     """The optimizer step this run ends at: --max_steps, or the epochs' steps as the Trainer counts them."""
     if targs.max_steps > 0:
         return targs.max_steps
-    global_batch = targs.per_device_train_batch_size * max(targs.world_size, 1) * targs.gradient_accumulation_steps
-    per_epoch = max(n_train // global_batch, 1)  # a Trainer epoch is whole global batches (train/sampling.py)
-    return math.ceil(targs.num_train_epochs * per_epoch)
+    return math.ceil(targs.num_train_epochs * steps_per_epoch(n_train, global_batch(targs)))
 
 
 def last_evaluation(trainer: Trainer) -> dict[str, float] | None:

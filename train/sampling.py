@@ -48,13 +48,22 @@ def pad_share(lengths: np.ndarray, order: np.ndarray, batch_size: int, multiple:
     return 1.0 - int(lengths[order[:n]].sum()) / computed
 
 
+def global_batch(args: object) -> int:
+    """Samples a step trains on: per-device batch x processes x accumulation (TrainingArguments)."""
+    return args.per_device_train_batch_size * max(args.world_size, 1) * args.gradient_accumulation_steps
+
+
+def steps_per_epoch(n_blocks: int, batch: int) -> int:
+    """Optimizer steps a Trainer epoch holds: whole global batches, at least one (the stream goes on past it)."""
+    return max(n_blocks // batch, 1)
+
+
 class SampleSampler(Sampler[tuple[int, int]]):
     """``(g, block)`` for ``len(self)`` samples a Trainer epoch, from ``start`` on, continuing where it stopped."""
 
     def __init__(self, order: DataOrder, start: int = 0):
         self.order = order
-        g = order.global_batch
-        self.per_epoch = max(order.n_blocks // g, 1) * g
+        self.per_epoch = steps_per_epoch(order.n_blocks, order.global_batch) * order.global_batch
         self.cursor = start
 
     @property
