@@ -77,6 +77,7 @@ class SplitReader:
         self._starts = self.block_starts.tolist()  # bisect on a list beats searchsorted on one scalar
         ids = self.manifest.tokenizer.special_ids
         self.bos, self.eos = ids.bos, ids.eos
+        self.vocab_size = self.manifest.tokenizer.vocab_size
         root = str(self.split_dir) + os.sep
         # per piece: (tokens path, its FileInfo, token dtype, blocks path, its FileInfo)
         self._files = [(root + p.files["tokens"].path, p.files["tokens"], np.dtype(p.files["tokens"].dtype),
@@ -131,10 +132,22 @@ class SplitReader:
         data = os.pread(fd, (e - s) * dtype.itemsize, offset + s * dtype.itemsize)
         if len(data) != (e - s) * dtype.itemsize:
             raise _short(path)
+        ids = np.frombuffer(data, dtype)
+        if e > s and int(ids.max()) >= self.vocab_size:  # one comparison an id (bench/dataloader.py: its cost)
+            raise self._past_vocabulary(path, s, ids)
         out = np.empty(e - s + 2, dtype=np.int64)
         out[0], out[-1] = self.bos, self.eos
-        out[1:-1] = np.frombuffer(data, dtype)
+        out[1:-1] = ids
         return out
+
+    def _past_vocabulary(self, path: str, s: int, ids: np.ndarray) -> FormatError:
+        """An id no embedding row exists for: the file was altered after it was checked (its size is
+        right, its content is not); never handed to the model, where it is an IndexError deep in torch."""
+        k = int(np.argmax(ids >= self.vocab_size))
+        return FormatError(f"{path}: token {s + k:,} is id {int(ids[k]):,}, at or past the vocabulary size "
+                           f"{self.vocab_size:,} (the file was altered after it was built); list every damaged "
+                           f"file with: mlm-inspect verify {os.path.abspath(self.split_dir)}, then rebuild the "
+                           "cache (mlm-preprocess with --verify_outputs rewrites what is damaged)")
 
     def tokens(self, piece: int) -> np.ndarray:
         """The whole token stream of one piece, read into memory (for tests and inspection)."""
