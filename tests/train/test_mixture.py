@@ -113,15 +113,32 @@ def test_named_and_unnamed_layouts_never_mix_and_bad_weights_are_one_line(capsys
         assert says in err and "Traceback" not in err, err
 
 
-def test_the_blend_keeps_every_prefix_within_about_one_sample_of_its_share():
-    w = np.array([0.5, 0.3, 0.15, 0.05])
-    corpus, j = Blend(list(w))(np.arange(3 * PERIOD // 2))  # across a period's end
+def _deviation(weights: list[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Over 1.5 periods (across a period's end): each corpus's realised count at every prefix minus its share
+    of the prefix (the share as apportioned to whole samples a period), and the blend's (corpus, j)."""
+    blend = Blend(weights)
+    corpus, j = blend(np.arange(3 * PERIOD // 2))
     t = np.arange(1, len(corpus) + 1)
+    share = blend.counts / PERIOD
+    return np.stack([np.cumsum(corpus == c) - share[c] * t for c in range(len(weights))]), corpus, j
+
+
+def test_the_blend_keeps_every_prefix_within_one_sample_of_its_share():
+    """Webster's interleave (corpus c's i-th sample at time (i + 1/2) / q_c), checked against its own bound, not
+    a slack that grows with the prefix: a half-sample shift ((i + 1) / q_c, or i / q_c) reaches 1.5 and 1.0 here."""
+    w = [0.5, 0.3, 0.15, 0.05]
+    counts = Blend(w).counts
+    assert counts.sum() == PERIOD and (np.abs(counts - np.array(w) * PERIOD) < 1).all()  # the weights to samples
+    dev, corpus, j = _deviation(w)
+    worst = float(np.abs(dev).max())
+    assert worst < 1.0, worst  # Webster's rule gives 0.70 for these weights
     for c in range(len(w)):
         mine = corpus == c
-        # within one sample, plus the weights' rounding to whole samples a period (at most one a period)
-        assert (np.abs(np.cumsum(mine) - w[c] * t) <= 1.0 + t / PERIOD).all()
         assert np.array_equal(j[mine], np.arange(mine.sum()))  # each corpus's samples in turn, none skipped
+    for two in ([0.7, 0.3], [0.9, 0.1], [0.123, 0.877]):
+        # two corpora: each count is its share of the prefix rounded to the nearest (|e_0 (1 - q) - q e_1| <= 1/2
+        # with both corpora's continuous-time errors e_c within 1/2)
+        assert np.abs(_deviation(two)[0]).max() <= 0.5 + 1e-9, two
 
 
 def test_the_order_is_a_permutation_each_pass_and_computed_at_any_index():
@@ -172,3 +189,42 @@ def test_name_dir_entries(spec, says):
     from common.corpora import parse_named
 
     assert parse_named(spec, "--train_dir") == says
+
+
+def _two_corpora(capsys, tok: Path, root: Path) -> Path:
+    """Two small corpora, a validation split each: a Trainer epoch of a few steps at batch 8."""
+    dirs = {"wiki": root / "wiki", "news": root / "news"}
+    write_shards(dirs["wiki"], n_shards=1, lines_per_shard=60, seed=1)
+    write_shards(dirs["news"], n_shards=1, lines_per_shard=40, seed=2)
+    cache = root / "cache"
+    _preprocess(capsys, tok, dirs, cache)
+    return cache
+
+
+def test_a_mixture_run_reports_the_mean_eval_loss_and_its_epoch_goes_on_across_a_resume(capsys, tmp_path, bpe_dir):
+    """Its last step evaluated: all_results.json, eval_results.json and the log hold eval_loss and
+    eval_perplexity, the per-corpus losses' mean by blocks (they held the per-corpus keys only). Resumed
+    mid-epoch, the logged epoch is the uninterrupted run's (it started over from the epoch's start)."""
+    cache = _two_corpora(capsys, bpe_dir, tmp_path)
+    flags = ("--max_steps", "8", "--save_strategy", "steps", "--save_steps", "4", "--eval_strategy", "steps",
+             "--eval_steps", "4", "--logging_steps", "1", "--disable_tqdm", "true")
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    _train(bpe_dir, cache, full, *flags)
+    capsys.readouterr()
+    blocks = {n: json.loads((cache / "corpora" / n / "validation" / "manifest.json").read_text())["totals"]["blocks"]
+              for n in ("wiki", "news")}
+    for name in ("all_results.json", "eval_results.json"):
+        metrics = json.loads((full / name).read_text())
+        mean = sum(metrics[f"eval_{n}_loss"] * k for n, k in blocks.items()) / sum(blocks.values())
+        assert metrics["eval_loss"] == pytest.approx(mean, rel=1e-9), name
+        assert metrics["eval_perplexity"] == pytest.approx(np.exp(mean), rel=1e-9), name
+    history = json.loads((full / "trainer_state.json").read_text())["log_history"]
+    assert sorted(h["step"] for h in history if "eval_loss" in h and "eval_perplexity" in h) == [4, 8]
+
+    epochs = {h["step"]: h["epoch"] for h in history if "loss" in h}
+    assert sorted(epochs) == list(range(1, 9)) and epochs[8] > 1.0  # the run crosses an epoch's end
+    cut.mkdir()
+    (full / "checkpoint-4").rename(cut / "checkpoint-4")
+    _train(bpe_dir, cache, cut, *flags, "--resume_from_checkpoint", "latest")
+    resumed = json.loads((cut / "trainer_state.json").read_text())["log_history"]
+    assert {h["step"]: h["epoch"] for h in resumed if "loss" in h} == epochs  # exactly, steps 1-4 from the checkpoint
