@@ -172,6 +172,21 @@ def test_weights_of_corpora_without_blocks_are_one_line():
             weights(["a", "b"], {"a": 0, "b": 0}, mixture, alpha)
 
 
+@pytest.mark.parametrize("alpha", [0.0, 0.3, 0.5, 1.0])
+def test_mixture_alpha_weighs_each_corpus_by_its_blocks_to_the_power_alpha(alpha):
+    """XLM-R's smoothing: weight ~ (share of the blocks) ** alpha, normalised; 0 uniform, 1 by size; a corpus
+    without blocks weighs nothing, whatever alpha."""
+    from train.mixture import weights
+
+    blocks = {"big": 9000, "mid": 900, "small": 100, "empty": 0}
+    raw = {n: b**alpha if b else 0.0 for n, b in blocks.items()}
+    expected = {n: r / sum(raw.values()) for n, r in raw.items()}
+    got = weights(list(blocks), blocks, None, alpha)
+    assert got == pytest.approx(expected, rel=1e-12, abs=0)
+    if alpha < 1:
+        assert got["small"] > blocks["small"] / sum(blocks.values())  # the small corpus is upsampled
+
+
 def test_a_tiny_upsampled_corpus_is_a_fresh_permutation_every_pass():
     """A corpus of 3 blocks at half the weight: 2^19 samples from it, each pass all 3 blocks (vectorised over
     passes: it once cost a Python loop per pass)."""
