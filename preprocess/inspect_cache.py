@@ -4,10 +4,10 @@ Works on any node, without torch and, except for ``status``, without the
 text: everything it reports comes from the manifest and the arrays.
 
     mlm-inspect show    CACHE_OR_SPLIT [--json]
-    mlm-inspect status  CACHE_OR_SPLIT [--input_dir DIR] [--tokenizer PATH] [-v]
+    mlm-inspect status  CACHE_OR_SPLIT [--input_dir DIR | NAME=DIR,...] [--tokenizer PATH] [-v]
     mlm-inspect verify  CACHE_OR_SPLIT
     mlm-inspect samples CACHE_OR_SPLIT [-n N]
-    mlm-inspect diff    SPLIT_A SPLIT_B
+    mlm-inspect diff    CACHE_OR_SPLIT_A CACHE_OR_SPLIT_B
 
 Exit status: 0 fresh / intact, 1 stale / damaged, 2 bad arguments.
 """
@@ -25,7 +25,7 @@ import numpy as np
 from common import leases
 from common.check import SplitCheck, check_split, input_dirs
 from common.cli import parse_args, run_command
-from common.corpora import CORPORA_FILE, corpus_dir, read_corpora
+from common.corpora import CORPORA_FILE, corpus_dir, parse_named, read_corpora
 from common.errors import UserError
 from common.format import MANIFEST_NAME, FormatError, length_bins
 from common.manifest import Manifest, unk_share
@@ -44,21 +44,27 @@ def read_manifest(split: Path) -> Manifest:
     return c.manifest
 
 
-def split_dirs(path: str) -> list[Path]:
-    """A split dir itself (or its manifest.json), or every split of a cache dir."""
+def _is_split(path: str | Path) -> bool:
+    """A split dir itself (or its manifest.json), not a cache dir."""
     p = Path(path)
-    if p.name == MANIFEST_NAME and p.is_file():
-        return [p.parent]
-    if (p / MANIFEST_NAME).is_file():
-        return [p]
+    return (p.name == MANIFEST_NAME and p.is_file()) or (p / MANIFEST_NAME).is_file()
+
+
+def split_dirs(path: str | Path) -> dict[str, Path]:
+    """Split dirs by label: a split dir itself (or its manifest.json) by its name, every split of a cache dir
+    by its name, or of a named cache by corpus and split (``news/train``), in the order corpora.json names them."""
+    p = Path(path)
+    if _is_split(p):
+        d = p.parent if p.name == MANIFEST_NAME else p
+        return {d.name: d}
     names = read_corpora(p)
-    if names is not None:  # named corpora (common/corpora.py): each one's splits, in the order named
-        return [d for n in names for d in [corpus_dir(p, n) / "train", *sorted(
-            x.parent for x in corpus_dir(p, n).glob(f"*/{MANIFEST_NAME}") if x.parent.name != "train")]]
+    if names is not None:  # named corpora (common/corpora.py): each one's splits, train first
+        return {f"{n}/{d.name}": d for n in names for d in [corpus_dir(p, n) / "train", *sorted(
+            x.parent for x in corpus_dir(p, n).glob(f"*/{MANIFEST_NAME}") if x.parent.name != "train")]}
     found = sorted(d.parent for d in p.glob(f"*/{MANIFEST_NAME}"))
     if not found:
         raise UserError(f"{path}: no {MANIFEST_NAME} here or in its subdirs; is it a cache dir or a split dir?")
-    return found
+    return {d.name: d for d in found}
 
 
 def corpora_table(cache: Path) -> str:
@@ -225,6 +231,42 @@ def status(split: Path, m: Manifest, input_dir: str | None, tokenizer: str | Non
     return fresh, "\n".join(out)
 
 
+def given_inputs(path: str, input_dir: str | None) -> dict[str | None, str]:
+    """``--input_dir`` by corpus: ``{name: dirs}`` from NAME=DIR entries on a named cache, ``{None: dirs}``
+    on an unnamed cache or a split dir, ``{}`` without it. UserError for a bare dir on a named cache (which
+    corpus's text is it?), NAME=DIR elsewhere, or a name the cache does not hold."""
+    if not input_dir:
+        return {}
+    names = read_corpora(path)
+    entries = parse_named(input_dir, "--input_dir")
+    if names is None:
+        if entries is not None and not Path(input_dir).is_dir():
+            raise UserError(f"--input_dir {input_dir}: {path} is not a named cache (no {CORPORA_FILE}), so no "
+                            f"corpus to name; give the dir alone (--input_dir {','.join(entries.values())})")
+        return {None: input_dir}
+    if entries is None:
+        raise UserError(f"--input_dir {input_dir}: {path} holds named corpora ({', '.join(names)}); name the "
+                        f"corpus whose text is there: --input_dir NAME={input_dir} (several: NAME=DIR,NAME2=DIR2; "
+                        "a corpus not named is checked against the dirs its manifests record)")
+    unknown = [n for n in entries if n not in names]
+    if unknown:
+        raise UserError(f"--input_dir {input_dir}: {path} has no corpus {unknown[0]!r}; its corpora: "
+                        f"{', '.join(names)}")
+    return dict(entries)
+
+
+def input_for(label: str, m: Manifest, given: dict[str | None, str], whole_split: bool) -> str | None:
+    """The dirs ``status`` checks split ``label`` against: what ``--input_dir`` gives its corpus, or None (the
+    dirs its manifest records). On a cache dir, ``--input_dir`` names the training text, as mlm-train's
+    ``--train_dir`` does: it covers the train split and a validation split held out of it, while a split built
+    from its own ``--eval_dir`` keeps its recorded dirs. A split dir given alone takes ``--input_dir`` whatever
+    it holds (``whole_split``)."""
+    src = given.get(label.split("/")[0] if "/" in label else None)
+    if src is None or whole_split or label.split("/")[-1] == "train" or m.parameters.validation_split is not None:
+        return src
+    return None
+
+
 def verify(split: Path, m: Manifest) -> tuple[bool, str]:
     """(intact?, report): every array's size and digest against the manifest."""
     c = check_split(split, digests=True, manifest=m)
@@ -300,8 +342,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the manifest itself")
     p = sub.add_parser("status", help="fresh or stale against the input dirs, shard by shard (exit 1 if stale)")
     p.add_argument("path")
-    p.add_argument("--input_dir", help="where the shards are now, several dirs comma-separated (default: the "
-                   "dir or dirs the manifest names)")
+    p.add_argument("--input_dir", help="where the training text is now, several dirs comma-separated; on a cache "
+                   "of named corpora NAME=DIR entries (NAME=a,b,NAME2=c), corpora not named keeping their recorded "
+                   "dirs. On a cache dir it covers the train split and a validation split held out of it, not one "
+                   "built from its own --eval_dir (give that split's dir to check it elsewhere). Default: the dirs "
+                   "each manifest records")
     p.add_argument("--tokenizer", help="tokenizer path to compare (default: the one the manifest names)")
     p.add_argument("-v", "--verbose", action="store_true", help=f"list every shard and its state (default: a count "
                    f"per state and the first {STATUS_NAMES} changed, added and removed)")
@@ -312,21 +357,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=_positive, default=3, help="how many blocks (default 3), evenly spaced")
     p.add_argument("--tokenizer_type", help="load the tokenizer as this type (needed, as a consent to import it, "
                    "when the cache names a module.path:ClassName type)")
-    p = sub.add_parser("diff", help="what differs between two manifests (exit 1 if anything)")
-    p.add_argument("a", help="split dir or manifest.json")
-    p.add_argument("b", help="split dir or manifest.json")
+    p = sub.add_parser("diff", help="what differs between two manifests, or two caches split by split and corpus "
+                       "by corpus, a corpus or split on one side only included (exit 1 if anything)")
+    p.add_argument("a", help="cache dir, split dir or manifest.json")
+    p.add_argument("b", help="cache dir, split dir or manifest.json")
     return parser
 
 
-def _diff_pairs(a: str, b: str) -> list[tuple[Path, Path]]:
-    """Split dirs to compare: the two given, or each split the two cache dirs share."""
+def _diff_pairs(a: str, b: str) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """The split dirs to compare, and a line for each corpus or split only one side of two caches has: the two
+    split dirs given, a split dir and the cache's split of its name, or the splits of two caches paired by label
+    (corpus with corpus, split with split)."""
     da, db = split_dirs(a), split_dirs(b)
-    if len(da) == 1 and len(db) == 1:
-        return [(da[0], db[0])]
-    pairs = [(x, y) for x in da for y in db if x.name == y.name]
-    if not pairs:
+    if _is_split(a) and _is_split(b):
+        return [(next(iter(da.values())), next(iter(db.values())))], []
+    na, nb = read_corpora(a), read_corpora(b)
+    if (na is None) != (nb is None):
+        named, other, names = (a, b, na) if na is not None else (b, a, nb)
+        raise UserError(f"{named} holds named corpora ({', '.join(names)}) and {other} does not; give two split "
+                        f"dirs to compare one corpus with another (e.g. {corpus_dir(named, names[0]) / 'train'})")
+    only: list[str] = []
+    one_sided: set[str] = set()
+    if na is not None and nb is not None:
+        if na != nb and set(na) == set(nb):  # the order matters: ties in the blend go to the corpus listed first
+            only.append(f"corpora: {json.dumps(na)} -> {json.dumps(nb)}")
+        for x, nx, ny in ((a, na, nb), (b, nb, na)):
+            one_sided.update(n for n in nx if n not in ny)
+            only += [f"corpus {n}: only in {x} ({corpus_dir(x, n)})" for n in nx if n not in ny]
+    if not (_is_split(a) or _is_split(b)):  # a split dir given is compared with its like, nothing else
+        for x, dx, dy in ((a, da, db), (b, db, da)):
+            only += [f"split {k}: only in {x} ({d})" for k, d in dx.items()
+                     if k not in dy and k.split("/")[0] not in one_sided]
+    pairs = [(da[k], db[k]) for k in da if k in db]
+    if not pairs and na is None:
         raise UserError(f"{a} and {b} share no split to compare; give two split dirs")
-    return pairs
+    return pairs, only
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -343,29 +408,32 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "diff":
-        all_same = True
-        for x, y in _diff_pairs(args.a, args.b):
+        pairs, only = _diff_pairs(args.a, args.b)
+        all_same = not only
+        for x, y in pairs:
             same, report = diff(read_manifest(x), read_manifest(y), (str(x), str(y)))
             all_same &= same
             print(report)
+        if only:
+            print("\n".join(only))
         return 0 if all_same else 1
+    dirs = split_dirs(args.path)
     if args.command == "show" and args.json:
-        dirs = split_dirs(args.path)
-        named = read_corpora(args.path) is not None
-        docs = {(str(d.relative_to(corpus_dir(args.path, ""))) if named else d.name): read_manifest(d).to_dict()
-                for d in dirs}
-        one = len(dirs) == 1 and (Path(args.path) / MANIFEST_NAME).is_file()
+        docs = {label: read_manifest(d).to_dict() for label, d in dirs.items()}
+        one = _is_split(args.path)
         print(json.dumps(next(iter(docs.values())) if one else docs, indent=1, ensure_ascii=False))
         return 0
     good = True
     if args.command == "show" and read_corpora(args.path) is not None:
         print(corpora_table(Path(args.path)))
-    for split in split_dirs(args.path):
+    given = given_inputs(args.path, args.input_dir) if args.command == "status" else {}
+    for label, split in dirs.items():
         m = read_manifest(split)
         if args.command == "show":
             print(show(split, m))
         elif args.command == "status":
-            ok, report = status(split, m, args.input_dir, args.tokenizer, args.verbose)
+            src = input_for(label, m, given, whole_split=_is_split(args.path))
+            ok, report = status(split, m, src, args.tokenizer, args.verbose)
             good &= ok
             print(report)
         elif args.command == "verify":
