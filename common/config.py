@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from common.corpora import parse_named
 from common.errors import UserError
 
 MAX_SEQ_LENGTH_LIMIT = 1 << 20  # far past any position table; keeps block arithmetic far from int64 limits
@@ -92,6 +93,8 @@ class CacheArguments:
             except UnicodeEncodeError:  # the manifest records paths, and JSON is UTF-8
                 raise UserError(f"--{flag}: the path {os.fsencode(getattr(self, flag))!r} is not valid UTF-8; "
                                 "rename it or reach it through a UTF-8 path (a symlink)") from None
+        for flag in ("train_dir", "eval_dir"):  # corpus names first: a bad one is its rule, not a missing dir
+            parse_named(getattr(self, flag), f"--{flag}")
         self.ext = normalise_ext(self.ext)
         if not self.ext:
             raise UserError("--ext is empty; give the shards' extension, e.g. --ext txt")

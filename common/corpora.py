@@ -18,7 +18,9 @@ the one-corpus layout, so every existing command and cache works unchanged.
 
 from __future__ import annotations
 
+import os
 import re
+import unicodedata
 from pathlib import Path
 
 from common.errors import UserError
@@ -27,11 +29,45 @@ from common.json_files import read_json, write_json_atomic
 
 CORPORA_FILE = "corpora.json"
 CORPORA_DIR = "corpora"
-_NAMED = re.compile(r"^([A-Za-z][A-Za-z0-9_-]{0,63})=(.+)$")
+# NAME=DIR: what comes before the first '=' is a name unless it holds a '/', so a path with an '=' in it
+# (data/a=b, ./a=b) is a dir; the name is then checked against the rule, never taken for a dir.
+_NAMED = re.compile(r"^([^=/]*)=(.*)$")
+MAX_NAME = 64  # characters: the dir <cache>/corpora/<name> stays far below 255 bytes (Thai: 3 bytes a character)
+NAME_RULE = (f"a corpus name is letters (of any script, with their marks), digits, '_' and '-', at most {MAX_NAME}, "
+             "the first a letter or digit (it names a dir, <cache>/corpora/<name>, and the metric eval_<name>_loss)")
+
+
+def _name_char(c: str, first: bool) -> bool:
+    category = unicodedata.category(c)
+    return category[0] == "L" or category == "Nd" or (not first and (category[0] == "M" or c in "_-"))
+
+
+def is_corpus_name(name: str) -> bool:
+    """Whether ``name`` follows ``NAME_RULE``, the one rule for names given as flags and read from corpora.json.
+
+    Marks count with the letters they sit on: Thai vowel and tone marks
+    (U+0E31, U+0E34-0E3A, U+0E47-0E4E) are category Mn, which neither
+    ``str.isalnum`` nor ``\\w`` takes, so ข่าว would be refused without them.
+    Nothing else is taken: no '.', space or '/' (a name is one path
+    component, never ``..``), no leading '-' (it would read as a flag).
+    """
+    return 0 < len(name) <= MAX_NAME and all(_name_char(c, k == 0) for k, c in enumerate(name))
+
+
+def _name_error(flag: str, entry: str, name: str) -> UserError:
+    """``name`` broke the rule: say the rule, a name that keeps it, and how to give a dir of that name."""
+    fix = "".join(c if _name_char(c, False) else "_" for c in name).strip("_-")[:MAX_NAME]
+    rename = f"rename it (e.g. {fix})" if fix and is_corpus_name(fix) else "rename it"
+    return UserError(f"{flag} {entry}: {name or 'an empty name'}: {NAME_RULE}; {rename}, or, for a dir of that "
+                     f"name, write ./{entry}")
 
 
 def parse_named(value: str | None, flag: str) -> dict[str, str] | None:
-    """``{name: "dir[,dir...]"}`` from NAME=DIR entries, in the order given; None when no entry is named."""
+    """``{name: "dir[,dir...]"}`` from NAME=DIR entries, in the order given; None when no entry is named.
+
+    A name that breaks the rule is a UserError saying the rule (``NAME_RULE``),
+    not a dir that does not exist.
+    """
     if not value:
         return None
     named: dict[str, list[str]] = {}
@@ -41,8 +77,15 @@ def parse_named(value: str | None, flag: str) -> dict[str, str] | None:
         if not entry:
             continue
         m = _NAMED.match(entry)
+        if m is None and "=" in entry and not os.path.exists(entry):  # x/y=d: a dir that is not there, or a name?
+            head = entry.split("=", 1)[0]
+            raise UserError(f"{flag} {entry}: no such directory, nor a NAME=DIR entry ({head}: {NAME_RULE})")
         if m:
             current = m.group(1)
+            if not is_corpus_name(current):
+                raise _name_error(flag, entry, current)
+            if not m.group(2):
+                raise UserError(f"{flag} {entry}: no dir after {current}=; give the corpus's dir ({current}=DIR)")
             if current in named:
                 raise UserError(f"{flag}: the corpus name {current!r} is given twice; one NAME=DIR per corpus "
                                 f"(several dirs: {current}=a,b)")
@@ -74,7 +117,7 @@ def read_corpora(cache: str | Path) -> list[str] | None:
     except (FormatError, KeyError, TypeError) as e:
         raise UserError(f"{path}: unreadable ({e}); rerun mlm-preprocess with the --train_dir NAME=DIR entries "
                         "to rewrite it") from None
-    if not isinstance(names, list) or not all(isinstance(n, str) and _NAMED.match(f"{n}=x") for n in names):
+    if not isinstance(names, list) or not all(isinstance(n, str) and is_corpus_name(n) for n in names):
         raise UserError(f"{path}: 'corpora' must be a list of names; rerun mlm-preprocess to rewrite it")
     return names
 
