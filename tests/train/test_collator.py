@@ -97,3 +97,19 @@ def test_the_head_runs_on_a_number_of_rows_fixed_by_the_shape_covering_every_lab
         assert len(set(head) & labelled) == len(labelled) == len([x for x in head if x in labelled])  # each once
         assert (flat_labels[positions[~torch.isin(positions, torch.tensor(sorted(labelled)))]] == -100).all()
     assert "head_positions" not in _collator(tok)([(TRAIN_STREAM, 0, torch.tensor([0, 9, 9, 2]))])
+
+
+@pytest.mark.parametrize("p", [0.15, 0.4, 0.75])
+def test_a_short_blocks_mask_count_is_rounded_up_or_down_at_random_so_the_rate_is_p(bpe_dir, p):
+    """Blocks of 6 maskable ids: p x 6 masks, rounded at random (0.9 -> 0 or 1, 1 nine times in ten). A count
+    always rounded down (or up, or to the nearest) is off by up to one mask a block, far outside the
+    tolerance here; blocks of ~100 ids would hide it inside 1%."""
+    tok = AutoTokenizer.from_pretrained(bpe_dir)
+    coll = _collator(tok, p=p, max_width=64)
+    n = 20_000
+    body = torch.arange(6) + 10
+    b = coll([(TRAIN_STREAM, k, torch.cat([torch.tensor([tok.bos_token_id]), body, torch.tensor([tok.eos_token_id])]))
+              for k in range(n)])
+    k = (b["labels"] != -100).sum(1).double()
+    assert float(k.mean()) == pytest.approx(p * 6, abs=0.02)  # std. error of the mean: under 0.004
+    assert set(k.tolist()) == {float(int(p * 6)), float(int(p * 6) + 1)}  # each block: rounded down or up
