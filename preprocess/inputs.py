@@ -1,7 +1,8 @@
 """The input shards: every ``*.<ext>`` file of the text dirs, each checked before any work.
 
 A shard that is not what ``--ext`` says (a gzip file named .txt, pretty
-JSON named .jsonl, a FIFO, a name that is not UTF-8) is a one-line error
+JSON named .jsonl, JSON Lines that a bare ``--ext zst`` would read as
+text, a FIFO, a name that is not UTF-8) is a one-line error
 naming it and the fix, found here in a read of its head, not a run of
 garbage or of bad records.
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from common.check import input_dirs, list_inputs, listed_ext
 from common.errors import UserError
-from preprocess.formats import CODEC_MAGIC, CODECS, Decompressed, Format, parquet_column
+from preprocess.formats import CODEC_MAGIC, CODECS, JSONL_NAMES, Decompressed, Format, parquet_column
 
 SNIFF_RECORDS = 64 << 10  # bytes of (decompressed) text a shard's check reads
 
@@ -41,8 +42,10 @@ def list_shards(input_dir: str, formats: dict[str, Format], flag: str, recursive
     for d in dirs:
         if d not in bases:
             raise UserError(f"{flag} {d}: no {_pattern(ext)} files{_empty_hint(d, ext, recursive, has_recursive)}")
-    fmts = [formats[listed_ext(p.name, ext)] for _, p in shards]
-    column_states = [check_shard(p, str(base), base, fmt, column) for (_, p), base, fmt in zip(shards, bases, fmts)]
+    listed = [listed_ext(p.name, ext) for _, p in shards]
+    fmts = [formats[e] for e in listed]
+    column_states = [check_shard(p, str(base), base, fmt, column, e)
+                     for (_, p), base, fmt, e in zip(shards, bases, fmts, listed)]
     if any(f.records for f in fmts) and "" not in column_states and any(column_states):
         k = next(i for i, why in enumerate(column_states) if why)
         records = ",".join(e for e, f in formats.items() if f.records)
@@ -110,9 +113,10 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def check_shard(p: Path, input_dir: str, base: Path, fmt: Format, column: str) -> str | None:
-    """UserError unless ``p`` is a readable regular file with a UTF-8 name, of the format ``fmt``;
-    for records, why its head holds no ``column`` text ("" if it does; None: no record to tell).
+def check_shard(p: Path, input_dir: str, base: Path, fmt: Format, column: str, listed: str) -> str | None:
+    """UserError unless ``p`` is a readable regular file with a UTF-8 name, of the format ``fmt`` (that
+    of ``listed``, the extension of --ext it was listed by); for records, why its head holds no ``column``
+    text ("" if it does; None: no record to tell).
 
     A FIFO or a device would hang the run or feed it endless bytes; a name
     that is not UTF-8 cannot be written to the manifest (JSON is UTF-8).
@@ -137,6 +141,11 @@ def check_shard(p: Path, input_dir: str, base: Path, fmt: Format, column: str) -
             os.close(fd)
     except OSError as e:
         raise UserError(f"{p}: not readable ({e.strerror}); fix it or move it out of {input_dir}") from None
+    if reads := _records_read_as_text(p.name, fmt, listed):
+        raise UserError(f"{p}: JSON Lines (*.{reads}), but --ext {listed} reads it as {fmt.codec}-compressed text: "
+                        f"its raw JSON would be tokenized, --text_column unused. Read it with --ext {reads} (listed "
+                        f"with {listed} if compressed text is there too: --ext {listed},{reads}), or move it out "
+                        f"of {input_dir}")
     if fmt.ranges:
         what = not_text(head)
         if what:
@@ -146,6 +155,16 @@ def check_shard(p: Path, input_dir: str, base: Path, fmt: Format, column: str) -
     if what:
         raise UserError(f"{p}: {what}. {_reader_hint(p, what)}or move it out of {input_dir}")
     return column_state
+
+
+def _records_read_as_text(name: str, fmt: Format, listed: str) -> str | None:
+    """``jsonl.zst`` where a file so named was listed by a bare codec (``--ext zst``), which reads it as
+    compressed text: the extension that reads it as JSON Lines, in its name's spelling; else None.
+    (A ``.parquet.zst`` read so is refused by its decompressed head: a Parquet file, not text.)"""
+    if fmt.kind != "text" or listed.lower() not in CODECS:
+        return None
+    inner = name[: -len(listed) - 1].rpartition(".")[2]
+    return f"{inner}.{listed}" if "." in name[: -len(listed) - 1] and inner.lower() in JSONL_NAMES else None
 
 
 def _reader_hint(p: Path, what: str) -> str:

@@ -194,6 +194,26 @@ def test_a_parquet_file_named_txt_points_at_ext_parquet(capsys, tmp_path, wordpi
     assert rc == 2 and "a Parquet file" in err and "--ext parquet" in err
 
 
+@pytest.mark.parametrize("name, ext, reads", [("a.jsonl.zst", "zst", "jsonl.zst"), ("a.jsonl.gz", "gz", "jsonl.gz"),
+                                              ("a.json.zst", "zst", "json.zst"), ("a.ndjson.gz", "txt,gz", "ndjson.gz"),
+                                              ("a.JSONL.zst", "zst", "JSONL.zst")])
+def test_json_lines_matched_only_by_a_bare_codec_ext_is_refused_naming_the_ext_that_reads_it(capsys, tmp_path,
+                                                                                           wordpiece_dir, name, ext,
+                                                                                           reads):
+    """--ext zst reads *.zst as compressed text: a .jsonl.zst would be tokenized as raw JSON ({ " text " : ...),
+    --text_column unused, so it is refused as a gzip named .txt is; compressed text (.txt.zst) is still read."""
+    codec = name.rsplit(".", 1)[1].lower()
+    write_docs(tmp_path / "t" / name, make_lines(20), f"jsonl.{codec}")
+    write_docs(tmp_path / "t" / f"b.txt.{codec}", make_lines(20, seed=1), f"txt.{codec}")
+    rc, out, err = run_cli(capsys, *base_args(wordpiece_dir, tmp_path / "t", tmp_path / "c", "--ext", ext))
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error:"), err
+    assert name in err and "JSON Lines" in err and f"--ext {reads}" in err, err
+    assert not (tmp_path / "c" / "train").exists()
+    (tmp_path / "t" / name).unlink()
+    rc, out, err = run_cli(capsys, *base_args(wordpiece_dir, tmp_path / "t", tmp_path / "c", "--ext", ext))
+    assert rc == 0 and manifest(tmp_path / "c")["shards"][0]["lines"] == 20, err
+
+
 def test_awkward_but_valid_records_are_read(capsys, tmp_path, wordpiece_dir):
     """A lone surrogate escape, a byte-order mark, a header record without text, dictionary-encoded and
     int Parquet columns: read, counted or named, never a traceback."""
