@@ -289,31 +289,80 @@ def check_split(split_dir: str | Path, *, tokenizer: TokenizerSource | None = No
     return SplitCheck(split_dir, m, **found)
 
 
+def _related(a: list[Path], b: list[Path], recursive: bool) -> tuple[Path, Path, str] | None:
+    """The first dir of ``a`` that is a dir of ``b`` or, read with ``recursive``, lies inside one or holds
+    one: (that dir, the other, how: "is", "is inside", "holds"); None when no dir's files are read twice."""
+    for x in a:
+        for y in b:
+            rx, ry = x.resolve(), y.resolve()
+            if rx == ry or (recursive and (rx in ry.parents or ry in rx.parents)):
+                return x, y, "is" if rx == ry else ("is inside" if ry in rx.parents else "holds")
+    return None
+
+
+def _files_by_inode(dirs: list[Path], ext: str, recursive: bool) -> dict[tuple[int, int], Path]:
+    """Every input file of ``dirs`` by (device, inode): a file reached by links of any kind is one key."""
+    if not all(d.is_dir() for d in dirs):
+        return {}  # a missing dir gets its own error where it is read
+    out = {}
+    for _, p in list_inputs(dirs, ext, recursive):
+        st = os.stat(p)
+        out[(st.st_dev, st.st_ino)] = p
+    return out
+
+
+def _shared_file(a: list[Path], b: list[Path], ext: str, recursive: bool) -> tuple[int, Path] | None:
+    """(how many, the first) input files of ``b`` that are also input files of ``a``; None if none."""
+    in_a, in_b = _files_by_inode(a, ext, recursive), _files_by_inode(b, ext, recursive)
+    shared = sorted(str(in_b[k]) for k in set(in_a) & set(in_b))
+    return (len(shared), Path(shared[0])) if shared else None
+
+
 def refuse_overlap(train_dir: str, eval_dir: str, ext: str, recursive: bool) -> None:
     """UserError when the validation text is (partly) the training text: the same dir, one dir inside the
     other and read with ``recursive``, or any file listed under both (a link, say). A model evaluated on
     its training data reports a loss that means nothing, with exit 0."""
     train, evals = input_dirs(train_dir), input_dirs(eval_dir)
-    for e in evals:
-        for t in train:
-            a, b = e.resolve(), t.resolve()
-            if a == b or (recursive and (a in b.parents or b in a.parents)):
-                why = "is" if a == b else ("is inside" if b in a.parents else "holds")
-                raise UserError(f"--eval_dir {e} {why} --train_dir {t}: the model would be evaluated on text it "
-                                "trains on; give an --eval_dir of other text, or hold some out of the training "
-                                "dir with --validation_split_percentage instead of --eval_dir")
-    if not all(d.is_dir() for d in (*train, *evals)):
-        return  # a missing dir gets its own error where it is read
-    def files(dirs: list[Path]) -> dict[tuple[int, int], Path]:  # by (device, inode): links of any kind
-        out = {}
-        for _, p in list_inputs(dirs, ext, recursive):
-            st = os.stat(p)
-            out[(st.st_dev, st.st_ino)] = p
-        return out
-
-    in_train, in_eval = files(train), files(evals)
-    shared = sorted(str(in_eval[k]) for k in set(in_train) & set(in_eval))
+    related = _related(evals, train, recursive)
+    if related:
+        e, t, why = related
+        raise UserError(f"--eval_dir {e} {why} --train_dir {t}: the model would be evaluated on text it "
+                        "trains on; give an --eval_dir of other text, or hold some out of the training "
+                        "dir with --validation_split_percentage instead of --eval_dir")
+    shared = _shared_file(train, evals, ext, recursive)
     if shared:
-        raise UserError(f"{len(shared)} files are both in --train_dir and in --eval_dir (links to one file), e.g. "
-                        f"{shared[0]}: the model would be evaluated on text it trains on; give an --eval_dir of "
+        raise UserError(f"{shared[0]} files are both in --train_dir and in --eval_dir (links to one file), e.g. "
+                        f"{shared[1]}: the model would be evaluated on text it trains on; give an --eval_dir of "
                         "other text")
+
+
+def _overlap(a: list[Path], b: list[Path], ext: str, recursive: bool) -> str | None:
+    """How dirs ``b`` share input files with dirs ``a``, in words; None when they share none."""
+    related = _related(b, a, recursive)
+    if related:
+        return f"{related[0]} {related[2]} {related[1]}"
+    shared = _shared_file(a, b, ext, recursive)
+    return f"{shared[0]} files are in both (links to one file), e.g. {shared[1]}" if shared else None
+
+
+def refuse_shared_corpora(train: dict[str, str], evals: dict[str, str], ext: str, recursive: bool) -> None:
+    """UserError when named corpora share text: one dir (or dirs one inside the other, read with
+    ``recursive``, or files linked into both) in two corpora's --train_dir, which would train on it twice
+    under two names; or any corpus's --eval_dir that is another corpus's training text. ``train``/``evals``:
+    each corpus's NAME=DIR value. What holds within one corpus holds across the cache."""
+    names = list(train)
+    dirs = {n: input_dirs(v) for n, v in train.items()}
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            how = _overlap(dirs[a], dirs[b], ext, recursive)
+            if how:
+                raise UserError(f"--train_dir {a}=... and {b}=... share text ({how}): the model would train on "
+                                "it twice, under two names; give each corpus its own dirs")
+    for e_name, value in evals.items():
+        for t_name in names:
+            if t_name == e_name:
+                continue  # within one corpus: refuse_overlap, where the corpus is preprocessed
+            how = _overlap(dirs[t_name], input_dirs(value), ext, recursive)
+            if how:
+                raise UserError(f"--eval_dir {e_name}=... is training text of corpus {t_name} ({how}): {e_name} "
+                                "would be evaluated on text the model trains on; give an --eval_dir of other text")

@@ -12,6 +12,8 @@ preprocess run named, which are those training reads. Unnamed dirs keep
 the one-corpus layout, so every existing command and cache works unchanged.
 
     <cache>/corpora.json            {"corpora": ["news", "wiki"]}
+    <cache>/corpora.pending.json    {"corpora": [...], "command": "mlm-preprocess ..."}: only while the
+                                    cache's first named build has not finished
     <cache>/corpora/<name>/train/   a split as common/format.py defines it
     <cache>/corpora/<name>/validation/
 """
@@ -28,6 +30,7 @@ from common.format import FormatError
 from common.json_files import read_json, write_json_atomic
 
 CORPORA_FILE = "corpora.json"
+PENDING_FILE = "corpora.pending.json"  # a first named build's record until its corpora.json is written
 CORPORA_DIR = "corpora"
 # NAME=DIR: what comes before the first '=' is a name unless it holds a '/', so a path with an '=' in it
 # (data/a=b, ./a=b) is a dir; the name is then checked against the rule, never taken for a dir.
@@ -119,11 +122,55 @@ def read_corpora(cache: str | Path) -> list[str] | None:
                         "to rewrite it") from None
     if not isinstance(names, list) or not all(isinstance(n, str) and is_corpus_name(n) for n in names):
         raise UserError(f"{path}: 'corpora' must be a list of names; rerun mlm-preprocess to rewrite it")
+    if not names or len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise UserError(f"{path}: {'lists no corpus' if not names else 'lists ' + ', '.join(twice) + ' twice'}; "
+                        "it is written by mlm-preprocess, never by hand: rerun mlm-preprocess with the --train_dir "
+                        "NAME=DIR entries to rewrite it")
     return names
 
 
 def write_corpora(cache: str | Path, names: list[str]) -> None:
+    """The cache's list of corpora, the commit of a named run: then its first-build record goes."""
     write_json_atomic(Path(cache) / CORPORA_FILE, {"corpora": list(names)})
+    (Path(cache) / PENDING_FILE).unlink(missing_ok=True)
+
+
+def write_pending(cache: str | Path, names: list[str], command: str) -> None:
+    """Before a cache's first named build writes anything: which corpora it builds and the command that
+    finishes it, so a build killed before its ``corpora.json`` is still known for what it is."""
+    Path(cache).mkdir(parents=True, exist_ok=True)
+    write_json_atomic(Path(cache) / PENDING_FILE, {"corpora": list(names), "command": command})
+
+
+def read_pending(cache: str | Path) -> dict | None:
+    """``{"corpora": [...], "command": "..."}`` of a first named build that never finished; None if none."""
+    path = Path(cache) / PENDING_FILE
+    if (Path(cache) / CORPORA_FILE).exists() or not path.exists():
+        return None
+    try:
+        d = read_json(path)
+        return {"corpora": [str(n) for n in d["corpora"]], "command": str(d["command"])}
+    except (FormatError, KeyError, TypeError):
+        return read_pending_guess(cache)
+
+
+def unfinished(cache: str | Path, instead: str = "") -> str | None:
+    """Words for a cache whose first named build was interrupted (no ``corpora.json`` yet), ending with
+    the command that finishes it (``instead``: another way, said before it); None for any other cache."""
+    pending = read_pending(cache)
+    if pending is None and not (Path(cache) / CORPORA_FILE).exists() and any(Path(cache, CORPORA_DIR).glob("*/*")):
+        pending = read_pending_guess(cache)
+    if pending is None:
+        return None
+    return (f"{cache} is a cache of named corpora ({', '.join(pending['corpora'])}) whose first build did not "
+            f"finish (no {CORPORA_FILE} yet); {instead}finish it (from any directory): {pending['command']}")
+
+
+def read_pending_guess(cache: str | Path) -> dict:
+    """What an unfinished named cache without its first-build record (written by an older version) holds."""
+    return {"corpora": sorted(p.name for p in (Path(cache) / CORPORA_DIR).glob("*") if p.is_dir()),
+            "command": "mlm-preprocess with the same --train_dir NAME=DIR entries"}
 
 
 def check_one_layout(cache: str | Path, named: bool) -> None:
@@ -135,3 +182,7 @@ def check_one_layout(cache: str | Path, named: bool) -> None:
     if not named and (cache / CORPORA_FILE).exists():
         raise UserError(f"--datasets_cache_dir {cache} holds named corpora ({cache}/{CORPORA_FILE}); give "
                         "--train_dir as NAME=DIR entries, or use another --datasets_cache_dir")
+    if not named:
+        words = unfinished(cache, instead="an unnamed corpus goes in another --datasets_cache_dir; ")
+        if words:
+            raise UserError(f"--datasets_cache_dir {words}")

@@ -21,6 +21,7 @@ from typing import Any
 
 from common.check import input_dirs
 from common.config import CacheArguments
+from common.corpora import corpus_dir
 from common.format import MANIFEST_NAME
 
 PLACEHOLDER = "<dir of your training text>"
@@ -32,7 +33,7 @@ def _absolute(dirs: str) -> str:
     return ",".join(os.path.abspath(d) for d in input_dirs(dirs))
 
 
-def _number(x: Any) -> str:
+def flag_number(x: Any) -> str:
     """A recorded number as a flag's value that parses back to exactly it (``{:g}`` alone rounds 3.14159265)."""
     if isinstance(x, (int, float)) and not isinstance(x, bool):
         short = f"{x:g}"
@@ -63,6 +64,53 @@ def recorded(split_dir: Path) -> dict[str, Any] | None:
     return d if ok else None
 
 
+def _sources(split_home: Path, train_dir: str | None, eval_dir: str | None) -> tuple[str | None, list[str], dict]:
+    """Where one cache dir's text comes from: (its training dirs, absolute, or None where nothing records
+    them; the flags of its validation split; the reading parameters its manifests record). The dirs given
+    to this run win over those recorded; the validation split comes from where it came from."""
+    train, validation = recorded(split_home / "train"), recorded(split_home / "validation")
+    params = (train or validation or {}).get("parameters", {})
+    held_out = (validation or {}).get("parameters", {}).get("validation_split")
+    train_dir = train_dir or (train or {}).get("input_dir") or (validation["input_dir"] if held_out else None)
+    if eval_dir:
+        evals = ["--eval_dir", _absolute(eval_dir)]
+    elif isinstance(held_out, dict):
+        evals = ["--validation_split_percentage", flag_number(held_out.get("percentage")),
+                 "--validation_split_seed", str(held_out.get("seed"))]
+    elif validation is not None:
+        evals = ["--eval_dir", _absolute(validation["input_dir"])]
+    elif (split_home / "validation" / MANIFEST_NAME).exists():  # there, but unreadable: its text dir is unknown
+        evals = ["--eval_dir", EVAL_PLACEHOLDER]
+    else:
+        evals = []
+    return (_absolute(train_dir) if train_dir else None), evals, params
+
+
+def _reading(params: dict[str, Any], cfg: CacheArguments) -> list[str]:
+    """--ext, --text_column, --recursive, --task_size_mb as recorded (else as this run has them)."""
+    args = ["--ext", str(params.get("ext") or cfg.ext)]
+    if params.get("text_column"):
+        args += ["--text_column", str(params["text_column"])]
+    if params.get("recursive", cfg.recursive):
+        args.append("--recursive")
+    if params.get("task_size_mb") is not None:
+        args += ["--task_size_mb", flag_number(params["task_size_mb"])]
+    return args
+
+
+def _head(cfg: CacheArguments) -> list[str]:
+    return [*preprocess_program(), "--tokenizer_name_or_path", os.path.abspath(cfg.tokenizer_name_or_path),
+            "--tokenizer_type", cfg.tokenizer_type]
+
+
+def _tail(cfg: CacheArguments) -> list[str]:
+    args = ["--add_space_token"] if cfg.add_space_token else []
+    if cfg.datasets_type != CacheArguments.datasets_type:
+        args += ["--datasets_type", cfg.datasets_type]
+    return args + ["--datasets_cache_dir", os.path.abspath(cfg.datasets_cache_dir),
+                   "--max_seq_length", str(cfg.max_seq_length)]
+
+
 def rebuild_command(cfg: CacheArguments) -> str:
     """The ``mlm-preprocess`` command that rebuilds ``cfg.datasets_cache_dir`` for this run.
 
@@ -72,33 +120,41 @@ def rebuild_command(cfg: CacheArguments) -> str:
     tokenizer and the block size from the run. Without a manifest or a
     --train_dir the training dir is a placeholder the message names.
     """
-    cache = Path(cfg.datasets_cache_dir)
-    train, validation = recorded(cache / "train"), recorded(cache / "validation")
-    params = (train or validation or {}).get("parameters", {})
-    held_out = (validation or {}).get("parameters", {}).get("validation_split")
-    train_dir = cfg.train_dir or (train or {}).get("input_dir") or (validation["input_dir"] if held_out else None)
-    args = [*preprocess_program(), "--tokenizer_name_or_path", os.path.abspath(cfg.tokenizer_name_or_path),
-            "--tokenizer_type", cfg.tokenizer_type,
-            "--train_dir", _absolute(train_dir) if train_dir else PLACEHOLDER]
-    if cfg.eval_dir:
-        args += ["--eval_dir", _absolute(cfg.eval_dir)]
-    elif isinstance(held_out, dict):
-        args += ["--validation_split_percentage", _number(held_out.get("percentage")),
-                 "--validation_split_seed", str(held_out.get("seed"))]
-    elif validation is not None:
-        args += ["--eval_dir", _absolute(validation["input_dir"])]
-    elif (cache / "validation" / MANIFEST_NAME).exists():  # there, but unreadable: its text dir is unknown
-        args += ["--eval_dir", EVAL_PLACEHOLDER]
-    args += ["--ext", str(params.get("ext") or cfg.ext)]
-    if params.get("text_column"):
-        args += ["--text_column", str(params["text_column"])]
-    if params.get("recursive", cfg.recursive):
-        args.append("--recursive")
-    if params.get("task_size_mb") is not None:
-        args += ["--task_size_mb", _number(params["task_size_mb"])]
-    if cfg.add_space_token:
-        args.append("--add_space_token")
-    if cfg.datasets_type != CacheArguments.datasets_type:
-        args += ["--datasets_type", cfg.datasets_type]
-    args += ["--datasets_cache_dir", os.path.abspath(cache), "--max_seq_length", str(cfg.max_seq_length)]
-    return shlex.join(args)
+    train_dir, evals, params = _sources(Path(cfg.datasets_cache_dir), cfg.train_dir, cfg.eval_dir)
+    return shlex.join([*_head(cfg), "--train_dir", train_dir or PLACEHOLDER, *evals, *_reading(params, cfg),
+                       *_tail(cfg)])
+
+
+def named_rebuild_command(cfg: CacheArguments, names: list[str], given: dict[str, dict[str, str]] | None = None
+                          ) -> str:
+    """The one ``mlm-preprocess`` command that brings every named corpus of the cache up to date for this
+    run: ``--train_dir a=DIR,b=DIR`` (a corpus of several dirs: ``a=DIR,DIR``), each corpus's validation
+    split from where it came from, the reading settings its manifests record. ``given``: the NAME=DIR
+    dirs of this run's --train_dir/--eval_dir (``{"train_dir": {...}, "eval_dir": {...}}``)."""
+    given = given or {}
+    train, evals, held_out, params = [], [], [], {}
+    for name in names:
+        home = corpus_dir(cfg.datasets_cache_dir, name)
+        t, e, p = _sources(home, given.get("train_dir", {}).get(name), given.get("eval_dir", {}).get(name))
+        train.append(f"{name}={t or f'<dir of the {name} text>'}")
+        if e[:1] == ["--eval_dir"]:
+            evals.append(f"{name}={e[1]}")
+        elif e:
+            held_out = e
+        for k, v in p.items():
+            params.setdefault(k, v)
+        if p.get("ext"):  # one command built them all with one --ext; else every corpus's (a file by its longest)
+            params["ext"] = ",".join(dict.fromkeys([*str(params["ext"]).split(","), *str(p["ext"]).split(",")]))
+    return named_command(cfg, train, evals, held_out, params)
+
+
+def named_command(cfg: CacheArguments, train: list[str], evals: list[str], held_out: list[str],
+                  params: dict[str, Any]) -> str:
+    """``mlm-preprocess`` over named corpora: ``train``/``evals`` NAME=DIR entries, ``held_out`` the
+    --validation_split_* flags, ``params`` the reading settings; tokenizer, cache and block size from ``cfg``."""
+    args = [*_head(cfg), "--train_dir", ",".join(train)]
+    if evals:
+        args += ["--eval_dir", ",".join(evals)]
+    elif held_out:
+        args += held_out
+    return shlex.join(args + _reading(params, cfg) + _tail(cfg))

@@ -8,16 +8,41 @@ corpus is complete: until then training reads the list of the run before.
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
 
-from common.corpora import CORPORA_DIR, check_one_layout, corpus_dir, parse_named, write_corpora
+from common.check import input_dirs, refuse_shared_corpora
+from common.corpora import (
+    CORPORA_DIR,
+    check_one_layout,
+    corpus_dir,
+    parse_named,
+    read_corpora,
+    write_corpora,
+    write_pending,
+)
 from common.errors import UserError
+from common.rebuild import flag_number, named_command
 from preprocess.cache_dir import check_layout
 from preprocess.commit import SplitReport
 from preprocess.config import PreprocessConfig
 from preprocess.run import run
+
+
+def finish_command(cfg: PreprocessConfig, named: dict[str, str], named_eval: dict[str, str]) -> str:
+    """This run as a command that works from any directory (absolute paths): what finishes its build."""
+    def absolute(dirs: str) -> str:
+        return ",".join(os.path.abspath(d) for d in input_dirs(dirs))
+
+    held_out = [] if cfg.validation_split_percentage is None else [
+        "--validation_split_percentage", flag_number(cfg.validation_split_percentage),
+        "--validation_split_seed", str(cfg.validation_split_seed)]
+    params = {"ext": cfg.ext, "text_column": cfg.text_column, "recursive": cfg.recursive,
+              "task_size_mb": cfg.task_size_mb}
+    return named_command(cfg, [f"{n}={absolute(d)}" for n, d in named.items()],
+                         [f"{n}={absolute(d)}" for n, d in named_eval.items()], held_out, params)
 
 
 def run_all(cfg: PreprocessConfig, command: list[str]) -> list[tuple[str | None, SplitReport]]:
@@ -41,6 +66,9 @@ def run_all(cfg: PreprocessConfig, command: list[str]) -> list[tuple[str | None,
     check_one_layout(cache, named=True)
     check_layout(cache, [("--train_dir", d) for d in named.values()] +
                  [("--eval_dir", d) for d in (named_eval or {}).values()])
+    refuse_shared_corpora(named, named_eval or {}, cfg.ext, cfg.recursive)
+    if read_corpora(cache) is None:  # a first build: until its corpora.json, the record of what it builds
+        write_pending(cache, list(named), finish_command(cfg, named, named_eval or {}))
     reports = []
     for name, dirs in named.items():
         sub = replace(cfg, train_dir=dirs, eval_dir=(named_eval or {}).get(name), datasets_cache_dir=str(corpus_dir(cache, name)))

@@ -25,7 +25,7 @@ import numpy as np
 from common import leases
 from common.check import SplitCheck, check_split, input_dirs
 from common.cli import parse_args, run_command
-from common.corpora import CORPORA_FILE, corpus_dir, parse_named, read_corpora
+from common.corpora import CORPORA_FILE, corpus_dir, parse_named, read_corpora, unfinished
 from common.errors import UserError
 from common.format import MANIFEST_NAME, FormatError, length_bins
 from common.manifest import Manifest, unk_share
@@ -58,6 +58,8 @@ def split_dirs(path: str | Path) -> dict[str, Path]:
         d = p.parent if p.name == MANIFEST_NAME else p
         return {d.name: d}
     names = read_corpora(p)
+    if names is None and unfinished(p):
+        raise UserError(unfinished(p))
     if names is not None:  # named corpora (common/corpora.py): each one's splits, train first
         return {f"{n}/{d.name}": d for n in names for d in [corpus_dir(p, n) / "train", *sorted(
             x.parent for x in corpus_dir(p, n).glob(f"*/{MANIFEST_NAME}") if x.parent.name != "train")]}

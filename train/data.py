@@ -9,6 +9,7 @@ validation text against the training text, and that a split has blocks.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,11 @@ import numpy as np
 
 from common.check import SplitCheck, check_split, input_dirs, refuse_overlap
 from common.config import CacheArguments
-from common.corpora import check_one_layout, corpus_dir, parse_named, read_corpora
+from common.corpora import check_one_layout, corpus_dir, parse_named, read_corpora, unfinished
 from common.errors import UserError
 from common.format import MANIFEST_NAME
 from common.manifest import Manifest
-from common.rebuild import rebuild_command
+from common.rebuild import named_rebuild_command, rebuild_command
 from common.tokenizer import LoadedTokenizer
 from train.dataset import DATASET_TYPES, ConcatBlocks
 from train.mixture import table, weights
@@ -62,16 +63,12 @@ def compared(cfg: CacheArguments, split: str, split_dir: Path, first: SplitCheck
     return first
 
 
-def checked_datasets(cfg: CacheArguments, loaded: LoadedTokenizer, input_check: str) -> dict[str, Any]:
-    """Each split's dataset, from one check of its manifest; UserError with what is wrong and the
-    command that rebuilds the cache (worked out only then: it reads the manifests again).
-
-    Always checked: the tokenizer, ``--max_seq_length`` and every array's
-    size. Unless ``input_check`` is off, also the text: the dirs given, else
-    those the manifest records when they are reachable from here (``stat``:
-    files whose size and mtime are those recorded are not read). A
-    validation split without a manifest is simply absent.
-    """
+def split_checks(cfg: CacheArguments, loaded: LoadedTokenizer, input_check: str) -> dict[str, SplitCheck]:
+    """Each split's check, from one read of its manifest: the tokenizer, ``--max_seq_length`` and every
+    array's size; unless ``input_check`` is off, also the text: the dirs given, else those the manifest
+    records when they are reachable from here (``stat``: files whose size and mtime are those recorded are
+    not read). A validation split without a manifest is simply absent. Refuses at once (UserError)
+    validation text that is training text."""
     if cfg.train_dir and cfg.eval_dir:
         refuse_overlap(cfg.train_dir, cfg.eval_dir, cfg.ext, cfg.recursive)
     checks = {}
@@ -91,20 +88,66 @@ def checked_datasets(cfg: CacheArguments, loaded: LoadedTokenizer, input_check: 
         checks[split] = first
     if input_check == "off":  # ("skip": run_mlm.py, which has just brought the cache up to date)
         print("note: --input_check off: the cache was not compared with its text", file=sys.stderr)
-    for c in checks.values():
-        if c.changed or c.added or c.removed:
-            more = any(len(getattr(c, k)) > 10 for k in ("changed", "added", "removed"))
-            listed = f" (mlm-inspect status {c.split_dir} -v lists every shard)" if more else ""
-            raise UserError(f"{c.split_dir} is stale against {c.input_dir}: {c.changes()}{listed}; "
-                            f"rebuild it (from any directory): {rebuild_command(cfg)}")
-        if not c.usable:
-            raise UserError(f"{'; '.join(c.problems())}; to rebuild the cache (from any directory): "
-                            f"{rebuild_command(cfg)}")
+    return checks
+
+
+def checked_datasets(cfg: CacheArguments, loaded: LoadedTokenizer, input_check: str) -> dict[str, Any]:
+    """Each split's dataset of a one-corpus cache (``split_checks``); UserError with what is wrong and
+    the command that rebuilds the cache (worked out only then: it reads the manifests again)."""
+    checks = split_checks(cfg, loaded, input_check)
+    bad = [c for c in checks.values() if not c.usable]
+    if bad:
+        raise UserError(unusable_words(bad, cfg, loaded, lambda: rebuild_command(cfg), str(cfg.datasets_cache_dir)))
     if "validation" in checks:
         warn_shared_text(checks["train"].manifest, checks["validation"].manifest)
-    datasets = {split: DATASET_TYPES[cfg.datasets_type](c.split_dir, cfg.max_seq_length, c.manifest)
-                for split, c in checks.items()}
-    return datasets
+    return datasets_of(cfg, checks)
+
+
+def datasets_of(cfg: CacheArguments, checks: dict[str, SplitCheck]) -> dict[str, Any]:
+    return {split: DATASET_TYPES[cfg.datasets_type](c.split_dir, cfg.max_seq_length, c.manifest)
+            for split, c in checks.items()}
+
+
+def _finding(c: SplitCheck) -> str:
+    """What makes one split unusable, short: for the list of every affected split."""
+    if c.unreadable:
+        return c.unreadable
+    out = ["built with another tokenizer"] if c.tokenizer else []
+    if c.changed or c.added or c.removed:
+        out.append(f"stale against {c.input_dir}: {c.changes(limit=3)}")
+    if c.max_seq_length is not None:
+        out.append(f"packed for --max_seq_length {c.manifest.parameters.max_seq_length}")
+    if c.damaged:
+        out.append(f"{len(c.damaged)} damaged (first: {c.damaged[0]})")
+    return "; ".join(out)
+
+
+def unusable_words(bad: list[SplitCheck], cfg: CacheArguments, loaded: LoadedTokenizer, command: Callable[[], str],
+                   what: str) -> str:
+    """One message for every unusable split of a cache (``what``: the cache, or its corpora): each split
+    with its findings, the ways to go on where there are two (train at the length or with the tokenizer
+    the cache was built for), and one command that brings the whole cache up to date."""
+    if len(bad) == 1 and not bad[0].unreadable and not bad[0].max_seq_length and not bad[0].tokenizer \
+            and not bad[0].damaged:
+        c = bad[0]  # the common case, one split's text moved on: its shards, as before
+        more = any(len(getattr(c, k)) > 10 for k in ("changed", "added", "removed"))
+        listed = f" (mlm-inspect status {c.split_dir} -v lists every shard)" if more else ""
+        head = f"{c.split_dir} is stale against {c.input_dir}: {c.changes()}{listed}"
+    else:
+        head = f"{what}: " + "; ".join(f"{c.split_dir} {_finding(c)}" for c in bad)
+    ways = []
+    built = {c.manifest.parameters.max_seq_length for c in bad if c.max_seq_length is not None}
+    if len(built) == 1:
+        ways.append(f"it was packed for --max_seq_length {next(iter(built))}, this run asks for {cfg.max_seq_length}: "
+                    f"to train on it as it is, pass --max_seq_length {next(iter(built))}")
+    sources = {c.manifest.tokenizer.name_or_path for c in bad if c.tokenizer}
+    if sources:
+        diff = next(c.tokenizer for c in bad if c.tokenizer)
+        ways.append(f"it was built with the tokenizer {', '.join(sorted(sources))}, this run loads "
+                    f"{loaded.identity.name_or_path} ({diff}): to train with the cache's, pass "
+                    f"--tokenizer_name_or_path {sorted(sources)[0]}")
+    fix = "bring the whole cache up to date" if not ways else "to rebuild it for this run instead"
+    return "; ".join([head, *ways, f"{fix} (from any directory): {command()}"])
 
 
 def warn_shared_text(train: Manifest, validation: Manifest) -> None:
@@ -118,6 +161,32 @@ def warn_shared_text(train: Manifest, validation: Manifest) -> None:
         print(f"warning: {len(shared)} of the {len(validation.shards)} validation shards are byte-identical to "
               f"training shards (first: {shared[0]}): evaluation runs on text the model trains on; rebuild "
               "the cache with an --eval_dir of other text, or --validation_split_percentage", file=sys.stderr)
+
+
+def refuse_shared_shards(cache: Path, manifests: dict[str, dict[str, Manifest]]) -> None:
+    """UserError when named corpora hold byte-identical shards: one text trained on twice under two names, or
+    one corpus's validation text that is another's training text (caches built before preprocess refused
+    both). By content digest, so it holds on a node where the text is not mounted."""
+    trained: dict[str, tuple[str, str]] = {}  # digest -> (corpus, shard)
+    for name, splits in manifests.items():
+        for s in splits["train"].shards:
+            if s.lines and s.digest in trained and trained[s.digest][0] != name:
+                other, path = trained[s.digest]
+                raise UserError(f"{cache}: corpora {other} and {name} both train on the same text ({other}: {path}, "
+                                f"{name}: {s.path}, byte-identical): it would be trained on twice, under two names; "
+                                "give each corpus its own dirs and rebuild the cache")
+            trained.setdefault(s.digest, (name, s.path))
+    for name, splits in manifests.items():
+        validation = splits.get("validation")
+        if validation is None or validation.parameters.validation_split:
+            continue  # held out: each shard listed holds only its held-out documents
+        for s in validation.shards:
+            if s.lines and s.digest in trained and trained[s.digest][0] != name:
+                other, path = trained[s.digest]
+                raise UserError(f"{cache}: the validation text of corpus {name} is training text of corpus {other} "
+                                f"({name}/validation: {s.path} = {other}/train: {path}, byte-identical): {name}'s "
+                                "loss would be measured on text the model trains on; rebuild the cache with an "
+                                f"--eval_dir {name}=DIR of other text")
 
 
 def refuse_empty(cfg: CacheArguments, split: str, dataset: Any) -> None:
@@ -156,6 +225,8 @@ def run_data(cfg: CacheArguments, loaded: LoadedTokenizer, input_check: str, mix
     cache = Path(cfg.datasets_cache_dir)
     names = read_corpora(cache)
     if names is None:
+        if unfinished(cache):  # a named cache whose first build was cut short
+            raise UserError(unfinished(cache))
         if mixture or alpha is not None:
             raise UserError(f"--mixture{'_alpha' if alpha is not None else ''}: {cache} holds one unnamed corpus; "
                             "weights need named corpora (preprocess with --train_dir NAME=DIR entries)")
@@ -166,11 +237,22 @@ def run_data(cfg: CacheArguments, loaded: LoadedTokenizer, input_check: str, mix
         if getattr(cfg, flag) and given[flag] is None:
             raise UserError(f"--{flag} {getattr(cfg, flag)}: {cache} holds named corpora ({', '.join(names)}); "
                             f"give --{flag} as NAME=DIR entries (where each corpus's text is), or not at all")
-    parts = {}
-    for name in names:
-        sub = replace(cfg, datasets_cache_dir=str(corpus_dir(cache, name)), train_dir=(given["train_dir"] or {}).get(name),
-                      eval_dir=(given["eval_dir"] or {}).get(name))
-        parts[name] = checked_datasets(sub, loaded, input_check)
+    subs = {name: replace(cfg, datasets_cache_dir=str(corpus_dir(cache, name)),
+                          train_dir=(given["train_dir"] or {}).get(name), eval_dir=(given["eval_dir"] or {}).get(name))
+            for name in names}
+    checks = {name: split_checks(sub, loaded, input_check) for name, sub in subs.items()}
+    bad = [c for name in names for c in checks[name].values() if not c.usable]
+    if bad:
+        affected = sorted({c.split_dir.parent.name for c in bad})
+        raise UserError(unusable_words(
+            bad, cfg, loaded, lambda: named_rebuild_command(cfg, names, {k: v for k, v in given.items() if v}),
+            f"{cache}: {len(affected)} of its {len(names)} corpora cannot be trained on as they are "
+            f"({', '.join(affected)})"))
+    refuse_shared_shards(cache, {name: {split: c.manifest for split, c in checks[name].items()} for name in names})
+    for c in checks.values():
+        if "validation" in c:
+            warn_shared_text(c["train"].manifest, c["validation"].manifest)
+    parts = {name: datasets_of(subs[name], checks[name]) for name in names}
     blocks = {n: len(p["train"]) for n, p in parts.items()}
     share = weights(names, blocks, mixture, alpha)
     used = [n for n in names if share[n] > 0]
