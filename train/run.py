@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 from torch.utils.data import SequentialSampler, Subset
-from transformers import Trainer, TrainerState, TrainingArguments, set_seed
+from transformers import Trainer, TrainerCallback, TrainerState, TrainingArguments, set_seed
 
 from common import leases, open_files
 from common.check import tokenizer_difference
@@ -30,7 +30,7 @@ from train.data import RunData, corpora_table, run_data
 from train.model import ModelError, build_model
 from train.order import Corpus, DataOrder
 from train.preemption import SaveOnSignal, reap_workers_at_exit
-from train.sampling import ORDER_RULE, Keyed, SampleSampler, global_batch, pad_share, steps_per_epoch
+from train.sampling import ORDER_RULE, Keyed, SampleSampler, epochs_done, global_batch, pad_share, steps_per_epoch
 
 
 class MlmTrainer(Trainer):
@@ -60,7 +60,14 @@ class MlmTrainer(Trainer):
         self.corpora: list[Corpus] | None = None  # None: the train dataset is one corpus
         self.weights: list[float] = [1.0]
         self.sample_start = 0  # the first sample this run trains on: a resumed run's first unseen one
+        self.resumed_at = (0, 0)  # (step, samples trained before it) where this run starts: the epoch counts on
         self.args.ignore_data_skip = True  # the sampler starts there itself; the Trainer's skip would walk the samples
+        self.add_callback(EpochCounter(self))
+
+    def epoch_at(self, step: int) -> float:
+        """The epoch logged and saved at optimizer step ``step``: of the samples trained by then (train/sampling.py)."""
+        batch = global_batch(self.args)
+        return epochs_done(self.resumed_at[1] + (step - self.resumed_at[0]) * batch, len(self.train_dataset), batch)
 
     def data_order(self) -> DataOrder:
         """The run's data order (train/order.py), from ``--train_sampling_strategy``, the seed and the corpora."""
@@ -148,7 +155,9 @@ class MlmTrainer(Trainer):
     def evaluate(self, eval_dataset: Any = None, ignore_keys: list[str] | None = None,
                  metric_key_prefix: str = "eval") -> dict[str, float]:
         """Each corpus's evaluation (``eval_<name>_loss``), and ``eval_loss``: their mean weighted by blocks,
-        so --load_best_model_at_end and --metric_for_best_model loss work with named corpora too."""
+        so --load_best_model_at_end and --metric_for_best_model loss work with named corpora too. The mean
+        is logged as an entry of its own (the Trainer logs each corpus's), so the log history, and the final
+        metrics taken from it when the last step evaluated (``last_evaluation``), hold it too."""
         sets = eval_dataset if eval_dataset is not None else self.eval_dataset
         metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
         if isinstance(sets, dict) and f"{metric_key_prefix}_loss" not in metrics:
@@ -157,12 +166,26 @@ class MlmTrainer(Trainer):
                 loss = sum(metrics[f"{metric_key_prefix}_{n}_loss"] * k for n, k in sizes.items()) / sum(sizes.values())
                 metrics[f"{metric_key_prefix}_loss"] = loss
                 metrics[f"{metric_key_prefix}_perplexity"] = perplexity(loss)
+                self.log({f"{metric_key_prefix}_loss": loss, f"{metric_key_prefix}_perplexity": perplexity(loss)})
         return metrics
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         for key in [k for k in logs if k.startswith("eval_") and k.endswith("_loss")]:  # eval_loss, eval_<corpus>_loss
             logs[f"{key[:-len('_loss')]}_perplexity"] = perplexity(logs[key])
         super().log(logs, start_time)
+
+
+class EpochCounter(TrainerCallback):
+    """Sets the Trainer's epoch at each step's end, before it is logged or saved, from the samples trained
+    (``MlmTrainer.epoch_at``). The Trainer counts it from the start of the epoch it resumes in, as if it
+    had walked that epoch's trained batches again (its skip, which we turn off: the sampler starts at the
+    first unseen sample), so a resumed run's epoch went back (tests/train/test_mixture.py)."""
+
+    def __init__(self, trainer: MlmTrainer):
+        self.trainer = trainer
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: Any, **kwargs: Any) -> None:
+        state.epoch = self.trainer.epoch_at(state.global_step)
 
 
 def train(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: TrainingArguments,
@@ -244,6 +267,7 @@ def _fit(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: T
     if resume and base == (0, 0):  # no record of the samples seen (an older checkpoint): its step at this batch
         step = trainer_state(resume).global_step
         base = (step, step * batch)
+    trainer.resumed_at = base  # the epoch counts every sample trained, also under --ignore_data_skip
     if resume and starts_over:
         base = (base[0], 0)  # the stream starts over: samples are counted from here
     trainer.sample_start = base[1]
@@ -266,12 +290,14 @@ def _fit(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: T
             metrics = dict(trainer.train(resume_from_checkpoint=resume).metrics)
         if stopper is not None and stopper.received:  # saved at the step the signal came: exit as the signal asks
             raise Terminated(stopper.received)
-    if eval_set is not None:
-        metrics.update(last_evaluation(trainer) or trainer.evaluate())
+    evaluation = (last_evaluation(trainer) or trainer.evaluate()) if eval_set is not None else {}
+    metrics.update(evaluation)
     trainer.save_model(targs.output_dir)
     if trainer.is_world_process_zero():
         provenance.write_manifests(Path(targs.output_dir), manifests)
         provenance.write_provenance(Path(targs.output_dir), recorded, history, trainer.state.global_step)
+        if evaluation:
+            trainer.save_metrics("eval", evaluation, combined=False)  # eval_results.json, as run_mlm.py writes it
         trainer.save_metrics("all", metrics)
         trainer.save_state()  # trainer_state.json: the loss history beside the model
     return metrics, trainer

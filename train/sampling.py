@@ -58,6 +58,15 @@ def steps_per_epoch(n_blocks: int, batch: int) -> int:
     return max(n_blocks // batch, 1)
 
 
+def epochs_done(samples: int, n_blocks: int, batch: int) -> float:
+    """Trainer epochs that ``samples`` trained samples make: the epoch the Trainer logs, counted from the samples
+    so it goes on across a resume (the Trainer counts it from the resumed epoch's start: step 70 of a run
+    resumed at step 60 logged epoch 0.0023 after 0.014), and written as the Trainer writes it, whole epochs plus
+    a fraction (``epoch + step / steps``): the same float as an uninterrupted run's, bit for bit."""
+    per_epoch = steps_per_epoch(n_blocks, batch) * batch
+    return samples // per_epoch + samples % per_epoch / per_epoch
+
+
 class SampleSampler(Sampler[tuple[int, int]]):
     """``(g, block)`` for ``len(self)`` samples a Trainer epoch, from ``start`` on, continuing where it stopped."""
 

@@ -209,8 +209,8 @@ def test_name_dir_entries(spec, says):
 def _two_corpora(capsys, tok: Path, root: Path) -> Path:
     """Two small corpora, a validation split each: a Trainer epoch of a few steps at batch 8."""
     dirs = {"wiki": root / "wiki", "news": root / "news"}
-    write_shards(dirs["wiki"], n_shards=1, lines_per_shard=60, seed=1)
-    write_shards(dirs["news"], n_shards=1, lines_per_shard=40, seed=2)
+    write_shards(dirs["wiki"], n_shards=1, lines_per_shard=15, seed=1)
+    write_shards(dirs["news"], n_shards=1, lines_per_shard=8, seed=2)
     cache = root / "cache"
     _preprocess(capsys, tok, dirs, cache)
     return cache
@@ -221,7 +221,7 @@ def test_a_mixture_run_reports_the_mean_eval_loss_and_its_epoch_goes_on_across_a
     eval_perplexity, the per-corpus losses' mean by blocks (they held the per-corpus keys only). Resumed
     mid-epoch, the logged epoch is the uninterrupted run's (it started over from the epoch's start)."""
     cache = _two_corpora(capsys, bpe_dir, tmp_path)
-    flags = ("--max_steps", "8", "--save_strategy", "steps", "--save_steps", "4", "--eval_strategy", "steps",
+    flags = ("--max_steps", "8", "--save_strategy", "steps", "--save_steps", "5", "--eval_strategy", "steps",
              "--eval_steps", "4", "--logging_steps", "1", "--disable_tqdm", "true")
     full, cut = tmp_path / "full", tmp_path / "cut"
     _train(bpe_dir, cache, full, *flags)
@@ -237,9 +237,11 @@ def test_a_mixture_run_reports_the_mean_eval_loss_and_its_epoch_goes_on_across_a
     assert sorted(h["step"] for h in history if "eval_loss" in h and "eval_perplexity" in h) == [4, 8]
 
     epochs = {h["step"]: h["epoch"] for h in history if "loss" in h}
-    assert sorted(epochs) == list(range(1, 9)) and epochs[8] > 1.0  # the run crosses an epoch's end
+    per_epoch = round(1 / epochs[1])  # steps a Trainer epoch holds
+    assert sorted(epochs) == list(range(1, 9)) and 5 % per_epoch and per_epoch < 4  # resumed mid-epoch, before an epoch ends
+    assert all(epochs[k] == pytest.approx(k / per_epoch, rel=1e-12) for k in epochs)
     cut.mkdir()
-    (full / "checkpoint-4").rename(cut / "checkpoint-4")
+    (full / "checkpoint-5").rename(cut / "checkpoint-5")
     _train(bpe_dir, cache, cut, *flags, "--resume_from_checkpoint", "latest")
     resumed = json.loads((cut / "trainer_state.json").read_text())["log_history"]
-    assert {h["step"]: h["epoch"] for h in resumed if "loss" in h} == epochs  # exactly, steps 1-4 from the checkpoint
+    assert {h["step"]: h["epoch"] for h in resumed if "loss" in h} == epochs  # exactly, steps 1-5 from the checkpoint
