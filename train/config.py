@@ -181,7 +181,20 @@ def parse(argv: list[str], prog: str, cache_class: type = CacheArguments, extra:
     except (ValueError, TypeError) as e:  # an unknown key, a missing or inconsistent setting
         raise UserError(f"{' '.join(str(e).split())}; see {prog} --help") from None
     cache, model, mlm, run, training, *rest = objs
+    check_run_length(training)
     return Parsed(cache, model, mlm, run, training, tuple(rest[: len(extra)]), notes, env)
+
+
+def check_run_length(training: TrainingArguments) -> None:
+    """Refuse a run length that trains nothing. In TrainingArguments, ``max_steps`` -1 (its default) means
+    "train --num_train_epochs epochs"; 0 or below -1 is no length at all, yet the Trainer trained one step
+    (and the start-up table counted the epochs' samples); ``num_train_epochs`` 0 or less likewise."""
+    if training.max_steps == 0 or training.max_steps < -1:
+        raise UserError(f"--max_steps {training.max_steps}: give a positive number of optimizer steps, or leave "
+                        "it out (-1, the default) to train --num_train_epochs epochs")
+    if training.max_steps < 0 and not training.num_train_epochs > 0:
+        raise UserError(f"--num_train_epochs {training.num_train_epochs:g}: give a positive number of epochs "
+                        "(a fraction is one), or --max_steps N to train N optimizer steps")
 
 
 def announce(parsed: Parsed) -> None:

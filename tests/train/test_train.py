@@ -487,3 +487,29 @@ def test_a_run_resumed_on_fewer_processes_trains_the_same_samples_with_the_same_
     assert "the global batch is now 2 (checkpoint-3's was 4): training continues at sample 12," in r.stderr
     smaller = [b for training, b in torch.load(f"{tmp_path / 'c'}.rank0.pt") if training]
     assert _rows(smaller[:1]) == _rows([ranks[0][3]])  # samples 12, 13: the first half of step 4 above
+
+
+def test_a_run_length_of_no_steps_is_one_line_and_epochs_still_set_it(capsys, tmp_path, bpe_dir):
+    """--max_steps 0 printed "this run's ... samples" and trained a step; --num_train_epochs 0 likewise. -1,
+    transformers' default, still means "train --num_train_epochs epochs", given or not."""
+    text, cache = tmp_path / "text", tmp_path / "cache"
+    write_shards(text, n_shards=1, lines_per_shard=30)
+    flags = ["--tokenizer_name_or_path", str(bpe_dir), "--datasets_cache_dir", str(cache), "--max_seq_length", "32"]
+    assert preprocess_main([*flags, "--train_dir", str(text)]) == 0
+    capsys.readouterr()
+    flags += ["--architecture", "roberta-tiny", "--per_device_train_batch_size", "8", "--report_to", "none",
+              "--save_strategy", "no"]
+    for length, named in ((["--max_steps", "0"], "--max_steps 0"), (["--max_steps", "-3"], "--max_steps -3"),
+                          (["--num_train_epochs", "0"], "--num_train_epochs 0"),
+                          (["--max_steps", "-1", "--num_train_epochs", "-2"], "--num_train_epochs -2")):
+        out = tmp_path / "refused"
+        assert train_main([*flags, "--output_dir", str(out), *length]) == 2, length
+        err = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("note:")]
+        assert len(err) == 1 and err[0].startswith(f"error: {named}: ") and "Traceback" not in err[0], err
+        assert not out.exists()
+    for length, epochs in ((["--num_train_epochs", "2"], 2.0), (["--max_steps", "-1", "--num_train_epochs", "1"], 1.0)):
+        out = tmp_path / f"epochs{epochs}"
+        assert train_main([*flags, "--output_dir", str(out), "--logging_steps", "1", *length]) == 0
+        state = json.loads((out / "trainer_state.json").read_text())
+        per_epoch = round(1 / state["log_history"][0]["epoch"])  # steps an epoch holds (step 1's epoch: 1/that)
+        assert per_epoch > 1 and state["global_step"] == epochs * per_epoch and state["epoch"] == epochs, state
