@@ -52,7 +52,47 @@ def _load_auto(path: Path, settings: dict[str, Any]) -> Any:
         if (path.parent / "tokenizer_config.json").is_file():  # the roles live there: load the pair
             return AutoTokenizer.from_pretrained(str(path.parent), local_files_only=True)
         return _with_roles_from_added_tokens(PreTrainedTokenizerFast(tokenizer_file=str(path)), path)
+    if (path / "vocab.txt").is_file() and not any((path / n).is_file() for n in _NAMES_A_CLASS):
+        return _bare_wordpiece(path / "vocab.txt")
     return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+
+
+# Files from which AutoTokenizer learns which class reads a dir; without any of them a lone vocab.txt
+# failed with "You need to have sentencepiece or tiktoken installed" (they were).
+_NAMES_A_CLASS = ("tokenizer.json", "tokenizer_config.json", "config.json")
+_WORDPIECE_ROLES = ("[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]")  # BERT's names: unk, bos/eos, pad, mask
+
+
+def _bare_wordpiece(vocab_file: Path) -> Any:
+    """A dir holding a vocab.txt and nothing that names its class: the WordPiece vocabulary it is (one
+    token a line, ids by line, ``##`` continuing a word), read by ``BertTokenizer``; TokenizerError
+    saying what is missing where it is not one.
+
+    Lowercased (and accents stripped, as BERT's uncased models do) only where that loses nothing: no
+    entry other than a ``[ROLE]`` has a capital, nor a mark once decomposed (Thai vowel and tone marks
+    are such marks), so every entry stays reachable: ``bert-base-uncased`` is read uncased, a cased or
+    Thai vocabulary as written.
+    """
+    import unicodedata
+
+    from transformers import BertTokenizer
+
+    tokens = vocab_file.read_text(encoding="utf-8").splitlines()
+    bad = next((k for k, t in enumerate(tokens) if not t or t != "".join(t.split())), None)
+    if bad is not None:
+        raise TokenizerError(f"{vocab_file}: line {bad + 1} ({tokens[bad]!r}) holds a space or is empty: not a "
+                             "WordPiece vocabulary (one token a line); a dir with only a vocab.txt is read as one. "
+                             "Save the tokenizer with save_pretrained and pass that dir")
+    missing = [t for t in _WORDPIECE_ROLES if t not in set(tokens)]
+    if missing:
+        raise TokenizerError(f"{vocab_file}: no {', '.join(missing)} in this WordPiece vocabulary (a dir with only a "
+                             f"vocab.txt is read as one, and needs {', '.join(_WORDPIECE_ROLES)}); add them, or "
+                             "save the tokenizer with save_pretrained (tokenizer_config.json names its tokens)")
+    words = [t for t in tokens if not (t.startswith("[") and t.endswith("]"))]
+    cased = any(c.isupper() for t in words for c in t)
+    marked = any(unicodedata.category(c).startswith("M") for t in words for c in unicodedata.normalize("NFD", t))
+    return BertTokenizer.from_pretrained(str(vocab_file.parent), local_files_only=True, do_lower_case=not cased,
+                                         strip_accents=not (cased or marked))
 
 
 # Special-token roles by the names the common vocabularies give them: a bare tokenizer.json lists its

@@ -288,6 +288,42 @@ def test_a_bare_tokenizer_json_takes_its_roles_from_its_added_tokens(capsys, tmp
     assert rc == 2 and "names no mask_token among its added tokens" in err and len(err.strip().splitlines()) == 1
 
 
+def _vocab_txt(d: Path, tokens: list[str]) -> Path:
+    d.mkdir()
+    (d / "vocab.txt").write_text("".join(f"{t}\n" for t in tokens), encoding="utf-8")
+    return d
+
+
+def test_a_dir_holding_only_vocab_txt_is_read_as_its_wordpiece_vocabulary(capsys, tmp_path, wordpiece_dir):
+    """The fixture's WordPiece vocabulary (lowercased, accents stripped) as a bare vocab.txt gives the arrays of the
+    saved tokenizer; a vocabulary with capitals is read cased, one with Thai marks keeps them; one without a
+    role's token, or that is not one token a line, is one line saying what is missing."""
+    from tests.preprocess.helpers import arrays
+
+    vocab = json.loads((wordpiece_dir / "tokenizer.json").read_text())["model"]["vocab"]
+    bare = _vocab_txt(tmp_path / "bare", sorted(vocab, key=vocab.get))
+    train = tmp_path / "train"
+    train.mkdir()
+    (train / "a.txt").write_text("\n".join(thai_lines(200)) + "\nThe Language MODEL of ภาษาไทย\n", encoding="utf-8")
+    for tok, cache in ((wordpiece_dir, tmp_path / "c_saved"), (bare, tmp_path / "c_bare")):
+        rc, _, err = run_cli(capsys, *base_args(tok, train, cache))
+        assert rc == 0 and "Traceback" not in err, err
+    assert arrays(tmp_path / "c_bare") == arrays(tmp_path / "c_saved")
+    assert manifest(tmp_path / "c_bare")["tokenizer"]["special_ids"] == {"bos": 2, "eos": 3, "pad": 0, "unk": 1,
+                                                                        "mask": 4}
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    cased = load_tokenizer(str(_vocab_txt(tmp_path / "cased", [*specials, "The", "the", "ข่าว", "ข", "##าว"]))).tokenizer
+    assert cased("The the ข่าว", add_special_tokens=False)["input_ids"] == [5, 6, 7]
+    thai = load_tokenizer(str(_vocab_txt(tmp_path / "thai", [*specials, "the", "ข่าว", "ขาว"]))).tokenizer
+    assert thai("The ข่าว ขาว", add_special_tokens=False)["input_ids"] == [5, 6, 7]  # lowercased, its marks kept
+    for tokens, says in (([t for t in specials if t != "[MASK]"] + ["a"], "no [MASK]"),
+                         ([*specials, "a 17", "b 3"], "line 6 ('a 17') holds a space")):
+        rc, _, err = run_cli(capsys, *base_args(_vocab_txt(tmp_path / f"v{len(tokens)}", tokens), train,
+                                                tmp_path / "c_bad"))
+        assert rc == 2 and "vocab.txt" in err and says in err and len(err.strip().splitlines()) == 1, err
+        assert "sentencepiece or tiktoken" not in err and not (tmp_path / "c_bad" / "train").exists()
+
+
 def test_a_tokenizer_without_mask_or_pad_is_refused_at_preprocess(capsys, tmp_path):
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
