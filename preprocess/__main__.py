@@ -8,7 +8,7 @@ import sys
 from common.errors import UserError
 
 DESCRIPTION = (
-    "Tokenize every *.<ext> shard of --train_dir (and --eval_dir) into memory-mapped token arrays under "
+    "Tokenize every *.<ext> shard of --train_dir (and --eval_dir) into token arrays (.npy) under "
     "--datasets_cache_dir, with a manifest.json. Reruns redo only what changed."
 )
 

@@ -1,1 +1,2 @@
-"""GPU stage: memory-maps the preprocessed cache and trains with the Hugging Face Trainer."""
+"""GPU stage: reads the preprocessed cache's blocks with ``pread`` (common/reader.py; it maps nothing)
+and trains with the Hugging Face Trainer."""

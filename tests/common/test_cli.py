@@ -61,3 +61,26 @@ def test_a_closed_pipe_ends_inspect_quietly(capsys, tmp_path, wordpiece_dir):
     p.stdout.close()  # the reader goes away, as `| head -c 10` does
     err = p.stderr.read().decode()
     assert p.wait(timeout=60) == 141 and err == ""
+
+
+def test_help_docstrings_and_readme_agree_that_training_reads_the_cache_by_pread(capsys):
+    """mlm-train --help said it memory-maps the cache; it reads blocks with pread and maps nothing
+    (common/reader.py), and the README says why: bounded descriptors, no SIGBUS when a file is cut under a job."""
+    import preprocess
+    import train
+
+    helps = {}
+    for name, main in (("mlm-train", train_main), ("mlm-preprocess", preprocess_main)):
+        try:
+            rc = main(["--help"])
+        except SystemExit as e:  # argparse's --help
+            rc = e.code
+        assert rc in (0, None)
+        helps[name] = capsys.readouterr().out
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for text in (helps["mlm-train"], train.__doc__):
+        assert "pread" in text and "memory-map" not in text, text
+    for text in (helps["mlm-preprocess"], preprocess.__doc__, readme.split("\n## ")[0]):
+        assert "memory-map" not in text, text
+    section = readme.split("\n## Caches of any size")[1].split("\n## ")[0]
+    assert all(why in section for why in ("pread", "never memory-maps", "descriptor", "SIGBUS")), section
