@@ -19,6 +19,9 @@ import pytest
 
 import preprocess.encoder as encoder_module
 import preprocess.executors as executors_module
+from common import leases
+from common.format import writer_id
+from common.manifest import load_manifest
 from preprocess.inspect_cache import main as inspect_main
 from preprocess.writer import NpyStreamWriter
 from tests.corpus import write_shards
@@ -105,6 +108,37 @@ def test_cleanup_keeps_foreign_files_and_never_follows_a_symlink(capsys, tmp_pat
     assert rc == 2 and "is a symlink" in err
     _one_error_line(err)
     assert all(p.is_file() for p in kept) and sorted(other.iterdir()) == sorted(kept)
+
+
+def test_a_rebuild_keeps_the_pieces_a_live_jobs_lease_names_and_removes_them_once_it_is_gone(capsys, tmp_path,
+                                                                                              wordpiece_dir):
+    """The lease rule (common/leases.py) in a second, with the lease a training job holds (``leases.hold``, as
+    train/run.py takes it): a rebuild keeps, byte for byte, every file the job's manifest names; once the job
+    ends, or was killed and left its lease behind, the next run removes them. The slow test in
+    tests/train/test_preemption.py runs the same rule under a real training job."""
+    args, cache, paths = _built(capsys, tmp_path, wordpiece_dir)
+    split = cache / "train"
+    old = load_manifest(split)
+    files = {f.path: (split / f.path).read_bytes() for p in old.pieces for f in p.arrays()}
+    with leases.hold(cache, {"train": old}) as held:
+        assert held
+        lease = json.loads(next((cache / leases.READERS_DIR).glob("*.json")).read_text())
+        for p in paths:  # every piece changes
+            p.write_text(p.read_text() + "one more line\n")
+        rc, _, err = run_cli(capsys, *args)
+        assert rc == 0
+        assert f"kept 2 pieces the new manifest no longer names: a training job reads them (pid {os.getpid()} on" in err
+        assert [f for f in files if not (split / f).is_file()] == []
+        assert {f: (split / f).read_bytes() for f in files} == files  # what the job reads, as it was
+        assert not {f.path for p in load_manifest(split).pieces for f in p.arrays()} & set(files)  # all new
+    assert not list((cache / leases.READERS_DIR).glob("*.json"))  # the job ended: its lease is gone
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a job killed with SIGKILL: its lease stays, naming a process that is gone
+    (cache / leases.READERS_DIR / f"{writer_id().rpartition('.')[0]}.{dead.pid}.json").write_text(
+        json.dumps({**lease, "pid": dead.pid}))
+    rc, _, err = run_cli(capsys, *args)
+    assert rc == 0 and "kept" not in err
+    assert not [f for f in files if (split / f).exists()] and not list((cache / leases.READERS_DIR).glob("*.json"))
 
 
 # 2. the digest recorded is the digest of the bytes tokenized
