@@ -97,7 +97,7 @@ def checked_datasets(cfg: CacheArguments, loaded: LoadedTokenizer, input_check: 
     checks = split_checks(cfg, loaded, input_check)
     bad = [c for c in checks.values() if not c.usable]
     if bad:
-        raise UserError(unusable_words(bad, cfg, loaded, lambda: rebuild_command(cfg), str(cfg.datasets_cache_dir)))
+        raise UserError(unusable_words(bad, cfg, loaded, lambda: rebuild_command(cfg)))
     if "validation" in checks:
         warn_shared_text(checks["train"].manifest, checks["validation"].manifest)
     return datasets_of(cfg, checks)
@@ -122,32 +122,40 @@ def _finding(c: SplitCheck) -> str:
     return "; ".join(out)
 
 
+def _text_moved_only(c: SplitCheck) -> bool:
+    return bool(c.changed or c.added or c.removed) and not (c.tokenizer or c.unreadable or c.damaged
+                                                            or c.max_seq_length is not None)
+
+
+def _stale_words(c: SplitCheck) -> str:
+    more = any(len(getattr(c, k)) > 10 for k in ("changed", "added", "removed"))
+    listed = f" (mlm-inspect status {c.split_dir} -v lists every shard)" if more else ""
+    return f"{c.split_dir} is stale against {c.input_dir}: {c.changes()}{listed}"
+
+
 def unusable_words(bad: list[SplitCheck], cfg: CacheArguments, loaded: LoadedTokenizer, command: Callable[[], str],
-                   what: str) -> str:
-    """One message for every unusable split of a cache (``what``: the cache, or its corpora): each split
-    with its findings, the ways to go on where there are two (train at the length or with the tokenizer
-    the cache was built for), and one command that brings the whole cache up to date."""
-    if len(bad) == 1 and not bad[0].unreadable and not bad[0].max_seq_length and not bad[0].tokenizer \
-            and not bad[0].damaged:
-        c = bad[0]  # the common case, one split's text moved on: its shards, as before
-        more = any(len(getattr(c, k)) > 10 for k in ("changed", "added", "removed"))
-        listed = f" (mlm-inspect status {c.split_dir} -v lists every shard)" if more else ""
-        head = f"{c.split_dir} is stale against {c.input_dir}: {c.changes()}{listed}"
+                   corpora: str | None = None) -> str:
+    """One message for every unusable split of a cache: what is wrong (``corpora``: the words that head the
+    list of a named cache's affected corpora, each split's findings after it), the other way to go on
+    where there is one (train at the length, or with the tokenizer, the cache was built for), and one
+    command that brings the whole cache up to date for this run."""
+    fix = "to bring the whole cache up to date" if corpora else "to rebuild the cache"
+    if corpora:
+        head = f"{corpora}: " + "; ".join(f"{c.split_dir} {_finding(c)}" for c in bad)
+    elif all(_text_moved_only(c) for c in bad):  # the common case, the text moved on: its shards
+        head, fix = "; ".join(_stale_words(c) for c in bad), "rebuild it"
     else:
-        head = f"{what}: " + "; ".join(f"{c.split_dir} {_finding(c)}" for c in bad)
+        head = "; ".join(p for c in bad for p in c.problems())
     ways = []
     built = {c.manifest.parameters.max_seq_length for c in bad if c.max_seq_length is not None}
     if len(built) == 1:
-        ways.append(f"it was packed for --max_seq_length {next(iter(built))}, this run asks for {cfg.max_seq_length}: "
-                    f"to train on it as it is, pass --max_seq_length {next(iter(built))}")
-    sources = {c.manifest.tokenizer.name_or_path for c in bad if c.tokenizer}
+        ways.append(f"to train on the cache as it was packed, pass --max_seq_length {next(iter(built))}")
+    sources = sorted({c.manifest.tokenizer.name_or_path for c in bad if c.tokenizer})
     if sources:
-        diff = next(c.tokenizer for c in bad if c.tokenizer)
-        ways.append(f"it was built with the tokenizer {', '.join(sorted(sources))}, this run loads "
-                    f"{loaded.identity.name_or_path} ({diff}): to train with the cache's, pass "
-                    f"--tokenizer_name_or_path {sorted(sources)[0]}")
-    fix = "bring the whole cache up to date" if not ways else "to rebuild it for this run instead"
-    return "; ".join([head, *ways, f"{fix} (from any directory): {command()}"])
+        ways.append(f"the cache was built with the tokenizer {', '.join(sources)}, this run loads "
+                    f"{loaded.identity.name_or_path}: to train with the cache's, pass --tokenizer_name_or_path "
+                    f"{sources[0]}")
+    return "; ".join([head, *ways, f"{'or, ' if ways else ''}{fix} (from any directory): {command()}"])
 
 
 def warn_shared_text(train: Manifest, validation: Manifest) -> None:
