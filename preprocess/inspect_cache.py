@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,12 @@ import numpy as np
 from common import leases
 from common.check import SplitCheck, check_split, input_dirs
 from common.cli import parse_args, run_command
+from common.config import CacheArguments
 from common.corpora import CORPORA_FILE, corpus_dir, parse_named, read_corpora, unfinished
 from common.errors import UserError
 from common.format import MANIFEST_NAME, FormatError, length_bins
 from common.manifest import Manifest, unk_share
+from common.rebuild import named_rebuild_command, rebuild_command
 from common.tokenizer import TokenizerError, load_tokenizer, tokenizer_source
 from common.typed_json import to_json
 
@@ -444,7 +447,24 @@ def _run(args: argparse.Namespace) -> int:
             print(report)
         elif args.command == "samples":
             print(samples(split, m, args.n, args.tokenizer_type))
+    if args.command == "status" and not good and not _is_split(args.path):
+        print(f"to bring the whole cache up to date (from any directory): {fix_command(args, dirs, given)}")
     return 0 if good else 1
+
+
+def fix_command(args: argparse.Namespace, dirs: dict[str, Path], given: dict[str | None, str]) -> str:
+    """The ``mlm-preprocess`` command that brings a stale cache up to date, as mlm-train prints it: the
+    tokenizer given (else the one the cache was built with), the block size it was packed for, every
+    corpus's text where ``--input_dir`` puts it (else where its manifests record it)."""
+    m = read_manifest(next(iter(dirs.values())))
+    cfg = CacheArguments(tokenizer_name_or_path=args.tokenizer or m.tokenizer.name_or_path,
+                         tokenizer_type=m.tokenizer.type, datasets_cache_dir=args.path,
+                         max_seq_length=m.parameters.max_seq_length, datasets_type=m.parameters.datasets_type,
+                         add_space_token=bool(m.tokenizer.settings.get("add_space_token")))
+    names = read_corpora(args.path)
+    if names is None:
+        return rebuild_command(replace(cfg, train_dir=given.get(None)))
+    return named_rebuild_command(cfg, names, {"train_dir": {n: d for n, d in given.items() if n}})
 
 
 if __name__ == "__main__":

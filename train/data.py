@@ -235,6 +235,15 @@ def run_data(cfg: CacheArguments, loaded: LoadedTokenizer, input_check: str, mix
     if names is None:
         if unfinished(cache):  # a named cache whose first build was cut short
             raise UserError(unfinished(cache))
+        named = {flag: parse_named(getattr(cfg, flag), f"--{flag}") for flag in ("train_dir", "eval_dir")}
+        if named["train_dir"] is not None:
+            if (cache / "train" / MANIFEST_NAME).exists():
+                raise UserError(f"--train_dir {cfg.train_dir}: {cache} holds one unnamed corpus, no named ones; give "
+                                "--train_dir as a dir, or preprocess the named corpora into another "
+                                "--datasets_cache_dir")
+            command = named_rebuild_command(cfg, list(named["train_dir"]), {k: v for k, v in named.items() if v})
+            raise UserError(f"--train_dir {cfg.train_dir}: {cache} holds no named corpora yet (no corpora.json); "
+                            f"build them first (from any directory): {command}")
         if mixture or alpha is not None:
             raise UserError(f"--mixture{'_alpha' if alpha is not None else ''}: {cache} holds one unnamed corpus; "
                             "weights need named corpora (preprocess with --train_dir NAME=DIR entries)")

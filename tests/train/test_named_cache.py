@@ -63,6 +63,13 @@ def _command(line: str) -> str:
     return line.split("(from any directory): ", 1)[1]
 
 
+def _without_type(command: str) -> list[str]:
+    """A command's words but --tokenizer_type's value (mlm-train says the type it was given, mlm-inspect the one
+    the cache recorded: the same tokenizer either way)."""
+    words = shlex.split(command)
+    return [w for k, w in enumerate(words) if k == 0 or words[k - 1] != "--tokenizer_type"]
+
+
 def _spec(dirs: dict[str, Path]) -> str:
     return ",".join(f"{n}={d}" for n, d in dirs.items())
 
@@ -136,6 +143,9 @@ def test_a_stale_named_cache_is_one_error_and_one_pasted_command_fixes_it(capsys
     [line] = _errors(capsys)
     assert "2 of its 3 corpora cannot be trained on as they are (docs, jargon)" in line
     assert "1 changed" in line and "1 added (added.txt)" in line
+    assert inspect_main(["status", str(cache)]) == 1  # sees both stale corpora and prints the same command
+    printed = capsys.readouterr().out.strip().splitlines()[-1]
+    assert _without_type(_command(printed)) == _without_type(_command(line))
     (tmp_path / "elsewhere").mkdir()
     pasted = _paste(_command(line), tmp_path / "elsewhere")
     assert pasted.returncode == 0, pasted.stderr
@@ -239,3 +249,17 @@ def test_a_corpora_json_listing_no_corpus_or_one_twice_is_one_line(capsys, tmp_p
     assert train_main(_train_args(bpe_dir, cache, tmp_path / "out")) == 2
     lines = _errors(capsys)
     assert len(lines) == 2 and all(f"{cache / 'corpora.json'}: {words}" in line for line in lines)
+
+
+def test_mlm_train_with_named_dirs_on_a_cache_not_built_yet_prints_the_named_build(capsys, tmp_path, bpe_dir):
+    dirs = _texts(tmp_path / "text")
+    cache = tmp_path / "cache"
+    args = _train_args(bpe_dir, cache, tmp_path / "out", "--train_dir", _spec(dirs))
+    assert train_main(args) == 2
+    [line] = _errors(capsys)
+    assert "holds no named corpora yet" in line
+    (tmp_path / "elsewhere").mkdir()
+    pasted = _paste(_command(line), tmp_path / "elsewhere")
+    assert pasted.returncode == 0, pasted.stderr
+    assert json.loads((cache / "corpora.json").read_text()) == {"corpora": list(dirs)}
+    assert train_main(args) == 0, capsys.readouterr().err
