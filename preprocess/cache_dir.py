@@ -218,9 +218,9 @@ def remove_stale_temps(out_dir: Path) -> int:
     return removed
 
 
-def remove_unreferenced(out_dir: Path, manifest: Manifest, leased: set[str] = frozenset()) -> int:
-    """Delete pieces the manifest does not name, and temp files of dead writers; how many went.
-    ``leased``: files a running training job reads (common/leases.py), kept too.
+def remove_unreferenced(out_dir: Path, manifest: Manifest | None, leased: set[str] = frozenset()) -> int:
+    """Delete pieces the manifest does not name (None: a retired split, which names none), and temp files
+    of dead writers; how many went. ``leased``: files a running training job reads (common/leases.py), kept too.
 
     Only files with this tool's own names, only in the split's own dirs, and
     never through a symlink: whatever else a user put there stays. Runs
@@ -229,7 +229,7 @@ def remove_unreferenced(out_dir: Path, manifest: Manifest, leased: set[str] = fr
     lock does not hold across hosts (see README: shared file systems).
     """
     keep: set[str] = set(leased)
-    for p in manifest.pieces:
+    for p in manifest.pieces if manifest is not None else ():
         keep |= {f.path for f in p.arrays()} | {piece_record_name(p.key)}
         if p.blocks:
             keep.add(blocks_record_name(p.blocks.key))

@@ -5,6 +5,7 @@ records without text, text that is likely not UTF-8, a vocabulary that misses th
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import sys
 import time
@@ -145,6 +146,24 @@ def clean_up(cache: Path, plan: SplitPlan, manifest: Manifest) -> None:
     if kept:
         print(f"note: {plan.split}: kept {len(kept)} pieces the new manifest no longer names: a training job reads "
               f"them ({', '.join(holders)}); a run after it ends removes them", file=sys.stderr)
+
+
+def retire_split(cache: Path, split: str) -> None:
+    """Remove a split the previous build made and this one does not (a validation split, when this run
+    is given no --eval_dir and no --validation_split_percentage): left in place, training would evaluate
+    on it, though its text may now be training text. The manifest goes first (the commit point: from then
+    on nothing reads the split), then its files, but those a running job reads (its lease)."""
+    out_dir = cache / split
+    (out_dir / MANIFEST_NAME).unlink()
+    files, holders = leases.leased(cache, split)
+    remove_unreferenced(out_dir, None, files)
+    for d in sorted((p for p in out_dir.rglob("*") if p.is_dir() and not p.is_symlink()), reverse=True) + [out_dir]:
+        with contextlib.suppress(OSError):
+            d.rmdir()  # only if empty: what a job still reads, or a user put there, stays
+    kept = f"; {len(files)} files a training job reads stay until a run after it ends ({', '.join(holders)})" \
+        if files else ""
+    print(f"note: {out_dir}: removed the {split} split of the previous build: this run was given no validation "
+          f"text (--eval_dir or --validation_split_percentage){kept}", file=sys.stderr)
 
 
 def marker_tokenizer(marker: dict) -> TokenizerIdentity | None:

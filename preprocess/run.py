@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from common.check import refuse_overlap
 from common.errors import UserError
+from common.format import MANIFEST_NAME
 from common.manifest import Manifest, TokenizerIdentity, TokenizerSource
 from common.tokenizer import LoadedTokenizer, TokenizerError, tokenizer_source
 from common.typed_json import gc_paused, to_json
@@ -27,6 +28,7 @@ from preprocess.commit import (
     old_manifest,
     read_only_message,
     read_only_reason,
+    retire_split,
     slice_note,
 )
 from preprocess.config import PreprocessConfig
@@ -120,6 +122,9 @@ def _build_and_commit(cfg: PreprocessConfig, command: list[str], cache: Path, pl
                                        manifest.totals(), time.perf_counter() - t0))
     if any(read_only_reasons):
         raise UserError(read_only_message(cache, read_only_reasons))
+    if sliced is None and writable and not cfg.eval_dir and cfg.validation_split_percentage is None \
+            and (cache / "validation" / MANIFEST_NAME).exists():
+        retire_split(cache, "validation")
     return reports
 
 

@@ -76,8 +76,8 @@ def split_checks(cfg: CacheArguments, loaded: LoadedTokenizer, input_check: str)
         split_dir = Path(cfg.datasets_cache_dir) / split
         if split == "validation" and not (split_dir / MANIFEST_NAME).exists():
             if split_dir.is_dir() and any(split_dir.iterdir()):
-                print(f"note: {split_dir} has no manifest (its preprocessing never finished): no evaluation; "
-                      "rerun preprocessing to build it", file=sys.stderr)
+                print(f"note: {split_dir} has no manifest (its build never finished, or a later one retired it): no "
+                      "evaluation; rerun preprocessing to build it", file=sys.stderr)
             continue
         first = check_split(split_dir, tokenizer=loaded.identity, max_seq_length=cfg.max_seq_length)
         if split == "train" and first.manifest is not None and cfg.eval_dir and not cfg.train_dir:

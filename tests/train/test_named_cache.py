@@ -263,3 +263,22 @@ def test_mlm_train_with_named_dirs_on_a_cache_not_built_yet_prints_the_named_bui
     assert pasted.returncode == 0, pasted.stderr
     assert json.loads((cache / "corpora.json").read_text()) == {"corpora": list(dirs)}
     assert train_main(args) == 0, capsys.readouterr().err
+
+
+def test_a_build_without_validation_text_retires_the_old_validation_split(capsys, tmp_path, bpe_dir):
+    """Left in place, it was evaluated on though its text had become training text (exit 0, no word)."""
+    dirs = _texts(tmp_path / "text")
+    cache = tmp_path / "cache"
+    assert _preprocess(bpe_dir, cache, f"a={dirs['docs']},b={dirs['jargon']}", "--eval_dir", f"b={dirs['plays']}") == 0
+    assert (cache / "corpora" / "b" / "validation" / "manifest.json").is_file()
+    capsys.readouterr()
+    assert _preprocess(bpe_dir, cache, f"a={dirs['docs']},b={dirs['jargon']},{dirs['plays']}") == 0
+    assert "removed the validation split of the previous build" in capsys.readouterr().err
+    assert not (cache / "corpora" / "b" / "validation" / "manifest.json").exists()
+    assert not list((cache / "corpora" / "b" / "validation").rglob("*.npy"))
+    assert train_main(_train_args(bpe_dir, cache, tmp_path / "out", "--eval_strategy", "steps")) == 2
+    assert "none of the corpora" in _errors(capsys)[0]
+    held = tmp_path / "held"  # unnamed, held out, then not
+    assert _preprocess(bpe_dir, held, str(dirs["docs"]), "--validation_split_percentage", "10") == 0
+    assert _preprocess(bpe_dir, held, str(dirs["docs"])) == 0
+    assert not (held / "validation" / "manifest.json").exists()
