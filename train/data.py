@@ -83,8 +83,10 @@ def split_checks(cfg: CacheArguments, loaded: LoadedTokenizer, input_check: str)
         if split == "train" and first.manifest is not None and cfg.eval_dir and not cfg.train_dir:
             p = first.manifest.parameters  # the eval dir against the text the cache trains on
             refuse_overlap(first.manifest.input_dir, cfg.eval_dir, p.ext, p.recursive)
-        if first.usable and input_check in ("stat", "hash"):
-            first = compared(cfg, split, split_dir, first, by_stat=input_check == "stat")
+        if first.manifest is not None and not first.damaged and input_check in ("stat", "hash"):
+            # also beside a tokenizer or length mismatch: one error then names all a rebuild must redo
+            text = compared(cfg, split, split_dir, first, by_stat=input_check == "stat")
+            first = replace(text, tokenizer=first.tokenizer, max_seq_length=first.max_seq_length)
         checks[split] = first
     if input_check == "off":  # ("skip": run_mlm.py, which has just brought the cache up to date)
         print("note: --input_check off: the cache was not compared with its text", file=sys.stderr)
@@ -97,7 +99,7 @@ def checked_datasets(cfg: CacheArguments, loaded: LoadedTokenizer, input_check: 
     checks = split_checks(cfg, loaded, input_check)
     bad = [c for c in checks.values() if not c.usable]
     if bad:
-        raise UserError(unusable_words(bad, cfg, loaded, lambda: rebuild_command(cfg)))
+        raise UserError(unusable_words(list(checks.values()), cfg, loaded, lambda: rebuild_command(cfg)))
     if "validation" in checks:
         warn_shared_text(checks["train"].manifest, checks["validation"].manifest)
     return datasets_of(cfg, checks)
@@ -133,12 +135,13 @@ def _stale_words(c: SplitCheck) -> str:
     return f"{c.split_dir} is stale against {c.input_dir}: {c.changes()}{listed}"
 
 
-def unusable_words(bad: list[SplitCheck], cfg: CacheArguments, loaded: LoadedTokenizer, command: Callable[[], str],
-                   corpora: str | None = None) -> str:
+def unusable_words(checks: list[SplitCheck], cfg: CacheArguments, loaded: LoadedTokenizer,
+                   command: Callable[[], str], corpora: str | None = None) -> str:
     """One message for every unusable split of a cache: what is wrong (``corpora``: the words that head the
     list of a named cache's affected corpora, each split's findings after it), the other way to go on
     where there is one (train at the length, or with the tokenizer, the cache was built for), and one
     command that brings the whole cache up to date for this run."""
+    bad = [c for c in checks if not c.usable]
     fix = "to bring the whole cache up to date" if corpora else "to rebuild the cache"
     if corpora:
         head = f"{corpora}: " + "; ".join(f"{c.split_dir} {_finding(c)}" for c in bad)
@@ -147,11 +150,13 @@ def unusable_words(bad: list[SplitCheck], cfg: CacheArguments, loaded: LoadedTok
     else:
         head = "; ".join(p for c in bad for p in c.problems())
     ways = []
-    built = {c.manifest.parameters.max_seq_length for c in bad if c.max_seq_length is not None}
-    if len(built) == 1:
+    # the other ways work only where nothing else is wrong: every split at one other length, or tokenizer
+    others = [c for c in bad if c.unreadable or c.damaged or c.changed or c.added or c.removed]
+    built = {c.manifest.parameters.max_seq_length for c in checks if c.manifest is not None}
+    if not others and len(built) == 1 and all(c.max_seq_length is not None for c in checks):
         ways.append(f"to train on the cache as it was packed, pass --max_seq_length {next(iter(built))}")
     sources = sorted({c.manifest.tokenizer.name_or_path for c in bad if c.tokenizer})
-    if sources:
+    if sources and not others and len(sources) == 1 and all(c.tokenizer for c in checks):
         ways.append(f"the cache was built with the tokenizer {', '.join(sources)}, this run loads "
                     f"{loaded.identity.name_or_path}: to train with the cache's, pass --tokenizer_name_or_path "
                     f"{sources[0]}")
@@ -262,7 +267,7 @@ def run_data(cfg: CacheArguments, loaded: LoadedTokenizer, input_check: str, mix
     if bad:
         affected = sorted({c.split_dir.parent.name for c in bad})
         raise UserError(unusable_words(
-            bad, cfg, loaded, lambda: named_rebuild_command(cfg, names, {k: v for k, v in given.items() if v}),
+            [c for name in names for c in checks[name].values()], cfg, loaded, lambda: named_rebuild_command(cfg, names, {k: v for k, v in given.items() if v}),
             f"{cache}: {len(affected)} of its {len(names)} corpora cannot be trained on as they are "
             f"({', '.join(affected)})"))
     refuse_shared_shards(cache, {name: {split: c.manifest for split, c in checks[name].items()} for name in names})

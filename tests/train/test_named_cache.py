@@ -282,3 +282,39 @@ def test_a_build_without_validation_text_retires_the_old_validation_split(capsys
     assert _preprocess(bpe_dir, held, str(dirs["docs"]), "--validation_split_percentage", "10") == 0
     assert _preprocess(bpe_dir, held, str(dirs["docs"])) == 0
     assert not (held / "validation" / "manifest.json").exists()
+
+
+def test_stale_text_beside_a_length_mismatch_is_one_error_and_one_round(capsys, tmp_path, bpe_dir):
+    dirs = _texts(tmp_path / "text")
+    cache = tmp_path / "cache"
+    assert _preprocess(bpe_dir, cache, _spec(dirs)) == 0
+    shard = sorted(dirs["docs"].glob("*.txt"))[0]
+    shard.write_text(shard.read_text() + "an edited line\n")
+    _age(dirs["docs"])
+    capsys.readouterr()
+    args = _train_args(bpe_dir, cache, tmp_path / "out")
+    args[args.index("--max_seq_length") + 1] = "64"
+    assert train_main(args) == 2
+    [line] = _errors(capsys)
+    assert "1 changed" in line and "packed for --max_seq_length 32" in line
+    assert "pass --max_seq_length 32" not in line  # it alone would not do: the text moved on too
+    (tmp_path / "elsewhere").mkdir()
+    assert _paste(_command(line), tmp_path / "elsewhere").returncode == 0
+    assert train_main(args) == 0, capsys.readouterr().err
+
+
+def test_a_cache_at_two_lengths_offers_no_length_that_would_fail(capsys, tmp_path, bpe_dir):
+    dirs = _texts(tmp_path / "text")
+    cache = tmp_path / "cache"
+    assert _preprocess(bpe_dir, cache, _spec(dirs)) == 0
+    assert preprocess_main(["--tokenizer_name_or_path", str(bpe_dir), "--train_dir", str(dirs["docs"]),
+                            "--datasets_cache_dir", str(cache / "corpora" / "docs"), "--max_seq_length", "64",
+                            "--num_workers", "1"]) == 0  # as a repack cut short leaves it: docs at 64, the rest at 32
+    capsys.readouterr()
+    for length, affected in (("32", "(docs)"), ("64", "(jargon, plays)")):
+        args = _train_args(bpe_dir, cache, tmp_path / "out")
+        args[args.index("--max_seq_length") + 1] = length
+        assert train_main(args) == 2
+        [line] = _errors(capsys)
+        assert affected in line and "pass --max_seq_length" not in line
+        assert f"--max_seq_length {length}" in _command(line)
