@@ -145,9 +145,8 @@ class SplitReader:
         right, its content is not); never handed to the model, where it is an IndexError deep in torch."""
         k = int(np.argmax(ids >= self.vocab_size))
         return FormatError(f"{path}: token {s + k:,} is id {int(ids[k]):,}, at or past the vocabulary size "
-                           f"{self.vocab_size:,} (the file was altered after it was built); list every damaged "
-                           f"file with: mlm-inspect verify {os.path.abspath(self.split_dir)}, then rebuild the "
-                           "cache (mlm-preprocess with --verify_outputs rewrites what is damaged)")
+                           f"{self.vocab_size:,} (the file was altered after it was built); every damaged file: "
+                           f"mlm-inspect verify {os.path.abspath(self.split_dir)}")
 
     def tokens(self, piece: int) -> np.ndarray:
         """The whole token stream of one piece, read into memory (for tests and inspection)."""

@@ -17,10 +17,12 @@ from common import leases, open_files
 from common.check import tokenizer_difference
 from common.cli import Terminated
 from common.config import CacheArguments
+from common.corpora import parse_named, read_corpora
 from common.errors import UserError, words
 from common.format import FormatError
 from common.json_files import read_json
 from common.manifest import Manifest, TokenizerIdentity
+from common.rebuild import named_rebuild_command, rebuild_command
 from common.tokenizer import LoadedTokenizer, TokenizerError, load_tokenizer
 from train import checkpoints, provenance
 from train.checkpoints import plan_start
@@ -211,7 +213,19 @@ def train(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: 
         try:
             return _start(cfg, margs, mlm, targs, run, loaded, data, callbacks)
         except FormatError as e:  # a cache file damaged after the start-up check (a DataLoader worker's, raised again here)
-            raise UserError(words(e)) from None
+            if not targs.disable_tqdm:
+                print(file=sys.stderr)  # the progress bar's line is open: the error starts a line of its own
+            raise UserError(f"{words(e)}; to rebuild what is damaged (from any directory): "
+                            f"{damage_fix(cfg)}") from None
+
+
+def damage_fix(cfg: CacheArguments) -> str:
+    """The command that rewrites the damaged arrays of the cache (named or not), and only those."""
+    names = read_corpora(cfg.datasets_cache_dir)
+    if names is None:
+        return f"{rebuild_command(cfg)} --verify_outputs"
+    given = {flag: parse_named(getattr(cfg, flag), f"--{flag}") for flag in ("train_dir", "eval_dir")}
+    return f"{named_rebuild_command(cfg, names, {k: v for k, v in given.items() if v})} --verify_outputs"
 
 
 def _start(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: TrainingArguments,

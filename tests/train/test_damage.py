@@ -56,7 +56,7 @@ def test_garbage_written_under_a_running_job_is_one_error_line(tmp_path, bpe_dir
     args = [sys.executable, "-m", "train", "--tokenizer_name_or_path", str(bpe_dir), "--datasets_cache_dir",
             str(cache), "--max_seq_length", "32", "--architecture", "roberta-tiny", "--output_dir",
             str(tmp_path / "out"), "--max_steps", "100000", "--per_device_train_batch_size", "2",
-            "--logging_steps", "1", "--report_to", "none", "--disable_tqdm", "true", "--save_strategy", "no",
+            "--logging_steps", "1", "--report_to", "none", "--save_strategy", "no",  # its progress bar on
             "--dataloader_num_workers", str(workers)]
     job = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -75,3 +75,11 @@ def test_garbage_written_under_a_running_job_is_one_error_line(tmp_path, bpe_dir
     assert "at or past the vocabulary size" in errors[0]
     assert any(str(p) in errors[0] for p in garbled)
     assert f"mlm-inspect verify {cache / 'train'}" in errors[0]
+    fix = errors[0].split("(from any directory): ", 1)[1]
+    assert "--verify_outputs" in fix
+    (tmp_path / "elsewhere").mkdir()
+    pasted = subprocess.run(fix, shell=True, cwd=tmp_path / "elsewhere", capture_output=True, text=True)
+    assert pasted.returncode == 0, pasted.stderr
+    verify = subprocess.run([sys.executable, "-m", "preprocess.inspect_cache", "verify", str(cache)], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert verify.returncode == 0, verify.stdout
