@@ -13,7 +13,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from common.check import input_dirs, refuse_shared_corpora
+from common.check import input_dirs, refuse_shared_corpora, refuse_shared_shards
 from common.corpora import (
     CORPORA_DIR,
     check_one_layout,
@@ -24,6 +24,8 @@ from common.corpora import (
     write_pending,
 )
 from common.errors import UserError
+from common.format import MANIFEST_NAME
+from common.manifest import load_manifest
 from common.rebuild import flag_number, named_command
 from preprocess.cache_dir import check_layout
 from preprocess.commit import SplitReport
@@ -74,6 +76,10 @@ def run_all(cfg: PreprocessConfig, command: list[str]) -> list[tuple[str | None,
         sub = replace(cfg, train_dir=dirs, eval_dir=(named_eval or {}).get(name), datasets_cache_dir=str(corpus_dir(cache, name)))
         reports += [(name, r) for r in run(sub, command)]
     if cfg.sliced is None:
+        refuse_shared_shards(cache, {name: {split: load_manifest(corpus_dir(cache, name) / split)
+                                            for split in ("train", "validation")
+                                            if (corpus_dir(cache, name) / split / MANIFEST_NAME).exists()}
+                                     for name in named})  # copies, not links: only their digests show it
         write_corpora(cache, list(named))
         left = sorted(p.name for p in (cache / CORPORA_DIR).iterdir() if p.is_dir() and p.name not in named)
         if left:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from common.check import SplitCheck, check_split, input_dirs, refuse_overlap
+from common.check import SplitCheck, check_split, input_dirs, refuse_overlap, refuse_shared_shards
 from common.config import CacheArguments
 from common.corpora import check_one_layout, corpus_dir, parse_named, read_corpora, unfinished
 from common.errors import UserError
@@ -174,32 +174,6 @@ def warn_shared_text(train: Manifest, validation: Manifest) -> None:
         print(f"warning: {len(shared)} of the {len(validation.shards)} validation shards are byte-identical to "
               f"training shards (first: {shared[0]}): evaluation runs on text the model trains on; rebuild "
               "the cache with an --eval_dir of other text, or --validation_split_percentage", file=sys.stderr)
-
-
-def refuse_shared_shards(cache: Path, manifests: dict[str, dict[str, Manifest]]) -> None:
-    """UserError when named corpora hold byte-identical shards: one text trained on twice under two names, or
-    one corpus's validation text that is another's training text (caches built before preprocess refused
-    both). By content digest, so it holds on a node where the text is not mounted."""
-    trained: dict[str, tuple[str, str]] = {}  # digest -> (corpus, shard)
-    for name, splits in manifests.items():
-        for s in splits["train"].shards:
-            if s.lines and s.digest in trained and trained[s.digest][0] != name:
-                other, path = trained[s.digest]
-                raise UserError(f"{cache}: corpora {other} and {name} both train on the same text ({other}: {path}, "
-                                f"{name}: {s.path}, byte-identical): it would be trained on twice, under two names; "
-                                "give each corpus its own dirs and rebuild the cache")
-            trained.setdefault(s.digest, (name, s.path))
-    for name, splits in manifests.items():
-        validation = splits.get("validation")
-        if validation is None or validation.parameters.validation_split:
-            continue  # held out: each shard listed holds only its held-out documents
-        for s in validation.shards:
-            if s.lines and s.digest in trained and trained[s.digest][0] != name:
-                other, path = trained[s.digest]
-                raise UserError(f"{cache}: the validation text of corpus {name} is training text of corpus {other} "
-                                f"({name}/validation: {s.path} = {other}/train: {path}, byte-identical): {name}'s "
-                                "loss would be measured on text the model trains on; rebuild the cache with an "
-                                f"--eval_dir {name}=DIR of other text")
 
 
 def refuse_empty(cfg: CacheArguments, split: str, dataset: Any) -> None:

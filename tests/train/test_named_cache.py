@@ -118,7 +118,8 @@ def test_a_cache_whose_corpora_share_text_is_refused_at_train(capsys, tmp_path, 
     for p in dirs["docs"].glob("*.txt"):
         (copy / p.name).write_bytes(p.read_bytes())  # a copy, not a link: no dir check can see it
     _age(copy)
-    assert _preprocess(bpe_dir, cache, f"a={dirs['docs']},b={copy}") == 0
+    assert _preprocess(bpe_dir, cache, f"b={copy}") == 0
+    (cache / "corpora.json").write_text(json.dumps({"corpora": ["a", "b"]}))  # as a build before the check left it
     capsys.readouterr()
     assert train_main(_train_args(bpe_dir, cache, tmp_path / "out")) == 2
     [line] = _errors(capsys)
@@ -318,3 +319,17 @@ def test_a_cache_at_two_lengths_offers_no_length_that_would_fail(capsys, tmp_pat
         [line] = _errors(capsys)
         assert affected in line and "pass --max_seq_length" not in line
         assert f"--max_seq_length {length}" in _command(line)
+
+
+def test_byte_identical_copies_in_two_corpora_are_refused_by_preprocess(capsys, tmp_path, bpe_dir):
+    dirs = _texts(tmp_path / "text")
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for p in dirs["docs"].glob("*.txt"):
+        (copy / p.name).write_bytes(p.read_bytes())
+    cache = tmp_path / "cache"
+    assert _preprocess(bpe_dir, cache, f"a={dirs['docs']},b={copy}") == 2
+    assert "corpora a and b both train on the same text" in _errors(capsys)[0]
+    assert not (cache / "corpora.json").exists()
+    assert _preprocess(bpe_dir, cache, f"a={dirs['docs']},b={dirs['jargon']}", "--eval_dir", f"b={copy}") == 2
+    assert "the validation text of corpus b is training text of corpus a" in _errors(capsys)[0]
