@@ -111,23 +111,36 @@ def corpus_dir(cache: str | Path, name: str) -> Path:
 
 
 def read_corpora(cache: str | Path) -> list[str] | None:
-    """The corpora the cache's last complete preprocess run named; None for a one-corpus cache."""
+    """The corpora the cache's last complete preprocess run named; None for a one-corpus cache.
+    UserError, naming the file, for one that is not such a list (``corpora_problem``)."""
     path = Path(cache) / CORPORA_FILE
     if not path.exists():
         return None
     try:
-        names = read_json(path)["corpora"]
-    except (FormatError, KeyError, TypeError) as e:
-        raise UserError(f"{path}: unreadable ({e}); rerun mlm-preprocess with the --train_dir NAME=DIR entries "
-                        "to rewrite it") from None
-    if not isinstance(names, list) or not all(isinstance(n, str) and is_corpus_name(n) for n in names):
-        raise UserError(f"{path}: 'corpora' must be a list of names; rerun mlm-preprocess to rewrite it")
-    if not names or len(set(names)) != len(names):
-        twice = sorted({n for n in names if names.count(n) > 1})
-        raise UserError(f"{path}: {'lists no corpus' if not names else 'lists ' + ', '.join(twice) + ' twice'}; "
-                        "it is written by mlm-preprocess, never by hand: rerun mlm-preprocess with the --train_dir "
-                        "NAME=DIR entries to rewrite it")
-    return names
+        doc = read_json(path)
+    except FormatError as e:
+        doc = e
+    problem = corpora_problem(doc)
+    if problem:
+        raise UserError(f"{path}: {problem}; it is written by mlm-preprocess, never by hand: rerun mlm-preprocess "
+                        "with the --train_dir NAME=DIR entries (it rewrites the file)")
+    return list(doc["corpora"])
+
+
+def corpora_problem(doc: object) -> str | None:
+    """What is wrong with the content of a ``corpora.json``, in words; None when it lists corpora."""
+    if isinstance(doc, Exception):
+        return f"unreadable ({doc})"
+    if not isinstance(doc, dict) or not isinstance(doc.get("corpora"), list):
+        return 'not {"corpora": [names]}'
+    names = doc["corpora"]
+    bad = [n for n in names if not (isinstance(n, str) and is_corpus_name(n))]
+    if bad:
+        return f"{bad[0]!r} is not a corpus name"
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if not names or twice:
+        return "lists no corpus" if not names else f"lists {', '.join(twice)} twice"
+    return None
 
 
 def write_corpora(cache: str | Path, names: list[str]) -> None:

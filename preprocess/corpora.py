@@ -69,7 +69,11 @@ def run_all(cfg: PreprocessConfig, command: list[str]) -> list[tuple[str | None,
     check_layout(cache, [("--train_dir", d) for d in named.values()] +
                  [("--eval_dir", d) for d in (named_eval or {}).values()])
     refuse_shared_corpora(named, named_eval or {}, cfg.ext, cfg.recursive)
-    if read_corpora(cache) is None:  # a first build: until its corpora.json, the record of what it builds
+    try:
+        listed = read_corpora(cache)
+    except UserError:  # a damaged list: this run writes it anew
+        listed = None
+    if listed is None:  # a first build: until its corpora.json, the record of what it builds
         write_pending(cache, list(named), finish_command(cfg, named, named_eval or {}))
     reports = []
     for name, dirs in named.items():

@@ -239,17 +239,22 @@ def test_a_sigkill_during_the_first_named_build_leaves_a_cache_every_command_kno
     assert json.loads((cache / "corpora.json").read_text()) == {"corpora": list(dirs)}
 
 
-@pytest.mark.parametrize("listed, words", [([], "lists no corpus"), (["docs", "docs"], "lists docs twice")])
-def test_a_corpora_json_listing_no_corpus_or_one_twice_is_one_line(capsys, tmp_path, bpe_dir, listed, words):
+@pytest.mark.parametrize("content, words", [('{"corpora": []}', "lists no corpus"),
+                                            ('{"corpora": ["docs", "docs"]}', "lists docs twice"),
+                                            ('{"corpora": ["docs", "Docs.EN"]}', "'Docs.EN' is not a corpus name"),
+                                            ("[]", 'not {"corpora": [names]}'), ("garbage{", "unreadable")])
+def test_a_damaged_corpora_json_is_one_line_and_preprocess_rewrites_it(capsys, tmp_path, bpe_dir, content, words):
     dirs = _texts(tmp_path / "text")
     cache = tmp_path / "cache"
     assert _preprocess(bpe_dir, cache, _spec(dirs)) == 0
-    (cache / "corpora.json").write_text(json.dumps({"corpora": listed}))
+    (cache / "corpora.json").write_text(content)
     capsys.readouterr()
     assert inspect_main(["verify", str(cache)]) == 2
     assert train_main(_train_args(bpe_dir, cache, tmp_path / "out")) == 2
     lines = _errors(capsys)
     assert len(lines) == 2 and all(f"{cache / 'corpora.json'}: {words}" in line for line in lines)
+    assert _preprocess(bpe_dir, cache, _spec(dirs)) == 0  # the command the message names does rewrite it
+    assert json.loads((cache / "corpora.json").read_text()) == {"corpora": list(dirs)}
 
 
 def test_mlm_train_with_named_dirs_on_a_cache_not_built_yet_prints_the_named_build(capsys, tmp_path, bpe_dir):
