@@ -16,13 +16,20 @@ from typing import Any
 
 import numpy as np
 
-from common.check import SplitCheck, check_split, input_dirs, refuse_overlap, refuse_shared_shards
+from common.check import (
+    SplitCheck,
+    check_split,
+    input_dirs,
+    refuse_overlap,
+    refuse_shared_corpora,
+    refuse_shared_shards,
+)
 from common.config import CacheArguments
 from common.corpora import check_one_layout, corpus_dir, parse_named, read_corpora, unfinished
 from common.errors import UserError
 from common.format import MANIFEST_NAME
 from common.manifest import Manifest
-from common.rebuild import named_rebuild_command, rebuild_command
+from common.rebuild import named_rebuild_command, rebuild_command, recorded
 from common.tokenizer import LoadedTokenizer
 from train.dataset import DATASET_TYPES, ConcatBlocks
 from train.mixture import table, weights
@@ -220,6 +227,7 @@ def run_data(cfg: CacheArguments, loaded: LoadedTokenizer, input_check: str, mix
                 raise UserError(f"--train_dir {cfg.train_dir}: {cache} holds one unnamed corpus, no named ones; give "
                                 "--train_dir as a dir, or preprocess the named corpora into another "
                                 "--datasets_cache_dir")
+            refuse_shared_corpora(named["train_dir"], named["eval_dir"] or {}, cfg.ext, cfg.recursive)
             command = named_rebuild_command(cfg, list(named["train_dir"]), {k: v for k, v in named.items() if v})
             raise UserError(f"--train_dir {cfg.train_dir}: {cache} holds no named corpora yet (no corpora.json); "
                             f"build them first (from any directory): {command}")
@@ -233,6 +241,10 @@ def run_data(cfg: CacheArguments, loaded: LoadedTokenizer, input_check: str, mix
         if getattr(cfg, flag) and given[flag] is None:
             raise UserError(f"--{flag} {getattr(cfg, flag)}: {cache} holds named corpora ({', '.join(names)}); "
                             f"give --{flag} as NAME=DIR entries (where each corpus's text is), or not at all")
+    if given["train_dir"] or given["eval_dir"]:  # the text this run names, against each other as preprocess checks it
+        text = {n: (given["train_dir"] or {}).get(n) or (recorded(corpus_dir(cache, n) / "train") or {}).get("input_dir")
+                for n in names}
+        refuse_shared_corpora({n: d for n, d in text.items() if d}, given["eval_dir"] or {}, cfg.ext, cfg.recursive)
     subs = {name: replace(cfg, datasets_cache_dir=str(corpus_dir(cache, name)),
                           train_dir=(given["train_dir"] or {}).get(name), eval_dir=(given["eval_dir"] or {}).get(name))
             for name in names}

@@ -338,3 +338,17 @@ def test_byte_identical_copies_in_two_corpora_are_refused_by_preprocess(capsys, 
     assert not (cache / "corpora.json").exists()
     assert _preprocess(bpe_dir, cache, f"a={dirs['docs']},b={dirs['jargon']}", "--eval_dir", f"b={copy}") == 2
     assert "the validation text of corpus b is training text of corpus a" in _errors(capsys)[0]
+
+
+def test_mlm_train_refuses_named_dirs_that_share_text(capsys, tmp_path, bpe_dir):
+    dirs = _texts(tmp_path / "text")
+    cache = tmp_path / "cache"
+    args = _train_args(bpe_dir, cache, tmp_path / "out", "--train_dir", f"a={dirs['docs']},b={dirs['docs']}")
+    assert train_main(args) == 2  # no cache yet: it would print a build that preprocess refuses
+    assert "share text" in _errors(capsys)[0]
+    assert _preprocess(bpe_dir, cache, f"docs={dirs['docs']},jargon={dirs['jargon']}") == 0
+    capsys.readouterr()
+    args = _train_args(bpe_dir, cache, tmp_path / "out", "--eval_dir", f"docs={dirs['jargon']}")
+    assert train_main(args) == 2
+    [line] = _errors(capsys)
+    assert "--eval_dir docs=... is training text of corpus jargon" in line
