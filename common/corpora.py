@@ -144,9 +144,17 @@ def corpora_problem(doc: object) -> str | None:
 
 
 def write_corpora(cache: str | Path, names: list[str]) -> None:
-    """The cache's list of corpora, the commit of a named run: then its first-build record goes."""
-    write_json_atomic(Path(cache) / CORPORA_FILE, {"corpora": list(names)})
-    (Path(cache) / PENDING_FILE).unlink(missing_ok=True)
+    """The cache's list of corpora, the commit of a named run: then its first-build record goes. Not
+    rewritten when it lists them already (a fresh cache on a read-only mount is usable as it is)."""
+    path = Path(cache) / CORPORA_FILE
+    try:
+        same = read_json(path) == {"corpora": list(names)}
+    except FormatError:
+        same = False
+    if not same:
+        write_json_atomic(path, {"corpora": list(names)})
+    if (Path(cache) / PENDING_FILE).exists():
+        (Path(cache) / PENDING_FILE).unlink()
 
 
 def write_pending(cache: str | Path, names: list[str], command: str) -> None:

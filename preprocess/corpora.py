@@ -49,6 +49,14 @@ def finish_command(cfg: PreprocessConfig, named: dict[str, str], named_eval: dic
 
 def run_all(cfg: PreprocessConfig, command: list[str]) -> list[tuple[str | None, SplitReport]]:
     """Preprocess the one unnamed corpus, or each named one; (corpus name or None, report) per split."""
+    try:
+        return _run_all(cfg, command)
+    except OSError as e:  # the cache's own list of corpora (each corpus's run words its own errors)
+        raise UserError(f"--datasets_cache_dir {cfg.datasets_cache_dir}: cannot write {e.filename or 'there'} "
+                        f"({e.strerror or e}); the cache keeps its last complete state") from None
+
+
+def _run_all(cfg: PreprocessConfig, command: list[str]) -> list[tuple[str | None, SplitReport]]:
     named = parse_named(cfg.train_dir, "--train_dir")
     named_eval = parse_named(cfg.eval_dir, "--eval_dir")
     cache = Path(cfg.datasets_cache_dir)
