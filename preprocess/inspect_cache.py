@@ -24,14 +24,14 @@ from typing import Any
 import numpy as np
 
 from common import leases
-from common.check import SplitCheck, check_split, input_dirs
+from common.check import SplitCheck, check_split, input_dirs, refuse_shared_corpora
 from common.cli import parse_args, run_command
 from common.config import CacheArguments
 from common.corpora import CORPORA_FILE, corpus_dir, parse_named, read_corpora, unfinished
 from common.errors import UserError
 from common.format import MANIFEST_NAME, FormatError, length_bins
 from common.manifest import Manifest, unk_share
-from common.rebuild import named_rebuild_command, rebuild_command
+from common.rebuild import named_rebuild_command, rebuild_command, recorded
 from common.tokenizer import TokenizerError, load_tokenizer, tokenizer_source
 from common.typed_json import to_json
 
@@ -464,7 +464,10 @@ def fix_command(args: argparse.Namespace, dirs: dict[str, Path], given: dict[str
     names = read_corpora(args.path)
     if names is None:
         return rebuild_command(replace(cfg, train_dir=given.get(None)))
-    return named_rebuild_command(cfg, names, {"train_dir": {n: d for n, d in given.items() if n}})
+    named = {n: d for n, d in given.items() if n}
+    text = {n: named.get(n) or (recorded(corpus_dir(args.path, n) / "train") or {}).get("input_dir") for n in names}
+    refuse_shared_corpora({n: d for n, d in text.items() if d}, {}, m.parameters.ext, m.parameters.recursive)
+    return named_rebuild_command(cfg, names, {"train_dir": named})
 
 
 if __name__ == "__main__":

@@ -352,3 +352,12 @@ def test_mlm_train_refuses_named_dirs_that_share_text(capsys, tmp_path, bpe_dir)
     assert train_main(args) == 2
     [line] = _errors(capsys)
     assert "--eval_dir docs=... is training text of corpus jargon" in line
+
+
+def test_status_prints_no_command_that_preprocess_would_refuse(capsys, tmp_path, bpe_dir):
+    dirs = _texts(tmp_path / "text")
+    cache = tmp_path / "cache"
+    assert _preprocess(bpe_dir, cache, f"docs={dirs['docs']},jargon={dirs['jargon']}") == 0
+    capsys.readouterr()
+    assert inspect_main(["status", str(cache), "--input_dir", f"docs={dirs['jargon']}"]) == 2
+    assert "share text" in _errors(capsys)[0]
