@@ -84,7 +84,7 @@ def parse_named(value: str | None, flag: str) -> dict[str, str] | None:
             head = entry.split("=", 1)[0]
             raise UserError(f"{flag} {entry}: no such directory, nor a NAME=DIR entry ({head}: {NAME_RULE})")
         if m:
-            current = m.group(1)
+            current = unicodedata.normalize("NFC", m.group(1))  # one name, however its letters were typed
             if not is_corpus_name(current):
                 raise _name_error(flag, entry, current)
             if not m.group(2):

@@ -69,3 +69,11 @@ def test_thai_names_with_combining_marks_go_through_every_command(capsys, tmp_pa
                        "--save_strategy", "no", "--report_to", "none", "--mixture", "ภาษาไทย=1,ข่าว=3"]) == 0
     metrics = json.loads((tmp_path / "out" / "all_results.json").read_text(encoding="utf-8"))
     assert {f"eval_{n}_loss" for n in names} <= set(metrics), metrics
+
+
+def test_a_name_typed_composed_or_decomposed_is_one_name():
+    from common.corpora import parse_named
+    from common.errors import UserError
+
+    with pytest.raises(UserError, match="given twice"):
+        parse_named("A\u0308=x,\u00c4=y", "--train_dir")  # Ä as A + combining diaeresis, and precomposed
