@@ -9,6 +9,7 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -224,7 +225,7 @@ def test_a_sigkill_during_the_first_named_build_leaves_a_cache_every_command_kno
                             "--max_seq_length", "32", "--num_workers", "1"], cwd=ROOT,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     while not (cache / "corpora" / "docs" / "train" / "manifest.json").exists() and job.poll() is None:
-        pass
+        time.sleep(0.01)
     job.kill()
     job.wait()
     if (cache / "corpora.json").exists():
