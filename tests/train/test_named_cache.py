@@ -44,8 +44,8 @@ def _preprocess(tok: Path, cache: Path, train: str, *flags: str) -> int:
                             str(cache), "--max_seq_length", "32", "--num_workers", "1", *flags])
 
 
-def _train_args(tok: Path, cache: Path, out: Path, *flags: str) -> list[str]:
-    return ["--tokenizer_name_or_path", str(tok), "--datasets_cache_dir", str(cache), "--max_seq_length", "32",
+def _train_args(tok: Path, cache: Path, out: Path, *flags: str, length: int = 32) -> list[str]:
+    return ["--tokenizer_name_or_path", str(tok), "--datasets_cache_dir", str(cache), "--max_seq_length", str(length),
             "--architecture", "roberta-tiny", "--output_dir", str(out), "--max_steps", "1",
             "--per_device_train_batch_size", "4", "--save_strategy", "no", "--report_to", "none", *flags]
 
@@ -159,8 +159,7 @@ def test_a_cache_packed_for_another_length_offers_both_ways(capsys, tmp_path, bp
     cache = tmp_path / "cache"
     assert _preprocess(bpe_dir, cache, _spec(dirs)) == 0
     capsys.readouterr()
-    args = _train_args(bpe_dir, cache, tmp_path / "out")
-    args[args.index("--max_seq_length") + 1] = "64"
+    args = _train_args(bpe_dir, cache, tmp_path / "out", length=64)
     assert train_main(args) == 2
     [line] = _errors(capsys)
     assert "3 of its 3 corpora" in line and "pass --max_seq_length 32" in line
@@ -299,8 +298,7 @@ def test_stale_text_beside_a_length_mismatch_is_one_error_and_one_round(capsys, 
     shard.write_text(shard.read_text() + "an edited line\n")
     _age(dirs["docs"])
     capsys.readouterr()
-    args = _train_args(bpe_dir, cache, tmp_path / "out")
-    args[args.index("--max_seq_length") + 1] = "64"
+    args = _train_args(bpe_dir, cache, tmp_path / "out", length=64)
     assert train_main(args) == 2
     [line] = _errors(capsys)
     assert "1 changed" in line and "packed for --max_seq_length 32" in line
@@ -319,8 +317,7 @@ def test_a_cache_at_two_lengths_offers_no_length_that_would_fail(capsys, tmp_pat
                             "--num_workers", "1"]) == 0  # as a repack cut short leaves it: docs at 64, the rest at 32
     capsys.readouterr()
     for length, affected in (("32", "(docs)"), ("64", "(jargon, plays)")):
-        args = _train_args(bpe_dir, cache, tmp_path / "out")
-        args[args.index("--max_seq_length") + 1] = length
+        args = _train_args(bpe_dir, cache, tmp_path / "out", length=int(length))
         assert train_main(args) == 2
         [line] = _errors(capsys)
         assert affected in line and "pass --max_seq_length" not in line
