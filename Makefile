@@ -22,7 +22,7 @@ OUTPUT_DIR ?= output
 ARCHITECTURE ?= roberta-base
 DATASETS_TYPE ?= MemmapConcatFullSentenceTextDataset
 
-.PHONY: setup tokenizer preprocess train inspect test test-all quality style bench demo clean
+.PHONY: setup tokenizer preprocess train inspect test test-all quality style docs bench demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -84,6 +84,10 @@ quality: setup
 style: setup
 	$(BIN)/ruff check --fix common preprocess train tests bench
 	$(BIN)/ruff format common preprocess train tests bench
+
+# docs/flags.md from the commands' own parsers; tests/test_docs.py fails until it is rerun after a flag changes.
+docs: setup
+	$(BIN)/python scripts/flag_reference.py
 
 # From nothing to a trained tiny model on 2 CPU cores in a few minutes; everything under demo_out/.
 DEMO := demo_out
