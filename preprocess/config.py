@@ -39,7 +39,7 @@ class PreprocessConfig(CacheArguments):
     task_size_mb: float = field(
         default=4.0,
         metadata={"help": "Shards bigger than this are split into newline-aligned byte ranges of about this size "
-                  "(MB); a worker's memory peaks at about 4x this, whatever the shard size. Shards smaller than "
+                  "(MiB, 2^20 bytes); a worker's memory peaks at about 4x this, whatever the shard size. Shards smaller than "
                   "half of it are grouped into pieces of about this size, each stored (and re-tokenized when "
                   "one of its files changes) as one stream."},
     )
@@ -105,7 +105,7 @@ class PreprocessConfig(CacheArguments):
             raise UserError(f"--num_workers {self.num_workers}: must be between 1 and {MAX_WORKERS} "
                             f"(this machine has {available_cores()} cores)")
         if not (math.isfinite(self.task_size_mb) and 0 < self.task_size_mb <= 1 << 20):
-            raise UserError(f"--task_size_mb {self.task_size_mb}: must be a positive number of MB")
+            raise UserError(f"--task_size_mb {self.task_size_mb}: must be a positive number of MiB")
 
     def splits(self) -> list[tuple[str, str]]:
         """(split name, input dir) pairs to build, train first; a held-out split reads --train_dir."""

@@ -346,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="a cache dir or one split dir")
     p.add_argument("--json", action="store_true", help="print the manifest itself")
     p = sub.add_parser("status", help="fresh or stale against the input dirs, shard by shard (exit 1 if stale)")
-    p.add_argument("path")
+    p.add_argument("path", help="a cache dir or one split dir")
     p.add_argument("--input_dir", help="where the training text is now, several dirs comma-separated; on a cache "
                    "of named corpora NAME=DIR entries (NAME=a,b,NAME2=c), corpora not named keeping their recorded "
                    "dirs. On a cache dir it covers the train split and a validation split held out of it, not one "
@@ -356,9 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help=f"list every shard and its state (default: a count "
                    f"per state and the first {STATUS_NAMES} changed, added and removed)")
     p = sub.add_parser("verify", help="re-hash every array against the manifest (exit 1 if damaged)")
-    p.add_argument("path")
+    p.add_argument("path", help="a cache dir or one split dir")
     p = sub.add_parser("samples", help="decode blocks back to text, special tokens visible")
-    p.add_argument("path")
+    p.add_argument("path", help="a cache dir or one split dir")
     p.add_argument("-n", type=_positive, default=3, help="how many blocks (default 3), evenly spaced")
     p.add_argument("--tokenizer_type", help="load the tokenizer as this type (needed, as a consent to import it, "
                    "when the cache names a module.path:ClassName type)")

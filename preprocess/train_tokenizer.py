@@ -39,9 +39,17 @@ _COUNT_STATE: dict[str, str] = {}  # set before the pool forks, read by the work
 COUNT_BYTES = 4 << 20  # a word-count task reads about this much
 
 
+class _Defaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Each flag's default after its help, but for a flag that has none (required, or worked out at run time:
+    its help says how)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        return action.help if action.default is None or action.required else super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mlm-train-tokenizer", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=_Defaults)
     p.add_argument("--type", required=True, choices=TRAINABLE_TYPES, help="what to train")
     p.add_argument("--train_dir", required=True, help="dir of text shards; every *.<ext> file is read")
     p.add_argument("--ext", default="txt", help="shard extension, with or without the dot; several, comma-separated "
@@ -56,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--add_space_token", action="store_true",
                    help="spm: spaces become <_> before training and encoding (the users' Thai setup)")
     p.add_argument("--min_frequency", type=int, default=1, help="word-level: drop words seen fewer times")
-    p.add_argument("--num_workers", type=int, default=available_cores(), help="processes (default: all cores)")
+    p.add_argument("--num_workers", type=int, default=None, help="processes (default: all cores)")
     return p
 
 
@@ -217,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(build_parser(), sys.argv[1:] if argv is None else argv)
 
     def body() -> int:
+        args.num_workers = available_cores() if args.num_workers is None else args.num_workers
         if args.num_workers < 1:
             raise UserError(f"--num_workers {args.num_workers}: must be at least 1")
         print(train(args))

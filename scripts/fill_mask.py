@@ -7,16 +7,21 @@ import argparse
 
 from transformers import AutoModelForMaskedLM, pipeline
 
-from common.tokenizer import load_tokenizer
+from common.tokenizer import TokenizerError, load_tokenizer
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("model_dir")
     p.add_argument("text", help="text with one <mask>")
-    p.add_argument("--tokenizer_type", default="auto", help="as given to preprocess (the tokenizer is saved with the model)")
+    p.add_argument("--tokenizer_type", default="auto",
+                   help="of the tokenizer saved with the model: auto reads its tokenizer.json or config; the Thai "
+                   "word-level types (newmm, syllable) are named")
     a = p.parse_args()
-    tokenizer = load_tokenizer(a.model_dir, a.tokenizer_type).tokenizer
+    try:
+        tokenizer = load_tokenizer(a.model_dir, a.tokenizer_type).tokenizer
+    except TokenizerError as e:
+        raise SystemExit(f"error: {e}") from None
     fill = pipeline("fill-mask", model=AutoModelForMaskedLM.from_pretrained(a.model_dir), tokenizer=tokenizer,
                     device="cpu")
     print(f"fill-mask: {a.text}")

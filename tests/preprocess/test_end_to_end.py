@@ -189,7 +189,7 @@ def test_long_lines_are_split_and_counted(capsys, tmp_path, wordpiece_dir):
     ("cache_is_a_file", r"cannot be used as a cache dir"),
     ("bad_type", r"unknown --tokenizer_type 'nope'; valid types: "),
     ("huge_seq", r"--max_seq_length 99999999999999999999: must be at least 3 .* and at most 1,048,576"),
-    ("nan_task", r"--task_size_mb nan: must be a positive number of MB"),
+    ("nan_task", r"--task_size_mb nan: must be a positive number of MiB"),
     ("too_many_workers", r"--num_workers 100000: must be between 1 and 1024"),
     ("non_utf8_dir", r"--train_dir: the path .* is not valid UTF-8"),
     ("model_dir_only", r"--tokenizer_name_or_path .*model: no tokenizer files for --tokenizer_type auto \(looked for "
