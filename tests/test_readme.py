@@ -1,4 +1,5 @@
-"""README.md's commands, run as written from a fresh working dir holding the repo's Makefile."""
+"""README.md's commands (and docs/layout.md's make block), run as written from a fresh working dir holding the
+repo's Makefile."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import pytest
 ROOT = Path(__file__).parents[1]
 
 
-def readme_blocks() -> list[str]:
-    return re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+def readme_blocks(doc: str = "README.md") -> list[str]:
+    """The ```bash blocks of the README (or of a guide under docs/)."""
+    return re.findall(r"```bash\n(.*?)```", (ROOT / doc).read_text(encoding="utf-8"), flags=re.S)
 
 
 def commands(block: str) -> list[str]:
@@ -27,12 +29,36 @@ def test_readme_has_the_two_commands_first():
     assert first == ["make demo", "make test"]
 
 
-@pytest.mark.slow
-def test_the_stages_block_runs_as_written(tmp_path):
-    block = next(b for b in readme_blocks() if "make tokenizer" in b)
+def test_readme_is_a_front_page_and_every_guide_it_links_exists():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 250, "README.md is the front page: move detail into a guide under docs/"
+    links = re.findall(r"\]\(((?:docs/)?[^)#\s]+\.md)(?:#[^)]*)?\)", text)
+    assert {"docs/corpora.md", "docs/mixtures.md", "docs/flags.md", "docs/benchmarks.md"} <= set(links)
+    missing = [link for link in links if not (ROOT / link).is_file()]
+    assert not missing, f"README.md links to guides that do not exist: {missing}"
+
+
+def _repo_view(tmp_path: Path) -> None:
+    """A fresh working dir holding the repo's Makefile, scripts and the venv, as a checkout has them."""
     for name in ("Makefile", "pyproject.toml", "scripts"):
         (tmp_path / name).symlink_to(ROOT / name)
     (tmp_path / ".venv").symlink_to(Path(sys.prefix))
+
+
+@pytest.mark.slow
+def test_the_five_minute_walk_runs_as_written(tmp_path):
+    block = next(b for b in readme_blocks() if "mlm-train-tokenizer" in b)
+    _repo_view(tmp_path)
+    r = subprocess.run(["bash", "-e", "-c", block], cwd=tmp_path, capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, f"{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
+    assert (tmp_path / "walk" / "model" / "model.safetensors").is_file()
+    assert "fill-mask: the small dog <mask> the ball" in r.stdout
+
+
+@pytest.mark.slow
+def test_the_stages_block_runs_as_written(tmp_path):
+    block = next(b for b in readme_blocks("docs/layout.md") if "make tokenizer" in b)
+    _repo_view(tmp_path)
     subprocess.run([sys.executable, "scripts/make_corpus.py", "--out", "demo_out/text"], cwd=tmp_path, check=True)
     for cmd in commands(block):
         r = subprocess.run(cmd, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=900)
