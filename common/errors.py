@@ -19,3 +19,8 @@ def words(e: BaseException) -> str:
             if lines[k].startswith(prefix):
                 return "\n".join([lines[k][len(prefix):], *lines[k + 1:]])
     return lines[-1]
+
+
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """``count`` and ``noun``, plural unless the count is 1: "1 piece", "2 pieces", "0 pieces"."""
+    return f"{count:,} {noun if count == 1 else plural or noun + 's'}"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from common import leases
 from common.check import check_split
-from common.errors import UserError
+from common.errors import UserError, counted
 from common.format import MANIFEST_NAME
 from common.manifest import Manifest, Parameters, PieceInfo, ShardInfo, TokenizerIdentity, unk_share, write_manifest
 from common.packing import PACKING
@@ -45,17 +45,19 @@ class SplitReport:
     def line(self) -> str:
         if self.sliced is not None:
             k, n = self.sliced
-            return (f"{self.split}: slice {k} of {n}: {self.pieces} pieces ({self.shards} shards), {self.tokenized} "
-                    f"shards tokenized, {self.repacked} packed, {self.seconds:.1f} s; once every slice is done, "
+            return (f"{self.split}: slice {k} of {n}: {counted(self.pieces, 'piece')} ({counted(self.shards, 'shard')}), "
+                    f"{counted(self.tokenized, 'shard')} tokenized, {self.repacked:,} packed, {self.seconds:.1f} s; "
+                    "once every slice is done, "
                     "run the same command without --num_slices/--slice to commit")
         t = self.totals
         state = "cache is fresh, nothing to do" if self.fresh else (
-            f"{self.shards - self.tokenized} shards reused, {self.tokenized} tokenized, {self.repacked} repacked"
+            f"{counted(self.shards - self.tokenized, 'shard')} reused, {self.tokenized:,} tokenized, "
+            f"{self.repacked:,} repacked"
         )
         return (
-            f"{self.split}: {state}; {t['shards']} shards in {t['pieces']} pieces, {t['lines']:,} lines, "
-            f"{t['tokens']:,} tokens, {t['blocks']:,} blocks, {t['lines_split']:,} long lines split, "
-            f"{self.seconds:.1f} s"
+            f"{self.split}: {state}; {counted(t['shards'], 'shard')} in {counted(t['pieces'], 'piece')}, "
+            f"{counted(t['lines'], 'line')}, {counted(t['tokens'], 'token')}, {counted(t['blocks'], 'block')}, "
+            f"{counted(t['lines_split'], 'long line')} split, {self.seconds:.1f} s"
         )
 
 
@@ -280,7 +282,7 @@ def read_only_reason(plan: SplitPlan, old: Manifest | None, manifest: Manifest |
     if old is None:
         return f"{plan.split} has no readable manifest"
     if plan.to_tokenize or plan.to_pack:
-        return (f"{plan.split} needs {plan.shards_of(plan.to_tokenize)} shards tokenized, "
+        return (f"{plan.split} needs {counted(plan.shards_of(plan.to_tokenize), 'shard')} tokenized, "
                 f"{plan.shards_of(plan.to_pack)} packed")
     if manifest is not None and old.fingerprint(where=False) != manifest.fingerprint(where=False):
         return f"{plan.split} was built with other settings (e.g. --datasets_type)"

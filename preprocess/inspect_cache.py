@@ -28,7 +28,7 @@ from common.check import SplitCheck, check_split, input_dirs, refuse_shared_corp
 from common.cli import parse_args, run_command
 from common.config import CacheArguments
 from common.corpora import CORPORA_FILE, corpus_dir, parse_named, read_corpora, unfinished
-from common.errors import UserError
+from common.errors import UserError, counted
 from common.format import MANIFEST_NAME, FormatError, length_bins
 from common.manifest import Manifest, unk_share
 from common.rebuild import named_rebuild_command, rebuild_command, recorded
@@ -93,11 +93,6 @@ def _size(n: float) -> str:
     return str(n)
 
 
-def _n(count: int, noun: str, plural: str | None = None) -> str:
-    """``count`` and ``noun``, plural unless the count is 1: "1 piece", "2 pieces", "0 pieces"."""
-    return f"{count:,} {noun if count == 1 else plural or noun + 's'}"
-
-
 def histogram_lines(counts: list[int], width: int = 40, top_length: int | None = None) -> list[str]:
     """A text histogram over the power-of-two length bins; empty edge bins left out. ``top_length``:
     the longest length there can be (a block's max_seq_length), so no bin is labelled past it."""
@@ -131,7 +126,7 @@ def _text_size(m: Manifest) -> str:
         return f"{_size(sum(known))} of text"
     if not known:
         return "text size not recorded: built before it was counted, --overwrite_cache records it"
-    return (f"{_size(sum(known))} of text in {_n(len(known), 'shard')}, not recorded for the other "
+    return (f"{_size(sum(known))} of text in {counted(len(known), 'shard')}, not recorded for the other "
             f"{len(m.shards) - len(known):,} (built before it was counted)")
 
 
@@ -141,8 +136,8 @@ def _contents(m: Manifest, t: dict[str, int]) -> list[str]:
     stored = f"{_size(t['bytes'])} stored"
     held = m.parameters.validation_split
     if held is None:
-        return [f"shards     {_n(t['shards'], 'shard')} ({stored}, {_text_size(m)}) in {_n(t['pieces'], 'piece')}, "
-                f"{_n(t['lines'], 'line')}, {_n(t['tokens'], 'token')}"]
+        return [f"shards     {counted(t['shards'], 'shard')} ({stored}, {_text_size(m)}) in {counted(t['pieces'], 'piece')}, "
+                f"{counted(t['lines'], 'line')}, {counted(t['tokens'], 'token')}"]
     pct = held.get("percentage")
     share = f"{pct:g}" if isinstance(pct, (int, float)) else str(pct)
     share += f"% of the documents of the train dir (seed {held.get('seed')})"
@@ -152,8 +147,8 @@ def _contents(m: Manifest, t: dict[str, int]) -> list[str]:
         what = f"held out   {share} went to the validation split; this split holds the rest"
     gave = sum(1 for s in m.shards if s.lines)
     return [what,
-            f"holds      {_n(t['lines'], 'line')}, {_n(t['tokens'], 'token')}, {_text_size(m)}, in "
-            f"{_n(t['pieces'], 'piece')}; from {gave:,} of the train dir's {_n(t['shards'], 'shard')} ({stored})"]
+            f"holds      {counted(t['lines'], 'line')}, {counted(t['tokens'], 'token')}, {_text_size(m)}, in "
+            f"{counted(t['pieces'], 'piece')}; from {gave:,} of the train dir's {counted(t['shards'], 'shard')} ({stored})"]
 
 
 def show(split: Path, m: Manifest) -> str:
@@ -171,13 +166,13 @@ def show(split: Path, m: Manifest) -> str:
         f"add_space_token {p.add_space_token}, ext {p.ext}"
         + (f", text_column {p.text_column}" if p.text_column else ""),
         *_contents(m, t),
-        f"blocks     {_n(t['blocks'], 'block')} of at most {p.max_seq_length} tokens; "
-        f"{_n(t['lines_split'], 'long line')} split into pieces",
-        f"cleaning   {_n(t['invalid_utf8'], 'invalid UTF-8 sequence')} replaced, "
-        f"{_n(t['lines_without_tokens'], 'line')} without tokens dropped",
-        f"records    {_n(t['bad_records'], 'bad record')} skipped (not JSON, no text field, null text, damaged "
+        f"blocks     {counted(t['blocks'], 'block')} of at most {p.max_seq_length} tokens; "
+        f"{counted(t['lines_split'], 'long line')} split into pieces",
+        f"cleaning   {counted(t['invalid_utf8'], 'invalid UTF-8 sequence')} replaced, "
+        f"{counted(t['lines_without_tokens'], 'line')} without tokens dropped",
+        f"records    {counted(t['bad_records'], 'bad record')} skipped (not JSON, no text field, null text, damaged "
         f"compressed data){_worst_bad(m)}",
-        f"unknown    {_n(t['unk_tokens'], 'id')} of the unknown token "
+        f"unknown    {counted(t['unk_tokens'], 'id')} of the unknown token "
         f"({unk_share(t['unk_tokens'], t['tokens'], t['lines']):.2%} of the ids)",
         f"disk       {_size(t['disk_bytes'])} of arrays ({t['disk_bytes'] / max(t['tokens'], 1):.2f} bytes/token)",
         f"readers    {_readers(split)}",

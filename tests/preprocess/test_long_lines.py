@@ -41,7 +41,7 @@ def test_a_giant_line_cut_into_tasks_gives_the_ids_of_the_whole_line(capsys, req
     assert m["shards"] == [{**s, "path": s["path"]} for s in manifest(whole)["shards"]]  # same counts and hist
     # the cut positions are part of the key: a rerun with another task size re-tokenizes the giant line
     rc, out, _ = run_cli(capsys, *base_args(tok_dir, text, cut, "--task_size_mb", "0.008"))
-    assert rc == 0 and "1 shards reused, 1 tokenized" in out
+    assert rc == 0 and "1 shard reused, 1 tokenized" in out
 
 
 @pytest.mark.slow

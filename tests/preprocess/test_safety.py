@@ -195,7 +195,7 @@ def test_a_shard_edited_while_read_is_never_stored_under_its_old_digest(capsys, 
     paths[1].write_bytes(original)  # the old bytes are back: nothing stored may claim them
     monkeypatch.undo()
     rc, out, err = run_cli(capsys, *args)
-    assert rc == 0 and "1 shards reused, 2 tokenized" in out, err  # shard_000 was committed before the error
+    assert rc == 0 and "1 shard reused, 2 tokenized" in out, err  # shard_000 was committed before the error
     assert arrays(cache) == arrays(clean) and shard_records(cache) == shard_records(clean)
 
 
@@ -285,7 +285,7 @@ def test_a_damaged_piece_record_is_rebuilt_with_a_warning(capsys, tmp_path, word
         record.write_text(json.dumps(data))
     (cache / "train" / "manifest.json").unlink()  # so the run must plan from the records
     rc, out, err = run_cli(capsys, *args)
-    assert rc == 0 and "1 shards reused, 1 tokenized" in out, err
+    assert rc == 0 and "1 shard reused, 1 tokenized" in out, err
     assert f"warning: {record}" in err and "Traceback" not in err
     assert arrays(cache) == good
 
@@ -326,7 +326,7 @@ def test_a_record_damaged_after_its_manifest_was_written_is_read_and_rebuilt(cap
     later = (cache / "train" / "manifest.json").stat().st_mtime_ns + 1_000_000_000
     os.utime(record, ns=(later, later))
     rc, out, err = run_cli(capsys, *args)
-    assert rc == 0 and "1 shards reused, 1 tokenized" in out and f"warning: {record}" in err, (out, err)
+    assert rc == 0 and "1 shard reused, 1 tokenized" in out and f"warning: {record}" in err, (out, err)
     assert arrays(cache) == good and json.loads(record.read_text())["key"] == record.stem
 
 
@@ -483,7 +483,7 @@ def test_a_fresh_cache_on_a_read_only_filesystem_is_used_without_writing(capsys,
         r.stderr.split("not fresh:")[1].split(";")[0]
     paths[0].write_text("changed text\n")
     r = read_only([sys.executable, "-m", "preprocess", *args])
-    assert r.returncode == 2 and "cannot be written" in r.stderr and "1 shards tokenized" in r.stderr
+    assert r.returncode == 2 and "cannot be written" in r.stderr and "1 shard tokenized" in r.stderr
     _one_error_line(r.stderr)
 
 
@@ -500,7 +500,7 @@ def test_verify_outputs_rebuilds_an_array_altered_at_the_same_size(capsys, tmp_p
     rc, out, _ = run_cli(capsys, *args)
     assert rc == 0 and "cache is fresh" in out  # a plain rerun checks sizes only (README says so)
     rc, out, err = run_cli(capsys, *args, "--verify_outputs")
-    assert rc == 0 and "1 shards reused, 1 tokenized" in out and "content differs" in err
+    assert rc == 0 and "1 shard reused, 1 tokenized" in out and "content differs" in err
     assert arrays(cache) == good
     assert inspect_main(["verify", str(cache)]) == 0
 
