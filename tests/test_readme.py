@@ -39,8 +39,8 @@ def test_readme_is_a_front_page_and_every_guide_it_links_exists():
 
 
 def _repo_view(tmp_path: Path) -> None:
-    """A fresh working dir holding the repo's Makefile, scripts and the venv, as a checkout has them."""
-    for name in ("Makefile", "pyproject.toml", "scripts"):
+    """A fresh working dir holding the repo's Makefile, scripts, benches and the venv, as a checkout has them."""
+    for name in ("Makefile", "pyproject.toml", "scripts", "bench"):
         (tmp_path / name).symlink_to(ROOT / name)
     (tmp_path / ".venv").symlink_to(Path(sys.prefix))
 
@@ -64,3 +64,23 @@ def test_the_stages_block_runs_as_written(tmp_path):
         r = subprocess.run(cmd, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=900)
         assert r.returncode == 0, f"{cmd}\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
     assert (tmp_path / "demo_out" / "spm_model" / "model.safetensors").is_file()
+
+
+GUIDES = sorted(p.name for p in (ROOT / "docs").glob("*.md") if p.name not in ("README.md", "flags.md"))
+
+
+def test_every_guide_starts_from_a_command_block_and_the_index_lists_it():
+    index = (ROOT / "docs" / "README.md").read_text(encoding="utf-8")
+    for guide in GUIDES:
+        text = (ROOT / "docs" / guide).read_text(encoding="utf-8")
+        assert text.split("```bash", 1)[0].count("\n## ") == 0, f"{guide}: its first section comes before a command"
+        assert f"({guide})" in index, f"docs/README.md does not list {guide}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("guide", [g for g in GUIDES if g != "layout.md"])  # layout.md's block runs `make test`
+def test_each_guide_s_first_command_block_runs_as_written(tmp_path, guide):
+    block = readme_blocks(f"docs/{guide}")[0]
+    _repo_view(tmp_path)
+    r = subprocess.run(["bash", "-e", "-c", block], cwd=tmp_path, capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, f"{guide}\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
