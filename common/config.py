@@ -43,11 +43,13 @@ class CacheArguments:
         metadata={"help": "Local tokenizer directory (save_pretrained output) or tokenizer.json. Never downloaded."}
     )
     datasets_cache_dir: str = field(
-        metadata={"help": "Cache directory; outputs go to <cache>/train and <cache>/validation."}
+        metadata={"help": "Cache directory: <cache>/train and <cache>/validation, or with named corpora "
+                  "<cache>/corpora/<name>/{train,validation} and <cache>/corpora.json (docs/format.md)."}
     )
     train_dir: str | None = field(
         default=None,
-        metadata={"help": "Directory of training shards: every *.<ext> file in it is used (required to preprocess). "
+        metadata={"help": "Directory of training shards: every *.<ext> file in it is read (mlm-preprocess needs it; "
+                  "mlm-train compares the cache with it, else with the dirs the manifests record). "
                   "Several dirs: comma-separated, or the flag repeated; shards are then named by their path under "
                   "the dirs' common parent. Named corpora, each its own part of the cache, mixed by mlm-train "
                   "--mixture: NAME=DIR entries (wiki=data/wiki,news=data/news; NAME=a,b for several dirs)."},
@@ -79,7 +81,8 @@ class CacheArguments:
     )
     datasets_type: str = field(
         default="MemmapConcatFullSentenceTextDataset",
-        metadata={"help": f"Dataset the training stage builds from the cache: one of {', '.join(DATASETS_TYPES)}."},
+        metadata={"help": f"Dataset the training stage builds from the cache: one of {', '.join(DATASETS_TYPES)} "
+                  "(the users' names: both read blocks by pread and map nothing)."},
     )
     add_space_token: bool = field(
         default=False,
