@@ -82,7 +82,7 @@ def test_sigkill_midway_then_rerun_equals_a_clean_build(tmp_path, wordpiece_dir)
     assert not (crashed / "train" / "manifest.json").exists()
     r = _run([*cli, *base_args(wordpiece_dir, train, crashed)])
     assert r.returncode == 0, r.stderr
-    assert "shards reused" in r.stdout and "0 shards reused" not in r.stdout  # resumed, not restarted
+    assert " reused, " in r.stdout and "0 shards reused" not in r.stdout  # resumed, not restarted
     assert arrays(crashed) == arrays(clean)
     assert not [p for p in (crashed / "train").rglob("*") if ".tmp-" in p.name]
 
