@@ -1,0 +1,169 @@
+"""A seeded sample of a corpus's text, read as preprocess reads it: what a tokenizer is trained on.
+
+The sample is drawn uniformly over every shard and every part of every
+shard, through the same listing, scan, byte ranges, readers and cleaning as
+``mlm-preprocess`` (so the tokenizer sees exactly the text the cache will
+encode), and it is the same for the same corpus and seed whatever
+``--num_workers``:
+
+* every line gets a key in [0, 1): a task's lines share the task's key
+  (hash of seed, corpus, shard name and range start) where a task can be
+  skipped unread (uncompressed text and JSON Lines ranges, Parquet row
+  groups); a compressed stream, read whole anyway, keys each line (hash of
+  seed, corpus, shard, line number);
+* a corpus's sample is its lines of the smallest keys, ``target`` bytes of
+  UTF-8 text: the bottom of the key order, so it does not depend on the
+  order tasks were read in;
+* only tasks whose key lies under a threshold are read (and only lines under
+  it kept): ``1.1 x target / the corpus's stored bytes`` at first, doubled
+  while the lines read fall short. Memory holds about the sample, never the
+  corpus.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import xxhash
+from tqdm import tqdm
+
+from preprocess.readers import Batch, read_task
+from preprocess.scan import scan_shards
+from preprocess.tasks import Reading, Task, tasks_of
+from preprocess.workers import Workers
+
+_STATE: dict[str, object] = {}  # the seed and threshold of a round, set before the pool forks
+MIN_TASK_BYTES, MAX_TASK_BYTES = 4 << 10, 4 << 20
+
+
+def task_bytes(sample_bytes: int) -> int:
+    """Ranges small enough that a sample is drawn from at least ~500 parts of the corpus, not from a few
+    big ones; at most preprocess's 4 MiB, at least 4 KiB (a range is one read)."""
+    return max(MIN_TASK_BYTES, min(MAX_TASK_BYTES, sample_bytes // 512))
+
+
+def _key(*parts: object) -> float:
+    """A uniform number in [0, 1) from ``parts``: the same on every machine and in every process."""
+    return xxhash.xxh3_64_intdigest("\0".join(map(str, parts)).encode()) / 2.0**64
+
+
+@dataclass(frozen=True)
+class CorpusFiles:
+    """One corpus as preprocess lists it: (name, path, format) of each shard."""
+
+    name: str
+    shards: list[tuple[str, Path, object]]
+
+    @property
+    def stored_bytes(self) -> int:
+        return sum(p.stat().st_size for _, p, _ in self.shards)
+
+
+@dataclass
+class Drawn:
+    """A corpus's sample: its lines, in key order, with their UTF-8 bytes, and what was read to draw them."""
+
+    lines: list[str]
+    text_bytes: int
+    read_bytes: int
+    everything: bool  # the whole corpus was read and kept: it is smaller than its target
+
+
+def _skippable(task: Task) -> bool:
+    return task.fmt.kind == "parquet" or not task.fmt.codec
+
+
+def _read(job: tuple[Task, str, str, float]) -> tuple[list[tuple[float, int, str]], int]:
+    """(key, line number, line) of a task's lines under the threshold, and the bytes read: a skippable task
+    is read whole (its lines share its key); a compressed stream keeps each line by its own key."""
+    task, corpus, name, threshold = job
+    seed = _STATE["seed"]
+    lines: list[str] = []
+
+    def emit(batch: Batch) -> None:
+        lines.extend(batch.lines)
+
+    read = read_task(task, None, emit)
+    if read.changed:
+        raise RuntimeError(f"{task.path} changed while it was read; rerun")
+    if _skippable(task):
+        k = _key(seed, corpus, name, task.start)
+        return [(k, i, s) for i, s in enumerate(lines)], read.nbytes
+    out = []
+    for i, s in enumerate(lines):
+        k = _key(seed, corpus, name, task.start, i)
+        if k < threshold:
+            out.append((k, i, s))
+    return out, read.nbytes
+
+
+def draw(corpus: CorpusFiles, target: int, seed: int, column: str, num_workers: int,
+         progress: Callable[[int], object] | None = None) -> Drawn:
+    """``target`` bytes of ``corpus``'s text (all of it when it holds less), the lines of the smallest keys."""
+    paths = [p for _, p, _ in corpus.shards]
+    fmts = [f for _, _, f in corpus.shards]
+    scans = scan_shards(paths, fmts, task_bytes(target), column)
+    reading = Reading(column=column, task_bytes=task_bytes(target), select=None, spill_dir="")
+    tasks = [(t, corpus.shards[i][0]) for i, (p, s, f) in enumerate(zip(paths, scans, fmts))
+             for t in tasks_of(i, p, s, f, reading)]
+    stored = max(sum(s.size for s in scans), 1)
+    threshold, low = min(1.0, 1.1 * target / stored), 0.0
+    found: list[tuple[float, int, int, str]] = []  # (key, task number, line number, line)
+    read_bytes = 0
+    _STATE["seed"] = seed
+    while True:
+        jobs = [(n, (t, corpus.name, name, threshold)) for n, (t, name) in enumerate(tasks)
+                if (not _skippable(t)) or low <= _key(seed, corpus.name, name, t.start) < threshold]
+        results = _map(_read, [j for _, j in jobs], num_workers)
+        found = [f for f in found if _skippable(tasks[f[1]][0])]  # a stream is read again each round, whole
+        for (n, _), (lines, nbytes) in zip(jobs, results):
+            read_bytes += nbytes
+            if progress is not None:
+                progress(nbytes)
+            found += [(k, n, i, s) for k, i, s in lines]
+        have = sum(len(s.encode()) for *_, s in found)
+        if have >= target or threshold >= 1.0:
+            break
+        low, threshold = threshold, min(1.0, threshold * 2)
+    found.sort()
+    lines, size = [], 0
+    for *_, s in found:
+        if size >= target:
+            break
+        lines.append(s)
+        size += len(s.encode("utf-8", errors="surrogatepass"))
+    return Drawn(lines, size, read_bytes, everything=threshold >= 1.0 and len(lines) == len(found))
+
+
+def _map(fn: Callable, jobs: list, num_workers: int) -> list:
+    """``fn`` over ``jobs``, in order, in ``num_workers`` processes (here when 1)."""
+    if num_workers <= 1 or len(jobs) <= 1:
+        return [fn(j) for j in jobs]
+    workers = Workers(min(num_workers, len(jobs)), fn)
+    try:
+        return list(workers.imap(jobs))
+    finally:
+        workers.kill()
+
+
+def sample_digest(lines: list[str]) -> str:
+    """xxh3_128 of the sample's lines, newline-joined: what training.json records."""
+    h = xxhash.xxh3_128()
+    for s in lines:
+        h.update(s.encode("utf-8", errors="surrogatepass"))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def targets(sizes: dict[str, int], shares: dict[str, float], sample_bytes: int) -> dict[str, int]:
+    """Each corpus's bytes of the sample: its share of ``sample_bytes``; when the corpora are smaller than the
+    sample (as stored), each may give up to all of it: then every corpus is read whole."""
+    if sum(sizes.values()) <= sample_bytes:
+        return {n: sample_bytes for n in sizes}
+    return {n: int(round(sample_bytes * shares[n])) for n in sizes}
+
+
+def reading_bar(total: int, desc: str) -> tqdm:
+    return tqdm(total=total, unit="B", unit_scale=True, desc=desc, dynamic_ncols=True)
