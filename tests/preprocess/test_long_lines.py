@@ -62,7 +62,7 @@ def test_a_50_mb_single_line_stays_under_1_gb_of_rss(tmp_path, wordpiece_dir):
     print(f"peak RSS of the preprocess tree on a 50 MB line: {rss.peak_sum / 2**20:.0f} MiB")
     assert p.returncode == 0, err.decode()[-2000:]
     assert rss.peak_sum < 1 << 30, f"peak RSS {rss.peak_sum / 2**20:.0f} MiB"
-    assert b"1 lines" in out and manifest(tmp_path / "cache")["totals"]["lines"] == 1
+    assert b"1 line," in out and manifest(tmp_path / "cache")["totals"]["lines"] == 1
 
 
 @pytest.mark.parametrize("tok", ["wordpiece_dir", "bpe_dir"])
