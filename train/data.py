@@ -29,10 +29,11 @@ from common.corpora import check_one_layout, corpus_dir, parse_named, read_corpo
 from common.errors import UserError
 from common.format import MANIFEST_NAME
 from common.manifest import Manifest
+from common.mixture import weights
 from common.rebuild import named_rebuild_command, rebuild_command, recorded
 from common.tokenizer import LoadedTokenizer
 from train.dataset import DATASET_TYPES, ConcatBlocks
-from train.mixture import table, weights
+from train.mixture import table
 from train.order import Corpus
 
 

@@ -163,7 +163,7 @@ def test_the_sampler_answers_at_sample_a_billion_in_under_a_second():
 
 def test_weights_of_corpora_without_blocks_are_one_line():
     from common.errors import UserError
-    from train.mixture import weights
+    from common.mixture import weights
 
     assert weights(["a", "b"], {"a": 3, "b": 1}, None, None) == {"a": 0.75, "b": 0.25}
     assert weights(["a", "b"], {"a": 3, "b": 0}, "a=1,b=0", None) == {"a": 1.0, "b": 0.0}
@@ -176,7 +176,7 @@ def test_weights_of_corpora_without_blocks_are_one_line():
 def test_mixture_alpha_weighs_each_corpus_by_its_blocks_to_the_power_alpha(alpha):
     """XLM-R's smoothing: weight ~ (share of the blocks) ** alpha, normalised; 0 uniform, 1 by size; a corpus
     without blocks weighs nothing, whatever alpha."""
-    from train.mixture import weights
+    from common.mixture import weights
 
     blocks = {"big": 9000, "mid": 900, "small": 100, "empty": 0}
     raw = {n: b**alpha if b else 0.0 for n, b in blocks.items()}
