@@ -1,0 +1,296 @@
+"""The tokenizer families ``mlm-train-tokenizer --type`` trains, one table entry each, from a list of lines.
+
+Each family's ``train(lines, out, options)`` writes a tokenizer into the existing empty dir ``out``:
+
+    family     library                  ids 0..4                             loads with --tokenizer_type
+    bpe        tokenizers, byte-level   <s> <pad> </s> <unk> <mask>          auto (AutoTokenizer)
+    wordpiece  tokenizers, BERT style   [PAD] [UNK] [CLS] [SEP] [MASK]       auto
+    unigram    tokenizers' Unigram      <s> <pad> </s> <unk> <mask>          auto
+    spm        SentencePiece            <s> <pad> </s> <unk> <mask>, <_>     spm (ThaiRobertaTokenizer + tokenizer.json)
+    newmm      PyThaiNLP words          <s> <pad> </s> <unk> <mask> <_>      newmm (ThaiWordsNewmmTokenizer)
+    syllable   PyThaiNLP syllables      <s> <pad> </s> <unk> <mask> <_>      syllable (ThaiWordsSyllableTokenizer)
+
+``deterministic``: the same lines and options give byte-identical files, run to run (measured; the
+reasons are at ``_train_wordpiece`` and ``_train_unigram``). ``tokenizers`` keys its trainers' word
+counts by ``ahash`` maps, seeded at random per process, so whatever the trainer does in map order
+changes from run to run, on one thread too (RAYON_NUM_THREADS=1).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from common.errors import UserError
+from common.format import SPACE_TOKEN
+
+ROBERTA_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")  # ids 0..4, as spm and the word-level types
+BERT_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+COUNT_LINES = 2_000  # lines per word-count task: a few ms of PyThaiNLP each, so the pipes stay cheap
+
+
+@dataclass(frozen=True)
+class FamilyOptions:
+    """What the CLI passes every family; each reads the fields it uses."""
+
+    vocab_size: int | None  # already rounded by the CLI (a multiple of 64 unless the user turned that off)
+    num_workers: int
+    model_type: str = "unigram"  # spm only: unigram | bpe
+    character_coverage: float = 0.9995  # spm only
+    add_space_token: bool = False  # spm only: the users' Thai setup, spaces become <_>
+    min_frequency: int = 1  # word-level types, and tokenizers' trainers where they take it (bpe, wordpiece)
+
+    def __post_init__(self) -> None:
+        if self.vocab_size is not None and self.vocab_size < 1:
+            raise UserError(f"--vocab_size {self.vocab_size}: must be at least 1")
+        if self.num_workers < 1:
+            raise UserError(f"--num_workers {self.num_workers}: must be at least 1")
+        if self.min_frequency < 1:
+            raise UserError(f"--min_frequency {self.min_frequency}: must be at least 1")
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str  # bpe | wordpiece | unigram | spm | newmm | syllable
+    tokenizer_type: str  # what --tokenizer_type loads the output with
+    needs_vocab_size: bool
+    train: Callable[[list[str], Path, FamilyOptions], None]  # writes the tokenizer into the existing empty dir
+    deterministic: bool  # same lines + options -> byte-identical files (measured)
+
+
+def round_vocab(n: int, multiple: int = 64) -> int:
+    """``n`` rounded up to a multiple of ``multiple``: embedding and output matrices whose rows are a
+    multiple of 64 keep tensor-core matmuls on their fast path."""
+    return -(-n // multiple) * multiple
+
+
+def _vocab_size(options: FamilyOptions, family: str) -> int:
+    if options.vocab_size is None:
+        raise UserError(f"--type {family} needs --vocab_size (a subword vocabulary has no natural size)")
+    return options.vocab_size
+
+
+def _save_fast(tok, out: Path, **roles) -> None:
+    """Save a ``tokenizers`` object as a ``PreTrainedTokenizerFast`` dir: tokenizer.json, and a
+    tokenizer_config.json naming every special role, so AutoTokenizer and ``--tokenizer_type auto`` know them.
+    ``clean_up_tokenization_spaces=False``: decoding must give the text back, not BERT's " ." -> ".".
+    """
+    from transformers import PreTrainedTokenizerFast
+
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, clean_up_tokenization_spaces=False, **roles)
+    fast.save_pretrained(str(out))
+
+
+def _train(tok, lines: list[str], trainer) -> None:
+    try:
+        tok.train_from_iterator(lines, trainer, length=len(lines))
+    except Exception as e:  # the Rust trainer's own errors (a vocabulary smaller than the alphabet)
+        raise UserError(f"tokenizers: {e}") from None
+
+
+def _train_bpe(lines: list[str], out: Path, options: FamilyOptions) -> None:
+    """Byte-level BPE as RoBERTa/GPT-2: every byte is in the initial alphabet, so any text encodes with
+    no unknown and decodes back exactly. Deterministic: the alphabet is sorted by the trainer, every
+    character is in it (no per-word ids in map order), and the merge queue's order is total
+    (count, then pair ids): tokenizers/src/models/bpe/trainer.rs, ``impl Ord for Merge``."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    mask = AddedToken("<mask>", lstrip=True, rstrip=False, normalized=False, special=True)  # as RoBERTa's
+    specials = [*ROBERTA_SPECIALS[:-1], mask]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    _train(tok, lines, trainers.BpeTrainer(
+        vocab_size=_vocab_size(options, "bpe"), min_frequency=options.min_frequency, special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0), trim_offsets=True,
+                                                      add_prefix_space=False)
+    _save_fast(tok, out, bos_token="<s>", pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
+               mask_token=mask, cls_token="<s>", sep_token="</s>")
+
+
+def _continuation_seeds(lines: list[str]) -> list[str]:
+    """``##c`` for every character ``c`` that can continue a word under BERT's pre-tokenizer, sorted.
+
+    Why: the WordPiece trainer gives each ``##c`` its id when it first meets it while walking the word
+    counts, an ``ahash`` map in per-process random order (tokenizers/src/models/bpe/trainer.rs,
+    ``tokenize_words``); the merge queue breaks count ties by those ids, so the vocabulary itself
+    changed run to run, on one thread too. Passed first, as the trainer's special tokens, they get
+    fixed ids before the walk. Whitespace, control, punctuation and CJK characters never continue a
+    word (BertNormalizer and BertPreTokenizer isolate or drop them), so they get no seed. The cost: a
+    ``##c`` for a letter seen only at word starts takes a vocabulary slot the trainer would not have given.
+    """
+    import unicodedata
+
+    import numpy as np
+
+    seen = np.zeros(0x110000, dtype=bool)  # by code point: 0.09 s for 30 MB of text here
+    for i in range(0, len(lines), 10_000):
+        text = "".join(lines[i:i + 10_000]).encode("utf-32-le", "surrogatepass")
+        seen[np.frombuffer(text, dtype="<u4")] = True
+    chars = [chr(c) for c in np.flatnonzero(seen)]
+
+    def continues(c: str) -> bool:
+        cat = unicodedata.category(c)
+        cjk = 0x4E00 <= ord(c) <= 0x9FFF or 0x3400 <= ord(c) <= 0x4DBF or 0xF900 <= ord(c) <= 0xFAFF \
+            or 0x20000 <= ord(c) <= 0x2FA1F
+        return not (c.isspace() or cat[0] in "CPZ" or (c.isascii() and not c.isalnum()) or cjk)
+
+    return [f"##{c}" for c in chars if continues(c)]
+
+
+def _train_wordpiece(lines: list[str], out: Path, options: FamilyOptions) -> None:
+    """BERT-style WordPiece, cased and accents kept (Thai vowel and tone marks are accents to BERT's
+    ``strip_accents``; lowercasing is a choice for English-only models). Made deterministic by fixing
+    the ``##c`` ids first (``_continuation_seeds``); the trainer's copy of them as special tokens is
+    dropped by rebuilding the tokenizer from its vocabulary. Words over 100 characters (BERT's
+    ``max_input_chars_per_word``) become [UNK]: long Thai runs without a space are such words."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    def shell(model) -> Tokenizer:
+        tok = Tokenizer(model)
+        tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
+                                                    strip_accents=False, lowercase=False)
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.decoder = decoders.WordPiece(prefix="##")
+        return tok
+
+    trained = shell(models.WordPiece(unk_token="[UNK]"))
+    _train(trained, lines, trainers.WordPieceTrainer(
+        vocab_size=_vocab_size(options, "wordpiece"), min_frequency=options.min_frequency,
+        special_tokens=[*BERT_SPECIALS, *_continuation_seeds(lines)], continuing_subword_prefix="##",
+        show_progress=False))
+    tok = shell(models.WordPiece(trained.get_vocab(with_added_tokens=False), unk_token="[UNK]"))
+    tok.add_special_tokens(list(BERT_SPECIALS))
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
+    _save_fast(tok, out, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
+               mask_token="[MASK]")
+
+
+def _train_unigram(lines: list[str], out: Path, options: FamilyOptions) -> None:
+    """``tokenizers``' Unigram over SentencePiece-style words (``▁`` marks a word start).
+
+    Not deterministic, and not made so (tokenizers/src/models/unigram/trainer.rs): the trainer walks
+    the word counts in ``ahash`` order, so (1) its final sort by score keeps ties in that order, (2)
+    characters the EM dropped are put back with scores ``min + 0.0001 k``, ``k`` in set order, and
+    (3) each E-step sums floating-point marginals in that order, so scores can differ in the last
+    bits and tip pruning. (1) is undone here: pieces are re-sorted by score, ties by piece; (2) and
+    (3) are inside the trainer. ``min_frequency`` does not apply (the Unigram trainer takes none).
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    def shell(model) -> Tokenizer:
+        tok = Tokenizer(model)
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+        tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+        return tok
+
+    trained = shell(models.Unigram())
+    _train(trained, lines, trainers.UnigramTrainer(
+        vocab_size=_vocab_size(options, "unigram"), special_tokens=list(ROBERTA_SPECIALS), unk_token="<unk>",
+        show_progress=False))
+    pieces = json.loads(trained.to_str())["model"]["vocab"]  # [[piece, log prob], ...], specials first
+    n = len(ROBERTA_SPECIALS)
+    assert [p for p, _ in pieces[:n]] == list(ROBERTA_SPECIALS), pieces[:n]
+    vocab = [tuple(p) for p in pieces[:n]] + sorted((tuple(p) for p in pieces[n:]), key=lambda p: (-p[1], p[0]))
+    tok = shell(models.Unigram(vocab, unk_id=ROBERTA_SPECIALS.index("<unk>"), byte_fallback=False))
+    tok.add_special_tokens(list(ROBERTA_SPECIALS))
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
+    _save_fast(tok, out, bos_token="<s>", pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
+               mask_token="<mask>", cls_token="<s>", sep_token="</s>")
+
+
+def _train_spm(lines: list[str], out: Path, options: FamilyOptions) -> None:
+    """SentencePiece with the users' ids (``<s>``=0, ``<pad>``=1, ``</s>``=2, ``<unk>``=3, then the
+    user-defined ``<mask>`` and ``<_>``), saved as a ThaiRobertaTokenizer dir plus its tokenizer.json
+    twin. Every line is used (``input_sentence_size=0``): the lines are already the sample.
+
+    Deterministic for the same ``num_workers``: measured, the pieces were the same run to run on one
+    thread and on two, but differed between one and two (SentencePiece's EM sums each thread's share
+    of the sentences, then the shares). The model is written through ``model_writer``, so its
+    ``trainer_spec`` records no ``model_prefix`` (the output path made every dir's model differ).
+    """
+    import io
+
+    import sentencepiece as spm
+
+    from common.tokenizer_types import ThaiRobertaTokenizer
+
+    space = options.add_space_token
+    model = io.BytesIO()
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter([s.replace(" ", SPACE_TOKEN) for s in lines] if space else lines),
+            model_writer=model, vocab_size=_vocab_size(options, "spm"), model_type=options.model_type,
+            character_coverage=options.character_coverage, bos_id=0, pad_id=1, eos_id=2, unk_id=3,
+            user_defined_symbols=["<mask>", SPACE_TOKEN], input_sentence_size=0,
+            hard_vocab_limit=False,  # a ceiling: a small sample gets what it supports (reported by the CLI)
+            num_threads=options.num_workers, minloglevel=2)
+    except RuntimeError as e:  # e.g. a vocab_size the text cannot fill
+        raise UserError(f"sentencepiece: {str(e).strip().splitlines()[-1]}") from None
+    model_file = out / ThaiRobertaTokenizer.vocab_files_names["vocab_file"]
+    model_file.write_bytes(model.getvalue())
+    ThaiRobertaTokenizer(vocab_file=str(model_file), add_space_token=space).save_pretrained(out)
+
+
+def _count(task: tuple[str, list[str]]) -> Counter:
+    """Word counts of one chunk of lines by the named type's PyThaiNLP segmenter (run in a worker)."""
+    from common.tokenizer import TOKENIZER_TYPES
+
+    kind, lines = task
+    segment = TOKENIZER_TYPES[kind].tokenizer_class().segment
+    counts: Counter = Counter()
+    for line in lines:
+        counts.update(w for w in segment(line) if w and not w.isspace())
+    return counts
+
+
+def count_words(kind: str, lines: list[str], num_workers: int) -> Counter:
+    """Word counts over ``lines``, in ``num_workers`` processes over chunks of ``COUNT_LINES`` lines
+    (one process for a single chunk). Sums of counts: the same whatever the worker count."""
+    from preprocess.workers import Workers
+
+    tasks = [(kind, lines[i:i + COUNT_LINES]) for i in range(0, len(lines), COUNT_LINES)]
+    total: Counter = Counter()
+    if num_workers < 2 or len(tasks) < 2:
+        for task in tasks:
+            total.update(_count(task))
+        return total
+    workers = Workers(min(num_workers, len(tasks)), _count)
+    try:
+        for counts in workers.imap(tasks):
+            total.update(counts)
+    finally:
+        workers.close()
+    return total
+
+
+def _word_level(kind: str) -> Callable[[list[str], Path, FamilyOptions], None]:
+    def train(lines: list[str], out: Path, options: FamilyOptions) -> None:
+        """Specials first (``WORD_SPECIALS``), then words by falling count, ties by word (build_word_vocab)."""
+        from common.tokenizer import TOKENIZER_TYPES
+        from common.tokenizer_types import build_word_vocab
+
+        vocab = build_word_vocab(count_words(kind, lines, options.num_workers), options.vocab_size,
+                                 options.min_frequency)
+        vocab_file = out / "vocab.json"
+        vocab_file.write_text(json.dumps(vocab, ensure_ascii=False, indent=0), encoding="utf-8")
+        TOKENIZER_TYPES[kind].tokenizer_class()(vocab_file=str(vocab_file)).save_pretrained(out)
+
+    return train
+
+
+FAMILIES: dict[str, Family] = {f.name: f for f in (
+    Family("bpe", "auto", True, _train_bpe, deterministic=True),
+    Family("wordpiece", "auto", True, _train_wordpiece, deterministic=True),
+    Family("unigram", "auto", True, _train_unigram, deterministic=False),
+    Family("spm", "spm", True, _train_spm, deterministic=True),
+    Family("newmm", "newmm", False, _word_level("newmm"), deterministic=True),
+    Family("syllable", "syllable", False, _word_level("syllable"), deterministic=True),
+)}
