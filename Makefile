@@ -40,12 +40,13 @@ $(INSTALLED): pyproject.toml | $(BIN)/python
 
 setup: $(INSTALLED)
 
-# Train a tokenizer offline. TOKENIZER_KIND: spm | newmm | syllable.
+# Train a tokenizer on a sample of the corpus, read as preprocess reads it (TRAIN_DIR=a=DIR,b=DIR: named
+# corpora; ARGS="--mixture a=0.7,b=0.3 --recursive ..."). TOKENIZER_KIND: bpe | wordpiece | unigram | spm | newmm | syllable.
 TOKENIZER_KIND ?= spm
 VOCAB_SIZE ?= 8000
 tokenizer: $(INSTALLED)
 	$(BIN)/mlm-train-tokenizer --type $(TOKENIZER_KIND) --train_dir "$(TRAIN_DIR)" --ext "$(EXT)" \
-		--vocab_size $(VOCAB_SIZE) --output_dir "$(TOKENIZER)" $(ARGS)
+		$(if $(TEXT_COLUMN),--text_column "$(TEXT_COLUMN)") --vocab_size $(VOCAB_SIZE) --output_dir "$(TOKENIZER)" $(ARGS)
 
 # EXT names the shards' format (txt, txt.gz, jsonl.zst, parquet ...); TEXT_COLUMN the records' text field.
 # Several formats in one split: EXT=txt,jsonl.zst,parquet (each file by its own extension).

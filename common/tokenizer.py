@@ -60,6 +60,8 @@ def _load_auto(path: Path, settings: dict[str, Any]) -> Any:
 # Files from which AutoTokenizer learns which class reads a dir; without any of them a lone vocab.txt
 # failed with "You need to have sentencepiece or tiktoken installed" (they were).
 _NAMES_A_CLASS = ("tokenizer.json", "tokenizer_config.json", "config.json")
+TRAINING_FILE = "training.json"  # beside a tokenizer mlm-train-tokenizer made: what it was trained from
+
 _WORDPIECE_ROLES = ("[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]")  # BERT's names: unk, bos/eos, pad, mask
 
 

@@ -30,9 +30,10 @@ from common.config import CacheArguments
 from common.corpora import CORPORA_FILE, corpus_dir, parse_named, read_corpora, unfinished
 from common.errors import UserError, counted
 from common.format import MANIFEST_NAME, FormatError, length_bins
+from common.json_files import read_json
 from common.manifest import Manifest, unk_share
 from common.rebuild import named_rebuild_command, rebuild_command, recorded
-from common.tokenizer import TokenizerError, load_tokenizer, tokenizer_source
+from common.tokenizer import TRAINING_FILE, TokenizerError, load_tokenizer, tokenizer_source
 from common.typed_json import to_json
 
 REBUILD_HINT = "rerun preprocessing with the same flags to rewrite it (valid pieces are reused)"
@@ -151,6 +152,22 @@ def _contents(m: Manifest, t: dict[str, int]) -> list[str]:
             f"{counted(t['pieces'], 'piece')}; from {gave:,} of the train dir's {counted(t['shards'], 'shard')} ({stored})"]
 
 
+def tokenizer_origin(name_or_path: str) -> list[str]:
+    """Where the cache's tokenizer came from, when mlm-train-tokenizer made it (its training.json)."""
+    path = Path(name_or_path)
+    f = (path if path.is_dir() else path.parent) / TRAINING_FILE
+    if not f.is_file():
+        return []
+    try:
+        d = read_json(f)
+        corpora = ", ".join(f"{n} ({c['weight']:.0%} asked, {c['text_bytes']:,} bytes, {len(c['shards'])} shards)"
+                            for n, c in d["corpora"].items())
+        return [f"           trained ({d['type']}) on a sample of {d['sample']['text_bytes']:,} bytes, seed "
+                f"{d['seed']}, digest {d['sample']['digest']}, of {corpora} ({f})"]
+    except (FormatError, KeyError, TypeError, AttributeError) as e:
+        return [f"           {f}: unreadable ({e})"]
+
+
 def show(split: Path, m: Manifest) -> str:
     t, tok, p = m.totals(), m.tokenizer, m.parameters
     stats = m.stats()
@@ -160,6 +177,7 @@ def show(split: Path, m: Manifest) -> str:
         f"{' '.join(m.created_by.get('command', []))}",
         f"input      {m.input_dir}",
         f"tokenizer  {tok.type} {tok.class_name} at {tok.name_or_path} (digest {tok.digest})",
+        *tokenizer_origin(tok.name_or_path),
         f"           vocab {tok.vocab_size:,}, dtype {tok.dtype}, special ids {to_json(tok.special_ids)}, "
         f"separator {to_json(tok.separator)}, encoder {tok.encoder}",
         f"parameters max_seq_length {p.max_seq_length}, datasets_type {p.datasets_type}, "

@@ -69,6 +69,7 @@ class Drawn:
     text_bytes: int
     read_bytes: int
     everything: bool  # the whole corpus was read and kept: it is smaller than its target
+    shards: list[tuple[str, int, str]]  # (name, bytes, content digest) of every shard, as preprocess records them
 
 
 def _skippable(task: Task) -> bool:
@@ -134,7 +135,17 @@ def draw(corpus: CorpusFiles, target: int, seed: int, column: str, num_workers: 
             break
         lines.append(s)
         size += len(s.encode("utf-8", errors="surrogatepass"))
-    return Drawn(lines, size, read_bytes, everything=threshold >= 1.0 and len(lines) == len(found))
+    return Drawn(lines, size, read_bytes, everything=threshold >= 1.0 and len(lines) == len(found),
+                 shards=[(corpus.shards[i][0], scan.size, scan.digest) for i, scan in enumerate(scans)])
+
+
+def held_out(lines: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """(the lines a tokenizer trains on, the held-out ones its report measures), by a seeded hash of each
+    line's text: a line and its copies fall on one side."""
+    keep, test = [], []
+    for s in lines:
+        (test if _key(seed, "held out", s) < fraction else keep).append(s)
+    return keep, test
 
 
 def _map(fn: Callable, jobs: list, num_workers: int) -> list:

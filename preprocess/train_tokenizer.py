@@ -1,12 +1,18 @@
-"""``mlm-train-tokenizer`` / ``python -m preprocess.train_tokenizer``: train a tokenizer offline.
+"""``mlm-train-tokenizer`` / ``python -m preprocess.train_tokenizer``: train a tokenizer on a sample of the corpus.
 
-* ``--type spm``: a SentencePiece model (unigram or BPE) with the users' ids:
-  ``<s>``=0, ``<pad>``=1, ``</s>``=2, ``<unk>``=3, user-defined ``<mask>`` and
-  ``<_>``; saved as a ``ThaiRobertaTokenizer`` dir plus a ``tokenizer.json`` twin.
-* ``--type newmm|syllable``: a word-level vocabulary over PyThaiNLP's
-  segmenter, counted in parallel over newline-aligned byte ranges.
-
-The output dir loads with ``--tokenizer_type`` equal to ``--type``.
+It reads what ``mlm-preprocess`` reads (several dirs, ``--recursive``, every
+format of ``--ext``, ``--text_column``, named corpora ``--train_dir
+NAME=DIR``) through the same readers and cleaning, draws a seeded sample of
+``--sample_bytes`` uniformly over every shard and every part of every shard
+(preprocess/sample.py; named corpora in the shares ``--mixture`` or
+``--mixture_alpha`` give, as ``mlm-train`` reads them), and trains one
+family on it (preprocess/tokenizer_families.py): byte-level ``bpe``,
+``wordpiece``, ``unigram``, SentencePiece ``spm`` (the users' Thai layout
+with ``--add_space_token``), or the Thai word-level ``newmm`` and
+``syllable``. The output dir loads with ``AutoTokenizer`` where the family
+allows it and with ``--tokenizer_type`` as printed; ``training.json`` beside
+it records what it was trained from; ``tokenizer_report.json`` how it
+tokenizes a held-out part of the sample.
 """
 
 from __future__ import annotations
@@ -14,29 +20,27 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import threading
 import time
-from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
-
-from tqdm import tqdm
+from typing import Any
 
 from common.cli import parse_args, run_command
 from common.config import normalise_ext
+from common.corpora import parse_named
 from common.errors import UserError
-from common.format import SPACE_TOKEN
-from common.tokenizer import TOKENIZER_TYPES, TRAINABLE_TYPES, TokenizerError, load_tokenizer
-from preprocess.cleaning import clean_lines, decode_bytes
+from common.json_files import write_json_atomic
+from common.mixture import parse_mixture, weights
+from common.tokenizer import TRAINING_FILE, TokenizerError, load_tokenizer
 from preprocess.config import available_cores
-from preprocess.formats import TEXT, formats_of
+from preprocess.formats import formats_of
 from preprocess.inputs import list_shards
-from preprocess.scan import scan_shards
-from preprocess.tasks import Reading, Task, tasks_of
-from preprocess.workers import Workers
+from preprocess.progress import Ticker
+from preprocess.sample import CorpusFiles, Drawn, draw, held_out, reading_bar, sample_digest, targets
+from preprocess.tokenizer_families import FAMILIES, FamilyOptions, round_vocab
 
-_COUNT_STATE: dict[str, str] = {}  # set before the pool forks, read by the workers
-COUNT_BYTES = 4 << 20  # a word-count task reads about this much
+GB = 10**9
+HELD_OUT = 0.02  # of the sample's lines, for the report: the tokenizer never trains on them
+REPORT_FILE = "tokenizer_report.json"
 
 
 class _Defaults(argparse.ArgumentDefaultsHelpFormatter):
@@ -50,174 +54,163 @@ class _Defaults(argparse.ArgumentDefaultsHelpFormatter):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mlm-train-tokenizer", description=__doc__.split("\n\n")[0],
                                 formatter_class=_Defaults)
-    p.add_argument("--type", required=True, choices=TRAINABLE_TYPES, help="what to train")
-    p.add_argument("--train_dir", required=True, help="dir of text shards; every *.<ext> file is read")
-    p.add_argument("--ext", default="txt", help="shard extension, with or without the dot; several, comma-separated "
-                   "(txt,text): every file with any of them (uncompressed text only)")
-    p.add_argument("--output_dir", required=True, help="where the tokenizer is saved")
+    p.add_argument("--type", required=True, choices=tuple(FAMILIES), help="the family to train")
+    p.add_argument("--train_dir", required=True, action="append",
+                   help="dir of text shards, as mlm-preprocess takes it: several comma-separated or the flag "
+                   "repeated; named corpora as NAME=DIR entries (wiki=data/wiki,news=data/news)")
+    p.add_argument("--ext", default="txt", help="the shards' extensions, as mlm-preprocess takes them: txt, txt.gz, "
+                   "txt.zst, jsonl(.gz/.zst), json, ndjson, parquet; several comma-separated")
+    p.add_argument("--text_column", default="text", help="JSON Lines field or Parquet column holding the text")
+    p.add_argument("--recursive", action="store_true", help="read the subdirectories of each dir too")
+    p.add_argument("--output_dir", required=True, help="where the tokenizer is saved (new or empty)")
     p.add_argument("--vocab_size", type=int, default=None,
-                   help="vocabulary size ceiling (spm: required; word-level: cap after --min_frequency)")
+                   help="vocabulary size (bpe, wordpiece, unigram, spm: required; word-level: a cap after "
+                   "--min_frequency); rounded up to a multiple of --vocab_multiple")
+    p.add_argument("--vocab_multiple", type=int, default=64,
+                   help="round --vocab_size up to a multiple of this (64: an embedding matrix GPU tensor cores "
+                   "fill; 1: as given)")
+    p.add_argument("--sample_bytes", type=float, default=1.0,
+                   help="GB (10^9 bytes) of text to train on, drawn at random over the whole corpus; the whole "
+                   "corpus when it is smaller")
+    p.add_argument("--seed", type=int, default=42, help="seed of the sample: the same corpus and seed give the "
+                   "same sample whatever --num_workers")
+    p.add_argument("--mixture", default=None, help="named corpora: each one's share of the sample, NAME=W,... "
+                   "(normalised), as mlm-train --mixture")
+    p.add_argument("--mixture_alpha", type=float, default=None,
+                   help="named corpora: each weighs its share of the corpus bytes to the power alpha (XLM: 0.5); "
+                   "neither flag: by size")
     p.add_argument("--model_type", default="unigram", choices=("unigram", "bpe"), help="spm: the algorithm")
     p.add_argument("--character_coverage", type=float, default=0.9995, help="spm: share of characters covered")
-    p.add_argument("--input_sentence_size", type=int, default=2_000_000,
-                   help="spm: at most this many lines, sampled, go into training")
     p.add_argument("--add_space_token", action="store_true",
                    help="spm: spaces become <_> before training and encoding (the users' Thai setup)")
     p.add_argument("--min_frequency", type=int, default=1, help="word-level: drop words seen fewer times")
+    p.add_argument("--compare_with", default=None,
+                   help="another tokenizer dir: the report gives its figures beside the new one's")
+    p.add_argument("--compare_type", default="auto", help="--tokenizer_type of --compare_with")
     p.add_argument("--num_workers", type=int, default=None, help="processes (default: all cores)")
     return p
 
 
-def _lines(shards: list[Path], bar: tqdm) -> Iterator[str]:
-    for path in shards:
-        with open(path, "rb") as f:
-            for raw in f:
-                bar.update(len(raw))
-                yield from clean_lines(decode_bytes(raw)[0])
+def corpora_of(args: argparse.Namespace) -> dict[str, str]:
+    """``{name: dirs}``: the named corpora, or the one unnamed corpus as ``corpus``."""
+    value = ",".join(args.train_dir)
+    named = parse_named(value, "--train_dir")
+    if named is None and (args.mixture or args.mixture_alpha is not None):
+        raise UserError("--mixture/--mixture_alpha weigh named corpora: give --train_dir as NAME=DIR entries")
+    if named is not None and args.mixture:
+        parse_mixture(args.mixture, list(named))  # an unknown corpus: one line, before any reading
+    return named or {"corpus": value}
 
 
-class Ticker:
-    """A progress line for a phase that reports nothing itself (SentencePiece's training, saving):
-    the phase's name and its elapsed time, refreshed twice a second, so a long phase shows life."""
-
-    def __init__(self, desc: str):
-        self.desc = desc
-        self.bar: tqdm | None = None
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._tick, daemon=True)
-
-    def _tick(self) -> None:
-        while not self.stop.wait(0.5):
-            self.bar.refresh()
-
-    def start(self) -> None:
-        self.bar = tqdm(desc=self.desc, bar_format="{desc}: {elapsed} elapsed", dynamic_ncols=True)
-        self.thread.start()
-
-    def end(self) -> None:
-        """Stop the line; a no-op if it never started."""
-        if self.bar is not None:
-            self.stop.set()
-            self.thread.join()
-            self.bar.close()
-            self.bar = None
-
-    def __enter__(self) -> Ticker:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.end()
+def check_args(args: argparse.Namespace) -> None:
+    """Every refusal that needs no reading, before any reading."""
+    family = FAMILIES[args.type]
+    out = Path(args.output_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        # Files of an earlier tokenizer (a tokenizer.json twin, say) would be loaded instead of the new one.
+        raise UserError(f"--output_dir {out} is not empty; give a new dir or delete it first")
+    if args.vocab_size is not None and args.vocab_size < 16:
+        raise UserError(f"--vocab_size {args.vocab_size}: too small for a vocabulary (at least 16)")
+    if family.needs_vocab_size and args.vocab_size is None:
+        raise UserError(f"--vocab_size is required for --type {args.type}")
+    if args.vocab_multiple < 1:
+        raise UserError(f"--vocab_multiple {args.vocab_multiple}: must be at least 1 (1: as given)")
+    if not args.sample_bytes > 0:
+        raise UserError(f"--sample_bytes {args.sample_bytes:g}: must be a positive number of GB")
+    if args.num_workers < 1:
+        raise UserError(f"--num_workers {args.num_workers}: must be at least 1")
 
 
-def train_spm(args: argparse.Namespace, shards: list[Path], out: Path) -> Path:
-    import sentencepiece as spm
-
-    if not args.vocab_size:
-        raise UserError("--vocab_size is required for --type spm")
-    total = sum(p.stat().st_size for p in shards)
-    bar = tqdm(total=total, unit="B", unit_scale=True, desc="spm: reading", dynamic_ncols=True)
-    training = Ticker("spm: training (SentencePiece reports no progress of its own)")
-
-    def text() -> Iterator[str]:
-        """The lines, then the reading bar closes and the training phase shows: the trainer has them all."""
-        for s in _lines(shards, bar):
-            yield s.replace(" ", SPACE_TOKEN) if args.add_space_token else s
-        bar.close()
-        training.start()
-
-    model = out / "spm.model"
-    try:
-        try:
-            spm.SentencePieceTrainer.train(
-                sentence_iterator=text(), model_prefix=str(out / "spm"), vocab_size=args.vocab_size,
-                model_type=args.model_type, character_coverage=args.character_coverage,
-                bos_id=0, pad_id=1, eos_id=2, unk_id=3, user_defined_symbols=["<mask>", SPACE_TOKEN],
-                input_sentence_size=args.input_sentence_size, shuffle_input_sentence=True,
-                hard_vocab_limit=False,  # a ceiling: a small corpus gets what it supports (reported)
-                num_threads=args.num_workers, minloglevel=2,
-            )
-        except RuntimeError as e:  # e.g. a vocab_size the text cannot fill
-            raise UserError(f"sentencepiece: {str(e).strip().splitlines()[-1]}") from None
-    finally:
-        bar.close()
-        training.end()
-    return model
-
-
-def _count(task: Task) -> Counter:
-    segment = TOKENIZER_TYPES[_COUNT_STATE["type"]].tokenizer_class().segment
-    with open(task.path, "rb") as f:
-        f.seek(task.start)
-        text = decode_bytes(f.read(task.end - task.start))[0]
-    counts: Counter = Counter()
-    for line in clean_lines(text):
-        counts.update(w for w in segment(line) if w and not w.isspace())
-    return counts
-
-
-
-def count_words(args: argparse.Namespace, shards: list[Path]) -> Counter:
-    """Word counts over every shard, one task per ~4 MB range, in ``--num_workers`` processes."""
-    _COUNT_STATE["type"] = args.type
-    scans = scan_shards(shards, [TEXT] * len(shards), COUNT_BYTES, column="text")  # train() takes text only
-    reading = Reading(column="text", task_bytes=COUNT_BYTES, select=None, spill_dir="")
-    tasks = [t for i, (p, scan) in enumerate(zip(shards, scans)) for t in tasks_of(i, p, scan, TEXT, reading)]
-    total: Counter = Counter()
-    with tqdm(total=sum(p.stat().st_size for p in shards), unit="B", unit_scale=True,
-              desc=f"{args.type}: counting words", dynamic_ncols=True) as bar:
-        workers = Workers(args.num_workers, _count) if args.num_workers > 1 else None
-        try:
-            for task, counts in zip(tasks, workers.imap(tasks) if workers else map(_count, tasks)):
-                total.update(counts)
-                bar.update(task.end - task.start)
-        finally:
-            if workers is not None:
-                workers.kill()
-    return total
-
-
-def train(args: argparse.Namespace) -> str:
-    from common import tokenizer_types
-
+def draw_sample(args: argparse.Namespace, corpora: dict[str, str]) -> tuple[dict[str, Drawn], dict[str, float]]:
+    """Each corpus's drawn lines, and the shares asked of them."""
     ext = normalise_ext(args.ext)
     if not ext:
         raise UserError("--ext is empty; give the shards' extension, e.g. --ext txt")
-    formats = formats_of(ext)
-    for e, fmt in formats.items():
-        if fmt != TEXT:
-            raise UserError(f"--ext {e}: mlm-train-tokenizer reads uncompressed text shards only; train the tokenizer "
-                            "on a text sample of the corpus (e.g. a few .txt files of its documents)")
-    shards = [p for _, p, _ in list_shards(args.train_dir, formats, "--train_dir", False, "text", has_recursive=False)]
-    out = Path(args.output_dir)
-    if out.is_dir() and any(out.iterdir()):
-        # Files of an earlier tokenizer (a tokenizer.json twin, say) would be loaded instead of the new one.
-        raise UserError(f"--output_dir {out} is not empty; give a new dir or delete it first")
-    out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    if args.type == "spm":
-        model = train_spm(args, shards, out)
-        with Ticker("spm: writing (the model, and its tokenizer.json twin)"):
-            tok = tokenizer_types.ThaiRobertaTokenizer(vocab_file=str(model), add_space_token=args.add_space_token)
-            tok.save_pretrained(out)
-        for leftover in (model, out / "spm.vocab"):
-            leftover.unlink()
-    else:
-        counts = count_words(args, shards)
-        vocab = tokenizer_types.build_word_vocab(counts, args.vocab_size, args.min_frequency)
-        vocab_file = out / "vocab.json"
-        import json
+    fmts = formats_of(ext)
+    files = {n: CorpusFiles(n, list_shards(d, fmts, "--train_dir", args.recursive, args.text_column,
+                                           has_recursive=True)) for n, d in corpora.items()}
+    sizes = {n: f.stored_bytes for n, f in files.items()}
+    shares = weights(list(corpora), sizes, args.mixture, args.mixture_alpha, unit="text")
+    goal = targets(sizes, shares, int(args.sample_bytes * GB))
+    drawn = {}
+    with reading_bar(sum(sizes.values()), "sample: reading") as bar:
+        for n, f in files.items():
+            if goal[n] > 0:
+                drawn[n] = draw(f, goal[n], args.seed, args.text_column, args.num_workers, bar.update)
+    return drawn, shares
 
-        with Ticker(f"{args.type}: writing"):
-            vocab_file.write_text(json.dumps(vocab, ensure_ascii=False, indent=0), encoding="utf-8")
-            TOKENIZER_TYPES[args.type].tokenizer_class()(vocab_file=str(vocab_file)).save_pretrained(out)
+
+def shares_table(drawn: dict[str, Drawn], shares: dict[str, float]) -> str:
+    total = sum(d.text_bytes for d in drawn.values()) or 1
+    rows = [f"  {'corpus':<16} {'asked':>7} {'drawn':>7} {'text bytes':>14} {'lines':>10}"]
+    rows += [f"  {n:<16} {shares[n]:>7.1%} {d.text_bytes / total:>7.1%} {d.text_bytes:>14,} {len(d.lines):>10,}"
+             for n, d in drawn.items()]
+    return "\n".join(["the sample's share of each corpus:", *rows])
+
+
+def training_record(args: argparse.Namespace, corpora: dict[str, str], drawn: dict[str, Drawn],
+                    shares: dict[str, float], digest: str, vocab_size: int | None) -> dict[str, Any]:
+    """What the tokenizer was trained from: enough to tell, a year later, which text made it."""
+    return {
+        "type": args.type,
+        "parameters": {"vocab_size": args.vocab_size, "vocab_size_rounded": vocab_size,
+                       "vocab_multiple": args.vocab_multiple, "model_type": args.model_type,
+                       "character_coverage": args.character_coverage, "add_space_token": args.add_space_token,
+                       "min_frequency": args.min_frequency},
+        "seed": args.seed, "sample_bytes": int(args.sample_bytes * GB),
+        "sample": {"digest": digest, "text_bytes": sum(d.text_bytes for d in drawn.values()),
+                   "lines": sum(len(d.lines) for d in drawn.values()), "held_out": HELD_OUT},
+        "ext": normalise_ext(args.ext), "text_column": args.text_column, "recursive": args.recursive,
+        "corpora": {n: {"dirs": [os.path.abspath(x) for x in corpora[n].split(",")], "weight": shares[n],
+                        "text_bytes": d.text_bytes, "lines": len(d.lines),
+                        "shards": [{"path": p, "bytes": b, "digest": h} for p, b, h in d.shards]}
+                    for n, d in drawn.items()},
+        "command": ["mlm-train-tokenizer", *sys.argv[1:]],
+    }
+
+
+def train(args: argparse.Namespace) -> str:
+    from preprocess import tokenizer_report
+
+    check_args(args)
+    corpora = corpora_of(args)
+    compare = tokenizer_report.load_for_compare(args.compare_with, args.compare_type) if args.compare_with else None
+    start = time.perf_counter()
+    drawn, shares = draw_sample(args, corpora)
+    if not any(d.lines for d in drawn.values()):
+        raise UserError(f"--train_dir {','.join(args.train_dir)}: no text in its shards; nothing to train on")
+    print(shares_table(drawn, shares))
+    training: list[str] = []
+    held: dict[str, list[str]] = {}
+    for n, d in drawn.items():
+        keep, test = held_out(d.lines, HELD_OUT, args.seed)
+        training += keep
+        held[n] = test
+    digest = sample_digest([s for d in drawn.values() for s in d.lines])
+    family = FAMILIES[args.type]
+    vocab_size = round_vocab(args.vocab_size, args.vocab_multiple) if args.vocab_size else None
+    if vocab_size and vocab_size != args.vocab_size:
+        print(f"note: --vocab_size {args.vocab_size} rounded up to {vocab_size}, a multiple of {args.vocab_multiple} "
+              "(--vocab_multiple 1: as given)", file=sys.stderr)
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    options = FamilyOptions(vocab_size, args.num_workers, args.model_type, args.character_coverage,
+                            args.add_space_token, args.min_frequency)
+    with Ticker(f"{args.type}: training on {len(training):,} lines and writing (the trainer reports no progress)"):
+        family.train(training, out, options)
+    settings = {"add_space_token": args.add_space_token}
     try:
-        loaded = load_tokenizer(str(out), args.type, {"add_space_token": args.add_space_token})
+        loaded = load_tokenizer(str(out), family.tokenizer_type, settings)
     except TokenizerError as e:
         raise UserError(f"the trained tokenizer does not load back: {e}") from None
-    return (f"{args.type} tokenizer with {loaded.identity.vocab_size:,} ids from {len(shards)} shards "
-            f"in {time.perf_counter() - start:.1f} s -> {out} (load it with --tokenizer_type {args.type}"
-            f"{' --add_space_token' if args.add_space_token else ''})")
+    write_json_atomic(out / TRAINING_FILE, training_record(args, corpora, drawn, shares, digest, vocab_size))
+    rep = tokenizer_report.report(held, loaded.tokenizer, compare)
+    tokenizer_report.write(rep, out / REPORT_FILE)
+    print(tokenizer_report.table(rep))
+    flags = f"--tokenizer_type {family.tokenizer_type}" + (" --add_space_token" if args.add_space_token else "")
+    return (f"{args.type} tokenizer with {loaded.identity.vocab_size:,} ids from {len(training):,} lines "
+            f"(sample {digest[:12]}, {sum(len(d.shards) for d in drawn.values()):,} shards) in "
+            f"{time.perf_counter() - start:.1f} s -> {out} (load it with {flags})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -226,8 +219,6 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         args.num_workers = available_cores() if args.num_workers is None else args.num_workers
-        if args.num_workers < 1:
-            raise UserError(f"--num_workers {args.num_workers}: must be at least 1")
         print(train(args))
         return 0
 

@@ -1,52 +1,137 @@
-"""mlm-train-tokenizer's inputs: a list of extensions (text only), and the no-shard hints of a command
-without --recursive."""
+"""mlm-train-tokenizer through its CLI: it reads what preprocess reads (nested dirs, every format, named
+corpora), trains on a seeded sample in the shares asked, the same whatever the worker count, and what it
+makes loads everywhere: AutoTokenizer, mlm-preprocess, mlm-train, a fill-mask pipeline."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import pytest
 
 from preprocess.train_tokenizer import main as train_tokenizer
 from tests.corpus import make_lines
+from tests.preprocess.test_formats import write_docs
+
+WEIGHTS = {"books": 0.5, "news": 0.3, "web": 0.2}
 
 
-def _train(capsys, text, out, *more: str) -> tuple[int, str, str]:
-    rc = train_tokenizer(["--type", "newmm", "--train_dir", str(text), "--output_dir", str(out),
-                          "--num_workers", "1", *more])
+def _corpora(root: Path) -> dict[str, Path]:
+    """Three named corpora in three formats: nested .txt, .jsonl.zst and Parquet, each ~100-200 KB."""
+    dirs = {n: root / n for n in WEIGHTS}
+    for k in range(3):
+        write_docs(dirs["books"] / f"part{k % 2}" / f"b{k}.txt", make_lines(700, seed=k, max_words=25), "txt")
+    for k in range(2):
+        write_docs(dirs["news"] / f"n{k}.jsonl.zst", make_lines(900, seed=10 + k, max_words=25), "jsonl.zst")
+    write_docs(dirs["web"] / "w.parquet", make_lines(1500, seed=20, max_words=25), "parquet")
+    return dirs
+
+
+def _train(capsys, dirs: dict[str, Path], out: Path, kind: str, *more: str) -> tuple[int, str, str]:
+    spec = ",".join(f"{n}={d}" for n, d in dirs.items())
+    rc = train_tokenizer(["--type", kind, "--train_dir", spec, "--ext", "txt,jsonl.zst,parquet", "--recursive",
+                          "--output_dir", str(out), "--num_workers", "1", "--vocab_size", "500",
+                          "--mixture", ",".join(f"{n}={w}" for n, w in WEIGHTS.items()), *more])
     got = capsys.readouterr()
     return rc, got.out, got.err
 
 
-def test_a_list_of_text_extensions_is_read(capsys, tmp_path):
-    (tmp_path / "t").mkdir()
-    (tmp_path / "t" / "a.txt").write_text("\n".join(make_lines(50, seed=1)) + "\n")
-    (tmp_path / "t" / "b.text").write_text("\n".join(make_lines(50, seed=2)) + "\n")
-    rc, out, err = _train(capsys, tmp_path / "t", tmp_path / "tok", "--ext", "txt,.text")
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory) -> dict[str, Path]:
+    return _corpora(tmp_path_factory.mktemp("corpora"))
+
+
+def test_the_sample_is_drawn_in_the_shares_asked_and_recorded(capsys, tmp_path, corpora):
+    rc, out, err = _train(capsys, corpora, tmp_path / "tok", "bpe", "--sample_bytes", "0.0002")
     assert rc == 0, err
-    assert "from 2 shards" in out
+    record = json.loads((tmp_path / "tok" / "training.json").read_text())
+    total = record["sample"]["text_bytes"]
+    assert 200_000 <= total < 201_000
+    for name, w in WEIGHTS.items():
+        assert abs(record["corpora"][name]["text_bytes"] / total - w) < 0.02, (name, record["corpora"][name])
+        assert record["corpora"][name]["shards"] and all(s["digest"] for s in record["corpora"][name]["shards"])
+    assert "the sample's share of each corpus" in out
+    assert (tmp_path / "tok" / "tokenizer_report.json").is_file()
 
 
-@pytest.mark.parametrize("ext, says", [
-    ("txt,parquet", "--ext parquet: mlm-train-tokenizer reads uncompressed text shards only"),
-    ("jsonl.zst,txt", "--ext jsonl.zst: mlm-train-tokenizer reads uncompressed text shards only"),
-    ("txt,parquet.gz", "--ext parquet.gz: Parquet compresses inside the file"),
+def test_one_or_two_workers_give_the_same_sample_and_bpe_the_same_files(capsys, tmp_path, corpora):
+    outs = []
+    for workers in ("1", "2"):
+        out = tmp_path / f"tok{workers}"
+        rc, _, err = _train(capsys, corpora, out, "bpe", "--sample_bytes", "0.0001", "--num_workers", workers)
+        assert rc == 0, err
+        outs.append(out)
+    digests = [json.loads((o / "training.json").read_text())["sample"]["digest"] for o in outs]
+    assert digests[0] == digests[1]
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes()
+
+
+def test_byte_level_bpe_round_trips_thai_and_english_and_loads_with_autotokenizer(capsys, tmp_path, corpora):
+    from transformers import AutoTokenizer
+
+    rc, _, err = _train(capsys, corpora, tmp_path / "tok", "bpe", "--sample_bytes", "0.0001")
+    assert rc == 0, err
+    tok = AutoTokenizer.from_pretrained(str(tmp_path / "tok"))
+    for text in ("ฉัน ชอบกิน ข้าว ตอนเช้า", "The quick brown fox, naïve café 😀", "ภาษาไทย and English ๑๒๓"):
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        assert tok.decode(ids) == text and tok.unk_token_id not in ids
+
+
+@pytest.mark.parametrize("more, says", [
+    (["--mixture", "books=1,nope=1"], "no corpus 'nope'"),
+    (["--vocab_size", "0"], "too small"),
 ])
-def test_a_list_with_a_format_it_cannot_read_is_its_one_line_error(capsys, tmp_path, ext, says):
-    (tmp_path / "t").mkdir()
-    (tmp_path / "t" / "a.txt").write_text("one line\n")
-    rc, out, err = _train(capsys, tmp_path / "t", tmp_path / "tok", "--ext", ext)
-    assert rc == 2 and says in err and len(err.strip().splitlines()) == 1, err
-    assert not (tmp_path / "tok").exists()
+def test_refusals_come_before_any_reading(capsys, tmp_path, corpora, more, says):
+    rc, _, err = _train(capsys, corpora, tmp_path / "tok", "bpe", *more)
+    assert rc == 2 and says in err and len([x for x in err.splitlines() if x.startswith("error:")]) == 1, err
+    assert "sample: reading" not in err
 
 
-@pytest.mark.parametrize("name, says", [
-    ("sub/a.txt", "no *.txt files (only in its subdirectories, e.g. sub/: this command reads only the files "
-                  "directly in the dir: pass that subdirectory)"),
-    ("sub/a.parquet", "no *.txt files (only its subdirectories have files, e.g. sub/, 1 *.parquet file: to read "
-                      "it, pass a subdirectory as the dir, with --ext parquet)"),
-])
-def test_no_shard_hint_never_suggests_recursive_which_it_does_not_have(capsys, tmp_path, name, says):
-    (tmp_path / "t" / name).parent.mkdir(parents=True)
-    (tmp_path / "t" / name).write_text("one line\n")
-    rc, out, err = _train(capsys, tmp_path / "t", tmp_path / "tok")
-    assert rc == 2 and says in err, err
-    assert "--recursive" not in err
+def test_a_non_empty_output_dir_is_refused(capsys, tmp_path, corpora):
+    (tmp_path / "tok").mkdir()
+    (tmp_path / "tok" / "tokenizer.json").write_text("{}")
+    rc, _, err = _train(capsys, corpora, tmp_path / "tok", "bpe")
+    assert rc == 2 and "is not empty" in err
+
+
+def test_mlm_inspect_show_says_where_the_cache_s_tokenizer_came_from(capsys, tmp_path, corpora):
+    from preprocess.__main__ import main as preprocess_main
+    from preprocess.inspect_cache import main as inspect_main
+
+    rc, _, err = _train(capsys, corpora, tmp_path / "tok", "bpe", "--sample_bytes", "0.0001")
+    assert rc == 0, err
+    assert preprocess_main(["--tokenizer_name_or_path", str(tmp_path / "tok"), "--train_dir", str(corpora["books"]),
+                            "--recursive", "--datasets_cache_dir", str(tmp_path / "cache"), "--max_seq_length", "64",
+                            "--num_workers", "1"]) == 0
+    capsys.readouterr()
+    assert inspect_main(["show", str(tmp_path / "cache" / "train")]) == 0
+    digest = json.loads((tmp_path / "tok" / "training.json").read_text())["sample"]["digest"]
+    assert f"digest {digest}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("kind", ["bpe", "wordpiece", "unigram", "spm", "newmm", "syllable"])
+def test_every_family_runs_the_whole_path_through_the_cli(capsys, tmp_path, corpora, kind):
+    """tokenizer -> mlm-preprocess (the three named corpora) -> mlm-train (mixed) -> fill-mask."""
+    from transformers import AutoModelForMaskedLM, pipeline
+
+    from common.tokenizer import load_tokenizer
+    from preprocess.__main__ import main as preprocess_main
+    from preprocess.tokenizer_families import FAMILIES
+    from train.__main__ import main as train_main
+
+    rc, _, err = _train(capsys, corpora, tmp_path / "tok", kind, "--sample_bytes", "0.0002")
+    assert rc == 0, err
+    ttype = FAMILIES[kind].tokenizer_type
+    spec = ",".join(f"{n}={d}" for n, d in corpora.items())
+    common = ["--tokenizer_name_or_path", str(tmp_path / "tok"), "--tokenizer_type", ttype,
+              "--datasets_cache_dir", str(tmp_path / "cache"), "--max_seq_length", "64"]
+    assert preprocess_main([*common, "--train_dir", spec, "--ext", "txt,jsonl.zst,parquet", "--recursive",
+                            "--validation_split_percentage", "5", "--num_workers", "1"]) == 0
+    assert train_main([*common, "--architecture", "roberta-tiny", "--output_dir", str(tmp_path / "model"),
+                       "--max_steps", "3", "--per_device_train_batch_size", "8", "--save_strategy", "no",
+                       "--report_to", "none", "--mixture", "books=0.5,news=0.3,web=0.2"]) == 0
+    tok = load_tokenizer(str(tmp_path / "model"), ttype).tokenizer
+    fill = pipeline("fill-mask", model=AutoModelForMaskedLM.from_pretrained(str(tmp_path / "model")), tokenizer=tok,
+                    device="cpu")
+    assert len(fill(f"the cat {tok.mask_token} the ball", top_k=2)) == 2
