@@ -39,6 +39,7 @@ from preprocess.sample import CorpusFiles, Drawn, draw, held_out, reading_bar, s
 from preprocess.tokenizer_families import FAMILIES, FamilyOptions, round_vocab
 
 GB = 10**9
+BYTES_PER_ID = 64  # at least this much text a vocabulary entry, or the trainer stops short of the size asked
 HELD_OUT = 0.02  # of the sample's lines, for the report: the tokenizer never trains on them
 REPORT_FILE = "tokenizer_report.json"
 
@@ -119,6 +120,9 @@ def check_args(args: argparse.Namespace) -> None:
         raise UserError(f"--sample_bytes {args.sample_bytes:g}: must be a positive number of GB")
     if args.num_workers < 1:
         raise UserError(f"--num_workers {args.num_workers}: must be at least 1")
+    if args.vocab_size and args.sample_bytes * GB < args.vocab_size * BYTES_PER_ID:
+        raise UserError(f"--sample_bytes {args.sample_bytes:g} GB is too small for --vocab_size {args.vocab_size:,}: "
+                        f"give at least {args.vocab_size * BYTES_PER_ID / GB:g} GB ({BYTES_PER_ID} bytes of text an id)")
 
 
 def draw_sample(args: argparse.Namespace, corpora: dict[str, str]) -> tuple[dict[str, Drawn], dict[str, float]]:
@@ -138,6 +142,25 @@ def draw_sample(args: argparse.Namespace, corpora: dict[str, str]) -> tuple[dict
             if goal[n] > 0:
                 drawn[n] = draw(f, goal[n], args.seed, args.text_column, args.num_workers, bar.update)
     return drawn, shares
+
+
+def check_sample(args: argparse.Namespace, training: list[str], vocab: int | None) -> None:
+    """Refuse a sample the vocabulary (``vocab``: --vocab_size rounded) cannot be trained on: too little text
+    for its size (the corpus is smaller than the sample asked), or, for spm covering every character, more
+    characters than ids."""
+    if not vocab:
+        return
+    size = sum(len(s.encode("utf-8", errors="surrogatepass")) for s in training)
+    if size < vocab * BYTES_PER_ID:
+        raise UserError(f"the corpus gives {size:,} bytes of text, too little for a vocabulary of {vocab:,} ids "
+                        f"(at least {BYTES_PER_ID} bytes an id): lower --vocab_size to at most "
+                        f"{size // BYTES_PER_ID:,}, or add text")
+    if args.type == "spm" and args.character_coverage >= 1.0:
+        chars = len(set().union(*map(set, training)))
+        if chars + 6 > vocab:
+            raise UserError(f"--character_coverage 1 keeps all {chars:,} characters of the sample, more than a "
+                            f"vocabulary of {vocab:,} ids holds with the 6 special tokens: raise --vocab_size, "
+                            "or lower --character_coverage")
 
 
 def shares_table(drawn: dict[str, Drawn], shares: dict[str, float]) -> str:
@@ -189,6 +212,7 @@ def train(args: argparse.Namespace) -> str:
     digest = sample_digest([s for d in drawn.values() for s in d.lines])
     family = FAMILIES[args.type]
     vocab_size = round_vocab(args.vocab_size, args.vocab_multiple) if args.vocab_size else None
+    check_sample(args, training, vocab_size)
     if vocab_size and vocab_size != args.vocab_size:
         print(f"note: --vocab_size {args.vocab_size} rounded up to {vocab_size}, a multiple of {args.vocab_multiple} "
               "(--vocab_multiple 1: as given)", file=sys.stderr)

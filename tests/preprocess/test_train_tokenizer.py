@@ -135,3 +135,17 @@ def test_every_family_runs_the_whole_path_through_the_cli(capsys, tmp_path, corp
     fill = pipeline("fill-mask", model=AutoModelForMaskedLM.from_pretrained(str(tmp_path / "model")), tokenizer=tok,
                     device="cpu")
     assert len(fill(f"the cat {tok.mask_token} the ball", top_k=2)) == 2
+
+
+@pytest.mark.parametrize("kind, more, says", [
+    ("bpe", ["--sample_bytes", "0.00001"], "too small for --vocab_size"),  # 10 KB for 512 ids: before reading
+    ("bpe", ["--vocab_size", "4000"], "too little for a vocabulary of 4,032 ids"),  # the corpus itself is too small
+    ("spm", ["--character_coverage", "1", "--vocab_size", "16", "--vocab_multiple", "1"], "keeps all"),
+])
+def test_a_sample_the_vocabulary_cannot_come_from_is_one_line(capsys, tmp_path, corpora, kind, more, says):
+    small = {"web": corpora["web"]}
+    spec = ",".join(f"{n}={d}" for n, d in small.items())
+    rc = train_tokenizer(["--type", kind, "--train_dir", spec, "--ext", "parquet", "--output_dir",
+                          str(tmp_path / "tok"), "--num_workers", "1", "--vocab_size", "500", *more])
+    err = capsys.readouterr().err
+    assert rc == 2 and says in err and len([x for x in err.splitlines() if x.startswith("error:")]) == 1, err
