@@ -29,6 +29,7 @@ from pathlib import Path
 import xxhash
 from tqdm import tqdm
 
+from common.errors import UserError
 from preprocess.readers import Batch, read_task
 from preprocess.scan import scan_shards
 from preprocess.tasks import Reading, Task, tasks_of
@@ -88,7 +89,7 @@ def _read(job: tuple[Task, str, str, float]) -> tuple[list[tuple[float, int, str
 
     read = read_task(task, None, emit)
     if read.changed:
-        raise RuntimeError(f"{task.path} changed while it was read; rerun")
+        raise UserError(f"{task.path} changed while it was read (rewritten or cut); rerun once it is complete")
     if _skippable(task):
         k = _key(seed, corpus, name, task.start)
         return [(k, i, s) for i, s in enumerate(lines)], read.nbytes

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -37,6 +38,7 @@ from preprocess.inputs import list_shards
 from preprocess.progress import Ticker
 from preprocess.sample import CorpusFiles, Drawn, draw, held_out, reading_bar, sample_digest, targets
 from preprocess.tokenizer_families import FAMILIES, FamilyOptions, round_vocab
+from preprocess.workers import WorkerDied
 
 GB = 10**9
 BYTES_PER_ID = 64  # at least this much text a vocabulary entry, or the trainer stops short of the size asked
@@ -199,7 +201,12 @@ def train(args: argparse.Namespace) -> str:
     corpora = corpora_of(args)
     compare = tokenizer_report.load_for_compare(args.compare_with, args.compare_type) if args.compare_with else None
     start = time.perf_counter()
-    drawn, shares = draw_sample(args, corpora)
+    try:
+        drawn, shares = draw_sample(args, corpora)
+    except WorkerDied as e:
+        raise UserError(f"{e}; rerun, with fewer --num_workers or a smaller --sample_bytes if memory ran out") from None
+    except OSError as e:  # a file that vanished or cannot be read mid-run
+        raise UserError(f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}; no tokenizer was written") from None
     if not any(d.lines for d in drawn.values()):
         raise UserError(f"--train_dir {','.join(args.train_dir)}: no text in its shards; nothing to train on")
     print(shares_table(drawn, shares))
@@ -217,7 +224,28 @@ def train(args: argparse.Namespace) -> str:
         print(f"note: --vocab_size {args.vocab_size} rounded up to {vocab_size}, a multiple of {args.vocab_multiple} "
               "(--vocab_multiple 1: as given)", file=sys.stderr)
     out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    work = out.parent / f".{out.name}.partial-{os.getpid()}"  # renamed to --output_dir once complete
+    work.mkdir(parents=True)
+    try:
+        result = _train_into(args, work, training, held, compare, family, vocab_size)
+        write_json_atomic(work / TRAINING_FILE, training_record(args, corpora, drawn, shares, digest, vocab_size))
+        if out.exists():
+            out.rmdir()  # empty (checked at start): a rename replaces only an empty dir
+        os.replace(work, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(result[1])
+    flags = f"--tokenizer_type {family.tokenizer_type}" + (" --add_space_token" if args.add_space_token else "")
+    return (f"{args.type} tokenizer with {result[0]:,} ids from {len(training):,} lines "
+            f"(sample {digest[:12]}, {sum(len(d.shards) for d in drawn.values()):,} shards) in "
+            f"{time.perf_counter() - start:.1f} s -> {out} (load it with {flags})")
+
+
+def _train_into(args: argparse.Namespace, out: Path, training: list[str], held: dict[str, list[str]],
+                compare: Any, family: Any, vocab_size: int | None) -> tuple[int, str]:
+    """Train, load back and report into ``out``: (the ids it made, the report's table)."""
+    from preprocess import tokenizer_report
+
     options = FamilyOptions(vocab_size, args.num_workers, args.model_type, args.character_coverage,
                             args.add_space_token, args.min_frequency)
     with Ticker(f"{args.type}: training on {len(training):,} lines and writing (the trainer reports no progress)"):
@@ -227,14 +255,9 @@ def train(args: argparse.Namespace) -> str:
         loaded = load_tokenizer(str(out), family.tokenizer_type, settings)
     except TokenizerError as e:
         raise UserError(f"the trained tokenizer does not load back: {e}") from None
-    write_json_atomic(out / TRAINING_FILE, training_record(args, corpora, drawn, shares, digest, vocab_size))
     rep = tokenizer_report.report(held, loaded.tokenizer, compare)
     tokenizer_report.write(rep, out / REPORT_FILE)
-    print(tokenizer_report.table(rep))
-    flags = f"--tokenizer_type {family.tokenizer_type}" + (" --add_space_token" if args.add_space_token else "")
-    return (f"{args.type} tokenizer with {loaded.identity.vocab_size:,} ids from {len(training):,} lines "
-            f"(sample {digest[:12]}, {sum(len(d.shards) for d in drawn.values()):,} shards) in "
-            f"{time.perf_counter() - start:.1f} s -> {out} (load it with {flags})")
+    return loaded.identity.vocab_size, tokenizer_report.table(rep)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -149,3 +149,20 @@ def test_a_sample_the_vocabulary_cannot_come_from_is_one_line(capsys, tmp_path, 
                           str(tmp_path / "tok"), "--num_workers", "1", "--vocab_size", "500", *more])
     err = capsys.readouterr().err
     assert rc == 2 and says in err and len([x for x in err.splitlines() if x.startswith("error:")]) == 1, err
+
+
+def test_a_failed_training_leaves_no_output_dir_and_a_rerun_works(capsys, tmp_path, corpora, monkeypatch):
+    from preprocess import tokenizer_families
+
+    def broken(lines, out, options):
+        (out / "half_written.json").write_text("{")
+        raise KeyboardInterrupt  # Ctrl-C in the middle of training
+
+    monkeypatch.setitem(tokenizer_families.FAMILIES, "bpe",
+                        tokenizer_families.FAMILIES["bpe"].__class__(**{**vars(tokenizer_families.FAMILIES["bpe"]),
+                                                                        "train": broken}))
+    rc, _, err = _train(capsys, corpora, tmp_path / "tok", "bpe", "--sample_bytes", "0.0001")
+    assert rc == 130 and not (tmp_path / "tok").exists() and not list(tmp_path.glob(".tok.partial-*")), err
+    monkeypatch.undo()
+    rc, _, err = _train(capsys, corpora, tmp_path / "tok", "bpe", "--sample_bytes", "0.0001")
+    assert rc == 0, err
