@@ -79,25 +79,26 @@ def _skippable(task: Task) -> bool:
 
 def _read(job: tuple[Task, str, str, float]) -> tuple[list[tuple[float, int, str]], int]:
     """(key, line number, line) of a task's lines under the threshold, and the bytes read: a skippable task
-    is read whole (its lines share its key); a compressed stream keeps each line by its own key."""
+    is read whole (its lines share its key); a compressed stream keeps each line by its own key as it is
+    decompressed, batch by batch, so a worker holds the lines kept, never the whole file's."""
     task, corpus, name, threshold = job
     seed = _STATE["seed"]
-    lines: list[str] = []
+    whole = _skippable(task)
+    k_task = _key(seed, corpus, name, task.start)
+    out: list[tuple[float, int, str]] = []
+    seen = 0  # lines of the task so far: a stream line's number, part of its key
 
     def emit(batch: Batch) -> None:
-        lines.extend(batch.lines)
+        nonlocal seen
+        for s in batch.lines:
+            k = k_task if whole else _key(seed, corpus, name, task.start, seen)
+            if whole or k < threshold:
+                out.append((k, seen, s))
+            seen += 1
 
     read = read_task(task, None, emit)
     if read.changed:
         raise UserError(f"{task.path} changed while it was read (rewritten or cut); rerun once it is complete")
-    if _skippable(task):
-        k = _key(seed, corpus, name, task.start)
-        return [(k, i, s) for i, s in enumerate(lines)], read.nbytes
-    out = []
-    for i, s in enumerate(lines):
-        k = _key(seed, corpus, name, task.start, i)
-        if k < threshold:
-            out.append((k, i, s))
     return out, read.nbytes
 
 
