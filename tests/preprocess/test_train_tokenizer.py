@@ -122,6 +122,14 @@ def test_every_family_runs_the_whole_path_through_the_cli(capsys, tmp_path, corp
 
     rc, _, err = _train(capsys, corpora, tmp_path / "tok", kind, "--sample_bytes", "0.0002")
     assert rc == 0, err
+    rc, _, err = _train(capsys, corpora, tmp_path / "tok2", kind, "--sample_bytes", "0.0002", "--num_workers", "2")
+    assert rc == 0, err
+    records = [json.loads((tmp_path / t / "training.json").read_text()) for t in ("tok", "tok2")]
+    assert records[0]["sample"] == records[1]["sample"]  # the same sample, digest included, on 1 or 2 workers
+    if FAMILIES[kind].deterministic and kind != "spm":  # spm's pieces depend on its thread count
+        made = sorted(p.name for p in (tmp_path / "tok").iterdir() if p.name not in ("training.json",))
+        for name in made:
+            assert (tmp_path / "tok" / name).read_bytes() == (tmp_path / "tok2" / name).read_bytes(), name
     ttype = FAMILIES[kind].tokenizer_type
     spec = ",".join(f"{n}={d}" for n, d in corpora.items())
     common = ["--tokenizer_name_or_path", str(tmp_path / "tok"), "--tokenizer_type", ttype,
