@@ -81,3 +81,11 @@ def test_pieces_bench_runs_small(tmp_path):
     out = run_bench("pieces.py", "--smoke", "--before", "HEAD", "--out", tmp_path / "p")
     rows = [line for line in out.splitlines() if line.startswith("| 1,200 (")]
     assert len(rows) == 2 and not any("fails" in r for r in rows)  # 1,200 pieces read under ulimit -n 1024
+
+
+@pytest.mark.slow
+def test_tokenizer_train_bench_runs_small(tmp_path):
+    out = run_bench("tokenizer_train.py", "--smoke", "--out", tmp_path / "t")
+    assert "| bpe |" in out and "| newmm |" in out and "| 10x the sample |" in out
+    assert "same sample digest as ours' training.json for every family that finished: yes" in out
+    assert "no tokenizer" not in out and "fails" not in out

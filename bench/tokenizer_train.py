@@ -1,0 +1,410 @@
+#!/usr/bin/env python
+"""Tokenizer training: ``mlm-train-tokenizer`` from a mixed-format corpus vs the library alone on the sample.
+
+Everything is built deterministically under ``--out`` (default
+``bench_out/tokenizer_train/``, gitignored): English+Thai text
+(bench/preprocess_bench.py's generator) as three named corpora of a third
+each, ``web`` as nested ``.txt`` dirs, ``news`` as ``.jsonl.zst``, ``wiki`` as
+Parquet (one line a record or row, with fields that are never read),
+sampled in the shares ``web=0.5,news=0.3,wiki=0.2``. Then, per family:
+
+* ours: ``python -m preprocess.train_tokenizer --type F`` over the three
+  corpora (``--recursive``, ``--ext txt,jsonl.zst,parquet``, ``--mixture``,
+  ``--sample_bytes`` = ``--sample_mb``): a fresh process, so imports, reading
+  the formats, drawing the sample, training, saving, loading back and the
+  held-out report are all counted;
+* the library alone: the lines ours trained on (the same sample, drawn here
+  by the same code with the same seed, its digest checked against ours'
+  training.json, less the held-out lines), already extracted to ONE text
+  file, trained by the library straight from the file in a fresh process:
+  ``tokenizers``' trainer with the family's model, pre-tokenizer and
+  specials (``Tokenizer.train([file])``); SentencePiece's trainer (the C++
+  of ``spm_train``) with ``input=file``; PyThaiNLP's segmenter counting the
+  file's words in a pool of as many processes as ours uses. Unigram is also
+  trained by SentencePiece: is the faster trainer the one ours uses?
+
+Each run: wall time, and peak memory of the whole process tree (sampled
+every 50 ms: the sum of RSS; PSS, which splits pages a forked reader shares
+with its parent, every 250 ms). Then ours for ``--memory_family`` on a
+corpus 1x and 10x the sample (same ``--sample_bytes``): memory should not
+follow the corpus. Prints one markdown table to stdout and writes it to
+``<out>/tokenizer_train.md``; progress goes to stderr. ``--smoke``: tiny
+sizes, two families, seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+# The children's environment as the user gave it: bench/preprocess_bench.py sets TOKENIZERS_PARALLELISM on import.
+CHILD_ENV = dict(os.environ)
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # runs from a checkout too, not only where the project is installed
+
+from bench.preprocess_bench import MB, Vocab, english_words, log, make_lines, thai_words  # noqa: E402
+from bench.tree_rss import TreeRss  # noqa: E402
+
+CORPORA = {"web": "txt", "news": "jsonl.zst", "wiki": "parquet"}  # name -> format
+MIXTURE = "web=0.5,news=0.3,wiki=0.2"  # not their sizes (a third each): the sample must follow the weights
+EXT = "txt,jsonl.zst,parquet"
+FAMILIES = ("bpe", "wordpiece", "unigram", "spm", "newmm", "syllable")
+LIBRARY = {"bpe": "tokenizers BpeTrainer", "wordpiece": "tokenizers WordPieceTrainer",
+           "unigram": "tokenizers UnigramTrainer", "spm": "SentencePieceTrainer (spm_train)",
+           "newmm": "PyThaiNLP newmm + Counter", "syllable": "PyThaiNLP syllable + Counter",
+           "unigram_spm": "SentencePieceTrainer unigram"}
+SHARDS = 4  # per corpus
+ROW_GROUP_ROWS = 10_000
+SEED = 42
+TIME_TARGET, MEMORY_TARGET = 1.15, 1.2
+SLOWEST, MIN_LIMIT_S = 10, 60  # ours is killed past 10x the library's time, but never before 60 s
+CORPUS_VERSION = 1  # bump when the corpus changes: a cached one is then rebuilt
+MIB = 1 << 20
+
+
+# --------------------------------------------------------------------------- the corpus
+
+
+def write_shard(path: Path, lines: list[str], fmt: str) -> None:
+    """``lines`` as one shard in ``fmt``: one line a record or row, beside fields the reader must skip."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.table({"id": list(range(len(lines))), "text": lines, "url": [f"u/{i}" for i in range(len(lines))]})
+        pq.write_table(table, path, row_group_size=ROW_GROUP_ROWS)
+        return
+    if fmt == "txt":
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return
+    import pyarrow as pa
+
+    data = "".join(json.dumps({"id": i, "text": s, "meta": {"n": i}}, ensure_ascii=False) + "\n"
+                   for i, s in enumerate(lines)).encode()
+    path.write_bytes(pa.compress(data, codec="zstd", asbytes=True))
+
+
+def shard_path(root: Path, name: str, k: int) -> Path:
+    fmt = CORPORA[name]
+    if fmt == "txt":  # nested: --recursive must find them
+        return root / name / f"part{k % 2}" / f"sub{k}" / f"shard_{k:02d}.txt"
+    return root / name / f"shard_{k:02d}.{fmt}"
+
+
+def make_corpus(out: Path, mb: float, seed: int) -> dict[str, Path]:
+    """About ``mb`` MB of text, a third per corpus; reused when built before with the same settings."""
+    root = out / f"corpus_{mb:g}mb_seed{seed}"
+    stamp = {"version": CORPUS_VERSION, "mb": mb, "seed": seed, "shards": SHARDS}
+    dirs = {n: root / n for n in CORPORA}
+    if (root / "corpus.json").is_file() and json.loads((root / "corpus.json").read_text()) == stamp:
+        return dirs
+    shutil.rmtree(root, ignore_errors=True)
+    th_list, _ = thai_words(40_000)
+    en, th = Vocab.zipf(english_words(20_000)), Vocab.zipf(th_list)
+    per_shard = int(mb * MB / len(CORPORA) / SHARDS) + 1
+    t = time.perf_counter()
+    for c, name in enumerate(CORPORA):
+        for k in range(SHARDS):
+            rng = np.random.default_rng([seed, c, k])
+            lines, size = [], 0
+            while size < per_shard:
+                more = make_lines(rng, 50, en, th)  # ~30 KB: a shard ends near its size
+                lines += more
+                size += sum(len(s.encode()) + 1 for s in more)
+            write_shard(shard_path(root, name, k), lines, CORPORA[name])
+    (root / "corpus.json").write_text(json.dumps(stamp))
+    log(f"corpus {root.name}: {len(CORPORA)} x {SHARDS} shards of ~{per_shard / MB:.2f} MB of text, "
+        f"{disk_bytes(root) / MB:.1f} MB on disk, {time.perf_counter() - t:.1f} s")
+    return dirs
+
+
+def disk_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and p.name != "corpus.json")
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def ours_argv(family: str, dirs: dict[str, Path], out: Path, sample_mb: float, vocab: int, workers: int) -> list[str]:
+    spec = ",".join(f"{n}={d}" for n, d in dirs.items())
+    argv = ["--type", family, "--train_dir", spec, "--ext", EXT, "--recursive", "--mixture", MIXTURE,
+            "--sample_bytes", f"{sample_mb * MB / 1e9:g}", "--seed", str(SEED), "--num_workers", str(workers),
+            "--output_dir", str(out)]
+    return argv + (["--vocab_size", str(vocab)] if family not in ("newmm", "syllable") else [])
+
+
+@dataclass
+class Run:
+    seconds: float
+    peak_pss: int
+    peak_rss: int
+    stdout: str
+    failed: str = ""  # why it gave no tokenizer: killed past its time limit, or its last error line
+
+    def cell(self) -> str:
+        if self.failed:
+            return self.failed
+        return f"{self.seconds:.2f} s, {self.peak_pss / MIB:,.0f} / {self.peak_rss / MIB:,.0f} MiB"
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL ``pid`` and its descendants, by id (ours' workers also die with their parent)."""
+    import psutil
+
+    try:
+        procs = [*psutil.Process(pid).children(recursive=True), psutil.Process(pid)]
+    except psutil.Error:
+        return
+    for proc in procs:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+
+
+def measure(cmd: list[str], out: Path, timeout: float) -> Run:
+    """Wall time and the tree's peak memory of ``cmd`` in a fresh process; ``out`` is emptied first. A run past
+    ``timeout`` seconds is killed (a hang must not stop the bench) and reported as such."""
+    shutil.rmtree(out, ignore_errors=True)
+    log(f"run: {shlex.join(cmd[1:])[:160]}")
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=CHILD_ENV)
+    failed = ""
+    with TreeRss(proc.pid) as rss:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_tree(proc.pid)
+            stdout, stderr = proc.communicate()
+            failed = f"no tokenizer: killed after {timeout:.0f} s"
+    seconds = time.perf_counter() - t
+    if proc.returncode != 0 and not failed:
+        failed = f"fails (rc {proc.returncode}): {(stderr.strip().splitlines() or ['?'])[-1][:100]}"
+    if failed:
+        log(f"{failed}; its stderr ends: {stderr[-300:]!r}")
+    return Run(seconds, rss.peak_pss, rss.peak_sum, stdout, failed)
+
+
+def extract_sample(dirs: dict[str, Path], sample_mb: float, workers: int, path: Path) -> tuple[str, int, int]:
+    """The lines ``--type bpe`` with these flags trains on, by its own functions, written to ``path``.
+
+    Returns the whole sample's digest (as training.json records it), its lines and the file's bytes."""
+    from preprocess import train_tokenizer as tt
+    from preprocess.sample import held_out, sample_digest
+
+    args = tt.build_parser().parse_args(ours_argv("bpe", dirs, path.parent / "unused", sample_mb, 64, workers))
+    drawn, _ = tt.draw_sample(args, tt.corpora_of(args))
+    lines = [s for d in drawn.values() for s in d.lines]
+    training = [s for d in drawn.values() for s in held_out(d.lines, tt.HELD_OUT, SEED)[0]]
+    data = ("\n".join(training) + "\n").encode("utf-8", errors="surrogatepass")
+    path.write_bytes(data)
+    return sample_digest(lines), len(training), len(data)
+
+
+def own_clock(stdout: str) -> str:
+    """The seconds ours prints for its work, reading the sample to loading the tokenizer back: the rest of its
+    wall time is start-up (imports) and the held-out report."""
+    found = re.search(r" in ([0-9.]+) s -> ", stdout)
+    return f"{found.group(1)} s" if found else "?"
+
+
+def recorded_digest(out: Path) -> str | None:
+    path = out / "training.json"
+    return json.loads(path.read_text())["sample"]["digest"] if path.is_file() else None
+
+
+# --------------------------------------------------------------------------- the library alone (a child process)
+
+
+def _count_chunk(job: tuple[str, list[str]]) -> dict[str, int]:
+    from collections import Counter
+
+    from pythainlp.tokenize import syllable_tokenize, word_tokenize
+
+    kind, lines = job
+    counts: Counter = Counter()
+    for line in lines:
+        words = (word_tokenize(line, engine="newmm", keep_whitespace=True) if kind == "newmm"
+                 else syllable_tokenize(line, engine="dict", keep_whitespace=True))
+        counts.update(w for w in words if w and not w.isspace())
+    return counts
+
+
+def library(kind: str, text: Path, out: Path, vocab: int, workers: int) -> None:
+    """Train ``kind`` with the library alone from the one text file ``text`` into ``out``."""
+    from preprocess.tokenizer_families import BERT_SPECIALS, ROBERTA_SPECIALS
+
+    out.mkdir(parents=True)
+    if kind in ("spm", "unigram_spm"):
+        import sentencepiece as spm
+
+        spm.SentencePieceTrainer.train(
+            input=str(text), model_prefix=str(out / "spm"), vocab_size=vocab, model_type="unigram",
+            character_coverage=0.9995, bos_id=0, pad_id=1, eos_id=2, unk_id=3,
+            user_defined_symbols=["<mask>", "<_>"], input_sentence_size=0, hard_vocab_limit=False,
+            num_threads=workers, minloglevel=2)
+        return
+    if kind in ("newmm", "syllable"):
+        from collections import Counter
+        from multiprocessing import Pool
+
+        lines = text.read_text(encoding="utf-8").splitlines()
+        jobs = [(kind, lines[i:i + 2000]) for i in range(0, len(lines), 2000)]
+        total: Counter = Counter()
+        with Pool(workers) as pool:
+            for counts in pool.imap(_count_chunk, jobs):
+                total.update(counts)
+        words = sorted(total, key=lambda w: (-total[w], w))
+        (out / "vocab.json").write_text(json.dumps({w: i for i, w in enumerate(words)}, ensure_ascii=False))
+        return
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+    if kind == "bpe":
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        trainer = trainers.BpeTrainer(vocab_size=vocab, special_tokens=list(ROBERTA_SPECIALS), show_progress=False,
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    elif kind == "wordpiece":
+        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+        tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=False,
+                                                    lowercase=False)
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        trainer = trainers.WordPieceTrainer(vocab_size=vocab, special_tokens=list(BERT_SPECIALS),
+                                            continuing_subword_prefix="##", show_progress=False)
+    elif kind == "unigram":
+        tok = Tokenizer(models.Unigram())
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+        trainer = trainers.UnigramTrainer(vocab_size=vocab, special_tokens=list(ROBERTA_SPECIALS), unk_token="<unk>",
+                                          show_progress=False)
+    else:
+        raise SystemExit(f"unknown library kind {kind}")
+    tok.train([str(text)], trainer)
+    tok.save(str(out / "tokenizer.json"))
+
+
+# --------------------------------------------------------------------------- report
+
+
+def ok(ratio: float, target: float) -> str:
+    return f"{'ok' if ratio <= target else 'MISSED'} (<= {target:g}x)"
+
+
+def load() -> str:
+    return f"{os.getloadavg()[0]:.2f}"
+
+
+def versions() -> str:
+    from importlib.metadata import version
+
+    return ", ".join(f"{p} {version(p)}" for p in ("tokenizers", "sentencepiece", "pythainlp", "transformers"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="bench_out/tokenizer_train")
+    p.add_argument("--mb", type=float, default=20.0, help="MB of text in the mixed corpus the families train from")
+    p.add_argument("--sample_mb", type=float, default=5.0, help="MB of text in the sample (--sample_bytes)")
+    p.add_argument("--vocab_size", type=int, default=8000, help="subword families' vocabulary")
+    p.add_argument("--families", default=",".join(FAMILIES))
+    p.add_argument("--memory_family", default="bpe", help="the family of the 1x / 10x memory rows")
+    p.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
+    p.add_argument("--timeout", type=float, default=900, help="seconds any one run may take")
+    p.add_argument("--smoke", action="store_true", help="tiny sizes, bpe and newmm: proves the script in seconds")
+    p.add_argument("--child", nargs=4, metavar=("KIND", "TEXT", "OUT", "VOCAB"), help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.child:
+        library(a.child[0], Path(a.child[1]), Path(a.child[2]), int(a.child[3]), a.workers)
+        return 0
+    if a.smoke:
+        a.mb, a.sample_mb, a.vocab_size, a.families = 0.6, 0.15, 512, "bpe,newmm"
+    families = [f for f in a.families.split(",") if f]
+    unknown = sorted(set(families) - set(FAMILIES))
+    if unknown:
+        raise SystemExit(f"--families: unknown {', '.join(unknown)}; choose from {', '.join(FAMILIES)}")
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    load_start = load()
+    dirs = make_corpus(out, a.mb, SEED)
+    text = out / f"sample_{a.mb:g}mb_{a.sample_mb:g}mb.txt"
+    digest, n_lines, n_bytes = extract_sample(dirs, a.sample_mb, a.workers, text)
+    log(f"sample: {n_lines:,} lines, {n_bytes / MB:.2f} MB -> {text}")
+    py = sys.executable
+    rows = ["| family | ours: CLI over .txt + .jsonl.zst + Parquet | of which its own clock | library alone, one .txt "
+            "file | library | ours / library, time | target |", "|---|---|---|---|---|---|---|"]
+    same_sample = []
+    for family in families:
+        # The library first: ours is killed past SLOWEST x its time (the 1.15x target is then long missed) or
+        # past --timeout, so a hang costs a minute, not the bench.
+        libs = {kind: measure([py, __file__, "--workers", str(a.workers), "--child", kind, str(text),
+                               str(out / "library" / kind), str(a.vocab_size)], out / "library" / kind, a.timeout)
+                for kind in ([family, "unigram_spm"] if family == "unigram" else [family])}
+        limit = min(a.timeout, max(MIN_LIMIT_S, SLOWEST * max(lib.seconds for lib in libs.values())))
+        ours = measure([py, "-m", "preprocess.train_tokenizer",
+                        *ours_argv(family, dirs, out / "ours" / family, a.sample_mb, a.vocab_size, a.workers)],
+                       out / "ours" / family, limit)
+        if not ours.failed:
+            same_sample.append(recorded_digest(out / "ours" / family) == digest)
+        for kind, lib in libs.items():
+            ratio = ours.seconds / lib.seconds
+            name = family if kind == family else f"{family}, vs SentencePiece's unigram"
+            shown = f"> {ratio:.1f}x" if ours.failed else f"{ratio:.2f}x"
+            rows.append(f"| {name} | {ours.cell()} | {own_clock(ours.stdout)} | {lib.cell()} | {LIBRARY[kind]} | "
+                        f"{shown} | {'MISSED' if ours.failed or lib.failed else ok(ratio, TIME_TARGET)} |")
+            print(rows[-1], file=sys.stderr, flush=True)
+    rows += ["", f"| ours, --type {a.memory_family}, corpus of | text | wall | peak PSS / sum of RSS | "
+             "peak PSS vs 1x | target |", "|---|---|---|---|---|---|"]
+    base = None
+    for times in (1, 10):
+        mem_dirs = make_corpus(out, a.sample_mb * times, SEED + times)
+        run = measure([py, "-m", "preprocess.train_tokenizer",
+                       *ours_argv(a.memory_family, mem_dirs, out / "mem" / f"x{times}", a.sample_mb, a.vocab_size,
+                                  a.workers)], out / "mem" / f"x{times}", a.timeout)
+        if run.failed:
+            rows.append(f"| {times}x the sample | {a.sample_mb * times:g} MB | {run.cell()} | | | MISSED |")
+            continue
+        base = base or run
+        ratio = run.peak_pss / base.peak_pss
+        rows.append(f"| {times}x the sample | {a.sample_mb * times:g} MB | {run.seconds:.2f} s | "
+                    f"{run.peak_pss / MIB:,.0f} / {run.peak_rss / MIB:,.0f} MiB | {ratio:.2f}x "
+                    f"(RSS sum {run.peak_rss / base.peak_rss:.2f}x) | {ok(ratio, MEMORY_TARGET) if times > 1 else ''} |")
+        print(rows[-1], file=sys.stderr, flush=True)
+    args = shlex.join(sys.argv[1:] if argv is None else argv)
+    rows += [
+        "",
+        f"- command: `python bench/tokenizer_train.py{' ' + args if args else ''}`",
+        f"- machine: {len(os.sched_getaffinity(0))} cores ({platform.machine()}), Python {platform.python_version()}, "
+        f"{versions()}; 1-min load average {load_start} at start, {load()} at end (above ~0.5: other processes "
+        "shared the cores); children's TOKENIZERS_PARALLELISM: "
+        f"{CHILD_ENV.get('TOKENIZERS_PARALLELISM', 'unset')} (ours sets it to false when unset)",
+        f"- corpus: {a.mb:g} MB of English+Thai text, a third each as nested .txt, .jsonl.zst and Parquet "
+        f"({SHARDS} shards each); sampled {MIXTURE}, {a.sample_mb:g} MB, seed {SEED}, {a.workers} workers; "
+        f"subword vocabularies {a.vocab_size:,}",
+        f"- the library's file: the {n_lines:,} lines ({n_bytes / MB:.2f} MB) ours trained on (its sample less the "
+        f"held-out 2%); same sample digest as ours' training.json for every family that finished: "
+        f"{'yes' if all(same_sample) else 'NO'}",
+        "- each cell: wall time of a fresh process (imports included; ours also reads the formats, draws the "
+        "sample, saves, loads back and writes its held-out report), then the process tree's peak PSS / peak "
+        "sum of RSS; one run each. Its own clock: what ours prints, from reading the corpus to loading the "
+        "tokenizer back (no imports, no report)",
+    ]
+    table = "\n".join(rows)
+    print(table)
+    (out / "tokenizer_train.md").write_text(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
