@@ -239,36 +239,46 @@ def _train_spm(lines: list[str], out: Path, options: FamilyOptions) -> None:
     ThaiRobertaTokenizer(vocab_file=str(model_file), add_space_token=space).save_pretrained(out)
 
 
-def _count(task: tuple[str, list[str]]) -> Counter:
-    """Word counts of one chunk of lines by the named type's PyThaiNLP segmenter (run in a worker)."""
+_COUNTED: list[str] = []  # the lines being counted, set before the pool forks: workers get them by inheritance
+
+
+def _count(task: tuple[str, int, int]) -> Counter:
+    """Word counts of lines [start, end) of ``_COUNTED`` by the named type's PyThaiNLP segmenter (in a worker)."""
     from common.tokenizer import TOKENIZER_TYPES
 
-    kind, lines = task
+    kind, start, end = task
     segment = TOKENIZER_TYPES[kind].tokenizer_class().segment
     counts: Counter = Counter()
-    for line in lines:
+    for line in _COUNTED[start:end]:
         counts.update(w for w in segment(line) if w and not w.isspace())
     return counts
 
 
 def count_words(kind: str, lines: list[str], num_workers: int) -> Counter:
     """Word counts over ``lines``, in ``num_workers`` processes over chunks of ``COUNT_LINES`` lines
-    (one process for a single chunk). Sums of counts: the same whatever the worker count."""
+    (one process for a single chunk). Sums of counts: the same whatever the worker count. A task is a
+    range of line numbers, never the lines: the forked workers inherit them, so the parent's sends stay
+    tiny and never block while a worker is sending back its counts (lines sent in the tasks deadlocked
+    both sides on full pipes: bench/tokenizer_train.py)."""
     from preprocess.workers import Workers
 
-    tasks = [(kind, lines[i:i + COUNT_LINES]) for i in range(0, len(lines), COUNT_LINES)]
+    _COUNTED[:] = lines
+    tasks = [(kind, i, min(i + COUNT_LINES, len(lines))) for i in range(0, len(lines), COUNT_LINES)]
     total: Counter = Counter()
-    if num_workers < 2 or len(tasks) < 2:
-        for task in tasks:
-            total.update(_count(task))
-        return total
-    workers = Workers(min(num_workers, len(tasks)), _count)
     try:
-        for counts in workers.imap(tasks):
-            total.update(counts)
+        if num_workers < 2 or len(tasks) < 2:
+            for task in tasks:
+                total.update(_count(task))
+            return total
+        workers = Workers(min(num_workers, len(tasks)), _count)
+        try:
+            for counts in workers.imap(tasks):
+                total.update(counts)
+        finally:
+            workers.close()
+        return total
     finally:
-        workers.close()
-    return total
+        _COUNTED.clear()
 
 
 def _word_level(kind: str) -> Callable[[list[str], Path, FamilyOptions], None]:
