@@ -188,16 +188,23 @@ def mark_handled(signum: int) -> None:
 
 
 def _watch(fd: int) -> None:
-    while True:
-        try:
-            data = os.read(fd, 64)
-        except OSError:
-            return  # closed: the command ended
-        if not data:
-            return
-        for signum in {b for b in data if b in WATCHED}:
-            arrived = time.monotonic()
-            threading.Timer(STUCK_S, _unless_handled, (signum, arrived)).start()
+    """Read the wakeup pipe until its write end closes (the command ended), then close the read end here.
+    Only this thread closes ``fd``: closed by the main thread while this one was between two reads, its
+    number could be reused by a file opened next, whose bytes this thread would read as signals (a newline
+    is SIGUSR1's 10: the process exited 138 minutes later, in the middle of the next command)."""
+    try:
+        while True:
+            try:
+                data = os.read(fd, 64)
+            except OSError:
+                return
+            if not data:
+                return
+            for signum in {b for b in data if b in WATCHED}:
+                arrived = time.monotonic()
+                threading.Timer(STUCK_S, _unless_handled, (signum, arrived)).start()
+    finally:
+        os.close(fd)
 
 
 _exiting = threading.Lock()
@@ -227,8 +234,7 @@ def _watchdog() -> Callable[[], None]:
 
     def stop() -> None:
         signal.set_wakeup_fd(previous)
-        os.close(w)
-        os.close(r)
+        os.close(w)  # the watching thread reads the end of the pipe and closes its own end
 
     return stop
 
