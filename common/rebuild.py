@@ -64,6 +64,13 @@ def recorded(split_dir: Path) -> dict[str, Any] | None:
     return d if ok else None
 
 
+def corpus_text(cache: str | Path, names: list[str], given: dict[str, str] | None) -> dict[str, str]:
+    """Each named corpus's training dirs: those this run gives (``given``, NAME=DIR), else those its manifest
+    records; a corpus with neither is left out."""
+    text = {n: (given or {}).get(n) or (recorded(corpus_dir(cache, n) / "train") or {}).get("input_dir") for n in names}
+    return {n: d for n, d in text.items() if d}
+
+
 def _sources(split_home: Path, train_dir: str | None, eval_dir: str | None) -> tuple[str | None, list[str], dict]:
     """Where one cache dir's text comes from: (its training dirs, absolute, or None where nothing records
     them; the flags of its validation split; the reading parameters its manifests record). The dirs given

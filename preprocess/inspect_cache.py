@@ -32,7 +32,7 @@ from common.errors import UserError, counted
 from common.format import MANIFEST_NAME, FormatError, length_bins
 from common.json_files import read_json
 from common.manifest import Manifest, unk_share
-from common.rebuild import named_rebuild_command, rebuild_command, recorded
+from common.rebuild import corpus_text, named_rebuild_command, rebuild_command
 from common.tokenizer import TRAINING_FILE, TokenizerError, load_tokenizer, tokenizer_source
 from common.typed_json import to_json
 
@@ -62,8 +62,9 @@ def split_dirs(path: str | Path) -> dict[str, Path]:
         d = p.parent if p.name == MANIFEST_NAME else p
         return {d.name: d}
     names = read_corpora(p)
-    if names is None and unfinished(p):
-        raise UserError(unfinished(p))
+    words = unfinished(p) if names is None else None
+    if words:
+        raise UserError(words)
     if names is not None:  # named corpora (common/corpora.py): each one's splits, train first
         return {f"{n}/{d.name}": d for n in names for d in [corpus_dir(p, n) / "train", *sorted(
             x.parent for x in corpus_dir(p, n).glob(f"*/{MANIFEST_NAME}") if x.parent.name != "train")]}
@@ -478,8 +479,7 @@ def fix_command(args: argparse.Namespace, dirs: dict[str, Path], given: dict[str
     if names is None:
         return rebuild_command(replace(cfg, train_dir=given.get(None)))
     named = {n: d for n, d in given.items() if n}
-    text = {n: named.get(n) or (recorded(corpus_dir(args.path, n) / "train") or {}).get("input_dir") for n in names}
-    refuse_shared_corpora({n: d for n, d in text.items() if d}, {}, m.parameters.ext, m.parameters.recursive)
+    refuse_shared_corpora(corpus_text(args.path, names, named), {}, m.parameters.ext, m.parameters.recursive)
     return named_rebuild_command(cfg, names, {"train_dir": named})
 
 

@@ -30,7 +30,7 @@ from common.errors import UserError
 from common.format import MANIFEST_NAME
 from common.manifest import Manifest
 from common.mixture import weights
-from common.rebuild import named_rebuild_command, rebuild_command, recorded
+from common.rebuild import corpus_text, named_rebuild_command, rebuild_command
 from common.tokenizer import LoadedTokenizer
 from train.dataset import DATASET_TYPES, ConcatBlocks
 from train.mixture import table
@@ -220,8 +220,9 @@ def run_data(cfg: CacheArguments, loaded: LoadedTokenizer, input_check: str, mix
     cache = Path(cfg.datasets_cache_dir)
     names = read_corpora(cache)
     if names is None:
-        if unfinished(cache):  # a named cache whose first build was cut short
-            raise UserError(unfinished(cache))
+        words = unfinished(cache)
+        if words:  # a named cache whose first build was cut short
+            raise UserError(words)
         named = {flag: parse_named(getattr(cfg, flag), f"--{flag}") for flag in ("train_dir", "eval_dir")}
         if named["train_dir"] is not None:
             if (cache / "train" / MANIFEST_NAME).exists():
@@ -243,9 +244,8 @@ def run_data(cfg: CacheArguments, loaded: LoadedTokenizer, input_check: str, mix
             raise UserError(f"--{flag} {getattr(cfg, flag)}: {cache} holds named corpora ({', '.join(names)}); "
                             f"give --{flag} as NAME=DIR entries (where each corpus's text is), or not at all")
     if given["train_dir"] or given["eval_dir"]:  # the text this run names, against each other as preprocess checks it
-        text = {n: (given["train_dir"] or {}).get(n) or (recorded(corpus_dir(cache, n) / "train") or {}).get("input_dir")
-                for n in names}
-        refuse_shared_corpora({n: d for n, d in text.items() if d}, given["eval_dir"] or {}, cfg.ext, cfg.recursive)
+        refuse_shared_corpora(corpus_text(cache, names, given["train_dir"]), given["eval_dir"] or {}, cfg.ext,
+                              cfg.recursive)
     subs = {name: replace(cfg, datasets_cache_dir=str(corpus_dir(cache, name)),
                           train_dir=(given["train_dir"] or {}).get(name), eval_dir=(given["eval_dir"] or {}).get(name))
             for name in names}
