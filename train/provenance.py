@@ -7,7 +7,10 @@ the history of earlier data when the run was continued on other data; and
 ``manifests/<split>.json``, the manifests themselves, to say what changed.
 Resuming on a cache whose data differs is refused in one line unless
 ``--allow_data_change``; the final model's ``provenance.json`` then lists
-every data the run trained on and the step each one started at.
+every data the run trained on and the step each one started at, and, for a
+run started from another model (``--model_name_or_path``: a second stage at
+a longer ``--max_seq_length``, say), that model's own provenance, so a chain
+of stages reads back to the first.
 """
 
 from __future__ import annotations
@@ -130,8 +133,38 @@ def check_resume(checkpoint: Path, now: dict[str, Any], manifests: dict[str, Man
     return [*history, {"until_step": step, "data": before}]
 
 
-def write_provenance(output_dir: Path, data: dict[str, Any], history: list[dict[str, Any]], step: int) -> None:
-    """Beside the final model: every data the run trained on, the earlier ones with the step they ended at."""
-    start = history[-1]["until_step"] if history else 0
-    write_json_atomic(output_dir / PROVENANCE, {"data": [*history, {"from_step": start, "until_step": step,
-                                                                     "data": data}]})
+def started_from(model_dir: str | None) -> dict[str, Any] | None:
+    """What a run started from: the model dir (absolute), the step it was saved at, and its own
+    ``provenance.json`` (None for a model trained elsewhere); None for a fresh model."""
+    if not model_dir:
+        return None
+    path = Path(model_dir).resolve()
+    try:
+        earlier: Any = read_json(path / PROVENANCE)
+    except FormatError:
+        earlier = None
+    step = None
+    try:
+        step = int(read_json(path / "trainer_state.json")["global_step"])
+    except (FormatError, KeyError, TypeError, ValueError):
+        pass
+    return {"model": str(path), "step": step, "provenance": earlier}
+
+
+def trained_length(start: dict[str, Any] | None) -> int | None:
+    """The --max_seq_length the model a run starts from was last trained at, when its provenance says."""
+    try:
+        return int(start["provenance"]["data"][-1]["data"]["max_seq_length"])  # type: ignore[index]
+    except (KeyError, TypeError, ValueError, IndexError):
+        return None
+
+
+def write_provenance(output_dir: Path, data: dict[str, Any], history: list[dict[str, Any]], step: int,
+                     start: dict[str, Any] | None = None) -> None:
+    """Beside the final model: every data the run trained on, the earlier ones with the step they ended at,
+    and the model it started from (``started_from``), when not a fresh one."""
+    begin = history[-1]["until_step"] if history else 0
+    record: dict[str, Any] = {"data": [*history, {"from_step": begin, "until_step": step, "data": data}]}
+    if start is not None:
+        record["started_from"] = start
+    write_json_atomic(output_dir / PROVENANCE, record)

@@ -255,6 +255,11 @@ def _fit(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: T
     recorded = provenance.identity(manifests, cfg.max_seq_length, cfg.datasets_type, order)
     history = provenance.check_resume(Path(resume), recorded, manifests, run.allow_data_change) if resume else []
     check_checkpoint_tokenizer(margs.model_name_or_path, identity)
+    origin = provenance.started_from(margs.model_name_or_path)
+    earlier = provenance.trained_length(origin)
+    if earlier not in (None, cfg.max_seq_length) and targs.process_index == 0:
+        print(f"note: {margs.model_name_or_path} was trained at --max_seq_length {earlier}; this run trains at "
+              f"{cfg.max_seq_length}; provenance.json will name it", file=sys.stderr)
     check_checkpoint_tokenizer(resume, identity)
     set_seed(targs.seed)  # the model's initial weights too, not only what the Trainer draws later
     try:
@@ -309,7 +314,8 @@ def _fit(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: T
     trainer.save_model(targs.output_dir)
     if trainer.is_world_process_zero():
         provenance.write_manifests(Path(targs.output_dir), manifests)
-        provenance.write_provenance(Path(targs.output_dir), recorded, history, trainer.state.global_step)
+        provenance.write_provenance(Path(targs.output_dir), recorded, history, trainer.state.global_step,
+                                    origin)
         if evaluation:
             trainer.save_metrics("eval", evaluation, combined=False)  # eval_results.json, as run_mlm.py writes it
         trainer.save_metrics("all", metrics)
