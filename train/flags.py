@@ -62,7 +62,24 @@ class MlmArguments:
     """Masking and evaluation."""
 
     mlm_probability: float = field(
-        default=0.15, metadata={"help": "Share of each block's tokens masked (bos, eos and padding never are)."}
+        default=0.15,
+        metadata={"help": "Share of each block's tokens masked (bos, eos and padding never are): in training, and "
+                  "always in evaluation, so eval losses compare across steps and across runs with other "
+                  "schedules. docs/masking.md."},
+    )
+    mlm_probability_schedule: str | None = field(
+        default=None,
+        metadata={"help": "START:END, e.g. 0.3:0.15: the training masking rate goes linearly from START at the "
+                  "first optimizer step to END at the last (--max_steps, or the steps the epochs make), in place "
+                  "of --mlm_probability; a sample's rate follows from its place in the run, so it is the same on "
+                  "any number of processes and after a resume. Evaluation masks at --mlm_probability."},
+    )
+    whole_word_mask: bool = field(
+        default=False,
+        metadata={"help": "Mask whole words: --mlm_probability of each block's words (not pieces) are chosen and "
+                  "every piece of each is masked. Word starts come from the tokenizer's own marks (SentencePiece "
+                  "▁, byte-level BPE Ġ, WordPiece ##; newmm and syllable tokens are words); a tokenizer "
+                  "without such marks is refused."},
     )
     mixture: str | None = field(
         default=None,
@@ -82,12 +99,38 @@ class MlmArguments:
     def __post_init__(self) -> None:
         if not 0.0 < self.mlm_probability < 1.0:
             raise UserError(f"--mlm_probability {self.mlm_probability}: must be between 0 and 1")
+        self.schedule_rates()  # refused here, before anything is loaded
         if self.max_eval_samples is not None and self.max_eval_samples < 1:
             raise UserError(f"--max_eval_samples {self.max_eval_samples}: must be at least 1")
         if self.mixture and self.mixture_alpha is not None:
             raise UserError("--mixture and --mixture_alpha both given: weights or a smoothing, not both")
         if self.mixture_alpha is not None and not 0.0 <= self.mixture_alpha <= 1.0:
             raise UserError(f"--mixture_alpha {self.mixture_alpha}: must be between 0 and 1 (XLM-R: 0.3)")
+
+    def schedule_rates(self) -> tuple[float, float] | None:
+        """(START, END) of --mlm_probability_schedule, or None; UserError saying what is wrong with it."""
+        text = self.mlm_probability_schedule
+        if text is None:
+            return None
+        parts = text.split(":")
+        try:
+            start, end = (float(x) for x in parts) if len(parts) == 2 else (None, None)
+        except ValueError:
+            start = end = None
+        if start is None or end is None:
+            raise UserError(f"--mlm_probability_schedule {text!r}: not START:END; give two rates, e.g. 0.3:0.15 "
+                            "(30% of the tokens masked at the first step, 15% at the last)")
+        for rate in (start, end):
+            if not 0.0 < rate <= 1.0:
+                raise UserError(f"--mlm_probability_schedule {text}: {rate} is outside (0, 1]; each rate is the "
+                                "share of a block's tokens masked, e.g. 0.3:0.15")
+        return start, end
+
+    def masking(self, steps: int) -> dict[str, Any]:
+        """The masking settings a run records (train/provenance.py): a resume that changes them says so."""
+        rates = self.schedule_rates()
+        schedule = {"start": rates[0], "end": rates[1], "steps": steps} if rates else None
+        return {"mlm_probability": self.mlm_probability, "schedule": schedule, "whole_word_mask": self.whole_word_mask}
 
 
 INPUT_CHECKS = ("stat", "hash", "off")

@@ -26,7 +26,7 @@ from common.rebuild import named_rebuild_command, rebuild_command
 from common.tokenizer import LoadedTokenizer, TokenizerError, load_tokenizer
 from train import checkpoints, provenance
 from train.checkpoints import plan_start
-from train.collator import EVAL_STREAM, TRAIN_STREAM, MlmCollator
+from train.collator import EVAL_STREAM, TRAIN_STREAM, MlmCollator, RateSchedule
 from train.config import MlmArguments, ModelArguments, RunArguments
 from train.data import RunData, corpora_table, run_data
 from train.model import ModelError, build_model
@@ -251,6 +251,7 @@ def _fit(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: T
     batch = global_batch(targs)
     order = {"sampling": str(getattr(targs.train_sampling_strategy, "value", targs.train_sampling_strategy)),
              "seed": targs.seed, "data_seed": targs.data_seed, "global_batch": batch, "rule": ORDER_RULE,
+             "masking": mlm.masking(target_steps(targs, len(data.train))),
              **({"mixture": {n: round(w, 12) for n, w in data.mixture.items()}} if data.mixture else {})}
     recorded = provenance.identity(manifests, cfg.max_seq_length, cfg.datasets_type, order)
     history = provenance.check_resume(Path(resume), recorded, manifests, run.allow_data_change) if resume else []
@@ -269,8 +270,10 @@ def _fit(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: T
         raise UserError(f"model: {e}") from None
     ids = identity.special_ids
     try:
+        rates = mlm.schedule_rates()  # sample g's rate: its step's, g // the global batch (train/collator.py)
+        schedule = RateSchedule(*rates, target_steps(targs, len(data.train)), batch) if rates else None
         collator = MlmCollator(loaded.tokenizer, [ids.bos, ids.eos, ids.pad], ids.pad, mlm.mlm_probability,
-                               max_width=cfg.max_seq_length)
+                               max_width=cfg.max_seq_length, schedule=schedule, whole_word_mask=mlm.whole_word_mask)
     except ValueError as e:
         raise UserError(f"--tokenizer_name_or_path {cfg.tokenizer_name_or_path}: {e}") from None
     evaluated = eval_set
