@@ -35,7 +35,7 @@ $(BIN)/python:
 INSTALLED := $(VENV)/.installed
 $(INSTALLED): pyproject.toml | $(BIN)/python
 	@if ! $(BIN)/python -c "import torch" 2>/dev/null; then $(BIN)/pip install -q "$(TORCH_CPU)"; fi
-	$(BIN)/pip install -q -e ".[train,thai,dev,bench]"
+	$(BIN)/pip install -q -e ".[train,thai,dev,bench,plot]"
 	touch $@
 
 setup: $(INSTALLED)

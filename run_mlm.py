@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name} {report.line()}" if name else report.line())
         if front.build_dataset_only:
             return 0
-        return train_and_report(parsed, check_inputs=False)  # just preprocessed: fresh by construction
+        return train_and_report(parsed, check_inputs=False,  # just preprocessed: fresh by construction
+                                command=[os.path.abspath(__file__), *argv])
 
     return run_command(body, stopped_message(box, builds_cache=True))
 

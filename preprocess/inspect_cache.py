@@ -8,8 +8,9 @@ text: everything it reports comes from the manifest and the arrays.
     mlm-inspect verify  CACHE_OR_SPLIT
     mlm-inspect samples CACHE_OR_SPLIT [-n N]
     mlm-inspect diff    CACHE_OR_SPLIT_A CACHE_OR_SPLIT_B
+    mlm-inspect run     OUTPUT_DIR [--json]        (a training run's dir: preprocess/inspect_run.py)
 
-Exit status: 0 fresh / intact, 1 stale / damaged, 2 bad arguments.
+Exit status: 0 fresh / intact / finished, 1 stale / damaged / not finished, 2 bad arguments.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from common.manifest import Manifest, unk_share
 from common.rebuild import corpus_text, named_rebuild_command, rebuild_command
 from common.tokenizer import TRAINING_FILE, TokenizerError, load_tokenizer, tokenizer_source
 from common.typed_json import to_json
+from preprocess.inspect_run import run_report, run_summary
 
 REBUILD_HINT = "rerun preprocessing with the same flags to rewrite it (valid pieces are reused)"
 STATUS_NAMES = 10  # shard names listed per changed, added or removed state by ``status`` without -v
@@ -380,6 +382,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "by corpus, a corpus or split on one side only included (exit 1 if anything)")
     p.add_argument("a", help="cache dir, split dir or manifest.json")
     p.add_argument("b", help="cache dir, split dir or manifest.json")
+    p = sub.add_parser("run", help="a training run's --output_dir: finished or not, its checkpoints (complete or "
+                       "not), data, latest losses, the command that resumes it (exit 1 if not finished)")
+    p.add_argument("path", help="the --output_dir of an mlm-train (or run_mlm.py) run")
+    p.add_argument("--json", action="store_true", help="the same as one JSON object")
     return parser
 
 
@@ -426,6 +432,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        summary = run_summary(args.path)
+        print(json.dumps(summary, indent=1, ensure_ascii=False) if args.json else run_report(summary))
+        return 0 if summary["finished"] else 1
     if args.command == "diff":
         pairs, only = _diff_pairs(args.a, args.b)
         all_same = not only

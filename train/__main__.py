@@ -22,12 +22,13 @@ def stopped_message(parsed_box: list, builds_cache: bool = False) -> Callable[[]
     return say
 
 
-def train_and_report(parsed, check_inputs: bool) -> int:
-    """Train on the parsed settings and print the final metrics on one line."""
+def train_and_report(parsed, check_inputs: bool, command: list[str] | None = None) -> int:
+    """Train on the parsed settings and print the final metrics on one line (``command``: program and argv,
+    recorded for the model card and the resume command)."""
     from train.run import train
 
     metrics, trainer = train(parsed.cache, parsed.model, parsed.mlm, parsed.training, parsed.run,
-                             check_inputs=check_inputs)
+                             check_inputs=check_inputs, command=command)
     if trainer is not None and metrics:
         print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(metrics.items())))
     return 0
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         box.append(parsed)
         announce(parsed)
-        return train_and_report(parsed, check_inputs=True)
+        return train_and_report(parsed, check_inputs=True, command=["mlm-train", *argv])
 
     return run_command(body, stopped_message(box))
 

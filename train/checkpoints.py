@@ -21,7 +21,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import re
 import shutil
 import sys
 from collections.abc import Iterator
@@ -32,11 +31,8 @@ from pathlib import Path
 from common.errors import UserError
 from common.format import writer_id, writer_words
 from common.json_files import fsync_dir
+from common.run_dir import CHECKPOINT, DELETING, FINISHED_MARK, LOCK, PARTIAL  # noqa: F401  (named once there)
 
-CHECKPOINT = re.compile(r"checkpoint-(\d+)")
-FINISHED_MARK = "trainer_state.json"  # at the top of --output_dir: written last by a finished run
-PARTIAL = ".partial-"  # a checkpoint being written: .partial-checkpoint-<step>
-DELETING = ".deleting-"  # a checkpoint being rotated away
 WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
@@ -133,9 +129,6 @@ def resume_hint(output_dir: str | Path | None) -> str:
         return f"no checkpoint was saved in --output_dir {output_dir}, so a rerun starts from the beginning"
     return (f"the newest checkpoint is {last}: rerun the same command with --resume_from_checkpoint latest "
             "to continue from it")
-
-
-LOCK = ".train.lock"
 
 
 @contextmanager

@@ -18,6 +18,7 @@ import ast
 import dataclasses
 import functools
 import importlib.util
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,6 +135,8 @@ class MlmArguments:
 
 
 INPUT_CHECKS = ("stat", "hash", "off")
+LANGUAGE_CODE = re.compile(r"[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*|multilingual")  # ISO 639 (-region/-script)
+LICENSE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 
 
 @dataclass
@@ -167,10 +170,30 @@ class RunArguments:
                   "on (shards added, changed, removed; other packing): refused without it. The model's "
                   "provenance.json then lists both and the step the data changed at."},
     )
+    language: list[str] | None = field(
+        default=None,
+        metadata={"help": "The language(s) of the training text, for the model card's `language:` (README.md in "
+                  "--output_dir, read by the Hugging Face hub): ISO 639 codes, e.g. --language th en (or th,en)."},
+    )
+    license: str | None = field(
+        default=None,
+        metadata={"help": "The model's license, for the model card's `license:` (a hub license id, e.g. "
+                  "apache-2.0, cc-by-sa-4.0, other). Without it the card names none."},
+    )
 
     def __post_init__(self) -> None:
         if self.input_check not in INPUT_CHECKS:
             raise UserError(f"--input_check {self.input_check!r}: one of {', '.join(INPUT_CHECKS)}")
+        if self.language is not None:  # --language th en, --language th,en, or a JSON list
+            given = [self.language] if isinstance(self.language, str) else self.language
+            self.language = [c.strip() for v in given for c in str(v).split(",") if c.strip()]
+            bad = [c for c in self.language if not LANGUAGE_CODE.fullmatch(c)]
+            if bad or not self.language:
+                raise UserError(f"--language {' '.join(map(str, given))}: {bad[0] if bad else 'no code'} is not a "
+                                "language code; give ISO 639 codes (th, en, tha), space- or comma-separated")
+        if self.license is not None and not LICENSE_ID.fullmatch(self.license):
+            raise UserError(f"--license {self.license!r}: a license id is one word (apache-2.0, mit, cc-by-4.0, "
+                            "other), as the Hugging Face hub lists them")
 
 
 @dataclass

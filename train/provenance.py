@@ -23,9 +23,7 @@ from common.errors import UserError
 from common.format import FormatError
 from common.json_files import read_json, write_json_atomic
 from common.manifest import Manifest
-
-DATA_RECORD = "data.json"
-PROVENANCE = "provenance.json"
+from common.run_dir import DATA_RECORD, PROVENANCE  # noqa: F401  (the run dir's names, once: common/run_dir.py)
 
 
 def identity(manifests: dict[str, Manifest], max_seq_length: int, datasets_type: str, order: dict[str, Any]

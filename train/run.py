@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import sys
@@ -23,6 +24,7 @@ from common.format import FormatError
 from common.json_files import read_json
 from common.manifest import Manifest, TokenizerIdentity
 from common.rebuild import named_rebuild_command, rebuild_command
+from common.run_dir import command_record
 from common.tokenizer import LoadedTokenizer, TokenizerError, load_tokenizer
 from train import checkpoints, provenance
 from train.checkpoints import plan_start
@@ -30,6 +32,7 @@ from train.collator import EVAL_STREAM, TRAIN_STREAM, MlmCollator, RateSchedule
 from train.config import MlmArguments, ModelArguments, RunArguments
 from train.data import RunData, corpora_table, run_data
 from train.model import ModelError, build_model
+from train.model_card import ModelCard, facts_of
 from train.order import Corpus, DataOrder
 from train.preemption import SaveOnSignal, reap_workers_at_exit
 from train.sampling import ORDER_RULE, Keyed, SampleSampler, epochs_done, global_batch, pad_share, steps_per_epoch
@@ -59,6 +62,7 @@ class MlmTrainer(Trainer):
         self.collator = collator
         self._staging: Path | None = None
         self.data_record: Any = None  # (checkpoint dir, step): writes what it trained on (train/provenance.py)
+        self.card: ModelCard | None = None  # the model card, written with each checkpoint (rank 0)
         self.corpora: list[Corpus] | None = None  # None: the train dataset is one corpus
         self.weights: list[float] = [1.0]
         self.sample_start = 0  # the first sample this run trains on: a resumed run's first unseen one
@@ -128,6 +132,8 @@ class MlmTrainer(Trainer):
                     self.state.save_to_json(str(self._staging / name / "trainer_state.json"))
             if self.args.should_save and self.data_record is not None:
                 self.data_record(self._staging / name, self.state.global_step)
+            if self.args.should_save and self.card is not None:
+                self.card.checkpoint(self._staging / name)  # part of the commit
         finally:
             self._staging = None
         self.accelerator.wait_for_everyone()  # every rank's RNG state is in
@@ -135,6 +141,8 @@ class MlmTrainer(Trainer):
             checkpoints.commit(run_dir / f"{checkpoints.PARTIAL}{name}" / name, run_dir / name)
             (run_dir / f"{checkpoints.PARTIAL}{name}").rmdir()
             checkpoints.rotate(run_dir, self.args.save_total_limit, self.state.best_model_checkpoint)
+            if self.card is not None:
+                self.card.publish(run_dir / name, run_dir)
         self.accelerator.wait_for_everyone()
 
     def _issue_warnings_after_load(self, load_result: Any) -> None:
@@ -191,13 +199,14 @@ class EpochCounter(TrainerCallback):
 
 
 def train(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: TrainingArguments,
-          run: RunArguments | None = None, check_inputs: bool = True, callbacks: list[Any] | None = None
-          ) -> tuple[dict[str, Any], Trainer]:
+          run: RunArguments | None = None, check_inputs: bool = True, callbacks: list[Any] | None = None,
+          command: list[str] | None = None) -> tuple[dict[str, Any], Trainer]:
     """Train, evaluate and save; the final metrics and the trainer (its state and model). Returns
     ({}, None) without training when --output_dir holds a run that already reached this run's end.
 
     ``check_inputs``: compare the cache with its text as ``run.input_check``
-    says (run_mlm.py skips it: it has just preprocessed).
+    says (run_mlm.py skips it: it has just preprocessed). ``command``: the program and argv that started
+    this process, for the model card and the resume command (common/run_dir.py).
     """
     run = run or RunArguments()
     reap_workers_at_exit()
@@ -211,7 +220,8 @@ def train(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: 
     data = run_data(cfg, loaded, run.input_check if check_inputs else "skip", mlm.mixture, mlm.mixture_alpha, targs)
     with checkpoints.output_lock(targs.output_dir, hold=targs.process_index == 0):
         try:
-            return _start(cfg, margs, mlm, targs, run, loaded, data, callbacks)
+            return _start(cfg, margs, mlm, targs, run, loaded, data, callbacks,
+                          command_record(command[0], command[1:]) if command else None)
         except FormatError as e:  # a cache file damaged after the start-up check (a DataLoader worker's, raised again here)
             if not targs.disable_tqdm:
                 print(file=sys.stderr)  # the progress bar's line is open: the error starts a line of its own
@@ -229,8 +239,8 @@ def damage_fix(cfg: CacheArguments) -> str:
 
 
 def _start(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: TrainingArguments,
-           run: RunArguments, loaded: LoadedTokenizer, data: RunData, callbacks: list[Any] | None
-           ) -> tuple[dict[str, Any], Trainer]:
+           run: RunArguments, loaded: LoadedTokenizer, data: RunData, callbacks: list[Any] | None,
+           command: dict[str, Any] | None = None) -> tuple[dict[str, Any], Trainer]:
     """Resume, start or do nothing (train/checkpoints.py), holding the output dir's lock, then fit."""
     start = plan_start(targs.output_dir, targs.resume_from_checkpoint, run.overwrite_output_dir,
                        target_steps(targs, len(data.train)), may_delete=targs.process_index == 0)
@@ -240,11 +250,12 @@ def _start(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs:
     with contextlib.ExitStack() as held:
         for home, manifests in data.homes:  # a preprocess rerun keeps what this job reads
             held.enter_context(leases.hold(home, manifests))
-        return _fit(cfg, margs, mlm, targs, run, loaded, data, start, callbacks)
+        return _fit(cfg, margs, mlm, targs, run, loaded, data, start, callbacks, command)
 
 
 def _fit(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: TrainingArguments, run: RunArguments,
-         loaded: LoadedTokenizer, data: RunData, start: Any, callbacks: list[Any] | None) -> tuple[dict[str, Any], Trainer]:
+         loaded: LoadedTokenizer, data: RunData, start: Any, callbacks: list[Any] | None,
+         command: dict[str, Any] | None = None) -> tuple[dict[str, Any], Trainer]:
     """Build the model and the Trainer, train (or resume), evaluate and save: ``train`` past its checks."""
     identity, manifests, eval_set = loaded.identity, data.manifests, data.evaluation
     resume = start.resume
@@ -301,6 +312,9 @@ def _fit(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: T
     trainer.data_record = lambda checkpoint, step: provenance.write_record(checkpoint, recorded, history, manifests, step,
                                                                           batch, base)
     if trainer.is_world_process_zero():
+        trainer.card = ModelCard(facts_of(targs, margs.config_name or margs.architecture, command, run.language,
+                                          run.license, batch, lambda step: base[1] + (step - base[0]) * batch))
+    if trainer.is_world_process_zero():
         print(f"note: {padding_note(trainer)}", file=sys.stderr)
     if start.reached:  # killed after its last checkpoint, before the final save: that checkpoint is the end
         print(f"note: {resume} is at step {trainer_state(resume).global_step}, this run's last: its model is saved as "
@@ -322,6 +336,7 @@ def _fit(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: T
         if evaluation:
             trainer.save_metrics("eval", evaluation, combined=False)  # eval_results.json, as run_mlm.py writes it
         trainer.save_metrics("all", metrics)
+        trainer.card.final(Path(targs.output_dir), dataclasses.asdict(trainer.state))
         trainer.save_state()  # trainer_state.json: the loss history beside the model
     return metrics, trainer
 
