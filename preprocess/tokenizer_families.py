@@ -5,15 +5,15 @@ Each family's ``train(lines, out, options)`` writes a tokenizer into the existin
     family     library                  ids 0..4                             loads with --tokenizer_type
     bpe        tokenizers, byte-level   <s> <pad> </s> <unk> <mask>          auto (AutoTokenizer)
     wordpiece  tokenizers, BERT style   [PAD] [UNK] [CLS] [SEP] [MASK]       auto
-    unigram    tokenizers' Unigram      <s> <pad> </s> <unk> <mask>          auto
+    unigram    SentencePiece's unigram  <s> <pad> </s> <unk> <mask>          auto (tokenizers' Unigram)
     spm        SentencePiece            <s> <pad> </s> <unk> <mask>, <_>     spm (ThaiRobertaTokenizer + tokenizer.json)
     newmm      PyThaiNLP words          <s> <pad> </s> <unk> <mask> <_>      newmm (ThaiWordsNewmmTokenizer)
     syllable   PyThaiNLP syllables      <s> <pad> </s> <unk> <mask> <_>      syllable (ThaiWordsSyllableTokenizer)
 
-``deterministic``: the same lines and options give byte-identical files, run to run (measured; the
-reasons are at ``_train_wordpiece`` and ``_train_unigram``). ``tokenizers`` keys its trainers' word
-counts by ``ahash`` maps, seeded at random per process, so whatever the trainer does in map order
-changes from run to run, on one thread too (RAYON_NUM_THREADS=1).
+``deterministic``: the same lines and options give byte-identical files, run to run and whatever
+``num_workers`` (measured; the reasons are at ``_train_wordpiece`` and ``_sentencepiece``). ``tokenizers``
+keys its trainers' word counts by ``ahash`` maps, seeded at random per process, so whatever the trainer
+does in map order changes from run to run, on one thread too (RAYON_NUM_THREADS=1).
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from common.format import SPACE_TOKEN
 ROBERTA_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")  # ids 0..4, as spm and the word-level types
 BERT_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 COUNT_LINES = 2_000  # lines per word-count task: a few ms of PyThaiNLP each, so the pipes stay cheap
+SPM_THREADS = 16  # SentencePiece's trainer threads, whatever --num_workers (_sentencepiece); spm_train's default
+SPM_MAX_SENTENCE = 4192  # bytes: SentencePiece's default longest line, raised to the sample's longest
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ class FamilyOptions:
     vocab_size: int | None  # already rounded by the CLI (a multiple of 64 unless the user turned that off)
     num_workers: int
     model_type: str = "unigram"  # spm only: unigram | bpe
-    character_coverage: float = 0.9995  # spm only
+    character_coverage: float = 0.9995  # spm and unigram (SentencePiece's trainer)
     add_space_token: bool = False  # spm only: the users' Thai setup, spaces become <_>
     min_frequency: int = 1  # word-level types, and tokenizers' trainers where they take it (bpe, wordpiece)
 
@@ -58,7 +60,7 @@ class Family:
     tokenizer_type: str  # what --tokenizer_type loads the output with
     needs_vocab_size: bool
     train: Callable[[list[str], Path, FamilyOptions], None]  # writes the tokenizer into the existing empty dir
-    deterministic: bool  # same lines + options -> byte-identical files (measured)
+    deterministic: bool  # same lines + options, any num_workers -> byte-identical files (measured)
 
 
 def round_vocab(n: int, multiple: int = 64) -> int:
@@ -172,33 +174,65 @@ def _train_wordpiece(lines: list[str], out: Path, options: FamilyOptions) -> Non
                mask_token="[MASK]")
 
 
-def _train_unigram(lines: list[str], out: Path, options: FamilyOptions) -> None:
-    """``tokenizers``' Unigram over SentencePiece-style words (``▁`` marks a word start).
+def _sentencepiece(lines: list[str], options: FamilyOptions, family: str, **spec) -> bytes:
+    """SentencePiece trained on ``lines`` in memory, ids ``<s>``=0 ``<pad>``=1 ``</s>``=2 ``<unk>``=3: the
+    serialized model. Every line is used: no sampling (``input_sentence_size=0``: the lines are already the
+    sample), and no line skipped as too long (its default 4192 bytes dropped 2% of the bench's sample).
 
-    Not deterministic, and not made so (tokenizers/src/models/unigram/trainer.rs): the trainer walks
-    the word counts in ``ahash`` order, so (1) its final sort by score keeps ties in that order, (2)
-    characters the EM dropped are put back with scores ``min + 0.0001 k``, ``k`` in set order, and
-    (3) each E-step sums floating-point marginals in that order, so scores can differ in the last
-    bits and tip pruning. (1) is undone here: pieces are re-sorted by score, ties by piece; (2) and
-    (3) are inside the trainer. ``min_frequency`` does not apply (the Unigram trainer takes none).
+    ``SPM_THREADS`` threads whatever ``num_workers``: each EM step sums the thread's share of the
+    sentences, then the shares, in float, so the pieces changed with the thread count (measured: 34 of
+    8,000 pieces differ between 1 and 2 threads on bench/tokenizer_train.py's 5 MB sample).
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    import io
 
-    def shell(model) -> Tokenizer:
-        tok = Tokenizer(model)
-        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
-        tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
-        return tok
+    import sentencepiece as spm
 
-    trained = shell(models.Unigram())
-    _train(trained, lines, trainers.UnigramTrainer(
-        vocab_size=_vocab_size(options, "unigram"), special_tokens=list(ROBERTA_SPECIALS), unk_token="<unk>",
-        show_progress=False))
-    pieces = json.loads(trained.to_str())["model"]["vocab"]  # [[piece, log prob], ...], specials first
+    model = io.BytesIO()
+    longest = max((len(s.encode("utf-8", errors="surrogatepass")) for s in lines), default=0)
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(lines), model_writer=model, vocab_size=_vocab_size(options, family),
+            character_coverage=options.character_coverage, bos_id=0, pad_id=1, eos_id=2, unk_id=3,
+            input_sentence_size=0, max_sentence_length=max(longest, SPM_MAX_SENTENCE),
+            hard_vocab_limit=False,  # a ceiling: a small sample gets what it supports (reported by the CLI)
+            num_threads=SPM_THREADS, minloglevel=2, **spec)
+    except RuntimeError as e:  # e.g. a vocab_size the text cannot fill
+        raise UserError(f"sentencepiece: {str(e).strip().splitlines()[-1]}") from None
+    return model.getvalue()
+
+
+def unigram_model(lines: list[str], options: FamilyOptions) -> bytes:
+    """The SentencePiece unigram model ``_train_unigram`` converts: ``<mask>``=4, the text as it is (no
+    NFKC, spaces kept as they are), so that the converted ``tokenizer.json`` tokenizes as it does."""
+    return _sentencepiece(lines, options, "unigram", model_type="unigram", user_defined_symbols=["<mask>"],
+                          normalization_rule_name="identity", remove_extra_whitespaces=False)
+
+
+def _train_unigram(lines: list[str], out: Path, options: FamilyOptions) -> None:
+    """Unigram trained by SentencePiece, saved as a ``tokenizers`` Unigram ``tokenizer.json`` (no
+    ``.model``): the pieces with their scores, in SentencePiece's ids and order (by score, then piece).
+
+    SentencePiece rather than ``tokenizers``' UnigramTrainer: 11x faster on the bench's 5 MB sample
+    (4.7 s vs 52 s), and deterministic (``_sentencepiece``), where the Rust trainer walks its word
+    counts in per-process ``ahash`` order, so scores differed in the last bits run to run.
+
+    SentencePiece's whitespace, rebuilt: a ``▁`` is put before the text, even one that starts with a
+    space (the ``Prepend`` normalizer: the Metaspace pre-tokenizer's own prepending skips such text, and
+    gave other ids on each of the 14 lines of the bench's 6,975 that start with one), then spaces become
+    ``▁`` that start a word. The two then gave the same ids on all 6,975; they may differ only where two
+    segmentations score exactly the same, a tie each library breaks its own way (tested).
+    """
+    import sentencepiece as spm
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+    sp = spm.SentencePieceProcessor(model_proto=unigram_model(lines, options))
+    vocab = [(sp.id_to_piece(i), sp.get_score(i)) for i in range(sp.get_piece_size())]
     n = len(ROBERTA_SPECIALS)
-    assert [p for p, _ in pieces[:n]] == list(ROBERTA_SPECIALS), pieces[:n]
-    vocab = [tuple(p) for p in pieces[:n]] + sorted((tuple(p) for p in pieces[n:]), key=lambda p: (-p[1], p[0]))
-    tok = shell(models.Unigram(vocab, unk_id=ROBERTA_SPECIALS.index("<unk>"), byte_fallback=False))
+    assert [p for p, _ in vocab[:n]] == list(ROBERTA_SPECIALS), vocab[:n]
+    tok = Tokenizer(models.Unigram(vocab, unk_id=ROBERTA_SPECIALS.index("<unk>"), byte_fallback=False))
+    tok.normalizer = normalizers.Prepend("▁")
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never")
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")  # drops the first ▁
     tok.add_special_tokens(list(ROBERTA_SPECIALS))
     tok.post_processor = processors.TemplateProcessing(
         single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
@@ -209,33 +243,16 @@ def _train_unigram(lines: list[str], out: Path, options: FamilyOptions) -> None:
 def _train_spm(lines: list[str], out: Path, options: FamilyOptions) -> None:
     """SentencePiece with the users' ids (``<s>``=0, ``<pad>``=1, ``</s>``=2, ``<unk>``=3, then the
     user-defined ``<mask>`` and ``<_>``), saved as a ThaiRobertaTokenizer dir plus its tokenizer.json
-    twin. Every line is used (``input_sentence_size=0``): the lines are already the sample.
-
-    Deterministic for the same ``num_workers``: measured, the pieces were the same run to run on one
-    thread and on two, but differed between one and two (SentencePiece's EM sums each thread's share
-    of the sentences, then the shares). The model is written through ``model_writer``, so its
-    ``trainer_spec`` records no ``model_prefix`` (the output path made every dir's model differ).
+    twin. The model is written through ``model_writer``, so its ``trainer_spec`` records no
+    ``model_prefix`` (the output path made every dir's model differ).
     """
-    import io
-
-    import sentencepiece as spm
-
     from common.tokenizer_types import ThaiRobertaTokenizer
 
     space = options.add_space_token
-    model = io.BytesIO()
-    try:
-        spm.SentencePieceTrainer.train(
-            sentence_iterator=iter([s.replace(" ", SPACE_TOKEN) for s in lines] if space else lines),
-            model_writer=model, vocab_size=_vocab_size(options, "spm"), model_type=options.model_type,
-            character_coverage=options.character_coverage, bos_id=0, pad_id=1, eos_id=2, unk_id=3,
-            user_defined_symbols=["<mask>", SPACE_TOKEN], input_sentence_size=0,
-            hard_vocab_limit=False,  # a ceiling: a small sample gets what it supports (reported by the CLI)
-            num_threads=options.num_workers, minloglevel=2)
-    except RuntimeError as e:  # e.g. a vocab_size the text cannot fill
-        raise UserError(f"sentencepiece: {str(e).strip().splitlines()[-1]}") from None
+    model = _sentencepiece([s.replace(" ", SPACE_TOKEN) for s in lines] if space else lines, options, "spm",
+                           model_type=options.model_type, user_defined_symbols=["<mask>", SPACE_TOKEN])
     model_file = out / ThaiRobertaTokenizer.vocab_files_names["vocab_file"]
-    model_file.write_bytes(model.getvalue())
+    model_file.write_bytes(model)
     ThaiRobertaTokenizer(vocab_file=str(model_file), add_space_token=space).save_pretrained(out)
 
 
@@ -299,7 +316,7 @@ def _word_level(kind: str) -> Callable[[list[str], Path, FamilyOptions], None]:
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("bpe", "auto", True, _train_bpe, deterministic=True),
     Family("wordpiece", "auto", True, _train_wordpiece, deterministic=True),
-    Family("unigram", "auto", True, _train_unigram, deterministic=False),
+    Family("unigram", "auto", True, _train_unigram, deterministic=True),
     Family("spm", "spm", True, _train_spm, deterministic=True),
     Family("newmm", "newmm", False, _word_level("newmm"), deterministic=True),
     Family("syllable", "syllable", False, _word_level("syllable"), deterministic=True),

@@ -37,7 +37,7 @@ from preprocess.formats import formats_of
 from preprocess.inputs import list_shards
 from preprocess.progress import Ticker
 from preprocess.sample import CorpusFiles, Drawn, draw, held_out, reading_bar, sample_digest, targets
-from preprocess.tokenizer_families import FAMILIES, FamilyOptions, round_vocab
+from preprocess.tokenizer_families import FAMILIES, SPM_THREADS, FamilyOptions, round_vocab
 from preprocess.workers import WorkerDied
 
 GB = 10**9
@@ -83,14 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="named corpora: each weighs its share of the corpus bytes to the power alpha (XLM: 0.5); "
                    "neither flag: by size")
     p.add_argument("--model_type", default="unigram", choices=("unigram", "bpe"), help="spm: the algorithm")
-    p.add_argument("--character_coverage", type=float, default=0.9995, help="spm: share of characters covered")
+    p.add_argument("--character_coverage", type=float, default=0.9995,
+                   help="spm, unigram (SentencePiece's trainer): share of characters covered")
     p.add_argument("--add_space_token", action="store_true",
                    help="spm: spaces become <_> before training and encoding (the users' Thai setup)")
     p.add_argument("--min_frequency", type=int, default=1, help="word-level: drop words seen fewer times")
     p.add_argument("--compare_with", default=None,
                    help="another tokenizer dir: the report gives its figures beside the new one's")
     p.add_argument("--compare_type", default="auto", help="--tokenizer_type of --compare_with")
-    p.add_argument("--num_workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument("--num_workers", type=int, default=None,
+                   help=f"processes; SentencePiece (spm, unigram) trains on {SPM_THREADS} threads whatever this is, "
+                   "since its pieces follow its thread count (default: all cores)")
     return p
 
 
@@ -148,8 +151,8 @@ def draw_sample(args: argparse.Namespace, corpora: dict[str, str]) -> tuple[dict
 
 def check_sample(args: argparse.Namespace, training: list[str], vocab: int | None) -> None:
     """Refuse a sample the vocabulary (``vocab``: --vocab_size rounded) cannot be trained on: too little text
-    for its size (the corpus is smaller than the sample asked), or, for spm covering every character, more
-    characters than ids."""
+    for its size (the corpus is smaller than the sample asked), or, for spm or unigram covering every
+    character, more characters than ids."""
     if not vocab:
         return
     size = sum(len(s.encode("utf-8", errors="surrogatepass")) for s in training)
@@ -157,12 +160,13 @@ def check_sample(args: argparse.Namespace, training: list[str], vocab: int | Non
         raise UserError(f"the corpus gives {size:,} bytes of text, too little for a vocabulary of {vocab:,} ids "
                         f"(at least {BYTES_PER_ID} bytes an id): lower --vocab_size to at most "
                         f"{size // BYTES_PER_ID:,}, or add text")
-    if args.type == "spm" and args.character_coverage >= 1.0:
+    if args.type in ("spm", "unigram") and args.character_coverage >= 1.0:
         chars = len(set().union(*map(set, training)))
-        if chars + 6 > vocab:
+        specials = 6 if args.type == "spm" else 5  # spm's <_>
+        if chars + specials > vocab:
             raise UserError(f"--character_coverage 1 keeps all {chars:,} characters of the sample, more than a "
-                            f"vocabulary of {vocab:,} ids holds with the 6 special tokens: raise --vocab_size, "
-                            "or lower --character_coverage")
+                            f"vocabulary of {vocab:,} ids holds with the {specials} special tokens: raise "
+                            "--vocab_size, or lower --character_coverage")
 
 
 def shares_table(drawn: dict[str, Drawn], shares: dict[str, float]) -> str:

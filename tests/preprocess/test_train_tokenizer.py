@@ -126,7 +126,7 @@ def test_every_family_runs_the_whole_path_through_the_cli(capsys, tmp_path, corp
     assert rc == 0, err
     records = [json.loads((tmp_path / t / "training.json").read_text()) for t in ("tok", "tok2")]
     assert records[0]["sample"] == records[1]["sample"]  # the same sample, digest included, on 1 or 2 workers
-    if FAMILIES[kind].deterministic and kind != "spm":  # spm's pieces depend on its thread count
+    if FAMILIES[kind].deterministic:
         made = sorted(p.name for p in (tmp_path / "tok").iterdir() if p.name not in ("training.json",))
         for name in made:
             assert (tmp_path / "tok" / name).read_bytes() == (tmp_path / "tok2" / name).read_bytes(), name
@@ -149,6 +149,7 @@ def test_every_family_runs_the_whole_path_through_the_cli(capsys, tmp_path, corp
     ("bpe", ["--sample_bytes", "0.00001"], "too small for --vocab_size"),  # 10 KB for 512 ids: before reading
     ("bpe", ["--vocab_size", "4000"], "too little for a vocabulary of 4,032 ids"),  # the corpus itself is too small
     ("spm", ["--character_coverage", "1", "--vocab_size", "16", "--vocab_multiple", "1"], "keeps all"),
+    ("unigram", ["--character_coverage", "1", "--vocab_size", "16", "--vocab_multiple", "1"], "keeps all"),
 ])
 def test_a_sample_the_vocabulary_cannot_come_from_is_one_line(capsys, tmp_path, corpora, kind, more, says):
     small = {"web": corpora["web"]}
