@@ -6,7 +6,9 @@ Everything is built deterministically under ``--out`` (default
 (bench/preprocess_bench.py's generator) as three named corpora of a third
 each, ``web`` as nested ``.txt`` dirs, ``news`` as ``.jsonl.zst``, ``wiki`` as
 Parquet (one line a record or row, with fields that are never read),
-sampled in the shares ``web=0.5,news=0.3,wiki=0.2``. Then, per family:
+sampled in the shares ``web=0.5,news=0.3,wiki=0.2``. Then, per family, and
+for bpe again on a ``--large_sample_mb`` sample of a ``--large_mb`` corpus
+(its fixed costs amortised):
 
 * ours: ``python -m preprocess.train_tokenizer --type F`` over the three
   corpora (``--recursive``, ``--ext txt,jsonl.zst,parquet``, ``--mixture``,
@@ -19,9 +21,9 @@ sampled in the shares ``web=0.5,news=0.3,wiki=0.2``. Then, per family:
   file, trained by the library straight from the file in a fresh process:
   ``tokenizers``' trainer with the family's model, pre-tokenizer and
   specials (``Tokenizer.train([file])``); SentencePiece's trainer (the C++
-  of ``spm_train``) with ``input=file``; PyThaiNLP's segmenter counting the
-  file's words in a pool of as many processes as ours uses. Unigram is also
-  trained by SentencePiece: is the faster trainer the one ours uses?
+  of ``spm_train``) with ``input=file`` for spm and unigram, on the threads
+  and settings ours gives it; PyThaiNLP's segmenter counting the file's
+  words in a pool of as many processes as ours uses.
 
 Each run: wall time, and peak memory of the whole process tree (sampled
 every 50 ms: the sum of RSS; PSS, which splits pages a forked reader shares
@@ -62,9 +64,8 @@ MIXTURE = "web=0.5,news=0.3,wiki=0.2"  # not their sizes (a third each): the sam
 EXT = "txt,jsonl.zst,parquet"
 FAMILIES = ("bpe", "wordpiece", "unigram", "spm", "newmm", "syllable")
 LIBRARY = {"bpe": "tokenizers BpeTrainer", "wordpiece": "tokenizers WordPieceTrainer",
-           "unigram": "tokenizers UnigramTrainer", "spm": "SentencePieceTrainer (spm_train)",
-           "newmm": "PyThaiNLP newmm + Counter", "syllable": "PyThaiNLP syllable + Counter",
-           "unigram_spm": "SentencePieceTrainer unigram"}
+           "unigram": "SentencePieceTrainer unigram", "spm": "SentencePieceTrainer (spm_train)",
+           "newmm": "PyThaiNLP newmm + Counter", "syllable": "PyThaiNLP syllable + Counter"}
 SHARDS = 4  # per corpus
 ROW_GROUP_ROWS = 10_000
 SEED = 42
@@ -245,17 +246,22 @@ def _count_chunk(job: tuple[str, list[str]]) -> dict[str, int]:
 
 def library(kind: str, text: Path, out: Path, vocab: int, workers: int) -> None:
     """Train ``kind`` with the library alone from the one text file ``text`` into ``out``."""
-    from preprocess.tokenizer_families import BERT_SPECIALS, ROBERTA_SPECIALS
+    from preprocess.tokenizer_families import BERT_SPECIALS, ROBERTA_SPECIALS, SPM_MAX_SENTENCE, SPM_THREADS
 
     out.mkdir(parents=True)
-    if kind in ("spm", "unigram_spm"):
+    if kind in ("spm", "unigram"):
         import sentencepiece as spm
 
+        longest = max(len(s) for s in text.read_bytes().split(b"\n"))  # ours keeps every line: so does this
+        # unigram: the text as it is, as ours trains it (tokenizer_families.unigram_model)
+        spec = ({"user_defined_symbols": ["<mask>", "<_>"]} if kind == "spm" else
+                {"user_defined_symbols": ["<mask>"], "normalization_rule_name": "identity",
+                 "remove_extra_whitespaces": False})
         spm.SentencePieceTrainer.train(
             input=str(text), model_prefix=str(out / "spm"), vocab_size=vocab, model_type="unigram",
-            character_coverage=0.9995, bos_id=0, pad_id=1, eos_id=2, unk_id=3,
-            user_defined_symbols=["<mask>", "<_>"], input_sentence_size=0, hard_vocab_limit=False,
-            num_threads=workers, minloglevel=2)
+            character_coverage=0.9995, bos_id=0, pad_id=1, eos_id=2, unk_id=3, input_sentence_size=0,
+            max_sentence_length=max(longest, SPM_MAX_SENTENCE), hard_vocab_limit=False, num_threads=SPM_THREADS,
+            minloglevel=2, **spec)
         return
     if kind in ("newmm", "syllable"):
         from collections import Counter
@@ -284,11 +290,6 @@ def library(kind: str, text: Path, out: Path, vocab: int, workers: int) -> None:
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         trainer = trainers.WordPieceTrainer(vocab_size=vocab, special_tokens=list(BERT_SPECIALS),
                                             continuing_subword_prefix="##", show_progress=False)
-    elif kind == "unigram":
-        tok = Tokenizer(models.Unigram())
-        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
-        trainer = trainers.UnigramTrainer(vocab_size=vocab, special_tokens=list(ROBERTA_SPECIALS), unk_token="<unk>",
-                                          show_progress=False)
     else:
         raise SystemExit(f"unknown library kind {kind}")
     tok.train([str(text)], trainer)
@@ -312,12 +313,34 @@ def versions() -> str:
     return ", ".join(f"{p} {version(p)}" for p in ("tokenizers", "sentencepiece", "pythainlp", "transformers"))
 
 
+def compare(family: str, dirs: dict[str, Path], text: Path, digest: str, sample_mb: float, out: Path,
+            a: argparse.Namespace) -> tuple[str, bool | None]:
+    """One table row: ours on ``dirs`` vs the library alone on ``text``, the lines ours trains on; and whether
+    ours drew the sample ``digest`` names (None: it gave no tokenizer)."""
+    # The library first: ours is killed past SLOWEST x its time (the 1.15x target is then long missed) or
+    # past --timeout, so a hang costs a minute, not the bench.
+    lib_out = out.parent.parent / "library" / out.name
+    lib = measure([sys.executable, __file__, "--workers", str(a.workers), "--child", family, str(text), str(lib_out),
+                   str(a.vocab_size)], lib_out, a.timeout)
+    limit = min(a.timeout, max(MIN_LIMIT_S, SLOWEST * lib.seconds))
+    ours = measure([sys.executable, "-m", "preprocess.train_tokenizer",
+                    *ours_argv(family, dirs, out, sample_mb, a.vocab_size, a.workers)], out, limit)
+    ratio = ours.seconds / lib.seconds
+    shown = f"> {ratio:.1f}x" if ours.failed else f"{ratio:.2f}x"
+    row = (f"| {family} | {sample_mb:g} MB | {ours.cell()} | {own_clock(ours.stdout)} | {lib.cell()} | "
+           f"{LIBRARY[family]} | {shown} | {'MISSED' if ours.failed or lib.failed else ok(ratio, TIME_TARGET)} |")
+    print(row, file=sys.stderr, flush=True)
+    return row, None if ours.failed else recorded_digest(out) == digest
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="bench_out/tokenizer_train")
     p.add_argument("--mb", type=float, default=20.0, help="MB of text in the mixed corpus the families train from")
     p.add_argument("--sample_mb", type=float, default=5.0, help="MB of text in the sample (--sample_bytes)")
     p.add_argument("--vocab_size", type=int, default=8000, help="subword families' vocabulary")
+    p.add_argument("--large_mb", type=float, default=100.0, help="MB of text in the corpus of the large bpe row")
+    p.add_argument("--large_sample_mb", type=float, default=50.0, help="MB of text in the large bpe row's sample")
     p.add_argument("--families", default=",".join(FAMILIES))
     p.add_argument("--memory_family", default="bpe", help="the family of the 1x / 10x memory rows")
     p.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
@@ -330,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if a.smoke:
         a.mb, a.sample_mb, a.vocab_size, a.families = 0.6, 0.15, 512, "bpe,newmm"
+        a.large_mb, a.large_sample_mb = 1.2, 0.6
     families = [f for f in a.families.split(",") if f]
     unknown = sorted(set(families) - set(FAMILIES))
     if unknown:
@@ -341,35 +365,27 @@ def main(argv: list[str] | None = None) -> int:
     text = out / f"sample_{a.mb:g}mb_{a.sample_mb:g}mb.txt"
     digest, n_lines, n_bytes = extract_sample(dirs, a.sample_mb, a.workers, text)
     log(f"sample: {n_lines:,} lines, {n_bytes / MB:.2f} MB -> {text}")
-    py = sys.executable
-    rows = ["| family | ours: CLI over .txt + .jsonl.zst + Parquet | of which its own clock | library alone, one .txt "
-            "file | library | ours / library, time | target |", "|---|---|---|---|---|---|---|"]
+    rows = ["| family | sample | ours: CLI over .txt + .jsonl.zst + Parquet | of which its own clock | library "
+            "alone, one .txt file | library | ours / library, time | target |", "|---|---|---|---|---|---|---|---|"]
     same_sample = []
     for family in families:
-        # The library first: ours is killed past SLOWEST x its time (the 1.15x target is then long missed) or
-        # past --timeout, so a hang costs a minute, not the bench.
-        libs = {kind: measure([py, __file__, "--workers", str(a.workers), "--child", kind, str(text),
-                               str(out / "library" / kind), str(a.vocab_size)], out / "library" / kind, a.timeout)
-                for kind in ([family, "unigram_spm"] if family == "unigram" else [family])}
-        limit = min(a.timeout, max(MIN_LIMIT_S, SLOWEST * max(lib.seconds for lib in libs.values())))
-        ours = measure([py, "-m", "preprocess.train_tokenizer",
-                        *ours_argv(family, dirs, out / "ours" / family, a.sample_mb, a.vocab_size, a.workers)],
-                       out / "ours" / family, limit)
-        if not ours.failed:
-            same_sample.append(recorded_digest(out / "ours" / family) == digest)
-        for kind, lib in libs.items():
-            ratio = ours.seconds / lib.seconds
-            name = family if kind == family else f"{family}, vs SentencePiece's unigram"
-            shown = f"> {ratio:.1f}x" if ours.failed else f"{ratio:.2f}x"
-            rows.append(f"| {name} | {ours.cell()} | {own_clock(ours.stdout)} | {lib.cell()} | {LIBRARY[kind]} | "
-                        f"{shown} | {'MISSED' if ours.failed or lib.failed else ok(ratio, TIME_TARGET)} |")
-            print(rows[-1], file=sys.stderr, flush=True)
+        row, same = compare(family, dirs, text, digest, a.sample_mb, out / "ours" / family, a)
+        rows.append(row)
+        same_sample += [same] if same is not None else []
+    # bpe where fixed costs (start-up, loading back, the report) amortise: the row above is mostly them
+    big_dirs = make_corpus(out, a.large_mb, SEED)
+    big_text = out / f"sample_{a.large_mb:g}mb_{a.large_sample_mb:g}mb.txt"
+    big_digest, big_lines, big_bytes = extract_sample(big_dirs, a.large_sample_mb, a.workers, big_text)
+    log(f"large sample: {big_lines:,} lines, {big_bytes / MB:.2f} MB -> {big_text}")
+    row, same = compare("bpe", big_dirs, big_text, big_digest, a.large_sample_mb, out / "ours" / "bpe_large", a)
+    rows.append(row)
+    same_sample += [same] if same is not None else []
     rows += ["", f"| ours, --type {a.memory_family}, corpus of | text | wall | peak PSS / sum of RSS | "
              "peak PSS vs 1x | target |", "|---|---|---|---|---|---|"]
     base = None
     for times in (1, 10):
         mem_dirs = make_corpus(out, a.sample_mb * times, SEED + times)
-        run = measure([py, "-m", "preprocess.train_tokenizer",
+        run = measure([sys.executable, "-m", "preprocess.train_tokenizer",
                        *ours_argv(a.memory_family, mem_dirs, out / "mem" / f"x{times}", a.sample_mb, a.vocab_size,
                                   a.workers)], out / "mem" / f"x{times}", a.timeout)
         if run.failed:
@@ -395,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
         f"- the library's file: the {n_lines:,} lines ({n_bytes / MB:.2f} MB) ours trained on (its sample less the "
         f"held-out 2%); same sample digest as ours' training.json for every family that finished: "
         f"{'yes' if all(same_sample) else 'NO'}",
+        f"- the large bpe row: a corpus of {a.large_mb:g} MB built as the first, a {a.large_sample_mb:g} MB sample "
+        f"({big_lines:,} lines, {big_bytes / MB:.2f} MB in the library's file), where fixed costs weigh less",
         "- each cell: wall time of a fresh process (imports included; ours also reads the formats, draws the "
         "sample, saves, loads back and writes its held-out report), then the process tree's peak PSS / peak "
         "sum of RSS; one run each. Its own clock: what ours prints, from reading the corpus to loading the "
