@@ -99,9 +99,9 @@ def _fast_rule(tok: Any) -> tuple[str, str]:
         return "byte-level", BYTE_SPACE
     if "Metaspace" in _kinds(front) or SPIECE in json.dumps(front, ensure_ascii=False):
         return "prefix-starts", SPIECE
-    raise WordStartError(f"{type(tok).__name__} has a {kind} model with no continuing-subword prefix, no end-of-word "
-                         "suffix and no byte-level or SentencePiece pre-tokenizer: its pieces carry no mark of where "
-                         "a word starts")
+    raise WordStartError(f"the tokenizer ({type(tok).__name__}, a {kind} model) has no continuing-subword prefix, "
+                         "no end-of-word suffix and no byte-level or SentencePiece pre-tokenizer: its pieces carry no "
+                         "mark of where a word starts")
 
 
 def _rule(tok: Any) -> tuple[str, str]:
@@ -113,9 +113,9 @@ def _rule(tok: Any) -> tuple[str, str]:
         return "prefix-starts", SPIECE
     if getattr(tok, "backend_tokenizer", None) is not None:
         return _fast_rule(tok)
-    raise WordStartError(f"{type(tok).__name__} is neither SentencePiece, tokenizers-backed (BPE, WordPiece, "
-                         "Unigram, WordLevel) nor one of this tool's word-level types: where its words start is "
-                         "not known")
+    raise WordStartError(f"the tokenizer ({type(tok).__name__}) is neither SentencePiece, tokenizers-backed (BPE, "
+                         "WordPiece, Unigram, WordLevel) nor one of this tool's word-level types: where its words "
+                         "start is not known")
 
 
 def _marks(piece: str, rule: str, arg: str) -> tuple[bool, bool]:

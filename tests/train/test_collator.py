@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from train.collator import EVAL_STREAM, TRAIN_STREAM, MlmCollator, head_rows, padded_width
+from train.collator import EVAL_STREAM, TRAIN_STREAM, MlmCollator, RateSchedule, head_rows, padded_width
 
 
 def _collator(tok, p: float = 0.15, **kw) -> MlmCollator:
@@ -63,12 +63,16 @@ def test_each_block_gets_p_of_its_real_tokens_at_the_bert_rates(bpe_dir, p):
     assert as_mask == pytest.approx(0.8, abs=0.03) and kept == pytest.approx(0.1, abs=0.025)  # the rest: random ids
 
 
-def test_a_blocks_masks_depend_on_seed_stream_and_key_only(bpe_dir):
-    """Not on the batch it is in, its row, the batch's width or the process reading it."""
+@pytest.mark.parametrize("kw", [{}, {"whole_word_mask": True},
+                                {"whole_word_mask": True, "schedule": RateSchedule(0.4, 0.1, 50, 16)}],
+                         ids=["pieces", "whole_words", "whole_words_scheduled"])
+def test_a_blocks_masks_depend_on_seed_stream_and_key_only(bpe_dir, kw):
+    """Not on the batch it is in, its row, the batch's width or the process reading it; with whole words and a
+    rate schedule too."""
     tok = AutoTokenizer.from_pretrained(bpe_dir)
     blocks = _blocks(tok, 16, seed=1, longest=120)
     blocks[0] = torch.cat([blocks[0][:30], torch.tensor([tok.eos_token_id])])  # short: alone, a narrower batch
-    coll = _collator(tok, seed=7, max_width=512)
+    coll = _collator(tok, seed=7, max_width=512, **kw)
     alone = coll([(TRAIN_STREAM, 1234, blocks[0])])
     n = len(blocks[0])
     among = coll([(TRAIN_STREAM, 9, blocks[3]), *[(TRAIN_STREAM, 100 + i, x) for i, x in enumerate(blocks[1:])],
@@ -77,7 +81,7 @@ def test_a_blocks_masks_depend_on_seed_stream_and_key_only(bpe_dir):
     for key in ("input_ids", "labels"):
         assert torch.equal(among[key][-1, :n], alone[key][0, :n])
     labels = alone["labels"][0, :n]
-    for other in (_collator(tok, seed=8, max_width=512)([(TRAIN_STREAM, 1234, blocks[0])]),
+    for other in (_collator(tok, seed=8, max_width=512, **kw)([(TRAIN_STREAM, 1234, blocks[0])]),
                   coll([(TRAIN_STREAM, 1235, blocks[0])]), coll([(EVAL_STREAM, 1234, blocks[0])])):
         assert not torch.equal(other["labels"][0, :n], labels)
 
