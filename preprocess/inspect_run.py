@@ -62,7 +62,10 @@ def _checkpoint(path: Path) -> dict[str, Any]:
     name = path.name
     step = int(m.group(1)) if (m := CHECKPOINT.search(name)) else None
     entry: dict[str, Any] = {"name": name, "path": str(path), "step": step, "complete": False}
-    if name.startswith(PARTIAL):
+    if name.startswith(PARTIAL) and not (path / name[len(PARTIAL):]).exists():
+        entry["why"] = ("an empty staging dir, left by a kill after its checkpoint was committed; the next resume "
+                        "removes it")
+    elif name.startswith(PARTIAL):
         entry["why"] = "a save that never finished (killed while writing); the next resume removes it"
     elif name.startswith(DELETING):
         entry["why"] = "a rotation that never finished (being deleted); the next resume removes it"
