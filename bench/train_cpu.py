@@ -22,7 +22,12 @@
      prediction head vs the masked-positions-only head, on the same masked
      batches (vocabulary ``--head_vocab``, RoBERTa's 50,265);
   4. the share of pad positions in the batches built from the 512-id blocks:
-     random batches vs batches grouped by length.
+     random batches vs batches grouped by length;
+  5. row 3 for each of ``--head_architectures`` (modernbert-base), on the same
+     batches; for ModernBERT also the masked-positions head vs its own
+     ``sparse_prediction`` (the labelled rows by a boolean index: the same
+     rows, but a host-device wait on a GPU). ``--only_architectures``: these
+     rows alone.
 
 Steady state: the first ``--warmup`` steps are not timed.
 ``--smoke`` runs it all in seconds with roberta-tiny: it proves the script, not speed.
@@ -140,12 +145,15 @@ def plain_trainer(architecture: str, tok_dir: Path | str, cache: Path | str, seq
         set_seed,
     )
 
+    from common.manifest import SpecialIds
     from train.dataset import MemmapConcatFullSentenceTextDataset
+    from train.model import fit_to_tokenizer
 
     tok = AutoTokenizer.from_pretrained(tok_dir)
     config = AutoConfig.from_pretrained(REPO / "train" / "configs" / f"{architecture}.json")
-    config.update({"vocab_size": len(tok), "pad_token_id": tok.pad_token_id, "bos_token_id": tok.bos_token_id,
-                   "eos_token_id": tok.eos_token_id})
+    # every special id the config carries (ModernBERT's cls/sep too), as a user sets them for a new tokenizer
+    fit_to_tokenizer(config, len(tok), SpecialIds(tok.bos_token_id, tok.eos_token_id, tok.pad_token_id,
+                                                  tok.unk_token_id, tok.mask_token_id), fresh=True)
     set_seed(seed)
     model = AutoModelForMaskedLM.from_config(config)
     data = MemmapConcatFullSentenceTextDataset(Path(cache) / "train", seq_len)
@@ -175,49 +183,99 @@ def fastest_steps(a: argparse.Namespace, tok: Path, cache: Path, work: Path, tag
     return best
 
 
-def head_step_times(a: argparse.Namespace, cache: Path) -> dict[str, float]:
-    """Seconds per optimizer step at 512 ids, dense head vs masked-positions-only, same masked batches."""
-    from transformers import AutoConfig, AutoModelForMaskedLM, RobertaForMaskedLM
-
-    from common.manifest import SpecialIds
-    from train.collator import TRAIN_STREAM, MlmCollator
-    from train.dataset import MemmapConcatFullSentenceTextDataset
-    from train.model import head_at_masked_positions_only
-
-    tok = make_tokenizer(a.head_vocab, Path(tempfile.mkdtemp()) / "tok")
+def head_batches(a: argparse.Namespace, cache: Path) -> list[dict[str, torch.Tensor]]:
+    """``--head_steps`` batches of ``--head_batch`` random 512-id blocks, masked by our collator (with head_positions)."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(tok)
-    ids = SpecialIds(0, 2, 1, 3, a.head_vocab - 1)
+    from train.collator import TRAIN_STREAM, MlmCollator
+    from train.dataset import MemmapConcatFullSentenceTextDataset
+
+    tok = AutoTokenizer.from_pretrained(make_tokenizer(a.head_vocab, Path(tempfile.mkdtemp()) / "tok"))
     data = MemmapConcatFullSentenceTextDataset(cache / "train", a.head_seq_len)
-    coll = MlmCollator(tok, [ids.bos, ids.eos, ids.pad], ids.pad, max_width=a.head_seq_len, seed=a.seed,
-                       head_positions=True)
+    coll = MlmCollator(tok, [tok.bos_token_id, tok.eos_token_id, tok.pad_token_id], tok.pad_token_id,
+                       max_width=a.head_seq_len, seed=a.seed, head_positions=True)
     order = np.random.default_rng(a.seed).permutation(len(data))
-    batches = [coll([(TRAIN_STREAM, int(i), data[int(i)]) for i in order[k * a.head_batch : (k + 1) * a.head_batch]])
-               for k in range(a.head_steps)]
-    dense_batches = [{k: v for k, v in b.items() if k != "head_positions"} for b in batches]
-    config = AutoConfig.from_pretrained(REPO / "train" / "configs" / f"{a.architecture}.json")
-    config.vocab_size = a.head_vocab
+    return [coll([(TRAIN_STREAM, int(i), data[int(i)]) for i in order[k * a.head_batch : (k + 1) * a.head_batch]])
+            for k in range(a.head_steps)]
+
+
+def head_loss(model: Any, variant: str) -> Any:
+    """batch -> loss by one prediction head: ``dense`` the class's own forward on every position; ``masked_only``
+    ours at the collator's head_positions; ``sparse_prediction`` ModernBERT's own (the class's forward with its
+    config option on: the labelled rows found by a boolean index)."""
+    from train.model import head_at_masked_positions_only
+
+    if variant == "masked_only":
+        head_at_masked_positions_only(model)
+        return lambda b: model(**b).loss
+    model.sparse_prediction = variant == "sparse_prediction"  # read by ModernBertForMaskedLM.forward
+    dense = type(model).forward
+    return lambda b: dense(model, **{k: v for k, v in b.items() if k != "head_positions"}).loss
+
+
+def head_step_times(a: argparse.Namespace, batches: list[dict[str, torch.Tensor]], architecture: str
+                    ) -> dict[str, float]:
+    """Seconds per optimizer step at 512 ids of each head variant the architecture has, same masked batches."""
+    from transformers import AutoConfig, AutoModelForMaskedLM
+
+    from common.manifest import SpecialIds
+    from train.model import fit_to_tokenizer
+
+    config = AutoConfig.from_pretrained(REPO / "train" / "configs" / f"{architecture}.json")
+    fit_to_tokenizer(config, a.head_vocab, SpecialIds(0, 2, 1, 3, a.head_vocab - 1), fresh=True)  # make_tokenizer's
+    variants = ["dense", "masked_only"] + (["sparse_prediction"] if hasattr(config, "sparse_prediction") else [])
     best: dict[str, float] = {}
     for rep in range(a.repeats):
-        for name in (("dense", "masked_only") if rep % 2 == 0 else ("masked_only", "dense")):
+        for name in (variants if rep % 2 == 0 else variants[::-1]):
             torch.manual_seed(a.seed)
             model = AutoModelForMaskedLM.from_config(config)
-            if name == "masked_only":
-                head_at_masked_positions_only(model)
+            loss_of = head_loss(model, name)
             opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
             times = []
-            for k, (b, d) in enumerate(zip(batches, dense_batches)):
+            for k, b in enumerate(batches):
                 t = time.perf_counter()
-                loss = (model(**b) if name == "masked_only" else RobertaForMaskedLM.forward(model, **d)).loss
-                loss.backward()
+                loss_of(b).backward()
                 opt.step()
                 opt.zero_grad()
                 if k >= 1:  # the first step allocates
                     times.append(time.perf_counter() - t)
             best[name] = min(best.get(name, float("inf")), float(np.mean(times)))
-            log(f"head {name}: {best[name]:.2f} s/step")
+            log(f"head {architecture} {name}: {best[name]:.2f} s/step")
     return best
+
+
+def head_rows(a: argparse.Namespace, batches: list[dict[str, torch.Tensor]], architecture: str,
+              target: float | None) -> list[tuple]:
+    """Table rows: masked-only vs dense (and vs ModernBERT's sparse_prediction) for one architecture."""
+    head = head_step_times(a, batches, architecture)
+    shape = f"{architecture}, vocab {a.head_vocab:,}, batch {a.head_batch}"
+    rows = [(f"s/step at {a.head_seq_len} ids, masked-only head vs dense head ({shape})",
+             f"{head['masked_only']:.2f}", f"{head['dense']:.2f}", head["dense"] / head["masked_only"], target)]
+    if "sparse_prediction" in head:
+        rows.append((f"s/step at {a.head_seq_len} ids, masked-only head vs the model's own sparse_prediction "
+                     f"({shape}; sparse_prediction waits for the GPU in every step, ours does not)",
+                     f"{head['masked_only']:.2f}", f"{head['sparse_prediction']:.2f}",
+                     head["sparse_prediction"] / head["masked_only"], None))
+    return rows
+
+
+def architecture_rows(a: argparse.Namespace, cache512: Path) -> list[tuple]:
+    batches = head_batches(a, cache512)
+    return [row for arch in a.head_architectures.split(",") if arch for row in head_rows(a, batches, arch, None)]
+
+
+def print_table(rows: list[tuple], a: argparse.Namespace, argv: list[str] | None, out: Path) -> None:
+    table = ["| measurement | ours | baseline | ratio | target |", "|---|---|---|---|---|"]
+    for what, ours, base, ratio, target in rows:
+        ratio_s = f"**{ratio:.2f}x**" if ratio is not None else ""
+        target_s = f">= {target}x {'met' if ratio >= target else 'MISSED'}" if target is not None else ""
+        table.append(f"| {what} | {ours} | {base} | {ratio_s} | {target_s} |")
+    table.append("")
+    table.append(f"- command: `python bench/train_cpu.py {shlex.join(sys.argv[1:] if argv is None else argv)}`; "
+                 f"{os.cpu_count()} CPU cores, torch {torch.__version__}; fastest of {a.repeats} alternating runs")
+    text_out = "\n".join(table)
+    print(text_out)
+    (out / "train_cpu.md").write_text(text_out + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -240,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host_batch", type=int, default=16)
     p.add_argument("--host_steps", type=int, default=60)
     p.add_argument("--host_warmup", type=int, default=10)
+    p.add_argument("--head_architectures", default="modernbert-base",
+                   help="comma-separated shipped configs whose heads row 3 also measures")
+    p.add_argument("--only_architectures", action="store_true", help="the --head_architectures rows alone")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="bench_out/train_cpu")
     p.add_argument("--smoke", action="store_true", help="roberta-tiny, tiny sizes: proves the script only")
@@ -249,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
             "roberta-tiny", 500, 64, 4, 4, 1, 1)
         a.lines, a.head_vocab, a.head_seq_len, a.head_batch, a.head_steps = 600, 500, 128, 2, 2
         a.host_seq_len, a.host_batch, a.host_steps, a.host_warmup, a.host_vocab = 64, 4, 4, 1, 500
+        a.head_architectures = "modernbert-tiny"
     torch.set_num_threads(os.cpu_count() or 1)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -256,8 +318,11 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(work)
         tok = make_tokenizer(a.vocab_size, work / "tok")
         text = make_corpus(work / "text", a.lines, min(a.vocab_size, a.head_vocab), a.seed)
-        preprocess(tok, text, work / "cache", a.seq_len)
         preprocess(tok, text, work / "cache512", a.head_seq_len)
+        if a.only_architectures:
+            print_table(architecture_rows(a, work / "cache512"), a, argv, out)
+            return 0
+        preprocess(tok, text, work / "cache", a.seq_len)
         log("corpus and caches ready")
         host_args = argparse.Namespace(**{**vars(a), "architecture": "roberta-tiny", "seq_len": a.host_seq_len,
                                           "batch_size": a.host_batch, "steps": a.host_steps, "warmup": a.host_warmup})
@@ -271,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{host['plain'] * 1e3:.1f} | **{host['plain'] / host['ours']:.2f}x** | >= 1.0x |")
             return 0
         speed = fastest_steps(a, tok, work / "cache", work, "main")
-        head = head_step_times(a, work / "cache512")
+        heads = head_rows(a, head_batches(a, work / "cache512"), a.architecture, 1.25)
         from train.dataset import MemmapConcatFullSentenceTextDataset
         from train.order import Corpus, DataOrder
         from train.sampling import pad_share
@@ -280,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         orders = {s: DataOrder([Corpus("train", lengths, 0)], [1.0], s, a.seed, a.batch_size).blocks(0, len(lengths))
                   for s in ("random", "group_by_length")}
         pad = {s: pad_share(lengths, order, a.batch_size, 64, a.head_seq_len) for s, order in orders.items()}
+        more = architecture_rows(a, work / "cache512")
     rows = [
         ("train samples/s, mlm-train vs plain Trainer + DataCollatorForLanguageModeling "
          f"({a.architecture}, {a.seq_len} ids, vocab {a.vocab_size:,}, batch {a.batch_size})",
@@ -289,23 +355,13 @@ def main(argv: list[str] | None = None) -> int:
          f"{a.host_seq_len} ids, vocab {a.host_vocab:,}, batch {a.host_batch}: the step is mostly data, masking and "
          "Trainer bookkeeping)",
          f"{host['ours'] * 1e3:.1f}", f"{host['plain'] * 1e3:.1f}", host["plain"] / host["ours"], 1.0),
-        (f"s/step at {a.head_seq_len} ids, masked-only head vs dense head (vocab {a.head_vocab:,}, batch {a.head_batch})",
-         f"{head['masked_only']:.2f}", f"{head['dense']:.2f}", head["dense"] / head["masked_only"], 1.25),
+        *heads,
         (f"pad share of the positions computed, random vs grouped batches of {a.batch_size}, widths a multiple "
          f"of 64 ({len(lengths):,} blocks of <= {a.head_seq_len}, mean {lengths.mean():.0f})",
          f"{pad['random']:.1%}", f"{pad['group_by_length']:.1%}", None, None),
+        *more,
     ]
-    table = ["| measurement | ours | baseline | ratio | target |", "|---|---|---|---|---|"]
-    for what, ours, base, ratio, target in rows:
-        ratio_s = f"**{ratio:.2f}x**" if ratio is not None else ""
-        target_s = f">= {target}x {'met' if ratio >= target else 'MISSED'}" if target is not None else ""
-        table.append(f"| {what} | {ours} | {base} | {ratio_s} | {target_s} |")
-    table.append("")
-    table.append(f"- command: `python bench/train_cpu.py {shlex.join(sys.argv[1:] if argv is None else argv)}`; "
-                 f"{os.cpu_count()} CPU cores, torch {torch.__version__}; fastest of {a.repeats} alternating runs")
-    text_out = "\n".join(table)
-    print(text_out)
-    (out / "train_cpu.md").write_text(text_out + "\n")
+    print_table(rows, a, argv, out)
     log(f"done in {time.perf_counter() - T0:.0f} s")
     return 0
 
