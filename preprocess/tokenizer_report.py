@@ -96,14 +96,16 @@ def _share(part: int, whole: int, scale: float = 1.0) -> float:
     return scale * part / whole if whole else 0.0
 
 
-def measure(tokenizer: Any, lines: list[str]) -> dict[str, Any]:
-    """The measures of the module docstring for ``tokenizer`` on ``lines`` (held-out lines of one corpus).
+def measure(tokenizer: Any, lines: list[str], is_byte: np.ndarray | None = None) -> dict[str, Any]:
+    """The measures of the module docstring for ``tokenizer`` on ``lines`` (held-out lines of one corpus);
+    ``is_byte``: its ``byte_ids``, when already worked out.
 
     Encoded with the fastest backend that gives transformers' ids (preprocess/encoder.py), as the cache is.
     """
     name, _ = choose_encoder(tokenizer, lines[:32])
     encode = candidate_encoders(tokenizer)[name]
-    is_byte, unk = byte_ids(tokenizer), tokenizer.unk_token_id
+    is_byte = byte_ids(tokenizer) if is_byte is None else is_byte
+    unk = tokenizer.unk_token_id
     tokens = unks = fallback = 0
     for start in range(0, len(lines), BATCH_LINES):
         ids = encode_bounded(encode, lines[start:start + BATCH_LINES])
@@ -126,7 +128,9 @@ def report(held_out: dict[str, list[str]], tokenizer: Any, compare: tuple[str, A
     if compare is not None:
         label = compare[0] if compare[0] != TRAINED else f"{TRAINED} (compared)"
         tokenizers.append((label, compare[1]))
-    corpora = {name: {label: measure(tok, lines) for label, tok in tokenizers} for name, lines in held_out.items()}
+    is_byte = {label: byte_ids(tok) for label, tok in tokenizers}  # once a tokenizer, not once a corpus
+    corpora = {name: {label: measure(tok, lines, is_byte[label]) for label, tok in tokenizers}
+               for name, lines in held_out.items()}
     return {"tokenizers": [label for label, _ in tokenizers], "corpora": corpora}
 
 
