@@ -14,14 +14,11 @@ end beside the final model.
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,27 +33,18 @@ from common.run_dir import (
     PARTIAL,
     PROVENANCE,
     command_line,
-    data_changes,
     data_eras,
     read_record,
 )
-from common.tokenizer import TRAINING_FILE
 from train import curves
-
-
-@dataclass(frozen=True)
-class RunFacts:
-    """What only the training process knows; the rest of the card is read from the dir it describes."""
-
-    command: dict[str, Any] | None  # common/run_dir.py command_record; None: train() called from Python
-    architecture: str
-    settings: dict[str, str]  # the Trainer's settings, in words, by the card's row names
-    global_batch: int
-    hardware: str
-    language: list[str] | None
-    license: str | None
-    samples_at: Callable[[int], int]  # samples trained by an optimizer step (train/provenance.py's count)
-    started: float  # time.time() when this process began: its share of the wall time
+from train.card_sections import (
+    RunFacts,
+    data_section,
+    model_section,
+    results_section,
+    tokenizer_section,
+    training_section,
+)
 
 
 def trainer_settings(targs: Any) -> dict[str, str]:
@@ -156,11 +144,11 @@ def card_text(src: Path, facts: RunFacts, kind: str, missing: str | None, state:
         _header(facts, config),
         _title(src, kind, step, state.get("max_steps")),
         f"![training curves]({CURVES_FILE})" if missing is None else f"({missing})",
-        _model(src, facts, config),
-        _tokenizer(src),
-        _data(data, eras, samples),
-        _training(facts, state, history, step, samples, kind),
-        _results(history),
+        model_section(src, facts, config),
+        tokenizer_section(src),
+        data_section(data, eras, samples),
+        training_section(facts, state, history, step, samples, kind),
+        results_section(history),
         _reproduce(facts, eras),
         _use(src),
     ]
@@ -191,150 +179,6 @@ def _title(src: Path, kind: str, step: int, target: Any) -> str:
               else f"The run is training: this is its newest checkpoint's card ({src.name}, step {step:,}{of}), "
                    "refreshed at each save; the final model's replaces it")
     return f"# {run.name} ({src.name})\n\n{status}. Where the run is now: `mlm-inspect run {run.absolute()}`."
-
-
-def _table(rows: list[tuple[str, Any]], head: tuple[str, str] = ("", "")) -> str:
-    lines = [f"| {head[0]} | {head[1]} |", "|---|---|"]
-    return "\n".join(lines + [f"| {k} | {v} |" for k, v in rows])
-
-
-def parameter_count(model_dir: Path) -> int | None:
-    """Parameters stored in the safetensors files (read from their headers: no weights loaded; a tied
-    weight is stored, and counted, once)."""
-    index = read_record(model_dir / "model.safetensors.index.json")
-    files = sorted(set((index or {}).get("weight_map", {}).values())) if index else ["model.safetensors"]
-    total = 0
-    for name in files:
-        try:
-            with open(model_dir / name, "rb") as f:
-                header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
-        except (OSError, ValueError):
-            return None
-        total += sum(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__")
-    return total
-
-
-def _model(src: Path, facts: RunFacts, config: dict[str, Any]) -> str:
-    params = parameter_count(src)
-    rows = [("architecture", f"{facts.architecture}: {config.get('model_type', '?')} "
-                             f"({', '.join(config.get('architectures') or ['?'])})"),
-            ("parameters", f"{params:,} ({params / 1e6:.1f} M)" if params is not None else "not known (no safetensors)"),
-            ("layers, hidden size, heads", f"{config.get('num_hidden_layers', '?')}, {config.get('hidden_size', '?')}, "
-                                           f"{config.get('num_attention_heads', '?')}"),
-            ("max positions", config.get("max_position_embeddings", "?"))]
-    return "## Model\n\n" + _table(rows)
-
-
-def _tokenizer(src: Path) -> str:
-    manifest = next(iter(sorted((src / "manifests").rglob("train.json"))), None)
-    tok = ((read_record(manifest) if manifest else None) or {}).get("tokenizer") or {}
-    if not tok:
-        return "## Tokenizer\n\nnot recorded (no manifests/ beside the model)"
-    rows = [("type", f"{tok.get('type')} ({tok.get('class', '?')}, encoded with {tok.get('encoder', '?')})"),
-            ("vocabulary", f"{tok.get('vocab_size', 0):,}"),
-            ("loaded from", f"`{tok.get('name_or_path')}` (digest {tok.get('digest')}); a copy is beside the model"),
-            ("trained", _tokenizer_origin(str(tok.get("name_or_path", ""))))]
-    return "## Tokenizer\n\n" + _table(rows)
-
-
-def _tokenizer_origin(name_or_path: str) -> str:
-    """What mlm-train-tokenizer's training.json beside the tokenizer says it was trained on."""
-    path = Path(name_or_path)
-    d = read_record((path if path.is_dir() else path.parent) / TRAINING_FILE)
-    if d is None:
-        return f"not recorded (no {TRAINING_FILE} beside it: not made by mlm-train-tokenizer, or moved)"
-    try:
-        corpora = ", ".join(f"{n} ({c['weight']:.0%})" for n, c in d["corpora"].items())
-        return (f"by mlm-train-tokenizer ({d['type']}) on a seeded sample of {d['sample']['text_bytes']:,} bytes "
-                f"(seed {d['seed']}, digest {d['sample']['digest']}) of {corpora}")
-    except (KeyError, TypeError, AttributeError, ValueError):
-        return f"by mlm-train-tokenizer ({TRAINING_FILE} unreadable)"
-
-
-def _data(data: dict[str, Any], eras: list[dict[str, Any]], samples: int) -> str:
-    """Per corpus: its dirs, shards, tokens, weight, passes and tokens seen (estimated from the mean block)."""
-    splits = data.get("splits") or {}
-    if not splits:
-        return "## Data\n\nnot recorded"
-    mixture = (data.get("order") or {}).get("mixture") or {}
-    head = ("| corpus | split | text dirs | shards | tokens | weight | passes | tokens seen (about) | fingerprint |\n"
-            "|---|---|---|---:|---:|---:|---:|---:|---|")
-    rows = []
-    for name, s in splits.items():
-        corpus, _, split = name.rpartition("/")
-        corpus = corpus or "(one corpus)"
-        blocks, tokens = int(s.get("blocks") or 0), int(s.get("tokens") or 0)
-        if split == "train":
-            w = float(mixture.get(corpus, 1.0 if not mixture else 0.0))
-            seen = samples * w
-            passes, tokens_seen = (f"{seen / blocks:,.2f}", f"{seen * tokens / blocks:,.0f}") if blocks else ("0", "0")
-            weight = f"{w:.1%}"
-        else:
-            passes = tokens_seen = weight = "held out"
-        rows.append(f"| {corpus} | {split} | `{s.get('input_dir')}` | {s.get('shards', '?')} | {tokens:,} | {weight} | "
-                    f"{passes} | {tokens_seen} | `{s.get('fingerprint')}` |")
-    changes = data_changes(eras)
-    lines = [f"Block size {data.get('max_seq_length')} tokens ({data.get('datasets_type')}); a fingerprint is the "
-             "cache manifest's content hash, less where the text lives. Tokens seen: samples x weight x the "
-             "corpus's mean tokens per block.", head, *rows,
-             "Data changes during the run (--allow_data_change): " + "; ".join(changes) if changes
-             else "The data did not change during the run."]
-    return "## Data\n\n" + "\n".join(lines[:1]) + "\n\n" + "\n".join(lines[1:-1]) + "\n\n" + lines[-1]
-
-
-def _mean(history: list[dict[str, Any]], key: str) -> float | None:
-    values = [h[key] for h in history if isinstance(h.get(key), (int, float))]
-    return sum(values) / len(values) if values else None
-
-
-def _training(facts: RunFacts, state: dict[str, Any], history: list[dict[str, Any]], step: int, samples: int,
-              kind: str) -> str:
-    target = state.get("max_steps")
-    runtime = sum(h["train_runtime"] for h in history if isinstance(h.get("train_runtime"), (int, float)))
-    if kind != "final":
-        runtime += time.time() - facts.started
-    tokens_seen = next((h["tokens_seen"] for h in reversed(history) if "tokens_seen" in h), None)
-    speed, per_sample, mfu = (_mean(history, k) for k in ("tokens_per_second", "samples_per_second", "mfu"))
-    not_recorded = "not recorded"
-    rows = [("optimizer steps", f"{step:,}" + (f" of {target:,}" if isinstance(target, int) and target > 0 else "")),
-            ("global batch", f"{facts.global_batch:,} samples ({facts.settings['batch']})"),
-            *((k, facts.settings[k]) for k in ("learning rate", "optimizer", "precision", "seed")),
-            ("hardware", facts.hardware),
-            ("wall time", f"{_duration(runtime)} (the Trainer's train_runtime of each process that ended"
-                          + ("" if kind == "final" else ", and this one's until this save")
-                          + "; a process killed before its end is not counted)"),
-            ("samples seen", f"{samples:,}"),
-            ("tokens seen", f"{tokens_seen:,.0f}" if isinstance(tokens_seen, (int, float)) else not_recorded),
-            ("mean throughput", f"{speed:,.0f} tokens/s" + (f", {per_sample:,.1f} samples/s" if per_sample else "")
-             if speed is not None else not_recorded),
-            ("mean MFU", f"{mfu:.1f}%" if mfu is not None else not_recorded)]
-    return "## Training\n\n" + _table(rows)
-
-
-def _duration(seconds: float) -> str:
-    s = int(round(seconds))
-    return f"{s // 3600}h {s // 60 % 60:02d}m {s % 60:02d}s" if s >= 3600 else f"{s // 60}m {s % 60:02d}s"
-
-
-def _results(history: list[dict[str, Any]]) -> str:
-    """Final and best held-out loss (perplexity) of the mean over corpora and of each corpus."""
-    keys = sorted({k for h in history for k in h if k.startswith("eval_") and k.endswith("_loss")},
-                  key=lambda k: (k != "eval_loss", k))
-    if not keys:
-        return "## Results\n\nnot evaluated (no held-out split, or --eval_strategy no)"
-    rows = []
-    for key in keys:
-        points = [(h.get("step"), h[key]) for h in history if isinstance(h.get(key), (int, float))]
-        (last_step, last), (best_step, best) = points[-1], min(points, key=lambda p: p[1])
-        name = "all corpora (weighted by blocks)" if key == "eval_loss" else key[len("eval_"):-len("_loss")]
-        rows.append(f"| {name} | {last:.4f} ({_ppl(last)}) at step {last_step} | {best:.4f} ({_ppl(best)}) at step "
-                    f"{best_step} |")
-    return ("## Results\n\nHeld-out masked-LM loss (perplexity).\n\n| held-out | final | best |\n|---|---|---|\n"
-            + "\n".join(rows))
-
-
-def _ppl(loss: float) -> str:
-    return f"perplexity {math.exp(min(loss, 50.0)):,.2f}"
 
 
 def _reproduce(facts: RunFacts, eras: list[dict[str, Any]]) -> str:

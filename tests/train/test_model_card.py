@@ -21,6 +21,7 @@ from preprocess.inspect_cache import main as inspect_main
 from preprocess.train_tokenizer import main as train_tokenizer_main
 from tests.corpus import write_shards
 from train.__main__ import main as train_main
+from train.card_sections import rates
 from train.checkpoints import checkpoints
 from train.curves import NO_MATPLOTLIB, series
 
@@ -107,6 +108,9 @@ def test_the_card_says_what_the_run_recorded_and_a_resumed_run_refreshes_it(caps
         assert row[6] == f"{seen / split['blocks']:,.2f}"
         assert _row(text, name, "validation")[5] == "held out"
     assert "| samples seen | 16 |" in text
+    logged = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    seen = [h["tokens_seen"] for h in logged if "tokens_seen" in h]  # train/throughput.py's, where it logs them
+    assert f"| tokens seen | {f'{seen[-1]:,}' if seen else 'not recorded'} |" in text
     eval_loss = json.loads((out / "all_results.json").read_text())["eval_loss"]
     assert f"| all corpora (weighted by blocks) | {eval_loss:.4f}" in text
     assert "The data did not change during the run." in text
@@ -200,6 +204,15 @@ def test_the_command_pastes_anywhere(tmp_path):
     assert resume.count("--resume_from_checkpoint") == 1 and "true" not in resume
     fresh = shlex.split(command_line(record, resume=False))
     assert "--resume_from_checkpoint" not in fresh and "--overwrite_output_dir" in fresh
+
+
+def test_mean_speed_weighs_each_logged_interval_by_its_time():
+    logged = [{"step": 1, "tokens_seen": 100, "tokens_per_second": 10, "samples_per_second": 1.0, "mfu": 10.0},
+              {"step": 2, "tokens_seen": 1100, "tokens_per_second": 1000, "samples_per_second": 5.0, "mfu": 40.0},
+              {"step": 2, "eval_loss": 3.0}]
+    got = rates(logged)  # 10 s then 1 s: 1,100 tokens in 11 s
+    assert got["tokens_per_second"] == pytest.approx(100.0) and got["mfu"] == pytest.approx((10 * 10 + 40 * 1) / 11)
+    assert rates([{"step": 1, "loss": 2.0}]) == {}
 
 
 def test_the_curves_fall_back_to_steps_when_tokens_seen_is_not_logged():
