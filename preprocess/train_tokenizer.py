@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -39,6 +38,7 @@ from preprocess.inputs import list_shards
 from preprocess.progress import Ticker
 from preprocess.sample import CorpusFiles, Drawn, draw, held_out, reading_bar, sample_digest, targets
 from preprocess.tokenizer_families import FAMILIES, SPM_THREADS, FamilyOptions, round_vocab
+from preprocess.tokenizer_output import remove_leftovers, writing
 from preprocess.workers import WorkerDied
 
 GB = 10**9
@@ -203,6 +203,9 @@ def train(args: argparse.Namespace) -> str:
     from preprocess import tokenizer_report
 
     check_args(args)
+    for left, pid in remove_leftovers(Path(args.output_dir)):
+        print(f"note: removed {left}, the unfinished output of a run for this --output_dir that was killed "
+              f"(process {pid} is gone)", file=sys.stderr)
     corpora = corpora_of(args)
     compare = tokenizer_report.load_for_compare(args.compare_with, args.compare_type) if args.compare_with else None
     start = time.perf_counter()
@@ -229,16 +232,9 @@ def train(args: argparse.Namespace) -> str:
         print(f"note: --vocab_size {args.vocab_size} rounded up to {vocab_size}, a multiple of {args.vocab_multiple} "
               "(--vocab_multiple 1: as given)", file=sys.stderr)
     out = Path(args.output_dir)
-    work = out.parent / f".{out.name}.partial-{os.getpid()}"  # renamed to --output_dir once complete
-    work.mkdir(parents=True)
-    try:
+    with writing(out) as work:  # renamed to --output_dir once complete (preprocess/tokenizer_output.py)
         result = _train_into(args, work, training, held, compare, family, vocab_size)
         write_json_atomic(work / TRAINING_FILE, training_record(args, corpora, drawn, shares, digest, vocab_size))
-        if out.exists():
-            out.rmdir()  # empty (checked at start): a rename replaces only an empty dir
-        os.replace(work, out)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     print(result[1])
     flags = f"--tokenizer_type {family.tokenizer_type}" + (" --add_space_token" if args.add_space_token else "")
     return (f"{args.type} tokenizer with {result[0]:,} ids from {len(training):,} lines "

@@ -27,11 +27,15 @@ def _corpora(root: Path) -> dict[str, Path]:
     return dirs
 
 
-def _train(capsys, dirs: dict[str, Path], out: Path, kind: str, *more: str) -> tuple[int, str, str]:
+def _argv(dirs: dict[str, Path], out: Path, kind: str, *more: str) -> list[str]:
     spec = ",".join(f"{n}={d}" for n, d in dirs.items())
-    rc = train_tokenizer(["--type", kind, "--train_dir", spec, "--ext", "txt,jsonl.zst,parquet", "--recursive",
-                          "--output_dir", str(out), "--num_workers", "1", "--vocab_size", "500",
-                          "--mixture", ",".join(f"{n}={w}" for n, w in WEIGHTS.items()), *more])
+    return ["--type", kind, "--train_dir", spec, "--ext", "txt,jsonl.zst,parquet", "--recursive", "--output_dir",
+            str(out), "--num_workers", "1", "--vocab_size", "500",
+            "--mixture", ",".join(f"{n}={w}" for n, w in WEIGHTS.items()), *more]
+
+
+def _train(capsys, dirs: dict[str, Path], out: Path, kind: str, *more: str) -> tuple[int, str, str]:
+    rc = train_tokenizer(_argv(dirs, out, kind, *more))
     got = capsys.readouterr()
     return rc, got.out, got.err
 
@@ -196,3 +200,40 @@ def test_a_failed_training_leaves_no_output_dir_and_a_rerun_works(capsys, tmp_pa
     monkeypatch.undo()
     rc, _, err = _train(capsys, corpora, tmp_path / "tok", "bpe", "--sample_bytes", "0.0001")
     assert rc == 0, err
+
+
+def test_a_killed_run_s_partial_dir_is_removed_by_the_next_run_and_a_live_one_kept(capsys, tmp_path, corpora):
+    """SIGKILL mid-training leaves ``.tok.partial-<host>.<pid>``: the next run for ``--output_dir tok``
+    deletes it (its process is gone) and says so in one line; a live process's and another host's stay."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from common.format import writer_id
+
+    log = (tmp_path / "killed.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "preprocess.train_tokenizer",
+                             *_argv(corpora, tmp_path / "tok", "bpe", "--sample_bytes", "0.0002")],
+                            stdout=log, stderr=log, cwd=Path(__file__).parents[2])
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".tok.partial-*")):
+        assert proc.poll() is None, f"the run ended before it wrote: {(tmp_path / 'killed.log').read_text()[-800:]}"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    left = list(tmp_path.glob(".tok.partial-*"))
+    assert [d.name for d in left] == [f".tok.partial-{writer_id().rpartition('.')[0]}.{proc.pid}"]
+    assert not (tmp_path / "tok").exists()
+    live = tmp_path / f".tok.partial-{writer_id().rpartition('.')[0]}.1"  # pid 1 always runs
+    elsewhere = tmp_path / f".tok.partial-another_host.{proc.pid}"  # another host's run: its pid says nothing here
+    live.mkdir()
+    elsewhere.mkdir()
+    rc, _, err = _train(capsys, corpora, tmp_path / "tok", "bpe", "--sample_bytes", "0.0002")
+    assert rc == 0, err
+    assert [x for x in err.splitlines() if "removed" in x] == [
+        f"note: removed {left[0]}, the unfinished output of a run for this --output_dir that was killed "
+        f"(process {proc.pid} is gone)"]
+    assert (tmp_path / "tok" / "tokenizer.json").is_file()
+    assert sorted(tmp_path.glob(".tok.partial-*")) == sorted([live, elsewhere])
