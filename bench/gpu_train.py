@@ -51,6 +51,15 @@ batches. MFU = 6 x params x real tokens/s / peak, params =
 ``model.num_parameters()`` (attention-score FLOPs not counted, so MFU is a
 slight underestimate).
 
+``--architecture`` takes any shipped config (train/configs/): for
+``modernbert-base`` the attention is, unless ``--attn_implementation`` says,
+flash_attention_2 where the flash-attn package imports on a CUDA GPU (each
+layer's attention then skips the padding: transformers unpads it from the 2D
+mask, asking the GPU for the lengths) and SDPA on padded batches otherwise
+(no wait: train/model.py builds its masks from shapes). ``ours`` gets it
+through a copy of the config with ``attn_implementation`` set, passed as
+``--config_name``.
+
 ``--smoke`` runs the same code on CPU in well under a minute with
 roberta-tiny, short blocks and a few steps: it proves the script, not speed.
 Prints one markdown table to stdout and writes it to ``<out>.md``.
@@ -247,17 +256,40 @@ def write_profile(prof: Any, a: argparse.Namespace, variant: str, steps: int) ->
     log(head.strip())
 
 
+def attention_for(architecture: str, asked: str | None) -> str | None:
+    """``--attn_implementation`` as given; else, for ModernBERT, flash_attention_2 where flash-attn imports on a CUDA
+    GPU and sdpa elsewhere; else None (transformers' default, as before)."""
+    import importlib.util
+
+    if asked or not architecture.startswith("modernbert"):
+        return asked
+    return "flash_attention_2" if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") else "sdpa"
+
+
+def fitted_config(a: argparse.Namespace) -> Any:
+    """The shipped config with the bench tokenizer's vocabulary and every special id the config carries
+    (ModernBERT's placeholder pad 50283 would not even build in a 50,265-id vocabulary)."""
+    from transformers import AutoConfig
+
+    from common.manifest import SpecialIds
+    from train.model import fit_to_tokenizer
+
+    config = AutoConfig.from_pretrained(REPO / "train" / "configs" / f"{a.architecture}.json")
+    fit_to_tokenizer(config, a.vocab_size, SpecialIds(0, 2, 1, 3, a.vocab_size - 1), fresh=True)  # make_tokenizer's
+    return config
+
+
 def run_bare(a: argparse.Namespace, masked_only: bool) -> dict[str, Any]:
     """The model alone in a loop: one full batch, bf16 autocast, fused AdamW (no Trainer, no DataLoader)."""
-    from transformers import AutoConfig, AutoModelForMaskedLM
+    from transformers import AutoModelForMaskedLM
 
     from train.model import head_at_masked_positions_only
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    config = AutoConfig.from_pretrained(REPO / "train" / "configs" / f"{a.architecture}.json")
-    config.vocab_size = a.vocab_size
+    config = fitted_config(a)
     torch.manual_seed(a.seed)
-    model = AutoModelForMaskedLM.from_config(config).to(device)
+    attn = {"attn_implementation": a.attn_implementation} if a.attn_implementation else {}
+    model = AutoModelForMaskedLM.from_config(config, **attn).to(device)
     if masked_only:
         head_at_masked_positions_only(model)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device == "cuda")
@@ -285,7 +317,8 @@ def run_defaults(a: argparse.Namespace, out: str, callbacks: list[Any]) -> tuple
     from train_cpu import plain_trainer
 
     training = checked({**harness_args(out, a.steps, a.seed), "bf16": True, "per_device_train_batch_size": a.batch_size})
-    trainer = plain_trainer(a.architecture, a.tok, a.cache, a.seq_len, a.seed, training, callbacks)
+    trainer = plain_trainer(a.architecture, a.tok, a.cache, a.seq_len, a.seed, training, callbacks,
+                            attn_implementation=a.attn_implementation)
     result = trainer.train()
     return trainer, result, np.random.default_rng(a.seed).permutation(len(trainer.train_dataset))
 
@@ -295,8 +328,14 @@ def run_ours(a: argparse.Namespace, out: str, callbacks: list[Any], compile_: bo
     from train.config import announce, parse
     from train.run import train
 
+    model = ["--architecture", a.architecture]
+    if a.attn_implementation:  # mlm-train takes the attention from the config: a copy that names it
+        config = json.loads((REPO / "train" / "configs" / f"{a.architecture}.json").read_text())
+        path = Path(out) / f"{a.architecture}.json"
+        path.write_text(json.dumps({**config, "attn_implementation": a.attn_implementation}))
+        model = ["--config_name", str(path)]
     flags = ["--tokenizer_name_or_path", a.tok, "--datasets_cache_dir", a.cache, "--max_seq_length", str(a.seq_len),
-             "--architecture", a.architecture, "--output_dir", out, "--max_steps", str(a.steps),
+             *model, "--output_dir", out, "--max_steps", str(a.steps),
              "--per_device_train_batch_size", str(a.batch_size), "--save_strategy", "no", "--report_to", "none",
              "--disable_tqdm", "true", "--seed", str(a.seed)]
     if torch.cuda.is_available():
@@ -377,7 +416,8 @@ def child_argv(a: argparse.Namespace, variant: str) -> list[str]:
     flags = ["--architecture", a.architecture, "--vocab_size", a.vocab_size, "--seq_len", a.seq_len,
              "--batch_size", a.batch_size, "--steps", a.steps, "--warmup_steps", a.warmup_steps,
              "--peak_tflops", a.peak_tflops, "--seed", a.seed, "--data", a.data, "--tok", a.tok, "--cache", a.cache,
-             "--profile", a.profile, "--out", a.out, "--one", variant]
+             "--profile", a.profile, "--out", a.out, "--one", variant,
+             *(["--attn_implementation", a.attn_implementation] if a.attn_implementation else [])]
     return [sys.executable, str(Path(__file__).resolve()), *map(str, flags)]
 
 
@@ -456,6 +496,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--seq_len", type=int, help=f"tokens per block (default {FULL['seq_len']})")
     ap.add_argument("--vocab_size", type=int, help=f"synthetic vocabulary (default {FULL['vocab_size']})")
     ap.add_argument("--architecture", help=f"train/configs/<name>.json (default {FULL['architecture']})")
+    ap.add_argument("--attn_implementation", choices=("sdpa", "eager", "flash_attention_2"),
+                    help="attention kernel of every variant (default: transformers' own; for modernbert-* "
+                         "flash_attention_2 where flash-attn imports on a CUDA GPU, else sdpa)")
     ap.add_argument("--data", choices=("real", "full"), default="real",
                     help="real: block lengths as packing gives them on text-like lines; full: every block full")
     ap.add_argument("--lines", type=int, help="corpus lines for --data real")
@@ -481,6 +524,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
             setattr(a, k, v)
     if a.steps is None:
         a.steps = a.warmup_steps + a.timed_steps
+    a.attn_implementation = attention_for(a.architecture, a.attn_implementation)
     if a.variants is None:
         a.variants = ["defaults", "ours"] if a.smoke else list(DEFAULT_VARIANTS)
     if a.warmup_steps < 1 or a.timed_steps < 2 or a.steps <= a.warmup_steps:

@@ -131,10 +131,11 @@ def run_ours(a: argparse.Namespace, tok: Path, cache: Path, out: Path) -> float:
 
 
 def plain_trainer(architecture: str, tok_dir: Path | str, cache: Path | str, seq_len: int, seed: int,
-                  training: dict[str, Any], callbacks: list[Any]) -> Any:
-    """A Trainer as a plain transformers user builds it, over our dataset: RobertaForMaskedLM as
-    from_config makes it (the tokenizer's vocabulary and special ids; seeded as mlm-train seeds its model,
-    so both start from the same weights), DataCollatorForLanguageModeling, random batches."""
+                  training: dict[str, Any], callbacks: list[Any], attn_implementation: str | None = None) -> Any:
+    """A Trainer as a plain transformers user builds it, over our dataset: the model (RobertaForMaskedLM for
+    roberta-*) as from_config makes it (the tokenizer's vocabulary and special ids; seeded as mlm-train seeds its
+    model, so both start from the same weights; ``attn_implementation`` if given, else transformers' default),
+    DataCollatorForLanguageModeling, random batches."""
     from transformers import (
         AutoConfig,
         AutoModelForMaskedLM,
@@ -155,7 +156,8 @@ def plain_trainer(architecture: str, tok_dir: Path | str, cache: Path | str, seq
     fit_to_tokenizer(config, len(tok), SpecialIds(tok.bos_token_id, tok.eos_token_id, tok.pad_token_id,
                                                   tok.unk_token_id, tok.mask_token_id), fresh=True)
     set_seed(seed)
-    model = AutoModelForMaskedLM.from_config(config)
+    attn = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    model = AutoModelForMaskedLM.from_config(config, **attn)
     data = MemmapConcatFullSentenceTextDataset(Path(cache) / "train", seq_len)
     return Trainer(model=model, args=TrainingArguments(**training), train_dataset=data,
                    data_collator=DataCollatorForLanguageModeling(tok), processing_class=tok, callbacks=callbacks)
