@@ -48,6 +48,8 @@ def test_mixture_bench_runs_small(tmp_path):
 def test_train_quality_bench_runs_small(tmp_path):
     out = run_bench("train_quality.py", "--smoke", "--out", tmp_path / "q")
     assert "a. plain transformers recipe" in out and "c. mlm-train defaults" in out and "± " in out
+    assert "d. mlm-train --mlm_probability_schedule" in out and "e. mlm-train --architecture modernbert-tiny" in out
+    assert "| whole words, 15% | 32 |" in out  # the head-size table
 
 
 @pytest.mark.slow
