@@ -31,15 +31,17 @@ are its ``k`` maskable positions with the smallest hash values.
 
 **Whole words** (``whole_word_mask``): the same rule over words instead of
 positions: ``p x`` (the block's words) words, rounded at random, those whose
-first piece has the smallest hash, every piece of each masked (80/10/10
-drawn per piece, as BERT's whole-word masking does: a word's pieces are
-hidden together, and its ``<mask>`` count does not tell its length). Word
-starts come from the tokenizer's own marks (train/words.py). When every
-piece is a word (newmm), the masks are those of plain masking, bit for bit.
+first piece has the smallest hash, every piece of each masked. 80/10/10 is
+drawn per piece, as BERT's whole-word masking does, so every labelled
+position keeps BERT's shares, and where every piece is a word (newmm) the
+masks are those of plain masking, bit for bit. Word starts come from the
+tokenizer's own marks (train/words.py). Evaluation masks pieces, as without
+it: the yardstick stays the same.
 
 **A rate schedule** (``RateSchedule``): training sample ``g``'s rate is that
 of optimizer step ``g div global_batch``, linear from the first step to the
-last; evaluation masks at ``p``. Still a function of (seed, stream, key).
+last; evaluation masks at ``p``, so eval losses compare across steps and
+across runs of other recipes. Still a function of (seed, stream, key).
 The head is sized for the highest rate of the eighth of the run the step is
 in, so a run meets at most 8 head sizes per width. Whole words can mask
 more pieces than ``p x width`` in a block; such a batch's head takes the
@@ -224,7 +226,11 @@ class MlmCollator:
         p, room = self.rates(streams, keys)
         roots = sample_hashes(self.seed, streams, keys)
         maskable = (np.arange(width)[None, :] < lengths[:, None]) & ~np.isin(ids, self.special)
-        units = maskable if self.words is None else word_starts(ids, maskable, self.words)  # positions or words
+        if self.words is None:
+            units = maskable  # what is counted and drawn: positions
+        else:  # training draws words; evaluation, the fixed yardstick, pieces
+            units = np.where((np.asarray(streams) == TRAIN_STREAM)[:, None], word_starts(ids, maskable, self.words),
+                             maskable)
         m = units.sum(axis=1)
         k = np.floor(p * m + unit(draws(roots, 0, _SALT_COUNT))).astype(np.int64)  # rounded at random: E[k] = p x m
         order = unit(draws(roots[:, None], np.arange(width)[None, :], _SALT_ORDER))

@@ -80,7 +80,8 @@ class MlmArguments:
         metadata={"help": "Mask whole words: --mlm_probability of each block's words (not pieces) are chosen and "
                   "every piece of each is masked. Word starts come from the tokenizer's own marks (SentencePiece "
                   "▁, byte-level BPE Ġ, WordPiece ##; newmm and syllable tokens are words); a tokenizer "
-                  "without such marks is refused."},
+                  "without such marks is refused. Training only: evaluation masks pieces, so its losses compare "
+                  "with runs without it."},
     )
     mixture: str | None = field(
         default=None,

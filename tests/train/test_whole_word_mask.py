@@ -130,6 +130,20 @@ def test_every_word_is_masked_whole_or_not_and_each_block_gets_p_of_its_words(re
     assert as_mask / pieces == pytest.approx(0.8, abs=0.06)  # 80/10/10 drawn per piece
 
 
+def test_evaluation_masks_pieces_as_without_whole_words(request):
+    """Evaluation is the fixed yardstick: the same masks with or without --whole_word_mask."""
+    from train.collator import EVAL_STREAM
+
+    tok, lines = _tokenizer(request, "bpe")
+    blocks = [torch.from_numpy(_block(tok, lines[k : k + 4])[0]) for k in range(0, 40, 4)]
+    plain = MlmCollator(tok, list(_ends(tok)), tok.pad_token_id, 0.15, max_width=512, seed=2)
+    words = MlmCollator(tok, list(_ends(tok)), tok.pad_token_id, 0.15, max_width=512, seed=2, whole_word_mask=True)
+    evaluation = [(EVAL_STREAM, k, x) for k, x in enumerate(blocks)]
+    assert all(torch.equal(a, b) for a, b in zip(plain(evaluation).values(), words(evaluation).values()))
+    training = [(TRAIN_STREAM, k, x) for k, x in enumerate(blocks)]
+    assert not torch.equal(plain(training)["labels"], words(training)["labels"])
+
+
 def test_where_every_token_is_a_word_the_masks_are_plain_maskings_bit_for_bit(request):
     tok, lines = _tokenizer(request, "newmm")
     blocks = [torch.from_numpy(_block(tok, lines[k : k + 3])[0]) for k in range(0, 60, 3)]
