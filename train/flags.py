@@ -165,6 +165,13 @@ class RunArguments:
                   "--signal=USR1@120), finish the optimizer step, save a checkpoint and exit 128 + the signal "
                   "(143 for SIGTERM); a second signal exits at once. --save_on_signal false: exit at once."},
     )
+    peak_tflops: float | None = field(
+        default=None,
+        metadata={"help": "The device's peak dense TFLOP/s in this run's precision (bf16/fp16, tf32 or fp32), "
+                  "which the mfu logged at every logging step is a percent of (model FLOPs/s per device / peak). "
+                  "Without it the peak comes from a table of common GPUs matched on the device's name "
+                  "(docs/long-runs.md); on the CPU or a GPU not in the table mfu is not logged."},
+    )
     allow_data_change: bool = field(
         default=False,
         metadata={"help": "Resume from a checkpoint although the cache now holds other data than it was trained "
@@ -185,6 +192,9 @@ class RunArguments:
     def __post_init__(self) -> None:
         if self.input_check not in INPUT_CHECKS:
             raise UserError(f"--input_check {self.input_check!r}: one of {', '.join(INPUT_CHECKS)}")
+        if self.peak_tflops is not None and not self.peak_tflops > 0:
+            raise UserError(f"--peak_tflops {self.peak_tflops}: must be above 0 (the GPU's dense TFLOP/s, e.g. 989 "
+                            "for an H100 SXM in bf16)")
         if self.language is not None:  # --language th en, --language th,en, or a JSON list
             given = [self.language] if isinstance(self.language, str) else self.language
             self.language = [c.strip() for v in given for c in str(v).split(",") if c.strip()]

@@ -36,6 +36,7 @@ from train.model_card import ModelCard, facts_of
 from train.order import Corpus, DataOrder
 from train.preemption import SaveOnSignal, reap_workers_at_exit
 from train.sampling import ORDER_RULE, Keyed, SampleSampler, epochs_done, global_batch, pad_share, steps_per_epoch
+from train.throughput import Throughput
 
 
 class MlmTrainer(Trainer):
@@ -69,6 +70,8 @@ class MlmTrainer(Trainer):
         self.resumed_at = (0, 0)  # (step, samples trained before it) where this run starts: the epoch counts on
         self.args.ignore_data_skip = True  # the sampler starts there itself; the Trainer's skip would walk the samples
         self.add_callback(EpochCounter(self))
+        self.speed = Throughput(self)  # tokens/s, MFU, time left, tokens seen in every training log
+        self.add_callback(self.speed)
 
     def epoch_at(self, step: int) -> float:
         """The epoch logged and saved at optimizer step ``step``: of the samples trained by then (train/sampling.py)."""
@@ -182,6 +185,7 @@ class MlmTrainer(Trainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         for key in [k for k in logs if k.startswith("eval_") and k.endswith("_loss")]:  # eval_loss, eval_<corpus>_loss
             logs[f"{key[:-len('_loss')]}_perplexity"] = perplexity(logs[key])
+        self.speed.add_to(logs, self.state)
         super().log(logs, start_time)
 
 
@@ -296,6 +300,7 @@ def _fit(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: T
     trainer = MlmTrainer(model=model, args=targs, collator=collator, train_dataset=data.train,
                          eval_dataset=evaluated, processing_class=loaded.tokenizer,
                          callbacks=[*(callbacks or []), *([stopper] if stopper else [])])
+    trainer.speed.peak_tflops = run.peak_tflops
     base = provenance.resumed_at(Path(resume)) if resume else (0, 0)
     if resume and base == (0, 0):  # no record of the samples seen (an older checkpoint): its step at this batch
         step = trainer_state(resume).global_step
