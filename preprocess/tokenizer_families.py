@@ -19,7 +19,6 @@ does in map order changes from run to run, on one thread too (RAYON_NUM_THREADS=
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,6 @@ from common.format import SPACE_TOKEN
 
 ROBERTA_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")  # ids 0..4, as spm and the word-level types
 BERT_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-COUNT_LINES = 2_000  # lines per word-count task: a few ms of PyThaiNLP each, so the pipes stay cheap
 SPM_THREADS = 16  # SentencePiece's trainer threads, whatever --num_workers (_sentencepiece); spm_train's default
 SPM_MAX_SENTENCE = 4192  # bytes: SentencePiece's default longest line, raised to the sample's longest
 
@@ -256,53 +254,12 @@ def _train_spm(lines: list[str], out: Path, options: FamilyOptions) -> None:
     ThaiRobertaTokenizer(vocab_file=str(model_file), add_space_token=space).save_pretrained(out)
 
 
-_COUNTED: list[str] = []  # the lines being counted, set before the pool forks: workers get them by inheritance
-
-
-def _count(task: tuple[str, int, int]) -> Counter:
-    """Word counts of lines [start, end) of ``_COUNTED`` by the named type's PyThaiNLP segmenter (in a worker)."""
-    from common.tokenizer import TOKENIZER_TYPES
-
-    kind, start, end = task
-    segment = TOKENIZER_TYPES[kind].tokenizer_class().segment
-    counts: Counter = Counter()
-    for line in _COUNTED[start:end]:
-        counts.update(w for w in segment(line) if w and not w.isspace())
-    return counts
-
-
-def count_words(kind: str, lines: list[str], num_workers: int) -> Counter:
-    """Word counts over ``lines``, in ``num_workers`` processes over chunks of ``COUNT_LINES`` lines
-    (one process for a single chunk). Sums of counts: the same whatever the worker count. A task is a
-    range of line numbers, never the lines: the forked workers inherit them, so the parent's sends stay
-    tiny and never block while a worker is sending back its counts (lines sent in the tasks deadlocked
-    both sides on full pipes: bench/tokenizer_train.py)."""
-    from preprocess.workers import Workers
-
-    _COUNTED[:] = lines
-    tasks = [(kind, i, min(i + COUNT_LINES, len(lines))) for i in range(0, len(lines), COUNT_LINES)]
-    total: Counter = Counter()
-    try:
-        if num_workers < 2 or len(tasks) < 2:
-            for task in tasks:
-                total.update(_count(task))
-            return total
-        workers = Workers(min(num_workers, len(tasks)), _count)
-        try:
-            for counts in workers.imap(tasks):
-                total.update(counts)
-        finally:
-            workers.close()
-        return total
-    finally:
-        _COUNTED.clear()
-
-
 def _word_level(kind: str) -> Callable[[list[str], Path, FamilyOptions], None]:
     def train(lines: list[str], out: Path, options: FamilyOptions) -> None:
         """Specials first (``WORD_SPECIALS``), then words by falling count, ties by word (build_word_vocab)."""
         from common.tokenizer import TOKENIZER_TYPES
         from common.tokenizer_types import build_word_vocab
+        from preprocess.word_counts import count_words
 
         vocab = build_word_vocab(count_words(kind, lines, options.num_workers), options.vocab_size,
                                  options.min_frequency)

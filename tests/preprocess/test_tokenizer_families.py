@@ -12,7 +12,7 @@ import pytest
 from common.errors import UserError
 from common.tokenizer import load_tokenizer
 from preprocess import tokenizer_families
-from preprocess.tokenizer_families import FAMILIES, FamilyOptions, count_words, round_vocab
+from preprocess.tokenizer_families import FAMILIES, FamilyOptions, round_vocab
 from tests.corpus import make_lines
 
 LINES = make_lines(2000, seed=3)
@@ -134,13 +134,6 @@ def test_wordpiece_without_its_continuation_seeds_is_not_deterministic(tmp_path,
     assert len(set(runs)) > 1
 
 
-def test_word_counts_are_the_same_with_one_or_two_workers():
-    lines = make_lines(2 * tokenizer_families.COUNT_LINES + 100, seed=5, max_words=10)
-    one = count_words("newmm", lines, 1)
-    assert one == count_words("newmm", lines, 2)
-    assert one["ภาษา"] > 0 and " " not in one
-
-
 def test_a_subword_family_without_vocab_size_is_refused(tmp_path):
     for name in ("bpe", "wordpiece", "unigram", "spm"):
         (tmp_path / name).mkdir()
@@ -169,19 +162,3 @@ def test_spm_with_the_space_token_encodes_spaces_as_it_and_loads_with_the_flag(t
     assert space == 5  # after <mask> (4), as today's mlm-train-tokenizer
     ids = tok(TEXT, add_special_tokens=False)["input_ids"]
     assert ids.count(space) == TEXT.count(" ") and tok.decode(ids) == TEXT
-
-
-@pytest.mark.timeout(120)
-def test_counting_megabytes_of_lines_on_two_workers_does_not_deadlock():
-    """Tasks of ~1 MB of lines each, as a real sample gives: the lines once travelled in the tasks, and the
-    parent and both workers hung on full pipes (bench/tokenizer_train.py at its default size)."""
-    import random
-    import string
-
-    from preprocess.tokenizer_families import COUNT_LINES, count_words
-
-    rng = random.Random(0)  # many distinct words, so each worker's counts are big too
-    lines = [" ".join("".join(rng.choices(string.ascii_lowercase, k=8)) for _ in range(60))
-             for _ in range(3 * COUNT_LINES)]
-    assert sum(len(s.encode()) for s in lines[:COUNT_LINES]) > 1 << 20
-    assert count_words("newmm", lines, 2) == count_words("newmm", lines, 1)

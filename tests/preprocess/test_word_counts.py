@@ -1,0 +1,53 @@
+"""Word counts of the word-level families (preprocess/word_counts.py): each distinct line segmented once,
+the same counts as segmenting every line, on any number of workers."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from preprocess import word_counts
+from preprocess.word_counts import COUNT_LINES, count_words, segmenter, tasks_for
+from tests.corpus import make_lines
+
+
+@pytest.mark.parametrize("kind", ["newmm", "syllable"])
+def test_counts_are_those_of_every_line_segmented_with_repeated_lines_on_one_or_two_workers(kind):
+    lines = make_lines(2 * COUNT_LINES + 100, seed=5, max_words=10)
+    lines += lines[:300] + lines[:7]  # lines seen twice and three times: segmented once, counted each time
+    segment = segmenter(kind)
+    every = Counter(w for line in lines for w in segment(line) if w and not w.isspace())
+    assert count_words(kind, lines, 1) == every
+    assert count_words(kind, lines, 2) == every
+    assert every["the"] > 0 and any("\u0e01" <= w[0] <= "\u0e5b" for w in every) and " " not in every
+
+
+def test_a_distinct_line_is_segmented_once(monkeypatch):
+    seen: list[str] = []
+    monkeypatch.setattr(word_counts, "segmenter", lambda kind: lambda line: seen.append(line) or line.split())
+    assert count_words("newmm", ["a b", "c", "a b", "a b"], 1) == {"a": 3, "b": 3, "c": 1}
+    assert sorted(seen[1:]) == ["a b", "c"]  # seen[0]: the warm-up before the fork
+
+
+@pytest.mark.parametrize("n, workers", [(1, 2), (6_551, 2), (2 * COUNT_LINES, 2), (10_001, 3), (500, 1)])
+def test_tasks_cover_every_entry_once_in_equal_parts_a_multiple_of_the_workers(n, workers):
+    tasks = tasks_for("newmm", n, workers)
+    assert [i for _, start, end in tasks for i in range(start, end)] == list(range(n))
+    sizes = [end - start for _, start, end in tasks]
+    assert max(sizes) <= COUNT_LINES and max(sizes) - min(sizes) <= max(sizes) // 2 + 1
+    assert len(tasks) % workers == 0 or n < workers
+
+
+@pytest.mark.timeout(120)
+def test_counting_megabytes_of_lines_on_two_workers_does_not_deadlock():
+    """Tasks of ~1 MB of lines each, as a real sample gives: the lines once travelled in the tasks, and the
+    parent and both workers hung on full pipes (bench/tokenizer_train.py at its default size)."""
+    import random
+    import string
+
+    rng = random.Random(0)  # many distinct words, so each worker's counts are big too
+    lines = [" ".join("".join(rng.choices(string.ascii_lowercase, k=8)) for _ in range(60))
+             for _ in range(3 * COUNT_LINES)]
+    assert sum(len(s.encode()) for s in lines[:COUNT_LINES]) > 1 << 20
+    assert count_words("newmm", lines, 2) == count_words("newmm", lines, 1)
