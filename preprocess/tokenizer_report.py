@@ -61,11 +61,13 @@ def _byte_alphabet() -> dict[str, int]:
 
 
 def _is_byte_level(tok: Any) -> bool:
+    """Whether its pre-tokenizer or decoder (alone or in a Sequence) is ByteLevel: read from their own
+    JSON, not the whole tokenizer's (its vocabulary and merges, a tenth of a second to parse)."""
     backend = getattr(tok, "backend_tokenizer", None)
     if backend is None:
         return False
-    doc = json.loads(backend.to_str())
-    return any('"ByteLevel"' in json.dumps(doc.get(k)) for k in ("pre_tokenizer", "decoder"))
+    parts = (backend.pre_tokenizer, backend.decoder)
+    return any(part is not None and b'"type":"ByteLevel"' in part.__getstate__() for part in parts)
 
 
 def byte_ids(tok: Any) -> np.ndarray:
