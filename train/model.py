@@ -147,7 +147,8 @@ def build_model(architecture: str, config_name: str | None, model_name_or_path: 
         else:
             model = AutoModelForMaskedLM.from_config(config)
     except ImportError as e:  # "attn_implementation": "flash_attention_2" in a config, without flash-attn installed
-        raise ModelError(f"{e}; install it, or drop attn_implementation from the config (sdpa is the default)") from None
+        raise ModelError(f"{str(e).rstrip('.')}; install it, or drop attn_implementation from the config "
+                         "(sdpa is the default)") from None
     # RobertaForMaskedLM.forward takes **kwargs, so the Trainer assumes it
     # averages over num_items_in_batch itself and skips its own scaling
     # fix-up; it returns a plain mean, and the logged loss and gradients

@@ -4,6 +4,8 @@ no graph break) into a model that AutoModelForMaskedLM and fill-mask load, witho
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import logging
 import warnings
 from pathlib import Path
@@ -16,7 +18,7 @@ from common.manifest import SpecialIds
 from tests.train.conftest import build_cache
 from tests.train.test_model import config_file, special_ids
 from tests.train.test_step import Waits, _gpu_flags, _waits
-from train.flags import ARCHITECTURES
+from train.flags import ARCHITECTURES, CONFIG_DIR
 from train.model import ModelError, build_model, check_positions, fit_to_tokenizer, load_config
 
 PLACEHOLDERS = {"vocab_size", "pad_token_id", "bos_token_id", "eos_token_id", "cls_token_id", "sep_token_id"}
@@ -110,6 +112,15 @@ def test_positions_are_checked_by_the_family_s_rule(name, fits, too_long, need):
     with pytest.raises(ModelError, match=f"lower --max_seq_length or use --config_name with max_position_embeddings "
                                          f">= {need}$"):
         check_positions(config, too_long)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("flash_attn") is not None, reason="flash-attn is installed here")
+def test_a_config_asking_for_flash_attention_without_the_package_is_one_line(tmp_path):
+    cfg = json.loads((CONFIG_DIR / "modernbert-tiny.json").read_text())
+    (tmp_path / "c.json").write_text(json.dumps({**cfg, "attn_implementation": "flash_attention_2"}))
+    with pytest.raises(ModelError, match=r"^FlashAttention2 .*; install it, or drop attn_implementation from the "
+                                         r"config \(sdpa is the default\)$"):
+        build_model("x", str(tmp_path / "c.json"), None, 500, SpecialIds(0, 2, 1, 3, 4), 32)
 
 
 # --------------------------------------------------------------------------- through mlm-train
