@@ -46,6 +46,8 @@ from train.card_sections import (
     training_section,
 )
 
+OUR_TAG = "- mlm-pretrain"  # the card's tag, as its YAML header lists it: a card this tool wrote
+
 
 def trainer_settings(targs: Any) -> dict[str, str]:
     """The Trainer's settings a reader of the card needs, in words."""
@@ -92,6 +94,14 @@ class ModelCard:
     def __init__(self, facts: RunFacts):
         self.facts = facts
         self.missing: str | None = curves.NOTHING_YET  # why the last card written has no picture (None: it has)
+
+    def start_over(self, output_dir: Path) -> None:
+        """A fresh run (--overwrite_output_dir) removes the card an earlier run left in --output_dir, which would
+        describe that run (and name its deleted checkpoints) until this one's first save."""
+        card = output_dir / CARD_FILE
+        if card.is_file() and OUR_TAG in card.read_text(encoding="utf-8", errors="replace"):
+            for name in (CARD_FILE, CURVES_FILE, COMMAND_FILE):
+                (output_dir / name).unlink(missing_ok=True)
 
     def checkpoint(self, where: Path) -> None:
         """Into a checkpoint dir that is still being written: its command, picture and card."""
@@ -160,7 +170,7 @@ def _header(facts: RunFacts, config: dict[str, Any]) -> str:
 
     model_type = str(config.get("model_type") or "masked-lm")
     data = ModelCardData(language=facts.language, license=facts.license, library_name="transformers",
-                         pipeline_tag="fill-mask", tags=["fill-mask", "masked-lm", model_type, "mlm-pretrain"])
+                         pipeline_tag="fill-mask", tags=["fill-mask", "masked-lm", model_type, OUR_TAG[2:]])
     return f"---\n{data.to_yaml()}\n---"
 
 

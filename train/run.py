@@ -319,6 +319,8 @@ def _fit(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: T
     if trainer.is_world_process_zero():
         trainer.card = ModelCard(facts_of(targs, margs.config_name or margs.architecture, command, run.language,
                                           run.license, batch, lambda step: base[1] + (step - base[0]) * batch))
+        if not resume:
+            trainer.card.start_over(Path(targs.output_dir))
     if trainer.is_world_process_zero():
         print(f"note: {padding_note(trainer)}", file=sys.stderr)
     if start.reached:  # killed after its last checkpoint, before the final save: that checkpoint is the end

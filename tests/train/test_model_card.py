@@ -180,6 +180,19 @@ def test_while_it_trains_the_output_dir_holds_its_newest_checkpoint_s_card(tmp_p
     assert not (out / "trainer_state.json").exists() and "model card was not written" not in err
 
 
+def test_a_fresh_run_removes_the_card_an_earlier_run_left_but_not_a_readme_of_the_user_s(tmp_path):
+    from train.model_card import ModelCard
+
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    for d, text in ((ours, "---\ntags:\n- fill-mask\n- mlm-pretrain\n---\n# old run\n"), (theirs, "# my notes\n")):
+        d.mkdir()
+        (d / "README.md").write_text(text)
+        (d / "training_curves.png").write_bytes(PNG)
+        ModelCard(None).start_over(d)  # type: ignore[arg-type]  (start_over reads no facts)
+    assert not (ours / "README.md").exists() and not (ours / "training_curves.png").exists()
+    assert (theirs / "README.md").read_text() == "# my notes\n" and (theirs / "training_curves.png").exists()
+
+
 def test_a_bad_language_or_license_is_one_line(capsys, tmp_path, bpe_dir):
     for flags, says in ((["--language", "th en"], "is not a language code"),
                         (["--license", "Apache 2.0"], "a license id is one word")):
