@@ -43,13 +43,12 @@ PROVENANCE = "provenance.json"
 COMMAND_FILE = "command.json"
 CARD_FILE = "README.md"
 CURVES_FILE = "training_curves.png"
-RESULTS_FILE = "all_results.json"
 
 # Flags whose value is a path (or NAME=DIR entries of paths): made absolute in a command that pastes anywhere.
 PATH_FLAGS = ("tokenizer_name_or_path", "datasets_cache_dir", "output_dir", "config_name", "model_name_or_path",
               "resume_from_checkpoint", "model_dir", "logging_dir", "train_dir", "eval_dir", "deepspeed")
 RESUME_FLAGS = ("resume_from_checkpoint", "model_dir")  # --model_dir: the old name of --resume_from_checkpoint
-PROGRAMS = {"mlm-train": "train", "run_mlm.py": None}  # each command that trains: its module for ``python -m``
+MODULES = {"mlm-train": "train"}  # a console script: its module, for ``python -m`` where the script is not found
 
 
 def _flag(arg: str) -> str | None:
@@ -129,7 +128,7 @@ def program_words(record: dict[str, Any]) -> list[str]:
         return [program]
     if here.is_file():
         return [str(here)]
-    module = PROGRAMS.get(program)
+    module = MODULES.get(program)
     return [sys.executable, "-m", module] if module else [program]
 
 
@@ -138,11 +137,16 @@ def command_line(record: dict[str, Any], resume: bool) -> str:
     without --overwrite_output_dir, which a resume never needs), or, ``resume`` False, starting it afresh
     (without its resume flags)."""
     argv = [str(a) for a in record.get("absolute") or record.get("argv") or []]
-    if len(argv) == 1 and argv[0].endswith(".json"):  # a config file replaces every flag: it says what to add
-        note = ' (with "resume_from_checkpoint": "latest" added to it)' if resume else ""
-        return shlex.join([*program_words(record), *argv]) + note
+    if config_file(record):  # it replaces every flag: the resume key goes into it (``config_file``)
+        return shlex.join([*program_words(record), *argv])
     argv = without_flags(argv, RESUME_FLAGS + (("overwrite_output_dir",) if resume else ()))
     return shlex.join([*program_words(record), *argv, *(["--resume_from_checkpoint", "latest"] if resume else [])])
+
+
+def config_file(record: dict[str, Any]) -> str | None:
+    """The JSON config file the recorded command was given instead of flags (absolute), or None."""
+    argv = [str(a) for a in record.get("absolute") or record.get("argv") or []]
+    return argv[0] if len(argv) == 1 and argv[0].endswith(".json") else None
 
 
 def read_record(path: Path) -> dict[str, Any] | None:

@@ -26,6 +26,7 @@ from common.run_dir import (
     PARTIAL,
     PROVENANCE,
     command_line,
+    config_file,
     data_changes,
     data_eras,
     latest_losses,
@@ -110,18 +111,21 @@ def run_summary(output_dir: str | Path) -> dict[str, Any]:
 
 def _resume(finished: bool, newest: dict[str, Any] | None, command: dict[str, Any] | None) -> dict[str, Any]:
     """How the run goes on: ``command`` (pastes from any directory), or None and ``note`` saying why not."""
-    if finished:
-        if newest is None or command is None:
-            return {"command": None, "note": "finished; nothing to resume (no checkpoint to train on from)"}
-        return {"command": command_line(command, resume=True),
-                "note": "finished; to train further, raise --max_steps (or --num_train_epochs) in"}
     if newest is None:
-        return {"command": None, "note": "no complete checkpoint yet: nothing to resume from; rerun the command that "
-                "started it to start over"}
+        if finished:
+            return {"command": None, "note": "finished; no checkpoint to train on from"}
+        return {"command": None, "note": "no complete checkpoint yet: nothing to resume from; rerunning the command "
+                "that started it starts over"}
     if command is None:
         return {"command": None, "note": f"{newest['name']} records no command ({COMMAND_FILE}: saved by an older "
                 "version); rerun the command that started the run with --resume_from_checkpoint latest"}
-    return {"command": command_line(command, resume=True), "note": f"resume from {newest['name']} (from any directory)"}
+    config = config_file(command)
+    edit = f'; first add "resume_from_checkpoint": "latest" to {config}' if config else ""
+    if finished:
+        note = f"finished; to train on from {newest['name']}, raise --max_steps (or --num_train_epochs){edit} in"
+    else:
+        note = f"resume from {newest['name']} (from any directory){edit}"
+    return {"command": command_line(command, resume=True), "note": note}
 
 
 def _state_line(s: dict[str, Any]) -> str:

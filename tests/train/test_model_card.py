@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from huggingface_hub import ModelCard
 
-from common.run_dir import absolute_argv, command_line, command_record
+from common.run_dir import absolute_argv, command_line, command_record, config_file
 from preprocess.__main__ import main as preprocess_main
 from preprocess.inspect_cache import main as inspect_main
 from preprocess.train_tokenizer import main as train_tokenizer_main
@@ -217,6 +217,10 @@ def test_the_command_pastes_anywhere(tmp_path):
     assert resume.count("--resume_from_checkpoint") == 1 and "true" not in resume
     fresh = shlex.split(command_line(record, resume=False))
     assert "--resume_from_checkpoint" not in fresh and "--overwrite_output_dir" in fresh
+    (tmp_path / "run.json").write_text("{}")
+    record = command_record("mlm-train", ["run.json"], str(tmp_path))  # a config file takes no flag beside it
+    assert config_file(record) == str(tmp_path / "run.json")
+    assert shlex.split(command_line(record, resume=True))[1:] == [str(tmp_path / "run.json")]
 
 
 def test_mean_speed_weighs_each_logged_interval_by_its_time():
