@@ -183,7 +183,8 @@ def results_section(history: list[dict[str, Any]]) -> str:
     for key in keys:
         points = [(h.get("step"), h[key]) for h in history if isinstance(h.get(key), (int, float))]
         (last_step, last), (best_step, best) = points[-1], min(points, key=lambda p: p[1])
-        name = "all corpora (weighted by blocks)" if key == "eval_loss" else key[len("eval_"):-len("_loss")]
+        name = key[len("eval_"):-len("_loss")] if key != "eval_loss" else \
+            "validation" if keys == ["eval_loss"] else "all corpora (weighted by blocks)"
         rows.append(f"| {name} | {last:.4f} ({ppl(last)}) at step {last_step} | {best:.4f} ({ppl(best)}) at step "
                     f"{best_step} |")
     return ("## Results\n\nHeld-out masked-LM loss (perplexity).\n\n| held-out | final | best |\n|---|---|---|\n"
