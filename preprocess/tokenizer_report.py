@@ -27,7 +27,7 @@ import numpy as np
 from common.errors import UserError
 from common.json_files import write_json_atomic
 from common.tokenizer import TokenizerError, load_tokenizer
-from preprocess.encoder import candidate_encoders, choose_encoder, encode_bounded
+from preprocess.encoder import Encoder, candidate_encoders, choose_encoder, encode_bounded
 
 TRAINED = "trained"  # the label of the tokenizer the report is about
 BATCH_LINES = 1024  # lines encoded per call: memory bounded by a batch's ids, not the held-out part's
@@ -98,14 +98,20 @@ def _share(part: int, whole: int, scale: float = 1.0) -> float:
     return scale * part / whole if whole else 0.0
 
 
-def measure(tokenizer: Any, lines: list[str], is_byte: np.ndarray | None = None) -> dict[str, Any]:
-    """The measures of the module docstring for ``tokenizer`` on ``lines`` (held-out lines of one corpus);
-    ``is_byte``: its ``byte_ids``, when already worked out.
+def encoder_for(tokenizer: Any, sample: list[str]) -> Encoder:
+    """The fastest backend that gives transformers' ids on ``sample`` (preprocess/encoder.py), as the cache's."""
+    name, _ = choose_encoder(tokenizer, sample)
+    return candidate_encoders(tokenizer)[name]
 
-    Encoded with the fastest backend that gives transformers' ids (preprocess/encoder.py), as the cache is.
+
+def measure(tokenizer: Any, lines: list[str], is_byte: np.ndarray | None = None,
+            encode: Encoder | None = None) -> dict[str, Any]:
+    """The measures of the module docstring for ``tokenizer`` on ``lines`` (held-out lines of one corpus).
+
+    ``is_byte`` (its ``byte_ids``) and ``encode`` (``encoder_for``), when ``report`` worked them out once
+    for every corpus; else from this corpus's lines.
     """
-    name, _ = choose_encoder(tokenizer, lines[:32])
-    encode = candidate_encoders(tokenizer)[name]
+    encode = encoder_for(tokenizer, lines[:32]) if encode is None else encode
     is_byte = byte_ids(tokenizer) if is_byte is None else is_byte
     unk = tokenizer.unk_token_id
     tokens = unks = fallback = 0
@@ -130,8 +136,10 @@ def report(held_out: dict[str, list[str]], tokenizer: Any, compare: tuple[str, A
     if compare is not None:
         label = compare[0] if compare[0] != TRAINED else f"{TRAINED} (compared)"
         tokenizers.append((label, compare[1]))
-    is_byte = {label: byte_ids(tok) for label, tok in tokenizers}  # once a tokenizer, not once a corpus
-    corpora = {name: {label: measure(tok, lines, is_byte[label]) for label, tok in tokenizers}
+    # Once a tokenizer, not once a corpus: the encoder checked on every corpus's first lines at once.
+    sample = [s for lines in held_out.values() for s in lines[:32]]
+    ready = {label: (byte_ids(tok), encoder_for(tok, sample)) for label, tok in tokenizers}
+    corpora = {name: {label: measure(tok, lines, *ready[label]) for label, tok in tokenizers}
                for name, lines in held_out.items()}
     return {"tokenizers": [label for label, _ in tokenizers], "corpora": corpora}
 
