@@ -404,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
         f"- machine: {len(os.sched_getaffinity(0))} cores ({platform.machine()}), Python {platform.python_version()}, "
         f"{versions()}; 1-min load average {load_start} at start, {load()} at end (above ~0.5: other processes "
         "shared the cores); children's TOKENIZERS_PARALLELISM: "
-        f"{CHILD_ENV.get('TOKENIZERS_PARALLELISM', 'unset')} (ours sets it to false when unset)",
+        f"{CHILD_ENV.get('TOKENIZERS_PARALLELISM', 'unset')} (unset: tokenizers trains on every core, ours too)",
         f"- corpus: {a.mb:g} MB of English+Thai text, a third each as nested .txt, .jsonl.zst and Parquet "
         f"({SHARDS} shards each); sampled {MIXTURE}, {a.sample_mb:g} MB, seed {SEED}, {a.workers} workers; "
         f"subword vocabularies {a.vocab_size:,}",

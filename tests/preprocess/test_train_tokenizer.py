@@ -170,6 +170,27 @@ def test_a_subword_tokenizer_is_checked_with_the_class_autotokenizer_picks_and_t
     assert type(AutoTokenizer.from_pretrained(str(tmp_path / "tok"))).__name__ == named
 
 
+@pytest.mark.parametrize("kind", ["bpe", "wordpiece"])
+def test_training_on_tokenizers_threads_gives_the_same_files(tmp_path, corpora, kind):
+    """The CLI leaves TOKENIZERS_PARALLELISM as the user set it: unset, tokenizers trains on every core (after
+    the sample's readers were forked), and the files are those it makes with it off."""
+    import os
+    import subprocess
+    import sys
+
+    made = {}
+    for setting in ("false", None):
+        env = {k: v for k, v in os.environ.items() if k != "TOKENIZERS_PARALLELISM"}
+        env.update({"TOKENIZERS_PARALLELISM": setting} if setting else {})
+        out = tmp_path / f"tok_{setting}"
+        r = subprocess.run([sys.executable, "-m", "preprocess.train_tokenizer",
+                            *_argv(corpora, out, kind, "--sample_bytes", "0.0002", "--num_workers", "2")],
+                           capture_output=True, text=True, timeout=300, env=env, cwd=Path(__file__).parents[2])
+        assert r.returncode == 0, r.stderr[-2000:]
+        made[setting] = {p.name: p.read_bytes() for p in out.iterdir() if p.name != "training.json"}
+    assert made["false"] == made[None]
+
+
 @pytest.mark.parametrize("kind, more, says", [
     ("bpe", ["--sample_bytes", "0.00001"], "too small for --vocab_size"),  # 10 KB for 512 ids: before reading
     ("bpe", ["--vocab_size", "4000"], "too little for a vocabulary of 4,032 ids"),  # the corpus itself is too small
