@@ -201,48 +201,48 @@ def head_batches(a: argparse.Namespace, cache: Path) -> list[dict[str, torch.Ten
             for k in range(a.head_steps)]
 
 
-def head_loss(model: Any, variant: str) -> Any:
-    """batch -> loss by one prediction head: ``dense`` the class's own forward on every position; ``masked_only``
-    ours at the collator's head_positions; ``sparse_prediction`` ModernBERT's own (the class's forward with its
-    config option on: the labelled rows found by a boolean index)."""
-    from train.model import head_at_masked_positions_only
-
+def head_loss(model: Any, variant: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The loss of one batch by one prediction head of ``model`` (which has the masked-positions forward in place):
+    ``masked_only`` ours at the collator's head_positions; ``dense`` the class's own forward on every position;
+    ``sparse_prediction`` ModernBERT's own (the class's forward with its config option on: the labelled rows found
+    by a boolean index)."""
     if variant == "masked_only":
-        head_at_masked_positions_only(model)
-        return lambda b: model(**b).loss
+        return model(**batch).loss
     model.sparse_prediction = variant == "sparse_prediction"  # read by ModernBertForMaskedLM.forward
-    dense = type(model).forward
-    return lambda b: dense(model, **{k: v for k, v in b.items() if k != "head_positions"}).loss
+    return type(model).forward(model, **{k: v for k, v in batch.items() if k != "head_positions"}).loss
 
 
 def head_step_times(a: argparse.Namespace, batches: list[dict[str, torch.Tensor]], architecture: str
                     ) -> dict[str, float]:
-    """Seconds per optimizer step at 512 ids of each head variant the architecture has, same masked batches."""
+    """Median seconds per optimizer step at 512 ids of each head variant the architecture has, same masked batches.
+
+    One model and optimizer, the variants interleaved step by step in a rotating order: a step costs the same
+    whatever the weights, and on a shared machine a load that comes and goes then falls on every variant alike
+    (whole runs one after the other gave 4x for ModernBERT where the head alone explains 1.3x)."""
     from transformers import AutoConfig, AutoModelForMaskedLM
 
     from common.manifest import SpecialIds
-    from train.model import fit_to_tokenizer
+    from train.model import fit_to_tokenizer, head_at_masked_positions_only
 
     config = AutoConfig.from_pretrained(REPO / "train" / "configs" / f"{architecture}.json")
     fit_to_tokenizer(config, a.head_vocab, SpecialIds(0, 2, 1, 3, a.head_vocab - 1), fresh=True)  # make_tokenizer's
     variants = ["dense", "masked_only"] + (["sparse_prediction"] if hasattr(config, "sparse_prediction") else [])
-    best: dict[str, float] = {}
-    for rep in range(a.repeats):
-        for name in (variants if rep % 2 == 0 else variants[::-1]):
-            torch.manual_seed(a.seed)
-            model = AutoModelForMaskedLM.from_config(config)
-            loss_of = head_loss(model, name)
-            opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-            times = []
-            for k, b in enumerate(batches):
-                t = time.perf_counter()
-                loss_of(b).backward()
-                opt.step()
-                opt.zero_grad()
-                if k >= 1:  # the first step allocates
-                    times.append(time.perf_counter() - t)
-            best[name] = min(best.get(name, float("inf")), float(np.mean(times)))
-            log(f"head {architecture} {name}: {best[name]:.2f} s/step")
+    torch.manual_seed(a.seed)
+    model = AutoModelForMaskedLM.from_config(config)
+    head_at_masked_positions_only(model)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    times: dict[str, list[float]] = {v: [] for v in variants}
+    for step, b in enumerate(batches * a.repeats):
+        first = step % len(variants)
+        for v in variants[first:] + variants[:first]:
+            t = time.perf_counter()
+            head_loss(model, v, b).backward()
+            opt.step()
+            opt.zero_grad()
+            if step >= 1:  # each variant's first step allocates
+                times[v].append(time.perf_counter() - t)
+    best = {v: float(np.median(ts)) for v, ts in times.items()}
+    log(f"head {architecture}: " + ", ".join(f"{v} {s:.2f} s/step" for v, s in best.items()))
     return best
 
 
