@@ -274,7 +274,8 @@ def print_table(rows: list[tuple], a: argparse.Namespace, argv: list[str] | None
         table.append(f"| {what} | {ours} | {base} | {ratio_s} | {target_s} |")
     table.append("")
     table.append(f"- command: `python bench/train_cpu.py {shlex.join(sys.argv[1:] if argv is None else argv)}`; "
-                 f"{os.cpu_count()} CPU cores, torch {torch.__version__}; fastest of {a.repeats} alternating runs")
+                 f"{os.cpu_count()} CPU cores, torch {torch.__version__}; whole runs: the fastest of {a.repeats} alternating; "
+                 "head rows (s/step at ...): the median step, the variants interleaved step by step on one model")
     text_out = "\n".join(table)
     print(text_out)
     (out / "train_cpu.md").write_text(text_out + "\n")
