@@ -213,7 +213,8 @@ class Throughput(TrainerCallback):
         self.trainer, self.peak_tflops = trainer, peak_tflops  # --peak_tflops
         self.flops: FlopsModel | None = None
         self.peak: float | None = None
-        self.sums: StreamSums | None = None
+        self.sums: StreamSums | None = None  # set when training begins: until then (evaluate() alone) no-ops
+        self.paused, self.logged_step, self.mark = 0.0, 0, time.perf_counter()
 
     def sample_at(self, step: int) -> int:
         """The stream position after optimizer step ``step``: every sample before it trained (train/run.py)."""
@@ -280,8 +281,10 @@ class Throughput(TrainerCallback):
 
     def add_to(self, logs: dict[str, float], state: TrainerState) -> None:
         """The speed keys, into a training log (one with ``loss``), over the interval since the last."""
+        if "loss" not in logs or self.sums is None:  # not a training log, or no training yet (evaluate() alone)
+            return
         steps = state.global_step - self.logged_step
-        if "loss" not in logs or self.sums is None or steps <= 0:
+        if steps <= 0:
             return
         now = time.perf_counter()
         seconds = now - self.last_log - self.paused
