@@ -50,7 +50,8 @@ class ModelArguments:
     """The model: a shipped config, a config of one's own, or a checkpoint to start from."""
 
     architecture: str = field(
-        default="roberta-base", metadata={"help": f"Shipped model config: {', '.join(ARCHITECTURES)}."}
+        default="roberta-base", metadata={"help": f"Shipped model config: {', '.join(ARCHITECTURES)} "
+                                          "(docs/models.md). Vocabulary and special ids come from the tokenizer."}
     )
     config_name: str | None = field(default=None, metadata={"help": "A config.json of one's own (overrides --architecture)."})
     model_name_or_path: str | None = field(
