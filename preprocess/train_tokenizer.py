@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -122,7 +123,7 @@ def check_args(args: argparse.Namespace) -> None:
         raise UserError(f"--vocab_size is required for --type {args.type}")
     if args.vocab_multiple < 1:
         raise UserError(f"--vocab_multiple {args.vocab_multiple}: must be at least 1 (1: as given)")
-    if not args.sample_bytes > 0:
+    if not 0 < args.sample_bytes < math.inf:
         raise UserError(f"--sample_bytes {args.sample_bytes:g}: must be a positive number of GB")
     if args.num_workers < 1:
         raise UserError(f"--num_workers {args.num_workers}: must be at least 1")

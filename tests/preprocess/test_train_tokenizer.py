@@ -85,6 +85,7 @@ def test_byte_level_bpe_round_trips_thai_and_english_and_loads_with_autotokenize
 @pytest.mark.parametrize("more, says", [
     (["--mixture", "books=1,nope=1"], "no corpus 'nope'"),
     (["--vocab_size", "0"], "too small"),
+    (["--sample_bytes", "inf"], "--sample_bytes inf: must be a positive number"),
 ])
 def test_refusals_come_before_any_reading(capsys, tmp_path, corpora, more, says):
     rc, _, err = _train(capsys, corpora, tmp_path / "tok", "bpe", *more)
