@@ -103,6 +103,10 @@ def corpora_of(args: argparse.Namespace) -> dict[str, str]:
     """``{name: dirs}``: the named corpora, or the one unnamed corpus as ``corpus``."""
     value = ",".join(args.train_dir)
     named = parse_named(value, "--train_dir")
+    if args.mixture and args.mixture_alpha is not None:  # as mlm-train (train/flags.py): the same flags, the same refusals
+        raise UserError("--mixture and --mixture_alpha both given: weights or a smoothing, not both")
+    if args.mixture_alpha is not None and not 0.0 <= args.mixture_alpha <= 1.0:
+        raise UserError(f"--mixture_alpha {args.mixture_alpha:g}: must be between 0 and 1 (XLM: 0.5)")
     if named is None and (args.mixture or args.mixture_alpha is not None):
         raise UserError("--mixture/--mixture_alpha weigh named corpora: give --train_dir as NAME=DIR entries")
     if named is not None and args.mixture:

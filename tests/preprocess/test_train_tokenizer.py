@@ -86,11 +86,21 @@ def test_byte_level_bpe_round_trips_thai_and_english_and_loads_with_autotokenize
     (["--mixture", "books=1,nope=1"], "no corpus 'nope'"),
     (["--vocab_size", "0"], "too small"),
     (["--sample_bytes", "inf"], "--sample_bytes inf: must be a positive number"),
+    (["--mixture_alpha", "0.5"], "--mixture and --mixture_alpha both given"),
 ])
 def test_refusals_come_before_any_reading(capsys, tmp_path, corpora, more, says):
     rc, _, err = _train(capsys, corpora, tmp_path / "tok", "bpe", *more)
     assert rc == 2 and says in err and len([x for x in err.splitlines() if x.startswith("error:")]) == 1, err
     assert "sample: reading" not in err
+
+
+@pytest.mark.parametrize("alpha", ["-1", "1.5", "nan"])
+def test_a_mixture_alpha_outside_0_to_1_is_refused_as_mlm_train_refuses_it(capsys, tmp_path, corpora, alpha):
+    spec = ",".join(f"{n}={d}" for n, d in corpora.items())
+    rc = train_tokenizer(["--type", "bpe", "--train_dir", spec, "--ext", "txt,jsonl.zst,parquet", "--recursive",
+                          "--output_dir", str(tmp_path / "tok"), "--vocab_size", "500", "--mixture_alpha", alpha])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"--mixture_alpha {alpha}: must be between 0 and 1" in err and "sample: reading" not in err, err
 
 
 def test_a_non_empty_output_dir_is_refused(capsys, tmp_path, corpora):
