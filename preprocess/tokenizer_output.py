@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from common.errors import UserError
 from common.format import writer_id
 
 PARTIAL = ".partial-"
@@ -70,7 +71,10 @@ def remove_leftovers(out: Path) -> list[tuple[Path, int]]:
 def writing(out: Path) -> Iterator[Path]:
     """A new partial dir for ``out``: renamed to ``out`` when the block ends, deleted when it raises."""
     work = partial_dir(out)
-    work.mkdir(parents=True)
+    try:
+        work.mkdir(parents=True)
+    except OSError as e:  # the CLI checked the dir beforehand; what changed since, or a permission it could not see
+        raise UserError(f"--output_dir {out}: cannot create {work} ({e.strerror}); give a dir you can write") from None
     try:
         yield work
         if out.exists():

@@ -114,13 +114,28 @@ def corpora_of(args: argparse.Namespace) -> dict[str, str]:
     return named or {"corpus": value}
 
 
+def _check_output_dir(out: Path) -> None:
+    """``--output_dir`` is a new or empty dir, in a dir this process can write (the tokenizer is written
+    beside it, then renamed): refused before the sample is read, not after."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--output_dir {out} is a file, not a dir; give a new dir's path")
+    if out.exists() and any(out.iterdir()):
+        # Files of an earlier tokenizer (a tokenizer.json twin, say) would be loaded instead of the new one.
+        raise UserError(f"--output_dir {out} is not empty; give a new dir or delete it first")
+    base = out.absolute().parent
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        raise UserError(f"--output_dir {out}: {base} is a file, not a dir; give a path under a dir")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise UserError(f"--output_dir {out}: {base} cannot be written (read-only or no permission); "
+                        "give a dir you can write")
+
+
 def check_args(args: argparse.Namespace) -> None:
     """Every refusal that needs no reading, before any reading."""
     family = FAMILIES[args.type]
-    out = Path(args.output_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        # Files of an earlier tokenizer (a tokenizer.json twin, say) would be loaded instead of the new one.
-        raise UserError(f"--output_dir {out} is not empty; give a new dir or delete it first")
+    _check_output_dir(Path(args.output_dir))
     if args.vocab_size is not None and args.vocab_size < 16:
         raise UserError(f"--vocab_size {args.vocab_size}: too small for a vocabulary (at least 16)")
     if family.needs_vocab_size and args.vocab_size is None:

@@ -5,6 +5,7 @@ makes loads everywhere: AutoTokenizer, mlm-preprocess, mlm-train, a fill-mask pi
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -108,6 +109,24 @@ def test_a_non_empty_output_dir_is_refused(capsys, tmp_path, corpora):
     (tmp_path / "tok" / "tokenizer.json").write_text("{}")
     rc, _, err = _train(capsys, corpora, tmp_path / "tok", "bpe")
     assert rc == 2 and "is not empty" in err
+
+
+@pytest.mark.parametrize("where, says", [
+    ("afile", "afile is a file, not a dir"),
+    ("afile/tok", "afile is a file, not a dir; give a path under a dir"),
+    ("afile/deeper/tok", "afile is a file, not a dir; give a path under a dir"),
+])
+def test_an_output_dir_that_cannot_be_made_is_refused_before_reading(capsys, tmp_path, corpora, where, says):
+    (tmp_path / "afile").write_text("not a dir")
+    rc, _, err = _train(capsys, corpora, tmp_path / where, "bpe")
+    assert rc == 2 and says in err and "Traceback" not in err and "sample: reading" not in err, err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes in a read-only dir")
+def test_an_output_dir_in_a_read_only_dir_is_refused_before_reading(capsys, tmp_path, corpora):
+    (tmp_path / "ro").mkdir(mode=0o555)
+    rc, _, err = _train(capsys, corpora, tmp_path / "ro" / "tok", "bpe")
+    assert rc == 2 and "cannot be written" in err and "sample: reading" not in err, err
 
 
 def test_mlm_inspect_show_says_where_the_cache_s_tokenizer_came_from(capsys, tmp_path, corpora):
