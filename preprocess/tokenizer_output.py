@@ -77,8 +77,12 @@ def writing(out: Path) -> Iterator[Path]:
         raise UserError(f"--output_dir {out}: cannot create {work} ({e.strerror}); give a dir you can write") from None
     try:
         yield work
-        if out.exists():
-            out.rmdir()  # empty (the CLI refuses a non-empty one): a rename replaces only an empty dir
-        os.replace(work, out)
+        try:
+            os.replace(work, out)  # atomic; replaces an empty dir only (rename(2)), never another run's tokenizer
+        except OSError as e:
+            if not (out.is_dir() and any(out.iterdir())):
+                raise
+            raise UserError(f"--output_dir {out} was filled by another run while this one trained; this run's "
+                            "tokenizer was not kept: give another --output_dir, or delete it and rerun") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -253,6 +253,28 @@ def test_a_failed_training_leaves_no_output_dir_and_a_rerun_works(capsys, tmp_pa
     assert rc == 0, err
 
 
+def test_a_run_that_finds_its_output_dir_filled_by_another_keeps_the_other_s_files(capsys, tmp_path, corpora,
+                                                                                     monkeypatch):
+    """Two runs racing for one --output_dir: both pass the empty-dir check; the one that finishes second
+    says so in one line and leaves the first one's tokenizer as it is."""
+    from preprocess import tokenizer_families
+
+    bpe = tokenizer_families.FAMILIES["bpe"]
+
+    def other_run_finishes_first(lines, out, options):
+        (tmp_path / "tok").mkdir()
+        (tmp_path / "tok" / "tokenizer.json").write_text("the other run's")
+        bpe.train(lines, out, options)
+
+    monkeypatch.setitem(tokenizer_families.FAMILIES, "bpe", bpe.__class__(**{**vars(bpe),
+                                                                            "train": other_run_finishes_first}))
+    rc, _, err = _train(capsys, corpora, tmp_path / "tok", "bpe", "--sample_bytes", "0.0001")
+    assert rc == 2 and "was filled by another run while this one trained" in err and "Traceback" not in err, err
+    assert [p.name for p in (tmp_path / "tok").iterdir()] == ["tokenizer.json"]
+    assert (tmp_path / "tok" / "tokenizer.json").read_text() == "the other run's"
+    assert not list(tmp_path.glob(".tok.partial-*"))
+
+
 def test_a_killed_run_s_partial_dir_is_removed_by_the_next_run_and_a_live_one_kept(capsys, tmp_path, corpora):
     """SIGKILL mid-training leaves ``.tok.partial-<host>.<pid>``: the next run for ``--output_dir tok``
     deletes it (its process is gone) and says so in one line; a live process's and another host's stay."""
