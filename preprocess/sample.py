@@ -131,12 +131,7 @@ def draw(corpus: CorpusFiles, target: int, seed: int, column: str, num_workers: 
             break
         low, threshold = threshold, min(1.0, threshold * 2)
     found.sort()
-    lines, size = [], 0
-    for *_, s in found:
-        if size >= target:
-            break
-        lines.append(s)
-        size += len(s.encode("utf-8", errors="surrogatepass"))
+    lines, size = _first_bytes([s for *_, s in found], target)
     return Drawn(lines, size, read_bytes, everything=threshold >= 1.0 and len(lines) == len(found),
                  shards=[(corpus.shards[i][0], scan.size, scan.digest) for i, scan in enumerate(scans)])
 
@@ -172,10 +167,40 @@ def sample_digest(lines: list[str]) -> str:
 
 def targets(sizes: dict[str, int], shares: dict[str, float], sample_bytes: int) -> dict[str, int]:
     """Each corpus's bytes of the sample: its share of ``sample_bytes``; when the corpora are smaller than the
-    sample (as stored), each may give up to all of it: then every corpus is read whole."""
+    sample (as stored), each may give up to all of it: then every corpus is read whole. A corpus of share 0
+    gives nothing (never read)."""
     if sum(sizes.values()) <= sample_bytes:
-        return {n: sample_bytes for n in sizes}
+        return {n: sample_bytes if shares[n] > 0 else 0 for n in sizes}
     return {n: int(round(sample_bytes * shares[n])) for n in sizes}
+
+
+def _first_bytes(lines: list[str], budget: float) -> tuple[list[str], int]:
+    """The first of ``lines`` (key order: the bottom of the sample) up to ``budget`` UTF-8 bytes, as ``draw``
+    takes them: the line that reaches the budget is the last."""
+    kept, size = [], 0
+    for s in lines:
+        if size >= budget:
+            break
+        kept.append(s)
+        size += len(s.encode("utf-8", errors="surrogatepass"))
+    return kept, size
+
+
+def balance(drawn: dict[str, Drawn], shares: dict[str, float]) -> list[str]:
+    """Cut each corpus's lines so the text drawn is in ``shares`` (in place), when a corpus gave less than
+    its share (it holds less text, or the whole corpus was read): the largest sample in the shares asked,
+    not a bigger one in other shares. Returns the corpora that held less than their share, when others
+    were cut for them."""
+    weighed = {n: w for n, w in shares.items() if w > 0 and n in drawn}
+    if not weighed:
+        return []
+    total = min(drawn[n].text_bytes / w for n, w in weighed.items())  # the largest sample in these shares
+    over = [n for n, w in weighed.items() if drawn[n].text_bytes > total * w * 1.001]  # more than rounding
+    for n in over:
+        d = drawn[n]
+        d.lines, d.text_bytes = _first_bytes(d.lines, total * weighed[n])
+        d.everything = False
+    return [n for n in weighed if n not in over] if over else []
 
 
 def reading_bar(total: int, desc: str) -> tqdm:

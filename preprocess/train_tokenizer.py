@@ -37,7 +37,7 @@ from preprocess.config import available_cores
 from preprocess.formats import formats_of
 from preprocess.inputs import list_shards
 from preprocess.progress import Ticker
-from preprocess.sample import CorpusFiles, Drawn, draw, held_out, reading_bar, sample_digest, targets
+from preprocess.sample import CorpusFiles, Drawn, balance, draw, held_out, reading_bar, sample_digest, targets
 from preprocess.tokenizer_families import FAMILIES, SPM_THREADS, FamilyOptions, round_vocab
 from preprocess.tokenizer_output import remove_leftovers, writing
 from preprocess.workers import WorkerDied
@@ -163,10 +163,16 @@ def draw_sample(args: argparse.Namespace, corpora: dict[str, str]) -> tuple[dict
     shares = weights(list(corpora), sizes, args.mixture, args.mixture_alpha, unit="text")
     goal = targets(sizes, shares, int(args.sample_bytes * GB))
     drawn = {}
-    with reading_bar(sum(sizes.values()), "sample: reading") as bar:
+    with reading_bar(sum(sizes[n] for n in sizes if goal[n] > 0), "sample: reading") as bar:
         for n, f in files.items():
             if goal[n] > 0:
                 drawn[n] = draw(f, goal[n], args.seed, args.text_column, args.num_workers, bar.update)
+    if args.mixture or args.mixture_alpha is not None:  # by size (neither flag), whatever each gives is its share
+        short = balance(drawn, shares)
+        if short:
+            print(f"note: {', '.join(short)} gave less text than {'its' if len(short) == 1 else 'their'} share of "
+                  f"--sample_bytes; the other corpora are cut to keep the shares asked (add text there, or "
+                  "change --mixture, for a bigger sample)", file=sys.stderr)
     return drawn, shares
 
 

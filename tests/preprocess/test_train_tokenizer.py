@@ -59,6 +59,24 @@ def test_the_sample_is_drawn_in_the_shares_asked_and_recorded(capsys, tmp_path, 
     assert (tmp_path / "tok" / "tokenizer_report.json").is_file()
 
 
+@pytest.mark.parametrize("mixture, asked", [("books=1,web=0", {"books": 1.0}), ("books=1,web=1", {"books": 0.5, "web": 0.5}),
+                                            ("books=1", {"books": 1.0})])
+def test_the_shares_asked_hold_when_the_corpora_are_smaller_than_the_sample(capsys, tmp_path, corpora, mixture, asked):
+    """The default 1 GB sample reads these corpora whole: the mixture still decides what is trained on (a
+    corpus of weight 0 not at all), the corpus short of its share setting the sample's size."""
+    spec = f"books={corpora['books']},web={corpora['web']}"
+    rc = train_tokenizer(["--type", "bpe", "--train_dir", spec, "--ext", "txt,parquet", "--recursive", "--output_dir",
+                          str(tmp_path / "tok"), "--num_workers", "1", "--vocab_size", "500", "--mixture", mixture])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    record = json.loads((tmp_path / "tok" / "training.json").read_text())
+    assert set(record["corpora"]) == set(asked)
+    total = record["sample"]["text_bytes"]
+    for name, w in asked.items():
+        assert abs(record["corpora"][name]["text_bytes"] / total - w) < 0.02, (name, record["corpora"])
+    assert ("gave less text than its share" in err) == (len(asked) == 2), err
+
+
 def test_one_or_two_workers_give_the_same_sample_and_bpe_the_same_files(capsys, tmp_path, corpora):
     outs = []
     for workers in ("1", "2"):
