@@ -23,7 +23,7 @@ encode), and it is the same for the same corpus and seed whatever
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import xxhash
@@ -71,14 +71,17 @@ class Drawn:
     read_bytes: int
     everything: bool  # the whole corpus was read and kept: it is smaller than its target
     shards: list[tuple[str, int, str]]  # (name, bytes, content digest) of every shard, as preprocess records them
+    # What reading found, per shard read: (bytes read, invalid UTF-8 sequences replaced, records without text)
+    faults: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
 
 def _skippable(task: Task) -> bool:
     return task.fmt.kind == "parquet" or not task.fmt.codec
 
 
-def _read(job: tuple[Task, str, str, float]) -> tuple[list[tuple[float, int, str]], int]:
-    """(key, line number, line) of a task's lines under the threshold, and the bytes read: a skippable task
+def _read(job: tuple[Task, str, str, float]) -> tuple[list[tuple[float, int, str]], tuple[int, int, int]]:
+    """(key, line number, line) of a task's lines under the threshold, and (the bytes read, the invalid
+    UTF-8 sequences replaced, the records without text) as preprocess counts them: a skippable task
     is read whole (its lines share its key); a compressed stream keeps each line by its own key as it is
     decompressed, batch by batch, so a worker holds the lines kept, never the whole file's."""
     task, corpus, name, threshold = job
@@ -86,10 +89,11 @@ def _read(job: tuple[Task, str, str, float]) -> tuple[list[tuple[float, int, str
     whole = _skippable(task)
     k_task = _key(seed, corpus, name, task.start)
     out: list[tuple[float, int, str]] = []
-    seen = 0  # lines of the task so far: a stream line's number, part of its key
+    seen = invalid = bad = 0  # seen: lines of the task so far, a stream line's number, part of its key
 
     def emit(batch: Batch) -> None:
-        nonlocal seen
+        nonlocal seen, invalid, bad
+        invalid, bad = invalid + batch.invalid, bad + batch.bad
         for s in batch.lines:
             k = k_task if whole else _key(seed, corpus, name, task.start, seen)
             if whole or k < threshold:
@@ -99,7 +103,7 @@ def _read(job: tuple[Task, str, str, float]) -> tuple[list[tuple[float, int, str
     read = read_task(task, None, emit)
     if read.changed:
         raise UserError(f"{task.path} changed while it was read (rewritten or cut); rerun once it is complete")
-    return out, read.nbytes
+    return out, (read.nbytes, invalid, bad)
 
 
 def draw(corpus: CorpusFiles, target: int, seed: int, column: str, num_workers: int,
@@ -114,6 +118,7 @@ def draw(corpus: CorpusFiles, target: int, seed: int, column: str, num_workers: 
     stored = max(sum(s.size for s in scans), 1)
     threshold, low = min(1.0, 1.1 * target / stored), 0.0
     found: list[tuple[float, int, int, str]] = []  # (key, task number, line number, line)
+    faults: dict[int, tuple[int, int, int]] = {}  # task number -> what _read counted (a stream's: last round)
     read_bytes = 0
     _STATE["seed"] = seed
     while True:
@@ -121,7 +126,9 @@ def draw(corpus: CorpusFiles, target: int, seed: int, column: str, num_workers: 
                 if (not _skippable(t)) or low <= _key(seed, corpus.name, name, t.start) < threshold]
         results = _map(_read, [j for _, j in jobs], num_workers)
         found = [f for f in found if _skippable(tasks[f[1]][0])]  # a stream is read again each round, whole
-        for (n, _), (lines, nbytes) in zip(jobs, results):
+        for (n, _), (lines, counts) in zip(jobs, results):
+            nbytes = counts[0]
+            faults[n] = counts
             read_bytes += nbytes
             if progress is not None:
                 progress(nbytes)
@@ -133,7 +140,17 @@ def draw(corpus: CorpusFiles, target: int, seed: int, column: str, num_workers: 
     found.sort()
     lines, size = _first_bytes([s for *_, s in found], target)
     return Drawn(lines, size, read_bytes, everything=threshold >= 1.0 and len(lines) == len(found),
-                 shards=[(corpus.shards[i][0], scan.size, scan.digest) for i, scan in enumerate(scans)])
+                 shards=[(corpus.shards[i][0], scan.size, scan.digest) for i, scan in enumerate(scans)],
+                 faults=_by_shard(faults, tasks))
+
+
+def _by_shard(faults: dict[int, tuple[int, int, int]], tasks: list[tuple[Task, str]]) -> dict[str, tuple[int, int, int]]:
+    """``faults`` of each task summed per shard name."""
+    out: dict[str, tuple[int, int, int]] = {}
+    for n, counts in sorted(faults.items()):
+        name = tasks[n][1]
+        out[name] = tuple(a + b for a, b in zip(out.get(name, (0, 0, 0)), counts))
+    return out
 
 
 def held_out(lines: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:

@@ -33,6 +33,7 @@ from common.errors import UserError
 from common.json_files import write_json_atomic
 from common.mixture import parse_mixture, weights
 from common.tokenizer import TRAINING_FILE, TokenizerError, load_tokenizer
+from preprocess.commit import ENCODING_SHARE, guess_encoding
 from preprocess.config import available_cores
 from preprocess.formats import formats_of
 from preprocess.inputs import list_shards
@@ -167,6 +168,7 @@ def draw_sample(args: argparse.Namespace, corpora: dict[str, str]) -> tuple[dict
         for n, f in files.items():
             if goal[n] > 0:
                 drawn[n] = draw(f, goal[n], args.seed, args.text_column, args.num_workers, bar.update)
+    check_text(files, drawn)
     if args.mixture or args.mixture_alpha is not None:  # by size (neither flag), whatever each gives is its share
         short = balance(drawn, shares)
         if short:
@@ -174,6 +176,29 @@ def draw_sample(args: argparse.Namespace, corpora: dict[str, str]) -> tuple[dict
                   f"--sample_bytes; the other corpora are cut to keep the shares asked (add text there, or "
                   "change --mixture, for a bigger sample)", file=sys.stderr)
     return drawn, shares
+
+
+def check_text(files: dict[str, CorpusFiles], drawn: dict[str, Drawn]) -> None:
+    """Refuse shards that are mostly not UTF-8 (random bytes or a legacy encoding, TIS-620 Thai, under a
+    .txt name), where mlm-preprocess warns: the tokenizer would learn U+FFFD and shreds of bytes as its
+    vocabulary, and looks no different for it. Records without text (bad JSON Lines lines) are skipped and
+    counted, as mlm-preprocess does."""
+    found, bad = [], 0
+    for n, d in drawn.items():
+        where = {name: (path, fmt) for name, path, fmt in files[n].shards}
+        for name, (nbytes, invalid, skipped) in d.faults.items():
+            bad += skipped
+            if invalid > ENCODING_SHARE * max(nbytes, 1):
+                enc = guess_encoding(*where[name])
+                fix = f"guessing from its bytes, {enc}: iconv -f {enc} -t UTF-8" if enc else "convert it to UTF-8"
+                found.append(f"{where[name][0]}: {invalid:,} invalid UTF-8 sequences in {nbytes:,} bytes read ({fix})")
+    if found:
+        more = f" (and {len(found) - 3} more)" if len(found) > 3 else ""
+        raise UserError(f"--train_dir: text that is not UTF-8: {'; '.join(found[:3])}{more}; convert or move "
+                        "such shards out; no tokenizer was written")
+    if bad:
+        print(f"note: {bad:,} records without text skipped (no --text_column string in them), as mlm-preprocess "
+              "skips them", file=sys.stderr)
 
 
 def check_sample(args: argparse.Namespace, training: list[str], vocab: int | None) -> None:

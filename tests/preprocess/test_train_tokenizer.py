@@ -147,6 +147,25 @@ def test_an_output_dir_in_a_read_only_dir_is_refused_before_reading(capsys, tmp_
     assert rc == 2 and "cannot be written" in err and "sample: reading" not in err, err
 
 
+def test_a_txt_shard_that_is_not_utf8_is_refused_and_bad_records_are_counted(capsys, tmp_path):
+    """Thai in TIS-620 named .txt decodes to U+FFFD: the tokenizer would learn it, and look valid."""
+    lines = make_lines(2000, seed=5, max_words=20)
+    (tmp_path / "legacy").mkdir()
+    (tmp_path / "legacy" / "th.txt").write_bytes("\n".join(f"ภาษาไทย {s}" for s in lines).encode("cp874"))
+    write_docs(tmp_path / "ok" / "a.txt", lines, "txt")
+    rc = train_tokenizer(["--type", "bpe", "--train_dir", f"{tmp_path / 'ok'},{tmp_path / 'legacy'}", "--output_dir",
+                          str(tmp_path / "tok"), "--num_workers", "1", "--vocab_size", "300"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "th.txt: " in err and "not UTF-8" in err and "iconv -f TIS-620" in err, err
+    assert "a.txt" not in err and not (tmp_path / "tok").exists()
+    (tmp_path / "j").mkdir()
+    (tmp_path / "j" / "a.jsonl").write_text("\n".join([*(json.dumps({"text": s}) for s in lines), "{cut", '{"x": 1}']))
+    rc = train_tokenizer(["--type", "bpe", "--train_dir", str(tmp_path / "j"), "--ext", "jsonl", "--output_dir",
+                          str(tmp_path / "tok"), "--num_workers", "1", "--vocab_size", "300"])
+    err = capsys.readouterr().err
+    assert rc == 0 and "note: 2 records without text skipped" in err, err
+
+
 def test_mlm_inspect_show_says_where_the_cache_s_tokenizer_came_from(capsys, tmp_path, corpora):
     from preprocess.__main__ import main as preprocess_main
     from preprocess.inspect_cache import main as inspect_main
