@@ -94,8 +94,10 @@ def byte_ids(tok: Any) -> np.ndarray:
     return out
 
 
-def _share(part: int, whole: int, scale: float = 1.0) -> float:
-    return scale * part / whole if whole else 0.0
+def _share(part: int, whole: int, scale: float = 1.0) -> float | None:
+    """``part / whole`` scaled; None (JSON null, "-" in the table) when there is nothing to measure: a
+    corpus too small to hold out a line has no figures, not figures of 0."""
+    return scale * part / whole if whole else None
 
 
 def encoder_for(tokenizer: Any, sample: list[str]) -> Encoder:
@@ -155,9 +157,9 @@ def table(rep: dict[str, Any]) -> str:
     for corpus, by_tokenizer in rep["corpora"].items():
         for label in rep["tokenizers"]:
             m = by_tokenizer[label]
-            values = [corpus, label, m["tokens_per_unit"], m["unit"], 100 * m["unk_rate"],
-                      100 * m["byte_fallback_share"], m["lines"], m["tokens"]]
-            rows.append([fmt.format(v) if fmt else str(v) for (_, fmt), v in zip(_COLUMNS, values)])
+            pct = [None if m[k] is None else 100 * m[k] for k in ("unk_rate", "byte_fallback_share")]
+            values = [corpus, label, m["tokens_per_unit"], m["unit"], *pct, m["lines"], m["tokens"]]
+            rows.append(["-" if v is None else fmt.format(v) if fmt else str(v) for (_, fmt), v in zip(_COLUMNS, values)])
     widths = [max(len(r[k]) for r in rows) for k in range(len(_COLUMNS))]
     lines = []
     for r in rows:

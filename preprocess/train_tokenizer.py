@@ -275,6 +275,9 @@ def train(args: argparse.Namespace) -> str:
         keep, test = held_out(d.lines, HELD_OUT, args.seed)
         training += keep
         held[n] = test
+        if not test:
+            print(f"note: {n}: none of its {len(d.lines):,} sampled lines fell in the held-out {HELD_OUT:.0%}; "
+                  "its report row has no figures (add text to measure it)", file=sys.stderr)
     digest = sample_digest([s for d in drawn.values() for s in d.lines])
     family = FAMILIES[args.type]
     vocab_size = round_vocab(args.vocab_size, args.vocab_multiple) if args.vocab_size else None

@@ -166,6 +166,20 @@ def test_a_txt_shard_that_is_not_utf8_is_refused_and_bad_records_are_counted(cap
     assert rc == 0 and "note: 2 records without text skipped" in err, err
 
 
+def test_a_corpus_too_small_to_hold_out_a_line_reports_no_figures_not_zeros(capsys, tmp_path):
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / "a.txt").write_text("ฉันชอบกินข้าว ตอนเช้า\n")
+    rc = train_tokenizer(["--type", "newmm", "--train_dir", str(tmp_path / "one"), "--output_dir", str(tmp_path / "tok"),
+                          "--num_workers", "1"])
+    got = capsys.readouterr()
+    assert rc == 0, got.err
+    assert "note: corpus: none of its 1 sampled lines fell in the held-out 2%" in got.err
+    m = json.loads((tmp_path / "tok" / "tokenizer_report.json").read_text())["corpora"]["corpus"]["trained"]
+    assert m["lines"] == 0 and m["tokens_per_unit"] is None and m["unk_rate"] is None
+    row = next(x for x in got.out.splitlines() if x.startswith("corpus  trained"))
+    assert row.split()[2:6] == ["-", "word", "-", "-"], row
+
+
 def test_mlm_inspect_show_says_where_the_cache_s_tokenizer_came_from(capsys, tmp_path, corpora):
     from preprocess.__main__ import main as preprocess_main
     from preprocess.inspect_cache import main as inspect_main
