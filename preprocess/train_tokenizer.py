@@ -45,6 +45,7 @@ from preprocess.workers import WorkerDied
 
 GB = 10**9
 BYTES_PER_ID = 64  # at least this much text a vocabulary entry, or the trainer stops short of the size asked
+MIN_VOCAB = 16  # ids: the special tokens and a few more
 HELD_OUT = 0.02  # of the sample's lines, for the report: the tokenizer never trains on them
 REPORT_FILE = "tokenizer_report.json"
 
@@ -137,8 +138,8 @@ def check_args(args: argparse.Namespace) -> None:
     """Every refusal that needs no reading, before any reading."""
     family = FAMILIES[args.type]
     _check_output_dir(Path(args.output_dir))
-    if args.vocab_size is not None and args.vocab_size < 16:
-        raise UserError(f"--vocab_size {args.vocab_size}: too small for a vocabulary (at least 16)")
+    if args.vocab_size is not None and args.vocab_size < MIN_VOCAB:
+        raise UserError(f"--vocab_size {args.vocab_size}: too small for a vocabulary (at least {MIN_VOCAB})")
     if family.needs_vocab_size and args.vocab_size is None:
         raise UserError(f"--vocab_size is required for --type {args.type}")
     if args.vocab_multiple < 1:
@@ -209,9 +210,11 @@ def check_sample(args: argparse.Namespace, training: list[str], vocab: int | Non
         return
     size = sum(len(s.encode("utf-8", errors="surrogatepass")) for s in training)
     if size < vocab * BYTES_PER_ID:
+        most = size // BYTES_PER_ID
+        fix = f"lower --vocab_size to at most {most:,}, or add text" if most >= MIN_VOCAB else (
+            f"add text: the smallest vocabulary, {MIN_VOCAB} ids, needs {MIN_VOCAB * BYTES_PER_ID:,} bytes")
         raise UserError(f"the corpus gives {size:,} bytes of text, too little for a vocabulary of {vocab:,} ids "
-                        f"(at least {BYTES_PER_ID} bytes an id): lower --vocab_size to at most "
-                        f"{size // BYTES_PER_ID:,}, or add text")
+                        f"(at least {BYTES_PER_ID} bytes an id): {fix}")
     if args.type in ("spm", "unigram") and args.character_coverage >= 1.0:
         chars = len(set().union(*map(set, training)))
         specials = 6 if args.type == "spm" else 5  # spm's <_>

@@ -287,6 +287,16 @@ def test_a_sample_the_vocabulary_cannot_come_from_is_one_line(capsys, tmp_path, 
     assert rc == 2 and says in err and len([x for x in err.splitlines() if x.startswith("error:")]) == 1, err
 
 
+def test_a_corpus_too_small_for_any_vocabulary_says_to_add_text_not_to_lower_the_size(capsys, tmp_path):
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / "a.txt").write_text("just one line of text here\n")
+    rc = train_tokenizer(["--type", "bpe", "--train_dir", str(tmp_path / "one"), "--output_dir", str(tmp_path / "tok"),
+                          "--num_workers", "1", "--vocab_size", "300"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "gives 26 bytes of text" in err and "add text: the smallest vocabulary, 16 ids" in err, err
+    assert "at most 0" not in err
+
+
 def test_a_failed_training_leaves_no_output_dir_and_a_rerun_works(capsys, tmp_path, corpora, monkeypatch):
     from preprocess import tokenizer_families
 
