@@ -79,7 +79,7 @@ def writing(out: Path) -> Iterator[Path]:
         yield work
         try:
             os.replace(work, out)  # atomic; replaces an empty dir only (rename(2)), never another run's tokenizer
-        except OSError as e:
+        except OSError:
             if not (out.is_dir() and any(out.iterdir())):
                 raise
             raise UserError(f"--output_dir {out} was filled by another run while this one trained; this run's "
