@@ -156,7 +156,7 @@ def test_a_txt_shard_that_is_not_utf8_is_refused_and_bad_records_are_counted(cap
     rc = train_tokenizer(["--type", "bpe", "--train_dir", f"{tmp_path / 'ok'},{tmp_path / 'legacy'}", "--output_dir",
                           str(tmp_path / "tok"), "--num_workers", "1", "--vocab_size", "300"])
     err = capsys.readouterr().err
-    assert rc == 2 and "th.txt: " in err and "not UTF-8" in err and "iconv -f TIS-620" in err, err
+    assert rc == 2 and "th.txt: " in err and "not UTF-8" in err and "iconv" in err, err
     assert "a.txt" not in err and not (tmp_path / "tok").exists()
     (tmp_path / "j").mkdir()
     (tmp_path / "j" / "a.jsonl").write_text("\n".join([*(json.dumps({"text": s}) for s in lines), "{cut", '{"x": 1}']))
