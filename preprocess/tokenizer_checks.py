@@ -12,7 +12,7 @@ from pathlib import Path
 
 from common.errors import UserError
 from preprocess.sample import CorpusFiles, Drawn
-from preprocess.tokenizer_families import FAMILIES
+from preprocess.tokenizer_families import FAMILIES, FamilyOptions
 
 GB = 10**9
 BYTES_PER_ID = 64  # at least this much text a vocabulary entry, or the trainer stops short of the size asked
@@ -52,8 +52,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise UserError(f"--vocab_multiple {args.vocab_multiple}: must be at least 1 (1: as given)")
     if not 0 < args.sample_bytes < math.inf:
         raise UserError(f"--sample_bytes {args.sample_bytes:g}: must be a positive number of GB")
-    if args.num_workers < 1:
-        raise UserError(f"--num_workers {args.num_workers}: must be at least 1")
+    FamilyOptions(args.vocab_size, args.num_workers, args.model_type, args.character_coverage,  # its own checks
+                  args.add_space_token, args.min_frequency)
     if args.vocab_size and args.sample_bytes * GB < args.vocab_size * BYTES_PER_ID:
         raise UserError(f"--sample_bytes {args.sample_bytes:g} GB is too small for --vocab_size {args.vocab_size:,}: "
                         f"give at least {args.vocab_size * BYTES_PER_ID / GB:g} GB ({BYTES_PER_ID} bytes of text an id)")

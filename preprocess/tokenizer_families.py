@@ -50,6 +50,9 @@ class FamilyOptions:
             raise UserError(f"--num_workers {self.num_workers}: must be at least 1")
         if self.min_frequency < 1:
             raise UserError(f"--min_frequency {self.min_frequency}: must be at least 1")
+        if not 0.98 <= self.character_coverage <= 1.0:  # SentencePiece's trainer_interface.cc checks the same
+            raise UserError(f"--character_coverage {self.character_coverage:g}: SentencePiece takes 0.98 to 1 "
+                            "(default 0.9995; 1: every character)")
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,10 @@ def test_byte_level_bpe_round_trips_thai_and_english_and_loads_with_autotokenize
     (["--vocab_size", "0"], "too small"),
     (["--sample_bytes", "inf"], "--sample_bytes inf: must be a positive number"),
     (["--mixture_alpha", "0.5"], "--mixture and --mixture_alpha both given"),
+    (["--min_frequency", "0"], "--min_frequency 0: must be at least 1"),
+    (["--character_coverage", "0.5"], "--character_coverage 0.5: SentencePiece takes 0.98 to 1"),
+    (["--character_coverage", "1.5"], "--character_coverage 1.5: SentencePiece takes 0.98 to 1"),
+    (["--num_workers", "0"], "--num_workers 0: must be at least 1"),
 ])
 def test_refusals_come_before_any_reading(capsys, tmp_path, corpora, more, says):
     rc, _, err = _train(capsys, corpora, tmp_path / "tok", "bpe", *more)
