@@ -261,11 +261,14 @@ def _word_level(kind: str) -> Callable[[list[str], Path, FamilyOptions], None]:
     def train(lines: list[str], out: Path, options: FamilyOptions) -> None:
         """Specials first (``WORD_SPECIALS``), then words by falling count, ties by word (build_word_vocab)."""
         from common.tokenizer import TOKENIZER_TYPES
-        from common.tokenizer_types import build_word_vocab
+        from common.tokenizer_types import WORD_SPECIALS, build_word_vocab
         from preprocess.word_counts import count_words
 
-        vocab = build_word_vocab(count_words(kind, lines, options.num_workers), options.vocab_size,
-                                 options.min_frequency)
+        counts = count_words(kind, lines, options.num_workers)
+        vocab = build_word_vocab(counts, options.vocab_size, options.min_frequency)
+        if len(vocab) == len(WORD_SPECIALS):  # every word would be <unk>: a tokenizer that looks made, and is not
+            raise UserError(f"--min_frequency {options.min_frequency} leaves no word: the sample's most frequent "
+                            f"is seen {max(counts.values(), default=0):,} times; lower --min_frequency, or add text")
         vocab_file = out / "vocab.json"
         vocab_file.write_text(json.dumps(vocab, ensure_ascii=False, indent=0), encoding="utf-8")
         TOKENIZER_TYPES[kind].tokenizer_class()(vocab_file=str(vocab_file)).save_pretrained(out)

@@ -301,6 +301,15 @@ def test_a_corpus_too_small_for_any_vocabulary_says_to_add_text_not_to_lower_the
     assert "at most 0" not in err
 
 
+def test_a_word_level_vocabulary_of_no_word_is_refused(capsys, tmp_path, corpora):
+    rc = train_tokenizer(["--type", "syllable", "--train_dir", str(corpora["web"]), "--ext", "parquet", "--output_dir",
+                          str(tmp_path / "tok"), "--num_workers", "1", "--sample_bytes", "0.00002",
+                          "--min_frequency", "1000000"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--min_frequency 1000000 leaves no word" in err and "Traceback" not in err, err
+    assert not (tmp_path / "tok").exists()
+
+
 def test_a_failed_training_leaves_no_output_dir_and_a_rerun_works(capsys, tmp_path, corpora, monkeypatch):
     from preprocess import tokenizer_families
 
