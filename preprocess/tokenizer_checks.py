@@ -64,11 +64,12 @@ def check_text(files: dict[str, CorpusFiles], drawn: dict[str, Drawn]) -> None:
     .txt name), where mlm-preprocess warns: the tokenizer would learn U+FFFD and shreds of bytes as its
     vocabulary, and looks no different for it. Records without text (bad JSON Lines lines) are skipped and
     counted, as mlm-preprocess does."""
-    found, bad = [], 0
+    found, bad = [], {}
     for n, d in drawn.items():
         where = {name: path for name, path, _ in files[n].shards}
         for name, (nbytes, invalid, skipped) in d.faults.items():
-            bad += skipped
+            if skipped:
+                bad[where[name]] = skipped
             if invalid > ENCODING_SHARE * max(nbytes, 1):
                 found.append(f"{where[name]}: {invalid:,} invalid UTF-8 sequences in {nbytes:,} bytes read")
     if found:
@@ -77,8 +78,9 @@ def check_text(files: dict[str, CorpusFiles], drawn: dict[str, Drawn]) -> None:
                         "(TIS-620 Thai, CP1252) converts with iconv -f ENCODING -t UTF-8 (mlm-preprocess guesses "
                         "which); binary data goes out of the dir. No tokenizer was written")
     if bad:
-        print(f"note: {bad:,} records without text skipped (no --text_column string in them), as mlm-preprocess "
-              "skips them", file=sys.stderr)
+        named = ", ".join(f"{p} ({c:,})" for p, c in list(bad.items())[:3]) + (" ..." if len(bad) > 3 else "")
+        print(f"note: {sum(bad.values()):,} records without usable text skipped, as mlm-preprocess skips them "
+              f"(malformed JSON Lines, no --text_column string, a damaged stream): {named}", file=sys.stderr)
 
 
 def check_sample(args: argparse.Namespace, training: list[str], vocab: int | None) -> None:

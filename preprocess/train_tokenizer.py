@@ -192,13 +192,13 @@ def train(args: argparse.Namespace) -> str:
         keep, test = held_out(d.lines, HELD_OUT, args.seed)
         training += keep
         held[n] = test
-        if not test:
-            print(f"note: {n}: none of its {len(d.lines):,} sampled lines fell in the held-out {HELD_OUT:.0%}; "
-                  "its report row has no figures (add text to measure it)", file=sys.stderr)
     digest = sample_digest([s for d in drawn.values() for s in d.lines])
     family = FAMILIES[args.type]
     vocab_size = round_vocab(args.vocab_size, args.vocab_multiple) if args.vocab_size else None
     check_sample(args, training, vocab_size)
+    for n in (n for n, test in held.items() if not test):
+        print(f"note: {n}: none of its {len(drawn[n].lines):,} sampled lines fell in the held-out {HELD_OUT:.0%}; "
+              "its report row has no figures (add text to measure it)", file=sys.stderr)
     if vocab_size and vocab_size != args.vocab_size:
         print(f"note: --vocab_size {args.vocab_size} rounded up to {vocab_size}, a multiple of {args.vocab_multiple} "
               "(--vocab_multiple 1: as given)", file=sys.stderr)

@@ -167,7 +167,7 @@ def test_a_txt_shard_that_is_not_utf8_is_refused_and_bad_records_are_counted(cap
     rc = train_tokenizer(["--type", "bpe", "--train_dir", str(tmp_path / "j"), "--ext", "jsonl", "--output_dir",
                           str(tmp_path / "tok"), "--num_workers", "1", "--vocab_size", "300"])
     err = capsys.readouterr().err
-    assert rc == 0 and "note: 2 records without text skipped" in err, err
+    assert rc == 0 and "note: 2 records without usable text skipped" in err and "a.jsonl (2)" in err, err
 
 
 def test_a_corpus_too_small_to_hold_out_a_line_reports_no_figures_not_zeros(capsys, tmp_path):
