@@ -58,6 +58,12 @@ class ModelArguments:
         default=None, metadata={"help": "Local checkpoint to start from instead of random weights."}
     )
 
+    def __post_init__(self) -> None:
+        if self.config_name and self.model_name_or_path:  # from_pretrained would read the model's own config.json
+            raise UserError(f"--config_name {self.config_name} with --model_name_or_path {self.model_name_or_path}: "
+                            "a pretrained model keeps its own config.json; drop --config_name (or start a fresh "
+                            "model from the config without --model_name_or_path)")
+
 
 @dataclass
 class MlmArguments:

@@ -123,8 +123,9 @@ def fit_to_tokenizer(config: PretrainedConfig, vocab_size: int, ids: SpecialIds,
                          "or to an id of the tokenizer in the config")
 
 
-def check_positions(config: PretrainedConfig, max_seq_length: int) -> None:
-    """The position table (or the length a rotary model is built for) holds a block, by the family's rule."""
+def check_positions(config: PretrainedConfig, max_seq_length: int, pretrained: str | None = None) -> None:
+    """The position table (or the length a rotary model is built for) holds a block, by the family's rule.
+    ``pretrained``: the model dir a model is loaded from, whose config no flag changes."""
     layout = layout_of(config)
     first = layout.first_position(config)
     need = max_seq_length + first
@@ -132,15 +133,17 @@ def check_positions(config: PretrainedConfig, max_seq_length: int) -> None:
     if have < need:
         rule = f"max_seq_length {max_seq_length} + {first} ({layout.position_rule})" if first else \
             f"max_seq_length {max_seq_length} ({layout.position_rule})"
-        raise ModelError(f"max_position_embeddings {have} < {rule} = {need}; lower --max_seq_length or use "
-                         f"--config_name with max_position_embeddings >= {need}")
+        fix = (f"start from a model with max_position_embeddings >= {need}" if pretrained else
+               f"use --config_name with max_position_embeddings >= {need}")
+        where = f"{pretrained}: " if pretrained else ""
+        raise ModelError(f"{where}max_position_embeddings {have} < {rule} = {need}; lower --max_seq_length or {fix}")
 
 
 def build_model(architecture: str, config_name: str | None, model_name_or_path: str | None,
                 vocab_size: int, special_ids: SpecialIds, max_seq_length: int) -> PreTrainedModel:
     config = load_config(architecture, config_name, model_name_or_path)
     fit_to_tokenizer(config, vocab_size, special_ids, fresh=model_name_or_path is None)
-    check_positions(config, max_seq_length)
+    check_positions(config, max_seq_length, model_name_or_path)
     try:
         if model_name_or_path:
             model = AutoModelForMaskedLM.from_pretrained(model_name_or_path, config=config, local_files_only=True)

@@ -48,4 +48,17 @@ def test_stage_two_repacks_the_cache_checks_positions_and_names_stage_one(capsys
     assert _stage(bpe_dir, cache, 1024, tmp_path / "too_long", "--model_name_or_path", str(tmp_path / "stage2")) == 2
     err = capsys.readouterr().err
     assert "max_position_embeddings 514" in err and "--max_seq_length" in err
+    # a pretrained model keeps its config: the fix offered is another model, not --config_name (which it ignores)
+    assert "start from a model with max_position_embeddings >= 1026" in err and "--config_name" not in err
     assert not (tmp_path / "too_long" / "model.safetensors").exists()
+
+
+def test_a_config_of_one_s_own_is_refused_beside_a_pretrained_model(capsys, tmp_path, bpe_dir):
+    """from_pretrained reads the model's own config.json: a --config_name beside it would be dropped unsaid."""
+    config = tmp_path / "long.json"
+    config.write_text(json.dumps({"model_type": "roberta", "max_position_embeddings": 4098}))
+    assert _stage(bpe_dir, tmp_path / "cache", 64, tmp_path / "out", "--model_name_or_path", str(tmp_path / "stage1"),
+                  "--config_name", str(config)) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "Traceback" not in err
+    assert "--config_name" in err and "--model_name_or_path" in err and "drop --config_name" in err
