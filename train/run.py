@@ -257,6 +257,13 @@ def _start(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs:
         return _fit(cfg, margs, mlm, targs, run, loaded, data, start, callbacks, command)
 
 
+def model_label(margs: ModelArguments) -> str:
+    """Where the model came from, for the card: --architecture's default is not the model --model_name_or_path loads."""
+    if margs.model_name_or_path:
+        return f"started from {Path(margs.model_name_or_path).absolute()}"
+    return margs.config_name or margs.architecture
+
+
 def _fit(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: TrainingArguments, run: RunArguments,
          loaded: LoadedTokenizer, data: RunData, start: Any, callbacks: list[Any] | None,
          command: dict[str, Any] | None = None) -> tuple[dict[str, Any], Trainer]:
@@ -317,7 +324,7 @@ def _fit(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: T
     trainer.data_record = lambda checkpoint, step: provenance.write_record(checkpoint, recorded, history, manifests, step,
                                                                           batch, base)
     if trainer.is_world_process_zero():
-        trainer.card = ModelCard(facts_of(targs, margs.config_name or margs.architecture, command, run.language,
+        trainer.card = ModelCard(facts_of(targs, model_label(margs), command, run.language,
                                           run.license, batch, lambda step: base[1] + (step - base[0]) * batch))
         if not resume:
             trainer.card.start_over(Path(targs.output_dir))

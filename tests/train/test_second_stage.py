@@ -36,6 +36,10 @@ def test_stage_two_repacks_the_cache_checks_positions_and_names_stage_one(capsys
     assert first["provenance"]["data"][-1]["data"]["max_seq_length"] == 32
     assert record["data"][-1]["data"]["max_seq_length"] == 64
     assert "started_from" not in json.loads((tmp_path / "stage1" / "provenance.json").read_text())  # a fresh model
+    # the card names the model it started from, not --architecture's default (roberta-base)
+    card = (tmp_path / "stage2" / "README.md").read_text()
+    assert f"| architecture | started from {tmp_path / 'stage1'}: roberta (RobertaForMaskedLM) |" in card
+    assert "roberta-base" not in card
 
     # a third stage nests the second's record, which nests the first's: the chain reads back to stage 1
     assert _stage(bpe_dir, cache, 64, tmp_path / "stage3", "--model_name_or_path", str(tmp_path / "stage2")) == 0
