@@ -143,6 +143,31 @@ def command_line(record: dict[str, Any], resume: bool) -> str:
     return shlex.join([*program_words(record), *argv, *(["--resume_from_checkpoint", "latest"] if resume else [])])
 
 
+def recorded_output_dir(record: dict[str, Any]) -> str | None:
+    """The --output_dir the recorded command trained into (the last one given counts), absolute where it was."""
+    argv = [str(a) for a in record.get("absolute") or record.get("argv") or []]
+    found = None
+    for k, arg in enumerate(argv):
+        if _flag(arg) == "output_dir":
+            found = arg.split("=", 1)[1] if "=" in arg else argv[k + 1] if k + 1 < len(argv) else found
+    return found
+
+
+def moved_to(record: dict[str, Any], output_dir: Path) -> dict[str, Any]:
+    """The record with every --output_dir value made ``output_dir``: a run dir moved or copied since it was
+    written resumes where it is now, not in the dir it left (which may hold another run, or nothing)."""
+    def fix(argv: list[Any]) -> list[str]:
+        out = [str(a) for a in argv]
+        for k, arg in enumerate(out):
+            if _flag(arg) == "output_dir":
+                if "=" in arg:
+                    out[k] = f"{arg.split('=', 1)[0]}={output_dir}"
+                elif k + 1 < len(out):
+                    out[k + 1] = str(output_dir)
+        return out
+    return {**record, **{key: fix(record[key]) for key in ("argv", "absolute") if isinstance(record.get(key), list)}}
+
+
 def config_file(record: dict[str, Any]) -> str | None:
     """The JSON config file the recorded command was given instead of flags (absolute), or None."""
     argv = [str(a) for a in record.get("absolute") or record.get("argv") or []]

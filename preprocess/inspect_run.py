@@ -30,7 +30,9 @@ from common.run_dir import (
     data_changes,
     data_eras,
     latest_losses,
+    moved_to,
     read_record,
+    recorded_output_dir,
     short,
     step_of,
 )
@@ -105,12 +107,14 @@ def run_summary(output_dir: str | Path) -> dict[str, Any]:
         "last_step": max(steps, default=None), "target_steps": (state or {}).get("max_steps"),
         "checkpoints": entries, "data": eras, "data_changes": data_changes(eras), "losses": latest_losses(state),
         "card": str(home / CARD_FILE) if (home / CARD_FILE).is_file() else None,
-        "resume": _resume(finished, newest, command),
+        "resume": _resume(finished, newest, command, out),
     }
 
 
-def _resume(finished: bool, newest: dict[str, Any] | None, command: dict[str, Any] | None) -> dict[str, Any]:
-    """How the run goes on: ``command`` (pastes from any directory), or None and ``note`` saying why not."""
+def _resume(finished: bool, newest: dict[str, Any] | None, command: dict[str, Any] | None,
+            out: Path) -> dict[str, Any]:
+    """How the run goes on: ``command`` (pastes from any directory, into ``out`` where the dir is now), or None
+    and ``note`` saying why not."""
     if newest is None:
         if finished:
             return {"command": None, "note": "finished; no checkpoint to train on from"}
@@ -121,6 +125,11 @@ def _resume(finished: bool, newest: dict[str, Any] | None, command: dict[str, An
                 "version); rerun the command that started the run with --resume_from_checkpoint latest"}
     config = config_file(command)
     edit = f'; first add "resume_from_checkpoint": "latest" to {config}' if config else ""
+    recorded = recorded_output_dir(command)
+    if recorded is not None and Path(recorded).resolve() != out.resolve():
+        edit += (f"; this dir trained as {recorded}: set output_dir in {config} to {out}" if config
+                 else f"; this dir trained as {recorded}, and the command trains here")
+        command = command if config else moved_to(command, out)
     if finished:
         note = f"finished; to train on from {newest['name']}, raise --max_steps (or --num_train_epochs){edit} in"
     else:

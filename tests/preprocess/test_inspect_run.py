@@ -158,3 +158,24 @@ def test_a_run_killed_inside_a_save_is_reported_then_resumed_by_the_command_it_p
     assert rc == 0 and s["finished"] and s["final_step"] == 40
     assert all(c["complete"] for c in s["checkpoints"]) and not list(out.glob(f"{PARTIAL}*"))
     assert "40 optimizer steps" in (out / "README.md").read_text()
+
+
+def test_a_moved_run_dir_resumes_where_it_is_now(capsys, tmp_path, bpe_dir):
+    """A run dir moved since it trained (scratch to archive): the printed command trains into it, not into the
+    dir it left, where it would have started another run or written over one."""
+    cache = _cache(tmp_path, bpe_dir)
+    old, moved = tmp_path / "old", tmp_path / "moved"
+    assert train_main(_flags(str(bpe_dir), str(cache), str(old), "--architecture", "roberta-tiny", "--max_steps",
+                             "2", "--save_steps", "1")) == 0
+    shutil.move(old, moved)
+    (moved / "trainer_state.json").unlink()  # as if killed after its last checkpoint, before the final save
+    capsys.readouterr()
+    rc, raw = _inspect(capsys, str(moved), "--json")
+    resume = json.loads(raw)["resume"]
+    assert rc == 1 and f"--output_dir {moved} " in resume["command"] and str(old) not in resume["command"]
+    assert f"this dir trained as {old}" in resume["note"]
+    env = {k: v for k, v in ENV.items() if k != "PYTHONPATH"}
+    r = subprocess.run(resume["command"], shell=True, cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (moved / "trainer_state.json").is_file() and not old.exists()
