@@ -34,6 +34,7 @@ class RunFacts:
     license: str | None
     samples_at: Callable[[int], int]  # samples trained by an optimizer step (train/provenance.py's count)
     started: float  # time.time() when this process began: its share of the wall time
+    max_eval_samples: int | None = None  # held-out losses are of each split's first N blocks only
 
 
 def table(rows: list[tuple[str, Any]], head: tuple[str, str] = ("", "")) -> str:
@@ -173,8 +174,9 @@ def duration(seconds: float) -> str:
     return f"{s // 3600}h {s // 60 % 60:02d}m {s % 60:02d}s" if s >= 3600 else f"{s // 60}m {s % 60:02d}s"
 
 
-def results_section(history: list[dict[str, Any]]) -> str:
-    """Final and best held-out loss (perplexity) of the mean over corpora and of each corpus."""
+def results_section(history: list[dict[str, Any]], max_eval_samples: int | None = None) -> str:
+    """Final and best held-out loss (perplexity) of the mean over corpora and of each corpus; with
+    --max_eval_samples, said to be of the first blocks only, which the data table's held-out rows are not."""
     keys = sorted({k for h in history for k in h if k.startswith("eval_") and k.endswith("_loss")},
                   key=lambda k: (k != "eval_loss", k))
     if not keys:
@@ -187,8 +189,10 @@ def results_section(history: list[dict[str, Any]]) -> str:
             "validation" if keys == ["eval_loss"] else "all corpora (weighted by blocks)"
         rows.append(f"| {name} | {last:.4f} ({ppl(last)}) at step {last_step} | {best:.4f} ({ppl(best)}) at step "
                     f"{best_step} |")
-    return ("## Results\n\nHeld-out masked-LM loss (perplexity).\n\n| held-out | final | best |\n|---|---|---|\n"
-            + "\n".join(rows))
+    subset = (f", on the first {max_eval_samples:,} blocks of each held-out split only (--max_eval_samples "
+              f"{max_eval_samples})" if max_eval_samples is not None else "")
+    return (f"## Results\n\nHeld-out masked-LM loss (perplexity){subset}.\n\n| held-out | final | best |\n"
+            "|---|---|---|\n" + "\n".join(rows))
 
 
 def ppl(loss: float) -> str:

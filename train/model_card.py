@@ -158,7 +158,7 @@ def card_text(src: Path, facts: RunFacts, kind: str, missing: str | None, state:
         tokenizer_section(src),
         data_section(data, eras, samples),
         training_section(facts, state, history, step, samples, kind),
-        results_section(history),
+        results_section(history, facts.max_eval_samples),
         _reproduce(facts, eras),
         _use(src),
     ]
@@ -208,9 +208,10 @@ def _use(src: Path) -> str:
 
 
 def facts_of(targs: Any, architecture: str, command: dict[str, Any] | None, language: list[str] | None,
-             license_id: str | None, global_batch: int, samples_at: Callable[[int], int]) -> RunFacts:
+             license_id: str | None, global_batch: int, samples_at: Callable[[int], int],
+             max_eval_samples: int | None = None) -> RunFacts:
     return RunFacts(command, architecture, trainer_settings(targs), global_batch, hardware(targs), language,
-                    license_id, samples_at, time.time())
+                    license_id, samples_at, time.time(), max_eval_samples)
 
 
 def _guarded(write: Callable[..., None], *args: Any) -> None:

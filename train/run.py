@@ -325,7 +325,8 @@ def _fit(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: T
                                                                           batch, base)
     if trainer.is_world_process_zero():
         trainer.card = ModelCard(facts_of(targs, model_label(margs), command, run.language,
-                                          run.license, batch, lambda step: base[1] + (step - base[0]) * batch))
+                                          run.license, batch, lambda step: base[1] + (step - base[0]) * batch,
+                                          mlm.max_eval_samples))
         if not resume:
             trainer.card.start_over(Path(targs.output_dir))
     if trainer.is_world_process_zero():

@@ -193,6 +193,18 @@ def test_a_fresh_run_removes_the_card_an_earlier_run_left_but_not_a_readme_of_th
     assert (theirs / "README.md").read_text() == "# my notes\n" and (theirs / "training_curves.png").exists()
 
 
+def test_held_out_losses_of_a_subset_say_so(tmp_path, bpe_dir):
+    """--max_eval_samples evaluates the first N blocks: the card's losses say so, beside a data table that counts
+    every validation block."""
+    cache = _small_cache(tmp_path, bpe_dir)
+    for name, flags in (("subset", ["--max_eval_samples", "3"]), ("whole", [])):
+        assert _train(bpe_dir, cache, tmp_path / name, "--max_steps", "2", "--save_strategy", "no", *flags) == 0
+    subset, whole = ((tmp_path / n / "README.md").read_text(encoding="utf-8") for n in ("subset", "whole"))
+    assert ("Held-out masked-LM loss (perplexity), on the first 3 blocks of each held-out split only "
+            "(--max_eval_samples 3).") in subset
+    assert "Held-out masked-LM loss (perplexity).\n" in whole and "--max_eval_samples" not in whole
+
+
 def test_a_bad_language_or_license_is_one_line(capsys, tmp_path, bpe_dir):
     for flags, says in ((["--language", "th en"], "is not a language code"),
                         (["--license", "Apache 2.0"], "a license id is one word")):
