@@ -79,6 +79,12 @@ def translate_legacy(values: dict[str, Any], given: set[str], cuda: bool, world_
         out["use_cpu"] = True  # without it, torchrun on CPU trains unsynchronised copies
         if "ddp_backend" not in given:
             out["ddp_backend"] = "gloo"
+    if world_size > 1 and "ddp_find_unused_parameters" not in given:
+        # the Trainer's default for a transformers model is True: a second walk of the autograd graph every
+        # step, and a warning on each rank that no parameter went unused (none does: every family's head and
+        # embeddings take part, the masked-positions head too); a model that leaves one out is DDP's error,
+        # which names this flag
+        out["ddp_find_unused_parameters"] = False
     for key in LEGACY_KEYS:
         out.pop(key, None)
     return out, notes, env

@@ -190,3 +190,29 @@ def test_a_peak_of_zero_is_one_line(capsys, tmp_path, bpe_dir, bpe_cache):
     assert main(_argv(bpe_dir, bpe_cache, tmp_path / "out", "--peak_tflops", "0")) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --peak_tflops 0") and "above 0" in err[0]
+
+
+@pytest.mark.slow
+def test_two_processes_count_both_ranks_tokens_and_rank_0_writes_the_card(tmp_path, bpe_dir, bpe_cache):
+    """torchrun on CPU (gloo): tokens_seen after 2 steps of 2 ranks is 1 process's after 4 steps (the same
+    samples in the same order); one card, by rank 0; no DDP warning about unused parameters (there are none)."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    seen = {}
+    for procs, steps in ((1, 4), (2, 2)):
+        out = tmp_path / f"p{procs}"
+        argv = _argv(bpe_dir, bpe_cache, out, "--max_steps", str(steps), "--gradient_accumulation_steps", "1",
+                     "--logging_steps", "1", "--disable_tqdm", "true")
+        r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(procs), "-m",
+                            "train", *argv], capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr[-4000:]
+        assert "find_unused_parameters" not in r.stderr and "model card was not written" not in r.stderr
+        history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+        seen[procs] = [h["tokens_seen"] for h in history if "tokens_seen" in h][-1]
+        card = (out / "README.md").read_text()
+        assert f"| tokens seen | {seen[procs]:,} |" in card and f"CPU, {procs} process" in card
+    assert seen[2] == seen[1] > 0
