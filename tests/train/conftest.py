@@ -24,3 +24,16 @@ def build_cache(root: Path, tok: Path, max_seq_length: int = 32, *extra: str) ->
 @pytest.fixture(scope="session")
 def bpe_cache(tmp_path_factory, bpe_dir) -> Path:
     return build_cache(tmp_path_factory.mktemp("bpe_cache"), bpe_dir)
+
+
+def train_with_callbacks(argv: list[str], callbacks=()) -> None:
+    """``mlm-train argv`` (its main) with extra Trainer callbacks, to watch inside a real run's steps."""
+    import train.run as run_module
+    from train.__main__ import main
+
+    original = run_module.train
+    run_module.train = lambda *a, **k: original(*a, **{**k, "callbacks": list(callbacks)})
+    try:
+        assert main(argv) == 0
+    finally:
+        run_module.train = original

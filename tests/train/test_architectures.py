@@ -15,7 +15,7 @@ import torch
 from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer, BertConfig, ModernBertConfig, pipeline
 
 from common.manifest import SpecialIds
-from tests.train.conftest import build_cache
+from tests.train.conftest import build_cache, train_with_callbacks
 from tests.train.test_model import config_file, special_ids
 from tests.train.test_step import Waits, _gpu_flags, _waits
 from train.flags import ARCHITECTURES, CONFIG_DIR
@@ -142,19 +142,11 @@ def _model_flags(name: str, where: Path) -> list[str]:
 
 
 def _train(tmp_path: Path, tok: Path, cache: Path, name: str, *flags: str, callbacks=()) -> Path:
-    import train.run as run_module
-    from train.__main__ import main
-
     out = tmp_path / "out"
     argv = ["--tokenizer_name_or_path", str(tok), "--datasets_cache_dir", str(cache), "--max_seq_length", "32",
             *_model_flags(name, tmp_path), "--output_dir", str(out), "--per_device_train_batch_size", "4",
             "--report_to", "none", "--input_check", "off", *flags]
-    original = run_module.train
-    run_module.train = lambda *a, **k: original(*a, **{**k, "callbacks": list(callbacks)})
-    try:
-        assert main(argv) == 0
-    finally:
-        run_module.train = original
+    train_with_callbacks(argv, callbacks)
     return out
 
 

@@ -12,7 +12,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import AutoTokenizer, TrainerCallback
 
 from tests.corpus import write_shards
-from tests.train.conftest import build_cache
+from tests.train.conftest import build_cache, train_with_callbacks
 from train.collator import TRAIN_STREAM, MlmCollator, head_rows
 from train.config import throughput_defaults
 from train.dataset import MemmapConcatFullSentenceTextDataset, MemmapLineByLineTextDataset
@@ -73,20 +73,11 @@ class Waits(TorchDispatchMode, TrainerCallback):
 
 
 def _train(tmp_path, tok, cache, *flags: str, callbacks=()) -> None:
-    from train.__main__ import main
-
     argv = ["--tokenizer_name_or_path", str(tok), "--datasets_cache_dir", str(cache), "--max_seq_length", "32",
             "--architecture", "roberta-tiny", "--output_dir", str(tmp_path / "out"), "--per_device_train_batch_size",
             "4", "--gradient_accumulation_steps", "2", "--max_steps", "9", "--logging_steps", "3",
             "--save_strategy", "no", "--report_to", "none", "--input_check", "off", *flags]
-    import train.run as run_module
-
-    original = run_module.train
-    run_module.train = lambda *a, **k: original(*a, **{**k, "callbacks": list(callbacks)})
-    try:
-        assert main(argv) == 0
-    finally:
-        run_module.train = original
+    train_with_callbacks(argv, callbacks)
 
 
 def _gpu_flags() -> list[str]:
