@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from common.check import refuse_shared_corpora
 from common.cli import parse_args, run_command
 from common.config import normalise_ext
 from common.corpora import parse_named
@@ -109,6 +110,8 @@ def corpora_of(args: argparse.Namespace) -> dict[str, str]:
         raise UserError("--mixture/--mixture_alpha weigh named corpora: give --train_dir as NAME=DIR entries")
     if named is not None and args.mixture:
         parse_mixture(args.mixture, list(named))  # an unknown corpus: one line, before any reading
+    if named is not None:  # as mlm-preprocess: one text under two names would weigh twice in the sample
+        refuse_shared_corpora(named, {}, normalise_ext(args.ext), args.recursive)
     return named or {"corpus": value}
 
 

@@ -117,6 +117,14 @@ def test_refusals_come_before_any_reading(capsys, tmp_path, corpora, more, says)
     assert "sample: reading" not in err
 
 
+def test_one_dir_under_two_corpus_names_is_refused_as_mlm_preprocess_refuses_it(capsys, tmp_path, corpora):
+    """It would be drawn twice, its share of the sample doubled, under two names."""
+    argv = _argv({**corpora, "copy": corpora["books"]}, tmp_path / "tok", "bpe")
+    rc, err = train_tokenizer(argv[: argv.index("--mixture")]), capsys.readouterr().err
+    assert rc == 2 and "--train_dir books=... and copy=... share text" in err and "sample: reading" not in err, err
+    assert not (tmp_path / "tok").exists()
+
+
 @pytest.mark.parametrize("alpha", ["-1", "1.5", "nan"])
 def test_a_mixture_alpha_outside_0_to_1_is_refused_as_mlm_train_refuses_it(capsys, tmp_path, corpora, alpha):
     spec = ",".join(f"{n}={d}" for n, d in corpora.items())
