@@ -95,23 +95,30 @@ def tokenizer_origin(name_or_path: str) -> str:
         return f"by mlm-train-tokenizer ({TRAINING_FILE} unreadable)"
 
 
-def data_section(data: dict[str, Any], eras: list[dict[str, Any]], samples: int) -> str:
-    """Per corpus: its dirs, shards, tokens, weight, passes and tokens seen (estimated from the mean block)."""
+def data_section(data: dict[str, Any], eras: list[dict[str, Any]], samples: int,
+                 counted: dict[str, int] | None = None) -> str:
+    """Per corpus: its dirs, shards, tokens, weight, passes and tokens seen: as counted during the run
+    (``counted``: real tokens per corpus, train/throughput.py), else estimated from the mean block."""
     splits = data.get("splits") or {}
     if not splits:
         return "## Data\n\nnot recorded"
     mixture = (data.get("order") or {}).get("mixture") or {}
-    head = ("| corpus | split | text dirs | shards | tokens | weight | passes | tokens seen (about) | fingerprint |\n"
-            "|---|---|---|---:|---:|---:|---:|---:|---|")
+    exact = counted is not None and all(
+        (n.rpartition("/")[0] or "train") in counted for n in splits if n.rpartition("/")[2] == "train")
+    head = (f"| corpus | split | text dirs | shards | tokens | weight | passes | tokens seen{'' if exact else ' (about)'} "
+            "| fingerprint |\n|---|---|---|---:|---:|---:|---:|---:|---|")
     rows = []
     for name, s in splits.items():
         corpus, _, split = name.rpartition("/")
-        corpus = corpus or "(one corpus)"
+        key, corpus = corpus or "train", corpus or "(one corpus)"
         blocks, tokens = int(s.get("blocks") or 0), int(s.get("tokens") or 0)
         if split == "train":
             w = float(mixture.get(corpus, 1.0 if not mixture else 0.0))
             seen = samples * w
             passes, tokens_seen = (f"{seen / blocks:,.2f}", f"{seen * tokens / blocks:,.0f}") if blocks else ("0", "0")
+            if exact and counted is not None:
+                passes = f"{counted[key] / tokens:,.2f}" if tokens else "0"
+                tokens_seen = f"{counted[key]:,}"
             weight = f"{w:.1%}"
         else:
             passes = tokens_seen = weight = "held out"
@@ -119,8 +126,10 @@ def data_section(data: dict[str, Any], eras: list[dict[str, Any]], samples: int)
                     f"{passes} | {tokens_seen} | `{s.get('fingerprint')}` |")
     changes = data_changes(eras)
     lines = [f"Block size {data.get('max_seq_length')} tokens ({data.get('datasets_type')}); a fingerprint is the "
-             "cache manifest's content hash, less where the text lives. Tokens seen: samples x weight x the "
-             "corpus's mean tokens per block.", head, *rows,
+             "cache manifest's content hash, less where the text lives. Tokens seen: "
+             + ("the real tokens trained from each corpus, counted during the run; passes: those over its tokens."
+                if exact else "samples x weight x the corpus's mean tokens per block (the run's checkpoints kept "
+                "no count per corpus)."), head, *rows,
              "Data changes during the run (--allow_data_change): " + "; ".join(changes) if changes
              else "The data did not change during the run."]
     return "## Data\n\n" + "\n".join(lines[:1]) + "\n\n" + "\n".join(lines[1:-1]) + "\n\n" + lines[-1]

@@ -140,13 +140,13 @@ def card_text(src: Path, facts: RunFacts, kind: str, missing: str | None, state:
     picture beside it (None: there is); ``state``: the trainer state, when it is not in ``src`` yet."""
     state = state if state is not None else read_record(src / FINISHED_MARK) or {}
     step = int(state.get("global_step", 0))
+    record = read_record(src / (PROVENANCE if kind == "final" else DATA_RECORD)) or {}
+    eras = data_eras(record, step)
     if kind == "final":
-        provenance = read_record(src / PROVENANCE) or {}
-        eras = data_eras(provenance, step)
-        data = ((provenance.get("data") or [{}])[-1] or {}).get("data") or {}
+        data = ((record.get("data") or [{}])[-1] or {}).get("data") or {}
     else:
-        record = read_record(src / DATA_RECORD) or {}
-        eras, data = data_eras(record, step), record.get("data") or {}
+        data = record.get("data") or {}
+    seen = record.get("tokens_seen") if isinstance(record.get("tokens_seen"), dict) else None
     config = read_record(src / "config.json") or {}
     history = [h for h in state.get("log_history", []) if isinstance(h, dict)]
     samples = facts.samples_at(step)
@@ -156,7 +156,7 @@ def card_text(src: Path, facts: RunFacts, kind: str, missing: str | None, state:
         f"![training curves]({CURVES_FILE})" if missing is None else f"({missing})",
         model_section(src, facts, config),
         tokenizer_section(src),
-        data_section(data, eras, samples),
+        data_section(data, eras, samples, seen),
         training_section(facts, state, history, step, samples, kind),
         results_section(history, facts.max_eval_samples),
         _reproduce(facts, eras),

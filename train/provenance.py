@@ -38,13 +38,26 @@ def identity(manifests: dict[str, Manifest], max_seq_length: int, datasets_type:
 
 
 def write_record(checkpoint: Path, data: dict[str, Any], history: list[dict[str, Any]], manifests: dict[str, Manifest],
-                 step: int, global_batch: int, base: tuple[int, int] = (0, 0)) -> None:
+                 step: int, global_batch: int, base: tuple[int, int] = (0, 0),
+                 tokens_seen: dict[str, int] | None = None) -> None:
     """``data.json`` and ``manifests/`` into a checkpoint being written. ``base``: (step, samples seen) where
-    this run resumed, so the count stays true when the global batch changed on the way."""
+    this run resumed, so the count stays true when the global batch changed on the way. ``tokens_seen``: the
+    real tokens trained from each corpus so far (train/throughput.py), when known."""
     write_manifests(checkpoint, manifests)
     samples = base[1] + (step - base[0]) * global_batch
-    write_json_atomic(checkpoint / DATA_RECORD, {"step": step, "samples_seen": samples, "data": data,
-                                                 "history": history})
+    record = {"step": step, "samples_seen": samples, "data": data, "history": history}
+    if tokens_seen is not None:
+        record["tokens_seen"] = tokens_seen
+    write_json_atomic(checkpoint / DATA_RECORD, record)
+
+
+def tokens_seen(checkpoint: Path) -> dict[str, int] | None:
+    """The per-corpus real tokens a checkpoint recorded; None when it recorded none (an older checkpoint)."""
+    try:
+        counts = read_json(checkpoint / DATA_RECORD)["tokens_seen"]
+        return {str(k): int(v) for k, v in counts.items()}
+    except (FormatError, KeyError, TypeError, ValueError, AttributeError):
+        return None
 
 
 def write_manifests(where: Path, manifests: dict[str, Manifest]) -> None:
@@ -158,11 +171,14 @@ def trained_length(start: dict[str, Any] | None) -> int | None:
 
 
 def write_provenance(output_dir: Path, data: dict[str, Any], history: list[dict[str, Any]], step: int,
-                     start: dict[str, Any] | None = None) -> None:
+                     start: dict[str, Any] | None = None, tokens_seen: dict[str, int] | None = None) -> None:
     """Beside the final model: every data the run trained on, the earlier ones with the step they ended at,
-    and the model it started from (``started_from``), when not a fresh one."""
+    the model it started from (``started_from``), when not a fresh one, and the real tokens trained from each
+    corpus (``tokens_seen``), when known."""
     begin = history[-1]["until_step"] if history else 0
     record: dict[str, Any] = {"data": [*history, {"from_step": begin, "until_step": step, "data": data}]}
+    if tokens_seen is not None:
+        record["tokens_seen"] = tokens_seen
     if start is not None:
         record["started_from"] = start
     write_json_atomic(output_dir / PROVENANCE, record)

@@ -321,8 +321,10 @@ def _fit(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: T
         print(corpora_table(data, target_steps(targs, len(data.train)) * batch), file=sys.stderr)
     if resume and starts_over:
         print("note: --ignore_data_skip: the resumed run's data starts over at sample 0", file=sys.stderr)
+    if resume:  # each corpus's tokens trained so far: the count goes on from the checkpoint's
+        trainer.speed.restore(provenance.tokens_seen(Path(resume)))
     trainer.data_record = lambda checkpoint, step: provenance.write_record(checkpoint, recorded, history, manifests, step,
-                                                                          batch, base)
+                                                                          batch, base, trainer.speed.corpus_tokens)
     if trainer.is_world_process_zero():
         trainer.card = ModelCard(facts_of(targs, model_label(margs), command, run.language,
                                           run.license, batch, lambda step: base[1] + (step - base[0]) * batch,
@@ -347,7 +349,7 @@ def _fit(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: T
     if trainer.is_world_process_zero():
         provenance.write_manifests(Path(targs.output_dir), manifests)
         provenance.write_provenance(Path(targs.output_dir), recorded, history, trainer.state.global_step,
-                                    origin)
+                                    origin, trainer.speed.corpus_tokens)
         if evaluation:
             trainer.save_metrics("eval", evaluation, combined=False)  # eval_results.json, as run_mlm.py writes it
         trainer.save_metrics("all", metrics)

@@ -183,18 +183,28 @@ def count_flops(model: torch.nn.Module) -> FlopsModel:
 
 class StreamSums:
     """Sums over the run's samples ``[first, last)`` in stream order of: real tokens, their squares, maskable
-    tokens (all but bos and eos). From the order and the blocks' lengths, ``CHUNK`` samples worked out at a time."""
+    tokens (all but bos and eos), then each corpus's real tokens (one column per corpus of the order). From the
+    order and the blocks' lengths, ``CHUNK`` samples worked out at a time."""
 
     def __init__(self, order: DataOrder):
-        self.order, self.start, self.prefix = order, -1, np.zeros((1, 3), dtype=np.int64)
+        self.order, self.start = order, -1
+        self.offsets = np.array([c.offset for c in order.corpora], dtype=np.int64)  # where each corpus's blocks start
+        self.width = 3 + len(order.corpora)
+        self.prefix = np.zeros((1, self.width), dtype=np.int64)
 
     def _load(self, start: int) -> None:
-        lengths = self.order.lengths[self.order.blocks(start, CHUNK)].astype(np.int64)
-        columns = np.stack([lengths, lengths * lengths, np.maximum(lengths - 2, 0)], axis=1)
-        self.start, self.prefix = start, np.concatenate([np.zeros((1, 3), np.int64), np.cumsum(columns, axis=0)])
+        blocks = self.order.blocks(start, CHUNK)
+        lengths = self.order.lengths[blocks].astype(np.int64)
+        corpus = np.searchsorted(self.offsets, blocks, side="right") - 1
+        per_corpus = np.zeros((len(blocks), len(self.offsets)), dtype=np.int64)
+        per_corpus[np.arange(len(blocks)), corpus] = lengths
+        columns = np.concatenate([np.stack([lengths, lengths * lengths, np.maximum(lengths - 2, 0)], axis=1),
+                                  per_corpus], axis=1)
+        self.start = start
+        self.prefix = np.concatenate([np.zeros((1, self.width), np.int64), np.cumsum(columns, axis=0)])
 
     def __call__(self, first: int, last: int) -> np.ndarray:
-        total = np.zeros(3, dtype=np.int64)
+        total = np.zeros(self.width, dtype=np.int64)
         while first < last:
             start = first // CHUNK * CHUNK
             if start != self.start:
@@ -215,6 +225,13 @@ class Throughput(TrainerCallback):
         self.peak: float | None = None
         self.sums: StreamSums | None = None  # set when training begins: until then (evaluate() alone) no-ops
         self.paused, self.logged_step, self.mark = 0.0, 0, time.perf_counter()
+        # real tokens trained per corpus ("train" for an unnamed cache), carried over from the checkpoint a run
+        # resumes (``restore``); None when that checkpoint kept no count (an older one): then it is not known
+        self.corpus_tokens: dict[str, int] | None = {}
+
+    def restore(self, counts: dict[str, int] | None) -> None:
+        """The per-corpus counts a resumed checkpoint recorded (train/provenance.py), or None if it has none."""
+        self.corpus_tokens = dict(counts) if counts is not None else None
 
     def sample_at(self, step: int) -> int:
         """The stream position after optimizer step ``step``: every sample before it trained (train/run.py)."""
@@ -261,9 +278,13 @@ class Throughput(TrainerCallback):
         if self.sums is None:
             return
         first = self.sample_at(self.counted)
-        tokens, pairs, maskable = self.sums(first, self.sample_at(state.global_step))
+        sums = self.sums(first, self.sample_at(state.global_step))
+        tokens, pairs, maskable = sums[:3]
         self.interval += (tokens, pairs, self.rate(first) * maskable)
         state.num_input_tokens_seen += int(tokens)  # in every checkpoint's trainer_state.json: a resume goes on
+        if self.corpus_tokens is not None:
+            for corpus, n in zip(self.sums.order.corpora, sums[3:]):
+                self.corpus_tokens[corpus.name] = self.corpus_tokens.get(corpus.name, 0) + int(n)
         self.counted, self.mark = state.global_step, time.perf_counter()
 
     def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,

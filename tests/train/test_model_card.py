@@ -98,15 +98,18 @@ def test_the_card_says_what_the_run_recorded_and_a_resumed_run_refreshes_it(caps
     text = (out / "README.md").read_text(encoding="utf-8")
     assert "4 optimizer steps" in text and "![training curves](training_curves.png)" in text
     assert "by mlm-train-tokenizer (bpe)" in text  # tokenizer/training.json
-    data = json.loads((out / "provenance.json").read_text())["data"][-1]["data"]
+    record = json.loads((out / "provenance.json").read_text())
+    data, counted = record["data"][-1]["data"], record["tokens_seen"]
+    total = json.loads((out / "trainer_state.json").read_text())["num_input_tokens_seen"]
+    assert set(counted) == set(WEIGHTS) and sum(counted.values()) == total > 0  # every real token, in one corpus
+    assert "| tokens seen | fingerprint |" in text  # counted, not estimated: no "(about)"
     for name, weight in WEIGHTS.items():
         split = data["splits"][f"{name}/train"]
         row = _row(text, name, "train")
         assert row[5] == f"{weight:.1%}" and row[8] == f"`{split['fingerprint']}`"
-        seen = 4 * 4 * weight  # 4 steps of 4 samples, this corpus's share
-        assert row[7] == f"{seen * split['tokens'] / split['blocks']:,.0f}"
-        assert row[6] == f"{seen / split['blocks']:,.2f}"
+        assert row[7] == f"{counted[name]:,}" and row[6] == f"{counted[name] / split['tokens']:,.2f}"
         assert _row(text, name, "validation")[5] == "held out"
+    assert json.loads((out / "checkpoint-2" / "data.json").read_text())["tokens_seen"]["wiki"] < counted["wiki"]
     assert "| samples seen | 16 |" in text
     logged = json.loads((out / "trainer_state.json").read_text())["log_history"]
     seen = [h["tokens_seen"] for h in logged if "tokens_seen" in h]  # train/throughput.py's, where it logs them
@@ -128,6 +131,10 @@ def test_the_card_says_what_the_run_recorded_and_a_resumed_run_refreshes_it(caps
     assert "model card was not written" not in capsys.readouterr().err
     text = (out / "README.md").read_text(encoding="utf-8")
     assert "6 optimizer steps" in text and "| samples seen | 24 |" in text
+    counted = json.loads((out / "provenance.json").read_text())["tokens_seen"]  # went on from checkpoint-4's count
+    assert sum(counted.values()) == json.loads((out / "trainer_state.json").read_text())["num_input_tokens_seen"]
+    assert all(counted[n] >= json.loads((out / "checkpoint-4" / "data.json").read_text())["tokens_seen"][n]
+               for n in WEIGHTS)
     assert "Data changes during the run (--allow_data_change): at step 4: news/train" in text
     after = json.loads((out / "provenance.json").read_text())["data"][-1]["data"]["splits"]["news/train"]
     assert _row(text, "news", "train")[8] == f"`{after['fingerprint']}`" != f"`{data['splits']['news/train']['fingerprint']}`"

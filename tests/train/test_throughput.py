@@ -216,3 +216,22 @@ def test_two_processes_count_both_ranks_tokens_and_rank_0_writes_the_card(tmp_pa
         card = (out / "README.md").read_text()
         assert f"| tokens seen | {seen[procs]:,} |" in card and f"CPU, {procs} process" in card
     assert seen[2] == seen[1] > 0
+
+
+@pytest.mark.parametrize("strategy", ["random", "group_by_length"])
+def test_each_corpus_s_tokens_are_the_tokens_of_the_blocks_the_order_drew_from_it(strategy):
+    """Blocks of 10 ids in one corpus and 1,000 in the other: a token given to the wrong corpus shows at once."""
+    import numpy as np
+
+    from train.order import Corpus, DataOrder
+    from train.throughput import StreamSums
+
+    short, long = np.full(50, 10, dtype=np.int64), np.full(30, 1000, dtype=np.int64)
+    order = DataOrder([Corpus("short", short, 0), Corpus("long", long, 50)], [0.6, 0.4], strategy, 3, 8)
+    sums = StreamSums(order)
+    first, last = 5, 40_000  # across chunks, not from 0
+    drawn = order.blocks(first, last - first)
+    from_long = int((drawn >= 50).sum())
+    total = sums(first, last)
+    assert total[0] == total[3] + total[4] and total[4] == 1000 * from_long and total[3] == 10 * (len(drawn) - from_long)
+    assert 0.3 < from_long / len(drawn) < 0.6  # both corpora drawn: the split above was a real one
