@@ -160,6 +160,7 @@ def test_a_run_killed_inside_a_save_is_reported_then_resumed_by_the_command_it_p
     assert "40 optimizer steps" in (out / "README.md").read_text()
 
 
+@pytest.mark.slow
 def test_a_moved_run_dir_resumes_where_it_is_now(capsys, tmp_path, bpe_dir):
     """A run dir moved since it trained (scratch to archive): the printed command trains into it, not into the
     dir it left, where it would have started another run or written over one."""

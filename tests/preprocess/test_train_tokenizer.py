@@ -207,7 +207,8 @@ def test_mlm_inspect_show_says_where_the_cache_s_tokenizer_came_from(capsys, tmp
     assert f"digest {digest}" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("kind", ["bpe", "wordpiece", "unigram", "spm", "newmm", "syllable"])
+@pytest.mark.parametrize("kind", ["bpe", *(pytest.param(k, marks=pytest.mark.slow)  # ~10 s each: the slow job
+                                             for k in ("wordpiece", "unigram", "spm", "newmm", "syllable"))])
 def test_every_family_runs_the_whole_path_through_the_cli(capsys, tmp_path, corpora, kind):
     """tokenizer -> mlm-preprocess (the three named corpora) -> mlm-train (mixed) -> fill-mask."""
     from transformers import AutoModelForMaskedLM, pipeline

@@ -209,7 +209,7 @@ def test_mlm_train_trains_saves_and_fill_mask_loads_without_a_token_id_warning(t
     assert len(answers) == 5 and all(a["token"] < model.config.vocab_size for a in answers)
 
 
-@pytest.mark.parametrize("name", ["modernbert-tiny", "bert-base"])
+@pytest.mark.parametrize("name", ["modernbert-tiny", pytest.param("bert-base", marks=pytest.mark.slow)])
 def test_no_step_waits_for_the_gpu(tmp_path, caches, name):
     """As tests/train/test_step.py checks RoBERTa: nothing inside a step asks the GPU for a value."""
     tok, cache = caches[CLI_RUNS[name][0]]
@@ -253,6 +253,7 @@ def test_modernbert_s_own_sparse_prediction_waits_and_the_masked_positions_head_
     assert "aten.index.Tensor" in theirs.seen and "aten._local_scalar_dense.default" in theirs.seen
 
 
+@pytest.mark.slow  # ~15 s each; roberta's compile test stays in the fast suite (tests/train/test_step.py)
 @pytest.mark.parametrize("name", ["modernbert-tiny", "bert-base"])
 def test_torch_compile_has_no_graph_break(tmp_path, caches, name):
     """As tests/train/test_step.py checks RoBERTa: dynamo (eager backend on the CPU) traces the masked-positions

@@ -110,6 +110,7 @@ def test_tokens_are_the_real_ones_of_the_trained_batches(tmp_path, bpe_dir, monk
         assert "mfu" not in h  # the CPU has no peak without --peak_tflops
 
 
+@pytest.mark.slow
 def test_tokens_seen_goes_on_across_a_resume(tmp_path, bpe_dir, bpe_cache, monkeypatch):
     """Killed after checkpoint-3 (between two logging steps) and resumed: the same tokens_seen at 4, 6, 8."""
     steps = ["--max_steps", "8", "--save_strategy", "steps", "--save_steps", "3"]
