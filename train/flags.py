@@ -31,7 +31,7 @@ from common.errors import UserError
 CONFIG_DIR = Path(__file__).parent / "configs"
 ARCHITECTURES = tuple(sorted(p.stem for p in CONFIG_DIR.glob("*.json")))
 
-DESCRIPTION = """Train a masked language model (RoBERTa-style) on a cache that mlm-preprocess built.
+DESCRIPTION = """Train a masked language model (RoBERTa, BERT or ModernBERT) on a cache that mlm-preprocess built.
 Never tokenizes text: it reads the cache's blocks with pread, mapping nothing (within any open-file
 limit; a file cut under the job is one error line, not a SIGBUS), and checks, before any step, that the
 cache matches the tokenizer, --max_seq_length and the text it was built from (--input_check). Every
