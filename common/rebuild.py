@@ -41,16 +41,22 @@ def flag_number(x: Any) -> str:
     return str(x)
 
 
-def preprocess_program() -> list[str]:
-    """How to call mlm-preprocess from anywhere: its name where the shell finds this installation's,
-    else its absolute path (a venv that is not activated), else this Python with ``-m preprocess``."""
-    here = Path(sys.executable).parent / "mlm-preprocess"
-    found = shutil.which("mlm-preprocess")
+def script_command(script: str, module: str | None) -> list[str]:
+    """How to call this installation's console ``script`` from anywhere: its name where the shell finds
+    this installation's, else its absolute path (a venv that is not activated), else this Python with
+    ``-m module`` (the bare name when there is no module)."""
+    here = Path(sys.executable).parent / script
+    found = shutil.which(script)
     if found and here.is_file() and Path(found).resolve() == here.resolve():
-        return ["mlm-preprocess"]
+        return [script]
     if here.is_file():
         return [str(here)]
-    return [sys.executable, "-m", "preprocess"]
+    return [sys.executable, "-m", module] if module else [script]
+
+
+def preprocess_program() -> list[str]:
+    """How to call mlm-preprocess from anywhere (``script_command``)."""
+    return script_command("mlm-preprocess", "preprocess")
 
 
 def recorded(split_dir: Path) -> dict[str, Any] | None:

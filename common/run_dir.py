@@ -25,13 +25,13 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 from common.format import FormatError
 from common.json_files import read_json
+from common.rebuild import script_command
 
 CHECKPOINT = re.compile(r"checkpoint-(\d+)")
 FINISHED_MARK = "trainer_state.json"  # at the top of --output_dir: written last by a finished run
@@ -122,14 +122,7 @@ def program_words(record: dict[str, Any]) -> list[str]:
     program = str(record.get("program", "mlm-train"))
     if program.endswith(".py"):  # recorded by its absolute path
         return [str(record.get("python") or sys.executable), program]
-    here = Path(sys.executable).parent / program
-    found = shutil.which(program)
-    if found and here.is_file() and Path(found).resolve() == here.resolve():
-        return [program]
-    if here.is_file():
-        return [str(here)]
-    module = MODULES.get(program)
-    return [sys.executable, "-m", module] if module else [program]
+    return script_command(program, MODULES.get(program))
 
 
 def command_line(record: dict[str, Any], resume: bool) -> str:
