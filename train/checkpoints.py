@@ -19,7 +19,6 @@ transformers: the interrupt message reads it too.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import shutil
 import sys
@@ -28,6 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from common import run_dir
 from common.errors import UserError
 from common.format import writer_id, writer_words
 from common.json_files import fsync_dir
@@ -108,11 +108,9 @@ def last_checkpoint(output_dir: str | Path) -> Path | None:
 
 
 def step_of(state_file: Path) -> int | None:
-    """``global_step`` of a trainer_state.json; None if it is missing or unreadable."""
-    try:
-        return int(json.loads(state_file.read_text(encoding="utf-8"))["global_step"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    """``global_step`` of a trainer_state.json; None if it is missing or unreadable (read as mlm-inspect run
+    reads it: common/run_dir.py)."""
+    return run_dir.step_of(run_dir.read_record(state_file))
 
 
 def finished_step(output_dir: str | Path) -> int | None:

@@ -44,7 +44,7 @@ def write_record(checkpoint: Path, data: dict[str, Any], history: list[dict[str,
     this run resumed, so the count stays true when the global batch changed on the way. ``tokens_seen``: the
     real tokens trained from each corpus so far (train/throughput.py), when known."""
     write_manifests(checkpoint, manifests)
-    samples = base[1] + (step - base[0]) * global_batch
+    samples = samples_at(base, step, global_batch)
     record = {"step": step, "samples_seen": samples, "data": data, "history": history}
     if tokens_seen is not None:
         record["tokens_seen"] = tokens_seen
@@ -58,6 +58,12 @@ def tokens_seen(checkpoint: Path) -> dict[str, int] | None:
         return {str(k): int(v) for k, v in counts.items()}
     except (FormatError, KeyError, TypeError, ValueError, AttributeError):
         return None
+
+
+def samples_at(base: tuple[int, int], step: int, global_batch: int) -> int:
+    """The samples trained by optimizer step ``step``, for a run that started at ``base`` = (step, samples
+    trained by then), taking ``global_batch`` a step since."""
+    return base[1] + (step - base[0]) * global_batch
 
 
 def write_manifests(where: Path, manifests: dict[str, Manifest]) -> None:

@@ -76,7 +76,7 @@ class MlmTrainer(Trainer):
     def epoch_at(self, step: int) -> float:
         """The epoch logged and saved at optimizer step ``step``: of the samples trained by then (train/sampling.py)."""
         batch = global_batch(self.args)
-        return epochs_done(self.resumed_at[1] + (step - self.resumed_at[0]) * batch, len(self.train_dataset), batch)
+        return epochs_done(provenance.samples_at(self.resumed_at, step, batch), len(self.train_dataset), batch)
 
     def data_order(self) -> DataOrder:
         """The run's data order (train/order.py), from ``--train_sampling_strategy``, the seed and the corpora."""
@@ -271,9 +271,10 @@ def _fit(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: T
     identity, manifests, eval_set = loaded.identity, data.manifests, data.evaluation
     resume = start.resume
     batch = global_batch(targs)
+    last_step = target_steps(targs, len(data.train))
     order = {"sampling": str(getattr(targs.train_sampling_strategy, "value", targs.train_sampling_strategy)),
              "seed": targs.seed, "data_seed": targs.data_seed, "global_batch": batch, "rule": ORDER_RULE,
-             "masking": mlm.masking(target_steps(targs, len(data.train))),
+             "masking": mlm.masking(last_step),
              **({"mixture": {n: round(w, 12) for n, w in data.mixture.items()}} if data.mixture else {})}
     recorded = provenance.identity(manifests, cfg.max_seq_length, cfg.datasets_type, order)
     history = provenance.check_resume(Path(resume), recorded, manifests, run.allow_data_change) if resume else []
@@ -293,7 +294,7 @@ def _fit(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: T
     ids = identity.special_ids
     try:
         rates = mlm.schedule_rates()  # sample g's rate: its step's, g // the global batch (train/collator.py)
-        schedule = RateSchedule(*rates, target_steps(targs, len(data.train)), batch) if rates else None
+        schedule = RateSchedule(*rates, last_step, batch) if rates else None
         collator = MlmCollator(loaded.tokenizer, [ids.bos, ids.eos, ids.pad], ids.pad, mlm.mlm_probability,
                                max_width=cfg.max_seq_length, schedule=schedule, whole_word_mask=mlm.whole_word_mask)
     except ValueError as e:
@@ -318,7 +319,7 @@ def _fit(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: T
     trainer.sample_start = base[1]
     trainer.corpora, trainer.weights = data.corpora, data.weights
     if data.corpora and trainer.is_world_process_zero():
-        print(corpora_table(data, target_steps(targs, len(data.train)) * batch), file=sys.stderr)
+        print(corpora_table(data, last_step * batch), file=sys.stderr)
     if resume and starts_over:
         print("note: --ignore_data_skip: the resumed run's data starts over at sample 0", file=sys.stderr)
     if resume:  # each corpus's tokens trained so far: the count goes on from the checkpoint's
@@ -327,7 +328,7 @@ def _fit(cfg: CacheArguments, margs: ModelArguments, mlm: MlmArguments, targs: T
                                                                           batch, base, trainer.speed.corpus_tokens)
     if trainer.is_world_process_zero():
         trainer.card = ModelCard(facts_of(targs, model_label(margs), command, run.language,
-                                          run.license, batch, lambda step: base[1] + (step - base[0]) * batch,
+                                          run.license, batch, lambda step: provenance.samples_at(base, step, batch),
                                           mlm.max_eval_samples))
         if not resume:
             trainer.card.start_over(Path(targs.output_dir))
