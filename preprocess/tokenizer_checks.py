@@ -11,15 +11,13 @@ import sys
 from pathlib import Path
 
 from common.errors import UserError
+from preprocess.encoding import ENCODING_SHARE
 from preprocess.sample import CorpusFiles, Drawn
 from preprocess.tokenizer_families import FAMILIES, FamilyOptions
 
 GB = 10**9
 BYTES_PER_ID = 64  # at least this much text a vocabulary entry, or the trainer stops short of the size asked
 MIN_VOCAB = 16  # ids: the special tokens and a few more
-# Invalid UTF-8 sequences per byte read above which a shard is likely in another encoding: mlm-preprocess's
-# ENCODING_SHARE (preprocess/commit.py, which a part may not import: tests/test_layout.py).
-ENCODING_SHARE = 0.01
 
 
 def _check_output_dir(out: Path) -> None:
