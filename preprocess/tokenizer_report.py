@@ -27,6 +27,7 @@ import numpy as np
 from common.errors import UserError
 from common.json_files import write_json_atomic
 from common.tokenizer import TokenizerError, load_tokenizer
+from common.tokenizer_types import byte_level_alphabet
 from preprocess.encoder import Encoder, candidate_encoders, choose_encoder, encode_bounded
 
 TRAINED = "trained"  # the label of the tokenizer the report is about
@@ -53,11 +54,8 @@ def unit_of(lines: list[str]) -> str:
 
 
 def _byte_alphabet() -> dict[str, int]:
-    """Byte-level BPE's alphabet, character -> the byte it stands for: GPT-2's ``bytes_to_unicode``
-    (openai/gpt-2 src/encoder.py): printable bytes as themselves, the other 68 as chr(256 + k)."""
-    keep = [*range(33, 127), *range(161, 173), *range(174, 256)]
-    moved = [b for b in range(256) if b not in keep]
-    return {**{chr(b): b for b in keep}, **{chr(256 + k): b for k, b in enumerate(moved)}}
+    """Byte-level BPE's alphabet, character -> the byte it stands for."""
+    return {c: b for b, c in byte_level_alphabet().items()}
 
 
 def _is_byte_level(tok: Any) -> bool:

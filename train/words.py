@@ -37,8 +37,7 @@ from typing import Any
 import numpy as np
 
 from common.format import SPACE_TOKEN  # the users' space token <_>: a word of its own wherever it is
-
-SPIECE = "▁"
+from common.tokenizer_types import SPIECE_UNDERLINE, byte_level_alphabet
 
 
 class WordStartError(ValueError):
@@ -55,20 +54,7 @@ class WordMarks:
     rule: str
 
 
-def _byte_chars() -> dict[int, str]:
-    """GPT-2's byte -> printable character map (byte-level BPE's alphabet): printable bytes stand for
-    themselves, the others (whitespace among them) for 256 + their rank."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    out = {b: chr(b) for b in printable}
-    extra = 0
-    for b in range(256):
-        if b not in out:
-            out[b] = chr(256 + extra)
-            extra += 1
-    return out
-
-
-_BYTES = _byte_chars()
+_BYTES = byte_level_alphabet()
 BYTE_SPACE = _BYTES[ord(" ")]  # Ġ
 BYTE_WHITESPACE = frozenset(_BYTES[b] for b in b" \t\n\r\x0b\x0c")
 
@@ -97,8 +83,8 @@ def _fast_rule(tok: Any) -> tuple[str, str]:
         return "suffix-ends", model["end_of_word_suffix"]
     if "ByteLevel" in _kinds(front):
         return "byte-level", BYTE_SPACE
-    if "Metaspace" in _kinds(front) or SPIECE in json.dumps(front, ensure_ascii=False):
-        return "prefix-starts", SPIECE
+    if "Metaspace" in _kinds(front) or SPIECE_UNDERLINE in json.dumps(front, ensure_ascii=False):
+        return "prefix-starts", SPIECE_UNDERLINE
     raise WordStartError(f"the tokenizer ({type(tok).__name__}, a {kind} model) has no continuing-subword prefix, "
                          "no end-of-word suffix and no byte-level or SentencePiece pre-tokenizer: its pieces carry no "
                          "mark of where a word starts")
@@ -110,7 +96,7 @@ def _rule(tok: Any) -> tuple[str, str]:
     if isinstance(tok, _WordLevelTokenizer):
         return "word-level", ""
     if getattr(tok, "sp_model", None) is not None:
-        return "prefix-starts", SPIECE
+        return "prefix-starts", SPIECE_UNDERLINE
     if getattr(tok, "backend_tokenizer", None) is not None:
         return _fast_rule(tok)
     raise WordStartError(f"the tokenizer ({type(tok).__name__}) is neither SentencePiece, tokenizers-backed (BPE, "
