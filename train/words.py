@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from common.format import SPACE_TOKEN  # the users' space token <_>: a word of its own wherever it is
-from common.tokenizer_types import SPIECE_UNDERLINE, byte_level_alphabet
+from common.tokenizer_types import SPIECE_UNDERLINE, _WordLevelTokenizer, byte_level_alphabet
 
 
 class WordStartError(ValueError):
@@ -91,8 +91,6 @@ def _fast_rule(tok: Any) -> tuple[str, str]:
 
 
 def _rule(tok: Any) -> tuple[str, str]:
-    from common.tokenizer_types import _WordLevelTokenizer
-
     if isinstance(tok, _WordLevelTokenizer):
         return "word-level", ""
     if getattr(tok, "sp_model", None) is not None:
