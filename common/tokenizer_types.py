@@ -28,15 +28,6 @@ from transformers import PreTrainedTokenizer
 from common.format import SPACE_TOKEN
 
 SPIECE_UNDERLINE = "▁"
-
-
-def byte_level_alphabet() -> dict[int, str]:
-    """Byte-level BPE's alphabet, byte -> the character that stands for it: GPT-2's ``bytes_to_unicode``
-    (openai/gpt-2 src/encoder.py): printable bytes as themselves, the other 68 (whitespace among them) as
-    chr(256 + k), k their rank in byte order (a space is ``Ġ``, a newline ``Ċ``)."""
-    keep = [*range(33, 127), *range(161, 173), *range(174, 256)]
-    moved = [b for b in range(256) if b not in keep]
-    return {**{b: chr(b) for b in keep}, **{b: chr(256 + k) for k, b in enumerate(moved)}}
 SPECIALS = {"bos_token": "<s>", "pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>",
             "mask_token": "<mask>", "cls_token": "<s>", "sep_token": "</s>"}
 # Word-level vocabularies start with these, in this order (the users' docs: <s>=0, <pad>=1, </s>=2, <unk>=3).

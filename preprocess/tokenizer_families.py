@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.errors import UserError
+from common.fast_tokenizer import write_fast_dir
 from common.format import SPACE_TOKEN
 
 ROBERTA_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")  # ids 0..4, as spm and the word-level types
@@ -76,15 +77,10 @@ def _vocab_size(options: FamilyOptions, family: str) -> int:
     return options.vocab_size
 
 
-def _save_fast(tok, out: Path, **roles) -> None:
-    """Save a ``tokenizers`` object as a ``PreTrainedTokenizerFast`` dir: tokenizer.json, and a
-    tokenizer_config.json naming every special role, so AutoTokenizer and ``--tokenizer_type auto`` know them.
-    ``clean_up_tokenization_spaces=False``: decoding must give the text back, not BERT's " ." -> ".".
-    """
-    from transformers import PreTrainedTokenizerFast
-
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, clean_up_tokenization_spaces=False, **roles)
-    fast.save_pretrained(str(out))
+def _save_fast(tok, out: Path, **roles: str) -> None:
+    """Save a ``tokenizers`` object as a dir AutoTokenizer and ``--tokenizer_type auto`` load, naming every
+    special role (common/fast_tokenizer.py: without importing transformers)."""
+    write_fast_dir(tok, out, roles)
 
 
 def _train(tok, lines: list[str], trainer) -> None:
@@ -112,7 +108,7 @@ def _train_bpe(lines: list[str], out: Path, options: FamilyOptions) -> None:
     tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0), trim_offsets=True,
                                                       add_prefix_space=False)
     _save_fast(tok, out, bos_token="<s>", pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
-               mask_token=mask, cls_token="<s>", sep_token="</s>")
+               mask_token="<mask>", cls_token="<s>", sep_token="</s>")
 
 
 def _continuation_seeds(lines: list[str]) -> list[str]:

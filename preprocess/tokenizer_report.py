@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,9 @@ from typing import Any
 import numpy as np
 
 from common.errors import UserError
+from common.fast_tokenizer import FastDir, byte_level_alphabet
 from common.json_files import write_json_atomic
 from common.tokenizer import TokenizerError, load_tokenizer
-from common.tokenizer_types import byte_level_alphabet
 from preprocess.encoder import Encoder, candidate_encoders, choose_encoder, encode_bounded
 
 TRAINED = "trained"  # the label of the tokenizer the report is about
@@ -58,10 +59,10 @@ def _byte_alphabet() -> dict[str, int]:
     return {c: b for b, c in byte_level_alphabet().items()}
 
 
-def _is_byte_level(tok: Any) -> bool:
-    """Whether its pre-tokenizer or decoder (alone or in a Sequence) is ByteLevel: read from their own
-    JSON, not the whole tokenizer's (its vocabulary and merges, a tenth of a second to parse)."""
-    backend = getattr(tok, "backend_tokenizer", None)
+def _is_byte_level(backend: Any) -> bool:
+    """Whether a ``tokenizers.Tokenizer``'s pre-tokenizer or decoder (alone or in a Sequence) is ByteLevel:
+    read from their own JSON, not the whole tokenizer's (its vocabulary and merges, a tenth of a second
+    to parse)."""
     if backend is None:
         return False
     parts = (backend.pre_tokenizer, backend.decoder)
@@ -69,16 +70,20 @@ def _is_byte_level(tok: Any) -> bool:
 
 
 def byte_ids(tok: Any) -> np.ndarray:
+    """Which ids of a transformers tokenizer are byte-fallback tokens, as a bool array indexed by id
+    (``byte_flags``)."""
+    return byte_flags(tok.get_vocab(), set(tok.all_special_ids), _is_byte_level(getattr(tok, "backend_tokenizer", None)))
+
+
+def byte_flags(vocab: dict[str, int], special: set[int], byte_level: bool) -> np.ndarray:
     """Which ids are byte-fallback tokens, as a bool array indexed by id.
 
     A byte-fallback token stands for bytes rather than whole characters: a SentencePiece byte piece
     (``<0xE0>``), or, in a byte-level BPE vocabulary, a token whose bytes are not valid UTF-8 on their
     own (a lone byte of a multi-byte character, or a piece that cuts through one). Special tokens never are.
     """
-    vocab = tok.get_vocab()
     out = np.zeros(max(vocab.values(), default=-1) + 1, dtype=bool)
-    special = set(tok.all_special_ids)
-    alphabet = _byte_alphabet() if _is_byte_level(tok) else None
+    alphabet = _byte_alphabet() if byte_level else None
     for token, i in vocab.items():
         if i in special:
             continue
@@ -92,35 +97,49 @@ def byte_ids(tok: Any) -> np.ndarray:
     return out
 
 
+@dataclass(frozen=True)
+class Subject:
+    """What the report needs of a tokenizer: an encoder (no special tokens added), its unknown id, and
+    which ids stand for bytes."""
+
+    encode: Encoder
+    unk: int | None
+    is_byte: np.ndarray
+
+
+def subject(tokenizer: Any, sample: list[str]) -> Subject:
+    """A transformers tokenizer's ``Subject``: the fastest backend that gives transformers' ids on
+    ``sample`` (preprocess/encoder.py), as the cache's."""
+    name, _ = choose_encoder(tokenizer, sample)
+    return Subject(candidate_encoders(tokenizer)[name], tokenizer.unk_token_id, byte_ids(tokenizer))
+
+
+def fast_subject(fast: FastDir) -> Subject:
+    """A tokenizers-backed dir's ``Subject``, without transformers: its tokenizer's own batch encoder,
+    which is what transformers' ``PreTrainedTokenizerFast`` calls (tested to give its ids)."""
+    tok = fast.tokenizer
+
+    def encode(lines: list[str]) -> list[list[int]]:
+        return [e.ids for e in tok.encode_batch_fast(lines, add_special_tokens=False)]
+
+    return Subject(encode, fast.role_id("unk_token"), byte_flags(tok.get_vocab(), fast.special_ids, _is_byte_level(tok)))
+
+
 def _share(part: int, whole: int, scale: float = 1.0) -> float | None:
     """``part / whole`` scaled; None (JSON null, "-" in the table) when there is nothing to measure: a
     corpus too small to hold out a line has no figures, not figures of 0."""
     return scale * part / whole if whole else None
 
 
-def encoder_for(tokenizer: Any, sample: list[str]) -> Encoder:
-    """The fastest backend that gives transformers' ids on ``sample`` (preprocess/encoder.py), as the cache's."""
-    name, _ = choose_encoder(tokenizer, sample)
-    return candidate_encoders(tokenizer)[name]
-
-
-def measure(tokenizer: Any, lines: list[str], is_byte: np.ndarray | None = None,
-            encode: Encoder | None = None) -> dict[str, Any]:
-    """The measures of the module docstring for ``tokenizer`` on ``lines`` (held-out lines of one corpus).
-
-    ``is_byte`` (its ``byte_ids``) and ``encode`` (``encoder_for``), when ``report`` worked them out once
-    for every corpus; else from this corpus's lines.
-    """
-    encode = encoder_for(tokenizer, lines[:32]) if encode is None else encode
-    is_byte = byte_ids(tokenizer) if is_byte is None else is_byte
-    unk = tokenizer.unk_token_id
+def measure(tok: Subject, lines: list[str]) -> dict[str, Any]:
+    """The measures of the module docstring for ``tok`` on ``lines`` (held-out lines of one corpus)."""
     tokens = unks = fallback = 0
     for start in range(0, len(lines), BATCH_LINES):
-        ids = encode_bounded(encode, lines[start:start + BATCH_LINES])
+        ids = encode_bounded(tok.encode, lines[start:start + BATCH_LINES])
         flat = np.fromiter(chain.from_iterable(ids), dtype=np.int64)
         tokens += flat.size
-        unks += int((flat == unk).sum()) if unk is not None else 0
-        fallback += int(is_byte[flat[flat < is_byte.size]].sum())
+        unks += int((flat == tok.unk).sum()) if tok.unk is not None else 0
+        fallback += int(tok.is_byte[flat[flat < tok.is_byte.size]].sum())
     unit = unit_of(lines)
     characters, words = sum(map(len, lines)), sum(len(s.split()) for s in lines)
     per_unit = _share(tokens, words) if unit == "word" else _share(tokens, characters, 100.0)
@@ -129,19 +148,21 @@ def measure(tokenizer: Any, lines: list[str], is_byte: np.ndarray | None = None,
             "lines": len(lines), "characters": characters, "words": words, "tokens": tokens}
 
 
-def report(held_out: dict[str, list[str]], tokenizer: Any, compare: tuple[str, Any] | None = None) -> dict[str, Any]:
-    """The measures of ``tokenizer`` (labelled ``TRAINED``) on each corpus of ``held_out`` (one corpus:
+def probe_sample(held_out: dict[str, list[str]]) -> list[str]:
+    """Every corpus's first held-out lines: what a transformers tokenizer's encoder is checked on, once
+    for every corpus."""
+    return [s for lines in held_out.values() for s in lines[:32]]
+
+
+def report(held_out: dict[str, list[str]], trained: Subject, compare: tuple[str, Subject] | None = None) -> dict[str, Any]:
+    """The measures of ``trained`` (labelled ``TRAINED``) on each corpus of ``held_out`` (one corpus:
     a single key), and, with ``compare=(label, other)``, those of ``other`` beside them."""
-    tokenizers = [(TRAINED, tokenizer)]
+    subjects = [(TRAINED, trained)]
     if compare is not None:
         label = compare[0] if compare[0] != TRAINED else f"{TRAINED} (compared)"
-        tokenizers.append((label, compare[1]))
-    # Once a tokenizer, not once a corpus: the encoder checked on every corpus's first lines at once.
-    sample = [s for lines in held_out.values() for s in lines[:32]]
-    ready = {label: (byte_ids(tok), encoder_for(tok, sample)) for label, tok in tokenizers}
-    corpora = {name: {label: measure(tok, lines, *ready[label]) for label, tok in tokenizers}
-               for name, lines in held_out.items()}
-    return {"tokenizers": [label for label, _ in tokenizers], "corpora": corpora}
+        subjects.append((label, compare[1]))
+    corpora = {name: {label: measure(tok, lines) for label, tok in subjects} for name, lines in held_out.items()}
+    return {"tokenizers": [label for label, _ in subjects], "corpora": corpora}
 
 
 # (header, format); the text columns (corpus, tokenizer, unit) are left-aligned, the numbers right-aligned.
@@ -172,8 +193,8 @@ def write(rep: dict[str, Any], path: Path) -> None:
 
 
 def load_for_compare(path: str, tokenizer_type: str = "auto") -> tuple[str, Any]:
-    """``--compare_with PATH``: its label (the path as given) and the tokenizer; a one-line UserError
-    when it does not load."""
+    """``--compare_with PATH``: its label (the path as given) and the tokenizer (``subject`` makes it
+    measurable once the sample is drawn); a one-line UserError when it does not load."""
     try:
         return path, load_tokenizer(path, tokenizer_type).tokenizer
     except TokenizerError as e:

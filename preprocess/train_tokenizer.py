@@ -18,7 +18,6 @@ tokenizes a held-out part of the sample.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -30,6 +29,7 @@ from common.cli import parse_args, run_command
 from common.config import normalise_ext
 from common.corpora import parse_named
 from common.errors import UserError
+from common.fast_tokenizer import FastDirError, read_fast_dir
 from common.json_files import write_json_atomic
 from common.mixture import parse_mixture, weights
 from common.tokenizer import TRAINING_FILE, TokenizerError, load_tokenizer
@@ -216,14 +216,25 @@ def train(args: argparse.Namespace) -> str:
             f"{time.perf_counter() - start:.1f} s -> {out} (load it with {flags})")
 
 
-def loader_type(out: Path, tokenizer_type: str) -> str:
-    """The ``--tokenizer_type`` the new tokenizer in ``out`` is loaded back with: its own, but for ``auto``
-    the class its tokenizer_config.json names, which is what AutoTokenizer loads it with, without
-    AutoTokenizer's import of torch (through transformers' configuration_utils): 1.4 s of a 5 s bpe run."""
-    if tokenizer_type != "auto":
-        return tokenizer_type
-    config = json.loads((out / "tokenizer_config.json").read_text(encoding="utf-8"))
-    return f"transformers:{config['tokenizer_class']}"
+def _load_back(out: Path, family: Any, args: argparse.Namespace, sample: list[str]) -> tuple[int, Any]:
+    """The new tokenizer in ``out`` read back, and ready to measure: (its ids, its report ``Subject``).
+
+    A ``tokenizers``-backed family (``--tokenizer_type auto``) is read as common/fast_tokenizer.py wrote
+    it, without importing transformers (0.8 s; that AutoTokenizer loads these files, the tests check for
+    each family); the others with the class the train stage loads them with."""
+    from preprocess import tokenizer_report
+
+    if family.tokenizer_type == "auto":
+        try:
+            fast = read_fast_dir(out)
+        except FastDirError as e:
+            raise UserError(f"the trained tokenizer does not load back: {e}") from None
+        return fast.vocab_size, tokenizer_report.fast_subject(fast)
+    try:
+        loaded = load_tokenizer(str(out), family.tokenizer_type, {"add_space_token": args.add_space_token})
+    except TokenizerError as e:
+        raise UserError(f"the trained tokenizer does not load back: {e}") from None
+    return loaded.identity.vocab_size, tokenizer_report.subject(loaded.tokenizer, sample)
 
 
 def _train_into(args: argparse.Namespace, out: Path, training: list[str], held: dict[str, list[str]],
@@ -235,14 +246,12 @@ def _train_into(args: argparse.Namespace, out: Path, training: list[str], held: 
                             args.add_space_token, args.min_frequency)
     with Ticker(f"{args.type}: training on {len(training):,} lines and writing (the trainer reports no progress)"):
         family.train(training, out, options)
-    settings = {"add_space_token": args.add_space_token}
-    try:
-        loaded = load_tokenizer(str(out), loader_type(out, family.tokenizer_type), settings)
-    except TokenizerError as e:
-        raise UserError(f"the trained tokenizer does not load back: {e}") from None
-    rep = tokenizer_report.report(held, loaded.tokenizer, compare)
+    sample = tokenizer_report.probe_sample(held)
+    ids, trained = _load_back(out, family, args, sample)
+    other = (compare[0], tokenizer_report.subject(compare[1], sample)) if compare else None
+    rep = tokenizer_report.report(held, trained, other)
     tokenizer_report.write(rep, out / REPORT_FILE)
-    return loaded.identity.vocab_size, tokenizer_report.table(rep)
+    return ids, tokenizer_report.table(rep)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,8 +36,9 @@ from typing import Any
 
 import numpy as np
 
+from common.fast_tokenizer import byte_level_alphabet
 from common.format import SPACE_TOKEN  # the users' space token <_>: a word of its own wherever it is
-from common.tokenizer_types import SPIECE_UNDERLINE, _WordLevelTokenizer, byte_level_alphabet
+from common.tokenizer_types import SPIECE_UNDERLINE, _WordLevelTokenizer
 
 
 class WordStartError(ValueError):

@@ -8,7 +8,17 @@ import pytest
 
 from common.errors import UserError
 from common.tokenizer import load_tokenizer
-from preprocess.tokenizer_report import TRAINED, byte_ids, load_for_compare, measure, report, table, unit_of, write
+from preprocess.tokenizer_report import (
+    TRAINED,
+    byte_ids,
+    load_for_compare,
+    measure,
+    report,
+    subject,
+    table,
+    unit_of,
+    write,
+)
 from tests.corpus import EN, TH, make_lines
 
 GEORGIAN = ["გამარჯობა მსოფლიო ენა"] * 20  # a script the fixtures' vocabularies (English and Thai) never saw
@@ -20,13 +30,17 @@ def _tok(path):
     return load_tokenizer(str(path)).tokenizer
 
 
+def _measure(tok, lines):
+    return measure(subject(tok, lines[:32]), lines)
+
+
 def test_tokens_per_word_for_english_and_per_100_characters_for_thai_without_spaces(bpe_dir):
     assert unit_of(ENGLISH) == "word"
     assert unit_of(THAI) == "100 chars"
     assert unit_of(["日本語のテキスト 中文文本"]) == "100 chars"  # mostly a script without spaces, though spaced
     assert unit_of(["x" * 200 + " y"]) == "100 chars"  # one space per 200 characters: no words to count
     tok = _tok(bpe_dir)
-    en, th = measure(tok, ENGLISH), measure(tok, THAI)
+    en, th = _measure(tok, ENGLISH), _measure(tok, THAI)
     assert en["unit"] == "word" and en["words"] == 8 * 8
     assert en["tokens_per_unit"] == pytest.approx(en["tokens"] / en["words"])
     assert th["unit"] == "100 chars" and th["characters"] == sum(map(len, THAI))
@@ -38,11 +52,11 @@ def test_tokens_per_word_for_english_and_per_100_characters_for_thai_without_spa
 def test_the_unknown_rate_is_positive_for_an_unseen_script_and_zero_for_byte_level_bpe(wordpiece_dir, bpe_dir,
                                                                                         spm_dir):
     wordpiece, bpe = _tok(wordpiece_dir), _tok(bpe_dir)
-    assert measure(wordpiece, GEORGIAN)["unk_rate"] > 0.5
-    assert measure(_tok(spm_dir), GEORGIAN)["unk_rate"] > 0  # a slow SentencePiece tokenizer without byte fallback
-    assert measure(wordpiece, ENGLISH)["unk_rate"] == 0
+    assert _measure(wordpiece, GEORGIAN)["unk_rate"] > 0.5
+    assert _measure(_tok(spm_dir), GEORGIAN)["unk_rate"] > 0  # a slow SentencePiece tokenizer without byte fallback
+    assert _measure(wordpiece, ENGLISH)["unk_rate"] == 0
     for lines in (GEORGIAN, ENGLISH, THAI, ["emoji 🤗 and ©"]):
-        assert measure(bpe, lines)["unk_rate"] == 0
+        assert _measure(bpe, lines)["unk_rate"] == 0
 
 
 def test_byte_fallback_counts_pieces_that_are_not_whole_characters(tmp_path, bpe_dir, wordpiece_dir):
@@ -51,8 +65,8 @@ def test_byte_fallback_counts_pieces_that_are_not_whole_characters(tmp_path, bpe
     from common.tokenizer_types import ThaiRobertaTokenizer
 
     bpe = _tok(bpe_dir)
-    assert measure(bpe, ENGLISH)["byte_fallback_share"] == 0
-    assert measure(bpe, GEORGIAN)["byte_fallback_share"] > 0.5  # unseen: mostly lone bytes of 3-byte characters
+    assert _measure(bpe, ENGLISH)["byte_fallback_share"] == 0
+    assert _measure(bpe, GEORGIAN)["byte_fallback_share"] > 0.5  # unseen: mostly lone bytes of 3-byte characters
     flags = byte_ids(bpe)
     vocab = bpe.get_vocab()
     assert flags[vocab["à"]] and not flags[vocab["a"]]  # à: 0xE0, the first byte of every Thai character
@@ -66,16 +80,17 @@ def test_byte_fallback_counts_pieces_that_are_not_whole_characters(tmp_path, bpe
                                    user_defined_symbols=["<mask>"], minloglevel=2)
     sp = ThaiRobertaTokenizer(vocab_file=str(tmp_path / "sp.model"))
     assert byte_ids(sp)[sp.get_vocab()["<0xE1>"]]
-    m = measure(sp, GEORGIAN)
+    m = _measure(sp, GEORGIAN)
     assert m["byte_fallback_share"] > 0.5 and m["unk_rate"] == 0
-    assert measure(sp, ENGLISH)["byte_fallback_share"] == 0
+    assert _measure(sp, ENGLISH)["byte_fallback_share"] == 0
 
 
 def test_a_comparison_adds_the_other_tokenizers_rows_and_the_json_round_trips(tmp_path, bpe_dir, wordpiece_dir):
     held_out = {"en": ENGLISH, "th": THAI, "mixed": make_lines(50, seed=3)}
-    compare = load_for_compare(str(wordpiece_dir))
-    assert compare[0] == str(wordpiece_dir)
-    rep = report(held_out, _tok(bpe_dir), compare=compare)
+    label, other = load_for_compare(str(wordpiece_dir))
+    assert label == str(wordpiece_dir)
+    sample = [s for lines in held_out.values() for s in lines]
+    rep = report(held_out, subject(_tok(bpe_dir), sample), compare=(label, subject(other, sample)))
     assert rep["tokenizers"] == [TRAINED, str(wordpiece_dir)]
     assert list(rep["corpora"]) == ["en", "th", "mixed"]
     for name, lines in held_out.items():
@@ -87,7 +102,7 @@ def test_a_comparison_adds_the_other_tokenizers_rows_and_the_json_round_trips(tm
     assert len(rows) == 1 + 3 * 2  # a header, then one row per corpus x tokenizer
     assert len({len(r) for r in rows[1:]}) <= 2 and rows[1].startswith("en ") and TRAINED in rows[1]
     assert rows[2].split()[1] == str(wordpiece_dir) and "100 chars" in rows[3]
-    alone = report({"corpus": ENGLISH}, _tok(bpe_dir))
+    alone = report({"corpus": ENGLISH}, subject(_tok(bpe_dir), ENGLISH))
     assert len(table(alone).splitlines()) == 2 and alone["tokenizers"] == [TRAINED]
 
     path = tmp_path / "tokenizer_report.json"
@@ -101,3 +116,22 @@ def test_a_tokenizer_to_compare_with_that_does_not_load_is_one_line(tmp_path):
     with pytest.raises(UserError) as e:
         load_for_compare(str(tmp_path / "missing"))
     assert str(e.value).startswith(f"--compare_with {tmp_path / 'missing'}: ") and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("family", ["bpe", "wordpiece", "unigram"])
+def test_read_without_transformers_a_new_tokenizer_measures_as_autotokenizer_loads_it(tmp_path, family):
+    """mlm-train-tokenizer measures a tokenizers-backed family through common/fast_tokenizer.py, not
+    transformers: the same figures, on text with unseen script, specials and long lines."""
+    from transformers import AutoTokenizer
+
+    from common.fast_tokenizer import read_fast_dir
+    from preprocess.tokenizer_families import FAMILIES, FamilyOptions
+    from preprocess.tokenizer_report import fast_subject
+
+    FAMILIES[family].train(make_lines(400, seed=7), tmp_path, FamilyOptions(448, 1))
+    lines = [*GEORGIAN[:3], *ENGLISH, *THAI, "a <mask> b [MASK] <s>", " lead  spaces", "x" * 70_000, *make_lines(40, seed=8)]
+    auto = AutoTokenizer.from_pretrained(str(tmp_path))
+    ours = fast_subject(read_fast_dir(tmp_path))
+    assert measure(ours, lines) == measure(subject(auto, lines[:32]), lines)
+    assert ours.encode(lines[:-41]) == auto(lines[:-41], add_special_tokens=False)["input_ids"]
+    assert ours.unk == auto.unk_token_id and ours.is_byte.tolist() == byte_ids(auto).tolist()

@@ -243,25 +243,27 @@ def test_every_family_runs_the_whole_path_through_the_cli(capsys, tmp_path, corp
     assert len(fill(f"the cat {tok.mask_token} the ball", top_k=2)) == 2
 
 
-def test_a_subword_tokenizer_is_checked_with_the_class_autotokenizer_picks_and_torch_never_imported(tmp_path, corpora):
-    """AutoTokenizer imports torch (transformers' configuration_utils), 1.4 s of a 5 s bpe run: the new
-    tokenizer is loaded back with the class its tokenizer_config.json names, the one AutoTokenizer loads."""
+@pytest.mark.parametrize("kind", ["bpe", "unigram"])
+def test_a_subword_tokenizer_is_written_and_checked_without_importing_transformers(tmp_path, corpora, kind):
+    """Importing transformers took 0.8 s of a 2.9 s bpe run (bench/tokenizer_train.py): a tokenizers-backed
+    family is saved and read back by common/fast_tokenizer.py, and AutoTokenizer still loads it."""
     import subprocess
     import sys
 
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     spec = ",".join(f"{n}={d}" for n, d in corpora.items())
     code = ("import sys; from preprocess.train_tokenizer import main; rc = main(sys.argv[1:]); "
-            "print('torch imported:', 'torch' in sys.modules); sys.exit(rc)")
-    r = subprocess.run([sys.executable, "-c", code, "--type", "bpe", "--train_dir", spec, "--ext", "txt,jsonl.zst,parquet",
+            "print('imported:', sorted(m for m in ('transformers', 'torch') if m in sys.modules)); sys.exit(rc)")
+    r = subprocess.run([sys.executable, "-c", code, "--type", kind, "--train_dir", spec, "--ext", "txt,jsonl.zst,parquet",
                         "--recursive", "--output_dir", str(tmp_path / "tok"), "--num_workers", "1", "--vocab_size", "500",
                         "--sample_bytes", "0.0001"], capture_output=True, text=True, timeout=300,
                        cwd=Path(__file__).parents[2])
     assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.splitlines()[-1] == "torch imported: False", r.stdout[-500:]
-    named = json.loads((tmp_path / "tok" / "tokenizer_config.json").read_text())["tokenizer_class"]
-    assert type(AutoTokenizer.from_pretrained(str(tmp_path / "tok"))).__name__ == named
+    assert r.stdout.splitlines()[-1] == "imported: []", r.stdout[-500:]
+    tok = AutoTokenizer.from_pretrained(str(tmp_path / "tok"))
+    assert isinstance(tok, PreTrainedTokenizerFast) and f"tokenizer with {len(tok):,} ids" in r.stdout
+    assert tok.mask_token == "<mask>" and tok.pad_token_id == 1
 
 
 @pytest.mark.parametrize("kind", ["bpe", "wordpiece"])
