@@ -206,10 +206,11 @@ def _first_bytes(lines: list[str], budget: float) -> tuple[list[str], int]:
 def balance(drawn: dict[str, Drawn], shares: dict[str, float]) -> list[str]:
     """Cut each corpus's lines so the text drawn is in ``shares`` (in place), when a corpus gave less than
     its share (it holds less text, or the whole corpus was read): the largest sample in the shares asked,
-    not a bigger one in other shares. Returns the corpora that held less than their share, when others
-    were cut for them."""
+    not a bigger one in other shares. Only a corpus read whole can be short: one whose draw stopped at its
+    target is over it by at most its last line, and cutting the others for that would be a false alarm.
+    Returns the corpora that held less than their share, when others were cut for them."""
     weighed = {n: w for n, w in shares.items() if w > 0 and n in drawn}
-    if not weighed:
+    if not any(drawn[n].everything for n in weighed):  # each gave its target, to the line that reached it
         return []
     total = min(drawn[n].text_bytes / w for n, w in weighed.items())  # the largest sample in these shares
     over = [n for n, w in weighed.items() if drawn[n].text_bytes > total * w * 1.001]  # more than rounding
