@@ -26,6 +26,7 @@ from typing import Any
 from transformers import PreTrainedTokenizer
 
 from common.format import SPACE_TOKEN
+from common.segmenters import segment_newmm, segment_presplit, segment_syllable
 
 SPIECE_UNDERLINE = "▁"
 SPECIALS = {"bos_token": "<s>", "pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>",
@@ -200,29 +201,6 @@ class _WordLevelTokenizer(PreTrainedTokenizer):
         with open(out, "w", encoding="utf-8") as f:
             json.dump(self.vocab, f, ensure_ascii=False, indent=0)
         return (str(out),)
-
-
-def _pythainlp():
-    try:
-        from pythainlp import tokenize
-    except ImportError as e:
-        raise ImportError("the Thai word-level tokenizers need PyThaiNLP: pip install pythainlp") from e
-    return tokenize
-
-
-def segment_newmm(text: str) -> list[str]:
-    """Words by PyThaiNLP's dictionary-based ``newmm`` (offline, bundled dictionary)."""
-    return _pythainlp().word_tokenize(text, engine="newmm", keep_whitespace=True)
-
-
-def segment_syllable(text: str) -> list[str]:
-    """Thai syllables by PyThaiNLP's dictionary-based syllable segmenter (offline)."""
-    return _pythainlp().syllable_tokenize(text, engine="dict", keep_whitespace=True)
-
-
-def segment_presplit(text: str) -> list[str]:
-    """Text already segmented with ``<|>`` between words."""
-    return text.split("<|>")
 
 
 class ThaiWordsNewmmTokenizer(_WordLevelTokenizer):

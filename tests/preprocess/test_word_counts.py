@@ -51,3 +51,17 @@ def test_counting_megabytes_of_lines_on_two_workers_does_not_deadlock():
              for _ in range(3 * COUNT_LINES)]
     assert sum(len(s.encode()) for s in lines[:COUNT_LINES]) > 1 << 20
     assert count_words("newmm", lines, 2) == count_words("newmm", lines, 1)
+
+
+def test_each_word_level_segmenter_is_its_tokenizer_classes_own():
+    """word_counts segments with common/segmenters.py (no transformers import); the classes the train stage
+    loads must segment with the very same functions, or the vocabulary would miss their words."""
+    from common.segmenters import SEGMENTERS
+    from common.tokenizer import TOKENIZER_TYPES
+    from common.tokenizer_types import _WordLevelTokenizer
+
+    word_level = {n for n, t in TOKENIZER_TYPES.items()
+                  if n != "auto" and issubclass(t.tokenizer_class(), _WordLevelTokenizer)}
+    assert word_level == set(SEGMENTERS) == {"newmm", "syllable", "fake_sefr_cut"}
+    for name in word_level:
+        assert TOKENIZER_TYPES[name].tokenizer_class().segment is SEGMENTERS[name] is segmenter(name)
