@@ -35,7 +35,6 @@ from preprocess.scan import scan_shards
 from preprocess.tasks import Reading, Task, tasks_of
 from preprocess.workers import Workers
 
-_STATE: dict[str, object] = {}  # the seed and threshold of a round, set before the pool forks
 MIN_TASK_BYTES, MAX_TASK_BYTES = 4 << 10, 4 << 20
 
 
@@ -79,13 +78,12 @@ def _skippable(task: Task) -> bool:
     return task.fmt.kind == "parquet" or not task.fmt.codec
 
 
-def _read(job: tuple[Task, str, str, float]) -> tuple[list[tuple[float, int, str]], tuple[int, int, int]]:
+def _read(job: tuple[Task, str, str, float, int]) -> tuple[list[tuple[float, int, str]], tuple[int, int, int]]:
     """(key, line number, line) of a task's lines under the threshold, and (the bytes read, the invalid
     UTF-8 sequences replaced, the records without text) as preprocess counts them: a skippable task
     is read whole (its lines share its key); a compressed stream keeps each line by its own key as it is
     decompressed, batch by batch, so a worker holds the lines kept, never the whole file's."""
-    task, corpus, name, threshold = job
-    seed = _STATE["seed"]
+    task, corpus, name, threshold, seed = job
     whole = _skippable(task)
     k_task = _key(seed, corpus, name, task.start)
     out: list[tuple[float, int, str]] = []
@@ -106,7 +104,37 @@ def _read(job: tuple[Task, str, str, float]) -> tuple[list[tuple[float, int, str
     return out, (read.nbytes, invalid, bad)
 
 
-def draw(corpus: CorpusFiles, target: int, seed: int, column: str, num_workers: int,
+def _read_all(jobs: list) -> list:
+    return [_read(j) for j in jobs]
+
+
+class Readers:
+    """The processes that read the sample's tasks, forked once for every corpus and round (a fork, and
+    dill's import, cost more than reading a small sample's share of a corpus), in task order; here in
+    this process with one worker. A context manager: they are killed on leaving it."""
+
+    def __init__(self, num_workers: int):
+        self.num_workers = num_workers
+        self._workers: Workers | None = None
+
+    def map(self, jobs: list) -> list:
+        if self.num_workers <= 1 or len(jobs) <= 1:
+            return [_read(j) for j in jobs]
+        if self._workers is None:
+            self._workers = Workers(self.num_workers, _read_all)
+        per = max(1, len(jobs) // (8 * self.num_workers))  # a message per task cost 0.2 s for 471 small ones
+        chunks = self._workers.imap([jobs[i:i + per] for i in range(0, len(jobs), per)])
+        return [r for chunk in chunks for r in chunk]
+
+    def __enter__(self) -> Readers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._workers is not None:
+            self._workers.kill()
+
+
+def draw(corpus: CorpusFiles, target: int, seed: int, column: str, readers: Readers,
          progress: Callable[[int], object] | None = None) -> Drawn:
     """``target`` bytes of ``corpus``'s text (all of it when it holds less), the lines of the smallest keys."""
     paths = [p for _, p, _ in corpus.shards]
@@ -120,11 +148,10 @@ def draw(corpus: CorpusFiles, target: int, seed: int, column: str, num_workers: 
     found: list[tuple[float, int, int, str]] = []  # (key, task number, line number, line)
     faults: dict[int, tuple[int, int, int]] = {}  # task number -> what _read counted (a stream's: last round)
     read_bytes = 0
-    _STATE["seed"] = seed
     while True:
-        jobs = [(n, (t, corpus.name, name, threshold)) for n, (t, name) in enumerate(tasks)
+        jobs = [(n, (t, corpus.name, name, threshold, seed)) for n, (t, name) in enumerate(tasks)
                 if (not _skippable(t)) or low <= _key(seed, corpus.name, name, t.start) < threshold]
-        results = _map(_read, [j for _, j in jobs], num_workers)
+        results = readers.map([j for _, j in jobs])
         found = [f for f in found if _skippable(tasks[f[1]][0])]  # a stream is read again each round, whole
         for (n, _), (lines, counts) in zip(jobs, results):
             nbytes = counts[0]
@@ -160,17 +187,6 @@ def held_out(lines: list[str], fraction: float, seed: int) -> tuple[list[str], l
     for s in lines:
         (test if _key(seed, "held out", s) < fraction else keep).append(s)
     return keep, test
-
-
-def _map(fn: Callable, jobs: list, num_workers: int) -> list:
-    """``fn`` over ``jobs``, in order, in ``num_workers`` processes (here when 1)."""
-    if num_workers <= 1 or len(jobs) <= 1:
-        return [fn(j) for j in jobs]
-    workers = Workers(min(num_workers, len(jobs)), fn)
-    try:
-        return list(workers.imap(jobs))
-    finally:
-        workers.kill()
 
 
 def sample_digest(lines: list[str]) -> str:

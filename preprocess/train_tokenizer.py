@@ -37,7 +37,7 @@ from preprocess.config import available_cores
 from preprocess.formats import formats_of
 from preprocess.inputs import list_shards
 from preprocess.progress import Ticker
-from preprocess.sample import CorpusFiles, Drawn, balance, draw, held_out, reading_bar, sample_digest, targets
+from preprocess.sample import CorpusFiles, Drawn, Readers, balance, draw, held_out, reading_bar, sample_digest, targets
 from preprocess.tokenizer_checks import GB, check_args, check_sample, check_text
 from preprocess.tokenizer_families import FAMILIES, SPM_THREADS, FamilyOptions, round_vocab
 from preprocess.tokenizer_output import remove_leftovers, writing
@@ -127,10 +127,11 @@ def draw_sample(args: argparse.Namespace, corpora: dict[str, str]) -> tuple[dict
     shares = weights(list(corpora), sizes, args.mixture, args.mixture_alpha, unit="text")
     goal = targets(sizes, shares, int(args.sample_bytes * GB))
     drawn = {}
-    with reading_bar(sum(sizes[n] for n in sizes if goal[n] > 0), "sample: reading") as bar:
+    with reading_bar(sum(sizes[n] for n in sizes if goal[n] > 0), "sample: reading") as bar, \
+            Readers(args.num_workers) as readers:
         for n, f in files.items():
             if goal[n] > 0:
-                drawn[n] = draw(f, goal[n], args.seed, args.text_column, args.num_workers, bar.update)
+                drawn[n] = draw(f, goal[n], args.seed, args.text_column, readers, bar.update)
     check_text(files, drawn)
     if args.mixture or args.mixture_alpha is not None:  # by size (neither flag), whatever each gives is its share
         short = balance(drawn, shares)

@@ -9,7 +9,7 @@ import pytest
 
 from preprocess.formats import formats_of
 from preprocess.inputs import list_shards
-from preprocess.sample import CorpusFiles, draw, sample_digest
+from preprocess.sample import CorpusFiles, Readers, draw, sample_digest
 from tests.corpus import make_lines
 from tests.preprocess.test_formats import write_docs
 
@@ -25,25 +25,27 @@ def _corpus(root: Path) -> CorpusFiles:
 
 def test_the_sample_is_the_same_with_one_or_two_workers_and_spread_over_every_file(tmp_path):
     corpus = _corpus(tmp_path / "text")
-    one = draw(corpus, 40_000, seed=3, column="text", num_workers=1)
-    two = draw(corpus, 40_000, seed=3, column="text", num_workers=2)
+    one = draw(corpus, 40_000, seed=3, column="text", readers=Readers(1))
+    with Readers(2) as readers:  # forked once, for two draws
+        two = draw(corpus, 40_000, seed=3, column="text", readers=readers)
+        assert draw(corpus, 40_000, seed=3, column="text", readers=readers).lines == two.lines
     assert one.lines == two.lines and sample_digest(one.lines) == sample_digest(two.lines)
     assert 40_000 <= one.text_bytes < 40_000 + 1_000  # the budget, to within one line
     files = {s.split("l", 1)[0] for s in one.lines}
     assert files == {f"f{k}" for k in range(5)}  # every file, in every format, gives lines
-    other = draw(corpus, 40_000, seed=4, column="text", num_workers=1)
+    other = draw(corpus, 40_000, seed=4, column="text", readers=Readers(1))
     assert sample_digest(other.lines) != sample_digest(one.lines)
 
 
 def test_a_sample_bigger_than_the_corpus_is_the_whole_corpus(tmp_path):
     corpus = _corpus(tmp_path / "text")
-    drawn = draw(corpus, 10**9, seed=0, column="text", num_workers=1)
+    drawn = draw(corpus, 10**9, seed=0, column="text", readers=Readers(1))
     assert drawn.everything and len(drawn.lines) == 5 * 600
 
 
 @pytest.mark.parametrize("target", [5_000, 60_000])
 def test_only_a_share_of_the_skippable_text_is_read(tmp_path, target):
     corpus = _corpus(tmp_path / "text")
-    drawn = draw(corpus, target, seed=1, column="text", num_workers=1)
-    whole = draw(corpus, 10**9, seed=1, column="text", num_workers=1)
+    drawn = draw(corpus, target, seed=1, column="text", readers=Readers(1))
+    whole = draw(corpus, 10**9, seed=1, column="text", readers=Readers(1))
     assert drawn.read_bytes < whole.read_bytes
