@@ -199,6 +199,16 @@ def measure(cmd: list[str], out: Path, timeout: float) -> Run:
     return Run(seconds, rss.peak_pss, rss.peak_sum, stdout, failed)
 
 
+def median_run(runs: list[Run]) -> Run:
+    """The run of median time (the upper one of an even count), with the highest peak memory of all: a
+    failed run, if any, stands for them all."""
+    failed = next((r for r in runs if r.failed), None)
+    if failed is not None:
+        return failed
+    mid = sorted(runs, key=lambda r: r.seconds)[len(runs) // 2]
+    return Run(mid.seconds, max(r.peak_pss for r in runs), max(r.peak_rss for r in runs), mid.stdout)
+
+
 def extract_sample(dirs: dict[str, Path], sample_mb: float, workers: int, path: Path) -> tuple[str, int, int]:
     """The lines ``--type bpe`` with these flags trains on, by its own functions, written to ``path``.
 
@@ -320,11 +330,16 @@ def compare(family: str, dirs: dict[str, Path], text: Path, digest: str, sample_
     # The library first: ours is killed past SLOWEST x its time (the 1.15x target is then long missed) or
     # past --timeout, so a hang costs a minute, not the bench.
     lib_out = out.parent.parent / "library" / out.name
-    lib = measure([sys.executable, __file__, "--workers", str(a.workers), "--child", family, str(text), str(lib_out),
-                   str(a.vocab_size)], lib_out, a.timeout)
-    limit = min(a.timeout, max(MIN_LIMIT_S, SLOWEST * lib.seconds))
-    ours = measure([sys.executable, "-m", "preprocess.train_tokenizer",
-                    *ours_argv(family, dirs, out, sample_mb, a.vocab_size, a.workers)], out, limit)
+    libs, ourses = [], []
+    for _ in range(a.repeat):  # interleaved: a slow minute on a shared machine hits both sides alike
+        libs.append(measure([sys.executable, __file__, "--workers", str(a.workers), "--child", family, str(text),
+                             str(lib_out), str(a.vocab_size)], lib_out, a.timeout))
+        limit = min(a.timeout, max(MIN_LIMIT_S, SLOWEST * libs[-1].seconds))
+        ourses.append(measure([sys.executable, "-m", "preprocess.train_tokenizer",
+                               *ours_argv(family, dirs, out, sample_mb, a.vocab_size, a.workers)], out, limit))
+        if ourses[-1].failed or libs[-1].failed:
+            break
+    lib, ours = median_run(libs), median_run(ourses)
     ratio = ours.seconds / lib.seconds
     shown = f"> {ratio:.1f}x" if ours.failed else f"{ratio:.2f}x"
     row = (f"| {family} | {sample_mb:g} MB | {ours.cell()} | {own_clock(ours.stdout)} | {lib.cell()} | "
@@ -345,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--memory_family", default="bpe", help="the family of the 1x / 10x memory rows")
     p.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
     p.add_argument("--timeout", type=float, default=900, help="seconds any one run may take")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="runs of each side per row, interleaved; the row shows the median time (one run's times "
+                   "varied by 10-20%% here)")
     p.add_argument("--smoke", action="store_true", help="tiny sizes, bpe and newmm: proves the script in seconds")
     p.add_argument("--child", nargs=4, metavar=("KIND", "TEXT", "OUT", "VOCAB"), help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -353,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if a.smoke:
         a.mb, a.sample_mb, a.vocab_size, a.families = 0.6, 0.15, 512, "bpe,newmm"
-        a.large_mb, a.large_sample_mb = 1.2, 0.6
+        a.large_mb, a.large_sample_mb, a.repeat = 1.2, 0.6, 1
     families = [f for f in a.families.split(",") if f]
     unknown = sorted(set(families) - set(FAMILIES))
     if unknown:
@@ -415,7 +433,8 @@ def main(argv: list[str] | None = None) -> int:
         f"({big_lines:,} lines, {big_bytes / MB:.2f} MB in the library's file), where fixed costs weigh less",
         "- each cell: wall time of a fresh process (imports included; ours also reads the formats, draws the "
         "sample, saves, loads back and writes its held-out report), then the process tree's peak PSS / peak "
-        "sum of RSS; one run each. Its own clock: what ours prints, from reading the corpus to loading the "
+        f"sum of RSS: the median time of {a.repeat} runs of each, ours and the library's in turn, and the highest "
+        "peak. Its own clock: what ours prints (of the median run), from reading the corpus to loading the "
         "tokenizer back (no imports, no report)",
     ]
     table = "\n".join(rows)
