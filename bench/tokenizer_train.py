@@ -139,10 +139,12 @@ def disk_bytes(root: Path) -> int:
 # --------------------------------------------------------------------------- runs
 
 
-def ours_argv(family: str, dirs: dict[str, Path], out: Path, sample_mb: float, vocab: int, workers: int) -> list[str]:
+def ours_argv(family: str, dirs: dict[str, Path], out: Path, sample_mb: float, vocab: int, workers: int,
+              mixture: str | None = MIXTURE) -> list[str]:
+    """``mixture`` None: the corpora weigh their size."""
     spec = ",".join(f"{n}={d}" for n, d in dirs.items())
-    argv = ["--type", family, "--train_dir", spec, "--ext", EXT, "--recursive", "--mixture", MIXTURE,
-            "--sample_bytes", f"{sample_mb * MB / 1e9:g}", "--seed", str(SEED), "--num_workers", str(workers),
+    argv = ["--type", family, "--train_dir", spec, "--ext", EXT, "--recursive",
+            *(["--mixture", mixture] if mixture else []), "--sample_bytes", f"{sample_mb * MB / 1e9:g}", "--seed", str(SEED), "--num_workers", str(workers),
             "--output_dir", str(out)]
     return argv + (["--vocab_size", str(vocab)] if family not in ("newmm", "syllable") else [])
 
@@ -403,22 +405,26 @@ def main(argv: list[str] | None = None) -> int:
     row, same = compare("bpe", big_dirs, big_text, big_digest, a.large_sample_mb, out / "ours" / "bpe_large", a)
     rows.append(row)
     same_sample += [same] if same is not None else []
-    rows += ["", f"| ours, --type {a.memory_family}, corpus of | text | wall | peak PSS / sum of RSS | "
-             "peak PSS vs 1x | target |", "|---|---|---|---|---|---|"]
+    rows += ["", f"| ours, --type {a.memory_family}, corpus of | text | sample drawn, by size | wall | "
+             "peak PSS / sum of RSS | peak PSS vs 1x | target |", "|---|---|---|---|---|---|---|"]
     base = None
     for times in (1, 10):
         mem_dirs = make_corpus(out, a.sample_mb * times, SEED + times)
-        # The highest peak of --repeat runs: PSS is sampled every 250 ms, so one run can miss its peak.
+        # The highest peak of --repeat runs: PSS is sampled every 250 ms, so one run can miss its peak. By
+        # size, not MIXTURE: the 1x corpus (a third each) cannot give web its half, so the others would be cut
+        # to keep the shares, and it would train on 3.5 MB against the 10x corpus's 5 MB.
         run = median_run([measure([sys.executable, "-m", "preprocess.train_tokenizer",
                                    *ours_argv(a.memory_family, mem_dirs, out / "mem" / f"x{times}", a.sample_mb,
-                                              a.vocab_size, a.workers)], out / "mem" / f"x{times}", a.timeout)
+                                              a.vocab_size, a.workers, mixture=None)],
+                                  out / "mem" / f"x{times}", a.timeout)
                           for _ in range(a.repeat)])
         if run.failed:
-            rows.append(f"| {times}x the sample | {a.sample_mb * times:g} MB | {run.cell()} | | | MISSED |")
+            rows.append(f"| {times}x the sample | {a.sample_mb * times:g} MB | | {run.cell()} | | | MISSED |")
             continue
         base = base or run
         ratio = run.peak_pss / base.peak_pss
-        rows.append(f"| {times}x the sample | {a.sample_mb * times:g} MB | {run.seconds:.2f} s | "
+        drawn = json.loads((out / "mem" / f"x{times}" / "training.json").read_text())["sample"]["text_bytes"]
+        rows.append(f"| {times}x the sample | {a.sample_mb * times:g} MB | {drawn / MB:.2f} MB | {run.seconds:.2f} s | "
                     f"{run.peak_pss / MIB:,.0f} / {run.peak_rss / MIB:,.0f} MiB | {ratio:.2f}x "
                     f"(RSS sum {run.peak_rss / base.peak_rss:.2f}x) | {ok(ratio, MEMORY_TARGET) if times > 1 else ''} |")
         print(rows[-1], file=sys.stderr, flush=True)
