@@ -19,7 +19,7 @@ import time
 import types
 import typing
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from common.errors import UserError, words
 
@@ -253,6 +253,20 @@ def interrupted() -> bool:
     thread runs a finalizer (the garbage collector's), Python prints it and goes on. A long loop asks
     this at each step (train/preemption.py) so that a Ctrl-C always stops it."""
     return _interrupted
+
+
+def exit_without_teardown(rc: int) -> NoReturn:
+    """End a console script with ``rc`` without tearing the interpreter down: freeing every object took
+    0.7 s after ``mlm-train-tokenizer --type newmm`` had finished (PyThaiNLP's dictionary trie, half a
+    million objects), a fifth of its run on the bench's 5 MB sample. Output streams are flushed first;
+    atexit handlers do not run, so only for a command whose files are all closed and whose workers are
+    all gone by the time its ``main`` returns, and never from a test (it ends the process)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a reader that left (BrokenPipe), a closed stream: nothing to save
+            pass
+    os._exit(rc)
 
 
 def run_command(body: Callable[[], int], after_stop: str | Callable[[], str]) -> int:

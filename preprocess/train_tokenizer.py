@@ -22,10 +22,10 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from common.check import refuse_shared_corpora
-from common.cli import parse_args, run_command
+from common.cli import exit_without_teardown, parse_args, run_command
 from common.config import normalise_ext
 from common.corpora import parse_named
 from common.errors import UserError
@@ -270,5 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     return run_command(body, "no tokenizer was written; rerun with an empty --output_dir")
 
 
+def cli() -> NoReturn:
+    """The console script: ``main``, then the process ends at once (``exit_without_teardown``): every file
+    is closed and every worker gone when ``main`` returns."""
+    exit_without_teardown(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()

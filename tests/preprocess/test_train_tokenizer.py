@@ -268,6 +268,29 @@ def test_a_subword_tokenizer_is_written_and_checked_without_importing_transforme
     assert tok.mask_token == "<mask>" and tok.pad_token_id == 1
 
 
+def test_the_console_script_ends_without_teardown_yet_its_output_and_files_are_complete(tmp_path, corpora):
+    """``python -m preprocess.train_tokenizer`` (and mlm-train-tokenizer) ends with os._exit once main returns:
+    stdout and stderr piped, every line must still arrive, the tokenizer be whole, and an error keep rc 2."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # piped stdout is block-buffered
+    spec = ",".join(f"{n}={d}" for n, d in corpora.items())
+    argv = [sys.executable, "-m", "preprocess.train_tokenizer", "--type", "newmm", "--train_dir", spec, "--ext",
+            "txt,jsonl.zst,parquet", "--recursive", "--num_workers", "2", "--sample_bytes", "0.0001", "--output_dir"]
+    r = subprocess.run([*argv, str(tmp_path / "tok")], capture_output=True, text=True, timeout=300,
+                       cwd=Path(__file__).parents[2], env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.rstrip().splitlines()[-1].startswith("newmm tokenizer with ") and "sample: reading" in r.stderr
+    files = {p.name for p in (tmp_path / "tok").iterdir()}
+    assert {"vocab.json", "tokenizer_config.json", "training.json", "tokenizer_report.json"} <= files
+    json.loads((tmp_path / "tok" / "training.json").read_text())  # whole, not cut off
+    again = subprocess.run([*argv, str(tmp_path / "tok")], capture_output=True, text=True, timeout=300,
+                           cwd=Path(__file__).parents[2], env=env)
+    assert again.returncode == 2 and again.stderr.rstrip().splitlines()[-1].startswith("error: "), again.stderr
+
+
 @pytest.mark.parametrize("kind", ["bpe", "wordpiece"])
 def test_training_on_tokenizers_threads_gives_the_same_files(tmp_path, corpora, kind):
     """The CLI leaves TOKENIZERS_PARALLELISM as the user set it: unset, tokenizers trains on every core (after
