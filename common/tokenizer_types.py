@@ -27,12 +27,9 @@ from transformers import PreTrainedTokenizer
 
 from common.format import SPACE_TOKEN
 from common.segmenters import segment_newmm, segment_presplit, segment_syllable
+from common.word_level import SPECIALS, words_of
 
 SPIECE_UNDERLINE = "▁"
-SPECIALS = {"bos_token": "<s>", "pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>",
-            "mask_token": "<mask>", "cls_token": "<s>", "sep_token": "</s>"}
-# Word-level vocabularies start with these, in this order (the users' docs: <s>=0, <pad>=1, </s>=2, <unk>=3).
-WORD_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>", SPACE_TOKEN]
 
 
 class ThaiRobertaTokenizer(PreTrainedTokenizer):
@@ -163,15 +160,7 @@ class _WordLevelTokenizer(PreTrainedTokenizer):
     segment = staticmethod(lambda text: text.split())  # each subclass names its segmenter
 
     def _words(self, text: str) -> list[str]:
-        """Segmented words with every whitespace run as the space token (or dropped if the vocab has none)."""
-        out = []
-        for w in self.segment(text):
-            if w.isspace():
-                if self._space is not None:
-                    out.append(SPACE_TOKEN)
-            elif w:
-                out.append(w)
-        return out
+        return words_of(self.segment, text, self._space is not None)
 
     @property
     def vocab_size(self) -> int:
@@ -213,15 +202,6 @@ class ThaiWordsSyllableTokenizer(_WordLevelTokenizer):
 
 class FakeSefrCutTokenizer(_WordLevelTokenizer):
     segment = staticmethod(segment_presplit)
-
-
-def build_word_vocab(counts: dict[str, int], vocab_size: int | None, min_frequency: int) -> dict[str, int]:
-    """Specials first (ids 0..5), then words by falling count, ties by word: deterministic."""
-    words = sorted((w for w, c in counts.items() if c >= min_frequency and w not in WORD_SPECIALS),
-                   key=lambda w: (-counts[w], w))
-    if vocab_size is not None:
-        words = words[: max(0, vocab_size - len(WORD_SPECIALS))]
-    return {w: i for i, w in enumerate([*WORD_SPECIALS, *words])}
 
 
 def load_from_dir(cls: type, path: Path, **kwargs: Any) -> PreTrainedTokenizer:

@@ -18,7 +18,6 @@ does in map order changes from run to run, on one thread too (RAYON_NUM_THREADS=
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,12 +77,11 @@ def _vocab_size(options: FamilyOptions, family: str) -> int:
 
 
 def import_meanwhile(module: str) -> None:
-    """Start importing ``module`` on a thread, for a family that saves through transformers (0.6-0.8 s to
-    import) while it trains: SentencePiece's trainer releases the GIL, and the word counts run in worker
-    processes, so the import costs little of the wall time (spm, 5 MB: 5.8-6.0 s for both, against
-    6.2-6.7 s one after the other). Only once nothing will fork: a child forked while this thread holds an
-    import lock would wait on it forever. A failed import is left for the importer that needs it, which
-    raises it where it is handled."""
+    """Start importing ``module`` on a thread, for spm, which saves through transformers (0.6-0.8 s to
+    import), while SentencePiece trains, which releases the GIL: 5.8-6.0 s for both on the bench's 5 MB
+    sample, against 6.2-6.7 s one after the other. Only where nothing forks after: a child forked while
+    this thread holds an import lock would wait on it forever. A failed import is left for the importer
+    that needs it, which raises it where it is handled."""
     import importlib
     import threading
 
@@ -275,20 +273,18 @@ def _train_spm(lines: list[str], out: Path, options: FamilyOptions) -> None:
 
 def _word_level(kind: str) -> Callable[[list[str], Path, FamilyOptions], None]:
     def train(lines: list[str], out: Path, options: FamilyOptions) -> None:
-        """Specials first (``WORD_SPECIALS``), then words by falling count, ties by word (build_word_vocab)."""
+        """Specials first (``WORD_SPECIALS``), then words by falling count, ties by word (build_word_vocab),
+        written as the class's save_pretrained writes them, without importing it (common/word_level.py)."""
         from common.tokenizer import TOKENIZER_TYPES
+        from common.word_level import WORD_SPECIALS, build_word_vocab, write_word_dir
         from preprocess.word_counts import count_words
 
-        counts = count_words(kind, lines, options.num_workers, lambda: import_meanwhile("common.tokenizer_types"))
-        from common.tokenizer_types import WORD_SPECIALS, build_word_vocab  # transformers, imported meanwhile
-
+        counts = count_words(kind, lines, options.num_workers)
         vocab = build_word_vocab(counts, options.vocab_size, options.min_frequency)
         if len(vocab) == len(WORD_SPECIALS):  # every word would be <unk>: a tokenizer that looks made, and is not
             raise UserError(f"--min_frequency {options.min_frequency} leaves no word: the sample's most frequent "
                             f"is seen {max(counts.values(), default=0):,} times; lower --min_frequency, or add text")
-        vocab_file = out / "vocab.json"
-        vocab_file.write_text(json.dumps(vocab, ensure_ascii=False, indent=0), encoding="utf-8")
-        TOKENIZER_TYPES[kind].tokenizer_class()(vocab_file=str(vocab_file)).save_pretrained(out)
+        write_word_dir(out, vocab, TOKENIZER_TYPES[kind].class_name)
 
     return train
 

@@ -29,6 +29,8 @@ from common.errors import UserError
 from common.fast_tokenizer import FastDir, byte_level_alphabet
 from common.json_files import write_json_atomic
 from common.tokenizer import TokenizerError, load_tokenizer
+from common.word_level import SPECIALS
+from common.word_level import encoder as word_encoder
 from preprocess.encoder import Encoder, candidate_encoders, choose_encoder, encode_bounded
 
 TRAINED = "trained"  # the label of the tokenizer the report is about
@@ -129,6 +131,13 @@ def _share(part: int, whole: int, scale: float = 1.0) -> float | None:
     """``part / whole`` scaled; None (JSON null, "-" in the table) when there is nothing to measure: a
     corpus too small to hold out a line has no figures, not figures of 0."""
     return scale * part / whole if whole else None
+
+
+def word_subject(vocab: dict[str, int], segment: Any) -> Subject:
+    """A word-level dir's ``Subject``, without transformers: common/word_level.py's encoder, the ids its
+    class gives (tested)."""
+    special = {vocab[t] for t in SPECIALS.values()}
+    return Subject(word_encoder(vocab, segment), vocab[SPECIALS["unk_token"]], byte_flags(vocab, special, False))
 
 
 def measure(tok: Subject, lines: list[str]) -> dict[str, Any]:

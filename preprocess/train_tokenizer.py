@@ -32,7 +32,9 @@ from common.errors import UserError
 from common.fast_tokenizer import FastDirError, read_fast_dir
 from common.json_files import write_json_atomic
 from common.mixture import parse_mixture, weights
-from common.tokenizer import TRAINING_FILE, TokenizerError, load_tokenizer
+from common.segmenters import SEGMENTERS
+from common.tokenizer import TOKENIZER_TYPES, TRAINING_FILE, TokenizerError, load_tokenizer
+from common.word_level import WordDirError, read_word_dir
 from preprocess.config import available_cores
 from preprocess.formats import formats_of
 from preprocess.inputs import list_shards
@@ -221,8 +223,8 @@ def _load_back(out: Path, family: Any, args: argparse.Namespace, sample: list[st
     """The new tokenizer in ``out`` read back, and ready to measure: (its ids, its report ``Subject``).
 
     A ``tokenizers``-backed family (``--tokenizer_type auto``) is read as common/fast_tokenizer.py wrote
-    it, without importing transformers (0.8 s; that AutoTokenizer loads these files, the tests check for
-    each family); the others with the class the train stage loads them with."""
+    it, a word-level one as common/word_level.py did, without importing transformers (0.5-0.8 s; that
+    the train stage's loaders read these files alike, the tests check for each family); spm with its class."""
     from preprocess import tokenizer_report
 
     if family.tokenizer_type == "auto":
@@ -231,6 +233,12 @@ def _load_back(out: Path, family: Any, args: argparse.Namespace, sample: list[st
         except FastDirError as e:
             raise UserError(f"the trained tokenizer does not load back: {e}") from None
         return fast.vocab_size, tokenizer_report.fast_subject(fast)
+    if family.tokenizer_type in SEGMENTERS:  # word-level, as common/word_level.py wrote it
+        try:
+            vocab = read_word_dir(out, TOKENIZER_TYPES[family.tokenizer_type].class_name)
+        except WordDirError as e:
+            raise UserError(f"the trained tokenizer does not load back: {e}") from None
+        return len(vocab), tokenizer_report.word_subject(vocab, SEGMENTERS[family.tokenizer_type])
     try:
         loaded = load_tokenizer(str(out), family.tokenizer_type, {"add_space_token": args.add_space_token})
     except TokenizerError as e:

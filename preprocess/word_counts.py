@@ -49,15 +49,14 @@ def tasks_for(kind: str, n: int, num_workers: int) -> list[tuple[str, int, int]]
     return [(kind, i, min(i + size, n)) for i in range(0, n, size)]
 
 
-def count_words(kind: str, lines: list[str], num_workers: int, meanwhile: Callable[[], object] = lambda: None) -> Counter:
+def count_words(kind: str, lines: list[str], num_workers: int) -> Counter:
     """Word counts over ``lines``, in ``num_workers`` processes (here for a single task).
 
     A task is a range of entries, never the lines: the forked workers inherit them, so the parent's sends
     stay tiny and never block while a worker is sending back its counts (lines sent in the tasks
     deadlocked both sides on full pipes: bench/tokenizer_train.py). PyThaiNLP builds its dictionary trie
     on first use: done here before the fork, so the workers inherit it rather than each building its own,
-    and the parent, which needs it after (loading back, the report), builds it once. ``meanwhile`` is
-    called once the workers are forked (nothing forks after it): the parent is idle while they count.
+    and the parent, which needs it after (loading back, the report), builds it once.
     """
     from preprocess.workers import Workers
 
@@ -67,12 +66,10 @@ def count_words(kind: str, lines: list[str], num_workers: int, meanwhile: Callab
     total: Counter = Counter()
     try:
         if num_workers < 2 or len(tasks) < 2:
-            meanwhile()
             for task in tasks:
                 total.update(_count(task))
             return total
         workers = Workers(min(num_workers, len(tasks)), _count)
-        meanwhile()
         try:
             for counts in workers.imap(tasks):
                 total.update(counts)

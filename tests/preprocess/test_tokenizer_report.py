@@ -135,3 +135,22 @@ def test_read_without_transformers_a_new_tokenizer_measures_as_autotokenizer_loa
     assert measure(ours, lines) == measure(subject(auto, lines[:32]), lines)
     assert ours.encode(lines[:-41]) == auto(lines[:-41], add_special_tokens=False)["input_ids"]
     assert ours.unk == auto.unk_token_id and ours.is_byte.tolist() == byte_ids(auto).tolist()
+
+
+@pytest.mark.parametrize("kind", ["newmm", "syllable"])
+def test_a_word_level_tokenizer_read_without_transformers_measures_as_its_class(tmp_path, kind):
+    from collections import Counter
+
+    from common.segmenters import SEGMENTERS
+    from common.tokenizer import TOKENIZER_TYPES
+    from common.word_level import build_word_vocab, read_word_dir, words_of, write_word_dir
+    from preprocess.tokenizer_report import word_subject
+
+    segment = SEGMENTERS[kind]
+    counts = Counter(w for s in make_lines(300, seed=6) for w in words_of(segment, s, space=True))
+    write_word_dir(tmp_path, build_word_vocab(counts, None, 2), TOKENIZER_TYPES[kind].class_name)
+    lines = [*THAI, *ENGLISH, *GEORGIAN[:2], "a <mask> b<s>", *make_lines(40, seed=10)]
+    ours = word_subject(read_word_dir(tmp_path, TOKENIZER_TYPES[kind].class_name), segment)
+    theirs = subject(load_tokenizer(str(tmp_path), kind).tokenizer, lines[:32])
+    assert measure(ours, lines) == measure(theirs, lines)
+    assert measure(ours, GEORGIAN)["unk_rate"] > 0.5 and ours.unk == 3

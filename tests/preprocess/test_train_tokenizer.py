@@ -245,14 +245,17 @@ def test_every_family_runs_the_whole_path_through_the_cli(capsys, tmp_path, corp
     assert len(fill(f"the cat {tok.mask_token} the ball", top_k=2)) == 2
 
 
-@pytest.mark.parametrize("kind", ["bpe", "unigram"])
-def test_a_subword_tokenizer_is_written_and_checked_without_importing_transformers(tmp_path, corpora, kind):
+@pytest.mark.parametrize("kind", ["bpe", "unigram", "newmm"])
+def test_a_tokenizer_is_written_and_checked_without_importing_transformers(tmp_path, corpora, kind):
     """Importing transformers took 0.8 s of a 2.9 s bpe run (bench/tokenizer_train.py): a tokenizers-backed
-    family is saved and read back by common/fast_tokenizer.py, and AutoTokenizer still loads it."""
+    family is saved and read back by common/fast_tokenizer.py, a word-level one by common/word_level.py,
+    and the train stage's loaders still load them."""
     import subprocess
     import sys
 
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    from common.tokenizer import load_tokenizer
 
     spec = ",".join(f"{n}={d}" for n, d in corpora.items())
     code = ("import sys; from preprocess.train_tokenizer import main; rc = main(sys.argv[1:]); "
@@ -263,6 +266,10 @@ def test_a_subword_tokenizer_is_written_and_checked_without_importing_transforme
                        cwd=Path(__file__).parents[2])
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.splitlines()[-1] == "imported: []", r.stdout[-500:]
+    if kind == "newmm":
+        tok = load_tokenizer(str(tmp_path / "tok"), "newmm").tokenizer
+        assert type(tok).__name__ == "ThaiWordsNewmmTokenizer" and f"tokenizer with {len(tok):,} ids" in r.stdout
+        return
     tok = AutoTokenizer.from_pretrained(str(tmp_path / "tok"))
     assert isinstance(tok, PreTrainedTokenizerFast) and f"tokenizer with {len(tok):,} ids" in r.stdout
     assert tok.mask_token == "<mask>" and tok.pad_token_id == 1
