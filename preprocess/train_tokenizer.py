@@ -46,6 +46,7 @@ from preprocess.tokenizer_output import remove_leftovers, writing
 from preprocess.workers import WorkerDied
 
 HELD_OUT = 0.02  # of the sample's lines, for the report: the tokenizer never trains on them
+READ_PER_READER = 128 << 20  # bytes of the corpora a reader process must have to read to pay for itself
 REPORT_FILE = "tokenizer_report.json"
 
 
@@ -117,6 +118,14 @@ def corpora_of(args: argparse.Namespace) -> dict[str, str]:
     return named or {"corpus": value}
 
 
+def readers_for(stored: int, num_workers: int) -> int:
+    """Processes to read the sample with: one per ``READ_PER_READER`` bytes of the corpora (as stored), at
+    most ``num_workers``; one reads in this process. A reader costs a fork and the lines it sends back: on
+    2 cores, 2 readers drew the bench's 5 MB sample of 20 MB in 0.21-0.30 s against 0.20-0.26 s here,
+    and 50 MB of 100 MB in 0.92-0.99 s against 0.86 s."""
+    return max(1, min(num_workers, stored // READ_PER_READER))
+
+
 def draw_sample(args: argparse.Namespace, corpora: dict[str, str]) -> tuple[dict[str, Drawn], dict[str, float]]:
     """Each corpus's drawn lines, and the shares asked of them."""
     ext = normalise_ext(args.ext)
@@ -129,8 +138,8 @@ def draw_sample(args: argparse.Namespace, corpora: dict[str, str]) -> tuple[dict
     shares = weights(list(corpora), sizes, args.mixture, args.mixture_alpha, unit="text")
     goal = targets(sizes, shares, int(args.sample_bytes * GB))
     drawn = {}
-    with reading_bar(sum(sizes[n] for n in sizes if goal[n] > 0), "sample: reading") as bar, \
-            Readers(args.num_workers) as readers:
+    stored = sum(sizes[n] for n in sizes if goal[n] > 0)
+    with reading_bar(stored, "sample: reading") as bar, Readers(readers_for(stored, args.num_workers)) as readers:
         for n, f in files.items():
             if goal[n] > 0:
                 drawn[n] = draw(f, goal[n], args.seed, args.text_column, readers, bar.update)

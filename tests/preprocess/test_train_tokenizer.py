@@ -79,13 +79,20 @@ def test_the_shares_asked_hold_when_the_corpora_are_smaller_than_the_sample(caps
     assert ("gave less text than its share" in err) == (len(asked) == 2), err
 
 
-def test_one_or_two_workers_give_the_same_sample_and_bpe_the_same_files(capsys, tmp_path, corpora):
+def test_one_or_two_workers_give_the_same_sample_and_bpe_the_same_files(capsys, tmp_path, corpora, monkeypatch):
+    from preprocess import sample, train_tokenizer
+
+    assert train_tokenizer.readers_for(10 << 20, 2) == 1 and train_tokenizer.readers_for(1 << 40, 8) == 8
+    monkeypatch.setattr(train_tokenizer, "READ_PER_READER", 1)  # these corpora are small: read in 2 processes
+    forked, real = [], sample.Workers
+    monkeypatch.setattr(sample, "Workers", lambda n, fn: forked.append(n) or real(n, fn))
     outs = []
     for workers in ("1", "2"):
         out = tmp_path / f"tok{workers}"
         rc, _, err = _train(capsys, corpora, out, "bpe", "--sample_bytes", "0.0001", "--num_workers", workers)
         assert rc == 0, err
         outs.append(out)
+    assert forked == [2]  # one pool of 2 readers, for every corpus, and none with --num_workers 1
     digests = [json.loads((o / "training.json").read_text())["sample"]["digest"] for o in outs]
     assert digests[0] == digests[1]
     for name in ("tokenizer.json", "tokenizer_config.json"):
