@@ -109,29 +109,30 @@ def _read_all(jobs: list) -> list:
 
 
 class Readers:
-    """The processes that read the sample's tasks, forked once for every corpus and round (a fork, and
-    dill's import, cost more than reading a small sample's share of a corpus), in task order; here in
-    this process with one worker. A context manager: they are killed on leaving it."""
+    """The processes that read the sample's tasks, in task order: forked on entering (before any thread of
+    this process starts), once for every corpus and round, and killed on leaving; ``processes`` 0: read in
+    this process (a fork and the lines sent back cost more than reading a small sample: ``readers_for``)."""
 
-    def __init__(self, num_workers: int):
-        self.num_workers = num_workers
+    def __init__(self, processes: int):
+        self.processes = processes
         self._workers: Workers | None = None
 
     def map(self, jobs: list) -> list:
-        if self.num_workers <= 1 or len(jobs) <= 1:
-            return [_read(j) for j in jobs]
         if self._workers is None:
-            self._workers = Workers(self.num_workers, _read_all)
-        per = max(1, len(jobs) // (8 * self.num_workers))  # a message per task cost 0.2 s for 471 small ones
+            return [_read(j) for j in jobs]
+        per = max(1, len(jobs) // (8 * self.processes))  # a message per task cost 0.2 s for 471 small ones
         chunks = self._workers.imap([jobs[i:i + per] for i in range(0, len(jobs), per)])
         return [r for chunk in chunks for r in chunk]
 
     def __enter__(self) -> Readers:
+        if self.processes > 0:
+            self._workers = Workers(self.processes, _read_all)
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._workers is not None:
             self._workers.kill()
+            self._workers = None
 
 
 def draw(corpus: CorpusFiles, target: int, seed: int, column: str, readers: Readers,

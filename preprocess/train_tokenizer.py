@@ -20,7 +20,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -118,16 +121,46 @@ def corpora_of(args: argparse.Namespace) -> dict[str, str]:
     return named or {"corpus": value}
 
 
-def readers_for(stored: int, num_workers: int) -> int:
-    """Processes to read the sample with: one per ``READ_PER_READER`` bytes of the corpora (as stored), at
-    most ``num_workers``; one reads in this process. A reader costs a fork and the lines it sends back: on
-    2 cores, 2 readers drew the bench's 5 MB sample of 20 MB in 0.21-0.30 s against 0.20-0.26 s here,
-    and 50 MB of 100 MB in 0.92-0.99 s against 0.86 s."""
-    return max(1, min(num_workers, stored // READ_PER_READER))
+def readers_for(stored: int, num_workers: int, prepare: bool = False) -> int:
+    """Processes to read the sample with (``Readers``): one per ``READ_PER_READER`` bytes of the corpora
+    (as stored), at most ``num_workers``, and none (read here) below two: a reader costs a fork and the
+    lines it sends back, and on 2 cores 2 readers drew the bench's 5 MB sample of 20 MB in 0.21-0.30 s
+    against 0.20-0.26 s here, and 50 MB of 100 MB in 0.92-0.99 s against 0.86 s. At least one where the
+    family has something to ``prepare`` meanwhile, in this process."""
+    n = min(num_workers, stored // READ_PER_READER)
+    return max(n if n >= 2 else 0, 1 if prepare else 0)
 
 
-def draw_sample(args: argparse.Namespace, corpora: dict[str, str]) -> tuple[dict[str, Drawn], dict[str, float]]:
-    """Each corpus's drawn lines, and the shares asked of them."""
+@contextmanager
+def meanwhile(prepare: Callable[[], object] | None) -> Iterator[None]:
+    """Run ``prepare`` on a thread for the length of the block, and raise what it raised at its end. Enter it
+    after every fork of the block (``Readers``), and leave it before the next: a child forked while the
+    thread holds a lock (an import's) would wait on it forever."""
+    if prepare is None:
+        yield
+        return
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            prepare()
+        except BaseException as e:  # noqa: BLE001 - raised again below, in the main thread
+            failed.append(e)
+
+    thread = threading.Thread(target=run, name="prepare the family", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
+    if failed:
+        raise failed[0]
+
+
+def draw_sample(args: argparse.Namespace, corpora: dict[str, str], prepare: Callable[[], object] | None = None,
+                ) -> tuple[dict[str, Drawn], dict[str, float]]:
+    """Each corpus's drawn lines, and the shares asked of them; ``prepare`` (the family's: PyThaiNLP's
+    dictionary trie, 0.5 s) runs in this process meanwhile, while reader processes read."""
     ext = normalise_ext(args.ext)
     if not ext:
         raise UserError("--ext is empty; give the shards' extension, e.g. --ext txt")
@@ -139,7 +172,8 @@ def draw_sample(args: argparse.Namespace, corpora: dict[str, str]) -> tuple[dict
     goal = targets(sizes, shares, int(args.sample_bytes * GB))
     drawn = {}
     stored = sum(sizes[n] for n in sizes if goal[n] > 0)
-    with reading_bar(stored, "sample: reading") as bar, Readers(readers_for(stored, args.num_workers)) as readers:
+    processes = readers_for(stored, args.num_workers, prepare is not None)
+    with reading_bar(stored, "sample: reading") as bar, Readers(processes) as readers, meanwhile(prepare):
         for n, f in files.items():
             if goal[n] > 0:
                 drawn[n] = draw(f, goal[n], args.seed, args.text_column, readers, bar.update)
@@ -193,7 +227,7 @@ def train(args: argparse.Namespace) -> str:
     compare = tokenizer_report.load_for_compare(args.compare_with, args.compare_type) if args.compare_with else None
     start = time.perf_counter()
     try:
-        drawn, shares = draw_sample(args, corpora)
+        drawn, shares = draw_sample(args, corpora, FAMILIES[args.type].prepare)
     except WorkerDied as e:
         raise UserError(f"{e}; rerun, with fewer --num_workers or a smaller --sample_bytes if memory ran out") from None
     except OSError as e:  # a file that vanished or cannot be read mid-run

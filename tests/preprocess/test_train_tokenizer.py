@@ -82,7 +82,9 @@ def test_the_shares_asked_hold_when_the_corpora_are_smaller_than_the_sample(caps
 def test_one_or_two_workers_give_the_same_sample_and_bpe_the_same_files(capsys, tmp_path, corpora, monkeypatch):
     from preprocess import sample, train_tokenizer
 
-    assert train_tokenizer.readers_for(10 << 20, 2) == 1 and train_tokenizer.readers_for(1 << 40, 8) == 8
+    readers_for = train_tokenizer.readers_for
+    assert readers_for(10 << 20, 2) == 0 and readers_for(1 << 40, 8) == 8 and readers_for(1 << 40, 1) == 0
+    assert readers_for(10 << 20, 2, prepare=True) == 1  # newmm's trie is built here while a process reads
     monkeypatch.setattr(train_tokenizer, "READ_PER_READER", 1)  # these corpora are small: read in 2 processes
     forked, real = [], sample.Workers
     monkeypatch.setattr(sample, "Workers", lambda n, fn: forked.append(n) or real(n, fn))
@@ -434,3 +436,18 @@ def test_a_killed_run_s_partial_dir_is_removed_by_the_next_run_and_a_live_one_ke
         f"(process {proc.pid} is gone)"]
     assert (tmp_path / "tok" / "tokenizer.json").is_file()
     assert sorted(tmp_path.glob(".tok.partial-*")) == sorted([live, elsewhere])
+
+
+def test_the_familys_preparation_runs_on_a_thread_while_the_block_runs_and_its_error_is_raised():
+    import threading
+
+    from preprocess.train_tokenizer import meanwhile
+
+    ran, started = [], threading.Event()
+    with meanwhile(lambda: ran.append(threading.current_thread().name) or started.set()):
+        assert started.wait(10)  # it runs while the block does, not after it
+    assert ran == ["prepare the family"]
+    with pytest.raises(ZeroDivisionError), meanwhile(lambda: 1 / 0):
+        pass
+    with meanwhile(None):
+        pass
