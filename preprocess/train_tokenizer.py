@@ -99,8 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="another tokenizer dir: the report gives its figures beside the new one's")
     p.add_argument("--compare_type", default="auto", help="--tokenizer_type of --compare_with")
     p.add_argument("--num_workers", type=int, default=None,
-                   help=f"processes; SentencePiece (spm, unigram) trains on {SPM_THREADS} threads whatever this is, "
-                   "since its pieces follow its thread count (default: all cores)")
+                   help="processes that read the sample (at most one per "
+                   f"{READ_PER_READER >> 20} MB of the corpora; below two, it is read in the command's own "
+                   "process) and count newmm/syllable words; SentencePiece (spm, unigram) trains on "
+                   f"{SPM_THREADS} threads whatever this is, since its pieces follow its thread count "
+                   "(default: all cores)")
     return p
 
 
