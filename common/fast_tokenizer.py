@@ -20,6 +20,7 @@ on transformers 4 loads the dir too.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,21 @@ ROLES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_t
 NO_LENGTH_LIMIT = int(1e30)  # transformers' VERY_LARGE_INTEGER, what save_pretrained writes for "none"
 
 
-class FastDirError(Exception):
-    """The dir is not a complete tokenizers-backed tokenizer: what is missing or wrong, in one line."""
+class TokenizerDirError(Exception):
+    """A dir mlm-train-tokenizer wrote (this module's, or common/word_level.py's) does not read back: which
+    file, and what is missing or wrong, in one line."""
+
+
+def read_part(path: Path, parse: Callable[[Path], Any]) -> Any:
+    """``parse(path)``, any failure (missing, unreadable, not what ``parse`` reads) a TokenizerDirError."""
+    try:
+        return parse(path)
+    except Exception as e:  # noqa: BLE001 - OSError, bad JSON, or tokenizers' own plain Exception
+        raise TokenizerDirError(f"{path}: {type(e).__name__}: {' '.join(str(e).split())[:300]}") from e
+
+
+def read_json_part(path: Path) -> Any:
+    return read_part(path, lambda p: json.loads(p.read_text(encoding="utf-8")))
 
 
 def write_fast_dir(tok: Any, out: Path, roles: dict[str, str]) -> None:
@@ -71,20 +85,14 @@ class FastDir:
 
 
 def read_fast_dir(path: Path) -> FastDir:
-    """``path`` read as ``write_fast_dir`` wrote it; FastDirError unless tokenizer.json parses, the config
-    names a fast class, and every role it names is a token of the vocabulary."""
+    """``path`` read as ``write_fast_dir`` wrote it; TokenizerDirError unless tokenizer.json parses, the
+    config names a fast class, and every role it names is a token of the vocabulary."""
     from tokenizers import Tokenizer
 
-    def read(name: str, parse: Any) -> Any:
-        try:
-            return parse(path / name)
-        except Exception as e:  # noqa: BLE001 - OSError, bad JSON, or tokenizers' own plain Exception
-            raise FastDirError(f"{path / name}: {type(e).__name__}: {' '.join(str(e).split())[:300]}") from e
-
-    config = read(CONFIG_JSON, lambda p: json.loads(p.read_text(encoding="utf-8")))
-    tok = read(TOKENIZER_JSON, lambda p: Tokenizer.from_file(str(p)))
+    config = read_json_part(path / CONFIG_JSON)
+    tok = read_part(path / TOKENIZER_JSON, lambda p: Tokenizer.from_file(str(p)))
     if config.get("tokenizer_class") not in (FAST_CLASS, "TokenizersBackend"):
-        raise FastDirError(f"{path / CONFIG_JSON}: tokenizer_class {config.get('tokenizer_class')!r}, "
+        raise TokenizerDirError(f"{path / CONFIG_JSON}: tokenizer_class {config.get('tokenizer_class')!r}, "
                            f"not {FAST_CLASS}")
     roles = {}
     for role in ROLES:
@@ -94,7 +102,7 @@ def read_fast_dir(path: Path) -> FastDir:
         token = token["content"] if isinstance(token, dict) else token
         i = tok.token_to_id(token)
         if i is None:
-            raise FastDirError(f"{path / CONFIG_JSON}: {role} {token!r} is not in {TOKENIZER_JSON}'s vocabulary")
+            raise TokenizerDirError(f"{path / CONFIG_JSON}: {role} {token!r} is not in {TOKENIZER_JSON}'s vocabulary")
         roles[role] = (token, i)
     return FastDir(tok, roles)
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from common.fast_tokenizer import NO_LENGTH_LIMIT
+from common.fast_tokenizer import CONFIG_JSON, NO_LENGTH_LIMIT, TokenizerDirError, read_json_part
 from common.format import SPACE_TOKEN
 from common.json_files import write_json_atomic
 
@@ -32,7 +32,7 @@ SPECIALS = {"bos_token": "<s>", "pad_token": "<pad>", "eos_token": "</s>", "unk_
             "mask_token": "<mask>", "cls_token": "<s>", "sep_token": "</s>"}
 # Word-level vocabularies start with these, in this order.
 WORD_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>", SPACE_TOKEN]
-VOCAB_JSON, CONFIG_JSON = "vocab.json", "tokenizer_config.json"
+VOCAB_JSON = "vocab.json"
 
 
 def build_word_vocab(counts: dict[str, int], vocab_size: int | None, min_frequency: int) -> dict[str, int]:
@@ -72,25 +72,15 @@ def write_word_dir(out: Path, vocab: dict[str, int], class_name: str) -> None:
     write_json_atomic(out / CONFIG_JSON, dict(sorted(config.items())))
 
 
-class WordDirError(Exception):
-    """The dir is not a complete word-level tokenizer of the class asked: what is wrong, in one line."""
-
-
 def read_word_dir(path: Path, class_name: str) -> dict[str, int]:
-    """The vocabulary of a dir ``write_word_dir`` wrote for ``class_name``; WordDirError unless both files
-    parse, the config names that class, and every special role's token is in the vocabulary."""
-    def read(name: str) -> Any:
-        try:
-            return json.loads((path / name).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise WordDirError(f"{path / name}: {type(e).__name__}: {' '.join(str(e).split())[:300]}") from e
-
-    vocab, config = read(VOCAB_JSON), read(CONFIG_JSON)
+    """The vocabulary of a dir ``write_word_dir`` wrote for ``class_name``; TokenizerDirError unless both
+    files parse, the config names that class, and every special role's token is in the vocabulary."""
+    vocab, config = read_json_part(path / VOCAB_JSON), read_json_part(path / CONFIG_JSON)
     if config.get("tokenizer_class") != class_name:
-        raise WordDirError(f"{path / CONFIG_JSON}: tokenizer_class {config.get('tokenizer_class')!r}, not {class_name}")
+        raise TokenizerDirError(f"{path / CONFIG_JSON}: tokenizer_class {config.get('tokenizer_class')!r}, not {class_name}")
     missing = [t for t in dict.fromkeys(SPECIALS.values()) if t not in vocab]
     if missing:
-        raise WordDirError(f"{path / VOCAB_JSON}: no {', '.join(missing)} among its words")
+        raise TokenizerDirError(f"{path / VOCAB_JSON}: no {', '.join(missing)} among its words")
     return vocab
 
 

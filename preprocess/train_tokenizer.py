@@ -32,12 +32,12 @@ from common.cli import exit_without_teardown, parse_args, run_command
 from common.config import normalise_ext
 from common.corpora import parse_named
 from common.errors import UserError
-from common.fast_tokenizer import FastDirError, read_fast_dir
+from common.fast_tokenizer import TokenizerDirError, read_fast_dir
 from common.json_files import write_json_atomic
 from common.mixture import parse_mixture, weights
 from common.segmenters import SEGMENTERS
 from common.tokenizer import TOKENIZER_TYPES, TRAINING_FILE, TokenizerError, load_tokenizer
-from common.word_level import WordDirError, read_word_dir
+from common.word_level import read_word_dir
 from preprocess.config import available_cores
 from preprocess.formats import formats_of
 from preprocess.inputs import list_shards
@@ -273,18 +273,15 @@ def _load_back(out: Path, family: Any, args: argparse.Namespace, sample: list[st
     the train stage's loaders read these files alike, the tests check for each family); spm with its class."""
     from preprocess import tokenizer_report
 
-    if family.tokenizer_type == "auto":
-        try:
+    try:
+        if family.tokenizer_type == "auto":
             fast = read_fast_dir(out)
-        except FastDirError as e:
-            raise UserError(f"the trained tokenizer does not load back: {e}") from None
-        return fast.vocab_size, tokenizer_report.fast_subject(fast)
-    if family.tokenizer_type in SEGMENTERS:  # word-level, as common/word_level.py wrote it
-        try:
+            return fast.vocab_size, tokenizer_report.fast_subject(fast)
+        if family.tokenizer_type in SEGMENTERS:  # word-level, as common/word_level.py wrote it
             vocab = read_word_dir(out, TOKENIZER_TYPES[family.tokenizer_type].class_name)
-        except WordDirError as e:
-            raise UserError(f"the trained tokenizer does not load back: {e}") from None
-        return len(vocab), tokenizer_report.word_subject(vocab, SEGMENTERS[family.tokenizer_type])
+            return len(vocab), tokenizer_report.word_subject(vocab, SEGMENTERS[family.tokenizer_type])
+    except TokenizerDirError as e:
+        raise UserError(f"the trained tokenizer does not load back: {e}") from None
     try:
         loaded = load_tokenizer(str(out), family.tokenizer_type, {"add_space_token": args.add_space_token})
     except TokenizerError as e:

@@ -6,7 +6,14 @@ import json
 
 import pytest
 
-from common.fast_tokenizer import CONFIG_JSON, FAST_CLASS, TOKENIZER_JSON, FastDirError, read_fast_dir, write_fast_dir
+from common.fast_tokenizer import (
+    CONFIG_JSON,
+    FAST_CLASS,
+    TOKENIZER_JSON,
+    TokenizerDirError,
+    read_fast_dir,
+    write_fast_dir,
+)
 from tests.corpus import make_lines
 
 ROLES = {"bos_token": "<s>", "pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>", "mask_token": "<mask>",
@@ -70,6 +77,6 @@ def test_read_back_gives_each_roles_id_and_the_special_ids(tmp_path):
 def test_a_damaged_dir_is_one_line_naming_what_is_wrong(tmp_path, damage, says):
     write_fast_dir(_bpe(), tmp_path, ROLES)
     damage(tmp_path)
-    with pytest.raises(FastDirError) as e:
+    with pytest.raises(TokenizerDirError) as e:
         read_fast_dir(tmp_path)
     assert says in str(e.value) and str(tmp_path) in str(e.value) and "\n" not in str(e.value)

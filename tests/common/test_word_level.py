@@ -7,12 +7,12 @@ from collections import Counter
 
 import pytest
 
+from common.fast_tokenizer import TokenizerDirError
 from common.segmenters import SEGMENTERS
 from common.tokenizer import TOKENIZER_TYPES, load_tokenizer
 from common.word_level import (
     CONFIG_JSON,
     VOCAB_JSON,
-    WordDirError,
     build_word_vocab,
     encoder,
     read_word_dir,
@@ -62,6 +62,6 @@ def test_the_files_are_those_the_class_saves_and_it_encodes_as_ours(tmp_path, ki
 def test_a_damaged_dir_is_one_line_naming_what_is_wrong(tmp_path, damage, says):
     write_word_dir(tmp_path, _vocab("newmm"), "ThaiWordsNewmmTokenizer")
     damage(tmp_path)
-    with pytest.raises(WordDirError) as e:
+    with pytest.raises(TokenizerDirError) as e:
         read_word_dir(tmp_path, "ThaiWordsNewmmTokenizer")
     assert says in str(e.value) and str(tmp_path) in str(e.value) and "\n" not in str(e.value)
