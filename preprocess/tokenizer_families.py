@@ -18,13 +18,17 @@ does in map order changes from run to run, on one thread too (RAYON_NUM_THREADS=
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from common.errors import UserError
 from common.fast_tokenizer import write_fast_dir
 from common.format import SPACE_TOKEN
+from preprocess.word_counts import warm
+from preprocess.workers import meanwhile
 
 ROBERTA_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")  # ids 0..4, as spm and the word-level types
 BERT_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -75,24 +79,6 @@ def _vocab_size(options: FamilyOptions, family: str) -> int:
     if options.vocab_size is None:
         raise UserError(f"--type {family} needs --vocab_size (a subword vocabulary has no natural size)")
     return options.vocab_size
-
-
-def import_meanwhile(module: str) -> None:
-    """Start importing ``module`` on a thread, for spm, which saves through transformers (0.6-0.8 s to
-    import), while SentencePiece trains, which releases the GIL: 5.8-6.0 s for both on the bench's 5 MB
-    sample, against 6.2-6.7 s one after the other. Only where nothing forks after: a child forked while
-    this thread holds an import lock would wait on it forever. A failed import is left for the importer
-    that needs it, which raises it where it is handled."""
-    import importlib
-    import threading
-
-    def run() -> None:
-        try:
-            importlib.import_module(module)
-        except Exception:  # noqa: BLE001, S110 - raised again, where it is handled, by the import that needs it
-            pass
-
-    threading.Thread(target=run, name=f"import {module}", daemon=True).start()
 
 
 def _save_fast(tok, out: Path, **roles: str) -> None:
@@ -261,10 +247,12 @@ def _train_spm(lines: list[str], out: Path, options: FamilyOptions) -> None:
     twin. The model is written through ``model_writer``, so its ``trainer_spec`` records no
     ``model_prefix`` (the output path made every dir's model differ).
     """
-    import_meanwhile("common.tokenizer_types")  # ThaiRobertaTokenizer, below
     space = options.add_space_token
-    model = _sentencepiece([s.replace(" ", SPACE_TOKEN) for s in lines] if space else lines, options, "spm",
-                           model_type=options.model_type, user_defined_symbols=["<mask>", SPACE_TOKEN])
+    # transformers (0.6-0.8 s to import) on a thread while SentencePiece trains, which releases the GIL:
+    # 5.8-6.0 s for both on the bench's 5 MB sample, against 6.2-6.7 s one after the other.
+    with meanwhile(partial(importlib.import_module, "common.tokenizer_types")):
+        model = _sentencepiece([s.replace(" ", SPACE_TOKEN) for s in lines] if space else lines, options, "spm",
+                               model_type=options.model_type, user_defined_symbols=["<mask>", SPACE_TOKEN])
     from common.tokenizer_types import ThaiRobertaTokenizer
 
     model_file = out / ThaiRobertaTokenizer.vocab_files_names["vocab_file"]
@@ -290,22 +278,11 @@ def _word_level(kind: str) -> Callable[[list[str], Path, FamilyOptions], None]:
     return train
 
 
-def _warm(kind: str) -> Callable[[], object]:
-    """Segment a word: PyThaiNLP builds its dictionary trie on first use (0.5 s for newmm), which the word
-    counts' forked workers then share."""
-    def warm() -> object:
-        from preprocess.word_counts import segmenter
-
-        return segmenter(kind)("ภาษา")
-
-    return warm
-
-
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("bpe", "auto", True, _train_bpe, deterministic=True),
     Family("wordpiece", "auto", True, _train_wordpiece, deterministic=True),
     Family("unigram", "auto", True, _train_unigram, deterministic=True),
     Family("spm", "spm", True, _train_spm, deterministic=True),
-    Family("newmm", "newmm", False, _word_level("newmm"), deterministic=True, prepare=_warm("newmm")),
-    Family("syllable", "syllable", False, _word_level("syllable"), deterministic=True, prepare=_warm("syllable")),
+    Family("newmm", "newmm", False, _word_level("newmm"), deterministic=True, prepare=partial(warm, "newmm")),
+    Family("syllable", "syllable", False, _word_level("syllable"), deterministic=True, prepare=partial(warm, "syllable")),
 )}

@@ -20,10 +20,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -46,7 +44,7 @@ from preprocess.sample import CorpusFiles, Drawn, Readers, balance, draw, held_o
 from preprocess.tokenizer_checks import GB, check_args, check_sample, check_text
 from preprocess.tokenizer_families import FAMILIES, SPM_THREADS, FamilyOptions, round_vocab
 from preprocess.tokenizer_output import remove_leftovers, writing
-from preprocess.workers import WorkerDied
+from preprocess.workers import WorkerDied, meanwhile
 
 HELD_OUT = 0.02  # of the sample's lines, for the report: the tokenizer never trains on them
 READ_PER_READER = 128 << 20  # bytes of the corpora a reader process must have to read to pay for itself
@@ -132,32 +130,6 @@ def readers_for(stored: int, num_workers: int, prepare: bool = False) -> int:
     family has something to ``prepare`` meanwhile, in this process."""
     n = min(num_workers, stored // READ_PER_READER)
     return max(n if n >= 2 else 0, 1 if prepare else 0)
-
-
-@contextmanager
-def meanwhile(prepare: Callable[[], object] | None) -> Iterator[None]:
-    """Run ``prepare`` on a thread for the length of the block, and raise what it raised at its end. Enter it
-    after every fork of the block (``Readers``), and leave it before the next: a child forked while the
-    thread holds a lock (an import's) would wait on it forever."""
-    if prepare is None:
-        yield
-        return
-    failed: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            prepare()
-        except BaseException as e:  # noqa: BLE001 - raised again below, in the main thread
-            failed.append(e)
-
-    thread = threading.Thread(target=run, name="prepare the family", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        thread.join()
-    if failed:
-        raise failed[0]
 
 
 def draw_sample(args: argparse.Namespace, corpora: dict[str, str], prepare: Callable[[], object] | None = None,

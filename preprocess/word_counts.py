@@ -22,6 +22,12 @@ def segmenter(kind: str) -> Callable[[str], list[str]]:
     return SEGMENTERS[kind]
 
 
+def warm(kind: str) -> None:
+    """Segment a word: PyThaiNLP builds its dictionary trie on first use (0.5 s for newmm), and forked
+    workers then share the parent's."""
+    segmenter(kind)("ภาษา")
+
+
 def _count(task: tuple[str, int, int]) -> Counter:
     """Word counts of entries [start, end) of ``_COUNTED`` (in a worker)."""
     kind, start, end = task
@@ -60,7 +66,7 @@ def count_words(kind: str, lines: list[str], num_workers: int) -> Counter:
     """
     from preprocess.workers import Workers
 
-    segmenter(kind)("ภาษา")
+    warm(kind)
     _COUNTED[:] = Counter(lines).items()
     tasks = tasks_for(kind, len(_COUNTED), num_workers)
     total: Counter = Counter()

@@ -13,7 +13,9 @@ from __future__ import annotations
 import os
 import pickle
 import signal
+import threading
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from common.cli import Terminated
@@ -174,3 +176,30 @@ class Workers:
             p.join()
         for conn in self.conns:
             conn.close()
+
+
+@contextmanager
+def meanwhile(prepare: Callable[[], object] | None) -> Iterator[None]:
+    """Run ``prepare`` on a thread for the length of the block, and raise what it raised at its end: work for
+    this process while its workers, or a library that releases the GIL, use the cores. Enter it after every
+    fork of the block, and leave it before the next: a child forked while the thread holds a lock (an
+    import's) would wait on it forever."""
+    if prepare is None:
+        yield
+        return
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            prepare()
+        except BaseException as e:  # noqa: BLE001 - raised again below, in the main thread
+            failed.append(e)
+
+    thread = threading.Thread(target=run, name="meanwhile", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
+    if failed:
+        raise failed[0]

@@ -441,12 +441,12 @@ def test_a_killed_run_s_partial_dir_is_removed_by_the_next_run_and_a_live_one_ke
 def test_the_familys_preparation_runs_on_a_thread_while_the_block_runs_and_its_error_is_raised():
     import threading
 
-    from preprocess.train_tokenizer import meanwhile
+    from preprocess.workers import meanwhile
 
     ran, started = [], threading.Event()
     with meanwhile(lambda: ran.append(threading.current_thread().name) or started.set()):
         assert started.wait(10)  # it runs while the block does, not after it
-    assert ran == ["prepare the family"]
+    assert ran == ["meanwhile"]
     with pytest.raises(ZeroDivisionError), meanwhile(lambda: 1 / 0):
         pass
     with meanwhile(None):
