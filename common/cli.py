@@ -152,8 +152,14 @@ def _json_as_flags(cls: type, path: str) -> list[str]:
     return argv
 
 
-def _said(after_stop: str | Callable[[], str]) -> str:
-    return after_stop() if callable(after_stop) else after_stop
+def _stopped(signum: int, after_stop: str | Callable[[], str]) -> int:
+    """Say that a signal stopped the command, and what now; the exit status a shell gives it (128 + signum)."""
+    said = after_stop() if callable(after_stop) else after_stop
+    if signum == signal.SIGINT:
+        print(f"interrupted: {said}", file=sys.stderr)
+    else:
+        print(f"terminated ({signal.Signals(signum).name}): {said}", file=sys.stderr)
+    return 128 + signum
 
 
 class Terminated(BaseException):
@@ -166,11 +172,19 @@ class Terminated(BaseException):
         self.signum = int(signum)
 
 
+def terminate(signum: int) -> NoReturn:
+    """Raise Terminated for ``signum`` from a signal handler, remembered (run_command) in case it breaks
+    the code it lands in and surfaces as another exception."""
+    global _stopped_by
+    _stopped_by = signum
+    raise Terminated(signum)
+
+
 def _raise_terminated(signum: int, frame: object) -> None:
     mark_handled(signum)
     for s in WATCHED:  # once: a second signal must not interrupt the cleanup
         signal.signal(s, signal.SIG_IGN)
-    raise Terminated(signum)
+    terminate(signum)
 
 
 # A signal's Python handler runs only when the main thread runs Python: blocked in C (a rendezvous
@@ -240,12 +254,36 @@ def _watchdog() -> Callable[[], None]:
 
 
 _interrupted = False
+# The signal that ended this command (SIGTERM, SIGUSR1): raised into whatever the main thread was running,
+# it can surface as another exception (below)
+_stopped_by: int | None = None
 
 
 def _interrupt(signum: int, frame: object) -> None:
     global _interrupted
     _interrupted = True
     raise KeyboardInterrupt
+
+
+def _interrupt_at_step_end(signum: int, frame: object) -> None:
+    global _interrupted
+    if _interrupted:  # the second Ctrl-C: at once
+        raise KeyboardInterrupt
+    _interrupted = True
+    # os.write, not print: a handler printing while the main thread was inside a write to stderr would fail
+    os.write(2, b"\ninterrupted: stopping at the end of this step (Ctrl-C again stops at once)\n")
+
+
+def interrupt_at_step_end() -> Callable[[], None]:
+    """From here on, the first Ctrl-C only marks the command interrupted, for a loop that asks
+    ``interrupted()`` at each step to stop there; a second one raises at once. Raised wherever the main
+    thread was, a KeyboardInterrupt can break the library code it lands in (see run_command) or be lost in a
+    finalizer, printing a traceback. The function that restores the handler; nothing where Ctrl-C is
+    ignored or this is not the main thread."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not _interrupt:
+        return lambda: None
+    previous = signal.signal(signal.SIGINT, _interrupt_at_step_end)
+    return lambda: signal.signal(signal.SIGINT, previous)
 
 
 def interrupted() -> bool:
@@ -273,9 +311,15 @@ def run_command(body: Callable[[], int], after_stop: str | Callable[[], str]) ->
     """Run a command's body the way every command ends: a UserError is one ``error:`` line and
     exit 2, Ctrl-C exit 130 and SIGTERM exit 143 (128 + signal number), each saying ``after_stop``
     (or what it returns when called then: where to resume depends on how far the run got);
-    a closed pipe on stdout ends it quietly."""
-    global _interrupted
-    _interrupted = False
+    a closed pipe on stdout ends it quietly.
+
+    A Ctrl-C or SIGTERM is raised wherever the main thread is, and library code between a lock's acquire
+    and its ``finally: release()`` then fails on its own: tqdm's ``write`` (each logged step) raised
+    ``RuntimeError: cannot release un-acquired lock`` in place of the KeyboardInterrupt, and the run
+    ended in a traceback without saying where to resume. Any exception after such a signal is its
+    consequence, and ends the command as the signal does."""
+    global _interrupted, _stopped_by
+    _interrupted, _stopped_by = False, None
     in_main = threading.current_thread() is threading.main_thread()
     previous = {s: signal.signal(s, _raise_terminated) for s in WATCHED} if in_main else {}
     if in_main and signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where Ctrl-C is ignored
@@ -287,14 +331,17 @@ def run_command(body: Callable[[], int], after_stop: str | Callable[[], str]) ->
         print(f"error: {words(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"interrupted: {_said(after_stop)}", file=sys.stderr)
-        return 130
+        return _stopped(signal.SIGINT, after_stop)
     except Terminated as e:
-        print(f"terminated ({signal.Signals(e.signum).name}): {_said(after_stop)}", file=sys.stderr)
-        return 128 + e.signum
+        return _stopped(e.signum, after_stop)
     except BrokenPipeError:  # `mlm-inspect show cache | head`: the reader left, say nothing
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
         return 141  # 128 + SIGPIPE, as a shell reports a process the pipe ended
+    except Exception:
+        signum = signal.SIGINT if _interrupted else _stopped_by
+        if signum is None:
+            raise
+        return _stopped(signum, after_stop)
     finally:
         stop_watching()
         for s, handler in previous.items():

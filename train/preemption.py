@@ -9,8 +9,12 @@ step), the Trainer saves a checkpoint (an atomic commit, train/checkpoints.py)
 and training stops; ``train`` then raises ``Terminated`` and the command
 exits 128 + the signal's number (143 for SIGTERM). A second signal exits at
 once: the checkpoint being written stays invisible, the last complete one is
-kept. DataLoader workers ignore these signals (Slurm signals every process of
-the job; a worker killed by it would fail the step that has to finish).
+kept. DataLoader workers ignore these signals (Slurm signals every process
+of the job; a worker killed by it would fail the step that has to finish).
+
+Ctrl-C, too, stops training only at a clean point, the end of a step or of an
+evaluation batch, without saving; a second Ctrl-C stops at once
+(common/cli.interrupt_at_step_end).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import torch
 import torch.distributed as dist
 from transformers import TrainerCallback
 
-from common.cli import Terminated, interrupted, mark_handled
+from common.cli import interrupt_at_step_end, interrupted, mark_handled, terminate
 
 SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
@@ -64,6 +68,7 @@ class SaveOnSignal(TrainerCallback):
     optimizer step, agreed by every rank; ``received`` names it after training."""
 
     def __init__(self) -> None:
+        self._restore_ctrl_c: Any = lambda: None
         self.pending = 0  # the signal this process got, 0: none
         self.received = 0  # the signal training stopped for, agreed across ranks
         self._previous: dict[int, Any] = {}
@@ -72,6 +77,7 @@ class SaveOnSignal(TrainerCallback):
     def __enter__(self) -> SaveOnSignal:
         if threading.current_thread() is threading.main_thread():
             self._previous = {s: signal.signal(s, self._on_signal) for s in SIGNALS}
+        self._restore_ctrl_c = interrupt_at_step_end()
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             # a CPU group: agreeing on the flag must not make a GPU step wait
             self._group = None if dist.get_backend() == "gloo" else dist.new_group(backend="gloo")
@@ -84,16 +90,26 @@ class SaveOnSignal(TrainerCallback):
         for s, handler in self._previous.items():
             signal.signal(s, handler)
         self._previous = {}
+        self._restore_ctrl_c()
+        if exc[0] is None and interrupted():  # Ctrl-C after the last step's end: stop here, as it asked
+            raise KeyboardInterrupt
 
     def _on_signal(self, signum: int, frame: object) -> None:
         mark_handled(signum)
         if self.pending:  # the second: at once (a checkpoint being written stays invisible)
-            raise Terminated(signum)
+            terminate(signum)
         self.pending = signum
 
-    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
-        if interrupted():  # a Ctrl-C whose KeyboardInterrupt was lost (common/cli.py): stop now, as it asked
+    def _stop_if_interrupted(self, *args: Any, **kwargs: Any) -> None:
+        """Where Ctrl-C stops training (common/cli.interrupt_at_step_end): a clean point, between steps and
+        between evaluation batches, not inside a lock or a half-written file of some library."""
+        if interrupted():
             raise KeyboardInterrupt
+
+    on_substep_end = on_prediction_step = _stop_if_interrupted
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        self._stop_if_interrupted()
         flag = self.pending
         if self._distributed:
             t = torch.tensor([flag], dtype=torch.int64)

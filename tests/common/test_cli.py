@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +35,41 @@ def test_run_command_maps_each_ending(capsys, raised, status, said):
 
     assert run_command(body, "what now") == status
     assert capsys.readouterr().err.strip() == said
+
+
+@pytest.mark.parametrize("signum,status,said", [
+    (signal.SIGINT, 130, "interrupted: what now"),
+    (signal.SIGTERM, 143, "terminated (SIGTERM): what now"),
+])
+def test_a_signal_that_breaks_the_code_it_lands_in_still_ends_as_that_signal(capsys, signum, status, said):
+    """tqdm's write, Ctrl-C'd between its lock's acquire and release, raised RuntimeError in place of the
+    KeyboardInterrupt: the run ended in a traceback, exit 1, without saying where to resume."""
+    from tqdm import tqdm
+
+    class Interrupted:  # a lock whose acquire the signal lands in
+        def acquire(self, *a: object, **k: object) -> None:
+            os.kill(os.getpid(), signum)
+
+        def release(self) -> None:
+            pass
+
+    def body() -> int:
+        bar = tqdm(total=2, disable=False, file=sys.stderr)
+        real = tqdm.get_lock().locks
+        tqdm.get_lock().locks = [Interrupted(), *real[1:]]
+        try:
+            bar.write("logged")
+        finally:
+            tqdm.get_lock().locks = real
+        return 0
+
+    def failing() -> int:
+        raise RuntimeError("not after a signal")
+
+    assert run_command(body, "what now") == status
+    assert said in capsys.readouterr().err
+    with pytest.raises(RuntimeError, match="not after a signal"):  # the signal is forgotten by the next command
+        run_command(failing, "what now")
 
 
 def test_every_command_says_a_users_mistake_in_one_line(capsys, tmp_path):

@@ -361,27 +361,39 @@ def test_a_second_job_into_the_same_output_dir_is_refused(capsys, tmp_path, bpe_
     assert train_main(train_args(bpe_dir, cache, out, "--max_steps", "1")) == 0  # once it ended
 
 
-def test_a_ctrl_c_lost_in_a_finalizer_still_stops_training(capsys, monkeypatch, tmp_path, bpe_dir):
-    """Python drops an exception raised while the main thread runs a finalizer (it prints "Exception
-    ignored in ..."): a Ctrl-C that lands there lost its KeyboardInterrupt and training went on. The
-    step after it now stops: exit 130, with the interrupted line, long before --max_steps."""
+@pytest.mark.parametrize("presses", [1, 2])
+def test_ctrl_c_stops_training_at_the_end_of_the_step_and_twice_at_once(capfd, monkeypatch, tmp_path, bpe_dir,
+                                                                        presses):
+    """A KeyboardInterrupt raised wherever the main thread was could land in a finalizer, where Python drops
+    it with a traceback ("Exception ignored in ...") and training went on, or inside a library's lock, which
+    then failed with its own error in its place. Ctrl-C now stops training at the end of the step it came
+    in, where the Trainer is between steps: exit 130, the interrupted line, no traceback, even from inside
+    a finalizer. A second Ctrl-C stops at once, in the middle of the step."""
     from train.run import MlmTrainer
 
     cache = build(tmp_path, bpe_dir)
     original = MlmTrainer.compute_loss
     steps: list[int] = []
+    computed: list[int] = []
+
+    def ctrl_c() -> None:
+        os.kill(os.getpid(), signal.SIGINT)  # its handler runs in this frame, at the next bytecode
+        for _ in range(1000):
+            pass
 
     class Finalized:
         def __del__(self) -> None:
-            os.kill(os.getpid(), signal.SIGINT)  # its handler runs in this frame: the interrupt is dropped
-            for _ in range(1000):  # bytecode, so the handler runs here, inside the finalizer
-                pass
+            ctrl_c()
 
     def compute_loss(self, *a, **kw):
         steps.append(self.state.global_step)
         if len(steps) == 3:
-            Finalized()  # collected at once
-        return original(self, *a, **kw)
+            Finalized()  # collected at once: the first Ctrl-C comes inside a finalizer
+            if presses == 2:
+                ctrl_c()
+        loss = original(self, *a, **kw)
+        computed.append(self.state.global_step)
+        return loss
 
     dropped: list[type] = []
     monkeypatch.setattr(sys, "unraisablehook", lambda u: dropped.append(u.exc_type))  # where Python drops it
@@ -391,6 +403,8 @@ def test_a_ctrl_c_lost_in_a_finalizer_still_stops_training(capsys, monkeypatch, 
         rc = train_main(train_args(bpe_dir, cache, tmp_path / "out", "--max_steps", "40", "--save_strategy", "no"))
     finally:
         signal.signal(signal.SIGINT, previous)
-    err = capsys.readouterr().err
-    assert KeyboardInterrupt in dropped  # it was lost where it was raised
-    assert rc == 130 and "interrupted:" in err and len(steps) <= 4, (rc, len(steps), err[-2000:])
+    err = capfd.readouterr().err
+    assert rc == 130 and "interrupted: stopped; no checkpoint was saved" in err, (rc, err[-2000:])
+    assert "stopping at the end of this step (Ctrl-C again stops at once)" in err
+    assert len(steps) == 3 and "Traceback" not in err and dropped == []
+    assert len(computed) == (3 if presses == 1 else 2)  # one: the step finished; two: it stopped mid-step
