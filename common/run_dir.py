@@ -43,6 +43,7 @@ PROVENANCE = "provenance.json"
 COMMAND_FILE = "command.json"
 CARD_FILE = "README.md"
 CURVES_FILE = "training_curves.png"
+WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
 # Flags whose value is a path (or NAME=DIR entries of paths): made absolute in a command that pastes anywhere.
 PATH_FLAGS = ("tokenizer_name_or_path", "datasets_cache_dir", "output_dir", "config_name", "model_name_or_path",
@@ -175,6 +176,14 @@ def read_record(path: Path) -> dict[str, Any] | None:
     except FormatError:
         return None
     return d if isinstance(d, dict) else None
+
+
+def missing_weights(checkpoint: Path) -> str | None:
+    """Why ``checkpoint`` holds no model to resume from, in words (its weights deleted, say by hand to save
+    space); None when they are there."""
+    if any((checkpoint / w).is_file() and (checkpoint / w).stat().st_size > 0 for w in WEIGHTS):
+        return None
+    return f"no model weights ({' or '.join(WEIGHTS[::2])})"
 
 
 def step_of(state: dict[str, Any] | None) -> int | None:

@@ -30,6 +30,7 @@ from common.run_dir import (
     data_changes,
     data_eras,
     latest_losses,
+    missing_weights,
     moved_to,
     read_record,
     recorded_output_dir,
@@ -74,6 +75,8 @@ def _checkpoint(path: Path) -> dict[str, Any]:
         entry["why"] = "a rotation that never finished (being deleted); the next resume removes it"
     elif step_of(read_record(path / FINISHED_MARK)) is None:
         entry["why"] = f"no readable {FINISHED_MARK} (a save that did not finish); the next resume removes it"
+    elif why := missing_weights(path):
+        entry["why"] = f"{why}: cannot be resumed from (--resume_from_checkpoint latest skips it)"
     else:
         record = read_record(path / DATA_RECORD) or {}
         splits = (record.get("data") or {}).get("splits") or {}

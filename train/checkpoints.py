@@ -33,8 +33,6 @@ from common.format import writer_id, writer_words
 from common.json_files import fsync_dir
 from common.run_dir import CHECKPOINT, DELETING, FINISHED_MARK, LOCK, PARTIAL  # noqa: F401  (named once there)
 
-WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
-
 
 def _all_checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
     out = Path(output_dir)
@@ -43,9 +41,16 @@ def _all_checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
     return sorted((int(m.group(1)), p) for p in out.iterdir() if (m := CHECKPOINT.fullmatch(p.name)) and p.is_dir())
 
 
-def checkpoints(output_dir: str | Path) -> list[Path]:
-    """The complete ``checkpoint-<step>`` dirs of ``output_dir``, oldest step first."""
+def saved(output_dir: str | Path) -> list[Path]:
+    """The ``checkpoint-<step>`` dirs of ``output_dir`` that a save finished (their state is there), oldest
+    step first: a run's, whether or not they can still be resumed from (``checkpoints``)."""
     return [p for _, p in _all_checkpoints(output_dir) if step_of(p / FINISHED_MARK) is not None]
+
+
+def checkpoints(output_dir: str | Path) -> list[Path]:
+    """The complete ``checkpoint-<step>`` dirs of ``output_dir``, oldest step first: saved, and their weights
+    still there (deleted by hand to save space, the dir is no longer one to resume from)."""
+    return [p for p in saved(output_dir) if unusable(p) is None]
 
 
 def incomplete(output_dir: str | Path) -> list[Path]:
@@ -72,9 +77,7 @@ def unusable(checkpoint: Path) -> str | None:
         return "not a directory"
     if step_of(checkpoint / FINISHED_MARK) is None:
         return f"no readable {FINISHED_MARK} (a save that did not finish)"
-    if not any((checkpoint / w).is_file() and (checkpoint / w).stat().st_size > 0 for w in WEIGHTS):
-        return f"no model weights ({' or '.join(WEIGHTS[::2])})"
-    return None
+    return run_dir.missing_weights(checkpoint)
 
 
 def commit(staging: Path, final: Path) -> None:
@@ -105,6 +108,25 @@ def rotate(output_dir: Path, limit: int | None, keep: str | None = None) -> None
 def last_checkpoint(output_dir: str | Path) -> Path | None:
     found = checkpoints(output_dir)
     return found[-1] if found else None
+
+
+def _latest(out: Path, found: list[Path], finished: int | None) -> Path:
+    """The newest checkpoint of ``found`` (saved ones) that can be resumed from; newer ones that cannot are
+    named in a note (their weights deleted: resuming there would fail in the Trainer, after the model was
+    built), never deleted."""
+    for path in reversed(found):
+        why = unusable(path)
+        if why is None:
+            return path
+        print(f"note: --resume_from_checkpoint latest: skipping {path}: {why}", file=sys.stderr)
+    if found:
+        raise UserError(f"--resume_from_checkpoint latest: no checkpoint in --output_dir {out} can be resumed from "
+                        f"(each lacks its model weights: {', '.join(p.name for p in found)}); give "
+                        "--resume_from_checkpoint a complete checkpoint-<step> dir, or add --overwrite_output_dir "
+                        "to start afresh there (deleting them)")
+    model = " (it holds a finished model, trained without checkpoints)" if finished is not None else ""
+    raise UserError(f"--resume_from_checkpoint latest: --output_dir {out} holds no checkpoint-<step> dir"
+                    f"{model}; drop the flag to start a new run (into another --output_dir)")
 
 
 def step_of(state_file: Path) -> int | None:
@@ -188,13 +210,10 @@ def plan_start(output_dir: str, resume: str | None, overwrite: bool, target_step
     if may_delete and (gone := remove_incomplete(out)):
         print(f"note: removed {', '.join(gone)} from {out}: incomplete (a save or rotation that was killed), "
               "never resumable", file=sys.stderr)
-    last, finished = last_checkpoint(out), finished_step(out)
+    finished, found = finished_step(out), saved(out)
+    last = found[-1] if found else None  # what a new run would overwrite, resumable or not
     if resume == "latest":
-        if last is None:
-            model = " (it holds a finished model, trained without checkpoints)" if finished is not None else ""
-            raise UserError(f"--resume_from_checkpoint latest: --output_dir {out} holds no checkpoint-<step> dir"
-                            f"{model}; drop the flag to start a new run (into another --output_dir)")
-        resume = str(last)
+        resume = str(_latest(out, found, finished))
     if resume is not None and not overwrite and (last is not None or finished is not None) \
             and Path(resume).resolve().parent != out.resolve():
         raise UserError(f"--output_dir {out} holds another run ({f'its last checkpoint: {last.name}' if last else ''}"
@@ -215,7 +234,7 @@ def plan_start(output_dir: str, resume: str | None, overwrite: bool, target_step
                               "(or --num_train_epochs)")
         return Start(resume=resume, reached=reached)
     if overwrite:
-        old = checkpoints(out)
+        old = found
         for path in old if may_delete else ():
             path.unlink() if path.is_symlink() else shutil.rmtree(path)
         if may_delete:  # an interrupted fresh run must not leave the old run looking finished

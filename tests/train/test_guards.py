@@ -289,6 +289,41 @@ def test_a_finished_run_is_neither_overrun_nor_overwritten(capsys, tmp_path, bpe
     assert (out / "checkpoint-4").is_dir() and "missing keys" not in err
 
 
+def test_a_checkpoint_whose_weights_were_deleted_is_skipped_by_latest_and_named(capsys, tmp_path, bpe_dir):
+    """A checkpoint's weights deleted by hand (to save space): ``latest`` picked it, and the Trainer failed
+    after building the model; mlm-inspect run called it complete. Now ``latest`` takes the newest one that
+    can be resumed from, with a note; inspect says why; nothing of the user's is deleted."""
+    from preprocess.inspect_cache import main as inspect_main
+
+    text, cache, out = tmp_path / "text", tmp_path / "cache", tmp_path / "out"
+    write_shards(text, n_shards=2, lines_per_shard=60)
+    preprocess(bpe_dir, cache, "--train_dir", str(text))
+    args = [a if a != "1" else "2" for a in train_args(bpe_dir, cache, out)] + ["--save_steps", "1"]
+    assert train_main(args) == 0
+    for name in ("trainer_state.json", "model.safetensors"):  # as if killed before the final save
+        (out / name).unlink()
+    (out / "checkpoint-2" / "model.safetensors").unlink()
+    capsys.readouterr()
+    assert inspect_main(["run", str(out), "--json"]) == 1  # not finished
+    summary = json.loads(capsys.readouterr().out)
+    newest = summary["checkpoints"][-1]
+    assert newest["name"] == "checkpoint-2" and not newest["complete"] and "no model weights" in newest["why"]
+    assert summary["last_step"] == 1 and "--resume_from_checkpoint latest" in summary["resume"]["command"]
+    longer = [a if a != "2" else "3" for a in args]
+    assert train_main([*longer, "--resume_from_checkpoint", "latest"]) == 0
+    err = capsys.readouterr().err
+    assert f"skipping {out / 'checkpoint-2'}: no model weights" in err
+    assert (out / "checkpoint-3" / "model.safetensors").is_file() and (out / "model.safetensors").is_file()
+    # none left to resume from: one error that says so, and nothing deleted
+    for ckpt in out.glob("checkpoint-*"):
+        (ckpt / "model.safetensors").unlink(missing_ok=True)
+    kept = sorted(p.name for p in out.iterdir())
+    assert train_main([*longer, "--resume_from_checkpoint", "latest"]) == 2
+    err = errors(capsys)
+    assert len(err) == 1 and "no checkpoint in --output_dir" in err[0] and "--overwrite_output_dir" in err[0], err
+    assert sorted(p.name for p in out.iterdir()) == kept
+
+
 def test_a_finished_model_without_checkpoints_is_refused_unless_overwrite(capsys, tmp_path, bpe_dir):
     text, cache, out = tmp_path / "text", tmp_path / "cache", tmp_path / "out"
     write_shards(text, n_shards=2, lines_per_shard=60)
