@@ -32,6 +32,7 @@ from preprocess.ranges import cut_stream
 from preprocess.tasks import Task
 
 STREAM_READ = 1 << 20  # decompressed bytes a read
+Keep = Callable[[int], bool]  # whether to read the record on a stream line (its number, from 0)
 
 
 @dataclass
@@ -45,15 +46,18 @@ class Batch:
     text_bytes: int = 0  # UTF-8 bytes of the text the lines came from (the manifest's text_bytes)
     bad: int = 0  # records that held no usable text
     bad_examples: list[str] = field(default_factory=list)
+    # With ``keep`` (read_task): the number of the stream line, the JSON Lines record, each line came from
+    records: list[int] | None = None
 
 
 class Docs:
     """Documents of one chunk of records: their cleaned lines (this side of a held-out split), and the
     records that held no text."""
 
-    def __init__(self, task: Task, space: str | None):
-        self.task, self.space = task, space
+    def __init__(self, task: Task, space: str | None, keep: Keep | None = None):
+        self.task, self.space, self.keep = task, space, keep
         self.lines: list[str] = []
+        self.records: list[int] | None = None if keep is None else []
         self.chars = self.invalid = self.bad = self.text_bytes = 0
         self.examples: list[str] = []
 
@@ -78,7 +82,7 @@ class Docs:
 
     def batch(self) -> Batch:
         return Batch(self.lines, invalid=self.invalid, text_bytes=self.text_bytes, bad=self.bad,
-                     bad_examples=self.examples)
+                     bad_examples=self.examples, records=self.records)
 
 
 def jsonl_docs(data: bytes, first_line: int, docs: Docs) -> int:
@@ -89,12 +93,18 @@ def jsonl_docs(data: bytes, first_line: int, docs: Docs) -> int:
     if first_line == 0:
         text = text.removeprefix("\ufeff")  # a byte-order mark before the first record is not JSON
     lines = text.split("\n")
+    keep, records = docs.keep, docs.records
     for i, line in enumerate(lines):
+        if keep is not None and not keep(first_line + i):
+            continue  # not parsed: the sample's key of a record is its line number
         if line.strip():
+            before = len(docs.lines)
             try:
                 docs.add(record_text(line, docs.task.reading.column))
             except RecordError as e:
                 docs.reject(f" line {first_line + i + 1}", str(e))
+            if records is not None:
+                records += [first_line + i] * (len(docs.lines) - before)
     return len(lines) - 1 if text.endswith("\n") else len(lines)
 
 
@@ -110,8 +120,12 @@ class Read:
 Emit = Callable[[Batch], object]
 
 
-def read_task(task: Task, space: str | None, emit: Emit) -> Read:
+def read_task(task: Task, space: str | None, emit: Emit, keep: Keep | None = None) -> Read:
     """Read one task's text and hand it to ``emit`` in batches of cleaned lines, in order.
+
+    ``keep`` (a compressed JSON Lines stream, for the tokenizer's sample): only the records on the stream
+    lines it keeps are parsed and handed on, each line with its record's number (``Batch.records``);
+    the rest are decompressed and hashed, never parsed. Other tasks ignore it.
 
     A batch is handed on only if the bytes are those the run planned with
     (their digest; Parquet: the file's size and time stamp), so a file
@@ -122,7 +136,7 @@ def read_task(task: Task, space: str | None, emit: Emit) -> Read:
     if task.fmt.kind == "parquet":
         return _read_parquet(task, space, emit)
     if task.fmt.codec:
-        return _read_stream(task, space, emit)
+        return _read_stream(task, space, emit, keep)
     with open(task.path, "rb") as f:
         f.seek(task.start)
         raw = f.read(task.end - task.start)
@@ -166,12 +180,15 @@ class _HashingReader:
         self.closed = True
 
 
-def _read_stream(task: Task, space: str | None, emit: Emit) -> Read:
+def _read_stream(task: Task, space: str | None, emit: Emit, keep: Keep | None) -> Read:
     """A compressed shard, decompressed as a stream and handed on chunk by chunk."""
     with open(task.path, "rb") as f:
         raw = _HashingReader(f)
         stream = Decompressed(raw, task.fmt.codec)
-        (_stream_text if task.fmt.kind == "text" else _stream_jsonl)(task, space, stream, emit)
+        if task.fmt.kind == "text":
+            _stream_text(task, space, stream, emit)
+        else:
+            _stream_jsonl(task, space, stream, emit, keep)
         damaged = stream.damage
         while raw.read(CHUNK_BYTES):  # past the last frame: hashed too, the digest is of the whole file
             pass
@@ -206,7 +223,7 @@ def _stream_text(task: Task, space: str | None, stream: Decompressed, emit: Emit
         on_cut(0, 0, False)
 
 
-def _stream_jsonl(task: Task, space: str | None, stream: Decompressed, emit: Emit) -> None:
+def _stream_jsonl(task: Task, space: str | None, stream: Decompressed, emit: Emit, keep: Keep | None) -> None:
     """Decompressed JSON Lines, handed on in chunks of whole records of about the task size."""
     buf, line = bytearray(), 0
     while True:
@@ -215,7 +232,7 @@ def _stream_jsonl(task: Task, space: str | None, stream: Decompressed, emit: Emi
         if len(buf) >= task.reading.task_bytes or not data:
             cut = len(buf) if not data else buf.rfind(b"\n") + 1
             if cut > 0:
-                docs = Docs(task, space)
+                docs = Docs(task, space, keep)
                 line += jsonl_docs(bytes(buf[:cut]), line, docs)
                 emit(docs.batch())
                 del buf[:cut]

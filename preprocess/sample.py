@@ -10,7 +10,8 @@ encode), and it is the same for the same corpus and seed whatever
   (hash of seed, corpus, shard name and range start) where a task can be
   skipped unread (uncompressed text and JSON Lines ranges, Parquet row
   groups); a compressed stream, read whole anyway, keys each line (hash of
-  seed, corpus, shard, line number);
+  seed, corpus, shard, line number), or in JSON Lines each record (its line
+  number in the stream), so that a record under no threshold is never parsed;
 * a corpus's sample is its lines of the smallest keys, ``target`` bytes of
   UTF-8 text: the bottom of the key order, so it does not depend on the
   order tasks were read in;
@@ -47,6 +48,12 @@ def task_bytes(sample_bytes: int) -> int:
 def _key(*parts: object) -> float:
     """A uniform number in [0, 1) from ``parts``: the same on every machine and in every process."""
     return xxhash.xxh3_64_intdigest("\0".join(map(str, parts)).encode()) / 2.0**64
+
+
+def _keys(*parts: object) -> Callable[[object], float]:
+    """``_key(*parts, last)`` as a function of ``last``, its common part encoded once (a key a line)."""
+    prefix = "\0".join(map(str, (*parts, ""))).encode()
+    return lambda last: xxhash.xxh3_64_intdigest(prefix + str(last).encode()) / 2.0**64
 
 
 @dataclass(frozen=True)
@@ -86,19 +93,22 @@ def _read(job: tuple[Task, str, str, float, int]) -> tuple[list[tuple[float, int
     task, corpus, name, threshold, seed = job
     whole = _skippable(task)
     k_task = _key(seed, corpus, name, task.start)
+    key = _keys(seed, corpus, name, task.start)
     out: list[tuple[float, int, str]] = []
     seen = invalid = bad = 0  # seen: lines of the task so far, a stream line's number, part of its key
 
     def emit(batch: Batch) -> None:
         nonlocal seen, invalid, bad
         invalid, bad = invalid + batch.invalid, bad + batch.bad
-        for s in batch.lines:
-            k = k_task if whole else _key(seed, corpus, name, task.start, seen)
+        records = batch.records  # a JSON Lines stream's: the lines of a record share its key
+        for j, s in enumerate(batch.lines):
+            k = k_task if whole else key(records[j] if records is not None else seen)
             if whole or k < threshold:
                 out.append((k, seen, s))
             seen += 1
 
-    read = read_task(task, None, emit)
+    keep = None if whole or task.fmt.kind != "jsonl" else (lambda record: key(record) < threshold)
+    read = read_task(task, None, emit, keep)
     if read.changed:
         raise UserError(f"{task.path} changed while it was read (rewritten or cut); rerun once it is complete")
     return out, (read.nbytes, invalid, bad)
@@ -185,8 +195,9 @@ def held_out(lines: list[str], fraction: float, seed: int) -> tuple[list[str], l
     """(the lines a tokenizer trains on, the held-out ones its report measures), by a seeded hash of each
     line's text: a line and its copies fall on one side."""
     keep, test = [], []
+    key = _keys(seed, "held out")
     for s in lines:
-        (test if _key(seed, "held out", s) < fraction else keep).append(s)
+        (test if key(s) < fraction else keep).append(s)
     return keep, test
 
 
