@@ -270,8 +270,10 @@ def _interrupt_at_step_end(signum: int, frame: object) -> None:
     if _interrupted:  # the second Ctrl-C: at once
         raise KeyboardInterrupt
     _interrupted = True
-    # os.write, not print: a handler printing while the main thread was inside a write to stderr would fail
-    os.write(2, b"\ninterrupted: stopping at the end of this step (Ctrl-C again stops at once)\n")
+    try:  # os.write, not print: a handler printing while the main thread was inside a write to stderr fails
+        os.write(2, b"\ninterrupted: stopping at the end of this step (Ctrl-C again stops at once)\n")
+    except OSError:  # stderr closed or gone: the stop needs no words
+        pass
 
 
 def interrupt_at_step_end() -> Callable[[], None]:
