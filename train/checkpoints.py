@@ -110,15 +110,16 @@ def last_checkpoint(output_dir: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
-def _latest(out: Path, found: list[Path], finished: int | None) -> Path:
+def _latest(out: Path, found: list[Path], finished: int | None, say: bool) -> Path:
     """The newest checkpoint of ``found`` (saved ones) that can be resumed from; newer ones that cannot are
-    named in a note (their weights deleted: resuming there would fail in the Trainer, after the model was
-    built), never deleted."""
+    named in a note (``say``: once, by rank 0; their weights deleted: resuming there would fail in the
+    Trainer, after the model was built), never deleted."""
     for path in reversed(found):
         why = unusable(path)
         if why is None:
             return path
-        print(f"note: --resume_from_checkpoint latest: skipping {path}: {why}", file=sys.stderr)
+        if say:
+            print(f"note: --resume_from_checkpoint latest: skipping {path}: {why}", file=sys.stderr)
     if found:
         raise UserError(f"--resume_from_checkpoint latest: no checkpoint in --output_dir {out} can be resumed from "
                         f"(each lacks its model weights: {', '.join(p.name for p in found)}); give "
@@ -213,7 +214,7 @@ def plan_start(output_dir: str, resume: str | None, overwrite: bool, target_step
     finished, found = finished_step(out), saved(out)
     last = found[-1] if found else None  # what a new run would overwrite, resumable or not
     if resume == "latest":
-        resume = str(_latest(out, found, finished))
+        resume = str(_latest(out, found, finished, say=may_delete))
     if resume is not None and not overwrite and (last is not None or finished is not None) \
             and Path(resume).resolve().parent != out.resolve():
         raise UserError(f"--output_dir {out} holds another run ({f'its last checkpoint: {last.name}' if last else ''}"
