@@ -66,3 +66,14 @@ def test_a_run_saving_every_step_keeps_save_total_limit_checkpoints(tmp_path, bp
                        "--max_steps", "4", "--per_device_train_batch_size", "4", "--save_steps", "1",
                        "--save_total_limit", "2", "--report_to", "none", "--disable_tqdm", "true"]) == 0
     assert [p.name for p in checkpoints(out)] == ["checkpoint-3", "checkpoint-4"]
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_latest_skips_a_checkpoint_without_weights_on_every_rank_and_deletes_nothing(capsys, tmp_path, rank):
+    out = tmp_path / "out"
+    good = _checkpoint(out, 2)
+    (_checkpoint(out, 4) / "model.safetensors").unlink()  # deleted by hand, to save space
+    start = plan_start(str(out), "latest", False, None, may_delete=rank == 0)
+    assert start.resume == str(good) and (out / "checkpoint-4" / "optimizer.pt").is_file()
+    assert ("skipping" in capsys.readouterr().err) == (rank == 0)  # said once
+    assert checkpoints(out) == [good] and last_checkpoint(out) == good and str(good) in resume_hint(out)
