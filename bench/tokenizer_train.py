@@ -221,7 +221,7 @@ def extract_sample(dirs: dict[str, Path], sample_mb: float, workers: int, path: 
     args = tt.build_parser().parse_args(ours_argv("bpe", dirs, path.parent / "unused", sample_mb, 64, workers))
     drawn, _ = tt.draw_sample(args, tt.corpora_of(args))
     lines = [s for d in drawn.values() for s in d.lines]
-    training = [s for d in drawn.values() for s in held_out(d.lines, tt.HELD_OUT, SEED)[0]]
+    training = [s for d in drawn.values() for s in held_out(d.lines, tt.held_out_share(d.text_bytes), SEED)[0]]
     data = ("\n".join(training) + "\n").encode("utf-8", errors="surrogatepass")
     path.write_bytes(data)
     return sample_digest(lines), len(training), len(data)

@@ -47,6 +47,14 @@ from preprocess.tokenizer_output import remove_leftovers, writing
 from preprocess.workers import WorkerDied, meanwhile
 
 HELD_OUT = 0.02  # of the sample's lines, for the report: the tokenizer never trains on them
+HELD_OUT_BYTES = 1 << 20  # at most, of a corpus's text: plenty for the report's figures
+
+
+def held_out_share(text_bytes: int) -> float:
+    """The share of a corpus's sampled lines held out for the report: 2%, at most about 1 MiB of its text.
+    At the default 1 GB sample, 2% was 20 MB: about 11 s for the report to segment with newmm (1.9 MB/s
+    on the bench's English and Thai, in one process), and 20 MB the tokenizer never trained on."""
+    return min(HELD_OUT, HELD_OUT_BYTES / max(text_bytes, 1))
 READ_PER_READER = 128 << 20  # bytes of the corpora a reader process must have to read to pay for itself
 REPORT_FILE = "tokenizer_report.json"
 
@@ -181,10 +189,12 @@ def training_record(args: argparse.Namespace, corpora: dict[str, str], drawn: di
                        "min_frequency": args.min_frequency},
         "seed": args.seed, "sample_bytes": int(args.sample_bytes * GB),
         "sample": {"digest": digest, "text_bytes": sum(d.text_bytes for d in drawn.values()),
-                   "lines": sum(len(d.lines) for d in drawn.values()), "held_out": HELD_OUT},
+                   "lines": sum(len(d.lines) for d in drawn.values()), "held_out": HELD_OUT,
+                   "held_out_max_bytes": HELD_OUT_BYTES},
         "ext": normalise_ext(args.ext), "text_column": args.text_column, "recursive": args.recursive,
         "corpora": {n: {"dirs": [os.path.abspath(x) for x in corpora[n].split(",")], "weight": shares[n],
                         "text_bytes": d.text_bytes, "lines": len(d.lines),
+                        "held_out": held_out_share(d.text_bytes),
                         "shards": [{"path": p, "bytes": b, "digest": h} for p, b, h in d.shards]}
                     for n, d in drawn.items()},
         "command": ["mlm-train-tokenizer", *sys.argv[1:]],
@@ -213,7 +223,7 @@ def train(args: argparse.Namespace) -> str:
     training: list[str] = []
     held: dict[str, list[str]] = {}
     for n, d in drawn.items():
-        keep, test = held_out(d.lines, HELD_OUT, args.seed)
+        keep, test = held_out(d.lines, held_out_share(d.text_bytes), args.seed)
         training += keep
         held[n] = test
     digest = sample_digest([s for d in drawn.values() for s in d.lines])
@@ -221,7 +231,7 @@ def train(args: argparse.Namespace) -> str:
     vocab_size = round_vocab(args.vocab_size, args.vocab_multiple) if args.vocab_size else None
     check_sample(args, training, vocab_size)
     for n in (n for n, test in held.items() if not test):
-        print(f"note: {n}: none of its {len(drawn[n].lines):,} sampled lines fell in the held-out {HELD_OUT:.0%}; "
+        print(f"note: {n}: none of its {len(drawn[n].lines):,} sampled lines fell in the held-out {held_out_share(drawn[n].text_bytes):.0%}; "
               "its report row has no figures (add text to measure it)", file=sys.stderr)
     if vocab_size and vocab_size != args.vocab_size:
         print(f"note: --vocab_size {args.vocab_size} rounded up to {vocab_size}, a multiple of {args.vocab_multiple} "

@@ -46,6 +46,28 @@ def corpora(tmp_path_factory) -> dict[str, Path]:
     return _corpora(tmp_path_factory.mktemp("corpora"))
 
 
+def test_the_held_out_part_is_capped_in_bytes_per_corpus(capsys, monkeypatch, tmp_path, corpora):
+    """2% of a corpus's sample, at most HELD_OUT_BYTES of its text (1 MiB; here 300 bytes, so that a small
+    corpus shows it): at the default 1 GB sample, 2% was 20 MB the report segmented in one process and the
+    tokenizer never trained on. Each corpus's share is recorded, and the report measures that part."""
+    from preprocess import train_tokenizer as tt
+
+    def held(out: Path) -> tuple[dict, dict]:
+        record = json.loads((out / "training.json").read_text())["corpora"]
+        report = json.loads((out / "tokenizer_report.json").read_text())["corpora"]
+        return record, {n: report[n]["trained"]["characters"] for n in record}
+
+    assert _train(capsys, corpora, tmp_path / "two", "bpe", "--sample_bytes", "0.0002")[0] == 0
+    record, two = held(tmp_path / "two")
+    assert all(c["held_out"] == 0.02 for c in record.values())
+    monkeypatch.setattr(tt, "HELD_OUT_BYTES", 300)
+    assert _train(capsys, corpora, tmp_path / "capped", "bpe", "--sample_bytes", "0.0002")[0] == 0
+    record, capped = held(tmp_path / "capped")
+    for corpus in record.values():
+        assert corpus["held_out"] == pytest.approx(300 / corpus["text_bytes"])  # under 2% of 40-100 KB
+    assert 0 < sum(capped.values()) < sum(two.values()) / 2, (capped, two)
+
+
 def test_the_sample_is_drawn_in_the_shares_asked_and_recorded(capsys, tmp_path, corpora):
     rc, out, err = _train(capsys, corpora, tmp_path / "tok", "bpe", "--sample_bytes", "0.0002")
     assert rc == 0, err
