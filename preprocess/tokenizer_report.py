@@ -206,5 +206,8 @@ def load_for_compare(path: str, tokenizer_type: str = "auto") -> tuple[str, Any]
     measurable once the sample is drawn); a one-line UserError when it does not load."""
     try:
         return path, load_tokenizer(path, tokenizer_type).tokenizer
-    except TokenizerError as e:
-        raise UserError(f"--compare_with {path}: {e}") from e
+    except TokenizerError as e:  # its words name the train stage's flags: here they are --compare_with/_type
+        said = str(e)
+        for prefix in (f"--tokenizer_name_or_path {path!r}: ", f"--tokenizer_name_or_path {path}: "):
+            said = said.removeprefix(prefix)
+        raise UserError(f"--compare_with {path}: {said.replace('--tokenizer_type', '--compare_type')}") from e

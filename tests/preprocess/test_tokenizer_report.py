@@ -112,10 +112,23 @@ def test_a_comparison_adds_the_other_tokenizers_rows_and_the_json_round_trips(tm
     assert text.startswith('{\n "corpora": {') and text.index('"byte_fallback_share"') < text.index('"unit"')
 
 
-def test_a_tokenizer_to_compare_with_that_does_not_load_is_one_line(tmp_path):
+def test_a_tokenizer_to_compare_with_that_does_not_load_is_one_line(capsys, tmp_path):
+    """In the flags the user gave, --compare_with and --compare_type: the loader's words named the train
+    stage's --tokenizer_name_or_path and --tokenizer_type, which this command does not have."""
+    from preprocess.train_tokenizer import main as train_tokenizer
+
     with pytest.raises(UserError) as e:
         load_for_compare(str(tmp_path / "missing"))
     assert str(e.value).startswith(f"--compare_with {tmp_path / 'missing'}: ") and "\n" not in str(e.value)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("not a tokenizer\n")
+    for target in ("missing", "notes"):
+        rc = train_tokenizer(["--type", "bpe", "--train_dir", str(tmp_path / "notes"), "--output_dir",
+                              str(tmp_path / "out"), "--vocab_size", "300", "--compare_with", str(tmp_path / target)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(err) == 1 and err[0].startswith(f"error: --compare_with {tmp_path / target}: "), err
+        assert "--tokenizer_name_or_path" not in err[0] and "--tokenizer_type" not in err[0], err
+    assert "--compare_type" in err[0]  # the dir holds no tokenizer files for --compare_type auto
 
 
 @pytest.mark.parametrize("family", ["bpe", "wordpiece", "unigram"])
