@@ -18,7 +18,8 @@ for bpe again on a ``--large_sample_mb`` sample of a ``--large_mb`` corpus
 * the library alone: the lines ours trained on (the same sample, drawn here
   by the same code with the same seed, its digest checked against ours'
   training.json, less the held-out lines), already extracted to ONE text
-  file, trained by the library straight from the file in a fresh process:
+  file, trained by the library straight from the file in a fresh process
+  that imports nothing else (``bench/tokenizer_library.py``):
   ``tokenizers``' trainer with the family's model, pre-tokenizer and
   specials (``Tokenizer.train([file])``); SentencePiece's trainer (the C++
   of ``spm_train``) with ``input=file`` for spm and unigram, on the threads
@@ -242,70 +243,15 @@ def recorded_digest(out: Path) -> str | None:
 # --------------------------------------------------------------------------- the library alone (a child process)
 
 
-def _count_chunk(job: tuple[str, list[str]]) -> dict[str, int]:
-    from collections import Counter
-
-    from pythainlp.tokenize import syllable_tokenize, word_tokenize
-
-    kind, lines = job
-    counts: Counter = Counter()
-    for line in lines:
-        words = (word_tokenize(line, engine="newmm", keep_whitespace=True) if kind == "newmm"
-                 else syllable_tokenize(line, engine="dict", keep_whitespace=True))
-        counts.update(w for w in words if w and not w.isspace())
-    return counts
-
-
-def library(kind: str, text: Path, out: Path, vocab: int, workers: int) -> None:
-    """Train ``kind`` with the library alone from the one text file ``text`` into ``out``."""
+def library_argv(family: str, text: Path, out: Path, vocab: int, workers: int) -> list[str]:
+    """bench/tokenizer_library.py's command line: it imports only the library, and takes what must match ours
+    from here."""
     from preprocess.tokenizer_families import BERT_SPECIALS, ROBERTA_SPECIALS, SPM_MAX_SENTENCE, SPM_THREADS
 
-    out.mkdir(parents=True)
-    if kind in ("spm", "unigram"):
-        import sentencepiece as spm
-
-        longest = max(len(s) for s in text.read_bytes().split(b"\n"))  # ours keeps every line: so does this
-        # unigram: the text as it is, as ours trains it (tokenizer_families.unigram_model)
-        spec = ({"user_defined_symbols": ["<mask>", "<_>"]} if kind == "spm" else
-                {"user_defined_symbols": ["<mask>"], "normalization_rule_name": "identity",
-                 "remove_extra_whitespaces": False})
-        spm.SentencePieceTrainer.train(
-            input=str(text), model_prefix=str(out / "spm"), vocab_size=vocab, model_type="unigram",
-            character_coverage=0.9995, bos_id=0, pad_id=1, eos_id=2, unk_id=3, input_sentence_size=0,
-            max_sentence_length=max(longest, SPM_MAX_SENTENCE), hard_vocab_limit=False, num_threads=SPM_THREADS,
-            minloglevel=2, **spec)
-        return
-    if kind in ("newmm", "syllable"):
-        from collections import Counter
-        from multiprocessing import Pool
-
-        lines = text.read_text(encoding="utf-8").splitlines()
-        jobs = [(kind, lines[i:i + 2000]) for i in range(0, len(lines), 2000)]
-        total: Counter = Counter()
-        with Pool(workers) as pool:
-            for counts in pool.imap(_count_chunk, jobs):
-                total.update(counts)
-        words = sorted(total, key=lambda w: (-total[w], w))
-        (out / "vocab.json").write_text(json.dumps({w: i for i, w in enumerate(words)}, ensure_ascii=False))
-        return
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
-
-    if kind == "bpe":
-        tok = Tokenizer(models.BPE())
-        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        trainer = trainers.BpeTrainer(vocab_size=vocab, special_tokens=list(ROBERTA_SPECIALS), show_progress=False,
-                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    elif kind == "wordpiece":
-        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-        tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=False,
-                                                    lowercase=False)
-        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        trainer = trainers.WordPieceTrainer(vocab_size=vocab, special_tokens=list(BERT_SPECIALS),
-                                            continuing_subword_prefix="##", show_progress=False)
-    else:
-        raise SystemExit(f"unknown library kind {kind}")
-    tok.train([str(text)], trainer)
-    tok.save(str(out / "tokenizer.json"))
+    specials = BERT_SPECIALS if family == "wordpiece" else ROBERTA_SPECIALS
+    return [sys.executable, str(REPO / "bench" / "tokenizer_library.py"), family, str(text), str(out), str(vocab),
+            "--workers", str(workers), "--specials", ",".join(specials), "--spm_threads", str(SPM_THREADS),
+            "--spm_max_sentence", str(SPM_MAX_SENTENCE)]
 
 
 # --------------------------------------------------------------------------- report
@@ -334,8 +280,7 @@ def compare(family: str, dirs: dict[str, Path], text: Path, digest: str, sample_
     lib_out = out.parent.parent / "library" / out.name
     libs, ourses = [], []
     for _ in range(a.repeat):  # interleaved: a slow minute on a shared machine hits both sides alike
-        libs.append(measure([sys.executable, __file__, "--workers", str(a.workers), "--child", family, str(text),
-                             str(lib_out), str(a.vocab_size)], lib_out, a.timeout))
+        libs.append(measure(library_argv(family, text, lib_out, a.vocab_size, a.workers), lib_out, a.timeout))
         limit = min(a.timeout, max(MIN_LIMIT_S, SLOWEST * libs[-1].seconds))
         ourses.append(measure([sys.executable, "-m", "preprocess.train_tokenizer",
                                *ours_argv(family, dirs, out, sample_mb, a.vocab_size, a.workers)], out, limit))
@@ -369,16 +314,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="runs of each side per row, interleaved; the row shows the median time (one run's times "
                    "varied by 10-20%% here)")
     p.add_argument("--smoke", action="store_true", help="tiny sizes, bpe and newmm: proves the script in seconds")
-    p.add_argument("--child", nargs=4, metavar=("KIND", "TEXT", "OUT", "VOCAB"), help=argparse.SUPPRESS)
     a = p.parse_args(argv)
-    if a.child:
-        # The library in the user's environment, as ours: importing bench/preprocess_bench.py above set
-        # TOKENIZERS_PARALLELISM=false in this process too, and the library's bpe trained on one thread
-        # (1.5 s on the 5 MB sample, against 1.9-2.3 s on both cores) while the table said "every core".
-        os.environ.clear()
-        os.environ.update(CHILD_ENV)
-        library(a.child[0], Path(a.child[1]), Path(a.child[2]), int(a.child[3]), a.workers)
-        return 0
     if a.smoke:
         a.mb, a.sample_mb, a.vocab_size, a.families = 0.6, 0.15, 512, "bpe,newmm"
         a.large_mb, a.large_sample_mb, a.repeat = 1.2, 0.6, 1
