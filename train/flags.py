@@ -170,7 +170,8 @@ class RunArguments:
         default=True,
         metadata={"help": "On SIGTERM or SIGUSR1 (Slurm's notice before a preemption or time limit: sbatch "
                   "--signal=USR1@120), finish the optimizer step, save a checkpoint and exit 128 + the signal "
-                  "(143 for SIGTERM); a second signal exits at once. --save_on_signal false: exit at once."},
+                  "(143 for SIGTERM); a second signal exits at once. Ctrl-C, too, stops at the end of the step, "
+                  "without saving (twice: at once). --save_on_signal false: exit at once."},
     )
     peak_tflops: float | None = field(
         default=None,
