@@ -48,6 +48,8 @@ from preprocess.workers import WorkerDied, meanwhile
 
 HELD_OUT = 0.02  # of the sample's lines, for the report: the tokenizer never trains on them
 HELD_OUT_BYTES = 1 << 20  # at most, of a corpus's text: plenty for the report's figures
+READ_PER_READER = 128 << 20  # bytes of the corpora a reader process must have to read to pay for itself
+REPORT_FILE = "tokenizer_report.json"
 
 
 def held_out_share(text_bytes: int) -> float:
@@ -55,8 +57,6 @@ def held_out_share(text_bytes: int) -> float:
     At the default 1 GB sample, 2% was 20 MB: about 11 s for the report to segment with newmm (1.9 MB/s
     on the bench's English and Thai, in one process), and 20 MB the tokenizer never trained on."""
     return min(HELD_OUT, HELD_OUT_BYTES / max(text_bytes, 1))
-READ_PER_READER = 128 << 20  # bytes of the corpora a reader process must have to read to pay for itself
-REPORT_FILE = "tokenizer_report.json"
 
 
 class _Defaults(argparse.ArgumentDefaultsHelpFormatter):

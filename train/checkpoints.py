@@ -50,7 +50,7 @@ def saved(output_dir: str | Path) -> list[Path]:
 def checkpoints(output_dir: str | Path) -> list[Path]:
     """The complete ``checkpoint-<step>`` dirs of ``output_dir``, oldest step first: saved, and their weights
     still there (deleted by hand to save space, the dir is no longer one to resume from)."""
-    return [p for p in saved(output_dir) if unusable(p) is None]
+    return [p for p in saved(output_dir) if run_dir.missing_weights(p) is None]
 
 
 def incomplete(output_dir: str | Path) -> list[Path]:
@@ -114,8 +114,8 @@ def _latest(out: Path, found: list[Path], finished: int | None, say: bool) -> Pa
     """The newest checkpoint of ``found`` (saved ones) that can be resumed from; newer ones that cannot are
     named in a note (``say``: once, by rank 0; their weights deleted: resuming there would fail in the
     Trainer, after the model was built), never deleted."""
-    for path in reversed(found):
-        why = unusable(path)
+    for path in reversed(found):  # saved: their state read already, only the weights are left to check
+        why = run_dir.missing_weights(path)
         if why is None:
             return path
         if say:
@@ -235,14 +235,13 @@ def plan_start(output_dir: str, resume: str | None, overwrite: bool, target_step
                               "(or --num_train_epochs)")
         return Start(resume=resume, reached=reached)
     if overwrite:
-        old = found
-        for path in old if may_delete else ():
+        for path in found if may_delete else ():
             path.unlink() if path.is_symlink() else shutil.rmtree(path)
         if may_delete:  # an interrupted fresh run must not leave the old run looking finished
             (out / FINISHED_MARK).unlink(missing_ok=True)
-        if may_delete and (old or finished is not None):
+        if may_delete and (found or finished is not None):
             print(f"note: --overwrite_output_dir: starting afresh in {out}"
-                  + (f"; deleted its {len(old)} checkpoint dirs" if old else ""), file=sys.stderr)
+                  + (f"; deleted its {len(found)} checkpoint dirs" if found else ""), file=sys.stderr)
         return Start()
     if last is not None:
         raise UserError(f"--output_dir {out} holds checkpoints (the last: {last.name}) that a new run would "
