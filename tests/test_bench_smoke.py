@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -88,6 +89,8 @@ def test_pieces_bench_runs_small(tmp_path):
 @pytest.mark.slow
 def test_tokenizer_train_bench_runs_small(tmp_path):
     out = run_bench("tokenizer_train.py", "--smoke", "--out", tmp_path / "t")
-    assert "| bpe |" in out and "| newmm |" in out and "| 10x the sample |" in out
+    assert "| bpe | 0.15 MB |" in out and "| newmm | 0.15 MB |" in out and "| 10x the sample |" in out
+    assert "| bpe | 0.6 MB |" in out  # the large row: --large_families bpe under --smoke
+    assert re.search(r"\| bpe \| 0\.6 MB \|.*\| [+-]\d+\.\d\d s \|", out)  # ours less the library, in seconds
     assert "same sample digest as ours' training.json for every family that finished: yes" in out
     assert "no tokenizer" not in out and "fails" not in out
