@@ -116,7 +116,18 @@ def _with_roles_from_added_tokens(tok: Any, path: Path) -> Any:
     return tok
 
 
-def _load_class(spec: str) -> Callable[[Path, dict[str, Any]], Any]:
+@dataclass(frozen=True)
+class Flags:
+    """The command-line names of a tokenizer's path and type, as its errors must say them."""
+
+    path: str
+    type: str
+
+
+TRAIN_FLAGS = Flags("--tokenizer_name_or_path", "--tokenizer_type")  # mlm-preprocess, mlm-train
+
+
+def _load_class(spec: str, flags: Flags) -> Callable[[Path, dict[str, Any]], Any]:
     """``module.path:ClassName``: any PreTrainedTokenizer subclass of the user's, via from_pretrained."""
 
     def load(path: Path, settings: dict[str, Any]) -> Any:
@@ -128,9 +139,9 @@ def _load_class(spec: str) -> Callable[[Path, dict[str, Any]], Any]:
         try:
             cls = getattr(importlib.import_module(module_name), class_name)
         except (ImportError, AttributeError) as e:
-            raise TokenizerError(f"--tokenizer_type {spec}: cannot import {class_name} from {module_name} ({e})") from e
+            raise TokenizerError(f"{flags.type} {spec}: cannot import {class_name} from {module_name} ({e})") from e
         if not (isinstance(cls, type) and issubclass(cls, PreTrainedTokenizerBase)):
-            raise TokenizerError(f"--tokenizer_type {spec}: {class_name} is not a transformers tokenizer class")
+            raise TokenizerError(f"{flags.type} {spec}: {class_name} is not a transformers tokenizer class")
         return cls.from_pretrained(str(path), local_files_only=True)
 
     return load
@@ -178,20 +189,20 @@ TOKENIZER_ALIASES: dict[str, str] = {t.class_name: t.name for t in TOKENIZER_TYP
 TRAINABLE_TYPES = tuple(t.name for t in TOKENIZER_TYPES.values() if t.trainable)
 
 
-def resolve_type(tokenizer_type: str) -> str:
+def resolve_type(tokenizer_type: str, flags: Flags = TRAIN_FLAGS) -> str:
     if ":" in tokenizer_type:
         return tokenizer_type
     name = TOKENIZER_ALIASES.get(tokenizer_type, tokenizer_type)
     if name not in TOKENIZER_TYPES:
         valid = ", ".join(sorted([*TOKENIZER_TYPES, *TOKENIZER_ALIASES]))
         raise TokenizerError(
-            f"unknown --tokenizer_type {tokenizer_type!r}; valid types: {valid}, or module.path:ClassName"
+            f"unknown {flags.type} {tokenizer_type!r}; valid types: {valid}, or module.path:ClassName"
         )
     return name
 
 
-def _loader(kind: str) -> Callable[[Path, dict[str, Any]], Any]:
-    return _load_class(kind) if ":" in kind else TOKENIZER_TYPES[kind].load
+def _loader(kind: str, flags: Flags) -> Callable[[Path, dict[str, Any]], Any]:
+    return _load_class(kind, flags) if ":" in kind else TOKENIZER_TYPES[kind].load
 
 
 def preprocess_space_token(identity: TokenizerSource) -> bool:
@@ -210,7 +221,7 @@ def tokenizer_files(path: Path) -> dict[str, str]:
     return {p.name: file_digest(p) for p in files}
 
 
-def check_tokenizer_dir(path: Path, kind: str, flag_value: str) -> None:
+def check_tokenizer_dir(path: Path, kind: str, flag_value: str, flags: Flags = TRAIN_FLAGS) -> None:
     """TokenizerError unless the dir ``path`` holds a file that a tokenizer of type ``kind`` is read from.
 
     A model dir saved without its tokenizer otherwise loads (``auto``) as a tokenizer of a few
@@ -228,13 +239,13 @@ def check_tokenizer_dir(path: Path, kind: str, flag_value: str) -> None:
     fits = [t.name for t in TOKENIZER_TYPES.values()
             if t.name != kind and any(next(path.glob(p), None) is not None for p in t.needs)]
     if fits:
-        fix = f"its files suit --tokenizer_type {' or '.join(fits)}: is that the type meant?"
+        fix = f"its files suit {flags.type} {' or '.join(fits)}: is that the type meant?"
     elif any(n == "config.json" or n.endswith((".safetensors", ".bin")) for n in held):
         fix = ("it looks like a model dir saved without its tokenizer: pass the dir the tokenizer was saved to, "
                "or save it into this one (tok.save_pretrained(dir))")
     else:
         fix = "pass the dir a tokenizer was saved to (tok.save_pretrained(dir), or mlm-train-tokenizer)"
-    raise TokenizerError(f"--tokenizer_name_or_path {flag_value}: no tokenizer files for --tokenizer_type {kind} "
+    raise TokenizerError(f"{flags.path} {flag_value}: no tokenizer files for {flags.type} {kind} "
                          f"(looked for {', '.join(needs)}; the dir holds {found}); {fix}")
 
 
@@ -246,41 +257,43 @@ def _separator(tok: Any, eos: int) -> Separator:
     return Separator(tok.convert_ids_to_tokens(eos), int(eos))
 
 
-def tokenizer_source(name_or_path: str, tokenizer_type: str = "auto", settings: dict[str, Any] | None = None) -> TokenizerSource:
+def tokenizer_source(name_or_path: str, tokenizer_type: str = "auto", settings: dict[str, Any] | None = None,
+                     flags: Flags = TRAIN_FLAGS) -> TokenizerSource:
     """What defines the tokenizer, without loading it: type, file digests, settings, and their digest.
 
     Cheap (no transformers import), so a rerun can decide the cache is fresh
-    without loading the tokenizer at all.
+    without loading the tokenizer at all. ``flags``: the names its errors give the path and the type.
     """
-    kind = resolve_type(tokenizer_type)
+    kind = resolve_type(tokenizer_type, flags)
     path = Path(name_or_path)
     if not path.exists():
         raise TokenizerError(
-            f"--tokenizer_name_or_path {name_or_path!r}: no such file or directory "
+            f"{flags.path} {name_or_path}: no such file or directory "
             "(this tool never downloads; save the tokenizer locally with save_pretrained)"
         )
-    check_tokenizer_dir(path, kind, name_or_path)
+    check_tokenizer_dir(path, kind, name_or_path, flags)
     files, settings = tokenizer_files(path), dict(settings or {})
     # The path is where it lives, not what it is: a copied tokenizer keeps its digest.
     digest = fingerprint({"type": kind, "files": files, "settings": settings})
     return TokenizerSource(kind, os.path.abspath(name_or_path), files, settings, digest)
 
 
-def load_tokenizer(name_or_path: str, tokenizer_type: str = "auto", settings: dict[str, Any] | None = None) -> LoadedTokenizer:
-    """Load a local tokenizer and describe it; TokenizerError with the reason if it cannot.
+def load_tokenizer(name_or_path: str, tokenizer_type: str = "auto", settings: dict[str, Any] | None = None,
+                   flags: Flags = TRAIN_FLAGS) -> LoadedTokenizer:
+    """Load a local tokenizer and describe it; TokenizerError with the reason if it cannot, naming ``flags``.
 
     Nothing is downloaded: ``name_or_path`` must be a local directory or file.
     """
-    source = tokenizer_source(name_or_path, tokenizer_type, settings)
+    source = tokenizer_source(name_or_path, tokenizer_type, settings, flags)
     kind = source.type
     try:
-        tok = _loader(kind)(Path(name_or_path), source.settings)
+        tok = _loader(kind, flags)(Path(name_or_path), source.settings)
     except TokenizerError:
         raise
     except Exception as e:  # any library error while loading: report it in one line
         msg = " ".join(str(e).split())[:400]  # the whole reason, on one line
         raise TokenizerError(
-            f"--tokenizer_name_or_path {name_or_path}: cannot load as type {kind!r}: {type(e).__name__}: {msg}"
+            f"{flags.path} {name_or_path}: cannot load as type {kind!r}: {type(e).__name__}: {msg}"
         ) from e
     # BERT-style vocabularies have [CLS]/[SEP] instead of <s>/</s>; they play
     # the same role around a block.

@@ -28,7 +28,7 @@ import numpy as np
 from common.errors import UserError
 from common.fast_tokenizer import FastDir, byte_level_alphabet
 from common.json_files import write_json_atomic
-from common.tokenizer import TokenizerError, load_tokenizer
+from common.tokenizer import Flags, TokenizerError, load_tokenizer
 from common.word_level import SPECIALS
 from common.word_level import encoder as word_encoder
 from preprocess.encoder import Encoder, candidate_encoders, choose_encoder, encode_bounded
@@ -205,9 +205,6 @@ def load_for_compare(path: str, tokenizer_type: str = "auto") -> tuple[str, Any]
     """``--compare_with PATH``: its label (the path as given) and the tokenizer (``subject`` makes it
     measurable once the sample is drawn); a one-line UserError when it does not load."""
     try:
-        return path, load_tokenizer(path, tokenizer_type).tokenizer
-    except TokenizerError as e:  # its words name the train stage's flags: here they are --compare_with/_type
-        said = str(e)
-        for prefix in (f"--tokenizer_name_or_path {path!r}: ", f"--tokenizer_name_or_path {path}: "):
-            said = said.removeprefix(prefix)
-        raise UserError(f"--compare_with {path}: {said.replace('--tokenizer_type', '--compare_type')}") from e
+        return path, load_tokenizer(path, tokenizer_type, flags=Flags("--compare_with", "--compare_type")).tokenizer
+    except TokenizerError as e:
+        raise UserError(str(e)) from e

@@ -113,8 +113,9 @@ def test_a_comparison_adds_the_other_tokenizers_rows_and_the_json_round_trips(tm
 
 
 def test_a_tokenizer_to_compare_with_that_does_not_load_is_one_line(capsys, tmp_path):
-    """In the flags the user gave, --compare_with and --compare_type: the loader's words named the train
-    stage's --tokenizer_name_or_path and --tokenizer_type, which this command does not have."""
+    """In the flags the user gave, --compare_with and --compare_type (common/tokenizer.py's ``Flags``): the
+    loader's words named the train stage's --tokenizer_name_or_path and --tokenizer_type, which this command
+    does not have."""
     from preprocess.train_tokenizer import main as train_tokenizer
 
     with pytest.raises(UserError) as e:
