@@ -202,6 +202,21 @@ def measure(cmd: list[str], out: Path, timeout: float) -> Run:
     return Run(seconds, rss.peak_pss, rss.peak_sum, stdout, failed)
 
 
+def compile_sources() -> int:
+    """Byte-compile the project's modules and the library side's script, as ``pip install`` does; returns
+    the modules compiled. The library is compiled where it is installed, and a checkout writes its own
+    ``__pycache__`` on first import, but not where PYTHONDONTWRITEBYTECODE is set (as on the machine of the
+    table in docs/benchmarks.md): there every run of ours compiled its modules from source again, about
+    0.1 s that no installed copy pays, counted against ours alone."""
+    import compileall
+
+    packages = ("common", "preprocess", "train", "bench")
+    for package in packages:
+        if not compileall.compile_dir(str(REPO / package), quiet=1):
+            raise SystemExit(f"{REPO / package}: does not byte-compile")
+    return sum(1 for package in packages for _ in (REPO / package).rglob("*.py"))
+
+
 def median_run(runs: list[Run]) -> Run:
     """The run of median time (the upper one of an even count), with the highest peak memory of all: a
     failed run, if any, stands for them all."""
@@ -330,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
                          f"{', '.join(FAMILIES)}")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    compiled = compile_sources()
     load_start = load()
     dirs = make_corpus(out, a.mb, SEED)
     text = out / f"sample_{a.mb:g}mb_{a.sample_mb:g}mb.txt"
@@ -386,7 +402,9 @@ def main(argv: list[str] | None = None) -> int:
         f"- machine: {len(os.sched_getaffinity(0))} cores ({platform.machine()}), Python {platform.python_version()}, "
         f"{versions()}; 1-min load average {load_start} at start, {load()} at end (above ~0.5: other processes "
         "shared the cores); children's TOKENIZERS_PARALLELISM: "
-        f"{CHILD_ENV.get('TOKENIZERS_PARALLELISM', 'unset')} (unset: tokenizers trains on every core, ours too)",
+        f"{CHILD_ENV.get('TOKENIZERS_PARALLELISM', 'unset')} (unset: tokenizers trains on every core, ours too); "
+        f"PYTHONDONTWRITEBYTECODE: {CHILD_ENV.get('PYTHONDONTWRITEBYTECODE', 'unset')}, so the project's {compiled} "
+        "modules were byte-compiled first, as an install does",
         f"- corpus: {a.mb:g} MB of English+Thai text, a third each as nested .txt, .jsonl.zst and Parquet "
         f"({SHARDS} shards each); sampled {MIXTURE}, {a.sample_mb:g} MB, seed {SEED}, {a.workers} workers; "
         f"subword vocabularies {a.vocab_size:,}",
