@@ -1,6 +1,8 @@
 """The tokenizer families ``mlm-train-tokenizer --type`` trains, one table entry each, from a list of lines.
 
-Each family's ``train(lines, out, options)`` writes a tokenizer into the existing empty dir ``out``:
+Each family's ``train(lines, out, options)`` writes a tokenizer into the existing empty dir ``out`` (and
+hands back what it already made of the report's lines: the word-level families segment them in their count
+workers):
 
     family     library                  ids 0..4                             loads with --tokenizer_type
     bpe        tokenizers, byte-level   <s> <pad> </s> <unk> <mask>          auto (AutoTokenizer)
@@ -20,14 +22,13 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 from common.errors import UserError
 from common.fast_tokenizer import write_fast_dir
 from common.format import SPACE_TOKEN
-from preprocess.word_counts import warm
 from preprocess.workers import meanwhile
 
 ROBERTA_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")  # ids 0..4, as spm and the word-level types
@@ -46,6 +47,7 @@ class FamilyOptions:
     character_coverage: float = 0.9995  # spm and unigram (SentencePiece's trainer)
     add_space_token: bool = False  # spm only: the users' Thai setup, spaces become <_>
     min_frequency: int = 1  # word-level types, and tokenizers' trainers where they take it (bpe, wordpiece)
+    held_out: list[str] = field(default_factory=list)  # the report's lines: word-level types segment them too
 
     def __post_init__(self) -> None:
         if self.vocab_size is not None and self.vocab_size < 1:
@@ -64,9 +66,10 @@ class Family:
     name: str  # bpe | wordpiece | unigram | spm | newmm | syllable
     tokenizer_type: str  # what --tokenizer_type loads the output with
     needs_vocab_size: bool
-    train: Callable[[list[str], Path, FamilyOptions], None]  # writes the tokenizer into the existing empty dir
+    # Writes the tokenizer into the existing empty dir; returns the segmentations of options.held_out it made
+    # (word-level, for the report: preprocess/word_counts.py), or None
+    train: Callable[[list[str], Path, FamilyOptions], dict[str, list[str]] | None]
     deterministic: bool  # same lines + options, any num_workers -> byte-identical files (measured)
-    prepare: Callable[[], object] | None = None  # run while the sample is read (the CLI's draw_sample)
 
 
 def round_vocab(n: int, multiple: int = 64) -> int:
@@ -260,20 +263,22 @@ def _train_spm(lines: list[str], out: Path, options: FamilyOptions) -> None:
     ThaiRobertaTokenizer(vocab_file=str(model_file), add_space_token=space).save_pretrained(out)
 
 
-def _word_level(kind: str) -> Callable[[list[str], Path, FamilyOptions], None]:
-    def train(lines: list[str], out: Path, options: FamilyOptions) -> None:
+def _word_level(kind: str) -> Callable[[list[str], Path, FamilyOptions], dict[str, list[str]]]:
+    def train(lines: list[str], out: Path, options: FamilyOptions) -> dict[str, list[str]]:
         """Specials first (``WORD_SPECIALS``), then words by falling count, ties by word (build_word_vocab),
-        written as the class's save_pretrained writes them, without importing it (common/word_level.py)."""
+        written as the class's save_pretrained writes them, without importing it (common/word_level.py);
+        the held-out lines segmented by the same workers."""
         from common.tokenizer import TOKENIZER_TYPES
         from common.word_level import WORD_SPECIALS, build_word_vocab, write_word_dir
-        from preprocess.word_counts import count_words
+        from preprocess.word_counts import count_and_segment
 
-        counts = count_words(kind, lines, options.num_workers)
+        counts, segmented = count_and_segment(kind, lines, options.held_out, options.num_workers)
         vocab = build_word_vocab(counts, options.vocab_size, options.min_frequency)
         if len(vocab) == len(WORD_SPECIALS):  # every word would be <unk>: a tokenizer that looks made, and is not
             raise UserError(f"--min_frequency {options.min_frequency} leaves no word: the sample's most frequent "
                             f"is seen {max(counts.values(), default=0):,} times; lower --min_frequency, or add text")
         write_word_dir(out, vocab, TOKENIZER_TYPES[kind].class_name)
+        return segmented
 
     return train
 
@@ -283,6 +288,6 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("wordpiece", "auto", True, _train_wordpiece, deterministic=True),
     Family("unigram", "auto", True, _train_unigram, deterministic=True),
     Family("spm", "spm", True, _train_spm, deterministic=True),
-    Family("newmm", "newmm", False, _word_level("newmm"), deterministic=True, prepare=partial(warm, "newmm")),
-    Family("syllable", "syllable", False, _word_level("syllable"), deterministic=True, prepare=partial(warm, "syllable")),
+    Family("newmm", "newmm", False, _word_level("newmm"), deterministic=True),
+    Family("syllable", "syllable", False, _word_level("syllable"), deterministic=True),
 )}

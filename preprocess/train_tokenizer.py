@@ -21,7 +21,6 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -44,7 +43,8 @@ from preprocess.sample import CorpusFiles, Drawn, Readers, balance, draw, held_o
 from preprocess.tokenizer_checks import GB, check_args, check_sample, check_text
 from preprocess.tokenizer_families import FAMILIES, SPM_THREADS, FamilyOptions, round_vocab
 from preprocess.tokenizer_output import remove_leftovers, writing
-from preprocess.workers import WorkerDied, meanwhile
+from preprocess.word_counts import with_segmented
+from preprocess.workers import WorkerDied
 
 HELD_OUT = 0.02  # of the sample's lines, for the report: the tokenizer never trains on them
 HELD_OUT_BYTES = 1 << 20  # at most, of a corpus's text: plenty for the report's figures
@@ -130,20 +130,17 @@ def corpora_of(args: argparse.Namespace) -> dict[str, str]:
     return named or {"corpus": value}
 
 
-def readers_for(stored: int, num_workers: int, prepare: bool = False) -> int:
+def readers_for(stored: int, num_workers: int) -> int:
     """Processes to read the sample with (``Readers``): one per ``READ_PER_READER`` bytes of the corpora
     (as stored), at most ``num_workers``, and none (read here) below two: a reader costs a fork and the
     lines it sends back, and on 2 cores 2 readers drew the bench's 5 MB sample of 20 MB in 0.21-0.30 s
-    against 0.20-0.26 s here, and 50 MB of 100 MB in 0.92-0.99 s against 0.86 s. At least one where the
-    family has something to ``prepare`` meanwhile, in this process."""
+    against 0.20-0.26 s here, and 50 MB of 100 MB in 0.92-0.99 s against 0.86 s."""
     n = min(num_workers, stored // READ_PER_READER)
-    return max(n if n >= 2 else 0, 1 if prepare else 0)
+    return n if n >= 2 else 0
 
 
-def draw_sample(args: argparse.Namespace, corpora: dict[str, str], prepare: Callable[[], object] | None = None,
-                ) -> tuple[dict[str, Drawn], dict[str, float]]:
-    """Each corpus's drawn lines, and the shares asked of them; ``prepare`` (the family's: PyThaiNLP's
-    dictionary trie, 0.5 s) runs in this process meanwhile, while reader processes read."""
+def draw_sample(args: argparse.Namespace, corpora: dict[str, str]) -> tuple[dict[str, Drawn], dict[str, float]]:
+    """Each corpus's drawn lines, and the shares asked of them."""
     ext = normalise_ext(args.ext)
     if not ext:
         raise UserError("--ext is empty; give the shards' extension, e.g. --ext txt")
@@ -155,8 +152,8 @@ def draw_sample(args: argparse.Namespace, corpora: dict[str, str], prepare: Call
     goal = targets(sizes, shares, int(args.sample_bytes * GB))
     drawn = {}
     stored = sum(sizes[n] for n in sizes if goal[n] > 0)
-    processes = readers_for(stored, args.num_workers, prepare is not None)
-    with reading_bar(stored, "sample: reading") as bar, Readers(processes) as readers, meanwhile(prepare):
+    processes = readers_for(stored, args.num_workers)
+    with reading_bar(stored, "sample: reading") as bar, Readers(processes) as readers:
         for n, f in files.items():
             if goal[n] > 0:
                 drawn[n] = draw(f, goal[n], args.seed, args.text_column, readers, bar.update)
@@ -212,7 +209,7 @@ def train(args: argparse.Namespace) -> str:
     compare = tokenizer_report.load_for_compare(args.compare_with, args.compare_type) if args.compare_with else None
     start = time.perf_counter()
     try:
-        drawn, shares = draw_sample(args, corpora, FAMILIES[args.type].prepare)
+        drawn, shares = draw_sample(args, corpora)
     except WorkerDied as e:
         raise UserError(f"{e}; rerun, with fewer --num_workers or a smaller --sample_bytes if memory ran out") from None
     except OSError as e:  # a file that vanished or cannot be read mid-run
@@ -247,12 +244,14 @@ def train(args: argparse.Namespace) -> str:
             f"{time.perf_counter() - start:.1f} s -> {out} (load it with {flags})")
 
 
-def _load_back(out: Path, family: Any, args: argparse.Namespace, sample: list[str]) -> tuple[int, Any]:
+def _load_back(out: Path, family: Any, args: argparse.Namespace, sample: list[str],
+               segmented: dict[str, list[str]] | None) -> tuple[int, Any]:
     """The new tokenizer in ``out`` read back, and ready to measure: (its ids, its report ``Subject``).
 
     A ``tokenizers``-backed family (``--tokenizer_type auto``) is read as common/fast_tokenizer.py wrote
     it, a word-level one as common/word_level.py did, without importing transformers (0.5-0.8 s; that
-    the train stage's loaders read these files alike, the tests check for each family); spm with its class."""
+    the train stage's loaders read these files alike, the tests check for each family); spm with its class.
+    ``segmented``: the held-out lines as the family's workers segmented them (word-level)."""
     from preprocess import tokenizer_report
 
     try:
@@ -261,7 +260,8 @@ def _load_back(out: Path, family: Any, args: argparse.Namespace, sample: list[st
             return fast.vocab_size, tokenizer_report.fast_subject(fast)
         if family.tokenizer_type in SEGMENTERS:  # word-level, as common/word_level.py wrote it
             vocab = read_word_dir(out, TOKENIZER_TYPES[family.tokenizer_type].class_name)
-            return len(vocab), tokenizer_report.word_subject(vocab, SEGMENTERS[family.tokenizer_type])
+            segment = with_segmented(SEGMENTERS[family.tokenizer_type], segmented or {})
+            return len(vocab), tokenizer_report.word_subject(vocab, segment)
     except TokenizerDirError as e:
         raise UserError(f"the trained tokenizer does not load back: {e}") from None
     try:
@@ -277,11 +277,11 @@ def _train_into(args: argparse.Namespace, out: Path, training: list[str], held: 
     from preprocess import tokenizer_report
 
     options = FamilyOptions(vocab_size, args.num_workers, args.model_type, args.character_coverage,
-                            args.add_space_token, args.min_frequency)
+                            args.add_space_token, args.min_frequency, [s for test in held.values() for s in test])
     with Ticker(f"{args.type}: training on {len(training):,} lines and writing (the trainer reports no progress)"):
-        family.train(training, out, options)
+        segmented = family.train(training, out, options)
     sample = tokenizer_report.probe_sample(held)
-    ids, trained = _load_back(out, family, args, sample)
+    ids, trained = _load_back(out, family, args, sample, segmented)
     other = (compare[0], tokenizer_report.subject(compare[1], sample)) if compare else None
     rep = tokenizer_report.report(held, trained, other)
     tokenizer_report.write(rep, out / REPORT_FILE)

@@ -1,5 +1,5 @@
 """Word counts for the word-level families (``newmm``, ``syllable``): PyThaiNLP's segmenter over the
-sample's lines, in forked workers.
+sample's lines, in forked workers, which segment the held-out lines of the report too.
 
 Each distinct line is segmented once and its words counted as often as the line occurs. Sums of
 counts: the same whatever the worker count or the split into tasks.
@@ -13,7 +13,9 @@ from collections.abc import Callable
 from common.segmenters import SEGMENTERS
 
 COUNT_LINES = 2_000  # most lines a task: a few ms of PyThaiNLP each, so the pipes stay cheap
-_COUNTED: list[tuple[str, int]] = []  # (line, times seen), set before the pool forks: workers inherit it
+# Set before the pool forks, so the workers inherit them: (line, times seen), and the held-out lines
+_COUNTED: list[tuple[str, int]] = []
+_HELD: list[str] = []
 
 
 def segmenter(kind: str) -> Callable[[str], list[str]]:
@@ -22,15 +24,8 @@ def segmenter(kind: str) -> Callable[[str], list[str]]:
     return SEGMENTERS[kind]
 
 
-def warm(kind: str) -> None:
-    """Segment a word: PyThaiNLP builds its dictionary trie on first use (0.5 s for newmm), and forked
-    workers then share the parent's."""
-    segmenter(kind)("ภาษา")
-
-
-def _count(task: tuple[str, int, int]) -> Counter:
-    """Word counts of entries [start, end) of ``_COUNTED`` (in a worker)."""
-    kind, start, end = task
+def _count(kind: str, start: int, end: int) -> Counter:
+    """Word counts of entries [start, end) of ``_COUNTED``."""
     segment = segmenter(kind)
     counts: Counter = Counter()
     for line, seen in _COUNTED[start:end]:
@@ -43,7 +38,17 @@ def _count(task: tuple[str, int, int]) -> Counter:
     return counts
 
 
-def tasks_for(kind: str, n: int, num_workers: int) -> list[tuple[str, int, int]]:
+def _work(task: tuple[str, str, int, int]) -> Counter | list[list[str]]:
+    """One task, in a worker: ``("count", kind, start, end)``, the words of those ``_COUNTED`` entries; or
+    ``("segment", kind, start, end)``, the segmenter's output for those ``_HELD`` lines."""
+    what, kind, start, end = task
+    if what == "count":
+        return _count(kind, start, end)
+    segment = segmenter(kind)
+    return [segment(line) for line in _HELD[start:end]]
+
+
+def tasks_for(kind: str, n: int, num_workers: int, what: str = "count") -> list[tuple[str, str, int, int]]:
     """Ranges over ``n`` entries: equal in size, at most ``COUNT_LINES`` each, as many as a multiple of
     ``num_workers``. The workers are handed tasks in turn (preprocess/workers.py), so equal tasks end
     together: a short last task left one worker idle while the other did two full ones."""
@@ -52,35 +57,59 @@ def tasks_for(kind: str, n: int, num_workers: int) -> list[tuple[str, int, int]]
     count = -(-n // COUNT_LINES)
     count = -(-count // num_workers) * num_workers
     size = -(-n // count)
-    return [(kind, i, min(i + size, n)) for i in range(0, n, size)]
+    return [(what, kind, i, min(i + size, n)) for i in range(0, n, size)]
 
 
-def count_words(kind: str, lines: list[str], num_workers: int) -> Counter:
-    """Word counts over ``lines``, in ``num_workers`` processes (here for a single task).
+def count_and_segment(kind: str, lines: list[str], held: list[str], num_workers: int,
+                      ) -> tuple[Counter, dict[str, list[str]]]:
+    """Word counts over ``lines``, and the segmenter's output for each distinct line of ``held`` (what the
+    report measures), in ``num_workers`` processes (here for a single task).
 
     A task is a range of entries, never the lines: the forked workers inherit them, so the parent's sends
-    stay tiny and never block while a worker is sending back its counts (lines sent in the tasks
-    deadlocked both sides on full pipes: bench/tokenizer_train.py). PyThaiNLP builds its dictionary trie
-    on first use: done here before the fork, so the workers inherit it rather than each building its own,
-    and the parent, which needs it after (loading back, the report), builds it once.
+    stay tiny and never block while a worker is sending back its results (lines sent in the tasks
+    deadlocked both sides on full pipes: bench/tokenizer_train.py). Each worker builds PyThaiNLP's
+    dictionary trie on first use (newmm: 0.4 s and 73 MiB), all at once, as a pool of the library's own
+    would; this process never needs it (the held-out lines are segmented in the workers too), where
+    building it here first, before the fork or beside the sample's reading, cost its 0.4 s once more
+    (bench/tokenizer_train.py, newmm on 20 MB: the report and the trie were 0.5 s of ours' 1.95 s more
+    than the library's).
     """
     from preprocess.workers import Workers
 
-    warm(kind)
     _COUNTED[:] = Counter(lines).items()
-    tasks = tasks_for(kind, len(_COUNTED), num_workers)
+    _HELD[:] = dict.fromkeys(held)
+    tasks = [*tasks_for(kind, len(_COUNTED), num_workers), *tasks_for(kind, len(_HELD), num_workers, "segment")]
     total: Counter = Counter()
+    segmented: list[list[str]] = []
     try:
         if num_workers < 2 or len(tasks) < 2:
-            for task in tasks:
-                total.update(_count(task))
-            return total
-        workers = Workers(min(num_workers, len(tasks)), _count)
+            results = map(_work, tasks)
+            workers = None
+        else:
+            workers = Workers(min(num_workers, len(tasks)), _work)
+            results = workers.imap(tasks)
         try:
-            for counts in workers.imap(tasks):
-                total.update(counts)
+            for task, result in zip(tasks, results):
+                if task[0] == "count":
+                    total.update(result)
+                else:
+                    segmented += result
         finally:
-            workers.close()
-        return total
+            if workers is not None:
+                workers.close()
+        return total, dict(zip(_HELD, segmented))
     finally:
         _COUNTED.clear()
+        _HELD.clear()
+
+
+def count_words(kind: str, lines: list[str], num_workers: int) -> Counter:
+    """Word counts over ``lines`` (``count_and_segment`` without held-out lines)."""
+    return count_and_segment(kind, lines, [], num_workers)[0]
+
+
+def with_segmented(segment: Callable[[str], list[str]], segmented: dict[str, list[str]]) -> Callable[[str], list[str]]:
+    """``segment``, answering from ``segmented`` (``count_and_segment``'s) for the texts it holds: the report
+    encodes a held-out line without segmenting it again, and without this process building the trie,
+    unless a line holds a special token's text (its parts are then segmented here)."""
+    return lambda text: segmented[text] if text in segmented else segment(text)

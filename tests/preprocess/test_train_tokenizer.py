@@ -106,7 +106,6 @@ def test_one_or_two_workers_give_the_same_sample_and_bpe_the_same_files(capsys, 
 
     readers_for = train_tokenizer.readers_for
     assert readers_for(10 << 20, 2) == 0 and readers_for(1 << 40, 8) == 8 and readers_for(1 << 40, 1) == 0
-    assert readers_for(10 << 20, 2, prepare=True) == 1  # newmm's trie is built here while a process reads
     monkeypatch.setattr(train_tokenizer, "READ_PER_READER", 1)  # these corpora are small: read in 2 processes
     forked, real = [], sample.Workers
     monkeypatch.setattr(sample, "Workers", lambda n, fn: forked.append(n) or real(n, fn))
@@ -460,7 +459,7 @@ def test_a_killed_run_s_partial_dir_is_removed_by_the_next_run_and_a_live_one_ke
     assert sorted(tmp_path.glob(".tok.partial-*")) == sorted([live, elsewhere])
 
 
-def test_the_familys_preparation_runs_on_a_thread_while_the_block_runs_and_its_error_is_raised():
+def test_meanwhile_runs_its_work_on_a_thread_while_the_block_runs_and_raises_its_error():
     import threading
 
     from preprocess.workers import meanwhile

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from preprocess import word_counts
-from preprocess.word_counts import COUNT_LINES, count_words, segmenter, tasks_for
+from preprocess.word_counts import COUNT_LINES, count_and_segment, count_words, segmenter, tasks_for
 from tests.corpus import make_lines
 
 
@@ -27,14 +27,46 @@ def test_a_distinct_line_is_segmented_once(monkeypatch):
     seen: list[str] = []
     monkeypatch.setattr(word_counts, "segmenter", lambda kind: lambda line: seen.append(line) or line.split())
     assert count_words("newmm", ["a b", "c", "a b", "a b"], 1) == {"a": 3, "b": 3, "c": 1}
-    assert sorted(seen[1:]) == ["a b", "c"]  # seen[0]: the warm-up before the fork
+    assert sorted(seen) == ["a b", "c"]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_held_out_lines_come_back_segmented_as_the_segmenter_does_and_counted_nowhere(workers):
+    lines = make_lines(300, seed=5, max_words=10)
+    held = make_lines(120, seed=9, max_words=12)
+    held += held[:5]  # a line held out twice is segmented once
+    counts, segmented = count_and_segment("newmm", lines, held, workers)
+    segment = segmenter("newmm")
+    assert segmented == {line: segment(line) for line in held} and len(segmented) == 120
+    assert counts == count_words("newmm", lines, 1)  # the held-out lines add no count
+
+
+def test_with_two_workers_this_process_segments_nothing(monkeypatch, tmp_path):
+    """Each worker builds PyThaiNLP's trie, as the library's own pool would; this process never needs it (it
+    cost newmm 0.4 s once more, built here before the fork or beside the sample's reading)."""
+    import os
+
+    calls = tmp_path / "calls"
+
+    def recording(kind):
+        def segment(line):
+            with open(calls, "a") as f:  # the workers' calls too: they append to the same file
+                f.write(f"{os.getpid()}\n")
+            return line.split()
+        return segment
+
+    monkeypatch.setattr(word_counts, "segmenter", recording)
+    counts, segmented = count_and_segment("newmm", ["a b", "c d", "a b"] * 1000, ["x y", "z"], 2)
+    assert counts == {"a": 2000, "b": 2000, "c": 1000, "d": 1000} and segmented == {"x y": ["x", "y"], "z": ["z"]}
+    pids = set(calls.read_text().split())
+    assert pids and str(os.getpid()) not in pids, pids
 
 
 @pytest.mark.parametrize("n, workers", [(1, 2), (6_551, 2), (2 * COUNT_LINES, 2), (10_001, 3), (500, 1)])
 def test_tasks_cover_every_entry_once_in_equal_parts_a_multiple_of_the_workers(n, workers):
     tasks = tasks_for("newmm", n, workers)
-    assert [i for _, start, end in tasks for i in range(start, end)] == list(range(n))
-    sizes = [end - start for _, start, end in tasks]
+    assert [i for _, _, start, end in tasks for i in range(start, end)] == list(range(n))
+    sizes = [end - start for _, _, start, end in tasks]
     assert max(sizes) <= COUNT_LINES and max(sizes) - min(sizes) <= max(sizes) // 2 + 1
     assert len(tasks) % workers == 0 or n < workers
 
