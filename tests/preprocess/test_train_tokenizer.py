@@ -400,6 +400,32 @@ def test_a_failed_training_leaves_no_output_dir_and_a_rerun_works(capsys, tmp_pa
     assert rc == 0, err
 
 
+def test_a_word_count_worker_killed_is_one_line_naming_num_workers_and_leaves_nothing(capsys, tmp_path, corpora,
+                                                                                       monkeypatch):
+    """The out-of-memory killer's SIGKILL of a newmm count worker (each holds its own ~75 MB dictionary):
+    one line that says what to change, no traceback, no output dir."""
+    import os
+    import signal
+
+    from preprocess import word_counts
+
+    real = word_counts._work
+    parent = os.getpid()
+
+    def killed(task):
+        if os.getpid() != parent:  # in a forked worker, as the kernel would
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(task)
+
+    monkeypatch.setattr(word_counts, "_work", killed)
+    monkeypatch.setattr(word_counts, "COUNT_LINES", 5)  # tasks enough for two workers on this small sample
+    rc, _, err = _train(capsys, corpora, tmp_path / "tok", "newmm", "--sample_bytes", "0.0001", "--num_workers", "2")
+    lines = err.strip().splitlines()
+    assert rc == 2 and lines[-1].startswith("error: a tokenizer worker (pid "), err
+    assert "killed: out of memory?" in lines[-1] and "fewer --num_workers" in lines[-1], err
+    assert "Traceback" not in err and not (tmp_path / "tok").exists() and not list(tmp_path.glob(".tok.partial-*"))
+
+
 def test_a_run_that_finds_its_output_dir_filled_by_another_keeps_the_other_s_files(capsys, tmp_path, corpora,
                                                                                      monkeypatch):
     """Two runs racing for one --output_dir: both pass the empty-dir check; the one that finishes second
