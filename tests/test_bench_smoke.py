@@ -91,6 +91,7 @@ def test_tokenizer_train_bench_runs_small(tmp_path):
     out = run_bench("tokenizer_train.py", "--smoke", "--out", tmp_path / "t")
     assert "| bpe | 0.15 MB |" in out and "| newmm | 0.15 MB |" in out and "| 10x the sample |" in out
     assert "| bpe | 0.6 MB |" in out  # the large row: --large_families bpe under --smoke
+    assert ", 0 / 0 MiB" not in out  # memory from a sampled run of each side, the times from unsampled ones
     assert re.search(r"\| bpe \| 0\.6 MB \|.*\| [+-]\d+\.\d\d s \|", out)  # ours less the library, in seconds
     assert "same sample digest as ours' training.json for every family that finished: yes" in out
     assert "no tokenizer" not in out and "fails" not in out
