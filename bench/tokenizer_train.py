@@ -26,9 +26,12 @@ for each of ``--large_families`` again on a ``--large_sample_mb`` sample of a
   and settings ours gives it; PyThaiNLP's segmenter counting the file's
   words in a pool of as many processes as ours uses.
 
-Each run: wall time, and peak memory of the whole process tree (sampled
+Each row: ``--repeat`` timed runs of each side in turn, not sampled, then
+one more of each for the peak memory of the whole process tree (sampled
 every 50 ms: the sum of RSS; PSS, which splits pages a forked reader shares
-with its parent, every 250 ms). Then ours for ``--memory_family`` on a
+with its parent, every 250 ms; the sampler's reads of /proc slowed ours
+more than the library). The project's modules are byte-compiled first, as
+an install has them. Then ours for ``--memory_family`` on a
 corpus 1x and 10x the sample (same ``--sample_bytes``): memory should not
 follow the corpus. Prints one markdown table to stdout and writes it to
 ``<out>/tokenizer_train.md``; progress goes to stderr. ``--smoke``: tiny
