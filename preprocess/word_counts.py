@@ -94,9 +94,11 @@ def count_and_segment(kind: str, lines: list[str], held: list[str], num_workers:
                     total.update(result)
                 else:
                     segmented += result
-        finally:
             if workers is not None:
                 workers.close()
+        finally:
+            if workers is not None:  # an error or Ctrl-C: killed, for a worker blocked sending its counts to
+                workers.kill()  # this process, which reads no more, never ends (close waited 5 s on each)
         return total, dict(zip(_HELD, segmented))
     finally:
         _COUNTED.clear()

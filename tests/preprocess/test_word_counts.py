@@ -62,6 +62,34 @@ def test_with_two_workers_this_process_segments_nothing(monkeypatch, tmp_path):
     assert pids and str(os.getpid()) not in pids, pids
 
 
+def test_ctrl_c_while_workers_send_big_counts_ends_at_once_and_leaves_no_worker(monkeypatch):
+    """Ctrl-C in this process while the workers are blocked sending counts bigger than a pipe holds: they
+    are killed. Asked to end instead, each was waited on for 5 s (10 s after a Ctrl-C on the bench's newmm
+    run), since nobody read what they were sending."""
+    import time
+
+    import psutil
+
+    def big(task):
+        return Counter({f"{task[2]}-{i:06d}": 1 for i in range(60_000)})  # ~1 MB pickled, a pipe holds 64 KB
+
+    class Interrupted(Counter):
+        def update(self, *args, **kwargs):
+            if args and args[0] is not None and len(args[0]) == 60_000:  # the first worker's counts: Ctrl-C
+                raise KeyboardInterrupt
+            return super().update(*args, **kwargs)
+
+    monkeypatch.setattr(word_counts, "_work", big)
+    monkeypatch.setattr(word_counts, "Counter", Interrupted)
+    monkeypatch.setattr(word_counts, "COUNT_LINES", 10)
+    before = {c.pid for c in psutil.Process().children()}
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        count_and_segment("newmm", [f"line {i}" for i in range(200)], [], 2)
+    assert time.monotonic() - start < 4  # killed, not waited on (5 s a worker)
+    assert {c.pid for c in psutil.Process().children()} <= before
+
+
 @pytest.mark.parametrize("n, workers", [(1, 2), (6_551, 2), (2 * COUNT_LINES, 2), (10_001, 3), (500, 1)])
 def test_tasks_cover_every_entry_once_in_equal_parts_a_multiple_of_the_workers(n, workers):
     tasks = tasks_for("newmm", n, workers)
