@@ -120,7 +120,10 @@ class Workers:
                 if item is None:
                     exhausted = True
                     break
-                self.conns[w].send_bytes(_dumps(item))
+                try:
+                    self.conns[w].send_bytes(_dumps(item))
+                except (BrokenPipeError, ConnectionResetError):  # it died: say so, never as a reader gone
+                    self._died(w)  # (run_command takes a BrokenPipeError for `| head` and exits quietly)
                 busy[w] += 1
                 sent += 1
             if next_out in done:
@@ -144,7 +147,7 @@ class Workers:
             k = self.conns.index(ready)
             try:
                 index, ok, value = _loads(ready.recv_bytes())
-            except EOFError:  # the worker's end closed: it is gone
+            except (EOFError, ConnectionResetError):  # its end closed, or reset (it died with a task unread)
                 self._died(k)
             busy[k] -= 1
             done[index] = (ok, value)
