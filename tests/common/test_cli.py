@@ -66,10 +66,16 @@ def test_a_signal_that_breaks_the_code_it_lands_in_still_ends_as_that_signal(cap
     def failing() -> int:
         raise RuntimeError("not after a signal")
 
-    assert run_command(body, "what now") == status
-    assert said in capsys.readouterr().err
-    with pytest.raises(RuntimeError, match="not after a signal"):  # the signal is forgotten by the next command
-        run_command(failing, "what now")
+    # Ctrl-C as at a terminal: a test run started as a background job (nohup make test &) ignores SIGINT,
+    # and run_command rightly leaves an ignored Ctrl-C ignored
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        assert run_command(body, "what now") == status
+        assert said in capsys.readouterr().err
+        with pytest.raises(RuntimeError, match="not after a signal"):  # the signal is forgotten by the next command
+            run_command(failing, "what now")
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_every_command_says_a_users_mistake_in_one_line(capsys, tmp_path):
