@@ -164,6 +164,12 @@ def _pieces(line: str, cut_before: tuple[str, ...]) -> list[str]:
     return out
 
 
+def bounded_pieces(line: str, cut_before: tuple[str, ...] = (" ", "\t")) -> list[str]:
+    """What ``encode_bounded`` hands ``encode`` of ``line``: the line, or its pieces when it is longer than
+    ENCODE_CHARS (mlm-train-tokenizer's word-level count workers segment these for the report)."""
+    return [line] if len(line) <= ENCODE_CHARS else _pieces(line, cut_before)
+
+
 def encode_bounded(encode: Encoder, lines: list[str], cut_before: tuple[str, ...] = (" ", "\t")) -> list[list[int]]:
     """``encode(lines)``, with every line longer than ENCODE_CHARS encoded in pieces (``_pieces``)
     and its ids joined: a tokenizer's memory grows with the string it is given (tens of bytes a
@@ -177,7 +183,7 @@ def encode_bounded(encode: Encoder, lines: list[str], cut_before: tuple[str, ...
             out.extend(encode([line]))
             continue
         ids: list[int] = []
-        for x in encode(_pieces(line, cut_before)):  # 64 K characters a piece: a few MB a call
+        for x in encode(bounded_pieces(line, cut_before)):  # 64 K characters a piece: a few MB a call
             ids.extend(x)
         out.append(ids)
     return out

@@ -36,6 +36,7 @@ from common.segmenters import SEGMENTERS
 from common.tokenizer import TOKENIZER_TYPES, TRAINING_FILE, TokenizerError, load_tokenizer
 from common.word_level import read_word_dir
 from preprocess.config import available_cores
+from preprocess.encoder import bounded_pieces
 from preprocess.formats import formats_of
 from preprocess.inputs import list_shards
 from preprocess.progress import Ticker
@@ -282,7 +283,8 @@ def _train_into(args: argparse.Namespace, out: Path, training: list[str], held: 
     from preprocess import tokenizer_report
 
     options = FamilyOptions(vocab_size, args.num_workers, args.model_type, args.character_coverage,
-                            args.add_space_token, args.min_frequency, [s for test in held.values() for s in test])
+                            args.add_space_token, args.min_frequency,
+                            [p for test in held.values() for s in test for p in bounded_pieces(s)])
     with Ticker(f"{args.type}: training on {len(training):,} lines and writing (the trainer reports no progress)"):
         segmented = family.train(training, out, options)
     sample = tokenizer_report.probe_sample(held)

@@ -158,6 +158,7 @@ def test_a_word_level_tokenizer_read_without_transformers_measures_as_its_class(
     from common.segmenters import SEGMENTERS
     from common.tokenizer import TOKENIZER_TYPES
     from common.word_level import build_word_vocab, read_word_dir, words_of, write_word_dir
+    from preprocess.encoder import bounded_pieces
     from preprocess.tokenizer_report import word_subject
     from preprocess.word_counts import count_and_segment, with_segmented
 
@@ -169,11 +170,13 @@ def test_a_word_level_tokenizer_read_without_transformers_measures_as_its_class(
     theirs = subject(load_tokenizer(str(tmp_path), kind).tokenizer, lines[:32])
     assert measure(ours, lines) == measure(theirs, lines)
     assert measure(ours, GEORGIAN)["unk_rate"] > 0.5 and ours.unk == 3
-    # As mlm-train-tokenizer measures: each line segmented by the count's workers, this process segmenting
-    # only the parts around a special token's text
-    _, segmented = count_and_segment(kind, [], lines, 2)
+    # As mlm-train-tokenizer measures: each line (a long one in the pieces the report encodes) segmented by
+    # the count's workers, this process segmenting only the parts around a special token's text
+    lines.append("ภาษา ไทย " * 8_000)  # longer than ENCODE_CHARS
+    assert len(bounded_pieces(lines[-1])) == 2
+    _, segmented = count_and_segment(kind, [], [p for s in lines for p in bounded_pieces(s)], 2)
     here: list[str] = []
     memo = with_segmented(lambda text: here.append(text) or segment(text), segmented)
     assert measure(word_subject(read_word_dir(tmp_path, TOKENIZER_TYPES[kind].class_name), memo), lines) == \
-        measure(theirs, lines)
+        measure(ours, lines)
     assert here == ["a ", " b"]
