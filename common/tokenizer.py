@@ -10,6 +10,7 @@ cache stale.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,9 +47,7 @@ class LoadedTokenizer:
 def _load_auto(path: Path, settings: dict[str, Any]) -> Any:
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    if path.is_file():
-        if path.suffix != ".json":
-            raise TokenizerError(f"{path}: a tokenizer file must be a tokenizers 'tokenizer.json'; or pass its directory")
+    if path.is_file():  # a tokenizer.json (tokenizer_source refused any other file)
         if (path.parent / "tokenizer_config.json").is_file():  # the roles live there: load the pair
             return AutoTokenizer.from_pretrained(str(path.parent), local_files_only=True)
         return _with_roles_from_added_tokens(PreTrainedTokenizerFast(tokenizer_file=str(path)), path)
@@ -231,6 +230,13 @@ def check_tokenizer_dir(path: Path, kind: str, flag_value: str, flags: Flags = T
     """
     if ":" in kind or not path.is_dir():
         return
+    named = _class_named(path)
+    of_type = TOKENIZER_ALIASES.get(named or "")
+    if of_type not in (None, "auto", kind) and not (kind == "auto" and (path / "tokenizer.json").is_file()):
+        # one of our classes, read by another type (or by AutoTokenizer, without a tokenizer.json twin): a
+        # newmm vocabulary segmented by syllables loads, and gives a cache or a report of nonsense
+        raise TokenizerError(f"{flags.path} {flag_value}: its tokenizer_config.json names {named}, a {flags.type} "
+                             f"{of_type} tokenizer, not {kind}; pass {flags.type} {of_type}")
     needs = TOKENIZER_TYPES[kind].needs
     if any(next(path.glob(pattern), None) is not None for pattern in needs):
         return
@@ -247,6 +253,15 @@ def check_tokenizer_dir(path: Path, kind: str, flag_value: str, flags: Flags = T
         fix = "pass the dir a tokenizer was saved to (tok.save_pretrained(dir), or mlm-train-tokenizer)"
     raise TokenizerError(f"{flags.path} {flag_value}: no tokenizer files for {flags.type} {kind} "
                          f"(looked for {', '.join(needs)}; the dir holds {found}); {fix}")
+
+
+def _class_named(path: Path) -> str | None:
+    """The ``tokenizer_class`` a dir's tokenizer_config.json names, where it holds a readable one."""
+    try:
+        named = json.loads((path / "tokenizer_config.json").read_text(encoding="utf-8")).get("tokenizer_class")
+    except (OSError, ValueError, AttributeError):  # none, unreadable, not JSON, not an object: the loader says
+        return None
+    return named if isinstance(named, str) else None
 
 
 def _separator(tok: Any, eos: int) -> Separator:
@@ -271,6 +286,9 @@ def tokenizer_source(name_or_path: str, tokenizer_type: str = "auto", settings: 
             f"{flags.path} {name_or_path}: no such file or directory "
             "(this tool never downloads; save the tokenizer locally with save_pretrained)"
         )
+    if path.is_file() and kind == "auto" and path.suffix != ".json":
+        raise TokenizerError(f"{flags.path} {name_or_path}: a tokenizer file must be a tokenizers 'tokenizer.json'; "
+                             "or pass its directory")
     check_tokenizer_dir(path, kind, name_or_path, flags)
     files, settings = tokenizer_files(path), dict(settings or {})
     # The path is where it lives, not what it is: a copied tokenizer keeps its digest.

@@ -239,9 +239,9 @@ def train(args: argparse.Namespace) -> str:
         try:
             result = _train_into(args, work, training, held, compare, family, vocab_size)
         except WorkerDied as e:  # a word-level count's worker: each holds its own PyThaiNLP dictionary
-            raise UserError(f"{e}; no tokenizer was written; rerun with fewer --num_workers (each newmm worker "
-                            "holds its own copy of PyThaiNLP's dictionary, about 75 MB) or a smaller "
-                            "--sample_bytes") from None
+            raise UserError(f"{e}; no tokenizer was written; rerun with fewer --num_workers (each {args.type} "
+                            "worker holds its own copy of PyThaiNLP's dictionary: newmm's is about 75 MB) or a "
+                            "smaller --sample_bytes") from None
         write_json_atomic(work / TRAINING_FILE, training_record(args, corpora, drawn, shares, digest, vocab_size))
     print(result[1])
     flags = f"--tokenizer_type {family.tokenizer_type}" + (" --add_space_token" if args.add_space_token else "")

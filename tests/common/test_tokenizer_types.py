@@ -201,6 +201,27 @@ def test_preprocess_with_each_type_through_the_cli(capsys, tmp_path, trained, th
     assert m["totals"]["tokens"] > 0
 
 
+@pytest.mark.parametrize("saved,asked,says", [
+    ("newmm", "syllable", "ThaiWordsNewmmTokenizer, a --tokenizer_type newmm tokenizer, not syllable; "
+                          "pass --tokenizer_type newmm"),
+    ("syllable", "newmm", "pass --tokenizer_type syllable"),
+    ("newmm", "auto", "ThaiWordsNewmmTokenizer, a --tokenizer_type newmm tokenizer, not auto"),
+    ("spm", "newmm", "ThaiRobertaTokenizer, a --tokenizer_type spm tokenizer, not newmm"),
+])
+def test_a_dir_of_our_types_read_as_another_type_is_refused_in_one_line(capsys, tmp_path, trained, thai_dir,
+                                                                          saved, asked, says):
+    """A newmm vocabulary read as syllable loaded, and gave a cache (and a report) of nonsense: the type its
+    tokenizer_config.json names must be the one asked; AutoTokenizer cannot read a word-level dir at all."""
+    rc, _, err = run_cli(capsys, *base_args(trained[saved], thai_dir, tmp_path / "cache", "--tokenizer_type", asked))
+    assert rc == 2 and says in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "cache").exists()
+
+
+def test_an_spm_dir_still_loads_as_auto_through_its_tokenizer_json_twin(trained):
+    loaded = load_tokenizer(str(trained["spm"]), "auto")
+    assert type(loaded.tokenizer).__name__ != "ThaiRobertaTokenizer" and loaded.identity.vocab_size > 5
+
+
 def test_a_tokenizing_parameter_change_rebuilds_everything(capsys, tmp_path, trained, thai_dir):
     args = base_args(trained["spm"], thai_dir, tmp_path / "cache", "--tokenizer_type", "spm")
     assert run_cli(capsys, *args)[0] == 0

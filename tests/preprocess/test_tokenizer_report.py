@@ -130,6 +130,9 @@ def test_a_tokenizer_to_compare_with_that_does_not_load_is_one_line(capsys, tmp_
         assert rc == 2 and len(err) == 1 and err[0].startswith(f"error: --compare_with {tmp_path / target}: "), err
         assert "--tokenizer_name_or_path" not in err[0] and "--tokenizer_type" not in err[0], err
     assert "--compare_type" in err[0]  # the dir holds no tokenizer files for --compare_type auto
+    (tmp_path / "afile").write_text("x\n")
+    with pytest.raises(UserError, match=r"^--compare_with .*afile: a tokenizer file must be"):
+        load_for_compare(str(tmp_path / "afile"))
 
 
 @pytest.mark.parametrize("family", ["bpe", "wordpiece", "unigram"])
