@@ -323,11 +323,15 @@ def run_command(body: Callable[[], int], after_stop: str | Callable[[], str]) ->
     global _interrupted, _stopped_by
     _interrupted, _stopped_by = False, None
     in_main = threading.current_thread() is threading.main_thread()
-    previous = {s: signal.signal(s, _raise_terminated) for s in WATCHED} if in_main else {}
-    if in_main and signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where Ctrl-C is ignored
-        previous[signal.SIGINT] = signal.signal(signal.SIGINT, _interrupt)
-    stop_watching = _watchdog() if in_main else (lambda: None)
-    try:
+    previous: dict[int, Any] = {}
+    stop_watching: Callable[[], None] | None = None
+    try:  # the handlers and the watchdog inside: a Ctrl-C in the first instants lands here too, not in a traceback
+        if in_main:
+            for s in WATCHED:
+                previous[s] = signal.signal(s, _raise_terminated)
+            if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where Ctrl-C is ignored
+                previous[signal.SIGINT] = signal.signal(signal.SIGINT, _interrupt)
+            stop_watching = _watchdog()
         return body()
     except UserError as e:
         print(f"error: {words(e)}", file=sys.stderr)
@@ -345,6 +349,7 @@ def run_command(body: Callable[[], int], after_stop: str | Callable[[], str]) ->
             raise
         return _stopped(signum, after_stop)
     finally:
-        stop_watching()
+        if stop_watching is not None:
+            stop_watching()
         for s, handler in previous.items():
             signal.signal(s, handler)

@@ -78,6 +78,24 @@ def test_a_signal_that_breaks_the_code_it_lands_in_still_ends_as_that_signal(cap
         signal.signal(signal.SIGINT, previous)
 
 
+def test_a_ctrl_c_as_the_command_starts_is_the_interrupt_line_not_a_traceback(capsys, monkeypatch):
+    """Ctrl-C in the first instants landed in the watchdog's thread start, before the code that turns it into
+    the one-line message (a hostile run: 3 of 20 SIGINTs in the first 0.7 s)."""
+    from common import cli
+
+    def started_then_interrupted():
+        raise KeyboardInterrupt  # where the signal landed
+
+    monkeypatch.setattr(cli, "_watchdog", started_then_interrupted)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        assert run_command(lambda: 0, "what now") == 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert "interrupted: what now" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is not cli._raise_terminated  # every handler put back
+
+
 def test_every_command_says_a_users_mistake_in_one_line(capsys, tmp_path):
     missing = str(tmp_path / "nowhere")
     for main, argv in [
