@@ -10,15 +10,15 @@ cache stale.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common.format import token_dtype
+from common.format import FormatError, token_dtype
 from common.hashing import file_digest, fingerprint
+from common.json_files import read_json
 from common.manifest import Separator, SpecialIds, TokenizerIdentity, TokenizerSource
 
 # The files that define a tokenizer, directly in its dir. A model dir also
@@ -257,10 +257,13 @@ def check_tokenizer_dir(path: Path, kind: str, flag_value: str, flags: Flags = T
 
 def _class_named(path: Path) -> str | None:
     """The ``tokenizer_class`` a dir's tokenizer_config.json names, where it holds a readable one."""
-    try:
-        named = json.loads((path / "tokenizer_config.json").read_text(encoding="utf-8")).get("tokenizer_class")
-    except (OSError, ValueError, AttributeError):  # none, unreadable, not JSON, not an object: the loader says
+    if not (path / "tokenizer_config.json").is_file():
         return None
+    try:
+        config = read_json(path / "tokenizer_config.json")
+    except FormatError:  # unreadable, not JSON: the loader says so
+        return None
+    named = config.get("tokenizer_class") if isinstance(config, dict) else None
     return named if isinstance(named, str) else None
 
 

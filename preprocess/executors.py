@@ -73,12 +73,8 @@ def local_workers(cfg: PreprocessConfig, loaded: LoadedTokenizer, encoder: str) 
     if cfg.num_workers == 1:
         yield lambda tasks: map(encode_task, tasks)
         return
-    workers = Workers(cfg.num_workers, encode_task)
-    try:
+    with Workers(cfg.num_workers, encode_task) as workers:  # an error or a signal: killed, none outlives the run
         yield workers.imap
-        workers.close()
-    finally:
-        workers.kill()  # an error or a signal: no worker outlives the run
 
 
 def local_pieces(jobs: list[PieceJob], encode: Encode, dtype: np.dtype, strict: bool,

@@ -160,6 +160,18 @@ class Workers:
         raise WorkerDied(f"a tokenizer worker (pid {p.pid}) died with exit code {p.exitcode}"
                          f"{' (killed: out of memory?)' if p.exitcode == -signal.SIGKILL else ''}")
 
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        """Asked to end when the block ran through; killed on an error or a signal: a worker blocked sending
+        a reply nobody reads any more would not end (``close`` waited 5 s on each), and none may outlive the
+        run."""
+        if exc_type is None:
+            self.close()
+        else:
+            self.kill()
+
     def close(self) -> None:
         """Ask every worker to end and wait for it; kill any that will not."""
         for conn in self.conns:
